@@ -1,0 +1,387 @@
+"""EnergyMonitor: meter a Lightning run's energy, CO2e and money, log them live, and print a price tag."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
+
+from lightning_greenai.distributed import gather_spend
+from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.grid import Grid
+from lightning_greenai.meter import Meter
+from lightning_greenai.reporting import PriceTag
+from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.sensors.discovery import discover_sensors
+from lightning_greenai.sensors.rapl import RAPL_ROOT
+from lightning_greenai.spend import Spend
+from lightning_greenai.units import g_to_kg, j_to_kwh
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["EnergyMonitor"]
+
+log = logging.getLogger(__name__)
+
+_STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
+
+
+def _key(domain: str) -> str:
+    # Some trackers (MLflow) reject ':' in metric names.
+    return domain.replace(":", "_").replace("@", "_at_")
+
+
+class EnergyMonitor(Callback):
+    r"""Meter the energy of a run from real sensors, price it in CO2e and money, and report it.
+
+    Each rank meters its own GPU (by UUID) and one rank per node meters the host's CPU and DRAM; logged totals are
+    gathered across ranks on every rank, so nothing is counted twice. Where no sensor can be read, CPU and DRAM
+    energy are estimated and every figure that includes an estimate is flagged.
+
+    Logged keys (to every attached logger, every ``log_every_n_steps`` training batches and at stage ends):
+
+    ===================================== ==========================================================================
+    ``greenai/energy_kwh``                energy so far, all ranks, in kWh (includes estimates when
+                                          ``greenai/is_estimate`` is 1)
+    ``greenai/power_w``                   mean power since the previous log, in W
+    ``greenai/co2e_kg``                   emissions so far, kg CO2e (energy x PUE x intensity)
+    ``greenai/cost``                      cost so far in the grid's currency (logged as hyperparameter
+                                          ``greenai/currency``); only when a price is known
+    ``greenai/is_estimate``               1 if any figure above includes an estimate, else 0
+    ``greenai/energy_kwh/<device>``       energy per device (``gpu_0``, ``cpu_package-0``, ``dram_0``,
+                                          ``cpu_estimate`` ...), in kWh
+    ``greenai/projected_energy_kwh``,     projected totals of the whole fit, once the first epoch (or 5 % of the
+    ``greenai/projected_co2e_kg``,        steps) is done; flagged like the totals
+    ``greenai/projected_cost``
+    ===================================== ==========================================================================
+
+    At the end of ``fit``/``validate``/``test``/``predict`` the price tag is printed once (rank 0) and written as
+    ``price_tag.json`` into ``trainer.log_dir``.
+
+    Args:
+        country: ISO 3166 code or name of the country whose grid powers the run (carbon intensity and price).
+        region: A cloud region instead of a country, e.g. ``"aws:eu-west-1"``.
+        pue: Power usage effectiveness of the data centre (>= 1).
+        intensity_g_per_kwh: Override the carbon intensity, gCO2e/kWh.
+        price_per_kwh: Electricity price per kWh in ``currency`` (defaults to the country's indicative price).
+        currency: ISO 4217 code of the prices.
+        instance_price_per_h: An hourly machine price added to the cost.
+        sensors: Sensors to read instead of discovering them (the same on every rank: you decide what each meters).
+        gpus: ``"auto"`` meters the rank's own CUDA device (none when training on CPU); a list gives NVML-visible
+            indices explicitly; ``None`` meters no GPU.
+        nvml: The NVML module to use (``"auto"`` imports ``pynvml``); tests pass a
+            :class:`~lightning_greenai.sensors.fake.FakeNVML`.
+        rapl_root: The powercap sysfs root.
+        cpu_tdp_w: CPU package power for the estimate used when RAPL cannot be read.
+        gpu_tdp_w: GPU board power for GPUs that report neither energy nor power.
+        log_every_n_steps: Log every this many training batches (default: the trainer's ``log_every_n_steps``).
+        prog_bar: Show energy and CO2e in the progress bar.
+        per_device: Log each device's energy too.
+        verbose: Print the price tag at the end.
+        clock: Monotonic clock in seconds (tests pass a fake one).
+
+    Raises:
+        GridConfigError: unknown country or region (with close matches), bad PUE, price or currency.
+
+    Example::
+
+        trainer = L.Trainer(callbacks=[EnergyMonitor(country="DE")])
+        trainer.fit(model, datamodule)
+        print(trainer.callbacks[0].spend.energy_kwh)
+    """
+
+    def __init__(
+        self,
+        country: str | None = None,
+        region: str | None = None,
+        *,
+        pue: float = 1.0,
+        intensity_g_per_kwh: float | None = None,
+        price_per_kwh: float | None = None,
+        currency: str | None = None,
+        instance_price_per_h: float | None = None,
+        sensors: Sequence[EnergySensor] | None = None,
+        gpus: Sequence[int] | Literal["auto"] | None = "auto",
+        nvml: Any = "auto",
+        rapl_root: str | Path = RAPL_ROOT,
+        cpu_tdp_w: float | None = None,
+        gpu_tdp_w: float | None = None,
+        log_every_n_steps: int | None = None,
+        prog_bar: bool = True,
+        per_device: bool = True,
+        verbose: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.grid = Grid.from_location(
+            country,
+            region,
+            pue=pue,
+            intensity_g_per_kwh=intensity_g_per_kwh,
+            price_per_kwh=price_per_kwh,
+            currency=currency,
+            instance_price_per_h=instance_price_per_h,
+        )
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
+        self._sensors = None if sensors is None else list(sensors)
+        self._gpus = gpus
+        self._nvml = nvml
+        self._rapl_root = rapl_root
+        self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
+        self._log_every = log_every_n_steps
+        self._prog_bar, self._per_device, self._verbose = prog_bar, per_device, verbose
+        self._clock = clock
+        self._auto = False  # set by the callbacks_factory entry point
+        self._active = True
+        self._meter: Meter | None = None
+        self._owns_sensors = sensors is None
+        self._sensor_line = ""
+        self._base = Spend()  # spend of finished entry points and of a resumed checkpoint, all ranks
+        self._latest = Spend()  # the latest all-rank spend, base included
+        self._projected: Spend | None = None
+        self._batches = 0
+        self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
+        self._currency_logged = False
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    @property
+    def spend(self) -> Spend:
+        """Everything metered so far on all ranks, including a resumed checkpoint's spend."""
+        return self._latest
+
+    @property
+    def price_tag(self) -> PriceTag:
+        """The price tag of :attr:`spend`."""
+        return PriceTag(self._latest, self.grid, projected=self._projected, sensors=self._sensor_line)
+
+    @property
+    def state_key(self) -> str:
+        """One key per configuration, so two monitors in a checkpoint do not collide."""
+        return self._generate_state_key(country=self.grid.country, region=self.grid.region)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):
+            self._active = False  # the user passed their own monitor: the auto-registered one steps aside
+            return
+        if self._meter is not None:
+            return
+        device = trainer.strategy.root_device
+        sync: Callable[[], None] | None = None
+        if device.type == "cuda":
+            sync = lambda: torch.cuda.synchronize(device)  # noqa: E731 (charge queued kernels to this window)
+        if self._sensors is not None:
+            sensors, unavailable, self._sensor_line = self._sensors, [], "user-supplied sensors"
+        else:
+            gpus: Sequence[int] | str | None = self._gpus
+            if gpus == "auto":
+                gpus = [device.index or 0] if device.type == "cuda" else None
+            found = discover_sensors(
+                gpus=gpus,
+                host=trainer.local_rank == 0,
+                nvml=self._nvml,
+                rapl_root=self._rapl_root,
+                cpu_tdp_w=self._cpu_tdp_w,
+                gpu_tdp_w=self._gpu_tdp_w,
+                clock=self._clock,
+            )
+            sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
+            for message in found.warnings:
+                warnings.warn(message, GreenAIWarning, stacklevel=2)
+            if trainer.local_rank == 0:
+                log.info(self._sensor_line)
+        self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync)
+
+    def _begin(self, trainer: pl.Trainer, stage: str) -> None:
+        if not self._active or self._meter is None:
+            return
+        if not self._meter.started:
+            self._meter.start()
+            self._last_log = None
+        self._meter.set_stage(stage)
+
+    def _finish(self, trainer: pl.Trainer, title: str) -> None:
+        """Take the final all-rank reading, fold it into the base, and report. Every rank calls this together."""
+        if not self._active or self._meter is None or not self._meter.started:
+            return
+        meter = self._meter
+        meter.stop()
+        self._latest = self._base + gather_spend(meter)
+        self._log_metrics(trainer, self._latest)
+        self._close(fold=True)
+        tag = PriceTag(self._latest, self.grid, projected=self._projected, sensors=self._sensor_line, title=title)
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if trainer.is_global_zero:
+            if log_dir is not None:
+                tag.write_json(Path(log_dir) / "price_tag.json")
+            if self._verbose:
+                print(tag.to_text())
+        self._projected = None  # the run is over: its actual total replaces the forecast
+
+    def _close(self, *, fold: bool) -> None:
+        if self._meter is None:
+            return
+        if fold:
+            self._base = self._latest
+        if self._owns_sensors:
+            for sensor in self._meter.sensors:
+                sensor.close()
+        self._meter = None
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._begin(trainer, "train")
+
+    @override
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._begin(trainer, "validate")
+
+    @override
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._begin(trainer, "test")
+
+    @override
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._begin(trainer, "predict")
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._active or self._meter is None:
+            return
+        self._batches += 1
+        every = self._log_every or trainer.log_every_n_steps or 50
+        if self._batches % every == 0:
+            spend = self._sample(trainer)
+            if self._prog_bar:
+                pl_module.log("greenai/energy_kwh", spend.energy_kwh or 0.0, prog_bar=True, logger=False, batch_size=1)
+                co2e_g = self.grid.co2e_g(spend)
+                if co2e_g is not None:
+                    pl_module.log("greenai/co2e_kg", g_to_kg(co2e_g), prog_bar=True, logger=False, batch_size=1)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._active and self._meter is not None:
+            self._sample(trainer)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active or self._meter is None:
+            return
+        if trainer.state.fn == "validate":
+            self._finish(trainer, "validate")
+            return
+        self._sample(trainer)
+        self._meter.set_stage("train")
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(trainer, "fit")
+
+    @override
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(trainer, "test")
+
+    @override
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(trainer, "predict")
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Reached with a running meter only when the run failed: keep what was measured, without collectives
+        # (another rank may be gone). Under DDP that is the latest all-rank snapshot plus nothing newer.
+        if self._meter is not None and self._meter.started:
+            self._meter.stop()
+            if trainer.world_size == 1:
+                self._latest = self._base + gather_spend(self._meter)
+            self._close(fold=True)
+        elif self._meter is not None:
+            self._close(fold=False)
+
+    # -- checkpointing -----------------------------------------------------------------------------------------
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"spend": self._latest.to_dict()}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._base = Spend.from_dict(state_dict["spend"])
+        self._latest = self._base
+
+    # -- sampling and logging ----------------------------------------------------------------------------------
+
+    def _sample(self, trainer: pl.Trainer) -> Spend:
+        assert self._meter is not None
+        self._meter.sample()
+        self._latest = self._base + gather_spend(self._meter)  # collective: all ranks sample at the same hooks
+        self._projected = self._project(trainer, self._latest)
+        self._log_metrics(trainer, self._latest)
+        return self._latest
+
+    def _project(self, trainer: pl.Trainer, spend: Spend) -> Spend | None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
+            return self._projected
+        total = trainer.estimated_stepping_batches
+        done = trainer.global_step
+        if not (0 < done and 0 < total < float("inf")):
+            return self._projected
+        if trainer.current_epoch < 1 and done < 0.05 * total:
+            return self._projected
+        return spend.scaled(total / done)
+
+    def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
+        if not trainer.loggers:
+            return
+        metrics = self._metrics(spend)
+        self._emit(trainer, metrics)
+
+    def _metrics(self, spend: Spend) -> dict[str, float]:
+        metrics: dict[str, float] = {"greenai/is_estimate": float(spend.is_estimate)}
+        energy_j = spend.total_energy_j
+        if energy_j is not None:
+            metrics["greenai/energy_kwh"] = j_to_kwh(energy_j)
+            if self._last_log is not None and spend.duration_s > self._last_log[0]:
+                metrics["greenai/power_w"] = (energy_j - self._last_log[1]) / (spend.duration_s - self._last_log[0])
+            self._last_log = (spend.duration_s, energy_j)
+        co2e_g = self.grid.co2e_g(spend)
+        if co2e_g is not None:
+            metrics["greenai/co2e_kg"] = g_to_kg(co2e_g)
+        cost = self.grid.money(spend)
+        if cost is not None:
+            metrics["greenai/cost"] = cost
+        if self._per_device:
+            for name, value in spend.energy_j.items():
+                metrics[f"greenai/energy_kwh/{_key(name)}"] = j_to_kwh(value)
+        if self._projected is not None:
+            p_energy = self._projected.energy_kwh
+            if p_energy is not None:
+                metrics["greenai/projected_energy_kwh"] = self.grid.pue * p_energy
+            p_co2e = self.grid.co2e_g(self._projected)
+            if p_co2e is not None:
+                metrics["greenai/projected_co2e_kg"] = g_to_kg(p_co2e)
+            p_cost = self.grid.money(self._projected)
+            if p_cost is not None:
+                metrics["greenai/projected_cost"] = p_cost
+        return metrics
+
+    @rank_zero_only
+    def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            if not self._currency_logged and self.grid.currency is not None:
+                logger.log_hyperparams({"greenai/currency": self.grid.currency})
+            logger.log_metrics(metrics, step=trainer.global_step)
+        self._currency_logged = True

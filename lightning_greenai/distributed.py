@@ -1,0 +1,92 @@
+"""Combine the spends of several processes (DDP ranks, nodes) so that no physical counter is counted twice.
+
+Each process summarises its :class:`~lightning_greenai.Meter` as a plain record keyed by counter uid (GPU UUID,
+host + RAPL zone path). :func:`merge_records` keeps one reading per uid (the largest, when two ranks read the
+same GPU) and sums across distinct uids; :func:`gather_spend` does the all-gather when ``torch.distributed`` runs.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from lightning_greenai.meter import Meter
+from lightning_greenai.spend import Method, Spend
+
+__all__ = ["gather_spend", "local_record", "merge_records"]
+
+
+def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
+    """Summarise ``meter`` as a picklable record for :func:`merge_records`."""
+    spend = meter.spend
+    uids = meter.domain_uids()
+    stages = meter.stage_energy_by_domain()
+    domains = {
+        uids[name]: {
+            "name": name,
+            "energy_j": energy_j,
+            "method": spend.methods[name].value,
+            "by_stage": stages.get(name, {}),
+        }
+        for name, energy_j in spend.energy_j.items()
+    }
+    return {
+        "host": socket.gethostname(),
+        "rank": rank,
+        "duration_s": spend.duration_s,
+        "flops": spend.flops,
+        "domains": domains,
+        "unavailable": spend.unavailable_domains,
+    }
+
+
+def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
+    """Merge per-process records into one spend: each counter once, FLOPs summed, the longest duration."""
+    best: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for record in records:
+        for uid, domain in record["domains"].items():
+            if uid not in best or domain["energy_j"] > best[uid][1]["energy_j"]:
+                best[uid] = (record, domain)
+    names: dict[str, list[str]] = {}
+    for uid, (_, domain) in best.items():
+        names.setdefault(domain["name"], []).append(uid)
+    energy: dict[str, float] = {}
+    methods: dict[str, Method] = {}
+    stages: dict[str, float] = {}
+    gpu_s = 0.0
+    for uid, (record, domain) in best.items():
+        name = domain["name"]
+        if len(names[name]) > 1:  # the same display name on several hosts or ranks
+            hosts = {best[u][0]["host"] for u in names[name]}
+            name = f"{name}@{record['host']}" if len(hosts) > 1 else f"{name}@rank{record['rank']}"
+        energy[name] = float(domain["energy_j"])
+        methods[name] = Method(domain["method"])
+        for stage, value in domain["by_stage"].items():
+            stages[stage] = stages.get(stage, 0.0) + float(value)
+        if domain["name"].startswith("gpu:"):
+            gpu_s += float(record["duration_s"])
+    for record in records:
+        for name in record["unavailable"]:
+            methods.setdefault(name if len(records) == 1 else f"{name}@rank{record['rank']}", Method.UNAVAILABLE)
+    return Spend(
+        energy_j=energy,
+        methods=methods,
+        flops=sum(float(r["flops"]) for r in records),
+        duration_s=max((float(r["duration_s"]) for r in records), default=0.0),
+        gpu_s=gpu_s,
+        is_estimate=any(m.is_estimate for m in methods.values()),
+        stage_energy_j=stages,
+    )
+
+
+def gather_spend(meter: Meter) -> Spend:
+    """Return the spend of every process: an all-gather when ``torch.distributed`` is initialised (every rank
+    must call this together), else this process's own."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return merge_records([local_record(meter)])
+    records: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(records, local_record(meter, rank=dist.get_rank()))
+    return merge_records(records)

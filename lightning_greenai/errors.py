@@ -1,0 +1,47 @@
+"""Errors and warnings raised by lightning-greenai.
+
+Every error subclasses :class:`GreenAIError` and the builtin a caller would expect::
+
+    GreenAIError
+    ├── BudgetConfigError(ValueError)      a budget or unit that cannot be parsed or is out of range
+    ├── GridConfigError(ValueError)        an unknown country/region, a bad PUE, price or currency
+    ├── SensorUnavailableError(RuntimeError)   a sensor the user asked for explicitly cannot be opened
+    └── SensorReadError(RuntimeError)      a sensor failed while reading
+
+    GreenAIWarning(UserWarning)            every warning we emit (missing sensors, estimates, faults)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetConfigError",
+    "GreenAIError",
+    "GreenAIWarning",
+    "GridConfigError",
+    "SensorReadError",
+    "SensorUnavailableError",
+]
+
+
+class GreenAIError(Exception):
+    """Base class of every lightning-greenai error."""
+
+
+class BudgetConfigError(GreenAIError, ValueError):
+    """A budget, quantity or unit is malformed or out of range."""
+
+
+class GridConfigError(GreenAIError, ValueError):
+    """A country, region, PUE, price or currency is unknown or out of range."""
+
+
+class SensorUnavailableError(GreenAIError, RuntimeError):
+    """A sensor that was explicitly requested cannot be opened."""
+
+
+class SensorReadError(GreenAIError, RuntimeError):
+    """A sensor raised while reading its counter."""
+
+
+class GreenAIWarning(UserWarning):
+    """Category of every warning emitted by lightning-greenai."""

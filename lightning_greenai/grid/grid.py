@@ -1,0 +1,164 @@
+"""Turn energy into CO2e and money: carbon intensity, PUE, electricity price and instance price."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lightning_greenai.errors import GridConfigError
+from lightning_greenai.grid import tables
+from lightning_greenai.spend import Spend
+from lightning_greenai.units import S_PER_HOUR, j_to_kwh
+
+__all__ = ["Grid"]
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _check_number(name: str, value: float | None, *, minimum: float, allowed: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < minimum:
+        raise GridConfigError(f"`{name}` must be {allowed}, got {value!r}.")
+    if math.isinf(value):
+        raise GridConfigError(f"`{name}` must be finite, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the electricity came from and what it cost: the constants that turn joules into CO2e and money.
+
+    Build one with :meth:`from_location`, which looks the country or cloud region up in the packaged tables.
+
+    Args:
+        intensity_g_per_kwh: Carbon intensity of the electricity, in gCO2e per kWh.
+        pue: Power usage effectiveness of the data centre (facility energy / IT energy), >= 1.
+        price_per_kwh: Electricity price in ``currency`` per kWh; ``None`` means money is not priced.
+        currency: ISO 4217 code of ``price_per_kwh`` and ``instance_price_per_h``.
+        instance_price_per_h: An hourly machine price (e.g. a cloud instance) added to the electricity cost.
+        country: ISO alpha-2 code of the country, when known.
+        region: Cloud region, when given.
+        intensity_source: Where the intensity comes from (data file and year, or "user").
+        price_source: Where the price comes from.
+    """
+
+    intensity_g_per_kwh: float
+    pue: float = 1.0
+    price_per_kwh: float | None = None
+    currency: str | None = None
+    instance_price_per_h: float | None = None
+    country: str | None = None
+    region: str | None = None
+    intensity_source: str = "user"
+    price_source: str = "user"
+
+    def __post_init__(self) -> None:
+        _check_number("intensity_g_per_kwh", self.intensity_g_per_kwh, minimum=0, allowed="a number >= 0")
+        _check_number("pue", self.pue, minimum=1.0, allowed="a number >= 1.0 (1.0 means no facility overhead)")
+        _check_number("price_per_kwh", self.price_per_kwh, minimum=0, allowed="a number >= 0 or None")
+        _check_number("instance_price_per_h", self.instance_price_per_h, minimum=0, allowed="a number >= 0 or None")
+        priced = self.price_per_kwh is not None or self.instance_price_per_h is not None
+        if priced and (self.currency is None or not _CURRENCY.match(self.currency)):
+            raise GridConfigError(
+                f"`currency` must be a 3-letter ISO 4217 code such as 'USD' or 'EUR' when a price is set, "
+                f"got {self.currency!r}."
+            )
+
+    @classmethod
+    def from_location(
+        cls,
+        country: str | None = None,
+        region: str | None = None,
+        *,
+        pue: float = 1.0,
+        intensity_g_per_kwh: float | None = None,
+        price_per_kwh: float | None = None,
+        currency: str | None = None,
+        instance_price_per_h: float | None = None,
+    ) -> Grid:
+        """Build a grid from a country (ISO code or name) or a cloud region, with optional overrides.
+
+        With neither, the generation-weighted mean intensity of the packaged table is used, and no price.
+
+        Raises:
+            GridConfigError: an unknown country or region (with close matches), or an out-of-range number.
+        """
+        if country is not None and region is not None:
+            raise GridConfigError(f"Pass `country` or `region`, not both (got country={country!r}, region={region!r}).")
+        record = None
+        if region is not None:
+            record = tables.region_country(region)
+        elif country is not None:
+            record = tables.country(country)
+        intensity_source = "user"
+        if intensity_g_per_kwh is None:
+            if record is not None:
+                intensity_g_per_kwh = record.intensity_g_per_kwh
+                intensity_source = f"{record.name}, 2021 yearly mean (Our World in Data / Ember)"
+            else:
+                intensity_g_per_kwh = tables.table_mean()
+                intensity_source = "generation-weighted mean of the packaged countries, 2021 (no country given)"
+        price_source = "user"
+        if price_per_kwh is None and record is not None:
+            known = tables.price(record.iso2)
+            if known is not None and (currency is None or currency == known.currency):
+                price_per_kwh, currency = known.price_per_kwh, known.currency
+                price_source = f"{record.name}, indicative 2023 non-household price"
+        if price_per_kwh is None and instance_price_per_h is None:
+            price_source = "none"
+        return cls(
+            intensity_g_per_kwh=float(intensity_g_per_kwh),
+            pue=pue,
+            price_per_kwh=price_per_kwh,
+            currency=currency,
+            instance_price_per_h=instance_price_per_h,
+            country=record.iso2 if record is not None else None,
+            region=region,
+            intensity_source=intensity_source,
+            price_source=price_source,
+        )
+
+    @property
+    def prices_money(self) -> bool:
+        """Whether this grid can turn a spend into money."""
+        return self.price_per_kwh is not None or self.instance_price_per_h is not None
+
+    def facility_energy_kwh(self, spend: Spend) -> float | None:
+        """Energy drawn from the grid, PUE included, in kWh (``None`` when the energy is unavailable)."""
+        energy_j = spend.total_energy_j
+        return None if energy_j is None else j_to_kwh(energy_j) * self.pue
+
+    def co2e_g(self, spend: Spend) -> float | None:
+        """Emissions of ``spend`` in gCO2e (``None`` when the energy is unavailable)."""
+        kwh = self.facility_energy_kwh(spend)
+        return None if kwh is None else kwh * self.intensity_g_per_kwh
+
+    def money(self, spend: Spend) -> float | None:
+        """Cost of ``spend`` in :attr:`currency` (``None`` when no price is set or the energy is unavailable)."""
+        if not self.prices_money:
+            return None
+        cost = 0.0
+        if self.price_per_kwh is not None:
+            kwh = self.facility_energy_kwh(spend)
+            if kwh is None:
+                return None
+            cost += kwh * self.price_per_kwh
+        if self.instance_price_per_h is not None:
+            cost += spend.duration_s / S_PER_HOUR * self.instance_price_per_h
+        return cost
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the grid constants as a JSON-serialisable dict, for reports."""
+        return {
+            "country": self.country,
+            "region": self.region,
+            "intensity_g_per_kwh": self.intensity_g_per_kwh,
+            "intensity_source": self.intensity_source,
+            "pue": self.pue,
+            "price_per_kwh": self.price_per_kwh,
+            "currency": self.currency,
+            "instance_price_per_h": self.instance_price_per_h,
+            "price_source": self.price_source,
+        }

@@ -1,0 +1,242 @@
+"""The metering core: read every sensor at boundaries and accumulate energy by domain and stage. No Lightning here."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.spend import Method, Spend
+
+__all__ = ["Meter"]
+
+
+class _Domain:
+    """Accumulated state of one sensor inside a :class:`Meter`."""
+
+    def __init__(self, sensor: EnergySensor) -> None:
+        self.sensor = sensor
+        self.method = sensor.method
+        self.last_j: float | None = None
+        self.energy_j = 0.0
+        self.by_stage: dict[str, float] = {}
+        self.failed = False
+        self.power_after_failure_w = 0.0
+
+
+class Meter:
+    """Meter the energy, time and FLOPs of a piece of work, reading cumulative sensors at boundaries.
+
+    Call :meth:`start`, then :meth:`sample` whenever a figure is wanted (the Lightning callbacks do it at hook
+    boundaries), then :meth:`stop`. Also a context manager for a plain PyTorch loop::
+
+        with Meter() as meter:
+            for batch in loader:
+                ...
+                meter.sample()  # optional: live figures, and keeps RAPL wrap-around detectable
+        print(meter.spend.energy_kwh)
+
+    A sensor that raises mid-run is warned about once; the energy it counted so far is kept, and from then on it
+    is extrapolated at its mean power so far, flagged as an estimate. A window shorter than a counter's update
+    period is priced as instantaneous power times time, also flagged.
+
+    Args:
+        sensors: The sensors to read; ``None`` discovers them at :meth:`start` (every visible GPU, CPU, DRAM).
+        unavailable: Domains that could not be metered; they appear as ``unavailable`` in :attr:`spend`.
+        clock: Monotonic clock in seconds.
+        sync: Called before each reading, e.g. ``torch.cuda.synchronize`` so queued kernels are charged.
+        stage: The initial stage name (``"train"``, ``"validate"``, ``"test"``, ``"predict"``, or your own).
+    """
+
+    def __init__(
+        self,
+        sensors: Sequence[EnergySensor] | None = None,
+        *,
+        unavailable: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+        sync: Callable[[], None] | None = None,
+        stage: str = "train",
+    ) -> None:
+        self._given = None if sensors is None else list(sensors)
+        self._unavailable = list(unavailable)
+        self._clock = clock
+        self._sync = sync
+        self._stage = stage
+        self._domains: list[_Domain] = []
+        self._owns_sensors = sensors is None
+        self._start_s: float | None = None
+        self._last_s: float | None = None
+        self._flops = 0.0
+        self._stopped = False
+        self.discovery: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called."""
+        return self._start_s is not None
+
+    def start(self) -> Meter:
+        """Open the sensors (discovering them if none were given) and take the first reading."""
+        if self.started:
+            return self
+        sensors = self._given
+        if sensors is None:
+            from lightning_greenai.sensors.discovery import discover_sensors
+
+            self.discovery = discover_sensors(clock=self._clock)
+            for message in self.discovery.warnings:
+                warnings.warn(message, GreenAIWarning, stacklevel=2)
+            sensors = self.discovery.sensors
+            self._unavailable.extend(self.discovery.unavailable)
+        self._domains = [_Domain(s) for s in sensors]
+        self._start_s = self._clock()
+        self._read()
+        self._stopped = False
+        return self
+
+    def stop(self) -> Spend:
+        """Take a final reading, close the sensors this meter opened, and return the spend."""
+        if not self.started:
+            raise RuntimeError("Meter.stop() called before Meter.start().")
+        if not self._stopped:
+            self._read()
+            self._stopped = True
+            if self._owns_sensors:
+                for domain in self._domains:
+                    domain.sensor.close()
+        return self.spend
+
+    def __enter__(self) -> Meter:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- readings ----------------------------------------------------------------------------------------------
+
+    @property
+    def stage(self) -> str:
+        """The stage new energy is charged to."""
+        return self._stage
+
+    def set_stage(self, stage: str) -> None:
+        """Charge energy so far to the current stage, then switch to ``stage``."""
+        if stage == self._stage:
+            return
+        if self.started and not self._stopped:
+            self._read()
+        self._stage = stage
+
+    def sample(self) -> Spend:
+        """Read every sensor now and return the cumulative spend."""
+        if not self.started:
+            self.start()
+        elif not self._stopped:
+            self._read()
+        return self.spend
+
+    def add_flops(self, flops: float) -> None:
+        """Add FLOPs performed (the FLOP counter calls this)."""
+        self._flops += flops
+
+    def _read(self) -> None:
+        if self._sync is not None:
+            self._sync()
+        now = self._clock()
+        dt = 0.0 if self._last_s is None else now - self._last_s
+        for domain in self._domains:
+            delta = self._read_domain(domain, dt)
+            if delta:
+                domain.energy_j += delta
+                domain.by_stage[self._stage] = domain.by_stage.get(self._stage, 0.0) + delta
+        self._last_s = now
+
+    def _read_domain(self, domain: _Domain, dt: float) -> float:
+        if domain.failed:
+            return domain.power_after_failure_w * dt
+        try:
+            value = float(domain.sensor.read_energy_j())
+            if math.isnan(value):
+                raise ValueError("reading is NaN")
+        except Exception as err:
+            domain.failed = True
+            domain.method = Method.ESTIMATE
+            elapsed = (self._last_s or 0.0) - (self._start_s or 0.0)
+            domain.power_after_failure_w = domain.energy_j / elapsed if elapsed > 0 else 0.0
+            warnings.warn(
+                f"Energy sensor {domain.sensor.name!r} failed ({type(err).__name__}: {err}). The {domain.energy_j:.1f} J "
+                f"counted so far are kept; from now on it is extrapolated at {domain.power_after_failure_w:.1f} W "
+                "and flagged as an estimate.",
+                GreenAIWarning,
+                stacklevel=3,
+            )
+            return domain.power_after_failure_w * dt
+        if domain.last_j is None:
+            domain.last_j = value
+            return 0.0
+        delta = value - domain.last_j
+        domain.last_j = value
+        return max(delta, 0.0)  # a sensor must never go back; if one does, charge nothing rather than negative
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    @property
+    def sensors(self) -> list[EnergySensor]:
+        """The sensors being read."""
+        return [d.sensor for d in self._domains]
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds between start and the latest reading."""
+        if self._start_s is None or self._last_s is None:
+            return 0.0
+        return self._last_s - self._start_s
+
+    def domain_uids(self) -> dict[str, str]:
+        """Map each domain name to the unique id of its physical counter."""
+        return {d.sensor.name: d.sensor.uid for d in self._domains}
+
+    def stage_energy_by_domain(self) -> dict[str, dict[str, float]]:
+        """Energy in joules by domain, then by stage."""
+        return {d.sensor.name: dict(d.by_stage) for d in self._domains}
+
+    @property
+    def spend(self) -> Spend:
+        """What was spent from :meth:`start` up to the latest reading."""
+        duration_s = self.duration_s
+        energy: dict[str, float] = {}
+        methods: dict[str, Method] = {name: Method.UNAVAILABLE for name in self._unavailable}
+        stages: dict[str, float] = {}
+        for d in self._domains:
+            name, method, energy_j = d.sensor.name, d.method, d.energy_j
+            period = float(getattr(d.sensor, "update_period_s", 0.0))
+            read_power = getattr(d.sensor, "read_power_w", None)
+            if energy_j == 0.0 and 0.0 < duration_s < period and read_power is not None and not d.failed:
+                try:  # too short for the counter to tick: price it as power x time, flagged
+                    energy_j, method = float(read_power()) * duration_s, Method.ESTIMATE
+                    stages[self._stage] = stages.get(self._stage, 0.0) + energy_j
+                except Exception:
+                    pass
+            energy[name] = energy.get(name, 0.0) + energy_j
+            methods[name] = method
+            for stage, value in d.by_stage.items():
+                stages[stage] = stages.get(stage, 0.0) + value
+        gpu_count = sum(1 for name in energy if name.startswith("gpu:"))
+        return Spend(
+            energy_j=energy,
+            methods=methods,
+            flops=self._flops,
+            duration_s=duration_s,
+            gpu_s=gpu_count * duration_s,
+            is_estimate=any(m.is_estimate for m in methods.values()),
+            stage_energy_j=stages,
+        )

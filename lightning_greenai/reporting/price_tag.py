@@ -1,0 +1,174 @@
+"""The price tag of a run: energy by device and stage, CO2e, money, time, FLOPs, as text and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_greenai.grid import Grid
+from lightning_greenai.spend import Spend
+from lightning_greenai.units import g_to_kg, j_to_kwh
+
+__all__ = ["PriceTag"]
+
+_MARK = "*"
+
+
+def format_energy(energy_j: float | None) -> str:
+    """Return energy with a readable unit (J, Wh or kWh)."""
+    if energy_j is None:
+        return "unavailable"
+    kwh = j_to_kwh(energy_j)
+    if kwh >= 1.0:
+        return f"{kwh:.3f} kWh"
+    if kwh >= 1e-3:
+        return f"{kwh * 1e3:.2f} Wh"
+    return f"{energy_j:.1f} J"
+
+
+def format_mass(co2e_g: float | None) -> str:
+    """Return a CO2e mass with a readable unit."""
+    if co2e_g is None:
+        return "unavailable"
+    return f"{g_to_kg(co2e_g):.3f} kg CO2e" if co2e_g >= 1000 else f"{co2e_g:.3g} g CO2e"
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``H:MM:SS``."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass(frozen=True)
+class PriceTag:
+    """What a run cost, ready to print (:meth:`to_text`) or save (:meth:`to_dict`, :meth:`write_json`).
+
+    Args:
+        spend: What the run spent.
+        grid: The grid constants that turn energy into CO2e and money.
+        projected: The projected spend of the whole run, when a forecast was made.
+        sensors: One line on which sensors were used and why.
+        title: What was metered (``"fit"``, ``"validate"``, ...).
+    """
+
+    spend: Spend
+    grid: Grid
+    projected: Spend | None = None
+    sensors: str = ""
+    title: str = "run"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def co2e_g(self) -> float | None:
+        """Emissions in gCO2e."""
+        return self.grid.co2e_g(self.spend)
+
+    @property
+    def cost(self) -> float | None:
+        """Cost in :attr:`Grid.currency`."""
+        return self.grid.money(self.spend)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the price tag as JSON-serialisable data. ``is_estimate`` flags every figure derived from energy."""
+        spend, grid = self.spend, self.grid
+        co2e_g = self.co2e_g
+        out: dict[str, Any] = {
+            "title": self.title,
+            "energy_kwh": spend.energy_kwh,
+            "facility_energy_kwh": grid.facility_energy_kwh(spend),
+            "co2e_kg": None if co2e_g is None else g_to_kg(co2e_g),
+            "cost": self.cost,
+            "currency": grid.currency,
+            "is_estimate": spend.is_estimate,
+            "estimated_domains": spend.estimated_domains,
+            "unavailable_domains": spend.unavailable_domains,
+            "duration_s": spend.duration_s,
+            "gpu_hours": spend.gpu_hours,
+            "flops": spend.flops,
+            "power_w": spend.power_w,
+            "devices": [
+                {
+                    "name": name,
+                    "method": method.value,
+                    "is_estimate": method.is_estimate,
+                    "energy_kwh": None if name not in spend.energy_j else j_to_kwh(spend.energy_j[name]),
+                }
+                for name, method in sorted(spend.methods.items())
+            ],
+            "stages_energy_kwh": {k: j_to_kwh(v) for k, v in spend.stage_energy_j.items()},
+            "grid": grid.to_dict(),
+            "sensors": self.sensors,
+            "spend": spend.to_dict(),
+        }
+        if self.projected is not None:
+            projected_co2e_g = grid.co2e_g(self.projected)
+            out["projected"] = {
+                "energy_kwh": self.projected.energy_kwh,
+                "co2e_kg": None if projected_co2e_g is None else g_to_kg(projected_co2e_g),
+                "cost": grid.money(self.projected),
+                "duration_s": self.projected.duration_s,
+            }
+        out.update(self.extra)
+        return out
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` to ``path`` atomically (temp file + rename) and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        os.replace(tmp, path)
+        return path
+
+    def to_text(self) -> str:
+        """Return the price tag as a table. Figures that include an estimate carry a ``*``."""
+        spend, grid = self.spend, self.grid
+        est = f" {_MARK}" if spend.is_estimate else ""
+        rows: list[tuple[str, str, str]] = []
+        for name, method in sorted(spend.methods.items()):
+            mark = f" {_MARK}" if method.is_estimate else ""
+            rows.append((name, method.value + mark, format_energy(spend.energy_j.get(name))))
+        width = max([len(r[0]) for r in rows] + [14])
+        lines = [f"lightning-greenai price tag ({self.title})", "-" * (width + 36)]
+        lines.append(f"  {'device':<{width}}  {'method':<13}  energy")
+        lines.extend(f"  {n:<{width}}  {m:<13}  {e}" for n, m, e in rows)
+        lines.append("-" * (width + 36))
+        lines.append(f"  {'energy':<{width + 15}}  {format_energy(spend.total_energy_j)}{est}")
+        if grid.pue != 1.0:
+            facility = grid.facility_energy_kwh(spend)
+            lines.append(f"  {'with PUE ' + format(grid.pue, 'g'):<{width + 15}}  {format_energy(None if facility is None else facility * 3.6e6)}{est}")
+        if spend.stage_energy_j:
+            stages = ", ".join(f"{k} {format_energy(v)}" for k, v in spend.stage_energy_j.items())
+            lines.append(f"  {'by stage':<{width + 15}}  {stages}")
+        where = grid.country or grid.region or "table mean"
+        lines.append(f"  {f'CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)':<{width + 15}}  {format_mass(self.co2e_g)}{est}")
+        cost = self.cost
+        if cost is None:
+            lines.append(f"  {'cost':<{width + 15}}  not priced (set price_per_kwh= and currency=)")
+        else:
+            lines.append(f"  {'cost':<{width + 15}}  {cost:.4g} {grid.currency}{est}")
+        lines.append(f"  {'duration':<{width + 15}}  {format_duration(spend.duration_s)}")
+        if spend.gpu_s:
+            lines.append(f"  {'GPU-hours':<{width + 15}}  {spend.gpu_hours:.4g}")
+        if spend.flops:
+            lines.append(f"  {'FLOPs':<{width + 15}}  {spend.flops:.4g}")
+        if self.projected is not None:
+            p = self.projected
+            p_cost = grid.money(p)
+            cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
+            lines.append(
+                f"  {'projected run':<{width + 15}}  {format_energy(p.total_energy_j)}, "
+                f"{format_mass(grid.co2e_g(p))}{cost_text}{est}"
+            )
+        if spend.is_estimate:
+            lines.append(
+                f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): no sensor could be read there; "
+                "treat as approximate"
+            )
+        if spend.unavailable_domains:
+            lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")
+        lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
+        return "\n".join(lines)

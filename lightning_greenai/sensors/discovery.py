@@ -1,0 +1,108 @@
+"""Pick the best available sensors for this process, and say in one line which ones and why not the others."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
+from lightning_greenai.sensors.nvml import discover_nvml, load_nvml
+from lightning_greenai.sensors.rapl import RAPL_ROOT, Reader, _read_text, discover_rapl
+
+__all__ = ["Discovery", "discover_sensors"]
+
+_AUTO = "auto"
+
+RAPL_FIX = (
+    "RAPL energy counters are readable only by root on this kernel (since the 2020 Platypus fix). To measure CPU "
+    "energy instead of estimating it, grant read access, e.g. `sudo chmod a+r /sys/class/powercap/intel-rapl:*/"
+    "energy_uj /sys/class/powercap/intel-rapl:*:*/energy_uj` (or a udev rule / group for a lasting fix)."
+)
+
+
+@dataclass
+class Discovery:
+    """The sensors chosen for this process, the domains that could not be metered, and why.
+
+    Attributes:
+        sensors: Open sensors, best source first per domain.
+        unavailable: Domains that could not be metered at all (their energy is unknown, never 0).
+        notes: One line per decision (what was chosen, what was skipped and why).
+        warnings: Problems a user should act on (e.g. RAPL permission denied), each said once.
+    """
+
+    sensors: list[EnergySensor] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return one line: which sensors were chosen, and what was left out."""
+        chosen = ", ".join(f"{s.name} ({s.method.value})" for s in self.sensors) or "none"
+        line = f"lightning-greenai sensors: {chosen}"
+        if self.unavailable:
+            line += f"; unavailable: {', '.join(self.unavailable)}"
+        if self.notes:
+            line += f" [{'; '.join(self.notes)}]"
+        return line
+
+
+def discover_sensors(
+    *,
+    gpus: Sequence[int] | str | None = _AUTO,
+    host: bool = True,
+    nvml: Any | None = _AUTO,
+    rapl_root: Path | str = RAPL_ROOT,
+    rapl_reader: Reader = _read_text,
+    cpu_tdp_w: float | None = None,
+    gpu_tdp_w: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Discovery:
+    """Find the best energy sources for this process. Never raises for missing hardware.
+
+    Args:
+        gpus: GPU indices (in ``CUDA_VISIBLE_DEVICES`` order) this process uses; ``"auto"`` meters every visible
+            GPU; ``None`` or ``[]`` meters none.
+        host: Whether to meter the host's CPU and DRAM (a DDP run sets this on one rank per node only).
+        nvml: An NVML module or fake; ``"auto"`` imports ``pynvml`` if it and the driver are there.
+        rapl_root: The powercap sysfs root.
+        rapl_reader: Reads a sysfs file (tests inject failures here).
+        cpu_tdp_w: CPU package power to use for the estimate when RAPL cannot be read.
+        gpu_tdp_w: GPU board power to use when NVML reports neither energy nor power nor a limit.
+        clock: Monotonic clock.
+    """
+    found = Discovery()
+    if gpus is not None and not (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
+        module = load_nvml() if isinstance(nvml, str) and nvml == _AUTO else nvml
+        devices = None if isinstance(gpus, str) else list(gpus)
+        if module is None and devices is None:
+            found.notes.append("NVML: library not found; no GPU metered")
+        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, clock=clock)
+        found.sensors.extend(gpu.sensors)
+        found.unavailable.extend(gpu.unavailable)
+        if gpu.unavailable:
+            found.warnings.append(
+                f"Energy of {', '.join(gpu.unavailable)} is unavailable (reported as unknown, not 0): "
+                f"{'; '.join(gpu.notes)}. Pass gpu_tdp_w= to estimate it."
+            )
+        found.notes.extend(gpu.notes)
+    if host:
+        rapl = discover_rapl(rapl_root, reader=rapl_reader)
+        found.notes.extend(rapl.notes)
+        if rapl.permission_denied:
+            found.warnings.append(RAPL_FIX)
+        if rapl.sensors:
+            found.sensors.extend(rapl.sensors)
+            if not any(s.name.startswith("dram:") for s in rapl.sensors):
+                found.unavailable.append("dram")
+                found.notes.append("RAPL: no dram zone; DRAM energy not metered")
+        else:
+            cpu = CPUEstimateSensor(cpu_tdp_w)
+            dram = DRAMEstimateSensor(clock=clock)
+            found.sensors.extend([cpu, dram])
+            found.notes.append(f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})")
+    return found

@@ -1,0 +1,224 @@
+"""Estimated CPU and DRAM energy where no counter can be read; every figure from here is flagged as an estimate.
+
+CPU: the package TDP (from a small table by CPU model, the user's ``cpu_tdp_w``, or a stated default of
+``DEFAULT_W_PER_CPU`` watts per logical CPU) is shared evenly among logical CPUs, and this process (with its
+child processes, e.g. data-loader workers) is charged for the CPU time it used:
+``energy_j = tdp_w / logical_cpus * cpu_seconds``. No thread is needed: the OS counts CPU time for us.
+
+DRAM: ``DRAM_W_PER_GB`` watts per GB of the process tree's resident memory, integrated between reads.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable
+
+import psutil
+
+from lightning_greenai.spend import Method
+
+__all__ = [
+    "CPU_TDP_W",
+    "DEFAULT_W_PER_CPU",
+    "DRAM_W_PER_GB",
+    "CPUEstimateSensor",
+    "DRAMEstimateSensor",
+    "cpu_model",
+    "lookup_tdp_w",
+]
+
+#: Watts per logical CPU assumed for a CPU model that is not in :data:`CPU_TDP_W`.
+DEFAULT_W_PER_CPU = 5.0
+#: Watts per GB of resident memory (the figure eco2AI uses for DRAM).
+DRAM_W_PER_GB = 0.375
+
+#: Thermal design power (manufacturer specifications) in watts, by a substring of the CPU model name.
+CPU_TDP_W: dict[str, float] = {
+    "EPYC 9654": 360.0,
+    "EPYC 9554": 360.0,
+    "EPYC 7763": 280.0,
+    "EPYC 7742": 225.0,
+    "EPYC 7713": 225.0,
+    "EPYC 7543": 225.0,
+    "EPYC 7502": 180.0,
+    "EPYC 7402": 180.0,
+    "Threadripper 3990X": 280.0,
+    "Ryzen 9 7950X": 170.0,
+    "Ryzen 9 5950X": 105.0,
+    "Xeon Platinum 8480": 350.0,
+    "Xeon Platinum 8380": 270.0,
+    "Xeon Platinum 8358": 250.0,
+    "Xeon Platinum 8280": 205.0,
+    "Xeon Gold 6248": 150.0,
+    "Xeon Gold 6148": 150.0,
+    "Xeon Gold 6230": 125.0,
+    "Xeon Gold 6130": 125.0,
+    "Xeon Silver 4214": 85.0,
+    "E5-2698 v4": 135.0,
+    "E5-2680 v4": 120.0,
+    "i9-13900K": 125.0,
+    "i9-12900K": 125.0,
+    "i7-12700K": 125.0,
+    "i7-8700K": 95.0,
+}
+
+
+def cpu_model() -> str:
+    """Return the CPU model name (from ``/proc/cpuinfo`` on Linux), or ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def lookup_tdp_w(model: str, logical_cpus: int) -> tuple[float, str]:
+    """Return ``(tdp_w, source)`` for a CPU model: the table's figure, or the stated per-CPU default."""
+    for key, tdp_w in CPU_TDP_W.items():
+        if key.lower() in model.lower():
+            return tdp_w, f"TDP table: {key} = {tdp_w:g} W"
+    return DEFAULT_W_PER_CPU * logical_cpus, f"default {DEFAULT_W_PER_CPU:g} W x {logical_cpus} logical CPUs ({model!r} not in table)"
+
+
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
+class CPUEstimateSensor:
+    """Estimate this process tree's CPU energy as its share of the package TDP (see the module docstring).
+
+    Args:
+        tdp_w: Package power in watts for the whole machine; ``None`` looks the model up (or uses the default).
+        process: The process to charge (default: this one, with its children).
+        logical_cpus: Number of logical CPUs sharing ``tdp_w`` (default: ``os.cpu_count()``).
+    """
+
+    def __init__(
+        self, tdp_w: float | None = None, *, process: psutil.Process | None = None, logical_cpus: int | None = None
+    ) -> None:
+        self._process = process or psutil.Process()
+        self._cpus = logical_cpus or os.cpu_count() or 1
+        if tdp_w is None:
+            self.tdp_w, self.source = lookup_tdp_w(cpu_model(), self._cpus)
+        else:
+            self.tdp_w, self.source = float(tdp_w), f"user cpu_tdp_w = {float(tdp_w):g} W"
+        self._dead_children_s = 0.0
+        self._seen: dict[int, float] = {}
+        self._origin_s = self._cpu_seconds()
+        self._uid = f"cpu-estimate:{socket.gethostname()}:{self._process.pid}"
+
+    @property
+    def name(self) -> str:
+        """Domain name."""
+        return "cpu:estimate"
+
+    @property
+    def uid(self) -> str:
+        """Host and process id."""
+        return self._uid
+
+    @property
+    def method(self) -> Method:
+        """An estimate."""
+        return Method.ESTIMATE
+
+    def _cpu_seconds(self) -> float:
+        total = 0.0
+        alive: dict[int, float] = {}
+        for proc in _tree(self._process):
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            used = t.user + t.system
+            if proc.pid == self._process.pid:
+                used += t.children_user + t.children_system  # children already reaped
+            else:
+                alive[proc.pid] = used
+            total += used
+        # Children that exited since the last read and were not reaped by us keep the time we saw last.
+        for pid, used in self._seen.items():
+            if pid not in alive:
+                self._dead_children_s += used
+        self._seen = alive
+        return total + self._dead_children_s
+
+    def read_energy_j(self) -> float:
+        """Return estimated joules since construction."""
+        return max(0.0, self._cpu_seconds() - self._origin_s) * self.tdp_w / self._cpus
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class DRAMEstimateSensor:
+    """Estimate DRAM energy as ``w_per_gb`` times the process tree's resident memory, integrated between reads.
+
+    Args:
+        w_per_gb: Watts per GB of resident memory.
+        process: The process to charge (default: this one, with its children).
+        clock: Monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        w_per_gb: float = DRAM_W_PER_GB,
+        *,
+        process: psutil.Process | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._w_per_gb = w_per_gb
+        self._process = process or psutil.Process()
+        self._clock = clock
+        self._energy_j = 0.0
+        self._last = (clock(), self._power_w())
+        self._uid = f"dram-estimate:{socket.gethostname()}:{self._process.pid}"
+        self.source = f"{w_per_gb:g} W per GB of resident memory"
+
+    @property
+    def name(self) -> str:
+        """Domain name."""
+        return "dram:estimate"
+
+    @property
+    def uid(self) -> str:
+        """Host and process id."""
+        return self._uid
+
+    @property
+    def method(self) -> Method:
+        """An estimate."""
+        return Method.ESTIMATE
+
+    def _power_w(self) -> float:
+        rss = 0
+        for proc in _tree(self._process):
+            try:
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return rss / 1e9 * self._w_per_gb
+
+    def read_power_w(self) -> float:
+        """Return the current estimated DRAM power in watts."""
+        return self._power_w()
+
+    def read_energy_j(self) -> float:
+        """Return estimated joules since construction (trapezoid between reads)."""
+        now, power_w = self._clock(), self._power_w()
+        t0, p0 = self._last
+        self._energy_j += (now - t0) * (p0 + power_w) / 2.0
+        self._last = (now, power_w)
+        return self._energy_j
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,313 @@
+"""Public test doubles: fake sensors, a fake clock, a fake NVML module and a fake powercap tree.
+
+Use them in your own tests to check energy accounting without hardware::
+
+    clock = FakeClock()
+    sensor = ConstantPowerSensor("gpu:0", power_w=300.0, clock=clock)
+    with Meter([sensor], clock=clock) as meter:
+        clock.advance(10.0)
+    assert meter.spend.total_energy_j == 3000.0
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_greenai.spend import Method
+
+__all__ = [
+    "ConstantPowerSensor",
+    "FakeClock",
+    "FakeGPU",
+    "FakeNVML",
+    "FakeSensor",
+    "make_rapl_tree",
+]
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        if seconds < 0:
+            raise ValueError(f"A clock cannot go back: advance({seconds}).")
+        self.now_s += seconds
+
+
+class FakeSensor:
+    """A sensor that returns scripted cumulative readings (the last one repeats), or calls a function.
+
+    Args:
+        name: Domain name, e.g. ``"gpu:0"``.
+        readings_j: Cumulative joules returned by successive reads, or a function returning them.
+        method: The method to report.
+        uid: Unique id (defaults to ``name``).
+        fail_after: Raise ``RuntimeError`` on every read after this many successful reads.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        readings_j: Sequence[float] | Callable[[], float],
+        *,
+        method: Method = Method.COUNTER,
+        uid: str | None = None,
+        fail_after: int | None = None,
+    ) -> None:
+        self._name, self._method, self._uid = name, method, uid or name
+        self._fn = readings_j if callable(readings_j) else self._script(list(readings_j))
+        self._fail_after = fail_after
+        self.reads = 0
+        self.closed = False
+
+    @staticmethod
+    def _script(values: list[float]) -> Callable[[], float]:
+        if not values:
+            raise ValueError("FakeSensor needs at least one reading.")
+        it = itertools.chain(values, itertools.repeat(values[-1]))
+        return lambda: next(it)
+
+    @property
+    def name(self) -> str:
+        """Domain name."""
+        return self._name
+
+    @property
+    def uid(self) -> str:
+        """Unique id."""
+        return self._uid
+
+    @property
+    def method(self) -> Method:
+        """Scripted method."""
+        return self._method
+
+    def read_energy_j(self) -> float:
+        """Return the next scripted reading."""
+        if self._fail_after is not None and self.reads >= self._fail_after:
+            raise RuntimeError(f"fake sensor {self._name} failed")
+        self.reads += 1
+        return float(self._fn())
+
+    def close(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+
+class ConstantPowerSensor:
+    """A counter that accrues ``power_w`` watts on ``clock``: energy = power x elapsed time.
+
+    Args:
+        name: Domain name.
+        power_w: Constant power in watts.
+        clock: The clock whose time drives the counter (usually a :class:`FakeClock`).
+        method: The method to report.
+        uid: Unique id (defaults to ``name``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        power_w: float,
+        *,
+        clock: Callable[[], float],
+        method: Method = Method.COUNTER,
+        uid: str | None = None,
+    ) -> None:
+        self._name, self._method, self._uid = name, method, uid or name
+        self.power_w = power_w
+        self._clock = clock
+        self._origin = clock()
+
+    @property
+    def name(self) -> str:
+        """Domain name."""
+        return self._name
+
+    @property
+    def uid(self) -> str:
+        """Unique id."""
+        return self._uid
+
+    @property
+    def method(self) -> Method:
+        """Reported method."""
+        return self._method
+
+    def read_energy_j(self) -> float:
+        """Return power x time since construction."""
+        return self.power_w * (self._clock() - self._origin)
+
+    def read_power_w(self) -> float:
+        """Return the constant power."""
+        return self.power_w
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _NVMLError(Exception):
+    pass
+
+
+class _NVMLErrorNotSupported(_NVMLError):
+    pass
+
+
+@dataclass
+class _Utilization:
+    gpu: int
+    memory: int
+
+
+@dataclass
+class FakeGPU:
+    """One fake GPU for :class:`FakeNVML`.
+
+    Args:
+        uuid: The GPU's UUID (``"GPU-..."``).
+        energy_mj: Total-energy counter in millijoules, or a function returning it; ``None`` = not supported.
+        power_mw: Board power in milliwatts, or a function; ``None`` = not supported.
+        power_limit_mw: Enforced power limit in milliwatts; ``None`` = not supported.
+        utilization: GPU utilisation in percent.
+        name: Product name.
+        mig_uuids: UUIDs of MIG slices on this GPU.
+    """
+
+    uuid: str
+    energy_mj: int | Callable[[], int] | None = 0
+    power_mw: int | Callable[[], int] | None = 100_000
+    power_limit_mw: int | None = 300_000
+    utilization: int = 100
+    name: str = "NVIDIA Fake GPU"
+    mig_uuids: list[str] = field(default_factory=list)
+
+
+class FakeNVML:
+    """An object with the NVML functions lightning-greenai calls, backed by :class:`FakeGPU` records.
+
+    Pass it wherever an ``nvml`` module is accepted (``EnergyMonitor(nvml=...)``, ``discover_sensors(nvml=...)``).
+    """
+
+    NVMLError = _NVMLError
+    NVMLError_NotSupported = _NVMLErrorNotSupported
+
+    def __init__(self, gpus: Iterable[FakeGPU] = (), *, driver: str = "fake-1.0") -> None:
+        self.gpus = list(gpus)
+        self.driver = driver
+        self.initialised = False
+
+    def _value(self, value: Any) -> int:
+        if value is None:
+            raise _NVMLErrorNotSupported("Not Supported")
+        return int(value() if callable(value) else value)
+
+    def nvmlInit(self) -> None:  # noqa: N802 (NVML's names)
+        """Initialise."""
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        """Shut down."""
+        self.initialised = False
+
+    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
+        """Return the driver version."""
+        return self.driver
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        """Return the number of GPUs."""
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGPU:  # noqa: N802
+        """Return a GPU by NVML index."""
+        if not 0 <= index < len(self.gpus):
+            raise _NVMLError("Invalid Argument")
+        return self.gpus[index]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> Any:  # noqa: N802
+        """Return a GPU, or a MIG slice as ``(parent, uuid)``, by UUID."""
+        for gpu in self.gpus:
+            if gpu.uuid == uuid:
+                return gpu
+            if uuid in gpu.mig_uuids:
+                return ("mig", gpu, uuid)
+        raise _NVMLError("Not Found")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Any) -> FakeGPU:  # noqa: N802
+        """Return the parent GPU of a MIG slice."""
+        return handle[1]  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetUUID(self, handle: FakeGPU) -> str:  # noqa: N802
+        """Return the UUID."""
+        return handle.uuid
+
+    def nvmlDeviceGetName(self, handle: FakeGPU) -> str:  # noqa: N802
+        """Return the product name."""
+        return handle.name
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGPU) -> int:  # noqa: N802
+        """Return the energy counter in mJ."""
+        return self._value(handle.energy_mj)
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeGPU) -> int:  # noqa: N802
+        """Return the power in mW."""
+        return self._value(handle.power_mw)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGPU) -> int:  # noqa: N802
+        """Return the power limit in mW."""
+        return self._value(handle.power_limit_mw)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeGPU) -> _Utilization:  # noqa: N802
+        """Return utilisation rates in percent."""
+        return _Utilization(gpu=handle.utilization, memory=0)
+
+
+def make_rapl_tree(
+    root: Path | str,
+    packages: Sequence[int] = (0,),
+    *,
+    dram: bool = True,
+    mmio: bool = False,
+    psys: bool = False,
+    energy_uj: int | Sequence[int] = 0,
+    max_energy_range_uj: int = 262_143_328_850,
+) -> Path:
+    """Build a fake powercap tree under ``root`` and return ``root``.
+
+    Each package ``N`` gets ``intel-rapl:N`` (``package-N``) and, with ``dram``, ``intel-rapl:N:0`` (``dram``) and
+    ``intel-rapl:N:1`` (``core``); ``mmio`` adds ``intel-rapl-mmio:N`` copies; ``psys`` adds a ``psys`` zone.
+    Change a counter by writing its ``energy_uj`` file. ``energy_uj`` is the starting value of every counter, or
+    one value per package; a single int is offset by 10^10 µJ per package so that separate sockets read
+    differently (identical readings are how mirrored per-die counters are recognised).
+    """
+    root = Path(root)
+    starts = [energy_uj + i * 10**10 for i in range(len(packages))] if isinstance(energy_uj, int) else list(energy_uj)
+
+    def zone(dirname: str, name: str, start_uj: int) -> None:
+        path = root / dirname
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "name").write_text(f"{name}\n")
+        (path / "energy_uj").write_text(f"{start_uj}\n")
+        (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
+
+    for n, start in zip(packages, starts):
+        zone(f"intel-rapl:{n}", f"package-{n}", start)
+        if dram:
+            zone(f"intel-rapl:{n}:0", "dram", start // 7)
+            zone(f"intel-rapl:{n}:1", "core", start // 3)
+        if mmio:
+            zone(f"intel-rapl-mmio:{n}", f"package-{n}", start)
+    if psys:
+        zone(f"intel-rapl:{max(packages, default=-1) + 1}", "psys", 5 * 10**10)
+    return root

@@ -1,0 +1,167 @@
+"""What a run spent: energy by device, FLOPs, time, and how each figure was obtained."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_greenai.units import S_PER_HOUR, j_to_kwh
+
+__all__ = ["Method", "Spend"]
+
+
+class Method(str, enum.Enum):
+    """How a device's energy was obtained, from most to least trustworthy."""
+
+    COUNTER = "counter"  # a hardware energy counter (NVML total energy, RAPL energy_uj)
+    SAMPLED = "sampled"  # measured power polled on a thread and integrated over time
+    ESTIMATE = "estimate"  # a model: power limit or TDP times utilisation, DRAM by GB
+    UNAVAILABLE = "unavailable"  # nothing could be read; the energy is unknown, not zero
+
+    @property
+    def rank(self) -> int:
+        """Trust order: 0 for a counter, 3 for unavailable."""
+        return list(Method).index(self)
+
+    @property
+    def is_estimate(self) -> bool:
+        """Whether a figure obtained this way must be flagged as an estimate."""
+        return self is Method.ESTIMATE
+
+    @staticmethod
+    def worst(*methods: Method) -> Method:
+        """Return the least trustworthy of ``methods``."""
+        return max(methods, key=lambda m: m.rank)
+
+
+def _add_maps(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The compute a run spent, in SI units.
+
+    Args:
+        energy_j: Energy by domain (``"gpu:0"``, ``"cpu:package-0"``, ``"dram:0"``, ...), in joules. A domain whose
+            energy could not be read is absent here and listed as ``unavailable`` in ``methods``.
+        methods: How each domain's energy was obtained.
+        flops: Floating-point operations performed (2 per multiply-add).
+        duration_s: Wall-clock time metered, in seconds.
+        gpu_s: GPU-seconds: metered GPUs times wall-clock time.
+        is_estimate: Whether any figure in this spend comes from an estimate.
+        stage_energy_j: Energy by stage (``"train"``, ``"validate"``, ``"test"``, ``"predict"``), in joules.
+
+    Example::
+
+        >>> a = Spend(energy_j={"gpu:0": 3.6e6}, methods={"gpu:0": Method.COUNTER}, duration_s=10.0)
+        >>> (a + a).energy_kwh
+        2.0
+    """
+
+    energy_j: Mapping[str, float] = field(default_factory=dict)
+    methods: Mapping[str, Method] = field(default_factory=dict)
+    flops: float = 0.0
+    duration_s: float = 0.0
+    gpu_s: float = 0.0
+    is_estimate: bool = False
+    stage_energy_j: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def total_energy_j(self) -> float | None:
+        """Energy of every readable domain, in joules; ``None`` when no domain could be read at all."""
+        if not self.energy_j:
+            return None
+        return float(sum(self.energy_j.values()))
+
+    @property
+    def energy_kwh(self) -> float | None:
+        """Total energy in kWh, or ``None`` when unavailable."""
+        total = self.total_energy_j
+        return None if total is None else j_to_kwh(total)
+
+    @property
+    def gpu_hours(self) -> float:
+        """GPU-hours."""
+        return self.gpu_s / S_PER_HOUR
+
+    @property
+    def wall_hours(self) -> float:
+        """Wall-clock hours."""
+        return self.duration_s / S_PER_HOUR
+
+    @property
+    def power_w(self) -> float | None:
+        """Mean power over the metered time, in watts."""
+        total = self.total_energy_j
+        if total is None or self.duration_s <= 0:
+            return None
+        return total / self.duration_s
+
+    def __add__(self, other: Spend) -> Spend:
+        if not isinstance(other, Spend):
+            return NotImplemented
+        methods = dict(self.methods)
+        for key, method in other.methods.items():
+            methods[key] = Method.worst(methods[key], method) if key in methods else method
+        return Spend(
+            energy_j=_add_maps(self.energy_j, other.energy_j),
+            methods=methods,
+            flops=self.flops + other.flops,
+            duration_s=self.duration_s + other.duration_s,
+            gpu_s=self.gpu_s + other.gpu_s,
+            is_estimate=self.is_estimate or other.is_estimate,
+            stage_energy_j=_add_maps(self.stage_energy_j, other.stage_energy_j),
+        )
+
+    def scaled(self, factor: float) -> Spend:
+        """Return this spend with every amount multiplied by ``factor`` (used for projections)."""
+        return Spend(
+            energy_j={k: v * factor for k, v in self.energy_j.items()},
+            methods=dict(self.methods),
+            flops=self.flops * factor,
+            duration_s=self.duration_s * factor,
+            gpu_s=self.gpu_s * factor,
+            is_estimate=self.is_estimate,
+            stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
+        )
+
+    @property
+    def estimated_domains(self) -> list[str]:
+        """Domains whose energy is an estimate."""
+        return [k for k, m in self.methods.items() if m.is_estimate]
+
+    @property
+    def unavailable_domains(self) -> list[str]:
+        """Domains whose energy could not be obtained at all."""
+        return [k for k, m in self.methods.items() if m is Method.UNAVAILABLE]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (see :meth:`from_dict`)."""
+        return {
+            "energy_j": dict(self.energy_j),
+            "methods": {k: m.value for k, m in self.methods.items()},
+            "flops": self.flops,
+            "duration_s": self.duration_s,
+            "gpu_s": self.gpu_s,
+            "is_estimate": self.is_estimate,
+            "stage_energy_j": dict(self.stage_energy_j),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spend:
+        """Rebuild a spend written by :meth:`to_dict`."""
+        return cls(
+            energy_j={str(k): float(v) for k, v in data.get("energy_j", {}).items()},
+            methods={str(k): Method(v) for k, v in data.get("methods", {}).items()},
+            flops=float(data.get("flops", 0.0)),
+            duration_s=float(data.get("duration_s", 0.0)),
+            gpu_s=float(data.get("gpu_s", 0.0)),
+            is_estimate=bool(data.get("is_estimate", False)),
+            stage_energy_j={str(k): float(v) for k, v in data.get("stage_energy_j", {}).items()},
+        )

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from lightning_greenai.sensors.fake import FakeClock
+
+
+class ClockedModel(BoringModel):
+    """A BoringModel whose every training/validation/test step advances a fake clock, so energy is exact."""
+
+    def __init__(self, clock: FakeClock, train_step_s: float = 1.0, eval_step_s: float = 0.5) -> None:
+        super().__init__()
+        self.clock, self.train_step_s, self.eval_step_s = clock, train_step_s, eval_step_s
+
+    def training_step(self, batch, batch_idx):
+        self.clock.advance(self.train_step_s)
+        return super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self.clock.advance(self.eval_step_s)
+        return super().validation_step(batch, batch_idx)
+
+    def test_step(self, batch, batch_idx):
+        self.clock.advance(self.eval_step_s)
+        return super().test_step(batch, batch_idx)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock(100.0)
+
+
+@pytest.fixture
+def tiny_trainer(tmp_path):
+    def make(**overrides) -> L.Trainer:
+        kwargs = dict(
+            default_root_dir=tmp_path,
+            max_steps=5,
+            limit_val_batches=2,
+            num_sanity_val_steps=0,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            log_every_n_steps=1,
+        )
+        kwargs.update(overrides)
+        return L.Trainer(**kwargs)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
