@@ -1,0 +1,203 @@
+import csv
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+
+from lightning_greenai import EnergyMonitor, GreenAIWarning, GridConfigError, Method
+from lightning_greenai.callbacks.factory import ENV_VAR, auto_callbacks
+from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeGPU, FakeNVML, FakeSensor, make_rapl_tree
+from tests.conftest import ClockedModel
+
+J_PER_KWH = 3.6e6
+
+
+def read_metrics(log_dir: str) -> list[dict[str, str]]:
+    with open(Path(log_dir) / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def last(rows, key):
+    values = [float(r[key]) for r in rows if r.get(key)]
+    return values[-1]
+
+
+def monitor(clock, power_w=100.0, **kwargs):
+    return EnergyMonitor(country="DE", sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)], clock=clock,
+                         verbose=False, **kwargs)
+
+
+def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, tmp_path):
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
+                           callbacks=[mon], logger=CSVLogger(tmp_path))
+    trainer.fit(ClockedModel(fake_clock))
+    spend = mon.spend
+    # 4 training steps x 1 s + 2 validation steps x 0.5 s, at 100 W
+    assert spend.energy_j == {"gpu:0": 500.0}
+    assert spend.stage_energy_j == {"train": 400.0, "validate": 100.0}
+    assert spend.duration_s == 5.0
+    rows = read_metrics(trainer.log_dir)
+    assert last(rows, "greenai/energy_kwh") == pytest.approx(500.0 / J_PER_KWH)
+    assert last(rows, "greenai/energy_kwh/gpu_0") == pytest.approx(500.0 / J_PER_KWH)
+    assert last(rows, "greenai/co2e_kg") == pytest.approx(500.0 / J_PER_KWH * 365.477 / 1000)
+    assert last(rows, "greenai/cost") == pytest.approx(500.0 / J_PER_KWH * 0.20)
+    assert last(rows, "greenai/is_estimate") == 0.0
+    assert last(rows, "greenai/power_w") == pytest.approx(100.0)
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    assert tag["energy_kwh"] == pytest.approx(500.0 / J_PER_KWH)
+    assert tag["currency"] == "EUR"
+    assert tag["is_estimate"] is False
+    assert tag["devices"] == [{"name": "gpu:0", "method": "counter", "is_estimate": False,
+                               "energy_kwh": pytest.approx(500.0 / J_PER_KWH)}]
+    assert tag["stages_energy_kwh"]["validate"] == pytest.approx(100.0 / J_PER_KWH)
+
+
+def test_progress_bar_shows_energy(tiny_trainer, fake_clock):
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], enable_progress_bar=True)
+    trainer.fit(ClockedModel(fake_clock))
+    assert "greenai/energy_kwh" in trainer.progress_bar_metrics
+    assert "greenai/co2e_kg" in trainer.progress_bar_metrics
+
+
+def test_price_tag_is_printed_once_with_estimates_flagged(tiny_trainer, fake_clock, capsys):
+    sensors = [ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
+               ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock, method=Method.ESTIMATE)]
+    mon = EnergyMonitor(country="FR", sensors=sensors, clock=fake_clock)
+    tiny_trainer(callbacks=[mon], logger=False).fit(ClockedModel(fake_clock))
+    out = capsys.readouterr().out
+    assert out.count("lightning-greenai price tag (fit)") == 1
+    assert "estimate *" in out
+    assert "includes an estimate (cpu:estimate)" in out
+    assert mon.spend.is_estimate
+
+
+def test_logger_false_still_writes_the_price_tag(tiny_trainer, fake_clock, tmp_path):
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], logger=False)
+    trainer.fit(ClockedModel(fake_clock))
+    assert mon.spend.energy_j["gpu:0"] == pytest.approx(500.0)
+    assert (tmp_path / "price_tag.json").exists()
+
+
+def test_validate_and_test_after_fit_are_added_by_stage(tiny_trainer, fake_clock):
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], limit_val_batches=0, limit_test_batches=2)
+    model = ClockedModel(fake_clock)
+    trainer.fit(model)
+    fit_energy = mon.spend.total_energy_j
+    trainer.test(model)
+    assert mon.spend.stage_energy_j == {"train": fit_energy, "test": 100.0}
+    assert mon.spend.total_energy_j == fit_energy + 100.0
+
+
+def test_checkpoint_resume_continues_the_total(tiny_trainer, fake_clock, tmp_path):
+    trainer = tiny_trainer(max_steps=4, limit_val_batches=0, callbacks=[monitor(fake_clock)])
+    model = ClockedModel(fake_clock)
+    trainer.fit(model)
+    ckpt = tmp_path / "four.ckpt"
+    trainer.save_checkpoint(ckpt)
+    resumed = monitor(fake_clock)
+    trainer = tiny_trainer(max_steps=6, limit_val_batches=0, callbacks=[resumed])
+    trainer.fit(ClockedModel(fake_clock), ckpt_path=ckpt)
+    assert resumed.spend.energy_j == {"gpu:0": pytest.approx(600.0)}
+    assert resumed.spend.duration_s == pytest.approx(6.0)
+
+
+def test_forecast_after_the_first_epoch(tiny_trainer, fake_clock, tmp_path):
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(max_steps=-1, max_epochs=4, limit_train_batches=2, limit_val_batches=0,
+                           callbacks=[mon], logger=CSVLogger(tmp_path))
+    trainer.fit(ClockedModel(fake_clock))
+    rows = read_metrics(trainer.log_dir)
+    projected = [float(r["greenai/projected_energy_kwh"]) for r in rows if r.get("greenai/projected_energy_kwh")]
+    assert projected and all(p == pytest.approx(800.0 / J_PER_KWH) for p in projected)
+    assert math.isclose(mon.spend.total_energy_j, 800.0)
+
+
+def test_a_failing_sensor_does_not_crash_training(tiny_trainer, fake_clock):
+    sensors = [FakeSensor("gpu:0", lambda: 50.0 * fake_clock(), fail_after=3)]
+    mon = EnergyMonitor(sensors=sensors, clock=fake_clock, verbose=False)
+    with pytest.warns(GreenAIWarning, match="failed"):
+        tiny_trainer(callbacks=[mon], max_steps=8).fit(ClockedModel(fake_clock))
+    assert mon.spend.is_estimate
+    assert mon.spend.energy_j["gpu:0"] > 0
+
+
+def test_discovery_with_fake_nvml_and_fake_rapl(tiny_trainer, fake_clock, tmp_path):
+    root = make_rapl_tree(tmp_path / "powercap", packages=(0,))
+    gpu = FakeGPU("GPU-1234", energy_mj=lambda: int(fake_clock() * 200_000))  # 200 W
+    mon = EnergyMonitor(gpus=[0], nvml=FakeNVML([gpu]), rapl_root=root, clock=fake_clock, verbose=False)
+    tiny_trainer(callbacks=[mon], max_steps=3, limit_val_batches=0).fit(ClockedModel(fake_clock))
+    spend = mon.spend
+    assert spend.energy_j["gpu:0"] == pytest.approx(600.0)
+    assert spend.methods == {"gpu:0": Method.COUNTER, "cpu:package-0": Method.COUNTER, "dram:0": Method.COUNTER}
+    assert spend.gpu_s == pytest.approx(3.0)
+    assert "gpu:0 (counter)" in mon.price_tag.sensors
+
+
+def test_unknown_country_fails_at_construction():
+    with pytest.raises(GridConfigError, match="Did you mean: Germany"):
+        EnergyMonitor(country="Germny")
+
+
+def test_bad_log_interval():
+    with pytest.raises(ValueError, match=r"`log_every_n_steps` must be >= 1 or None, got 0"):
+        EnergyMonitor(log_every_n_steps=0)
+
+
+def test_factory_is_opt_in(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert auto_callbacks() == []
+    monkeypatch.setenv(ENV_VAR, "1")
+    monkeypatch.setenv(f"{ENV_VAR}_COUNTRY", "SE")
+    (cb,) = auto_callbacks()
+    assert isinstance(cb, EnergyMonitor) and cb.grid.country == "SE"
+
+
+def test_factory_entry_point_adds_a_monitor_to_every_trainer(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_VAR, "true")
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False)
+    assert sum(isinstance(cb, EnergyMonitor) for cb in trainer.callbacks) == 1
+
+
+def test_explicit_monitor_wins_over_the_factory(monkeypatch, tiny_trainer, fake_clock):
+    monkeypatch.setenv(ENV_VAR, "1")
+    mine = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mine], max_steps=2, limit_val_batches=0)
+    (auto,) = [cb for cb in trainer.callbacks if isinstance(cb, EnergyMonitor) and cb is not mine]
+    trainer.fit(ClockedModel(fake_clock))
+    assert mine.spend.energy_j == {"gpu:0": 200.0}
+    assert auto.spend.total_energy_j is None  # stepped aside: nothing metered twice
+
+
+def test_lightning_cli_yaml_config(tmp_path, monkeypatch):
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+    (tmp_path / "cfg").mkdir()
+    config = tmp_path / "cfg" / "greenai.yaml"
+    config.write_text(
+        "trainer:\n"
+        f"  default_root_dir: {tmp_path}\n"
+        "  max_steps: 2\n"
+        "  limit_val_batches: 0\n"
+        "  enable_progress_bar: false\n"
+        "  logger: false\n"
+        "  enable_checkpointing: false\n"
+        "  callbacks:\n"
+        "    - class_path: lightning_greenai.EnergyMonitor\n"
+        "      init_args:\n"
+        "        country: DE\n"
+        "        pue: 1.2\n"
+        "        verbose: false\n"
+    )
+    monkeypatch.setattr("sys.argv", ["cli", "fit", f"--config={config}"])
+    cli = LightningCLI(BoringModel, BoringDataModule, save_config_callback=None)
+    (mon,) = [cb for cb in cli.trainer.callbacks if isinstance(cb, EnergyMonitor)]
+    assert (mon.grid.country, mon.grid.pue) == ("DE", 1.2)
+    assert mon.spend.duration_s > 0

@@ -1,0 +1,91 @@
+import threading
+
+import pytest
+
+from lightning_greenai import GreenAIWarning, Meter, Method
+from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeSensor
+
+
+def test_meter_integrates_constant_power_exactly():
+    clock = FakeClock()
+    sensors = [ConstantPowerSensor("gpu:0", 300.0, clock=clock), ConstantPowerSensor("cpu:package-0", 50.0, clock=clock)]
+    with Meter(sensors, clock=clock) as meter:
+        clock.advance(10.0)
+    spend = meter.spend
+    assert spend.energy_j == {"gpu:0": 3000.0, "cpu:package-0": 500.0}
+    assert (spend.duration_s, spend.gpu_s, spend.is_estimate) == (10.0, 10.0, False)
+    assert spend.methods == {"gpu:0": Method.COUNTER, "cpu:package-0": Method.COUNTER}
+
+
+def test_meter_splits_energy_by_stage():
+    clock = FakeClock()
+    meter = Meter([ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock).start()
+    clock.advance(3.0)
+    meter.set_stage("validate")
+    clock.advance(1.0)
+    meter.set_stage("train")
+    clock.advance(2.0)
+    assert meter.stop().stage_energy_j == {"train": 500.0, "validate": 100.0}
+
+
+def test_scripted_readings_and_a_decreasing_reading_charges_nothing():
+    meter = Meter([FakeSensor("gpu:0", [10.0, 15.0, 12.0, 20.0])]).start()
+    meter.sample()
+    meter.sample()
+    assert meter.stop().energy_j == {"gpu:0": 13.0}  # +5, +0 (went back), +8
+
+
+def test_sensor_failure_warns_once_keeps_energy_and_flags_estimate():
+    clock = FakeClock()
+    meter = Meter([FakeSensor("gpu:0", lambda: 100.0 * clock(), fail_after=2)], clock=clock).start()
+    clock.advance(4.0)
+    meter.sample()  # 400 J at 100 W
+    clock.advance(2.0)
+    with pytest.warns(GreenAIWarning, match="'gpu:0' failed"):
+        meter.sample()
+    clock.advance(2.0)
+    spend = meter.stop()  # no second warning: pytest turns our warnings into errors
+    assert spend.energy_j["gpu:0"] == pytest.approx(800.0)
+    assert spend.methods["gpu:0"] is Method.ESTIMATE and spend.is_estimate
+
+
+def test_no_sensor_means_unknown_energy_not_zero():
+    spend = Meter([], unavailable=["gpu:0"]).start().stop()
+    assert spend.total_energy_j is None
+    assert spend.unavailable_domains == ["gpu:0"]
+
+
+def test_sync_runs_before_every_reading():
+    calls = []
+    meter = Meter([FakeSensor("gpu:0", [0.0])], sync=lambda: calls.append(1)).start()
+    meter.sample()
+    meter.stop()
+    assert len(calls) == 3
+
+
+def test_counter_sensors_start_no_thread():
+    before = threading.active_count()
+    clock = FakeClock()
+    with Meter([ConstantPowerSensor("gpu:0", 1.0, clock=clock)], clock=clock) as meter:
+        meter.sample()
+        assert threading.active_count() == before
+
+
+def test_meter_discovers_sensors_when_none_given():
+    # This machine (and CI) has no GPU and no powercap tree: the CPU and DRAM estimates are chosen, and flagged.
+    with Meter() as meter:
+        sum(i * i for i in range(100_000))
+    assert meter.discovery is not None
+    assert set(meter.spend.methods) >= {"cpu:estimate", "dram:estimate"} or not meter.spend.is_estimate
+    assert meter.spend.total_energy_j is not None
+
+
+def test_stop_before_start_is_an_error():
+    with pytest.raises(RuntimeError, match="before Meter.start"):
+        Meter([]).stop()
+
+
+def test_flops_are_carried_in_the_spend():
+    meter = Meter([]).start()
+    meter.add_flops(4096)
+    assert meter.stop().flops == 4096
