@@ -4,8 +4,11 @@ The metering core (:class:`Meter`, :class:`Spend`, :class:`Budget`, :class:`Grid
 Lightning nor Hydra; the callbacks are thin adapters over it.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lightning_greenai.budget import Budget
-from lightning_greenai.callbacks import EnergyMonitor
 from lightning_greenai.errors import (
     BudgetConfigError,
     GreenAIError,
@@ -20,7 +23,28 @@ from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
 
+if TYPE_CHECKING:
+    from lightning_greenai.callbacks import EnergyMonitor
+
 __version__ = "0.1.0"
+
+# Callbacks import Lightning; load them on first use so that the metering core stays light to import.
+_LAZY = {"EnergyMonitor": "lightning_greenai.callbacks"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lightning_greenai' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Budget",

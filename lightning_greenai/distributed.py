@@ -55,7 +55,7 @@ def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
     methods: dict[str, Method] = {}
     stages: dict[str, float] = {}
     gpu_s = 0.0
-    for uid, (record, domain) in best.items():
+    for record, domain in best.values():
         name = domain["name"]
         if len(names[name]) > 1:  # the same display name on several hosts or ranks
             hosts = {best[u][0]["host"] for u in names[name]}
@@ -81,8 +81,10 @@ def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
 
 
 def gather_spend(meter: Meter) -> Spend:
-    """Return the spend of every process: an all-gather when ``torch.distributed`` is initialised (every rank
-    must call this together), else this process's own."""
+    """Return the spend of every process, each counter once.
+
+    Under ``torch.distributed`` this is an all-gather, so every rank must call it at the same point.
+    """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -173,9 +173,9 @@ class Meter:
             elapsed = (self._last_s or 0.0) - (self._start_s or 0.0)
             domain.power_after_failure_w = domain.energy_j / elapsed if elapsed > 0 else 0.0
             warnings.warn(
-                f"Energy sensor {domain.sensor.name!r} failed ({type(err).__name__}: {err}). The {domain.energy_j:.1f} J "
-                f"counted so far are kept; from now on it is extrapolated at {domain.power_after_failure_w:.1f} W "
-                "and flagged as an estimate.",
+                f"Energy sensor {domain.sensor.name!r} failed ({type(err).__name__}: {err}). "
+                f"The {domain.energy_j:.1f} J counted so far are kept; from now on it is extrapolated at "
+                f"{domain.power_after_failure_w:.1f} W and flagged as an estimate.",
                 GreenAIWarning,
                 stacklevel=3,
             )
@@ -214,7 +214,7 @@ class Meter:
         """What was spent from :meth:`start` up to the latest reading."""
         duration_s = self.duration_s
         energy: dict[str, float] = {}
-        methods: dict[str, Method] = {name: Method.UNAVAILABLE for name in self._unavailable}
+        methods: dict[str, Method] = dict.fromkeys(self._unavailable, Method.UNAVAILABLE)
         stages: dict[str, float] = {}
         for d in self._domains:
             name, method, energy_j = d.sensor.name, d.method, d.energy_j

@@ -73,7 +73,9 @@ _UNITS: dict[str, tuple[str, float]] = {
 }
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)\s*(.*?)\s*$", re.IGNORECASE)
+_NUMBER_UNIT = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)\s*(.*?)\s*$", re.IGNORECASE
+)
 
 
 def j_to_kwh(energy_j: float) -> float:
@@ -143,5 +145,7 @@ def check_limit(quantity: str, value: float, *, source: object = None) -> None:
 
 def allowed_units() -> str:
     """Return the accepted unit spellings, for error messages."""
-    return "kWh, Wh, J, kJ, MJ, MWh; FLOPs, GFLOPs, TFLOPs, PFLOPs, EFLOPs; gCO2e, kgCO2e, tCO2e; " \
+    return (
+        "kWh, Wh, J, kJ, MJ, MWh; FLOPs, GFLOPs, TFLOPs, PFLOPs, EFLOPs; gCO2e, kgCO2e, tCO2e; "
         "a 3-letter currency code (USD, EUR, ...); GPU-h, GPU-min, GPU-s; s, min, h, d"
+    )

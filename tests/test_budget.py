@@ -11,8 +11,14 @@ def spend_kwh(kwh: float, **kwargs) -> Spend:
 
 def test_budget_parse_several_limits():
     b = Budget.parse("0.5 kWh, 1e18 FLOPs, 2 kgCO2e, 3 USD, 10 GPU-h, 90 min")
-    assert b.limits == {"energy_kwh": 0.5, "flops": 1e18, "co2e_kg": 2.0, "money": 3.0, "gpu_hours": 10.0,
-                        "wall_hours": 1.5}
+    assert b.limits == {
+        "energy_kwh": 0.5,
+        "flops": 1e18,
+        "co2e_kg": 2.0,
+        "money": 3.0,
+        "gpu_hours": 10.0,
+        "wall_hours": 1.5,
+    }
     assert b.currency == "USD"
 
 

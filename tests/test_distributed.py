@@ -17,10 +17,12 @@ def record(rank, host, domains, duration=10.0, flops=0.0, unavailable=()):
 
 
 def test_each_rank_gpu_summed_host_cpu_once():
-    spend = merge_records([
-        record(0, "n0", {"GPU-a": ("gpu:0", 100.0), "rapl:n0:/pkg0": ("cpu:package-0", 30.0)}, flops=5),
-        record(1, "n0", {"GPU-b": ("gpu:1", 120.0)}, flops=7, duration=11.0),
-    ])
+    spend = merge_records(
+        [
+            record(0, "n0", {"GPU-a": ("gpu:0", 100.0), "rapl:n0:/pkg0": ("cpu:package-0", 30.0)}, flops=5),
+            record(1, "n0", {"GPU-b": ("gpu:1", 120.0)}, flops=7, duration=11.0),
+        ]
+    )
     assert spend.energy_j == {"gpu:0": 100.0, "cpu:package-0": 30.0, "gpu:1": 120.0}
     assert spend.flops == 12
     assert spend.duration_s == 11.0
@@ -29,18 +31,22 @@ def test_each_rank_gpu_summed_host_cpu_once():
 
 
 def test_two_ranks_on_one_gpu_count_it_once():
-    spend = merge_records([
-        record(0, "n0", {"GPU-a": ("gpu:0", 100.0)}),
-        record(1, "n0", {"GPU-a": ("gpu:0", 98.0)}),
-    ])
+    spend = merge_records(
+        [
+            record(0, "n0", {"GPU-a": ("gpu:0", 100.0)}),
+            record(1, "n0", {"GPU-a": ("gpu:0", 98.0)}),
+        ]
+    )
     assert spend.energy_j == {"gpu:0": 100.0}
 
 
 def test_same_device_names_on_two_nodes_stay_apart():
-    spend = merge_records([
-        record(0, "n0", {"GPU-a": ("gpu:0", 1.0), "rapl:n0:/p": ("cpu:package-0", 2.0)}),
-        record(1, "n1", {"GPU-b": ("gpu:0", 3.0), "rapl:n1:/p": ("cpu:package-0", 4.0)}),
-    ])
+    spend = merge_records(
+        [
+            record(0, "n0", {"GPU-a": ("gpu:0", 1.0), "rapl:n0:/p": ("cpu:package-0", 2.0)}),
+            record(1, "n1", {"GPU-b": ("gpu:0", 3.0), "rapl:n1:/p": ("cpu:package-0", 4.0)}),
+        ]
+    )
     assert spend.energy_j == {"gpu:0@n0": 1.0, "cpu:package-0@n0": 2.0, "gpu:0@n1": 3.0, "cpu:package-0@n1": 4.0}
     assert spend.total_energy_j == 10.0
 

@@ -21,7 +21,9 @@ def test_unknown_country_lists_close_matches():
 
 
 def test_unknown_region_lists_close_matches():
-    with pytest.raises(GridConfigError, match=r"Unknown region 'aws:eu-west-7'. Did you mean: .*aws:eu-west-1.*Allowed: aws:ap"):
+    with pytest.raises(
+        GridConfigError, match=r"Unknown region 'aws:eu-west-7'. Did you mean: .*aws:eu-west-1.*Allowed: aws:ap"
+    ):
         Grid.from_location(region="aws:eu-west-7")
 
 

@@ -8,7 +8,10 @@ from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeS
 
 def test_meter_integrates_constant_power_exactly():
     clock = FakeClock()
-    sensors = [ConstantPowerSensor("gpu:0", 300.0, clock=clock), ConstantPowerSensor("cpu:package-0", 50.0, clock=clock)]
+    sensors = [
+        ConstantPowerSensor("gpu:0", 300.0, clock=clock),
+        ConstantPowerSensor("cpu:package-0", 50.0, clock=clock),
+    ]
     with Meter(sensors, clock=clock) as meter:
         clock.advance(10.0)
     spend = meter.spend
@@ -81,7 +84,7 @@ def test_meter_discovers_sensors_when_none_given():
 
 
 def test_stop_before_start_is_an_error():
-    with pytest.raises(RuntimeError, match="before Meter.start"):
+    with pytest.raises(RuntimeError, match=r"before Meter\.start"):
         Meter([]).stop()
 
 

@@ -2,11 +2,23 @@ from lightning_greenai import Method, Spend
 
 
 def test_spend_addition_sums_and_keeps_the_worst_method():
-    a = Spend(energy_j={"gpu:0": 10.0}, methods={"gpu:0": Method.COUNTER}, flops=5, duration_s=2, gpu_s=2,
-              stage_energy_j={"train": 10.0})
-    b = Spend(energy_j={"gpu:0": 5.0, "cpu:estimate": 1.0},
-              methods={"gpu:0": Method.SAMPLED, "cpu:estimate": Method.ESTIMATE}, flops=1, duration_s=1, gpu_s=1,
-              is_estimate=True, stage_energy_j={"validate": 6.0})
+    a = Spend(
+        energy_j={"gpu:0": 10.0},
+        methods={"gpu:0": Method.COUNTER},
+        flops=5,
+        duration_s=2,
+        gpu_s=2,
+        stage_energy_j={"train": 10.0},
+    )
+    b = Spend(
+        energy_j={"gpu:0": 5.0, "cpu:estimate": 1.0},
+        methods={"gpu:0": Method.SAMPLED, "cpu:estimate": Method.ESTIMATE},
+        flops=1,
+        duration_s=1,
+        gpu_s=1,
+        is_estimate=True,
+        stage_energy_j={"validate": 6.0},
+    )
     c = a + b
     assert c.energy_j == {"gpu:0": 15.0, "cpu:estimate": 1.0}
     assert c.methods == {"gpu:0": Method.SAMPLED, "cpu:estimate": Method.ESTIMATE}
@@ -23,8 +35,15 @@ def test_spend_unavailable_energy_is_none_not_zero():
 
 
 def test_spend_round_trips_through_dict():
-    s = Spend(energy_j={"dram:0": 7.5}, methods={"dram:0": Method.COUNTER, "gpu:1": Method.UNAVAILABLE}, flops=3e12,
-              duration_s=4.0, gpu_s=0.0, is_estimate=False, stage_energy_j={"train": 7.5})
+    s = Spend(
+        energy_j={"dram:0": 7.5},
+        methods={"dram:0": Method.COUNTER, "gpu:1": Method.UNAVAILABLE},
+        flops=3e12,
+        duration_s=4.0,
+        gpu_s=0.0,
+        is_estimate=False,
+        stage_energy_j={"train": 7.5},
+    )
     assert Spend.from_dict(s.to_dict()) == s
 
 

@@ -50,7 +50,9 @@ class Budget:
             if value is not None:
                 check_limit(name, value)
         if self.currency is not None and (len(self.currency) != 3 or not self.currency.isupper()):
-            raise BudgetConfigError(f"`currency` must be a 3-letter ISO 4217 code such as 'USD', got {self.currency!r}.")
+            raise BudgetConfigError(
+                f"`currency` must be a 3-letter ISO 4217 code such as 'USD', got {self.currency!r}."
+            )
 
     @classmethod
     def parse(cls, spec: str | Iterable[str] | Mapping[str, Any]) -> Budget:
@@ -79,9 +81,7 @@ class Budget:
                     limits["currency"] = value
                     continue
                 if key not in QUANTITIES:
-                    raise BudgetConfigError(
-                        f"Unknown budget key {key!r}. Allowed: {', '.join(QUANTITIES)}, currency."
-                    )
+                    raise BudgetConfigError(f"Unknown budget key {key!r}. Allowed: {', '.join(QUANTITIES)}, currency.")
                 if value is None:
                     continue
                 if isinstance(value, str):
@@ -102,7 +102,11 @@ class Budget:
     @property
     def limits(self) -> dict[str, float]:
         """The limits that are set, by quantity name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in QUANTITIES and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in QUANTITIES and getattr(self, f.name) is not None
+        }
 
     @property
     def is_unlimited(self) -> bool:
@@ -146,7 +150,9 @@ class Budget:
     def fraction_spent(self, spend: Spend, grid: Grid | None = None) -> float:
         """Return the largest used/limit ratio over the set limits (0 when unlimited)."""
         used = self.spent(spend, grid)
-        ratios = [u / limit if limit > 0 else float("inf") for q, limit in self.limits.items() if (u := used[q]) is not None]
+        ratios = [
+            u / limit if limit > 0 else float("inf") for q, limit in self.limits.items() if (u := used[q]) is not None
+        ]
         return max(ratios, default=0.0)
 
     def to_dict(self) -> dict[str, Any]:

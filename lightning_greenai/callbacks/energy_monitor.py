@@ -173,7 +173,7 @@ class EnergyMonitor(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):
+        if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):  # type: ignore[attr-defined]
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
         if self._meter is not None:
@@ -263,7 +263,7 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None:
             return
         self._batches += 1
-        every = self._log_every or trainer.log_every_n_steps or 50
+        every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
         if self._batches % every == 0:
             spend = self._sample(trainer)
             if self._prog_bar:
@@ -337,7 +337,7 @@ class EnergyMonitor(Callback):
             return self._projected
         total = trainer.estimated_stepping_batches
         done = trainer.global_step
-        if not (0 < done and 0 < total < float("inf")):
+        if not (done > 0 and 0 < total < float("inf")):
             return self._projected
         if trainer.current_epoch < 1 and done < 0.05 * total:
             return self._projected

@@ -63,7 +63,9 @@ def _regions() -> dict[str, str]:
 
 @functools.cache
 def _prices() -> dict[str, PriceRecord]:
-    return {row["iso2"]: PriceRecord(float(row["price_per_kwh"]), row["currency"]) for row in _rows("electricity_price.csv")}
+    return {
+        row["iso2"]: PriceRecord(float(row["price_per_kwh"]), row["currency"]) for row in _rows("electricity_price.csv")
+    }
 
 
 def _unknown(kind: str, value: str, choices: list[str], known: list[str]) -> GridConfigError:

@@ -10,7 +10,7 @@ from typing import Any
 
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import g_to_kg, j_to_kwh
+from lightning_greenai.units import g_to_kg, j_to_kwh, kwh_to_j
 
 __all__ = ["PriceTag"]
 
@@ -38,7 +38,7 @@ def format_mass(co2e_g: float | None) -> str:
 
 def format_duration(seconds: float) -> str:
     """Return ``H:MM:SS``."""
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
@@ -127,46 +127,49 @@ class PriceTag:
         """Return the price tag as a table. Figures that include an estimate carry a ``*``."""
         spend, grid = self.spend, self.grid
         est = f" {_MARK}" if spend.is_estimate else ""
-        rows: list[tuple[str, str, str]] = []
+        devices: list[tuple[str, str, str]] = []
         for name, method in sorted(spend.methods.items()):
             mark = f" {_MARK}" if method.is_estimate else ""
-            rows.append((name, method.value + mark, format_energy(spend.energy_j.get(name))))
-        width = max([len(r[0]) for r in rows] + [14])
-        lines = [f"lightning-greenai price tag ({self.title})", "-" * (width + 36)]
-        lines.append(f"  {'device':<{width}}  {'method':<13}  energy")
-        lines.extend(f"  {n:<{width}}  {m:<13}  {e}" for n, m, e in rows)
-        lines.append("-" * (width + 36))
-        lines.append(f"  {'energy':<{width + 15}}  {format_energy(spend.total_energy_j)}{est}")
+            devices.append((name, method.value + mark, format_energy(spend.energy_j.get(name))))
+        width = max([len(d[0]) for d in devices] + [14])
+        rule = "-" * (width + 36)
+        lines = [f"lightning-greenai price tag ({self.title})", rule, f"  {'device':<{width}}  {'method':<13}  energy"]
+        lines.extend(f"  {n:<{width}}  {m:<13}  {e}" for n, m, e in devices)
+        lines.append(rule)
+
+        def row(label: str, value: str) -> None:
+            lines.append(f"  {label:<{width + 15}}  {value}")
+
+        row("energy", format_energy(spend.total_energy_j) + est)
         if grid.pue != 1.0:
-            facility = grid.facility_energy_kwh(spend)
-            lines.append(f"  {'with PUE ' + format(grid.pue, 'g'):<{width + 15}}  {format_energy(None if facility is None else facility * 3.6e6)}{est}")
+            facility_kwh = grid.facility_energy_kwh(spend)
+            row(f"with PUE {grid.pue:g}", format_energy(None if facility_kwh is None else kwh_to_j(facility_kwh)) + est)
         if spend.stage_energy_j:
-            stages = ", ".join(f"{k} {format_energy(v)}" for k, v in spend.stage_energy_j.items())
-            lines.append(f"  {'by stage':<{width + 15}}  {stages}")
+            row("by stage", ", ".join(f"{k} {format_energy(v)}" for k, v in spend.stage_energy_j.items()))
         where = grid.country or grid.region or "table mean"
-        lines.append(f"  {f'CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)':<{width + 15}}  {format_mass(self.co2e_g)}{est}")
+        row(f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)", format_mass(self.co2e_g) + est)
         cost = self.cost
-        if cost is None:
-            lines.append(f"  {'cost':<{width + 15}}  not priced (set price_per_kwh= and currency=)")
-        else:
-            lines.append(f"  {'cost':<{width + 15}}  {cost:.4g} {grid.currency}{est}")
-        lines.append(f"  {'duration':<{width + 15}}  {format_duration(spend.duration_s)}")
+        row(
+            "cost",
+            "not priced (set price_per_kwh= and currency=)" if cost is None else f"{cost:.4g} {grid.currency}{est}",
+        )
+        row("duration", format_duration(spend.duration_s))
         if spend.gpu_s:
-            lines.append(f"  {'GPU-hours':<{width + 15}}  {spend.gpu_hours:.4g}")
+            row("GPU-hours", f"{spend.gpu_hours:.4g}")
         if spend.flops:
-            lines.append(f"  {'FLOPs':<{width + 15}}  {spend.flops:.4g}")
+            row("FLOPs", f"{spend.flops:.4g}")
         if self.projected is not None:
-            p = self.projected
-            p_cost = grid.money(p)
+            p_cost = grid.money(self.projected)
             cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
-            lines.append(
-                f"  {'projected run':<{width + 15}}  {format_energy(p.total_energy_j)}, "
-                f"{format_mass(grid.co2e_g(p))}{cost_text}{est}"
+            row(
+                "projected run",
+                f"{format_energy(self.projected.total_energy_j)}, {format_mass(grid.co2e_g(self.projected))}"
+                f"{cost_text}{est}",
             )
         if spend.is_estimate:
             lines.append(
-                f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): no sensor could be read there; "
-                "treat as approximate"
+                f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): no sensor could be read "
+                "there; treat as approximate"
             )
         if spend.unavailable_domains:
             lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")

@@ -104,5 +104,7 @@ def discover_sensors(
             cpu = CPUEstimateSensor(cpu_tdp_w)
             dram = DRAMEstimateSensor(clock=clock)
             found.sensors.extend([cpu, dram])
-            found.notes.append(f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})")
+            found.notes.append(
+                f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})"
+            )
     return found

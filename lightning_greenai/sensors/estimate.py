@@ -83,7 +83,10 @@ def lookup_tdp_w(model: str, logical_cpus: int) -> tuple[float, str]:
     for key, tdp_w in CPU_TDP_W.items():
         if key.lower() in model.lower():
             return tdp_w, f"TDP table: {key} = {tdp_w:g} W"
-    return DEFAULT_W_PER_CPU * logical_cpus, f"default {DEFAULT_W_PER_CPU:g} W x {logical_cpus} logical CPUs ({model!r} not in table)"
+    return (
+        DEFAULT_W_PER_CPU * logical_cpus,
+        f"default {DEFAULT_W_PER_CPU:g} W x {logical_cpus} logical CPUs ({model!r} not in table)",
+    )
 
 
 def _tree(process: psutil.Process) -> list[psutil.Process]:

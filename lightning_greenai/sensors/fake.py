@@ -36,6 +36,7 @@ class FakeClock:
         self.now_s = start_s
 
     def __call__(self) -> float:
+        """Return the current time in seconds."""
         return self.now_s
 
     def advance(self, seconds: float) -> None:
@@ -161,7 +162,7 @@ class _NVMLError(Exception):
     pass
 
 
-class _NVMLErrorNotSupported(_NVMLError):
+class _NVMLNotSupportedError(_NVMLError):
     pass
 
 
@@ -201,7 +202,7 @@ class FakeNVML:
     """
 
     NVMLError = _NVMLError
-    NVMLError_NotSupported = _NVMLErrorNotSupported
+    NVMLError_NotSupported = _NVMLNotSupportedError
 
     def __init__(self, gpus: Iterable[FakeGPU] = (), *, driver: str = "fake-1.0") -> None:
         self.gpus = list(gpus)
@@ -210,7 +211,7 @@ class FakeNVML:
 
     def _value(self, value: Any) -> int:
         if value is None:
-            raise _NVMLErrorNotSupported("Not Supported")
+            raise _NVMLNotSupportedError("Not Supported")
         return int(value() if callable(value) else value)
 
     def nvmlInit(self) -> None:  # noqa: N802 (NVML's names)
@@ -301,7 +302,7 @@ def make_rapl_tree(
         (path / "energy_uj").write_text(f"{start_uj}\n")
         (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
 
-    for n, start in zip(packages, starts):
+    for n, start in zip(packages, starts, strict=True):
         zone(f"intel-rapl:{n}", f"package-{n}", start)
         if dram:
             zone(f"intel-rapl:{n}:0", "dram", start // 7)

@@ -145,7 +145,9 @@ def discover_rapl(root: Path | str = RAPL_ROOT, *, reader: Reader = _read_text) 
     if packages:
         for z in packages:
             chosen.append((z, f"cpu:{z.name}"))
-        found.notes.extend(f"RAPL: {z.path.name} (psys) overlaps the packages; skipped" for z in zones if z.name == "psys")
+        found.notes.extend(
+            f"RAPL: {z.path.name} (psys) overlaps the packages; skipped" for z in zones if z.name == "psys"
+        )
     else:
         chosen.extend((z, "cpu:psys") for z in zones if z.name == "psys" and z.sub is None)
     package_ids = {z.package for z, _ in chosen if not z.mmio}
@@ -165,11 +167,17 @@ def discover_rapl(root: Path | str = RAPL_ROOT, *, reader: Reader = _read_text) 
             continue
         if name.startswith("cpu:"):
             mirror = next(
-                (n for v, m, n in seen_values if m == sensor._max_uj and abs(v - sensor._last_uj) <= _MIRROR_TOLERANCE_UJ),
+                (
+                    n
+                    for v, m, n in seen_values
+                    if m == sensor._max_uj and abs(v - sensor._last_uj) <= _MIRROR_TOLERANCE_UJ
+                ),
                 None,
             )
             if mirror is not None:
-                found.notes.append(f"RAPL: {z.path.name} ({z.name}) mirrors {mirror} (same counter per die); counted once")
+                found.notes.append(
+                    f"RAPL: {z.path.name} ({z.name}) mirrors {mirror} (same counter per die); counted once"
+                )
                 continue
             seen_values.append((sensor._last_uj, sensor._max_uj, name))
         found.sensors.append(sensor)

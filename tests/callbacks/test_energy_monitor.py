@@ -26,14 +26,21 @@ def last(rows, key):
 
 
 def monitor(clock, power_w=100.0, **kwargs):
-    return EnergyMonitor(country="DE", sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)], clock=clock,
-                         verbose=False, **kwargs)
+    return EnergyMonitor(
+        country="DE", sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)], clock=clock, verbose=False, **kwargs
+    )
 
 
 def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, tmp_path):
     mon = monitor(fake_clock)
-    trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
-                           callbacks=[mon], logger=CSVLogger(tmp_path))
+    trainer = tiny_trainer(
+        max_steps=-1,
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        callbacks=[mon],
+        logger=CSVLogger(tmp_path),
+    )
     trainer.fit(ClockedModel(fake_clock))
     spend = mon.spend
     # 4 training steps x 1 s + 2 validation steps x 0.5 s, at 100 W
@@ -51,8 +58,9 @@ def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, 
     assert tag["energy_kwh"] == pytest.approx(500.0 / J_PER_KWH)
     assert tag["currency"] == "EUR"
     assert tag["is_estimate"] is False
-    assert tag["devices"] == [{"name": "gpu:0", "method": "counter", "is_estimate": False,
-                               "energy_kwh": pytest.approx(500.0 / J_PER_KWH)}]
+    assert tag["devices"] == [
+        {"name": "gpu:0", "method": "counter", "is_estimate": False, "energy_kwh": pytest.approx(500.0 / J_PER_KWH)}
+    ]
     assert tag["stages_energy_kwh"]["validate"] == pytest.approx(100.0 / J_PER_KWH)
 
 
@@ -65,8 +73,10 @@ def test_progress_bar_shows_energy(tiny_trainer, fake_clock):
 
 
 def test_price_tag_is_printed_once_with_estimates_flagged(tiny_trainer, fake_clock, capsys):
-    sensors = [ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
-               ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock, method=Method.ESTIMATE)]
+    sensors = [
+        ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
+        ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock, method=Method.ESTIMATE),
+    ]
     mon = EnergyMonitor(country="FR", sensors=sensors, clock=fake_clock)
     tiny_trainer(callbacks=[mon], logger=False).fit(ClockedModel(fake_clock))
     out = capsys.readouterr().out
@@ -110,8 +120,14 @@ def test_checkpoint_resume_continues_the_total(tiny_trainer, fake_clock, tmp_pat
 
 def test_forecast_after_the_first_epoch(tiny_trainer, fake_clock, tmp_path):
     mon = monitor(fake_clock)
-    trainer = tiny_trainer(max_steps=-1, max_epochs=4, limit_train_batches=2, limit_val_batches=0,
-                           callbacks=[mon], logger=CSVLogger(tmp_path))
+    trainer = tiny_trainer(
+        max_steps=-1,
+        max_epochs=4,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        callbacks=[mon],
+        logger=CSVLogger(tmp_path),
+    )
     trainer.fit(ClockedModel(fake_clock))
     rows = read_metrics(trainer.log_dir)
     projected = [float(r["greenai/projected_energy_kwh"]) for r in rows if r.get("greenai/projected_energy_kwh")]

@@ -1,0 +1,49 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_greenai import Spend
+from lightning_greenai.sensors.fake import make_rapl_tree
+
+pytestmark = pytest.mark.ddp
+SCRIPT = Path(__file__).with_name("ddp_train.py")
+
+
+def run(tmp_path: Path, mode: str) -> tuple[Spend, Spend]:
+    powercap = make_rapl_tree(tmp_path / "powercap", packages=(0,), dram=False, energy_uj=0)
+    for i in range(2):
+        (tmp_path / f"gpu{i}_mj").write_text("0\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), str(powercap), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tuple(Spend.from_dict(json.loads((tmp_path / f"rank{r}.json").read_text())) for r in (0, 1))
+
+
+def test_ddp_two_ranks_each_gpu_once_and_host_cpu_once(tmp_path):
+    rank0, rank1 = run(tmp_path, "distinct")
+    assert rank0 == rank1  # totals are reduced across ranks on every rank
+    # 4 steps x 2 ranks x 1 J into one package counter: read by one rank per node, so 8 J, not 16 J
+    assert rank0.energy_j["cpu:package-0"] == pytest.approx(8.0)
+    # each rank's own GPU: 4 steps x 10 J
+    assert rank0.energy_j["gpu:0"] == pytest.approx(40.0)
+    assert rank0.energy_j["gpu:1"] == pytest.approx(40.0)
+    assert rank0.total_energy_j == pytest.approx(88.0)
+
+
+def test_ddp_two_ranks_on_one_gpu_count_it_once(tmp_path):
+    rank0, rank1 = run(tmp_path, "shared")
+    assert rank0 == rank1
+    # both ranks meter GPU-0 (same UUID): 4 steps x 2 ranks x 10 J, counted once
+    assert {k: v for k, v in rank0.energy_j.items() if k.startswith("gpu")} == {"gpu:0": pytest.approx(80.0)}
+    assert rank0.energy_j["cpu:package-0"] == pytest.approx(8.0)
