@@ -64,6 +64,8 @@ class EnergyMonitor(Callback):
     ``greenai/projected_cost``
     ===================================== ==========================================================================
 
+    The progress bar shows ``greenai/energy_wh`` and ``greenai/co2e_g`` (smaller units, readable at 3 decimals).
+
     At the end of ``fit``/``validate``/``test``/``predict`` the price tag is printed once (rank 0) and written as
     ``price_tag.json`` into ``trainer.log_dir``.
 
@@ -221,7 +223,9 @@ class EnergyMonitor(Callback):
         self._latest = self._base + gather_spend(meter)
         self._log_metrics(trainer, self._latest)
         self._close(fold=True)
-        tag = PriceTag(self._latest, self.grid, projected=self._projected, sensors=self._sensor_line, title=title)
+        stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
+        projected = self._projected if stopped_early else None  # a finished run's actual total replaces it
+        tag = PriceTag(self._latest, self.grid, projected=projected, sensors=self._sensor_line, title=title)
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             if log_dir is not None:
@@ -267,10 +271,13 @@ class EnergyMonitor(Callback):
         if self._batches % every == 0:
             spend = self._sample(trainer)
             if self._prog_bar:
-                pl_module.log("greenai/energy_kwh", spend.energy_kwh or 0.0, prog_bar=True, logger=False, batch_size=1)
+                # Progress bars print 3 decimals: Wh and g stay readable where kWh and kg would show 0.000.
+                energy_kwh = spend.energy_kwh
+                if energy_kwh is not None:
+                    pl_module.log("greenai/energy_wh", energy_kwh * 1e3, prog_bar=True, logger=False, batch_size=1)
                 co2e_g = self.grid.co2e_g(spend)
                 if co2e_g is not None:
-                    pl_module.log("greenai/co2e_kg", g_to_kg(co2e_g), prog_bar=True, logger=False, batch_size=1)
+                    pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

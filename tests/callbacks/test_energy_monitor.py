@@ -68,8 +68,8 @@ def test_progress_bar_shows_energy(tiny_trainer, fake_clock):
     mon = monitor(fake_clock)
     trainer = tiny_trainer(callbacks=[mon], enable_progress_bar=True)
     trainer.fit(ClockedModel(fake_clock))
-    assert "greenai/energy_kwh" in trainer.progress_bar_metrics
-    assert "greenai/co2e_kg" in trainer.progress_bar_metrics
+    assert trainer.progress_bar_metrics["greenai/energy_wh"] == pytest.approx(500.0 / 3600)
+    assert trainer.progress_bar_metrics["greenai/co2e_g"] == pytest.approx(500.0 / J_PER_KWH * 365.477)
 
 
 def test_price_tag_is_printed_once_with_estimates_flagged(tiny_trainer, fake_clock, capsys):
