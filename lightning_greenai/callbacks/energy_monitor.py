@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 _STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 
 
+def _cuda_uuids() -> list[str] | None:
+    """The UUIDs of the GPUs torch sees, in CUDA order (robust to CUDA_DEVICE_ORDER), or None if unknown."""
+    try:
+        return [f"GPU-{torch.cuda.get_device_properties(i).uuid}" for i in range(torch.cuda.device_count())]
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def _key(domain: str) -> str:
     # Some trackers (MLflow) reject ':' in metric names.
     return domain.replace(":", "_").replace("@", "_at_")
@@ -192,6 +200,7 @@ class EnergyMonitor(Callback):
                 gpus = [device.index or 0] if device.type == "cuda" else None
             found = discover_sensors(
                 gpus=gpus,
+                visible=_cuda_uuids() if device.type == "cuda" else None,
                 host=trainer.local_rank == 0,
                 nvml=self._nvml,
                 rapl_root=self._rapl_root,

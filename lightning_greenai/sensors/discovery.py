@@ -60,6 +60,7 @@ def discover_sensors(
     rapl_reader: Reader = _read_text,
     cpu_tdp_w: float | None = None,
     gpu_tdp_w: float | None = None,
+    visible: Sequence[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Discovery:
     """Find the best energy sources for this process. Never raises for missing hardware.
@@ -73,6 +74,8 @@ def discover_sensors(
         rapl_reader: Reads a sysfs file (tests inject failures here).
         cpu_tdp_w: CPU package power to use for the estimate when RAPL cannot be read.
         gpu_tdp_w: GPU board power to use when NVML reports neither energy nor power nor a limit.
+        visible: The process's visible GPUs as NVML indices or UUIDs, in CUDA order (default: parsed from
+            ``CUDA_VISIBLE_DEVICES``); the callbacks pass the UUIDs torch reports, which match whatever the order.
         clock: Monotonic clock.
     """
     found = Discovery()
@@ -81,7 +84,7 @@ def discover_sensors(
         devices = None if isinstance(gpus, str) else list(gpus)
         if module is None and devices is None:
             found.notes.append("NVML: library not found; no GPU metered")
-        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, clock=clock)
+        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock)
         found.sensors.extend(gpu.sensors)
         found.unavailable.extend(gpu.unavailable)
         if gpu.unavailable:

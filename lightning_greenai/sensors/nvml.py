@@ -110,7 +110,13 @@ def _handle_for(nvml: Any, entry: str) -> tuple[Any, str, bool]:
     if entry.isdigit():
         handle = nvml.nvmlDeviceGetHandleByIndex(int(entry))
         return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), False
-    handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+    try:
+        handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+    except nvml.NVMLError:
+        if not entry.startswith("GPU-"):
+            raise
+        entry = "MIG-" + entry[4:]  # torch reports a MIG slice's UUID without its prefix
+        handle = nvml.nvmlDeviceGetHandleByUUID(entry)
     if entry.startswith("MIG-"):
         # A MIG slice has no energy counter of its own: meter the parent GPU and say it is shared.
         parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)

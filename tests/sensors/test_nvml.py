@@ -129,3 +129,9 @@ def test_short_window_is_priced_as_power_times_time_and_flagged():
         clock.advance(0.05)  # shorter than the counter's ~100 ms update period: the counter did not move
     assert meter.spend.energy_j["gpu:0"] == pytest.approx(7.5)
     assert meter.spend.methods["gpu:0"] is Method.ESTIMATE
+
+
+def test_torch_style_mig_uuid_without_prefix_is_found():
+    nvml = FakeNVML([FakeGPU("GPU-p", mig_uuids=["MIG-abc"])])
+    found = discover_nvml(nvml, visible=["GPU-abc"])
+    assert [s.uid for s in found.sensors] == ["GPU-p"]
