@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
 from lightning_greenai.distributed import gather_spend
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = ["EnergyMonitor"]
-
-log = logging.getLogger(__name__)
 
 _STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 
@@ -211,8 +208,7 @@ class EnergyMonitor(Callback):
             sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
             for message in found.warnings:
                 warnings.warn(message, GreenAIWarning, stacklevel=2)
-            if trainer.local_rank == 0:
-                log.info(self._sensor_line)
+            rank_zero_info(self._sensor_line)
         self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync)
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:

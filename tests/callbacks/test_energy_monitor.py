@@ -217,3 +217,30 @@ def test_lightning_cli_yaml_config(tmp_path, monkeypatch):
     (mon,) = [cb for cb in cli.trainer.callbacks if isinstance(cb, EnergyMonitor)]
     assert (mon.grid.country, mon.grid.pue) == ("DE", 1.2)
     assert mon.spend.duration_s > 0
+
+
+def test_no_network_connection_is_attempted(tiny_trainer, fake_clock, tmp_path, monkeypatch):
+    import socket
+
+    attempts = []
+
+    def refuse(self, address):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    mon = EnergyMonitor(country="DE", rapl_root=tmp_path / "none", clock=fake_clock, verbose=False)
+    tiny_trainer(callbacks=[mon], max_steps=2).fit(ClockedModel(fake_clock))
+    assert attempts == []
+    assert mon.spend.total_energy_j is not None
+
+
+def test_discovery_line_is_logged_once(tiny_trainer, fake_clock, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    mon = EnergyMonitor(rapl_root=tmp_path / "none", clock=fake_clock, verbose=False)
+    tiny_trainer(callbacks=[mon], max_steps=1).fit(ClockedModel(fake_clock))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lightning-greenai sensors:")]
+    assert len(lines) == 1
+    assert "cpu:estimate (estimate)" in lines[0]
