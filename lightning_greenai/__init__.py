@@ -24,12 +24,12 @@ from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
 
 if TYPE_CHECKING:
-    from lightning_greenai.callbacks import EnergyMonitor
+    from lightning_greenai.callbacks import EnergyMonitor, FlopMonitor
 
 __version__ = "0.1.0"
 
 # Callbacks import Lightning; load them on first use so that the metering core stays light to import.
-_LAZY = {"EnergyMonitor": "lightning_greenai.callbacks"}
+_LAZY = {"EnergyMonitor": "lightning_greenai.callbacks", "FlopMonitor": "lightning_greenai.callbacks"}
 
 
 def __getattr__(name: str) -> Any:
@@ -51,6 +51,7 @@ __all__ = [
     "BudgetConfigError",
     "EnergyMonitor",
     "EnergySensor",
+    "FlopMonitor",
     "GreenAIError",
     "GreenAIWarning",
     "Grid",

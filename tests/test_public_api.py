@@ -12,6 +12,7 @@ def test_all_is_sorted_and_complete():
         "callbacks",
         "distributed",
         "errors",
+        "flops",
         "grid",
         "meter",
         "reporting",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.distributed import gather_spend
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
@@ -158,6 +160,7 @@ class EnergyMonitor(Callback):
         self._batches = 0
         self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
         self._currency_logged = False
+        self._flops_by_phase: dict[str, float] | None = None
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -169,7 +172,13 @@ class EnergyMonitor(Callback):
     @property
     def price_tag(self) -> PriceTag:
         """The price tag of :attr:`spend`."""
-        return PriceTag(self._latest, self.grid, projected=self._projected, sensors=self._sensor_line)
+        return PriceTag(
+            self._latest,
+            self.grid,
+            projected=self._projected,
+            sensors=self._sensor_line,
+            flops_by_phase=self._flops_by_phase,
+        )
 
     @property
     def state_key(self) -> str:
@@ -225,12 +234,21 @@ class EnergyMonitor(Callback):
             return
         meter = self._meter
         meter.stop()
-        self._latest = self._base + gather_spend(meter)
+        self._latest = self._with_flops(trainer, self._base + gather_spend(meter))
         self._log_metrics(trainer, self._latest)
         self._close(fold=True)
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
         projected = self._projected if stopped_early else None  # a finished run's actual total replaces it
-        tag = PriceTag(self._latest, self.grid, projected=projected, sensors=self._sensor_line, title=title)
+        flop_monitor = self._flop_monitor(trainer)
+        tag = PriceTag(
+            self._latest,
+            self.grid,
+            projected=projected,
+            sensors=self._sensor_line,
+            title=title,
+            flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
+        )
+        self._flops_by_phase = tag.flops_by_phase
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             if log_dir is not None:
@@ -339,10 +357,24 @@ class EnergyMonitor(Callback):
     def _sample(self, trainer: pl.Trainer) -> Spend:
         assert self._meter is not None
         self._meter.sample()
-        self._latest = self._base + gather_spend(self._meter)  # collective: all ranks sample at the same hooks
+        # collectives: every rank samples at the same hooks
+        self._latest = self._with_flops(trainer, self._base + gather_spend(self._meter))
         self._projected = self._project(trainer, self._latest)
         self._log_metrics(trainer, self._latest)
         return self._latest
+
+    @staticmethod
+    def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        return next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
+
+    def _with_flops(self, trainer: pl.Trainer, spend: Spend) -> Spend:
+        """Carry the training FLOPs of a FlopMonitor on the same trainer, so one spend holds energy and FLOPs."""
+        flop_monitor = self._flop_monitor(trainer)
+        if flop_monitor is None:
+            return spend
+        flop_monitor.sync(trainer)
+        return dataclasses.replace(spend, flops=flop_monitor.training_flops)
 
     def _project(self, trainer: pl.Trainer, spend: Spend) -> Spend | None:
         if trainer.state.fn != "fit" or trainer.sanity_checking:

@@ -52,6 +52,8 @@ class PriceTag:
         projected: The projected spend of the whole run, when a forecast was made.
         sensors: One line on which sensors were used and why.
         title: What was metered (``"fit"``, ``"validate"``, ...).
+        flops_by_phase: FLOPs by ``stage/phase`` from a :class:`~lightning_greenai.FlopMonitor`, if one ran.
+        extra: More fields for the JSON.
     """
 
     spend: Spend
@@ -59,6 +61,7 @@ class PriceTag:
     projected: Spend | None = None
     sensors: str = ""
     title: str = "run"
+    flops_by_phase: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,6 +114,9 @@ class PriceTag:
                 "cost": grid.money(self.projected),
                 "duration_s": self.projected.duration_s,
             }
+        if self.flops_by_phase is not None:
+            out["flops_by_phase"] = dict(self.flops_by_phase)
+            out["flops_optimizer_is_estimate"] = True
         out.update(self.extra)
         return out
 
@@ -157,7 +163,19 @@ class PriceTag:
         if spend.gpu_s:
             row("GPU-hours", f"{spend.gpu_hours:.4g}")
         if spend.flops:
-            row("FLOPs", f"{spend.flops:.4g}")
+            row("FLOPs (training)", f"{spend.flops:.4g}")
+        if self.flops_by_phase:
+            phases = self.flops_by_phase
+            row(
+                "  by phase",
+                ", ".join(
+                    f"{k} {v:.3g}{' (estimate)' if k.endswith('optimizer') else ''}"
+                    for k, v in phases.items()
+                    if v and not k.endswith("recompute")
+                ),
+            )
+            if phases.get("train/recompute"):
+                row("  recompute (hardware)", f"{phases['train/recompute']:.3g}")
         if self.projected is not None:
             p_cost = grid.money(self.projected)
             cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"

@@ -1,0 +1,333 @@
+"""FlopMonitor: count the FLOPs a Lightning run really performs, by stage and phase, with MFU where known."""
+
+from __future__ import annotations
+
+import collections
+import time
+import warnings
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
+
+from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.flops.counter import FlopCount, StepFlops, batch_signature
+from lightning_greenai.flops.optimizer import optimizer_step_flops
+from lightning_greenai.flops.peak import peak_flops_per_s, precision_dtype
+from lightning_greenai.spend import Spend
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["FlopMonitor"]
+
+#: The counters kept, in the order they are reduced across ranks.
+KEYS = (
+    "train/forward",
+    "train/backward",
+    "train/optimizer",
+    "train/recompute",
+    "val/forward",
+    "test/forward",
+    "predict/forward",
+)
+_TRAINING = ("train/forward", "train/backward", "train/optimizer")
+
+
+class FlopMonitor(Callback):
+    r"""Count the FLOPs a run performs — forward, backward and optimizer, training and evaluation apart.
+
+    No ``flops_per_batch`` to write: the first step of each distinct signature (input shapes and dtypes, stage,
+    grad mode, which parameters train, precision) runs under a :class:`~lightning_greenai.flops.FlopCounter` that
+    prices the ATen operators it dispatches, fused kernels included; later steps with that signature reuse the
+    count. FLOPs are 2 per multiply-add of dense matrix products (linear, conv, attention's two products over the full
+    score matrix, RNN gate products); bias, norms, activations and softmax are not counted. Optimizer FLOPs are an
+    estimate per parameter element (see :mod:`lightning_greenai.flops.optimizer`). Recomputation (activation
+    checkpointing, flash attention's backward) is kept apart as ``train/recompute``: hardware FLOPs, not model FLOPs.
+
+    Logged keys (every ``log_every_n_steps`` training batches, all ranks summed):
+
+    =========================== ==========================================================================
+    ``greenai/flops``           training FLOPs so far (forward + backward + optimizer estimate)
+    ``greenai/flops_per_step``  training FLOPs per optimizer step over the last window
+    ``greenai/flops_per_s``     training FLOPs per second of training-step time over the last window
+    ``greenai/mfu``             ``flops_per_s / (peak x world size)``; only where the peak is known (not on CPU)
+    =========================== ==========================================================================
+
+    Args:
+        causal_halving: Count causal attention as half the full products.
+        peak_flops_per_s: Peak dense FLOP/s of one device, for MFU (default: Lightning's table for known GPUs).
+        log_every_n_steps: Log every this many training batches (default: the trainer's).
+        prog_bar: Show ``greenai/flops_per_s`` (and MFU) in the progress bar.
+
+    Example::
+
+        trainer = L.Trainer(callbacks=[FlopMonitor()])
+        trainer.fit(model, dm)
+        trainer.callbacks[0].totals   # {"train/forward": ..., "train/backward": ..., "val/forward": ...}
+    """
+
+    def __init__(
+        self,
+        *,
+        causal_halving: bool = False,
+        peak_flops_per_s: float | None = None,
+        log_every_n_steps: int | None = None,
+        prog_bar: bool = False,
+    ) -> None:
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
+        if peak_flops_per_s is not None and not peak_flops_per_s > 0:
+            raise ValueError(f"`peak_flops_per_s` must be > 0 or None, got {peak_flops_per_s}.")
+        self._steps = StepFlops(causal_halving)
+        self._peak_arg = peak_flops_per_s
+        self._log_every = log_every_n_steps
+        self._prog_bar = prog_bar
+        self._local = dict.fromkeys(KEYS, 0.0)  # this rank, since the last sync
+        self._base = dict.fromkeys(KEYS, 0.0)  # all ranks, synced and resumed
+        self._optimizer_estimated = False
+        self._warned: set[str] = set()
+        self._params_key: Hashable = None
+        self._batches = 0
+        self._step_time_s = 0.0
+        self._t0 = 0.0
+        self._window: tuple[float, float, int] = (0.0, 0.0, 0)  # (train flops, step time, optimizer steps)
+        self._optimizer_steps = 0
+        self._peak: float | None = None
+        self._stage_prefix = "train"
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """FLOPs by ``stage/phase`` over all ranks (as of the latest sync), a resumed checkpoint's included."""
+        return {k: self._base[k] + self._local[k] for k in KEYS}
+
+    @property
+    def training_flops(self) -> float:
+        """Training model FLOPs: forward + backward + the optimizer estimate."""
+        totals = self.totals
+        return sum(totals[k] for k in _TRAINING)
+
+    @property
+    def spend(self) -> Spend:
+        """Training FLOPs as a :class:`~lightning_greenai.Spend` (the optimizer share is an estimate)."""
+        return Spend(flops=self.training_flops)
+
+    @property
+    def uncounted_ops(self) -> collections.Counter[str]:
+        """FLOP-heavy operators that have no formula, with how often they ran in counted steps."""
+        return self._steps.uncounted
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._peak = peak_flops_per_s(trainer.strategy.root_device, precision_dtype(trainer.precision), self._peak_arg)
+
+    def _params(self, pl_module: pl.LightningModule) -> Hashable:
+        return tuple(p.requires_grad for p in pl_module.parameters())
+
+    def _begin(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
+        if self._params_key is None:
+            self._params_key = self._params(pl_module)
+        key = (
+            stage,
+            batch_signature(batch),
+            pl_module.training,
+            torch.is_grad_enabled(),
+            self._params_key,
+            str(trainer.precision),
+        )
+        self._steps.begin(key)
+        self._t0 = time.perf_counter()
+
+    def _end(self, stage: str) -> FlopCount:
+        count = self._steps.end()
+        self._warn_uncounted(count)
+        if stage == "train":
+            self._local["train/forward"] += count.forward
+            self._local["train/backward"] += count.backward
+            self._local["train/recompute"] += count.recompute
+        else:
+            self._local[f"{stage}/forward"] += count.forward
+        return count
+
+    def _warn_uncounted(self, count: FlopCount) -> None:
+        new = [op for op in count.uncounted if op not in self._warned]
+        if new:
+            self._warned.update(new)
+            warnings.warn(
+                f"FlopMonitor cannot price {', '.join(sorted(new))}: their FLOPs are NOT in the totals (listed in "
+                "`uncounted_ops`, with call counts).",
+                GreenAIWarning,
+                stacklevel=2,
+            )
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._params_key = self._params(pl_module)  # fine-tuning callbacks unfreeze at epoch starts
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._begin(trainer, pl_module, "train", batch)
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        flops, known = optimizer_step_flops(optimizer)
+        self._local["train/optimizer"] += flops
+        self._optimizer_steps += 1
+        if not known and type(optimizer).__name__ not in self._warned:
+            self._warned.add(type(optimizer).__name__)
+            warnings.warn(
+                f"FlopMonitor has no FLOP rule for {type(optimizer).__name__}; its steps are estimated at the "
+                "default cost per parameter element.",
+                GreenAIWarning,
+                stacklevel=2,
+            )
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._end("train")
+        self._step_time_s += time.perf_counter() - self._t0
+        self._batches += 1
+        every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
+        if self._batches % every == 0:
+            self._sync_and_log(trainer, pl_module)
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._begin(trainer, pl_module, "val", batch)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._end("val")
+
+    @override
+    def on_test_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._begin(trainer, pl_module, "test", batch)
+
+    @override
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._end("test")
+
+    @override
+    def on_predict_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._begin(trainer, pl_module, "predict", batch)
+
+    @override
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._end("predict")
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync_and_log(trainer, pl_module)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
+
+    @override
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
+
+    @override
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync_and_log(trainer, pl_module)
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._steps.abort()
+
+    # -- checkpointing -----------------------------------------------------------------------------------------
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"totals": self.totals}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._base = {k: float(state_dict["totals"].get(k, 0.0)) for k in KEYS}
+        self._local = dict.fromkeys(KEYS, 0.0)
+
+    # -- syncing and logging -----------------------------------------------------------------------------------
+
+    def sync(self, trainer: pl.Trainer) -> None:
+        """Sum every rank's new counts into :attr:`totals`. A collective: all ranks call it at the same hook."""
+        self._sync(trainer)
+
+    def _sync(self, trainer: pl.Trainer) -> None:
+        local = torch.tensor([self._local[k] for k in KEYS], dtype=torch.float64)
+        extra = torch.tensor([self._step_time_s, float(self._optimizer_steps)], dtype=torch.float64)
+        if trainer.world_size > 1:
+            device = trainer.strategy.root_device
+            local = trainer.strategy.reduce(local.to(device), reduce_op="sum").cpu()
+            extra = trainer.strategy.reduce(extra.to(device), reduce_op="mean").cpu()
+        for key, value in zip(KEYS, local.tolist(), strict=True):
+            self._base[key] += value
+        self._local = dict.fromkeys(KEYS, 0.0)
+        self._synced_step_time_s, self._synced_optimizer_steps = extra.tolist()
+
+    def _sync_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
+        flops = self.training_flops
+        step_time, steps = self._synced_step_time_s, self._synced_optimizer_steps
+        prev_flops, prev_time, prev_steps = self._window
+        self._window = (flops, step_time, int(steps))
+        metrics: dict[str, float] = {"greenai/flops": flops}
+        if steps > prev_steps:
+            metrics["greenai/flops_per_step"] = (flops - prev_flops) / (steps - prev_steps)
+        if step_time > prev_time:
+            rate = (flops - prev_flops) / (step_time - prev_time)
+            metrics["greenai/flops_per_s"] = rate
+            if self._peak:
+                metrics["greenai/mfu"] = rate / (self._peak * trainer.world_size)
+        self._emit(trainer, metrics)
+
+    @rank_zero_only
+    def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

@@ -1,0 +1,232 @@
+"""FLOPs of each counted ATen operator: 2 FLOPs per multiply-add, dense matrix products only.
+
+Counted: matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``_scaled_mm``, ``mv``, ``dot``), convolutions
+(forward and both backward products), scaled-dot-product attention in every fused form (the two products over the
+full L x S score matrix; backward: four products, plus the score recompute of flash-style kernels reported apart),
+and fused recurrent kernels (mkldnn on CPU, cuDNN on CUDA: the gate products of every step). Not counted:
+bias additions, normalisation, activations, softmax and other element-wise work. Composite operators (``linear``,
+``matmul``, ``einsum``, ``conv2d``, unfused RNNs) decompose into the operators below before they are seen.
+
+Each formula returns ``(model_flops, recompute_flops)``: recompute is work a kernel repeats (flash attention
+re-forming its score matrix in backward); it is hardware work, not model work.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["FORMULAS", "Formula", "is_heavy"]
+
+aten = torch.ops.aten
+
+Formula = Callable[[Sequence[Any], dict[str, Any], Any, bool], tuple[int, int]]
+
+
+def _prod(values: Sequence[int]) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def _mm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    a, b = args[0], args[1]
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1], 0
+
+
+def _addmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return _mm(args[1:], kwargs, out, causal)
+
+
+def _bmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    a, b = args[0], args[1]
+    return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2], 0
+
+
+def _baddbmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return _bmm(args[1:], kwargs, out, causal)
+
+
+def _addbmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return _bmm(args[1:], kwargs, out, causal)
+
+
+def _mv(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return 2 * args[0].shape[0] * args[0].shape[1], 0
+
+
+def _addmv(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return _mv(args[1:], kwargs, out, causal)
+
+
+def _dot(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    return 2 * args[0].shape[0], 0
+
+
+def _conv_flops(x_shape: Sequence[int], w_shape: Sequence[int], out_shape: Sequence[int], transposed: bool) -> int:
+    # weight: [C_out, C_in / groups, *kernel] (transposed: [C_in, C_out / groups, *kernel])
+    kernel = _prod(w_shape[2:])
+    if transposed:
+        return 2 * _prod(x_shape) * w_shape[1] * kernel
+    batch, c_out = out_shape[0], out_shape[1]
+    return 2 * batch * c_out * _prod(out_shape[2:]) * w_shape[1] * kernel
+
+
+def _convolution(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    x, w = args[0], args[1]
+    transposed = bool(args[6]) if len(args) > 6 else bool(kwargs.get("transposed", False))
+    return _conv_flops(x.shape, w.shape, out.shape, transposed), 0
+
+
+def _convolution_backward(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    grad_out, x, w = args[0], args[1], args[2]
+    transposed, mask = bool(args[7]), args[10]
+    one = _conv_flops(x.shape, w.shape, grad_out.shape, transposed)
+    return one * (int(bool(mask[0])) + int(bool(mask[1]))), 0
+
+
+def _attention_products(q: Any, k: Any, v: Any, causal: bool) -> int:
+    """FLOPs of Q K^T and P V for q [..., L, E], k [..., S, E], v [..., S, Ev]."""
+    batch_heads = _prod(q.shape[:-2])
+    length, embed, source, embed_v = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    flops = int(2 * batch_heads * length * source * (embed + embed_v))
+    return flops // 2 if causal else flops
+
+
+def _is_causal(args: Sequence[Any], kwargs: dict[str, Any], index: int) -> bool:
+    if "is_causal" in kwargs:
+        return bool(kwargs["is_causal"])
+    return len(args) > index and isinstance(args[index], bool) and args[index]
+
+
+def _sdpa_forward(causal_index: int) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+        half = causal and _is_causal(args, kwargs, causal_index)
+        return _attention_products(args[0], args[1], args[2], half), 0
+
+    return formula
+
+
+def _sdpa_backward(causal_index: int | None) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+        q, k, v = args[1], args[2], args[3]
+        half = causal and causal_index is not None and _is_causal(args, kwargs, causal_index)
+        # dV = P^T dO and dP = dO V^T (over Ev), dQ = dS K and dK = dS^T Q (over E): twice the forward products.
+        model = 2 * _attention_products(q, k, v, half)
+        batch_heads = _prod(q.shape[:-2])
+        recompute = 2 * batch_heads * q.shape[-2] * k.shape[-2] * q.shape[-1]  # S = Q K^T formed again
+        return model, recompute // 2 if half else recompute
+
+    return formula
+
+
+def _rnn_tokens(x: Any, batch_sizes: Sequence[int]) -> int:
+    if batch_sizes:  # packed sequence: one row per token
+        return int(x.shape[0])
+    return int(x.numel() // x.shape[-1])
+
+
+def _mkldnn_rnn_layer(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    x, w_ih, w_hh, batch_sizes = args[0], args[1], args[2], args[8]
+    return 2 * _rnn_tokens(x, batch_sizes) * (w_ih.numel() + w_hh.numel()), 0
+
+
+def _mkldnn_rnn_layer_backward(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    x, w_ih, w_hh, batch_sizes = args[0], args[1], args[2], args[20]
+    # grad of input and hidden state, and of both weight matrices: twice the forward products
+    return 4 * _rnn_tokens(x, batch_sizes) * (w_ih.numel() + w_hh.numel()), 0
+
+
+def _cudnn_weights(weights: Sequence[Any]) -> int:
+    return sum(int(w.numel()) for w in weights if w is not None and w.dim() == 2)
+
+
+def _cudnn_rnn(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    x, weights, batch_sizes = args[0], args[1], args[14]
+    return 2 * _rnn_tokens(x, batch_sizes) * _cudnn_weights(weights), 0
+
+
+def _cudnn_rnn_backward(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    x, weights, batch_sizes, mask = args[0], args[1], args[18], args[21]
+    one = 2 * _rnn_tokens(x, batch_sizes) * _cudnn_weights(weights)
+    return one * (1 + int(bool(mask[3]))), 0  # data and hidden gradients always; weight gradients if asked
+
+
+FORMULAS: dict[Any, Formula] = {
+    aten.mm: _mm,
+    aten.addmm: _addmm,
+    aten._addmm_activation: _addmm,
+    aten.bmm: _bmm,
+    aten.baddbmm: _baddbmm,
+    aten.addbmm: _addbmm,
+    aten._scaled_mm: _mm,
+    aten.mv: _mv,
+    aten.addmv: _addmv,
+    aten.dot: _dot,
+    aten.vdot: _dot,
+    aten.convolution: _convolution,
+    aten._convolution: _convolution,
+    aten.convolution_backward: _convolution_backward,
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward(causal_index=4),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward(causal_index=7),
+    aten._scaled_dot_product_flash_attention: _sdpa_forward(causal_index=4),
+    aten._scaled_dot_product_flash_attention_backward: _sdpa_backward(causal_index=11),
+    aten._scaled_dot_product_efficient_attention: _sdpa_forward(causal_index=6),
+    aten._scaled_dot_product_efficient_attention_backward: _sdpa_backward(causal_index=11),
+    aten._scaled_dot_product_cudnn_attention: _sdpa_forward(causal_index=6),
+    aten._scaled_dot_product_cudnn_attention_backward: _sdpa_backward(causal_index=14),
+    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
+    aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward,
+    aten._cudnn_rnn: _cudnn_rnn,
+    aten._cudnn_rnn_backward: _cudnn_rnn_backward,
+}
+
+_HEAVY_TOKENS = frozenset(
+    [
+        "mm",
+        "bmm",
+        "matmul",
+        "conv",
+        "convolution",
+        "attention",
+        "rnn",
+        "lstm",
+        "gru",
+        "fft",
+        "rfft",
+        "irfft",
+        "ifft",
+        "hfft",
+        "cholesky",
+        "svd",
+        "qr",
+        "einsum",
+        "tensordot",
+        "ger",
+        "kron",
+        "solve",
+        "eig",
+        "eigh",
+        "lu",
+        "addmv",
+        "addr",
+        "outer",
+        "mv",
+        "dot",
+        "vdot",
+        "addmm",
+        "baddbmm",
+        "addbmm",
+    ]
+)
+
+
+def is_heavy(op_name: str) -> bool:
+    """Whether an ATen operator name (``"aten._int_mm.default"``) names FLOP-heavy work (matmul, conv, ...)."""
+    base = op_name.split(".")[1] if op_name.startswith("aten.") else op_name.split(".")[0]
+    tokens = [t for t in re.split(r"_+", base) if t]
+    if any(t in _HEAVY_TOKENS for t in tokens):
+        return True
+    return any(t.startswith(("linalg", "conv", "fft")) for t in tokens)
