@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.spend import Method, Spend
+
+if TYPE_CHECKING:
+    from lightning_greenai.flops.counter import FlopCount, StepFlops
 
 __all__ = ["Meter"]
 
@@ -72,6 +76,7 @@ class Meter:
         self._start_s: float | None = None
         self._last_s: float | None = None
         self._flops = 0.0
+        self._step_flops: StepFlops | None = None
         self._stopped = False
         self.discovery: Any = None
 
@@ -145,8 +150,39 @@ class Meter:
         return self.spend
 
     def add_flops(self, flops: float) -> None:
-        """Add FLOPs performed (the FLOP counter calls this)."""
+        """Add FLOPs performed, e.g. an optimizer step's estimate from ``optimizer_step_flops``."""
         self._flops += flops
+
+    @contextmanager
+    def count_flops(self, signature: Hashable | None = None, *, causal_halving: bool = False) -> Iterator[None]:
+        """Count the model FLOPs (forward + backward) of the block and add them to this meter.
+
+        The same counter as :class:`~lightning_greenai.FlopMonitor`'s. With a ``signature`` (e.g. the input shapes),
+        the block is counted the first time and the count reused for later blocks with the same signature, so
+        metering is almost free; without one, every block is counted (slower, exact for dynamic code)::
+
+            with meter.count_flops(signature=tuple(x.shape)):
+                loss_fn(model(x), y).backward()
+        """
+        from lightning_greenai.flops.counter import FlopCounter, StepFlops
+
+        if signature is None:
+            with FlopCounter(causal_halving) as counter:
+                yield
+            count = counter.count
+        else:
+            if self._step_flops is None:
+                self._step_flops = StepFlops(causal_halving)
+            with self._step_flops.step(signature):
+                yield
+            count = self._step_flops.last
+        self._last_flops = count
+        self._flops += count.model
+
+    @property
+    def last_flops(self) -> FlopCount | None:
+        """The count of the latest :meth:`count_flops` block (forward, backward, recompute, uncounted operators)."""
+        return getattr(self, "_last_flops", None)
 
     def _read(self) -> None:
         if self._sync is not None:

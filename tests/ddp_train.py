@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from lightning_greenai import EnergyMonitor
+from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import FakeGPU, FakeNVML
 
 out_dir, powercap, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -63,10 +63,11 @@ trainer = L.Trainer(
     enable_model_summary=False,
     logger=False,
     default_root_dir=out_dir,
-    callbacks=[monitor],
+    callbacks=[monitor, flops := FlopMonitor()],
 )
 trainer.fit(Model())
 (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(monitor.spend.to_dict()))
+(out_dir / f"flops{trainer.global_rank}.json").write_text(json.dumps(flops.totals))
 
 # Tear gloo down before the interpreter exits; otherwise its threads can abort the process at exit.
 import torch.distributed as dist  # noqa: E402

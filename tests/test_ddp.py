@@ -39,6 +39,14 @@ def test_ddp_two_ranks_each_gpu_once_and_host_cpu_once(tmp_path):
     assert rank0.energy_j["gpu:0"] == pytest.approx(40.0)
     assert rank0.energy_j["gpu:1"] == pytest.approx(40.0)
     assert rank0.total_energy_j == pytest.approx(88.0)
+    # FLOPs summed over both ranks: BoringModel is Linear(32, 2) on batches of 1 -> 128 forward, 128 backward
+    # (weight gradient only) per step; SGD 2 FLOPs x 66 parameters per optimizer step
+    flops = [json.loads((tmp_path / f"flops{r}.json").read_text()) for r in (0, 1)]
+    assert flops[0] == flops[1]
+    assert flops[0]["train/forward"] == 2 * 4 * 128
+    assert flops[0]["train/backward"] == 2 * 4 * 128
+    assert flops[0]["train/optimizer"] == 2 * 4 * 2 * 66
+    assert rank0.flops == 2 * 4 * (128 + 128 + 132)  # the energy monitor's spend carries the same FLOPs
 
 
 def test_ddp_two_ranks_on_one_gpu_count_it_once(tmp_path):

@@ -21,8 +21,9 @@ def precision_dtype(precision: str) -> torch.dtype | str:
         return torch.float64
     if p.startswith("transformer-engine") or p.startswith("8"):
         return torch.int8
-    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
-    return "tfloat32" if tf32 else torch.float32
+    # torch.backends.cuda.matmul.allow_tf32 = True sets this precision to "high" too (and reading that flag
+    # raises on CPU-only builds)
+    return "tfloat32" if torch.get_float32_matmul_precision() != "highest" else torch.float32
 
 
 def peak_flops_per_s(device: torch.device, dtype: torch.dtype | str, user_peak: float | None = None) -> float | None:
@@ -38,5 +39,8 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype | str, user_peak: 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        flops: Any = get_available_flops(device, dtype)
+        try:
+            flops: Any = get_available_flops(device, dtype)
+        except (AssertionError, RuntimeError):  # an unknown name makes Lightning query the (absent) device
+            return None
     return None if flops is None else float(flops)

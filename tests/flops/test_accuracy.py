@@ -73,3 +73,29 @@ def test_forward_is_counted_under_inference_mode_and_no_grad(mode):
         with getattr(torch, mode)(), FlopCounter() as counter:
             model(x)
         assert counter.count.forward == analytic[0], type(model).__name__
+
+
+def test_meter_counts_flops_for_a_plain_loop_and_a_flop_budget_applies():
+    from lightning_greenai import Budget, Meter
+
+    model = MLP()
+    forward, backward = model.analytic(8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    budget = Budget.parse("2 GFLOPs")
+    with Meter([]) as meter:
+        steps = 0
+        while not budget.exceeded_by(meter.spend):
+            x = torch.randn(8, 64)
+            with meter.count_flops(signature=tuple(x.shape)):
+                model(x).pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            steps += 1
+            meter.sample()
+    assert meter.spend.flops == steps * (forward + backward)
+    assert steps == -(-2e9 // (forward + backward))  # the first step that reaches the budget stops the loop
+    assert meter.last_flops.forward == forward
+    with Meter([]) as uncached:
+        with uncached.count_flops():
+            model(torch.randn(8, 64))
+    assert uncached.spend.flops == forward
