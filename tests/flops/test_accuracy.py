@@ -95,7 +95,6 @@ def test_meter_counts_flops_for_a_plain_loop_and_a_flop_budget_applies():
     assert meter.spend.flops == steps * (forward + backward)
     assert steps == -(-2e9 // (forward + backward))  # the first step that reaches the budget stops the loop
     assert meter.last_flops.forward == forward
-    with Meter([]) as uncached:
-        with uncached.count_flops():
-            model(torch.randn(8, 64))
+    with Meter([]) as uncached, uncached.count_flops():
+        model(torch.randn(8, 64))
     assert uncached.spend.flops == forward

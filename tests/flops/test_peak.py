@@ -17,6 +17,8 @@ from lightning_greenai.flops import peak_flops_per_s, precision_dtype
 )
 def test_dense_peak_by_device_name(monkeypatch, name, dtype, expected):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
     peak = peak_flops_per_s(torch.device("cuda", 0), dtype)
     assert peak == (None if expected is None else pytest.approx(expected))
 
