@@ -142,19 +142,22 @@ class RNNLM(nn.Module):
         out, _ = self.rnn(self.embed(idx))
         return self.head(out)
 
-    def analytic(self, batch: int, t: int) -> tuple[int, int]:
+    def analytic(self, batch: int, t: int, fused: bool | None = None) -> tuple[int, int]:
+        """``fused``: whether the backward runs as one fused kernel per layer (CPU: mkldnn for LSTM only;
+        CUDA: cuDNN for both); default: what the CPU runs."""
+        fused = self.kind == "lstm" if fused is None else fused
         gates = 4 if self.kind == "lstm" else 3
         g = gates * self.hidden
         inputs = [self.emb] + [self.hidden] * (self.layers - 1)
         rnn = sum(2 * batch * t * g * (i + self.hidden) for i in inputs)  # input and recurrent gate products
         head = 2 * batch * t * self.hidden * self.vocab
         forward = rnn + head
-        if self.kind == "lstm":
-            # CPU runs the fused mkldnn kernel: per layer it computes the input, hidden and weight gradients of every
-            # step (the first step's hidden gradient too): twice the layer's forward products
+        if fused:
+            # a fused kernel (mkldnn, cuDNN) computes the input, hidden and weight gradients of every step of a
+            # layer (the first step's hidden gradient too): twice the layer's forward products
             backward = 2 * rnn + 2 * head
         else:
-            # the unfused GRU runs one product per gate matrix per step; the initial hidden state is a constant
+            # unfused (the GRU on CPU): one product per gate matrix per step; the initial hidden state is a constant
             # zero tensor, so the first step of each layer needs no gradient through W_hh into h0
             skipped = self.layers * 2 * batch * g * self.hidden
             backward = 2 * rnn - skipped + 2 * head
