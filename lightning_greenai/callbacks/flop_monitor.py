@@ -202,7 +202,11 @@ class FlopMonitor(Callback):
         self._batches += 1
         every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
         if self._batches % every == 0:
-            self._sync_and_log(trainer, pl_module)
+            metrics = self._sync_and_log(trainer, pl_module)
+            if self._prog_bar:
+                for key in ("greenai/flops_per_s", "greenai/mfu"):
+                    if key in metrics:
+                        pl_module.log(key, metrics[key], prog_bar=True, logger=False, batch_size=1)
 
     @override
     def on_validation_batch_start(
@@ -311,7 +315,7 @@ class FlopMonitor(Callback):
         self._local = dict.fromkeys(KEYS, 0.0)
         self._synced_step_time_s, self._synced_optimizer_steps = extra.tolist()
 
-    def _sync_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _sync_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._sync(trainer)
         flops = self.training_flops
         step_time, steps = self._synced_step_time_s, self._synced_optimizer_steps
@@ -326,6 +330,7 @@ class FlopMonitor(Callback):
             if self._peak:
                 metrics["greenai/mfu"] = rate / (self._peak * trainer.world_size)
         self._emit(trainer, metrics)
+        return metrics
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

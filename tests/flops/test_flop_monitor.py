@@ -229,3 +229,11 @@ def test_bad_arguments():
         FlopMonitor(peak_flops_per_s=-1)
     with pytest.raises(ValueError, match=r"`log_every_n_steps` must be >= 1 or None, got 0"):
         FlopMonitor(log_every_n_steps=0)
+
+
+def test_progress_bar_shows_the_rate_and_mfu_when_asked(tmp_path):
+    mon = FlopMonitor(prog_bar=True, peak_flops_per_s=1e12)
+    t = trainer(tmp_path, [mon])
+    t.fit(Wrapper(MLP()), loader(3))
+    assert t.progress_bar_metrics["greenai/flops_per_s"] > 0
+    assert t.progress_bar_metrics["greenai/mfu"] == pytest.approx(t.progress_bar_metrics["greenai/flops_per_s"] / 1e12)
