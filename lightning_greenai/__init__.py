@@ -24,12 +24,12 @@ from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
 
 if TYPE_CHECKING:
-    from lightning_greenai.callbacks import EnergyMonitor, FlopMonitor
+    from lightning_greenai.callbacks import BudgetStopping, EnergyMonitor, FlopMonitor
 
 __version__ = "0.1.0"
 
 # Callbacks import Lightning; load them on first use so that the metering core stays light to import.
-_LAZY = {"EnergyMonitor": "lightning_greenai.callbacks", "FlopMonitor": "lightning_greenai.callbacks"}
+_LAZY = dict.fromkeys(("BudgetStopping", "EnergyMonitor", "FlopMonitor"), "lightning_greenai.callbacks")
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +49,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Budget",
     "BudgetConfigError",
+    "BudgetStopping",
     "EnergyMonitor",
     "EnergySensor",
     "FlopMonitor",

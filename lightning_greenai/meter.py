@@ -55,6 +55,8 @@ class Meter:
         clock: Monotonic clock in seconds.
         sync: Called before each reading, e.g. ``torch.cuda.synchronize`` so queued kernels are charged.
         stage: The initial stage name (``"train"``, ``"validate"``, ``"test"``, ``"predict"``, or your own).
+        report: Whether to write this meter's spend as the heartbeat of a greenai sweep trial; ``None`` does so
+            when running inside one (the Lightning monitors pass ``False``: they report all ranks' spend themselves).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Meter:
         clock: Callable[[], float] = time.monotonic,
         sync: Callable[[], None] | None = None,
         stage: str = "train",
+        report: bool | None = None,
     ) -> None:
         self._given = None if sensors is None else list(sensors)
         self._unavailable = list(unavailable)
@@ -77,6 +80,8 @@ class Meter:
         self._last_s: float | None = None
         self._flops = 0.0
         self._step_flops: StepFlops | None = None
+        self._report = report
+        self._reporter: Any = None
         self._stopped = False
         self.discovery: Any = None
 
@@ -104,6 +109,10 @@ class Meter:
         self._start_s = self._clock()
         self._read()
         self._stopped = False
+        if self._report is not False:
+            from lightning_greenai.budget.trial import current_trial
+
+            self._reporter = current_trial()
         return self
 
     def stop(self) -> Spend:
@@ -116,6 +125,7 @@ class Meter:
             if self._owns_sensors:
                 for domain in self._domains:
                     domain.sensor.close()
+            self._heartbeat(force=True)
         return self.spend
 
     def __enter__(self) -> Meter:
@@ -142,12 +152,28 @@ class Meter:
         self._stage = stage
 
     def sample(self) -> Spend:
-        """Read every sensor now and return the cumulative spend."""
+        """Read every sensor now and return the cumulative spend (and, in a sweep, write a heartbeat if due)."""
         if not self.started:
             self.start()
         elif not self._stopped:
             self._read()
+        self._heartbeat()
         return self.spend
+
+    def _heartbeat(self, force: bool = False) -> None:
+        if self._reporter is not None:
+            self._reporter.update(self.spend, force=force)
+
+    def should_stop(self) -> bool:
+        """Whether this trial of a greenai sweep must stop: the sweep's budget or this trial's allowance is spent.
+
+        A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep.
+        """
+        from lightning_greenai.budget.stopping import stop_reason
+
+        if self._reporter is None:
+            return False
+        return stop_reason(self._reporter, self.spend, None) is not None
 
     def add_flops(self, flops: float) -> None:
         """Add FLOPs performed, e.g. an optimizer step's estimate from ``optimizer_step_flops``."""

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.distributed import gather_spend
 from lightning_greenai.errors import GreenAIWarning
@@ -218,7 +219,7 @@ class EnergyMonitor(Callback):
             for message in found.warnings:
                 warnings.warn(message, GreenAIWarning, stacklevel=2)
             rank_zero_info(self._sensor_line)
-        self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync)
+        self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False)
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:
@@ -235,6 +236,7 @@ class EnergyMonitor(Callback):
         meter = self._meter
         meter.stop()
         self._latest = self._with_flops(trainer, self._base + gather_spend(meter))
+        self._report(trainer, force=True)
         self._log_metrics(trainer, self._latest)
         self._close(fold=True)
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
@@ -359,9 +361,17 @@ class EnergyMonitor(Callback):
         self._meter.sample()
         # collectives: every rank samples at the same hooks
         self._latest = self._with_flops(trainer, self._base + gather_spend(self._meter))
+        self._report(trainer)
         self._projected = self._project(trainer, self._latest)
         self._log_metrics(trainer, self._latest)
         return self._latest
+
+    def _report(self, trainer: pl.Trainer, force: bool = False) -> None:
+        """Inside a greenai sweep, write this trial's heartbeat (all ranks' spend, written by rank 0)."""
+        if trainer.is_global_zero:
+            reporter = current_trial()
+            if reporter is not None:
+                reporter.update(self._latest, force=force)
 
     @staticmethod
     def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:

@@ -330,7 +330,19 @@ class FlopMonitor(Callback):
             if self._peak:
                 metrics["greenai/mfu"] = rate / (self._peak * trainer.world_size)
         self._emit(trainer, metrics)
+        self._report(trainer)
         return metrics
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        """In a greenai sweep with no EnergyMonitor on the trainer, write the trial's heartbeat (FLOPs only)."""
+        from lightning_greenai.budget.trial import current_trial
+        from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
+
+        if not trainer.is_global_zero or any(isinstance(cb, EnergyMonitor) for cb in trainer.callbacks):  # type: ignore[attr-defined]
+            return
+        reporter = current_trial()
+        if reporter is not None:
+            reporter.update(self.spend, force=True)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

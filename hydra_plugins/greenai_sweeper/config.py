@@ -1,0 +1,70 @@
+"""Structured config of ``hydra/sweeper=greenai``, registered in Hydra's ConfigStore on import."""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics on 3.10)
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class BudgetConf:
+    """Limits, any subset; a number in the field's unit, or a string with a unit ("500 Wh", "1e18 FLOPs")."""
+
+    energy_kwh: Any = None
+    flops: Any = None
+    co2e_kg: Any = None
+    money: Any = None
+    gpu_hours: Any = None
+    wall_hours: Any = None
+    currency: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class GridConf:
+    """Where the electricity comes from: turns energy into CO2e and money (see lightning_greenai.Grid)."""
+
+    country: Optional[str] = None  # noqa: UP045
+    region: Optional[str] = None  # noqa: UP045
+    pue: float = 1.0
+    intensity_g_per_kwh: Optional[float] = None  # noqa: UP045
+    price_per_kwh: Optional[float] = None  # noqa: UP045
+    currency: Optional[str] = None  # noqa: UP045
+    instance_price_per_h: Optional[float] = None  # noqa: UP045
+
+
+@dataclass
+class GreenAISweeperConf:
+    """Every field is documented in conf/hydra/sweeper/greenai.yaml and the README."""
+
+    _target_: str = "hydra_plugins.greenai_sweeper.greenai_sweeper.GreenAISweeper"
+    # limits, any subset: energy_kwh, flops, co2e_kg, money (+ currency), gpu_hours, wall_hours; numbers or "500 Wh"
+    budget: BudgetConf = field(default_factory=BudgetConf)
+    # grid, random (i.i.d., seeded) or optuna
+    strategy: str = "grid"
+    max_trials: Optional[int] = None  # noqa: UP045
+    max_batch_size: Optional[int] = None  # noqa: UP045
+    # search space as in hydra.sweeper.params of the basic sweeper
+    params: Optional[Dict[str, str]] = None  # noqa: UP006, UP045
+    seed: int = 0
+    # max or min
+    direction: str = "max"
+    # key of the objective when the task returns a dict
+    objective: Optional[str] = None  # noqa: UP045
+    # graceful (stop running trials cleanly), finish (let them finish), kill (abort them)
+    stop_policy: str = "graceful"
+    heartbeat_s: float = 10.0
+    poll_s: float = 1.0
+    # per-trial cost guess by quantity, used before trials have finished
+    prior_cost: BudgetConf = field(default_factory=BudgetConf)
+    cost_quantile: float = 0.9
+    # each trial may spend this multiple of the estimated per-trial cost (null: no per-trial limit)
+    trial_allowance: Optional[float] = None  # noqa: UP045
+    max_failure_rate: float = 0.0
+    resume: bool = False
+    # country, region, pue, intensity_g_per_kwh, price_per_kwh, currency, instance_price_per_h
+    grid: GridConf = field(default_factory=GridConf)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="greenai", node=GreenAISweeperConf, provider="lightning_greenai"
+)

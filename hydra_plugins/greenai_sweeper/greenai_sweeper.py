@@ -1,0 +1,30 @@
+"""The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``; the work is in ``lightning_greenai.budget.sweep``."""
+
+from typing import Any, List, Sequence  # noqa: UP035
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from hydra_plugins.greenai_sweeper import config as _config  # noqa: F401 (registers hydra/sweeper=greenai)
+
+
+class GreenAISweeper(Sweeper):
+    """Run a hyperparameter search until a compute budget (kWh, FLOPs, CO2e, money, GPU-hours, wall time) is spent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # imported here: Hydra imports this module at every start-up, and the implementation need not load then
+        from lightning_greenai.budget.sweep import BudgetSweep
+
+        self._impl = BudgetSweep(**kwargs)
+        self._impl.validate_batch = self.validate_batch_is_legal
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Instantiate the launcher."""
+        self.hydra_context, self.config = hydra_context, config
+        self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = self._impl.launcher
+
+    def sweep(self, arguments: List[str]) -> List[Sequence[Any]]:  # noqa: UP006
+        """Run the budget-limited sweep; return the batches of JobReturns."""
+        return self._impl.sweep(arguments)

@@ -1,0 +1,41 @@
+"""Decide whether a running trial must stop: the sweep's STOP signal, the trial's allowance, or its own budget."""
+
+from __future__ import annotations
+
+import enum
+
+from lightning_greenai.budget.budget import Budget
+from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.grid import Grid
+from lightning_greenai.spend import Spend
+
+__all__ = ["BudgetStoppingReason", "stop_reason"]
+
+
+class BudgetStoppingReason(enum.Enum):
+    """Why a trial was stopped."""
+
+    SWEEP_BUDGET = "the sweep's budget is spent (STOP signal from the sweeper)"
+    TRIAL_ALLOWANCE = "this trial's allowance from the sweeper is spent"
+    OWN_BUDGET = "the budget given to BudgetStopping is spent"
+
+
+def stop_reason(
+    reporter: TrialReporter | None, spend: Spend, own: Budget | None, grid: Grid | None = None
+) -> tuple[BudgetStoppingReason, str] | None:
+    """Return why the trial must stop now (and a message), or ``None`` to carry on."""
+    if reporter is not None:
+        request = reporter.stop_request()
+        if request is not None:
+            return BudgetStoppingReason.SWEEP_BUDGET, str(request.get("reason", ""))
+        allowance = reporter.allowance()
+        if allowance:
+            # allowances are written in grid-free units (IT energy, FLOPs, GPU-hours): no grid needed here
+            spent = Budget.parse(allowance).exceeded_by(spend)
+            if spent:
+                return BudgetStoppingReason.TRIAL_ALLOWANCE, f"allowance spent: {', '.join(spent)}"
+    if own is not None:
+        spent = own.exceeded_by(spend, grid)
+        if spent:
+            return BudgetStoppingReason.OWN_BUDGET, f"budget spent: {', '.join(spent)}"
+    return None

@@ -1,0 +1,209 @@
+"""Search strategies behind one ask/tell interface: grid, random (seeded, i.i.d.) and Optuna.
+
+Each takes Hydra sweep overrides (``model.lr=interval(1e-4,1e-1)``, ``model.width=choice(64,128)``, ``a=1,2,3``)
+and proposes jobs as lists of override strings. Only ``random`` draws i.i.d. trials, so only its curves may be
+called "expected" performance (Dodge et al. 2019).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+
+__all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "SearchStrategy", "make_strategy"]
+
+
+class SearchStrategy(Protocol):
+    """Propose jobs (``ask``) and learn from their results (``tell``)."""
+
+    iid: bool
+
+    def ask(self, k: int) -> list[list[str]]:
+        """Return up to ``k`` jobs, each a list of override strings (fewer if the space is exhausted)."""
+        ...
+
+    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+        """Report a finished job: ``status`` is completed, budget_stopped or failed."""
+        ...
+
+    def exhausted(self) -> bool:
+        """Whether no job is left to propose."""
+        ...
+
+
+def _parse(arguments: Sequence[str]) -> list[Override]:
+    return OverridesParser.create().parse_overrides(list(arguments))
+
+
+class GridStrategy:
+    """Every combination of the sweep overrides, in the basic sweeper's order (the last key varies fastest)."""
+
+    iid = False
+
+    def __init__(self, arguments: Sequence[str], skip: int = 0) -> None:
+        lists = []
+        for override in _parse(arguments):
+            key = override.get_key_element()
+            if override.is_sweep_override():
+                if override.is_discrete_sweep():
+                    lists.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+                else:
+                    raise ValueError(
+                        f"The grid strategy needs discrete values, got {override.input_line!r}: use "
+                        "hydra.sweeper.strategy=random or optuna for interval() sweeps."
+                    )
+            else:
+                lists.append([f"{key}={override.get_value_element_as_str()}"])
+        self._jobs = [list(job) for job in itertools.product(*lists)]
+        self._next = skip
+
+    def ask(self, k: int) -> list[list[str]]:
+        """Return the next ``k`` grid points."""
+        batch = self._jobs[self._next : self._next + k]
+        self._next += len(batch)
+        return batch
+
+    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+        """Nothing to learn."""
+
+    def exhausted(self) -> bool:
+        """Whether every grid point was proposed."""
+        return self._next >= len(self._jobs)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+def _sample(override: Override, rng: random.Random) -> str:
+    key = override.get_key_element()
+    if not override.is_sweep_override():
+        return f"{key}={override.get_value_element_as_str()}"
+    value: Any = override.value()
+    if isinstance(value, ChoiceSweep):
+        choices = list(override.sweep_string_iterator())
+        return f"{key}={rng.choice(choices)}"
+    if isinstance(value, RangeSweep):
+        return f"{key}={rng.choice(list(override.sweep_string_iterator()))}"
+    if isinstance(value, IntervalSweep):
+        lo, hi = float(value.start or 0.0), float(value.end or 0.0)
+        log = "log" in (value.tags or set())
+        x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if log else rng.uniform(lo, hi)
+        if isinstance(value.start, int) and isinstance(value.end, int) and not log:
+            return f"{key}={round(x)}"
+        return f"{key}={x!r}"
+    # a plain comma list (a=1,2,3) behaves like choice
+    return f"{key}={rng.choice(list(override.sweep_string_iterator()))}"
+
+
+class RandomStrategy:
+    """Independent draws from the search space, seeded: the same seed gives the same sequence of jobs.
+
+    ``interval(a,b)`` is uniform (``tag(log, interval(a,b))`` log-uniform); ``choice(...)``, ``range(...)`` and comma
+    lists are uniform over their values.
+    """
+
+    iid = True
+
+    def __init__(self, arguments: Sequence[str], seed: int = 0, skip: int = 0) -> None:
+        self._overrides = _parse(arguments)
+        self._rng = random.Random(seed)
+        for _ in range(skip):  # resume: replay the draws already made, so the sequence continues
+            self._draw()
+
+    def _draw(self) -> list[str]:
+        return [_sample(o, self._rng) for o in self._overrides]
+
+    def ask(self, k: int) -> list[list[str]]:
+        """Return ``k`` new draws."""
+        return [self._draw() for _ in range(k)]
+
+    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+        """Random search learns nothing."""
+
+    def exhausted(self) -> bool:
+        """Never: random search can always draw again."""
+        return False
+
+
+class OptunaStrategy:
+    """Optuna's ask/tell on an SQLite storage in the sweep's state folder (``optuna.db``), so a resume continues it.
+
+    A budget-stopped trial is told PRUNED, a failed one FAIL.
+    """
+
+    iid = False
+
+    def __init__(self, arguments: Sequence[str], *, storage_dir: Path, direction: str, seed: int = 0) -> None:
+        import optuna
+
+        self._optuna = optuna
+        self._overrides = _parse(arguments)
+        storage_dir.mkdir(parents=True, exist_ok=True)
+        self.study = optuna.create_study(
+            study_name="greenai",
+            storage=f"sqlite:///{storage_dir / 'optuna.db'}",
+            load_if_exists=True,
+            direction="maximize" if direction == "max" else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+        self._trials: dict[str, Any] = {}
+
+    def _suggest(self, trial: Any, override: Override) -> str:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            return f"{key}={override.get_value_element_as_str()}"
+        value: Any = override.value()
+        if isinstance(value, IntervalSweep):
+            log = "log" in (value.tags or set())
+            if isinstance(value.start, int) and isinstance(value.end, int) and not log:
+                return f"{key}={trial.suggest_int(key, int(value.start), int(value.end))}"
+            lo, hi = float(value.start or 0.0), float(value.end or 0.0)
+            return f"{key}={trial.suggest_float(key, lo, hi, log=log)!r}"
+        return f"{key}={trial.suggest_categorical(key, list(override.sweep_string_iterator()))}"
+
+    def ask(self, k: int) -> list[list[str]]:
+        """Ask Optuna for ``k`` trials."""
+        jobs = []
+        for _ in range(k):
+            trial = self.study.ask()
+            job = [self._suggest(trial, o) for o in self._overrides]
+            self._trials[" ".join(job)] = trial
+            jobs.append(job)
+        return jobs
+
+    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+        """Tell Optuna the outcome."""
+        trial = self._trials.pop(" ".join(overrides), None)
+        if trial is None:
+            return
+        state = self._optuna.trial.TrialState
+        if status == "completed" and objective is not None:
+            self.study.tell(trial, objective)
+        elif status == "budget_stopped":
+            self.study.tell(trial, state=state.PRUNED)
+        else:
+            self.study.tell(trial, state=state.FAIL)
+
+    def exhausted(self) -> bool:
+        """Never."""
+        return False
+
+
+def make_strategy(
+    name: str, arguments: Sequence[str], *, seed: int, direction: str, state_dir: Path, skip: int = 0
+) -> SearchStrategy:
+    """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed."""
+    if name == "grid":
+        return GridStrategy(arguments, skip=skip)
+    if name == "random":
+        return RandomStrategy(arguments, seed=seed, skip=skip)
+    if name == "optuna":
+        return OptunaStrategy(arguments, storage_dir=state_dir, direction=direction, seed=seed)
+    raise ValueError(f"Unknown strategy {name!r}. Allowed: grid, random, optuna.")

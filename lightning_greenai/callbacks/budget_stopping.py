@@ -1,0 +1,102 @@
+"""BudgetStopping: end a trial cleanly when its sweep's budget, its allowance, or its own budget is spent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from lightning_greenai.budget.budget import Budget
+from lightning_greenai.budget.stopping import BudgetStoppingReason, stop_reason
+from lightning_greenai.budget.trial import current_trial
+from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
+from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.errors import GreenAIError
+from lightning_greenai.spend import Spend
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["BudgetStopping", "TrialKilledError"]
+
+
+class TrialKilledError(GreenAIError, RuntimeError):
+    """Raised in a trial when its sweep runs with ``stop_policy=kill`` and the budget is spent."""
+
+
+class BudgetStopping(Callback):
+    """Stop training when the budget is spent, like ``EarlyStopping`` stops when a metric stalls.
+
+    In a ``hydra/sweeper=greenai`` sweep it obeys the sweeper: a STOP signal (the sweep's budget is reached by the
+    jobs in flight) or this trial's allowance. With ``budget`` it also enforces a budget of its own, in or out of a
+    sweep. Stopping sets ``trainer.should_stop``: Lightning finishes the step, validates, and ends ``fit`` cleanly,
+    and the trial is recorded as ``budget_stopped`` with its objective. Under ``stop_policy=kill`` it raises
+    :class:`TrialKilledError` instead (the trial fails and is billed for what it spent).
+
+    Spend is read from the :class:`EnergyMonitor` (with FLOPs from a :class:`FlopMonitor`) on the same trainer, so
+    put those first; they refresh it every ``log_every_n_steps`` batches.
+
+    Args:
+        budget: A budget of this run's own (``"0.1 kWh"``, ``{"flops": 1e15}``, a :class:`Budget`), or ``None``.
+        check_every_n_steps: Check every this many training batches.
+
+    Example::
+
+        trainer = L.Trainer(callbacks=[EnergyMonitor(), FlopMonitor(), BudgetStopping()])
+    """
+
+    def __init__(self, budget: Budget | str | Mapping[str, Any] | None = None, *, check_every_n_steps: int = 1) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"`check_every_n_steps` must be >= 1, got {check_every_n_steps}.")
+        self.budget = budget if isinstance(budget, Budget) or budget is None else Budget.parse(budget)
+        self.check_every_n_steps = check_every_n_steps
+        self.stopping_reason: BudgetStoppingReason | None = None
+        self.stopping_reason_message: str | None = None
+        self._batches = 0
+
+    def _spend(self, trainer: pl.Trainer) -> tuple[Spend, Any]:
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        energy = next((cb for cb in callbacks if isinstance(cb, EnergyMonitor)), None)
+        if energy is not None:
+            return energy.spend, energy.grid
+        flops = next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
+        return (flops.spend if flops is not None else Spend()), None
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._batches += 1
+        if self._batches % self.check_every_n_steps:
+            return
+        reporter = current_trial()
+        spend, grid = self._spend(trainer)
+        found = stop_reason(reporter, spend, self.budget, grid)
+        should_stop = trainer.strategy.reduce_boolean_decision(found is not None, all=False)
+        if not should_stop:
+            return
+        if found is not None:
+            self.stopping_reason, self.stopping_reason_message = found
+        policy = (reporter.stop_request() or {}).get("policy") if reporter is not None else None
+        if policy == "kill":
+            if reporter is not None:
+                reporter.finish("failed")
+            raise TrialKilledError(
+                f"Trial stopped by the budget sweeper (stop_policy=kill): {self.stopping_reason_message}"
+            )
+        trainer.should_stop = True
+        if reporter is not None and trainer.is_global_zero:
+            reporter.update(reporter.last_spend, status="budget_stopped", force=True)
+        rank_zero_info(f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training.")
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"stopping_reason": None if self.stopping_reason is None else self.stopping_reason.name}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        name = state_dict.get("stopping_reason")
+        self.stopping_reason = None if name is None else BudgetStoppingReason[name]
