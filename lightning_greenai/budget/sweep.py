@@ -219,7 +219,9 @@ class BudgetSweep:
             if strategy.exhausted() and not retry:
                 reason = "search space exhausted"
                 break
-            remaining = {q: v for q, v in self.budget.remaining(spent_now, self.grid).items() if v is not None}
+            used = self.budget.spent(spent_now, self.grid)
+            # nothing metered yet (no trial has run) is 0 spent here, not unknown
+            remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
             estimates = self._estimates(trials)
             trials_left = None if self.max_trials is None else self.max_trials - len(counted)
             k, why = admit(remaining, estimates, max_batch_size=self.max_batch_size, trials_left=trials_left)

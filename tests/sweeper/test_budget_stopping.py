@@ -1,0 +1,90 @@
+"""BudgetStopping inside a (simulated) sweep job: STOP signal, trial allowance, own budget, kill policy."""
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from lightning_greenai import BudgetStopping, EnergyMonitor
+from lightning_greenai.budget import trial as trial_module
+from lightning_greenai.budget.files import TrialRecord, state_dir, write_json_atomic
+from lightning_greenai.callbacks.budget_stopping import TrialKilledError
+from lightning_greenai.budget.stopping import BudgetStoppingReason
+from lightning_greenai.sensors.fake import ConstantPowerSensor
+from tests.conftest import ClockedModel
+
+
+@pytest.fixture
+def in_sweep_job(tmp_path, monkeypatch):
+    """Make this process look like job 7 of a greenai sweep in tmp_path (what run_job sets up in a real job)."""
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "sweeper": {
+                    "_target_": "hydra_plugins.greenai_sweeper.greenai_sweeper.GreenAISweeper",
+                    "heartbeat_s": 0.0,
+                },
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"num": 7},
+            }
+        }
+    )
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: cfg.hydra))
+    monkeypatch.setattr(trial_module, "_REPORTERS", {})
+    return tmp_path
+
+
+def monitor(clock, power_w=100.0):
+    return EnergyMonitor(
+        sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)], clock=clock, verbose=False, log_every_n_steps=1
+    )
+
+
+def test_stop_signal_ends_training_cleanly_and_marks_the_trial(in_sweep_job, tiny_trainer, fake_clock):
+    class StopAfterThree(ClockedModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 3:
+                write_json_atomic(state_dir(in_sweep_job) / "STOP", {"policy": "graceful", "reason": "budget reached"})
+            return super().training_step(batch, batch_idx)
+
+    stopper = BudgetStopping()
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), stopper], max_steps=20, limit_val_batches=2)
+    trainer.fit(StopAfterThree(fake_clock))
+    assert trainer.global_step == 4  # stopped at the end of the step that saw the signal
+    assert stopper.stopping_reason is BudgetStoppingReason.SWEEP_BUDGET
+    record = TrialRecord.load(in_sweep_job, 7)
+    assert record.status == "budget_stopped"
+    assert record.spend.energy_j["gpu:0"] == pytest.approx(400.0 + 100.0)  # 4 steps + the validation it ran
+
+
+def test_trial_allowance_from_the_sweeper(in_sweep_job, tiny_trainer, fake_clock):
+    write_json_atomic(state_dir(in_sweep_job) / "trials" / "7.allowance.json", {"energy_kwh": 350.0 / 3.6e6})
+    stopper = BudgetStopping()
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), stopper], max_steps=20, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    assert trainer.global_step == 4  # 400 J >= 350 J after the 4th step
+    assert stopper.stopping_reason is BudgetStoppingReason.TRIAL_ALLOWANCE
+
+
+def test_own_budget_outside_a_sweep(tiny_trainer, fake_clock):
+    stopper = BudgetStopping("250 J")
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), stopper], max_steps=20, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    assert trainer.global_step == 3
+    assert stopper.stopping_reason is BudgetStoppingReason.OWN_BUDGET
+    assert "energy_kwh" in stopper.stopping_reason_message
+
+
+def test_kill_policy_fails_the_trial(in_sweep_job, tiny_trainer, fake_clock):
+    write_json_atomic(state_dir(in_sweep_job) / "STOP", {"policy": "kill", "reason": "budget reached"})
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), BudgetStopping()], max_steps=20, limit_val_batches=0)
+    with pytest.raises(TrialKilledError, match="stop_policy=kill"):
+        trainer.fit(ClockedModel(fake_clock))
+    assert TrialRecord.load(in_sweep_job, 7).status == "failed"
+
+
+def test_bad_check_interval():
+    with pytest.raises(ValueError, match=r"`check_every_n_steps` must be >= 1, got 0"):
+        BudgetStopping(check_every_n_steps=0)
