@@ -464,7 +464,7 @@ class _Watchdog:
             if record is not None:
                 in_flight = in_flight + record.spend
         fraction = self.sweep.budget.fraction_spent(self.total() + in_flight, self.sweep.grid)
-        if fraction > 1.0 and not self.stopped:
+        if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
             self.stopped = True
             write_json_atomic(
                 state_dir(self.sweep_dir) / "STOP",

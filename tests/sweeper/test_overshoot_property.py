@@ -8,9 +8,9 @@ most one round of steps of the jobs in flight — one heartbeat each.
 
 import math
 
+from hydra.core.utils import JobReturn, JobStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from lightning_greenai import Method, Spend
