@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 __all__ = ["estimate_trial_cost", "admit"]
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
+def _percentile(values: Sequence[float], q: float, presorted: bool = False) -> float:
+    ordered = values if presorted else sorted(values)
     if not ordered:
         return 0.0
     k = (len(ordered) - 1) * q
@@ -17,14 +17,16 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def estimate_trial_cost(prior: float | None, finished_costs: Sequence[float], quantile: float = 0.9) -> float | None:
+def estimate_trial_cost(
+    prior: float | None, finished_costs: Sequence[float], quantile: float = 0.9, *, presorted: bool = False
+) -> float | None:
     """Per-trial cost estimate: the larger of the configured prior and a high percentile of finished trials.
 
     ``None`` when there is neither a prior nor a finished trial (the first batch then runs one trial).
+    ``presorted`` skips sorting ``finished_costs`` (the sweeper keeps them sorted as trials finish).
     """
-    candidates = [
-        c for c in (prior, _percentile(finished_costs, quantile) if finished_costs else None) if c is not None
-    ]
+    observed = _percentile(finished_costs, quantile, presorted) if finished_costs else None
+    candidates = [c for c in (prior, observed) if c is not None]
     return max(candidates) if candidates else None
 
 

@@ -6,7 +6,9 @@ This is the implementation behind ``hydra/sweeper=greenai`` (the Hydra plugin is
 
 from __future__ import annotations
 
+import bisect
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -194,17 +196,10 @@ class BudgetSweep:
         returns: list[Sequence[Any]] = []
         reason = ""
 
+        tally = _Tally(self, trials)
+
         def total() -> Spend:
-            spend = sum((t.spend for t in trials), Spend())
-            return Spend(
-                energy_j=spend.energy_j,
-                methods=spend.methods,
-                flops=spend.flops,
-                duration_s=elapsed_before + time.monotonic() - started,
-                gpu_s=spend.gpu_s,
-                is_estimate=spend.is_estimate,
-                stage_energy_j=spend.stage_energy_j,
-            )
+            return dataclasses.replace(tally.spend, duration_s=elapsed_before + time.monotonic() - started)
 
         while True:
             spent_now = total()
@@ -212,8 +207,7 @@ class BudgetSweep:
             if exceeded:
                 reason = f"budget spent: {', '.join(exceeded)}"
                 break
-            counted = [t for t in trials if t.status != "interrupted"]
-            if self.max_trials is not None and len(counted) >= self.max_trials:
+            if self.max_trials is not None and tally.counted >= self.max_trials:
                 reason = f"max_trials reached ({self.max_trials})"
                 break
             if strategy.exhausted() and not retry:
@@ -222,8 +216,8 @@ class BudgetSweep:
             used = self.budget.spent(spent_now, self.grid)
             # nothing metered yet (no trial has run) is 0 spent here, not unknown
             remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
-            estimates = self._estimates(trials)
-            trials_left = None if self.max_trials is None else self.max_trials - len(counted)
+            estimates = tally.estimates()
+            trials_left = None if self.max_trials is None else self.max_trials - tally.counted
             k, why = admit(remaining, estimates, max_batch_size=self.max_batch_size, trials_left=trials_left)
             if k == 0:
                 reason = why or "nothing admitted"
@@ -263,14 +257,12 @@ class BudgetSweep:
                     spend=job.spend.to_dict(),
                     error=job.error,
                 )
-                trials.append(job)
+                tally.add(job)
             if results is not None:
                 returns.append(results)
             next_job += len(jobs)
-            counted = [t for t in trials if t.status != "interrupted"]
-            failed = sum(t.status == "failed" for t in counted)
-            if counted and failed / len(counted) > self.max_failure_rate:
-                reason = f"failure rate {failed}/{len(counted)} over max_failure_rate={self.max_failure_rate}"
+            if tally.counted and tally.failed / tally.counted > self.max_failure_rate:
+                reason = f"failure rate {tally.failed}/{tally.counted} over max_failure_rate={self.max_failure_rate}"
                 self._finish(ledger, sweep_dir, trials, total(), reason, elapsed_before + time.monotonic() - started)
                 errors = "; ".join(f"job {t.job_num}: {t.error}" for t in trials if t.status == "failed")
                 raise RuntimeError(f"Budget sweep stopped: {reason}. {errors}")
@@ -359,14 +351,6 @@ class BudgetSweep:
             costs["wall_hours"] = trial.spend.duration_s / S_PER_HOUR
         return costs
 
-    def _estimates(self, trials: Sequence[Trial]) -> dict[str, float | None]:
-        done = [t for t in trials if t.status in ("completed", "budget_stopped", "failed")]
-        out: dict[str, float | None] = {}
-        for quantity in self.budget.limits:
-            costs = [c for t in done if (c := self._costs(t)[quantity]) is not None]
-            out[quantity] = estimate_trial_cost(self.prior_cost.get(quantity), costs, self.cost_quantile)
-        return out
-
     def _allowance(self, estimates: Mapping[str, float | None]) -> dict[str, float]:
         """A trial's own limits: ``trial_allowance`` x the estimate, in grid-free units the job can check alone."""
         if self.trial_allowance is None:
@@ -428,6 +412,39 @@ class BudgetSweep:
         write_report(sweep_dir, self, trials, spend, spent, reason)
         log.info("Budget sweep stopped: %s (%d trials).", reason, len(trials))
         print(f"[greenai] sweep stopped: {reason}; {len(trials)} trials; see {sweep_dir / 'budget_report.json'}")
+
+
+class _Tally:
+    """Running totals of finished trials, so each batch's bookkeeping costs the same however long the sweep."""
+
+    def __init__(self, sweep: BudgetSweep, trials: list[Trial]) -> None:
+        self.sweep, self.trials = sweep, trials
+        self.spend = Spend()
+        self.counted = self.failed = 0
+        self.costs: dict[str, list[float]] = {q: [] for q in sweep.budget.limits}  # kept sorted
+        finished = list(trials)
+        trials.clear()
+        for trial in finished:
+            self.add(trial)
+
+    def add(self, trial: Trial) -> None:
+        """Count a finished trial."""
+        self.trials.append(trial)
+        self.spend = self.spend + trial.spend
+        if trial.status != "interrupted":
+            self.counted += 1
+            self.failed += trial.status == "failed"
+        for quantity, cost in self.sweep._costs(trial).items():
+            if cost is not None and quantity in self.costs:
+                bisect.insort(self.costs[quantity], cost)
+
+    def estimates(self) -> dict[str, float | None]:
+        """Per-trial cost estimate of each limited quantity."""
+        sweep = self.sweep
+        return {
+            q: estimate_trial_cost(sweep.prior_cost.get(q), costs, sweep.cost_quantile, presorted=True)
+            for q, costs in self.costs.items()
+        }
 
 
 class _Watchdog:
