@@ -98,9 +98,11 @@ class Meter:
             return self
         sensors = self._given
         if sensors is None:
+            from lightning_greenai.budget.trial import current_trial
             from lightning_greenai.sensors.discovery import discover_sensors
 
-            self.discovery = discover_sensors(clock=self._clock)
+            in_sweep = self._report is not False and current_trial() is not None
+            self.discovery = discover_sensors(clock=self._clock, apportion_host=in_sweep)
             for message in self.discovery.warnings:
                 warnings.warn(message, GreenAIWarning, stacklevel=2)
             sensors = self.discovery.sensors

@@ -214,6 +214,8 @@ class EnergyMonitor(Callback):
                 cpu_tdp_w=self._cpu_tdp_w,
                 gpu_tdp_w=self._gpu_tdp_w,
                 clock=self._clock,
+                # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
+                apportion_host=current_trial() is not None,
             )
             sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
             for message in found.warnings:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.sensors.apportion import ApportionedSensor
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
 from lightning_greenai.sensors.nvml import discover_nvml, load_nvml
@@ -62,6 +63,7 @@ def discover_sensors(
     gpu_tdp_w: float | None = None,
     visible: Sequence[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    apportion_host: bool = False,
 ) -> Discovery:
     """Find the best energy sources for this process. Never raises for missing hardware.
 
@@ -77,6 +79,8 @@ def discover_sensors(
         visible: The process's visible GPUs as NVML indices or UUIDs, in CUDA order (default: parsed from
             ``CUDA_VISIBLE_DEVICES``); the callbacks pass the UUIDs torch reports, which match whatever the order.
         clock: Monotonic clock.
+        apportion_host: Charge this process only its CPU-time share of the host's RAPL counters (parallel sweep
+            jobs on one host); see :mod:`lightning_greenai.sensors.apportion`.
     """
     found = Discovery()
     if gpus is not None and not (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
@@ -99,7 +103,11 @@ def discover_sensors(
         if rapl.permission_denied:
             found.warnings.append(RAPL_FIX)
         if rapl.sensors:
-            found.sensors.extend(rapl.sensors)
+            if apportion_host:
+                found.sensors.extend(ApportionedSensor(s) for s in rapl.sensors)
+                found.notes.append("RAPL: apportioned to this process tree by its share of the host's CPU time")
+            else:
+                found.sensors.extend(rapl.sensors)
             if not any(s.name.startswith("dram:") for s in rapl.sensors):
                 found.unavailable.append("dram")
                 found.notes.append("RAPL: no dram zone; DRAM energy not metered")

@@ -1,0 +1,81 @@
+"""Share a host-wide counter among the processes that run on the host, by CPU time.
+
+A CPU package (and its DRAM) serves every process on the host: when parallel sweep jobs each read the whole RAPL
+counter, the host's energy is counted once per job. :class:`ApportionedSensor` charges this process tree only its
+share of each reading interval: ``delta_J x (this tree's CPU seconds / all CPU seconds used on the host)`` in that
+interval. The shares of concurrent jobs add up to at most the measured total; energy of the host's idle time and of
+other processes is charged to no job.
+"""
+
+from __future__ import annotations
+
+import psutil
+
+from lightning_greenai.spend import Method
+
+__all__ = ["ApportionedSensor"]
+
+
+def _busy_s() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+def _tree_s(process: psutil.Process) -> float:
+    total = 0.0
+    try:
+        procs = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        procs = [process]
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+class ApportionedSensor:
+    """Wrap a host-wide sensor (RAPL package or DRAM) to report this process tree's CPU-time share of it.
+
+    Args:
+        inner: The host-wide sensor.
+        process: The process whose tree is charged (default: this one).
+    """
+
+    def __init__(self, inner: object, process: psutil.Process | None = None) -> None:
+        self.inner = inner
+        self._process = process or psutil.Process()
+        self._last_inner = float(inner.read_energy_j())  # type: ignore[attr-defined]
+        self._last_busy, self._last_tree = _busy_s(), _tree_s(self._process)
+        self._energy_j = 0.0
+        self.update_period_s = float(getattr(inner, "update_period_s", 0.0))
+
+    @property
+    def name(self) -> str:
+        """The inner sensor's domain name."""
+        return str(self.inner.name)  # type: ignore[attr-defined]
+
+    @property
+    def uid(self) -> str:
+        """Per process: each job's share is its own."""
+        return f"{self.inner.uid}@pid{self._process.pid}"  # type: ignore[attr-defined]
+
+    @property
+    def method(self) -> Method:
+        """The inner sensor's method (the split of a measured counter is not itself an estimate of energy)."""
+        return Method(self.inner.method)  # type: ignore[attr-defined]
+
+    def read_energy_j(self) -> float:
+        """Return this process tree's cumulative share of the host counter, in joules."""
+        energy, busy, tree = float(self.inner.read_energy_j()), _busy_s(), _tree_s(self._process)  # type: ignore[attr-defined]
+        d_energy, d_busy, d_tree = energy - self._last_inner, busy - self._last_busy, tree - self._last_tree
+        share = 1.0 if d_busy <= 0 else min(1.0, max(0.0, d_tree / d_busy))
+        self._energy_j += max(d_energy, 0.0) * share
+        self._last_inner, self._last_busy, self._last_tree = energy, busy, tree
+        return self._energy_j
+
+    def close(self) -> None:
+        """Close the inner sensor."""
+        self.inner.close()  # type: ignore[attr-defined]
