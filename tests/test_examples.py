@@ -33,3 +33,31 @@ def test_plain_loop_example(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "price tag (plain loop)" in proc.stdout
+
+
+def test_sweep_example_runs_as_a_real_multirun(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sweep.py"),
+            "-m",
+            f"hydra.sweep.dir={sweep_dir}",
+            "hydra.sweeper.max_trials=3",
+            "trainer.max_epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[greenai] sweep stopped:" in proc.stdout
+    report = json.loads((sweep_dir / "budget_report.json").read_text())
+    assert sum(report["trials_by_status"].values()) == 3
+    assert report["iid"] is True and 0.0 < report["best"]["objective"] <= 1.0
+    for job in range(3):
+        trial = json.loads((sweep_dir / ".greenai" / "trials" / f"{job}.json").read_text())
+        assert trial["spend"]["flops"] > 0  # FlopMonitor's FLOPs travel with the EnergyMonitor's energy
+        assert sum(trial["spend"]["energy_j"].values()) > 0
+        assert trial["status"] in ("completed", "budget_stopped")
