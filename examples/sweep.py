@@ -19,9 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from digits import DigitsClassifier, DigitsDataModule  # noqa: E402
+from digits import DigitsClassifier, DigitsDataModule
 
-from lightning_greenai import BudgetStopping, EnergyMonitor, FlopMonitor  # noqa: E402
+from lightning_greenai import BudgetStopping, EnergyMonitor, FlopMonitor
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sweep")
