@@ -16,6 +16,7 @@ from lightning_greenai.errors import (
     GridConfigError,
     SensorReadError,
     SensorUnavailableError,
+    TrialKilledError,
 )
 from lightning_greenai.grid import Grid
 from lightning_greenai.meter import Meter
@@ -63,6 +64,7 @@ __all__ = [
     "SensorReadError",
     "SensorUnavailableError",
     "Spend",
+    "TrialKilledError",
     "__version__",
     "discover_sensors",
 ]

@@ -6,7 +6,8 @@ Every error subclasses :class:`GreenAIError` and the builtin a caller would expe
     ├── BudgetConfigError(ValueError)      a budget or unit that cannot be parsed or is out of range
     ├── GridConfigError(ValueError)        an unknown country/region, a bad PUE, price or currency
     ├── SensorUnavailableError(RuntimeError)   a sensor the user asked for explicitly cannot be opened
-    └── SensorReadError(RuntimeError)      a sensor failed while reading
+    ├── SensorReadError(RuntimeError)      a sensor failed while reading
+    └── TrialKilledError(RuntimeError)     a sweep trial aborted under stop_policy=kill
 
     GreenAIWarning(UserWarning)            every warning we emit (missing sensors, estimates, faults)
 """
@@ -20,6 +21,7 @@ __all__ = [
     "GridConfigError",
     "SensorReadError",
     "SensorUnavailableError",
+    "TrialKilledError",
 ]
 
 
@@ -45,3 +47,7 @@ class SensorReadError(GreenAIError, RuntimeError):
 
 class GreenAIWarning(UserWarning):
     """Category of every warning emitted by lightning-greenai."""
+
+
+class TrialKilledError(GreenAIError, RuntimeError):
+    """Raised in a sweep trial when the sweep runs with ``stop_policy=kill`` and its budget is spent."""

@@ -169,13 +169,23 @@ class Meter:
     def should_stop(self) -> bool:
         """Whether this trial of a greenai sweep must stop: the sweep's budget or this trial's allowance is spent.
 
-        A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep.
+        A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep. Under the sweep's
+        ``stop_policy=kill`` it raises :class:`~lightning_greenai.errors.TrialKilledError` instead.
         """
         from lightning_greenai.budget.stopping import stop_reason
 
         if self._reporter is None:
             return False
-        return stop_reason(self._reporter, self.spend, None) is not None
+        found = stop_reason(self._reporter, self.spend, None)
+        if found is None:
+            return False
+        if (self._reporter.stop_request() or {}).get("policy") == "kill":
+            from lightning_greenai.errors import TrialKilledError
+
+            self._reporter.finish("failed")
+            raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {found[1]}")
+        self._reporter.update(self.spend, status="budget_stopped", force=True)
+        return True
 
     def add_flops(self, flops: float) -> None:
         """Add FLOPs performed, e.g. an optimizer step's estimate from ``optimizer_step_flops``."""

@@ -14,17 +14,13 @@ from lightning_greenai.budget.stopping import BudgetStoppingReason, stop_reason
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
-from lightning_greenai.errors import GreenAIError
+from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.spend import Spend
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = ["BudgetStopping", "TrialKilledError"]
-
-
-class TrialKilledError(GreenAIError, RuntimeError):
-    """Raised in a trial when its sweep runs with ``stop_policy=kill`` and the budget is spent."""
 
 
 class BudgetStopping(Callback):

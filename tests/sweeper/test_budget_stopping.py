@@ -9,7 +9,7 @@ from lightning_greenai import BudgetStopping, EnergyMonitor
 from lightning_greenai.budget import trial as trial_module
 from lightning_greenai.budget.files import TrialRecord, state_dir, write_json_atomic
 from lightning_greenai.budget.stopping import BudgetStoppingReason
-from lightning_greenai.callbacks.budget_stopping import TrialKilledError
+from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from tests.conftest import ClockedModel
 
