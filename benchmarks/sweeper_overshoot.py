@@ -1,0 +1,131 @@
+"""Budget overshoot of the greenai sweeper per launcher and stop policy, and its own overhead per trial.
+
+Run: python benchmarks/sweeper_overshoot.py [--quick]
+
+1. Synthetic trials of known cost (tests/sweeper/meter_task.py: 10 steps of 1 J, 50 ms each, heartbeat every step)
+   under a 25 J budget, with a deliberately low prior (4 J per trial) so that admission launches more than the budget
+   can pay for and the mid-batch stop has to act. For each launcher x stop policy: budget, spend, overshoot, trials.
+2. The sweeper's bookkeeping per trial with N instant trials (a launcher that returns at once), for N = 250 and
+   1,000: per-trial time should stay flat (linear total), target < 50 ms per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from lightning_greenai import Method, Spend  # noqa: E402
+from lightning_greenai.budget.sweep import BudgetSweep  # noqa: E402
+from lightning_greenai.budget.trial import TrialReporter  # noqa: E402
+
+LAUNCHERS = {
+    "basic": [],
+    "joblib (2 workers)": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
+}
+
+
+def overshoot(launcher: list[str], policy: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep_dir = Path(tmp) / "sweep"
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "sweeper" / "meter_task.py"),
+                "-m",
+                f"hydra.sweep.dir={sweep_dir}",
+                "x=0,1,2,3,4,5,6,7,8,9",
+                "steps=10",
+                "step_s=0.05",
+                "hydra.sweeper.budget.energy_kwh=25 J",
+                "hydra.sweeper.prior_cost.energy_kwh=4 J",
+                "hydra.sweeper.max_batch_size=4",
+                "hydra.sweeper.poll_s=0.02",
+                f"hydra.sweeper.stop_policy={policy}",
+                "hydra.sweeper.max_failure_rate=1.0",
+                *launcher,
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp,
+        )
+        return json.loads((sweep_dir / "budget_report.json").read_text())
+
+
+class InstantLauncher:
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+
+    def launch(self, job_overrides, initial_job_idx):
+        out = []
+        for i, overrides in enumerate(job_overrides):
+            reporter = TrialReporter(self.sweep_dir, initial_job_idx + i, heartbeat_s=0)
+            reporter.update(Spend(energy_j={"gpu:0": 1.0}, methods={"gpu:0": Method.COUNTER}))
+            reporter.finish("completed", objective=float(i))
+            out.append(
+                JobReturn(
+                    overrides=list(overrides),
+                    cfg=None,
+                    hydra_cfg=None,
+                    working_dir="",
+                    task_name="t",
+                    status=JobStatus.COMPLETED,
+                    _return_value=float(i),
+                )
+            )
+        return out
+
+
+def bookkeeping(n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep = BudgetSweep(
+            strategy="random",
+            max_trials=n,
+            max_batch_size=4,
+            poll_s=3600,
+            budget={"energy_kwh": "1 kWh"},
+            prior_cost={"energy_kwh": "1 J"},
+        )
+        sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": tmp}}})
+        sweep.launcher = InstantLauncher(Path(tmp))
+        t0 = time.perf_counter()
+        sweep.sweep(["x=interval(0,1)"])
+        return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    launchers = {"basic": LAUNCHERS["basic"]} if args.quick else LAUNCHERS
+    print("| launcher | stop policy | budget | spend | overshoot | completed | budget-stopped | failed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, launcher in launchers.items():
+        for policy in ("graceful", "finish", "kill"):
+            rep = overshoot(launcher, policy)
+            spent = rep["spend"]["energy_j"].get("gpu:0", 0.0)
+            by = rep["trials_by_status"]
+            print(
+                f"| {name} | {policy} | 25 J | {spent:.0f} J | {100 * (spent - 25) / 25:+.0f} % | "
+                f"{by.get('completed', 0)} | {by.get('budget_stopped', 0)} | {by.get('failed', 0)} |",
+                flush=True,
+            )
+    print()
+    for n in (250, 1000) if not args.quick else (50, 200):
+        print(f"sweeper bookkeeping with {n} instant trials: {1e3 * bookkeeping(n):.2f} ms per trial", flush=True)
+
+
+if __name__ == "__main__":
+    main()
