@@ -236,3 +236,23 @@ def test_random_and_optuna_strategies(tmp_path):
     run(opt, "x=interval(0,6)", "hydra.sweeper.strategy=optuna", "hydra.sweeper.max_trials=3")
     assert report(opt)["trials_by_status"] == {"completed": 3}
     assert (opt / ".greenai" / "optuna.db").exists()
+
+
+def test_hydra_plugin_scan_imports_neither_torch_nor_lightning():
+    code = (
+        "import sys; from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
+        "names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]; "
+        "print('GreenAISweeper' in names, 'torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout.strip()
+    assert out == "True False False"
+
+
+def test_no_hydra_plugins_init_file():
+    assert not (ROOT / "hydra_plugins" / "__init__.py").exists()
