@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import psutil
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = ["ApportionedSensor"]
@@ -36,7 +37,7 @@ def _tree_s(process: psutil.Process) -> float:
     return total
 
 
-class ApportionedSensor:
+class ApportionedSensor(SensorBase):
     """Wrap a host-wide sensor (RAPL package or DRAM) to report this process tree's CPU-time share of it.
 
     Args:
@@ -47,25 +48,16 @@ class ApportionedSensor:
     def __init__(self, inner: object, process: psutil.Process | None = None) -> None:
         self.inner = inner
         self._process = process or psutil.Process()
+        # per process: each job's share is its own; splitting a measured counter is not itself an energy estimate
+        super().__init__(
+            str(inner.name),  # type: ignore[attr-defined]
+            f"{inner.uid}@pid{self._process.pid}",  # type: ignore[attr-defined]
+            Method(inner.method),  # type: ignore[attr-defined]
+        )
         self._last_inner = float(inner.read_energy_j())  # type: ignore[attr-defined]
         self._last_busy, self._last_tree = _busy_s(), _tree_s(self._process)
         self._energy_j = 0.0
         self.update_period_s = float(getattr(inner, "update_period_s", 0.0))
-
-    @property
-    def name(self) -> str:
-        """The inner sensor's domain name."""
-        return str(self.inner.name)  # type: ignore[attr-defined]
-
-    @property
-    def uid(self) -> str:
-        """Per process: each job's share is its own."""
-        return f"{self.inner.uid}@pid{self._process.pid}"  # type: ignore[attr-defined]
-
-    @property
-    def method(self) -> Method:
-        """The inner sensor's method (the split of a measured counter is not itself an estimate of energy)."""
-        return Method(self.inner.method)  # type: ignore[attr-defined]
 
     def read_energy_j(self) -> float:
         """Return this process tree's cumulative share of the host counter, in joules."""

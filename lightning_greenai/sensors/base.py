@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from lightning_greenai.spend import Method
 
-__all__ = ["EnergySensor"]
+__all__ = ["EnergySensor", "SensorBase"]
 
 
 @runtime_checkable
@@ -40,3 +40,34 @@ class EnergySensor(Protocol):
     def close(self) -> None:
         """Release handles and stop threads. Safe to call twice."""
         ...
+
+
+class SensorBase:
+    """The identity every sensor reports (name, uid, method); subclasses add ``read_energy_j``.
+
+    Sensors need not inherit from it (the interface is the :class:`EnergySensor` protocol); ours do, to share this.
+    """
+
+    #: Seconds between two updates of the hardware counter (0: continuous); see :class:`EnergySensor`.
+    update_period_s: float = 0.0
+
+    def __init__(self, name: str, uid: str, method: Method) -> None:
+        self._name, self._uid, self._method = name, uid, method
+
+    @property
+    def name(self) -> str:
+        """Domain name, e.g. ``"gpu:0"``."""
+        return self._name
+
+    @property
+    def uid(self) -> str:
+        """Unique id of the physical counter."""
+        return self._uid
+
+    @property
+    def method(self) -> Method:
+        """How this sensor obtains energy."""
+        return self._method
+
+    def close(self) -> None:
+        """Nothing to release by default."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import psutil
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = [
@@ -96,7 +97,7 @@ def _tree(process: psutil.Process) -> list[psutil.Process]:
         return [process]
 
 
-class CPUEstimateSensor:
+class CPUEstimateSensor(SensorBase):
     """Estimate this process tree's CPU energy as its share of the package TDP (see the module docstring).
 
     Args:
@@ -117,22 +118,7 @@ class CPUEstimateSensor:
         self._dead_children_s = 0.0
         self._seen: dict[int, float] = {}
         self._origin_s = self._cpu_seconds()
-        self._uid = f"cpu-estimate:{socket.gethostname()}:{self._process.pid}"
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return "cpu:estimate"
-
-    @property
-    def uid(self) -> str:
-        """Host and process id."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """An estimate."""
-        return Method.ESTIMATE
+        super().__init__("cpu:estimate", f"cpu-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
 
     def _cpu_seconds(self) -> float:
         total = 0.0
@@ -159,11 +145,8 @@ class CPUEstimateSensor:
         """Return estimated joules since construction."""
         return max(0.0, self._cpu_seconds() - self._origin_s) * self.tdp_w / self._cpus
 
-    def close(self) -> None:
-        """Nothing to release."""
 
-
-class DRAMEstimateSensor:
+class DRAMEstimateSensor(SensorBase):
     """Estimate DRAM energy as ``w_per_gb`` times the process tree's resident memory, integrated between reads.
 
     Args:
@@ -184,23 +167,8 @@ class DRAMEstimateSensor:
         self._clock = clock
         self._energy_j = 0.0
         self._last = (clock(), self._power_w())
-        self._uid = f"dram-estimate:{socket.gethostname()}:{self._process.pid}"
+        super().__init__("dram:estimate", f"dram-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
         self.source = f"{w_per_gb:g} W per GB of resident memory"
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return "dram:estimate"
-
-    @property
-    def uid(self) -> str:
-        """Host and process id."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """An estimate."""
-        return Method.ESTIMATE
 
     def _power_w(self) -> float:
         rss = 0
@@ -222,6 +190,3 @@ class DRAMEstimateSensor:
         self._energy_j += (now - t0) * (p0 + power_w) / 2.0
         self._last = (now, power_w)
         return self._energy_j
-
-    def close(self) -> None:
-        """Nothing to release."""

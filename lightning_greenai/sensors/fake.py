@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = [
@@ -46,7 +47,7 @@ class FakeClock:
         self.now_s += seconds
 
 
-class FakeSensor:
+class FakeSensor(SensorBase):
     """A sensor that returns scripted cumulative readings (the last one repeats), or calls a function.
 
     Args:
@@ -66,7 +67,7 @@ class FakeSensor:
         uid: str | None = None,
         fail_after: int | None = None,
     ) -> None:
-        self._name, self._method, self._uid = name, method, uid or name
+        super().__init__(name, uid or name, method)
         self._fn = readings_j if callable(readings_j) else self._script(list(readings_j))
         self._fail_after = fail_after
         self.reads = 0
@@ -78,21 +79,6 @@ class FakeSensor:
             raise ValueError("FakeSensor needs at least one reading.")
         it = itertools.chain(values, itertools.repeat(values[-1]))
         return lambda: next(it)
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return self._name
-
-    @property
-    def uid(self) -> str:
-        """Unique id."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """Scripted method."""
-        return self._method
 
     def read_energy_j(self) -> float:
         """Return the next scripted reading."""
@@ -106,7 +92,7 @@ class FakeSensor:
         self.closed = True
 
 
-class ConstantPowerSensor:
+class ConstantPowerSensor(SensorBase):
     """A counter that accrues ``power_w`` watts on ``clock``: energy = power x elapsed time.
 
     Args:
@@ -126,25 +112,10 @@ class ConstantPowerSensor:
         method: Method = Method.COUNTER,
         uid: str | None = None,
     ) -> None:
-        self._name, self._method, self._uid = name, method, uid or name
+        super().__init__(name, uid or name, method)
         self.power_w = power_w
         self._clock = clock
         self._origin = clock()
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return self._name
-
-    @property
-    def uid(self) -> str:
-        """Unique id."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """Reported method."""
-        return self._method
 
     def read_energy_j(self) -> float:
         """Return power x time since construction."""
@@ -153,9 +124,6 @@ class ConstantPowerSensor:
     def read_power_w(self) -> float:
         """Return the constant power."""
         return self.power_w
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class _NVMLError(Exception):

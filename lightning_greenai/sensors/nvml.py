@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.spend import Method
 
@@ -36,7 +37,7 @@ def load_nvml() -> Any | None:
     return pynvml
 
 
-class NVMLEnergySensor:
+class NVMLEnergySensor(SensorBase):
     """A GPU's NVML total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since driver load).
 
     Args:
@@ -47,24 +48,10 @@ class NVMLEnergySensor:
     """
 
     def __init__(self, nvml: Any, handle: Any, name: str, uid: str) -> None:
-        self._nvml, self._handle, self._name, self._uid = nvml, handle, name, uid
+        super().__init__(name, uid, Method.COUNTER)
+        self._nvml, self._handle = nvml, handle
         self._origin_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
         self.update_period_s = _COUNTER_PERIOD_S
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return self._name
-
-    @property
-    def uid(self) -> str:
-        """GPU UUID."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """A hardware counter."""
-        return Method.COUNTER
 
     def read_energy_j(self) -> float:
         """Return joules since construction."""
@@ -73,9 +60,6 @@ class NVMLEnergySensor:
     def read_power_w(self) -> float:
         """Return the current board power in watts."""
         return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1e3
-
-    def close(self) -> None:
-        """Nothing to release (NVML stays initialised for the process)."""
 
 
 @dataclass

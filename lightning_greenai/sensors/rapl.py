@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = ["RAPL_ROOT", "RAPLDiscovery", "RAPLSensor", "discover_rapl"]
@@ -35,7 +36,7 @@ def _read_text(path: Path) -> str:
     return path.read_text()
 
 
-class RAPLSensor:
+class RAPLSensor(SensorBase):
     """One RAPL zone's ``energy_uj`` counter, with wrap-around handled through ``max_energy_range_uj``.
 
     Read the counter at least once per wrap period (``max_energy_range_uj`` / peak power, typically minutes):
@@ -49,28 +50,12 @@ class RAPLSensor:
 
     def __init__(self, zone_dir: Path, name: str, *, reader: Reader = _read_text) -> None:
         self.zone_dir = Path(zone_dir)
-        self._name = name
+        super().__init__(name, f"rapl:{socket.gethostname()}:{self.zone_dir.resolve()}", Method.COUNTER)
         self._reader = reader
-        self._uid = f"rapl:{socket.gethostname()}:{self.zone_dir.resolve()}"
         self._max_uj = int(reader(self.zone_dir / "max_energy_range_uj"))
         self._last_uj = self._read_uj()
         self._total_uj = 0
         self.update_period_s = 0.001
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return self._name
-
-    @property
-    def uid(self) -> str:
-        """Host and zone path."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """Always a hardware counter."""
-        return Method.COUNTER
 
     def _read_uj(self) -> int:
         return int(self._reader(self.zone_dir / "energy_uj"))
@@ -84,9 +69,6 @@ class RAPLSensor:
         self._total_uj += delta
         self._last_uj = now_uj
         return self._total_uj / 1e6
-
-    def close(self) -> None:
-        """Nothing to release: files are opened per read."""
 
 
 @dataclass

@@ -6,12 +6,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = ["SampledPowerSensor"]
 
 
-class SampledPowerSensor:
+class SampledPowerSensor(SensorBase):
     """Poll ``power_fn`` (watts) every ``interval_s`` on a daemon thread and integrate it (trapezoid rule).
 
     The thread starts on the first :meth:`read_energy_j` and stops on :meth:`close`. Each read also takes a fresh
@@ -38,7 +39,7 @@ class SampledPowerSensor:
         clock: Callable[[], float] = time.monotonic,
         start_thread: bool = True,
     ) -> None:
-        self._name, self._uid, self._method = name, uid, method
+        super().__init__(name, uid, method)
         self._power_fn = power_fn
         self._interval_s = interval_s
         self._clock = clock
@@ -48,22 +49,6 @@ class SampledPowerSensor:
         self._last: tuple[float, float] | None = None  # (time_s, power_w)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.update_period_s = 0.0
-
-    @property
-    def name(self) -> str:
-        """Domain name."""
-        return self._name
-
-    @property
-    def uid(self) -> str:
-        """Unique device id."""
-        return self._uid
-
-    @property
-    def method(self) -> Method:
-        """Sampled or estimate."""
-        return self._method
 
     def _sample(self) -> None:
         power_w = float(self._power_fn())
