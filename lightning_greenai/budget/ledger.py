@@ -29,14 +29,12 @@ class Ledger:
         self._offset = 0
         self.corrupt_lines: list[int] = []
         self.truncated_tail = False
-        self._repaired = False
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event (with a timestamp) and fsync it."""
         record = {"event": event, "time": time.time(), **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._repaired:
-            self._repair()
+        self._repair()
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
@@ -45,7 +43,6 @@ class Ledger:
 
     def _repair(self) -> None:
         """End a line left unfinished by a killed writer, so the next event starts on a line of its own."""
-        self._repaired = True
         if self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, "rb+") as fh:
                 fh.seek(-1, os.SEEK_END)

@@ -1,0 +1,54 @@
+from lightning_greenai import Method, Spend
+from lightning_greenai.budget.admission import admit, estimate_trial_cost
+from lightning_greenai.budget.files import TrialRecord, read_json, write_json_atomic
+from lightning_greenai.budget.ledger import Ledger
+
+
+def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("header", fingerprint="abc")
+    ledger.append("launched", job=0)
+    assert [e["event"] for e in ledger.events()] == ["header", "launched"]
+    with open(ledger.path, "a") as fh:  # the sweeper died mid-write
+        fh.write('{"event": "finished", "job"')
+    reader = Ledger(ledger.path)
+    assert [e["event"] for e in reader.events()] == ["header", "launched"]
+    assert reader.truncated_tail
+    ledger.append("launched", job=1)  # a resumed sweeper ends the torn line first: no event is lost
+    events = reader.events()
+    assert [e["event"] for e in events] == ["header", "launched", "launched"]
+    assert events[-1]["job"] == 1
+    assert reader.corrupt_lines == [3]
+
+
+def test_trial_record_round_trip_and_atomic_write(tmp_path):
+    record = TrialRecord(
+        job_num=3,
+        seq=5,
+        status="budget_stopped",
+        spend=Spend(energy_j={"gpu:0": 2.5}, methods={"gpu:0": Method.COUNTER}),
+        objective=0.9,
+    )
+    write_json_atomic(TrialRecord.path(tmp_path, 3), record.to_dict())
+    loaded = TrialRecord.load(tmp_path, 3)
+    assert loaded.to_dict() == record.to_dict()
+    assert TrialRecord.load(tmp_path, 4) is None
+    assert read_json(tmp_path / "missing.json") is None
+    assert not list(TrialRecord.path(tmp_path, 3).parent.glob(".*.tmp"))
+
+
+def test_admission_caps_the_batch_by_what_the_budget_can_pay_for():
+    assert admit({"energy_kwh": 10.0}, {"energy_kwh": 3.0}, max_batch_size=8, trials_left=None) == (3, None)
+    assert admit({"energy_kwh": 10.0}, {"energy_kwh": None}, max_batch_size=8, trials_left=None) == (1, None)
+    k, why = admit({"energy_kwh": 2.0}, {"energy_kwh": 3.0}, max_batch_size=8, trials_left=None)
+    assert k == 0 and "not even one fits" in why
+    assert admit({"wall_hours": 1.0}, {"wall_hours": 0.5}, max_batch_size=4, trials_left=None) == (4, None)
+    assert admit({}, {}, max_batch_size=None, trials_left=5) == (5, None)
+    assert admit({"flops": 100.0}, {"flops": 1.0}, max_batch_size=4, trials_left=2) == (2, None)
+
+
+def test_cost_estimate_is_the_larger_of_prior_and_a_high_percentile():
+    assert estimate_trial_cost(None, []) is None
+    assert estimate_trial_cost(2.0, []) == 2.0
+    assert estimate_trial_cost(1.0, [1.0, 2.0, 3.0, 4.0, 5.0], 0.9) == 4.6
+    assert estimate_trial_cost(9.0, [1.0, 2.0], 0.9) == 9.0
