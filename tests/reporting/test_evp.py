@@ -15,8 +15,8 @@ def dodge_by_hand(scores, n):
     v = sorted(Fraction(str(s)) for s in scores)
     big_n = len(v)
     w = [Fraction(i, big_n) ** n - Fraction(i - 1, big_n) ** n for i in range(1, big_n + 1)]
-    mean = sum(a * b for a, b in zip(w, v))
-    var = sum(a * (b - mean) ** 2 for a, b in zip(w, v))
+    mean = sum(a * b for a, b in zip(w, v, strict=True))
+    var = sum(a * (b - mean) ** 2 for a, b in zip(w, v, strict=True))
     return mean, var
 
 
@@ -57,10 +57,10 @@ def test_invariants_on_random_scores(seed):
     assert expected == sorted(expected) and unbiased == sorted(unbiased)  # monotone in n
     assert expected[0] == pytest.approx(sum(scores) / len(scores)) == unbiased[0]
     assert unbiased[-1] == pytest.approx(max(scores))
-    assert all(e <= u + 1e-12 for e, u in zip(expected[1:], unbiased[1:]))
+    assert all(e <= u + 1e-12 for e, u in zip(expected[1:], unbiased[1:], strict=True))
     shuffled = scores[:]
     rng.shuffle(shuffled)
-    for a, b in zip(expected_max_curve(shuffled), curve):  # order does not matter
+    for a, b in zip(expected_max_curve(shuffled), curve, strict=True):  # order does not matter
         assert a == pytest.approx(b)
     for n in range(1, len(scores) + 1):
         assert unbiased_expected_max(scores, n) == pytest.approx(float(tang_by_hand(scores, n)))
