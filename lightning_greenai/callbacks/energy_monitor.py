@@ -162,6 +162,7 @@ class EnergyMonitor(Callback):
         self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
+        self._timeline: list[tuple[float, float]] = []  # (duration_s, energy_j) at each log, for power plots
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -251,6 +252,7 @@ class EnergyMonitor(Callback):
             sensors=self._sensor_line,
             title=title,
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
+            extra={"timeline": [list(p) for p in self._timeline]},
         )
         self._flops_by_phase = tag.flops_by_phase
         log_dir = trainer.log_dir  # a collective under DDP: every rank asks
@@ -400,6 +402,10 @@ class EnergyMonitor(Callback):
         return spend.scaled(total / done)
 
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
+        if spend.total_energy_j is not None:
+            self._timeline.append((spend.duration_s, spend.total_energy_j))
+            if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point
+                self._timeline = self._timeline[::2]
         if not trainer.loggers:
             return
         metrics = self._metrics(spend)

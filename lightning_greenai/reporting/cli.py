@@ -1,0 +1,111 @@
+"""The ``greenai`` command: ``greenai report DIR`` and ``greenai compare DIR_A DIR_B``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning_greenai.reporting.render import to_json, to_markdown, to_text, write_plots
+from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+
+__all__ = ["compare", "main"]
+
+UNITS = ("energy_kwh", "flops", "co2e_kg", "gpu_hours")
+
+
+def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> str:
+    """Both sweeps' EVP curves against the same budget axis; write ``compare.png`` into ``out`` if given."""
+    lines = [f"expected best score at a budget in {unit} (n trials x mean trial cost)"]
+    for summary in (a, b):
+        rows = summary.evp()
+        label = "expected" if summary.iid else "observed best (not i.i.d.)"
+        if not rows:
+            lines.append(f"  {summary.path}: no scored trials")
+            continue
+        points = ", ".join(f"{r[unit]:.3g}->{r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)])
+        lines.append(f"  {summary.path} ({summary.strategy}, {label}): {points}")
+    if out is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for summary, color in ((a, "#27a"), (b, "#e93")):
+            rows = summary.evp()
+            if not rows:
+                continue
+            x = [r[unit] for r in rows]
+            mean = [r["expected"] for r in rows]
+            sd = [r["sd"] for r in rows]
+            ax.plot(x, mean, color=color, label=f"{summary.path.name} ({'expected' if summary.iid else 'not i.i.d.'})")
+            ax.fill_between(
+                x,
+                [m - s for m, s in zip(mean, sd, strict=True)],
+                [m + s for m, s in zip(mean, sd, strict=True)],
+                color=color,
+                alpha=0.15,
+            )
+        ax.set_xlabel(f"budget ({unit})")
+        ax.set_ylabel("expected best validation score")
+        ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / "compare.png", dpi=120)
+        plt.close(fig)
+        lines.append(f"  plot: {out / 'compare.png'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``greenai`` command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="greenai", description="The price tag of a run or a sweep.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="the price tag of a run or sweep directory")
+    rep.add_argument("path", type=Path)
+    fmt = rep.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print a paragraph and table for a paper")
+    rep.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: <path>/greenai_report)")
+    rep.add_argument("--no-plots", action="store_true")
+    cmp = sub.add_parser("compare", help="two sweeps' expected-performance curves on one budget axis")
+    cmp.add_argument("a", type=Path)
+    cmp.add_argument("b", type=Path)
+    cmp.add_argument("--unit", choices=UNITS, default="energy_kwh")
+    cmp.add_argument("--out", type=Path, default=None, help="folder for compare.png")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "report":
+            summary = load(args.path)
+            if args.json:
+                print(to_json(summary))
+            elif args.markdown:
+                print(to_markdown(summary))
+            else:
+                print(to_text(summary))
+            if not args.no_plots:
+                try:
+                    paths = write_plots(summary, args.plots or args.path / "greenai_report")
+                except ImportError:
+                    print("greenai: plots need matplotlib: pip install matplotlib", file=sys.stderr)
+                else:
+                    if not args.json:
+                        print("plots: " + ", ".join(str(p) for p in paths))
+            return 0
+        a, b = load(args.a), load(args.b)
+        if not isinstance(a, SweepSummary) or not isinstance(b, SweepSummary):
+            single = a if not isinstance(a, SweepSummary) else b
+            print(f"greenai compare: {single.path} is a single run, not a sweep.", file=sys.stderr)
+            return 2
+        print(compare(a, b, args.unit, args.out))
+        return 0
+    except NothingToReportError as err:
+        print(f"greenai: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

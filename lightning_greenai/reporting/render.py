@@ -1,0 +1,240 @@
+"""Render a run's or a sweep's summary as a terminal table, JSON, Markdown a paper can paste, and PNG plots."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from lightning_greenai.reporting.price_tag import PriceTag, format_duration, format_energy, format_mass
+from lightning_greenai.reporting.summary import RunSummary, SweepSummary
+from lightning_greenai.spend import Method, Spend
+
+__all__ = ["to_json", "to_markdown", "to_text", "write_plots"]
+
+
+def _tag(summary: RunSummary | SweepSummary) -> PriceTag:
+    title = "sweep" if isinstance(summary, SweepSummary) else str(summary.tag.get("title", "run"))
+    return PriceTag(summary.spend, summary.grid, title=title)
+
+
+def to_text(summary: RunSummary | SweepSummary) -> str:
+    """The price tag table, and for a sweep its trials, stop reason and best score."""
+    lines = [_tag(summary).to_text()]
+    if isinstance(summary, SweepSummary):
+        by: dict[str, int] = {}
+        for t in summary.trials:
+            by[t.get("status", "?")] = by.get(t.get("status", "?"), 0) + 1
+        scores = summary.scores()
+        best = (max if summary.direction == "max" else min)(scores) if scores else None
+        lines.append(
+            f"  sweep: {summary.strategy} search, {len(summary.trials)} trials "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
+        )
+        lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
+        lines.append(f"  budget: {summary.header.get('budget')}")
+        evp = summary.evp()
+        if evp and summary.iid:
+            last = evp[-1]
+            lines.append(
+                f"  expected best of {last['n']} trials: {last['expected']:.4g} ± {last['sd']:.2g} "
+                f"(Dodge et al.), {last['unbiased']:.4g} (Tang et al.)"
+            )
+    lines.extend(f"  note: {n}" for n in summary.notes)
+    return "\n".join(lines)
+
+
+def to_json(summary: RunSummary | SweepSummary) -> str:
+    """Everything as JSON."""
+    out: dict[str, Any] = {"kind": "sweep" if isinstance(summary, SweepSummary) else "run", "path": str(summary.path)}
+    out["price_tag"] = _tag(summary).to_dict() if isinstance(summary, SweepSummary) else summary.tag
+    if isinstance(summary, SweepSummary):
+        out.update(
+            {
+                "stop_reason": summary.stop_reason,
+                "strategy": summary.strategy,
+                "iid": summary.iid,
+                "budget": summary.header.get("budget"),
+                "trials": summary.trials,
+                "curve": summary.curve(),
+                "evp": summary.evp() if summary.iid else None,
+                "evp_note": None if summary.iid else "not i.i.d. search: only the observed best so far is valid",
+            }
+        )
+    out["notes"] = summary.notes
+    return json.dumps(out, indent=2, default=str)
+
+
+def to_markdown(summary: RunSummary | SweepSummary) -> str:
+    """A paragraph and a table to paste into a paper's compute statement."""
+    spend, grid = summary.spend, summary.grid
+    tag = _tag(summary)
+    estimated = spend.estimated_domains
+    devices = ", ".join(f"{k} ({m.value})" for k, m in sorted(spend.methods.items())) or "none metered"
+    what = "the sweep" if isinstance(summary, SweepSummary) else "the run"
+    trials = f" over {len(summary.trials)} trials" if isinstance(summary, SweepSummary) else ""
+    cost = tag.cost
+    para = (
+        f"Training {what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
+        f"({format_mass(tag.co2e_g)} at {grid.intensity_g_per_kwh:.0f} gCO2e/kWh, PUE {grid.pue:g}), "
+        f"{spend.flops:.3g} FLOPs and {format_duration(spend.duration_s)} of metered time"
+        + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
+        + f". Energy was measured with lightning-greenai: {devices}."
+        + (f" Figures marked * include an estimate ({', '.join(estimated)})." if estimated else "")
+    )
+    star = " *" if spend.is_estimate else ""
+    rows = [
+        ("FLOPs", f"{spend.flops:.3g}"),
+        ("Energy", format_energy(spend.total_energy_j) + star),
+        ("CO2e", format_mass(tag.co2e_g) + star),
+        ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),
+        ("Hardware", devices),
+        ("Duration", format_duration(spend.duration_s)),
+        ("GPU-hours", f"{spend.gpu_hours:.3g}"),
+        ("Estimated", ", ".join(estimated) or "nothing"),
+        ("Carbon intensity", f"{grid.intensity_g_per_kwh:.0f} gCO2e/kWh ({grid.intensity_source})"),
+    ]
+    table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    return f"{para}\n\n{table}\n"
+
+
+def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path) -> list[Path]:
+    """Write the PNG plots into ``out_dir`` and return their paths (needs matplotlib: pip install matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [_plot_devices(plt, summary.spend, out / "energy_by_device.png")]
+    if isinstance(summary, SweepSummary):
+        if summary.trials:
+            paths.append(_plot_budget_curve(plt, summary, out / "budget_curve.png"))
+            paths.append(_plot_trial_energy(plt, summary, out / "energy_per_trial.png"))
+        if summary.scores():
+            paths.append(_plot_evp(plt, summary, out / "evp.png"))
+    else:
+        timeline = summary.tag.get("timeline") or []
+        if len(timeline) >= 2:
+            paths.append(_plot_power(plt, timeline, out / "power.png"))
+    return paths
+
+
+def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = sorted(spend.energy_j)
+    values = [spend.energy_j[n] / 3.6e3 for n in names]  # Wh
+    bars = ax.barh(names, values, color=["#c98" if spend.methods.get(n) is Method.ESTIMATE else "#4a7" for n in names])
+    for bar, name in zip(bars, names, strict=True):
+        if spend.methods.get(name) is Method.ESTIMATE:
+            bar.set_hatch("//")
+    ax.set_xlabel("energy (Wh)")
+    ax.set_title("Energy by device (hatched: estimate)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
+    rows = [r for r in summary.curve() if r["best_so_far"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    if rows:
+        ax.step(
+            [r["energy_kwh"] * 1e3 for r in rows],
+            [r["best_so_far"] for r in rows],
+            where="post",
+            color="#27a",
+            label="best so far",
+        )
+        ax.plot(
+            [r["energy_kwh"] * 1e3 for r in rows],
+            [r["score"] if r["score"] is not None else float("nan") for r in rows],
+            "o",
+            color="#aaa",
+            ms=4,
+            label="trial score",
+        )
+    budget = summary.header.get("budget", {}).get("energy_kwh")
+    if budget:
+        ax.axvline(budget * 1e3, color="#c33", ls="--", label="energy budget")
+    ax.set_xlabel("cumulative energy (Wh)")
+    ax.set_ylabel("best score so far (observed)")
+    ax.set_title(f"Budget curve: {summary.strategy} search")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    colors = {"completed": "#4a7", "budget_stopped": "#e93", "failed": "#c33", "interrupted": "#999"}
+    jobs = [t["job"] for t in summary.trials]
+    energy = [(Spend.from_dict(t.get("spend", {})).total_energy_j or 0.0) / 3.6e3 for t in summary.trials]
+    ax.bar(jobs, energy, color=[colors.get(str(t.get("status")), "#999") for t in summary.trials])
+    ax.set_xlabel("trial (launch order)")
+    ax.set_ylabel("energy (Wh)")
+    ax.set_title("Energy per trial (green completed, orange budget-stopped, red failed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    if summary.iid:
+        rows = summary.evp()
+        n = [r["n"] for r in rows]
+        mean = [r["expected"] for r in rows]
+        sd = [r["sd"] for r in rows]
+        best = max(summary.scores()) if summary.direction == "max" else min(summary.scores())
+        lo = [m - s for m, s in zip(mean, sd, strict=True)]
+        hi = [min(m + s, best) if summary.direction == "max" else m + s for m, s in zip(mean, sd, strict=True)]
+        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label="± SD")
+        ax.plot(n, mean, color="#27a", label="expected best (Dodge et al.)")
+        ax.plot(n, [r["unbiased"] for r in rows], color="#e93", ls="--", label="unbiased (Tang et al.)")
+        ax.set_title("Expected validation performance", pad=30)
+        top = ax.secondary_xaxis(
+            "top",
+            functions=(
+                lambda x: x * (rows[0]["energy_kwh"] * 1e3),
+                lambda x: x / max(rows[0]["energy_kwh"] * 1e3, 1e-30),
+            ),
+        )
+        top.set_xlabel("expected energy budget (Wh)")
+    else:
+        rows = [r for r in summary.curve() if r["best_so_far"] is not None]
+        ax.step(
+            range(1, len(rows) + 1),
+            [r["best_so_far"] for r in rows],
+            where="post",
+            color="#27a",
+            label="observed best so far (not i.i.d.: no expectation)",
+        )
+        ax.set_title(f"Observed best so far ({summary.strategy} search)")
+    ax.set_xlabel("number of trials n")
+    ax.set_ylabel("best validation score")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
+    times = [p[0] for p in timeline]
+    power = [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else float("nan") for a, b in itertools.pairwise(timeline)]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.step(times[1:], power, where="pre", color="#27a")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_title("Power over time (all metered devices)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,204 @@
+"""Read what a run or a sweep left on disk into one summary: from ``price_tag.json`` or a sweep's ledger.
+
+The ledger is the source of truth for a sweep: a sweep still running (no ``stopped`` event), or a ledger with a
+corrupt or truncated line, is still summarised from every readable event, with a note saying what was skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_greenai.budget.evp import expected_max_curve
+from lightning_greenai.budget.files import STATE_DIR
+from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.grid import Grid
+from lightning_greenai.spend import Spend
+
+__all__ = ["NothingToReportError", "RunSummary", "SweepSummary", "load"]
+
+
+class NothingToReportError(FileNotFoundError):
+    """The folder holds neither a run's price tag nor a sweep's ledger."""
+
+
+def _grid(data: dict[str, Any]) -> Grid:
+    keys = (
+        "intensity_g_per_kwh",
+        "pue",
+        "price_per_kwh",
+        "currency",
+        "instance_price_per_h",
+        "country",
+        "region",
+        "intensity_source",
+        "price_source",
+    )
+    return Grid(**{k: data[k] for k in keys if k in data})
+
+
+@dataclass
+class RunSummary:
+    """One training run: its price tag."""
+
+    path: Path
+    tag: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spend(self) -> Spend:
+        """The run's spend."""
+        return Spend.from_dict(self.tag.get("spend", {}))
+
+    @property
+    def grid(self) -> Grid:
+        """The grid constants the run was priced with."""
+        return _grid(self.tag.get("grid", {}))
+
+
+@dataclass
+class SweepSummary:
+    """A budget sweep: its trials in launch order, budget, grid, and why it stopped (if it did)."""
+
+    path: Path
+    header: dict[str, Any]
+    trials: list[dict[str, Any]]
+    stop_reason: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def grid(self) -> Grid:
+        """The grid constants of the sweep."""
+        return _grid(self.header.get("grid", {}))
+
+    @property
+    def strategy(self) -> str:
+        """grid, random or optuna."""
+        return str(self.header.get("search", {}).get("strategy", "grid"))
+
+    @property
+    def direction(self) -> str:
+        """Max or min."""
+        return str(self.header.get("search", {}).get("direction", "max"))
+
+    @property
+    def iid(self) -> bool:
+        """Whether the trials are i.i.d. draws (random search): only then is EVP a valid reading."""
+        return self.strategy == "random"
+
+    @property
+    def spend(self) -> Spend:
+        """Total spend of every finished trial."""
+        return sum((Spend.from_dict(t.get("spend", {})) for t in self.trials), Spend())
+
+    def scores(self) -> list[float]:
+        """Objectives of trials that produced one (completed or budget-stopped)."""
+        return [
+            float(t["objective"])
+            for t in self.trials
+            if t.get("objective") is not None and t.get("status") in ("completed", "budget_stopped")
+        ]
+
+    def curve(self) -> list[dict[str, Any]]:
+        """Best score so far against cumulative spend, in launch order (valid for any strategy)."""
+        better = max if self.direction == "max" else min
+        rows, cumulative, best = [], Spend(), None
+        grid = self.grid
+        for t in self.trials:
+            cumulative = cumulative + Spend.from_dict(t.get("spend", {}))
+            objective = t.get("objective")
+            if objective is not None and t.get("status") in ("completed", "budget_stopped"):
+                best = objective if best is None else better(best, objective)
+            co2e_g = grid.co2e_g(cumulative)
+            rows.append(
+                {
+                    "job": t["job"],
+                    "status": t.get("status"),
+                    "score": objective,
+                    "best_so_far": best,
+                    "energy_kwh": cumulative.energy_kwh or 0.0,
+                    "flops": cumulative.flops,
+                    "co2e_kg": 0.0 if co2e_g is None else co2e_g / 1000,
+                    "money": grid.money(cumulative),
+                    "gpu_hours": cumulative.gpu_hours,
+                }
+            )
+        return rows
+
+    def evp(self) -> list[dict[str, float]]:
+        """Expected best of n trials (both estimators), with the budget n trials cost on average per unit."""
+        scores = self.scores()
+        if not scores:
+            return []
+        trials = [t for t in self.trials if t.get("objective") is not None]
+        spends = [Spend.from_dict(t.get("spend", {})) for t in trials]
+        mean_kwh = sum((s.energy_kwh or 0.0) for s in spends) / len(spends)
+        mean_flops = sum(s.flops for s in spends) / len(spends)
+        mean_gpu_h = sum(s.gpu_hours for s in spends) / len(spends)
+        co2e = [self.grid.co2e_g(s) or 0.0 for s in spends]
+        mean_co2e_kg = sum(co2e) / len(co2e) / 1000
+        rows = expected_max_curve(scores, self.direction)
+        for row in rows:
+            n = row["n"]
+            row.update(
+                {
+                    "energy_kwh": n * mean_kwh,
+                    "flops": n * mean_flops,
+                    "gpu_hours": n * mean_gpu_h,
+                    "co2e_kg": n * mean_co2e_kg,
+                }
+            )
+        return rows
+
+
+def load(path: str | Path) -> RunSummary | SweepSummary:
+    """Summarise the run or sweep in ``path``.
+
+    Raises:
+        NothingToReportError: no ``price_tag.json`` and no ``.greenai/ledger.jsonl`` under ``path``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise NothingToReportError(f"{path} is not a folder.")
+    ledger_path = path / STATE_DIR / "ledger.jsonl"
+    if ledger_path.exists():
+        return _load_sweep(path, Ledger(ledger_path))
+    tags = sorted(path.glob("price_tag.json")) or sorted(path.glob("**/price_tag.json"))
+    if tags:
+        notes = [f"{len(tags)} price tags under {path}: reporting the newest, {tags[-1]}"] if len(tags) > 1 else []
+        newest = max(tags, key=lambda p: p.stat().st_mtime)
+        try:
+            return RunSummary(newest, json.loads(newest.read_text()), notes)
+        except ValueError as err:
+            raise NothingToReportError(f"{newest} is not valid JSON ({err}).") from err
+    raise NothingToReportError(
+        f"No run or sweep in {path}: expected a run's price_tag.json (written by EnergyMonitor into the trainer's "
+        f"log dir) or a sweep's {STATE_DIR}/ledger.jsonl (hydra/sweeper=greenai)."
+    )
+
+
+def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
+    events = ledger.events()
+    notes = []
+    if ledger.corrupt_lines:
+        notes.append(f"skipped {len(ledger.corrupt_lines)} unreadable ledger line(s): {ledger.corrupt_lines}")
+    if ledger.truncated_tail:
+        notes.append("the ledger's last line is incomplete (the sweep was killed mid-write); it was skipped")
+    header = next((e for e in events if e.get("event") == "header"), {})
+    launched = {e["job"]: e for e in events if e.get("event") == "launched"}
+    finished = {e["job"]: e for e in events if e.get("event") == "finished"}
+    trials = []
+    for job in sorted(finished):
+        event = dict(finished[job])
+        event["overrides"] = launched.get(job, {}).get("overrides", [])
+        trials.append(event)
+    stopped = [e for e in events if e.get("event") == "stopped"]
+    running = sorted(set(launched) - set(finished))
+    if not stopped or (stopped and events and events[-1].get("event") != "stopped"):
+        notes.append(
+            f"the sweep is still running or was interrupted: {len(running)} trial(s) in flight, "
+            "reported as far as the ledger goes"
+        )
+    return SweepSummary(path, header, trials, stopped[-1]["reason"] if stopped else None, notes)

@@ -1,0 +1,111 @@
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from lightning_greenai import EnergyMonitor, FlopMonitor
+from lightning_greenai.budget.sweep import BudgetSweep
+from lightning_greenai.reporting.cli import main
+from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+from lightning_greenai.sensors.fake import ConstantPowerSensor
+from tests.conftest import ClockedModel
+from tests.sweeper.test_overshoot_property import LockstepLauncher
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_trainer, fake_clock):
+    mon = EnergyMonitor(
+        country="DE", sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock, verbose=False
+    )
+    tiny_trainer(callbacks=[mon, FlopMonitor()], max_steps=5).fit(ClockedModel(fake_clock))
+    return tmp_path
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    sweep = BudgetSweep(
+        strategy="random",
+        max_trials=8,
+        max_batch_size=2,
+        poll_s=3600,
+        heartbeat_s=0,
+        budget={"energy_kwh": "1 kWh"},
+        grid={"country": "FR"},
+    )
+    out = tmp_path / "sweep"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0] * (i + 1) for i in range(5)])
+    sweep.sweep(["x=choice(0,1,2,3,4)"])
+    return out
+
+
+def test_report_of_a_run(run_dir, capsys):
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "lightning-greenai price tag (fit)" in out
+    assert "500.0 J" in out
+    assert sorted(p.name for p in (run_dir / "greenai_report").glob("*.png")) == ["energy_by_device.png", "power.png"]
+
+
+def test_report_json_and_markdown(run_dir, capsys):
+    assert main(["report", str(run_dir), "--json", "--no-plots"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == "run"
+    assert data["price_tag"]["energy_kwh"] == pytest.approx(500 / 3.6e6)
+    assert main(["report", str(run_dir), "--markdown", "--no-plots"]) == 0
+    md = capsys.readouterr().out
+    assert "| Energy | 500.0 J |" in md
+    assert "| quantity | value |" in md and "FLOPs" in md
+
+
+def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
+    assert main(["report", str(sweep_dir), "--plots", str(sweep_dir / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "random search, 8 trials" in out
+    assert "expected best of 8 trials" in out
+    names = sorted(p.name for p in (sweep_dir / "plots").glob("*.png"))
+    assert names == ["budget_curve.png", "energy_by_device.png", "energy_per_trial.png", "evp.png"]
+    summary = load(sweep_dir)
+    assert isinstance(summary, SweepSummary) and summary.iid
+    evp = summary.evp()
+    assert evp[-1]["unbiased"] == pytest.approx(max(summary.scores()))
+    mean_kwh = summary.spend.energy_kwh / 8
+    assert evp[2]["energy_kwh"] == pytest.approx(3 * mean_kwh)
+
+
+def test_grid_sweeps_are_labelled_observed_not_expected(tmp_path, capsys):
+    sweep = BudgetSweep(poll_s=3600, heartbeat_s=0)
+    out = tmp_path / "grid"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0], [2.0], [1.0]])
+    sweep.sweep(["x=0,1,2"])
+    capsys.readouterr()  # the sweeper's own stop line
+    assert main(["report", str(out), "--json", "--no-plots"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["evp"] is None and "not i.i.d." in data["evp_note"]
+
+
+def test_nothing_to_report_is_a_clear_message(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "No run or sweep in" in capsys.readouterr().err
+    with pytest.raises(NothingToReportError):
+        load(tmp_path / "missing")
+
+
+def test_corrupt_ledger_line_and_a_running_sweep_still_report(sweep_dir, capsys):
+    ledger = sweep_dir / ".greenai" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    lines.insert(3, "{not json")
+    lines = [line for line in lines if '"event": "stopped"' not in line]
+    ledger.write_text("\n".join(lines) + '\n{"event": "launched", "job": 99')
+    assert main(["report", str(sweep_dir), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable ledger line" in out
+    assert "incomplete" in out
+    assert "still running or was interrupted" in out
+
+
+def test_compare_two_sweeps(sweep_dir, tmp_path, capsys):
+    assert main(["compare", str(sweep_dir), str(sweep_dir), "--out", str(tmp_path / "cmp")]) == 0
+    assert "expected best score at a budget in energy_kwh" in capsys.readouterr().out
+    assert (tmp_path / "cmp" / "compare.png").exists()
