@@ -1,0 +1,181 @@
+"""Curve points and the sink that writes them through a Lightning logger (see the package docstring)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lightning_greenai.reporting.summary import SweepSummary
+
+__all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish"]
+
+#: Budget axes: name -> (unit label, factor to the integer unit used where a tracker wants integer steps).
+AXES: dict[str, tuple[str, float]] = {
+    "energy_kwh": ("J", 3.6e6),  # integer-step trackers (MLflow, TensorBoard): joules
+    "flops": ("GFLOPs", 1e-9),
+    "co2e_kg": ("mgCO2e", 1e6),
+    "money": ("milli-currency", 1e3),
+    "gpu_hours": ("GPU-s", 3600.0),
+}
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One finished trial, in launch order, with the sweep's cumulative spend after it."""
+
+    trial: int
+    status: str
+    score: float | None
+    best_so_far: float | None
+    spend: dict[str, float]  # cumulative, by axis name (AXES keys)
+
+
+class CurveSink(Protocol):
+    """Receives a sweep's curve points and its EVP curve."""
+
+    def log_point(self, point: CurvePoint) -> None:
+        """Log one point of the budget curve."""
+        ...
+
+    def log_evp(self, rows: list[dict[str, float]], iid: bool) -> None:
+        """Log the expected-performance curve (``iid``) or, for other strategies, nothing labelled expected."""
+        ...
+
+    def finalize(self) -> None:
+        """Flush and close."""
+        ...
+
+
+def curve_points(summary: SweepSummary) -> list[CurvePoint]:
+    """The budget curve of a sweep as points."""
+    points = []
+    for row in summary.curve():
+        spend = {axis: float(row.get(axis) or 0.0) for axis in AXES}
+        points.append(CurvePoint(int(row["job"]), str(row["status"]), row["score"], row["best_so_far"], spend))
+    return points
+
+
+class LoggerSink:
+    """Write curves through a Lightning logger, in the form each tracker charts best.
+
+    * W&B: every axis is a metric of its own (``greenai/sweep/energy_kwh`` ...) and ``define_metric`` makes it the
+      x-axis of a ``greenai/sweep/best_vs_<axis>`` series, so charts of best score against kWh, FLOPs, CO2e and money
+      appear without setup; the EVP curve is a ``wandb.plot.line_series`` (expected, -SD, +SD, unbiased) and a table.
+    * MLflow and TensorBoard take integer steps: ``greenai/sweep/best_vs_<axis>`` is logged with the cumulative spend
+      as the step, in the integer units of :data:`AXES` (energy in joules, FLOPs in GFLOPs, CO2e in mg, money in
+      thousandths, GPU time in GPU-seconds); ``greenai/sweep/best_vs_trial`` uses the trial number.
+      EVP: ``greenai/evp/expected``, ``.../sd``, ``.../unbiased`` at step n.
+    * CSV: rows through the logger (step = trial), and ``evp.csv`` beside its ``metrics.csv``.
+    * Any other logger: ``log_metrics`` with step = trial.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+        self.kind = type(logger).__name__
+        self._defined = False
+
+    def log_point(self, point: CurvePoint) -> None:
+        """Log one budget-curve point."""
+        if point.best_so_far is None:
+            return
+        if self.kind == "WandbLogger":
+            run = self.logger.experiment
+            if not self._defined:
+                for axis in AXES:
+                    run.define_metric(f"greenai/sweep/{axis}")
+                    run.define_metric(f"greenai/sweep/best_vs_{axis}", step_metric=f"greenai/sweep/{axis}")
+                run.define_metric("greenai/sweep/trial")
+                run.define_metric("greenai/sweep/best_vs_trial", step_metric="greenai/sweep/trial")
+                self._defined = True
+            row = {f"greenai/sweep/{a}": v for a, v in point.spend.items()}
+            row.update({f"greenai/sweep/best_vs_{a}": point.best_so_far for a in AXES})
+            row.update({"greenai/sweep/trial": point.trial, "greenai/sweep/best_vs_trial": point.best_so_far})
+            if point.score is not None:
+                row["greenai/sweep/score"] = point.score
+            run.log(row)
+        elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
+            for axis, (_, factor) in AXES.items():
+                self._scalar(f"greenai/sweep/best_vs_{axis}", point.best_so_far, round(point.spend[axis] * factor))
+            self._scalar("greenai/sweep/best_vs_trial", point.best_so_far, point.trial)
+        else:
+            row = {f"greenai/sweep/{a}": v for a, v in point.spend.items()}
+            row["greenai/sweep/best_so_far"] = point.best_so_far
+            if point.score is not None:
+                row["greenai/sweep/score"] = point.score
+            self.logger.log_metrics(row, step=point.trial)
+
+    def log_evp(self, rows: list[dict[str, float]], iid: bool) -> None:
+        """Log the EVP curve (i.i.d. sweeps only: other curves are not expectations)."""
+        if not iid or not rows:
+            return
+        if self.kind == "WandbLogger":
+            import wandb
+
+            n = [int(r["n"]) for r in rows]
+            expected = [r["expected"] for r in rows]
+            lower = [r["expected"] - r["sd"] for r in rows]
+            upper = [r["expected"] + r["sd"] for r in rows]
+            unbiased = [r["unbiased"] for r in rows]
+            table = wandb.Table(
+                columns=["n", "expected", "sd", "unbiased", "energy_kwh", "flops"],
+                data=[[int(r["n"]), r["expected"], r["sd"], r["unbiased"], r["energy_kwh"], r["flops"]] for r in rows],
+            )
+            self.logger.experiment.log(
+                {
+                    "greenai/evp_table": table,
+                    "greenai/evp": wandb.plot.line_series(
+                        xs=n,
+                        ys=[expected, lower, upper, unbiased],
+                        keys=["expected (Dodge et al.)", "expected - SD", "expected + SD", "unbiased (Tang et al.)"],
+                        title="Expected validation performance",
+                        xname="trials n",
+                    ),
+                }
+            )
+        elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
+            for r in rows:
+                for key in ("expected", "sd", "unbiased"):
+                    self._scalar(f"greenai/evp/{key}", r[key], int(r["n"]))
+        elif self.kind == "CSVLogger":
+            path = Path(self.logger.log_dir) / "evp.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            for r in rows:
+                self.logger.log_metrics(
+                    {f"greenai/evp/{k}": r[k] for k in ("expected", "sd", "unbiased")}, step=int(r["n"])
+                )
+
+    def _scalar(self, key: str, value: float, step: int) -> None:
+        if self.kind == "MLFlowLogger":
+            self.logger.experiment.log_metric(self.logger.run_id, key, value, step=step)
+        else:
+            self.logger.experiment.add_scalar(key, value, global_step=step)
+
+    def finalize(self) -> None:
+        """Flush the logger and finish its run."""
+        self.logger.save()
+        self.logger.finalize("success")
+        if self.kind == "WandbLogger":
+            self.logger.experiment.finish()
+
+
+def publish(summary: SweepSummary, logger: Any) -> None:
+    """Send a sweep's budget curve and (for random search) its EVP curve through ``logger``, then close it."""
+    sink = LoggerSink(logger)
+    for point in curve_points(summary):
+        sink.log_point(point)
+    sink.log_evp(summary.evp(), summary.iid)
+    logger.log_hyperparams(
+        {
+            "greenai/strategy": summary.strategy,
+            "greenai/stop_reason": summary.stop_reason or "",
+            "greenai/curve": "expected" if summary.iid else "observed best so far",
+        }
+    )
+    sink.finalize()

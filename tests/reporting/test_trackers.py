@@ -1,0 +1,85 @@
+"""Curves pushed through real trackers and read back from their own stores."""
+
+import csv
+
+import pytest
+
+from lightning_greenai.reporting.summary import load
+from lightning_greenai.testing import read_wandb_run
+from lightning_greenai.trackers import AXES, curve_points, publish
+
+
+def expected_best(summary):
+    return [p.best_so_far for p in curve_points(summary)]
+
+
+def test_csv_logger(sweep_dir, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    summary = load(sweep_dir)
+    logger = CSVLogger(tmp_path, name="greenai-sweep")
+    publish(summary, logger)
+    with open(f"{logger.log_dir}/metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("greenai/sweep/best_so_far")]
+    assert [float(r["greenai/sweep/best_so_far"]) for r in rows] == expected_best(summary)
+    assert float(rows[-1]["greenai/sweep/energy_kwh"]) == pytest.approx(summary.spend.energy_kwh)
+    with open(f"{logger.log_dir}/evp.csv") as fh:
+        evp = list(csv.DictReader(fh))
+    assert len(evp) == len(summary.scores())
+    assert float(evp[-1]["unbiased"]) == pytest.approx(max(summary.scores()))
+
+
+def test_tensorboard_logger(sweep_dir, tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = load(sweep_dir)
+    logger = TensorBoardLogger(tmp_path, name="greenai-sweep")
+    publish(summary, logger)
+    acc = EventAccumulator(logger.log_dir)
+    acc.Reload()
+    by_energy = acc.Scalars("greenai/sweep/best_vs_energy_kwh")
+    assert [e.value for e in by_energy] == pytest.approx(expected_best(summary))
+    cumulative_j = [round(p.spend["energy_kwh"] * AXES["energy_kwh"][1]) for p in curve_points(summary)]
+    assert [e.step for e in by_energy] == cumulative_j  # the x-axis is cumulative energy in joules
+    assert [e.step for e in acc.Scalars("greenai/evp/expected")] == list(range(1, len(summary.scores()) + 1))
+
+
+def test_mlflow_logger_on_a_sqlite_store(sweep_dir, tmp_path):
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow.tracking import MlflowClient
+
+    summary = load(sweep_dir)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLFlowLogger(
+        experiment_name="greenai",
+        tracking_uri=uri,
+        run_name="greenai-sweep",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    publish(summary, logger)
+    client = MlflowClient(uri)
+    history = client.get_metric_history(logger.run_id, "greenai/sweep/best_vs_trial")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(expected_best(summary))
+    evp = client.get_metric_history(logger.run_id, "greenai/evp/unbiased")
+    assert max(m.value for m in evp) == pytest.approx(max(summary.scores()))
+    assert client.get_run(logger.run_id).data.params["greenai/curve"] == "expected"
+
+
+def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    summary = load(sweep_dir)
+    logger = WandbLogger(project="greenai", save_dir=str(tmp_path), offline=True, name="greenai-sweep")
+    publish(summary, logger)
+    run = read_wandb_run(tmp_path / "wandb")
+    assert run.metrics["greenai/sweep/best_vs_energy_kwh"]["step_metric"] == "greenai/sweep/energy_kwh"
+    assert run.metrics["greenai/sweep/best_vs_flops"]["step_metric"] == "greenai/sweep/flops"
+    assert run.column("greenai/sweep/best_vs_energy_kwh") == pytest.approx(expected_best(summary))
+    assert run.column("greenai/sweep/energy_kwh")[-1] == pytest.approx(summary.spend.energy_kwh)
+    evp = [row for row in run.history if "greenai/evp_table/_type" in row]
+    assert evp[0]["greenai/evp_table/_type"] == "table-file"
+    assert run.config["_wandb/visualize/greenai/evp"]["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
+    assert run.config["greenai/curve"] == "expected"
