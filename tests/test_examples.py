@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,42 @@ def test_sweep_example_runs_as_a_real_multirun(tmp_path):
         assert trial["spend"]["flops"] > 0  # FlopMonitor's FLOPs travel with the EnergyMonitor's energy
         assert sum(trial["spend"]["energy_j"].values()) > 0
         assert trial["status"] in ("completed", "budget_stopped")
+    assert "lightning-greenai price tag (sweep)" in proc.stdout
+    assert sorted(p.name for p in (sweep_dir / "greenai_report").glob("*.png")) == [
+        "budget_curve.png",
+        "energy_by_device.png",
+        "energy_per_trial.png",
+        "evp.png",
+    ]
+    curves = list((sweep_dir / "greenai-sweep").rglob("evp.csv"))  # logger=csv (default): the summary run
+    assert curves and "[greenai] budget curves logged to CSVLogger" in proc.stdout
+
+
+def test_sweep_example_with_wandb_offline_in_one_override(tmp_path):
+    from lightning_greenai.testing import read_wandb_run
+
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sweep.py"),
+            "-m",
+            f"hydra.sweep.dir={sweep_dir}",
+            "logger=wandb",
+            "hydra.sweeper.max_trials=2",
+            "trainer.max_epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary_run = read_wandb_run(sweep_dir / "wandb")  # the sweep's summary run, beside the trials' own runs
+    assert len(summary_run.column("greenai/sweep/best_vs_energy_kwh")) == 2
+    assert summary_run.metrics["greenai/sweep/best_vs_energy_kwh"]["step_metric"] == "greenai/sweep/energy_kwh"
+    trial_run = read_wandb_run(sweep_dir / "0" / "wandb")
+    assert trial_run.column("greenai/energy_kwh")  # live metrics of the trial itself

@@ -19,6 +19,9 @@ def test_all_is_sorted_and_complete():
         "sensors",
         "spend",
         "units",
+        "conf",
+        "testing",
+        "trackers",
     }
     typing_names = {"annotations", "TYPE_CHECKING", "Any"}
     public = {n for n in dir(lightning_greenai) if not n.startswith("_")} - modules - typing_names

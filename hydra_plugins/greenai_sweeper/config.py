@@ -63,6 +63,10 @@ class GreenAISweeperConf:
     resume: bool = False
     # country, region, pue, intensity_g_per_kwh, price_per_kwh, currency, instance_price_per_h
     grid: GridConf = field(default_factory=GridConf)
+    # print the price tag and write plots (greenai_report/) when the sweep stops
+    report: bool = True
+    # push the budget curves (and EVP for random search) to the app's `logger` config as run "greenai-sweep"
+    log_curves: bool = True
 
 
 ConfigStore.instance().store(

@@ -119,6 +119,8 @@ class BudgetSweep:
         max_failure_rate: float = 0.0,
         resume: bool = False,
         grid: Mapping[str, Any] | None = None,
+        report: bool = True,
+        log_curves: bool = True,
     ) -> None:
         self.budget = Budget.parse({k: v for k, v in dict(budget or {}).items() if v is not None})
         if strategy not in STRATEGIES:
@@ -148,6 +150,7 @@ class BudgetSweep:
         self.stop_policy, self.heartbeat_s, self.poll_s = stop_policy, heartbeat_s, poll_s
         self.cost_quantile, self.trial_allowance = cost_quantile, trial_allowance
         self.max_failure_rate, self.resume = max_failure_rate, resume
+        self.report, self.log_curves = report, log_curves
         # a number to optimise is required when a key names it or Optuna learns from it; a plain grid sweep (Hydra's
         # own launcher tests) accepts tasks that return anything
         self.needs_objective = objective is not None or strategy == "optuna"
@@ -412,6 +415,45 @@ class BudgetSweep:
         write_report(sweep_dir, self, trials, spend, spent, reason)
         log.info("Budget sweep stopped: %s (%d trials).", reason, len(trials))
         print(f"[greenai] sweep stopped: {reason}; {len(trials)} trials; see {sweep_dir / 'budget_report.json'}")
+        self._present(sweep_dir)
+
+    def _present(self, sweep_dir: Path) -> None:
+        """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``)."""
+        from lightning_greenai.reporting.render import to_text, write_plots
+        from lightning_greenai.reporting.summary import SweepSummary, load
+
+        summary = load(sweep_dir)
+        assert isinstance(summary, SweepSummary)
+        if self.report:
+            print(to_text(summary))
+            try:
+                plots = write_plots(summary, sweep_dir / "greenai_report")
+                print("[greenai] plots: " + ", ".join(str(p) for p in plots))
+            except ImportError:
+                print("[greenai] plots need matplotlib: pip install matplotlib")
+        logger_cfg = self.config.get("logger") if self.config is not None else None
+        if self.log_curves and logger_cfg is not None and "_target_" in logger_cfg:
+            try:
+                self._publish(summary, logger_cfg, sweep_dir)
+            except Exception as err:  # a tracker problem must not hide a finished sweep's results
+                log.warning("Could not log the sweep's curves to %s: %s", logger_cfg.get("_target_"), err)
+
+    @staticmethod
+    def _publish(summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        from lightning_greenai.trackers import publish
+
+        target = str(logger_cfg["_target_"])
+        name_key = "run_name" if target.endswith("MLFlowLogger") else "name"
+        overrides: dict[str, Any] = {name_key: "greenai-sweep"}
+        node = OmegaConf.to_container(logger_cfg, resolve=False)
+        if isinstance(node, dict) and "save_dir" in node:
+            overrides["save_dir"] = str(sweep_dir)  # the jobs' output dirs are theirs; the summary run is the sweep's
+        logger = instantiate(logger_cfg, **overrides)
+        publish(summary, logger)
+        print(f"[greenai] budget curves logged to {type(logger).__name__} (run 'greenai-sweep')")
 
 
 class _Tally:

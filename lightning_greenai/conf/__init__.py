@@ -1,0 +1,1 @@
+"""Hydra configs shipped with lightning-greenai; found through pkg://lightning_greenai.conf (see README)."""
