@@ -17,6 +17,10 @@ __all__ = [
     "S_PER_HOUR",
     "allowed_units",
     "check_limit",
+    "format_duration",
+    "format_energy",
+    "format_mass",
+    "format_quantity",
     "g_to_kg",
     "j_to_kwh",
     "kg_to_g",
@@ -149,3 +153,45 @@ def allowed_units() -> str:
         "kWh, Wh, J, kJ, MJ, MWh; FLOPs, GFLOPs, TFLOPs, PFLOPs, EFLOPs; gCO2e, kgCO2e, tCO2e; "
         "a 3-letter currency code (USD, EUR, ...); GPU-h, GPU-min, GPU-s; s, min, h, d"
     )
+
+
+def format_energy(energy_j: float | None) -> str:
+    """Return energy with a readable unit (J, Wh or kWh)."""
+    if energy_j is None:
+        return "unavailable"
+    kwh = j_to_kwh(energy_j)
+    if kwh >= 1.0:
+        return f"{kwh:.3f} kWh"
+    if kwh >= 1e-3:
+        return f"{kwh * 1e3:.2f} Wh"
+    return f"{energy_j:.1f} J"
+
+
+def format_mass(co2e_g: float | None) -> str:
+    """Return a CO2e mass with a readable unit."""
+    if co2e_g is None:
+        return "unavailable"
+    return f"{g_to_kg(co2e_g):.3f} kg CO2e" if co2e_g >= 1000 else f"{co2e_g:.3g} g CO2e"
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``H:MM:SS``."""
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def format_quantity(quantity: str, value: float | None, currency: str | None = None) -> str:
+    """Return a budget quantity's value, given in its canonical unit, with a readable unit (J, Wh, g, GPU-h ...)."""
+    if value is None:
+        return "unknown"
+    if quantity == "energy_kwh":
+        return format_energy(kwh_to_j(value))
+    if quantity == "co2e_kg":
+        return format_mass(kg_to_g(value))
+    if quantity == "flops":
+        return f"{value:.3g} FLOPs"
+    if quantity == "money":
+        return f"{value:.4g} {currency or ''}".rstrip()
+    if quantity == "gpu_hours":
+        return f"{value:.3g} GPU-h"
+    return format_duration(value * S_PER_HOUR)

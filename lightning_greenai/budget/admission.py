@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from lightning_greenai.units import format_quantity
+
 __all__ = ["estimate_trial_cost", "admit"]
 
 
@@ -56,7 +58,8 @@ def admit(
             continue
         if fit == 0:
             return 0, (
-                f"budget `{quantity}`: {left:.6g} left, but a trial is estimated at {estimate:.6g}: not even one fits"
+                f"budget `{quantity}`: {format_quantity(quantity, left)} left, but a trial is estimated at "
+                f"{format_quantity(quantity, estimate)}: not even one fits"
             )
         caps.append((fit, None))
     unbounded = trials_left if trials_left is not None else 1_000_000  # the strategy returns fewer if it runs out

@@ -10,36 +10,11 @@ from typing import Any
 
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import g_to_kg, j_to_kwh, kwh_to_j
+from lightning_greenai.units import format_duration, format_energy, format_mass, g_to_kg, j_to_kwh, kwh_to_j
 
 __all__ = ["PriceTag"]
 
 _MARK = "*"
-
-
-def format_energy(energy_j: float | None) -> str:
-    """Return energy with a readable unit (J, Wh or kWh)."""
-    if energy_j is None:
-        return "unavailable"
-    kwh = j_to_kwh(energy_j)
-    if kwh >= 1.0:
-        return f"{kwh:.3f} kWh"
-    if kwh >= 1e-3:
-        return f"{kwh * 1e3:.2f} Wh"
-    return f"{energy_j:.1f} J"
-
-
-def format_mass(co2e_g: float | None) -> str:
-    """Return a CO2e mass with a readable unit."""
-    if co2e_g is None:
-        return "unavailable"
-    return f"{g_to_kg(co2e_g):.3f} kg CO2e" if co2e_g >= 1000 else f"{co2e_g:.3g} g CO2e"
-
-
-def format_duration(seconds: float) -> str:
-    """Return ``H:MM:SS``."""
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.reporting.price_tag import PriceTag, format_duration, format_energy, format_mass
+from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.units import format_duration, format_energy, format_mass, format_quantity
 
 __all__ = ["to_json", "to_markdown", "to_text", "write_plots"]
 
@@ -33,7 +34,10 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
             f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
         )
         lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
-        lines.append(f"  budget: {summary.header.get('budget')}")
+        budget = summary.header.get("budget") or {}
+        currency = budget.get("currency")
+        limits = ", ".join(format_quantity(q, v, currency) for q, v in budget.items() if q != "currency")
+        lines.append(f"  budget: {limits or 'unlimited'}")
         evp = summary.evp()
         if evp and summary.iid:
             last = evp[-1]
