@@ -13,7 +13,9 @@ budget curves through the same ``logger`` as a run named greenai-sweep.
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -27,6 +29,9 @@ from digits import DigitsClassifier, DigitsDataModule
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sweep")
 def main(cfg: DictConfig) -> float:
+    # one line per trial from Hydra is enough: Lightning's start-up notices would repeat for every trial
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
     L.seed_everything(cfg.seed, verbose=False)
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs,

@@ -69,6 +69,9 @@ class GreenAISweeperConf:
     log_curves: bool = True
 
 
+# The schema; hydra/sweeper=greenai is the YAML shipped in lightning_greenai/conf/hydra/sweeper/greenai.yaml (found
+# through the search-path plugin), which extends this schema with documented defaults. A YAML and a ConfigStore
+# entry of the same name would trigger Hydra's deprecated automatic schema matching.
 ConfigStore.instance().store(
-    group="hydra/sweeper", name="greenai", node=GreenAISweeperConf, provider="lightning_greenai"
+    group="hydra/sweeper", name="greenai_schema", node=GreenAISweeperConf, provider="lightning_greenai"
 )
