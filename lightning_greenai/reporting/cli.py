@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_greenai.reporting.render import to_json, to_markdown, to_text, write_plots
+from lightning_greenai.reporting.render import _save, to_json, to_markdown, to_text, write_plots
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
 
 __all__ = ["compare", "main"]
@@ -52,10 +52,8 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         ax.set_ylabel("expected best validation score")
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
         ax.legend(loc="lower right")
-        fig.tight_layout()
         out.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out / "compare.png", dpi=120)
-        plt.close(fig)
+        _save(plt, fig, out / "compare.png")
         lines.append(f"  plot: {out / 'compare.png'}")
     return "\n".join(lines)
 

@@ -126,6 +126,13 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path) -> list
     return paths
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = sorted(spend.energy_j)
@@ -136,10 +143,7 @@ def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
             bar.set_hatch("//")
     ax.set_xlabel("energy (Wh)")
     ax.set_title("Energy by device (hatched: estimate)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -168,10 +172,7 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -183,10 +184,7 @@ def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_xlabel("trial (launch order)")
     ax.set_ylabel("energy (Wh)")
     ax.set_title("Energy per trial (green completed, orange budget-stopped, red failed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -224,10 +222,7 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_xlabel("number of trials n")
     ax.set_ylabel("best validation score")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
@@ -238,7 +233,4 @@ def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("power (W)")
     ax.set_title("Power over time (all metered devices)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
