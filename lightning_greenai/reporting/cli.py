@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_greenai.reporting.render import _save, to_json, to_markdown, to_text, write_plots
+from lightning_greenai.reporting.render import save_figure, to_json, to_markdown, to_text, write_plots
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
 
 __all__ = ["compare", "main"]
@@ -53,7 +53,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
         ax.legend(loc="lower right")
         out.mkdir(parents=True, exist_ok=True)
-        _save(plt, fig, out / "compare.png")
+        save_figure(plt, fig, out / "compare.png")
         lines.append(f"  plot: {out / 'compare.png'}")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.units import format_duration, format_energy, format_mass, format_quantity
 
-__all__ = ["to_json", "to_markdown", "to_text", "write_plots"]
+__all__ = ["save_figure", "to_json", "to_markdown", "to_text", "write_plots"]
 
 
 def _tag(summary: RunSummary | SweepSummary) -> PriceTag:
@@ -126,7 +126,8 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path) -> list
     return paths
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
+def save_figure(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, save as PNG (120 dpi) and close a figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -143,7 +144,7 @@ def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
             bar.set_hatch("//")
     ax.set_xlabel("energy (Wh)")
     ax.set_title("Energy by device (hatched: estimate)")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -172,7 +173,7 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
     ax.legend(loc="lower right")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -184,7 +185,7 @@ def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_xlabel("trial (launch order)")
     ax.set_ylabel("energy (Wh)")
     ax.set_title("Energy per trial (green completed, orange budget-stopped, red failed)")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -222,7 +223,7 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_xlabel("number of trials n")
     ax.set_ylabel("best validation score")
     ax.legend(loc="lower right")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
@@ -233,4 +234,4 @@ def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("power (W)")
     ax.set_title("Power over time (all metered devices)")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
