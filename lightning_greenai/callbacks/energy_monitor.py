@@ -259,6 +259,7 @@ class EnergyMonitor(Callback):
         if trainer.is_global_zero:
             if log_dir is not None:
                 tag.write_json(Path(log_dir) / "price_tag.json")
+            self._log_price_tag(trainer, tag)
             if self._verbose:
                 print(tag.to_text())
         self._projected = None  # the run is over: its actual total replaces the forecast
@@ -439,6 +440,18 @@ class EnergyMonitor(Callback):
             if p_cost is not None:
                 metrics["greenai/projected_cost"] = p_cost
         return metrics
+
+    @staticmethod
+    def _log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:
+        """Put the final price tag in every logger's run fields (W&B config, MLflow params, hparams.yaml ...)."""
+        data = tag.to_dict()
+        fields = {
+            f"greenai/price_tag/{k}": data[k]
+            for k in ("energy_kwh", "co2e_kg", "cost", "currency", "flops", "duration_s", "gpu_hours", "is_estimate")
+            if data.get(k) is not None
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(fields)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -139,6 +139,8 @@ class SweepSummary:
         mean_gpu_h = sum(s.gpu_hours for s in spends) / len(spends)
         co2e = [self.grid.co2e_g(s) or 0.0 for s in spends]
         mean_co2e_kg = sum(co2e) / len(co2e) / 1000
+        money = [m for s in spends if (m := self.grid.money(s)) is not None]
+        mean_money = sum(money) / len(money) if money else None
         rows = expected_max_curve(scores, self.direction)
         for row in rows:
             n = row["n"]
@@ -150,6 +152,8 @@ class SweepSummary:
                     "co2e_kg": n * mean_co2e_kg,
                 }
             )
+            if mean_money is not None:
+                row["money"] = n * mean_money
         return rows
 
 
