@@ -41,6 +41,7 @@ def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
     assert evp[-1]["unbiased"] == pytest.approx(max(summary.scores()))
     mean_kwh = summary.spend.energy_kwh / 8
     assert evp[2]["energy_kwh"] == pytest.approx(3 * mean_kwh)
+    assert evp[2]["money"] == pytest.approx(3 * mean_kwh * 0.15)  # FR: indicative 0.15 EUR/kWh, PUE 1
 
 
 def test_grid_sweeps_are_labelled_observed_not_expected(tmp_path, capsys):
