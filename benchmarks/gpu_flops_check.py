@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check import Burner, StepTimer
+from gpu_check import Burner, StepTimer, trainer
 
 from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.flops import peak_flops_per_s
@@ -44,19 +44,6 @@ class Rate(L.Callback):
         if batch_idx >= 5:  # after warm-up
             self.seconds += time.perf_counter() - self.t
             self.steps += 1
-
-
-def trainer(callbacks, **kwargs):
-    return L.Trainer(
-        accelerator="gpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        **kwargs,
-    )
 
 
 def main():

@@ -172,19 +172,14 @@ class Meter:
         A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep. Under the sweep's
         ``stop_policy=kill`` it raises :class:`~lightning_greenai.errors.TrialKilledError` instead.
         """
-        from lightning_greenai.budget.stopping import stop_reason
+        from lightning_greenai.budget.stopping import record_stop, stop_reason
 
         if self._reporter is None:
             return False
         found = stop_reason(self._reporter, self.spend, None)
         if found is None:
             return False
-        if (self._reporter.stop_request() or {}).get("policy") == "kill":
-            from lightning_greenai.errors import TrialKilledError
-
-            self._reporter.finish("failed")
-            raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {found[1]}")
-        self._reporter.update(self.spend, status="budget_stopped", force=True)
+        record_stop(self._reporter, found[1], self.spend)
         return True
 
     def add_flops(self, flops: float) -> None:

@@ -6,10 +6,11 @@ import enum
 
 from lightning_greenai.budget.budget import Budget
 from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 
-__all__ = ["BudgetStoppingReason", "stop_reason"]
+__all__ = ["BudgetStoppingReason", "record_stop", "stop_reason"]
 
 
 class BudgetStoppingReason(enum.Enum):
@@ -39,3 +40,18 @@ def stop_reason(
         if spent:
             return BudgetStoppingReason.OWN_BUDGET, f"budget spent: {', '.join(spent)}"
     return None
+
+
+def record_stop(reporter: TrialReporter | None, message: str | None, spend: Spend, *, write: bool = True) -> None:
+    """Act on a decision to stop a trial of a greenai sweep.
+
+    Under the sweep's ``stop_policy=kill`` the trial is recorded as failed and :class:`TrialKilledError` is raised;
+    otherwise it is recorded as ``budget_stopped`` with ``spend`` (when ``write``: one rank writes the heartbeat).
+    """
+    if reporter is None:
+        return
+    if (reporter.stop_request() or {}).get("policy") == "kill":
+        reporter.finish("failed")
+        raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")
+    if write:
+        reporter.update(spend, status="budget_stopped", force=True)

@@ -10,17 +10,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_greenai.budget.budget import Budget
-from lightning_greenai.budget.stopping import BudgetStoppingReason, stop_reason
+from lightning_greenai.budget.stopping import BudgetStoppingReason, record_stop, stop_reason
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
-from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.spend import Spend
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
-__all__ = ["BudgetStopping", "TrialKilledError"]
+__all__ = ["BudgetStopping"]
 
 
 class BudgetStopping(Callback):
@@ -76,16 +75,9 @@ class BudgetStopping(Callback):
             return
         if found is not None:
             self.stopping_reason, self.stopping_reason_message = found
-        policy = (reporter.stop_request() or {}).get("policy") if reporter is not None else None
-        if policy == "kill":
-            if reporter is not None:
-                reporter.finish("failed")
-            raise TrialKilledError(
-                f"Trial stopped by the budget sweeper (stop_policy=kill): {self.stopping_reason_message}"
-            )
+        if reporter is not None:
+            record_stop(reporter, self.stopping_reason_message, reporter.last_spend, write=trainer.is_global_zero)
         trainer.should_stop = True
-        if reporter is not None and trainer.is_global_zero:
-            reporter.update(reporter.last_spend, status="budget_stopped", force=True)
         rank_zero_info(f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training.")
 
     @override

@@ -12,6 +12,7 @@ from __future__ import annotations
 import psutil
 
 from lightning_greenai.sensors.base import SensorBase
+from lightning_greenai.sensors.estimate import process_tree
 from lightning_greenai.spend import Method
 
 __all__ = ["ApportionedSensor"]
@@ -24,11 +25,7 @@ def _busy_s() -> float:
 
 def _tree_s(process: psutil.Process) -> float:
     total = 0.0
-    try:
-        procs = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        procs = [process]
-    for proc in procs:
+    for proc in process_tree(process):
         try:
             t = proc.cpu_times()
         except psutil.Error:

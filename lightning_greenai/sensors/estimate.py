@@ -29,6 +29,7 @@ __all__ = [
     "DRAMEstimateSensor",
     "cpu_model",
     "lookup_tdp_w",
+    "process_tree",
 ]
 
 #: Watts per logical CPU assumed for a CPU model that is not in :data:`CPU_TDP_W`.
@@ -90,7 +91,8 @@ def lookup_tdp_w(model: str, logical_cpus: int) -> tuple[float, str]:
     )
 
 
-def _tree(process: psutil.Process) -> list[psutil.Process]:
+def process_tree(process: psutil.Process) -> list[psutil.Process]:
+    """The process and its live descendants (data-loader workers ...)."""
     try:
         return [process, *process.children(recursive=True)]
     except psutil.Error:
@@ -123,7 +125,7 @@ class CPUEstimateSensor(SensorBase):
     def _cpu_seconds(self) -> float:
         total = 0.0
         alive: dict[int, float] = {}
-        for proc in _tree(self._process):
+        for proc in process_tree(self._process):
             try:
                 t = proc.cpu_times()
             except psutil.Error:
@@ -172,7 +174,7 @@ class DRAMEstimateSensor(SensorBase):
 
     def _power_w(self) -> float:
         rss = 0
-        for proc in _tree(self._process):
+        for proc in process_tree(self._process):
             try:
                 rss += proc.memory_info().rss
             except psutil.Error:
