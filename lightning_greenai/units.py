@@ -15,7 +15,9 @@ __all__ = [
     "J_PER_KWH",
     "QUANTITIES",
     "S_PER_HOUR",
+    "ISO_4217",
     "allowed_units",
+    "check_currency",
     "check_limit",
     "format_duration",
     "format_energy",
@@ -41,45 +43,86 @@ QUANTITIES: dict[str, str] = {
     "wall_hours": "h",
 }
 
-# unit spelling (lower-case, spaces removed) -> (quantity, factor to the canonical unit)
-_UNITS: dict[str, tuple[str, float]] = {
-    "j": ("energy_kwh", 1 / J_PER_KWH),
-    "kj": ("energy_kwh", 1e3 / J_PER_KWH),
-    "mj": ("energy_kwh", 1e6 / J_PER_KWH),
-    "wh": ("energy_kwh", 1e-3),
-    "kwh": ("energy_kwh", 1.0),
-    "mwh": ("energy_kwh", 1e3),
-    "flop": ("flops", 1.0),
-    "flops": ("flops", 1.0),
-    "gflops": ("flops", 1e9),
-    "tflops": ("flops", 1e12),
-    "pflops": ("flops", 1e15),
-    "eflops": ("flops", 1e18),
-    "gco2e": ("co2e_kg", 1e-3),
-    "gco2": ("co2e_kg", 1e-3),
-    "kgco2e": ("co2e_kg", 1.0),
-    "kgco2": ("co2e_kg", 1.0),
-    "tco2e": ("co2e_kg", 1e3),
-    "tco2": ("co2e_kg", 1e3),
-    "gpu-h": ("gpu_hours", 1.0),
-    "gpuh": ("gpu_hours", 1.0),
-    "gpu-hour": ("gpu_hours", 1.0),
-    "gpu-hours": ("gpu_hours", 1.0),
-    "gpu-min": ("gpu_hours", 1 / 60),
-    "gpu-s": ("gpu_hours", 1 / S_PER_HOUR),
-    "s": ("wall_hours", 1 / S_PER_HOUR),
-    "sec": ("wall_hours", 1 / S_PER_HOUR),
-    "min": ("wall_hours", 1 / 60),
-    "h": ("wall_hours", 1.0),
-    "hour": ("wall_hours", 1.0),
-    "hours": ("wall_hours", 1.0),
-    "d": ("wall_hours", 24.0),
-}
+# Case-sensitive unit spellings -> (quantity, factor to the canonical unit). SI prefixes differ by case ("m" is milli,
+# "M" mega), so a spelling is looked up exactly first; other spellings are accepted only where every unit they could
+# mean, ignoring case, is the same amount (``KWH`` -> kWh), and refused with the spellings to choose from otherwise.
+_PREFIXES = {"m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_UNITS: dict[str, tuple[str, float]] = {}
+for _p, _f in _PREFIXES.items():
+    _UNITS[f"{_p}J"] = ("energy_kwh", _f / J_PER_KWH)
+    _UNITS[f"{_p}Wh"] = ("energy_kwh", _f * 1e-3)
+for _p, _f in {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21}.items():
+    for _base in ("FLOP", "FLOPs", "FLOPS"):
+        _UNITS[f"{_p}{_base}"] = ("flops", _f)
+for _p, _f in {"mg": 1e-6, "g": 1e-3, "kg": 1.0, "t": 1e3, "Mg": 1e3, "kt": 1e6, "Mt": 1e9}.items():
+    for _base in ("CO2e", "CO2", "CO2eq"):
+        _UNITS[f"{_p}{_base}"] = ("co2e_kg", _f)
+for _name, _f in {
+    "GPU-h": 1.0, "GPUh": 1.0, "GPU-hour": 1.0, "GPU-hours": 1.0, "GPU-hr": 1.0, "GPU-hrs": 1.0,
+    "GPU-min": 1 / 60, "GPU-mins": 1 / 60, "GPU-minutes": 1 / 60, "GPU-s": 1 / S_PER_HOUR, "GPU-sec": 1 / S_PER_HOUR,
+    "GPU-d": 24.0, "GPU-days": 24.0,
+}.items():  # fmt: skip
+    _UNITS[_name] = ("gpu_hours", _f)
+for _name, _f in {
+    "ms": 1e-3 / S_PER_HOUR, "s": 1 / S_PER_HOUR, "sec": 1 / S_PER_HOUR, "secs": 1 / S_PER_HOUR,
+    "second": 1 / S_PER_HOUR, "seconds": 1 / S_PER_HOUR, "min": 1 / 60, "mins": 1 / 60, "minute": 1 / 60,
+    "minutes": 1 / 60, "h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "d": 24.0, "day": 24.0,
+    "days": 24.0,
+}.items():  # fmt: skip
+    _UNITS[_name] = ("wall_hours", _f)
+del _p, _f, _base, _name
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_FOLDED: dict[str, list[str]] = {}
+for _spelling in _UNITS:
+    _FOLDED.setdefault(_spelling.casefold(), []).append(_spelling)
+del _spelling
+
+#: Active ISO 4217 currency codes: a money budget or price must name one.
+_ISO_4217_CODES = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF
+    CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF
+    IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK
+    MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR
+    SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED
+    VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG"""
+ISO_4217 = frozenset(_ISO_4217_CODES.split())
+
+
 _NUMBER_UNIT = re.compile(
     r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)\s*(.*?)\s*$", re.IGNORECASE
 )
+
+
+def check_currency(currency: object, *, name: str = "currency", error: type[ValueError] = BudgetConfigError) -> str:
+    """Return ``currency`` if it is an ISO 4217 code (upper case); otherwise raise ``error`` naming what is allowed."""
+    if not isinstance(currency, str) or currency not in ISO_4217:
+        hint = ""
+        if isinstance(currency, str) and currency.upper() in ISO_4217:
+            hint = f" (write it in capitals: {currency.upper()!r})"
+        raise error(
+            f"`{name}` must be an ISO 4217 currency code such as 'USD', 'EUR' or 'GBP', got {currency!r}{hint}."
+        )
+    return currency
+
+
+def _lookup_unit(unit: str, text: str) -> tuple[str, float] | None:
+    """Resolve a unit spelling (see ``_UNITS``); ``None`` if it is no known unit in any case."""
+    key = re.sub(r"[\s_]+", "", unit).replace("·", "-")
+    key = re.sub(r"(?i)^gpu(?=[a-z])", "GPU-", key) if key.lower().startswith("gpu") and "-" not in key else key
+    if key in _UNITS:
+        return _UNITS[key]
+    candidates = _FOLDED.get(key.casefold(), [])
+    meanings = {_UNITS[c] for c in candidates}
+    if len(meanings) == 1:
+        return meanings.pop()
+    if len(meanings) > 1:
+        words = {"m": "milli", "M": "mega", "k": "kilo", "G": "giga", "T": "tera", "P": "peta", "E": "exa"}
+        options = " or ".join(f"{c!r} ({words.get(c[0], 'no prefix')})" for c in sorted(candidates))
+        raise BudgetConfigError(
+            f"Ambiguous unit {unit!r} in {text!r}: SI prefixes are case-sensitive ('m' is milli, 'M' is mega). "
+            f"Write {options}."
+        )
+    return None
 
 
 def j_to_kwh(energy_j: float) -> float:
@@ -124,14 +167,17 @@ def parse_quantity(text: str) -> tuple[str, float, str | None]:
     value = float(number)
     if not unit:
         raise BudgetConfigError(f"Budget {text!r} has no unit. Allowed units: {allowed_units()}.")
-    if _CURRENCY.match(unit):
-        quantity, canonical, currency = "money", value, unit
-    else:
-        key = unit.lower().replace(" ", "").replace("_", "-")
-        if key not in _UNITS:
-            raise BudgetConfigError(f"Unknown unit {unit!r} in budget {text!r}. Allowed units: {allowed_units()}.")
-        quantity, factor = _UNITS[key]
+    found = _lookup_unit(unit, text)
+    if found is not None:
+        quantity, factor = found
         canonical, currency = value * factor, None
+    elif unit.upper() in ISO_4217:
+        quantity, canonical, currency = "money", value, unit.upper()
+    else:
+        raise BudgetConfigError(
+            f"Unknown unit {unit!r} in budget {text!r}. Allowed units: {allowed_units()}; a currency must be an "
+            "ISO 4217 code."
+        )
     check_limit(quantity, canonical, source=text)
     return quantity, canonical, currency
 
@@ -150,8 +196,9 @@ def check_limit(quantity: str, value: float, *, source: object = None) -> None:
 def allowed_units() -> str:
     """Return the accepted unit spellings, for error messages."""
     return (
-        "kWh, Wh, J, kJ, MJ, MWh; FLOPs, GFLOPs, TFLOPs, PFLOPs, EFLOPs; gCO2e, kgCO2e, tCO2e; "
-        "a 3-letter currency code (USD, EUR, ...); GPU-h, GPU-min, GPU-s; s, min, h, d"
+        "mJ, J, kJ, MJ, GJ, mWh, Wh, kWh, MWh, GWh ('m' is milli, 'M' mega); FLOPs, kFLOPs ... PFLOPs, EFLOPs; "
+        "mgCO2e, gCO2e, kgCO2e, tCO2e; an ISO 4217 currency code (USD, EUR, ...); GPU-h, GPU-min, GPU-s; "
+        "ms, s, min, h, d"
     )
 
 

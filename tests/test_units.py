@@ -3,7 +3,8 @@ import math
 import pytest
 
 from lightning_greenai.errors import BudgetConfigError
-from lightning_greenai.units import g_to_kg, j_to_kwh, kg_to_g, kwh_to_j, parse_quantity
+from lightning_greenai import Grid, GridConfigError
+from lightning_greenai.units import check_currency, g_to_kg, j_to_kwh, kg_to_g, kwh_to_j, parse_quantity
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,12 @@ def test_parse_quantity_units(text, expected):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("5 parsecs", r"Unknown unit 'parsecs'.*Allowed units: kWh"),
+        ("5 parsecs", r"Unknown unit 'parsecs'.*Allowed units: mJ, J, kJ"),
+        ("3 Mwh", r"Ambiguous unit 'Mwh'.*'MWh' \(mega\) or 'mWh' \(milli\)"),
+        ("3 MJ", None),
+        ("3 mj", r"Ambiguous unit 'mj'.*'MJ' \(mega\) or 'mJ' \(milli\)"),
+        ("5 XYZ", r"Unknown unit 'XYZ'.*ISO 4217"),
+        ("5 KWD", None),  # Kuwaiti dinar is a currency: accepted as money
         ("-1 kWh", r"must be >= 0, got -1.0"),
         ("nan kWh", r"finite number >= 0, got nan"),
         ("inf FLOPs", r"finite number >= 0, got inf"),
@@ -42,8 +48,50 @@ def test_parse_quantity_units(text, expected):
     ],
 )
 def test_parse_quantity_rejects_bad_input(text, match):
+    if match is None:
+        parse_quantity(text)
+        return
     with pytest.raises(BudgetConfigError, match=match):
         parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # SI prefixes are case-sensitive: m is milli, M is mega (30 mWh was once read as 30 MWh)
+        ("30 mWh", ("energy_kwh", 30e-6, None)),
+        ("30 MWh", ("energy_kwh", 30e3, None)),
+        ("50 mJ", ("energy_kwh", 50e-3 / 3.6e6, None)),
+        ("50 MJ", ("energy_kwh", 50e6 / 3.6e6, None)),
+        # other cases are accepted where only one unit fits (they once became money in currency "KWH" / "MIN")
+        ("5 KWH", ("energy_kwh", 5.0, None)),
+        ("5 kwh", ("energy_kwh", 5.0, None)),
+        ("10 MIN", ("wall_hours", 10 / 60, None)),
+        ("3 mins", ("wall_hours", 0.05, None)),
+        ("2 hrs", ("wall_hours", 2.0, None)),
+        ("2 PFLOP", ("flops", 2e15, None)),
+        ("2 pflops", ("flops", 2e15, None)),
+        ("1 GWh", ("energy_kwh", 1e6, None)),
+        ("5 eur", ("money", 5.0, "EUR")),
+        ("5 EUR", ("money", 5.0, "EUR")),
+        ("10 GPU hours", ("gpu_hours", 10.0, None)),
+        ("10 gpuh", ("gpu_hours", 10.0, None)),
+        ("250 mgCO2e", ("co2e_kg", 250e-6, None)),
+        ("2 TCO2E", ("co2e_kg", 2000.0, None)),
+    ],
+)
+def test_parse_quantity_case_rules(text, expected):
+    quantity, value, currency = parse_quantity(text)
+    assert (quantity, currency) == (expected[0], expected[2])
+    assert math.isclose(value, expected[1], rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("currency", ["EURO", "eur", "ABC", "KWH", 3])
+def test_a_currency_must_be_an_iso_4217_code(currency):
+    with pytest.raises(BudgetConfigError, match=r"ISO 4217"):
+        check_currency(currency)
+    with pytest.raises(GridConfigError, match=r"ISO 4217"):
+        Grid(100.0, price_per_kwh=0.1, currency=currency)
 
 
 def test_conversions_round_trip():

@@ -9,7 +9,7 @@ from typing import Any
 from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import QUANTITIES, check_limit, g_to_kg, parse_quantity
+from lightning_greenai.units import ISO_4217, QUANTITIES, check_currency, check_limit, g_to_kg, parse_quantity
 
 __all__ = ["Budget"]
 
@@ -28,7 +28,7 @@ class Budget:
         currency: ISO 4217 code of ``money``; ``None`` accepts the grid's currency.
 
     Raises:
-        BudgetConfigError: a negative, NaN or infinite limit, or a currency that is not a 3-letter code.
+        BudgetConfigError: a negative, NaN or infinite limit, or a currency that is not an ISO 4217 code.
 
     Example::
 
@@ -49,10 +49,8 @@ class Budget:
             value = getattr(self, name)
             if value is not None:
                 check_limit(name, value)
-        if self.currency is not None and (len(self.currency) != 3 or not self.currency.isupper()):
-            raise BudgetConfigError(
-                f"`currency` must be a 3-letter ISO 4217 code such as 'USD', got {self.currency!r}."
-            )
+        if self.currency is not None:
+            check_currency(self.currency)
 
     @classmethod
     def parse(cls, spec: str | Iterable[str] | Mapping[str, Any]) -> Budget:
@@ -78,7 +76,10 @@ class Budget:
         if isinstance(spec, Mapping):
             for key, value in spec.items():
                 if key == "currency":
-                    limits["currency"] = value
+                    if isinstance(value, str) and value.upper() in ISO_4217:
+                        value = value.upper()
+                    if value is not None:
+                        limits["currency"] = value
                     continue
                 if key not in QUANTITIES:
                     raise BudgetConfigError(f"Unknown budget key {key!r}. Allowed: {', '.join(QUANTITIES)}, currency.")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import tables
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import S_PER_HOUR, j_to_kwh
+from lightning_greenai.units import S_PER_HOUR, check_currency, j_to_kwh
 
 __all__ = ["Grid"]
-
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def _check_number(name: str, value: float | None, *, minimum: float, allowed: str) -> None:
@@ -60,11 +57,8 @@ class Grid:
         _check_number("price_per_kwh", self.price_per_kwh, minimum=0, allowed="a number >= 0 or None")
         _check_number("instance_price_per_h", self.instance_price_per_h, minimum=0, allowed="a number >= 0 or None")
         priced = self.price_per_kwh is not None or self.instance_price_per_h is not None
-        if priced and (self.currency is None or not _CURRENCY.match(self.currency)):
-            raise GridConfigError(
-                f"`currency` must be a 3-letter ISO 4217 code such as 'USD' or 'EUR' when a price is set, "
-                f"got {self.currency!r}."
-            )
+        if priced or self.currency is not None:
+            check_currency(self.currency, error=GridConfigError)
 
     @classmethod
     def from_location(
