@@ -72,7 +72,7 @@ class InstantLauncher:
         out = []
         for i, overrides in enumerate(job_overrides):
             reporter = TrialReporter(self.sweep_dir, initial_job_idx + i, heartbeat_s=0)
-            reporter.update(Spend(energy_j={"gpu:0": 1.0}, methods={"gpu:0": Method.COUNTER}))
+            reporter.contribute("job", Spend(energy_j={"gpu:0": 1.0}, methods={"gpu:0": Method.COUNTER}))
             reporter.finish("completed", objective=float(i))
             out.append(
                 JobReturn(

@@ -16,6 +16,8 @@ from lightning_greenai.errors import (
     GridConfigError,
     SensorReadError,
     SensorUnavailableError,
+    StateWriteError,
+    SweepLockedError,
     TrialKilledError,
 )
 from lightning_greenai.grid import Grid
@@ -64,6 +66,8 @@ __all__ = [
     "SensorReadError",
     "SensorUnavailableError",
     "Spend",
+    "StateWriteError",
+    "SweepLockedError",
     "TrialKilledError",
     "__version__",
     "discover_sensors",

@@ -41,8 +41,11 @@ def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
     }
 
 
-def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
-    """Merge per-process records into one spend: each counter once, FLOPs summed, the longest duration."""
+def merge_records(records: Sequence[dict[str, Any]], uids: dict[str, str] | None = None) -> Spend:
+    """Merge per-process records into one spend: each counter once, FLOPs summed, the longest duration.
+
+    ``uids``, when given, receives the physical counter behind each domain name of the result.
+    """
     best: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for record in records:
         for uid, domain in record["domains"].items():
@@ -55,13 +58,15 @@ def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
     methods: dict[str, Method] = {}
     stages: dict[str, float] = {}
     gpu_s = 0.0
-    for record, domain in best.values():
+    for uid, (record, domain) in best.items():
         name = domain["name"]
         if len(names[name]) > 1:  # the same display name on several hosts or ranks
             hosts = {best[u][0]["host"] for u in names[name]}
             name = f"{name}@{record['host']}" if len(hosts) > 1 else f"{name}@rank{record['rank']}"
         energy[name] = float(domain["energy_j"])
         methods[name] = Method(domain["method"])
+        if uids is not None:
+            uids[name] = uid
         for stage, value in domain["by_stage"].items():
             stages[stage] = stages.get(stage, 0.0) + float(value)
         if domain["name"].startswith("gpu:"):
@@ -80,15 +85,15 @@ def merge_records(records: Sequence[dict[str, Any]]) -> Spend:
     )
 
 
-def gather_spend(meter: Meter) -> Spend:
-    """Return the spend of every process, each counter once.
+def gather_spend(meter: Meter, uids: dict[str, str] | None = None) -> Spend:
+    """Return the spend of every process, each counter once (``uids``: see :func:`merge_records`).
 
     Under ``torch.distributed`` this is an all-gather, so every rank must call it at the same point.
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return merge_records([local_record(meter)])
+        return merge_records([local_record(meter)], uids)
     records: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(records, local_record(meter, rank=dist.get_rank()))
-    return merge_records(records)
+    return merge_records(records, uids)

@@ -7,7 +7,9 @@ Every error subclasses :class:`GreenAIError` and the builtin a caller would expe
     ├── GridConfigError(ValueError)        an unknown country/region, a bad PUE, price or currency
     ├── SensorUnavailableError(RuntimeError)   a sensor the user asked for explicitly cannot be opened
     ├── SensorReadError(RuntimeError)      a sensor failed while reading
-    └── TrialKilledError(RuntimeError)     a sweep trial aborted under stop_policy=kill
+    ├── TrialKilledError(RuntimeError)     a sweep trial aborted under stop_policy=kill
+    ├── SweepLockedError(RuntimeError)     another sweeper holds the sweep dir
+    └── StateWriteError(OSError)           a sweep or run file cannot be written (read-only or full disk)
 
     GreenAIWarning(UserWarning)            every warning we emit (missing sensors, estimates, faults)
 """
@@ -21,6 +23,8 @@ __all__ = [
     "GridConfigError",
     "SensorReadError",
     "SensorUnavailableError",
+    "StateWriteError",
+    "SweepLockedError",
     "TrialKilledError",
 ]
 
@@ -51,3 +55,11 @@ class GreenAIWarning(UserWarning):
 
 class TrialKilledError(GreenAIError, RuntimeError):
     """Raised in a sweep trial when the sweep runs with ``stop_policy=kill`` and its budget is spent."""
+
+
+class SweepLockedError(GreenAIError, RuntimeError):
+    """Another sweeper process is running on the same sweep dir."""
+
+
+class StateWriteError(GreenAIError, OSError):
+    """A ledger, heartbeat or report file cannot be written; what was written before is intact."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -31,6 +32,7 @@ class _Domain:
         self.by_stage: dict[str, float] = {}
         self.failed = False
         self.power_after_failure_w = 0.0
+        self.bad_reading_warned = False
 
 
 class Meter:
@@ -70,6 +72,7 @@ class Meter:
         report: bool | None = None,
     ) -> None:
         self._given = None if sensors is None else list(sensors)
+        self._given_unavailable = list(unavailable)
         self._unavailable = list(unavailable)
         self._clock = clock
         self._sync = sync
@@ -83,6 +86,9 @@ class Meter:
         self._report = report
         self._reporter: Any = None
         self._stopped = False
+        self._session: object = object()
+        self._last_flops: FlopCount | None = None
+        self._lock = threading.RLock()  # sample() may be called from several threads
         self.discovery: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -93,42 +99,59 @@ class Meter:
         return self._start_s is not None
 
     def start(self) -> Meter:
-        """Open the sensors (discovering them if none were given) and take the first reading."""
-        if self.started:
+        """Open the sensors (discovering them if none were given) and take the first reading.
+
+        Starting a meter that was stopped begins a new measurement: :attr:`spend` then covers the new one only.
+        """
+        with self._lock:
+            if self.started and not self._stopped:
+                return self
+            if self._stopped:
+                self._reset()
+            sensors = self._given
+            if sensors is None:
+                from lightning_greenai.budget.trial import current_trial
+                from lightning_greenai.sensors.discovery import discover_sensors
+
+                in_sweep = self._report is not False and current_trial() is not None
+                self.discovery = discover_sensors(clock=self._clock, apportion_host=in_sweep)
+                for message in self.discovery.warnings:
+                    warnings.warn(message, GreenAIWarning, stacklevel=2)
+                sensors = self.discovery.sensors
+                self._unavailable = [*self._given_unavailable, *self.discovery.unavailable]
+            self._domains = [_Domain(s) for s in sensors]
+            self._start_s = self._clock()
+            self._read()
+            self._stopped = False
+            self._session = object()  # the account's key for this measurement
+            if self._report is not False:
+                from lightning_greenai.budget.trial import current_trial
+
+                self._reporter = current_trial()
             return self
-        sensors = self._given
-        if sensors is None:
-            from lightning_greenai.budget.trial import current_trial
-            from lightning_greenai.sensors.discovery import discover_sensors
 
-            in_sweep = self._report is not False and current_trial() is not None
-            self.discovery = discover_sensors(clock=self._clock, apportion_host=in_sweep)
-            for message in self.discovery.warnings:
-                warnings.warn(message, GreenAIWarning, stacklevel=2)
-            sensors = self.discovery.sensors
-            self._unavailable.extend(self.discovery.unavailable)
-        self._domains = [_Domain(s) for s in sensors]
-        self._start_s = self._clock()
-        self._read()
-        self._stopped = False
-        if self._report is not False:
-            from lightning_greenai.budget.trial import current_trial
-
-            self._reporter = current_trial()
-        return self
+    def _reset(self) -> None:
+        self._domains = []
+        self._start_s = self._last_s = None
+        self._flops = 0.0
+        self._last_flops = None
+        self._unavailable = list(self._given_unavailable)
 
     def stop(self) -> Spend:
         """Take a final reading, close the sensors this meter opened, and return the spend."""
-        if not self.started:
-            raise RuntimeError("Meter.stop() called before Meter.start().")
-        if not self._stopped:
-            self._read()
-            self._stopped = True
-            if self._owns_sensors:
-                for domain in self._domains:
-                    domain.sensor.close()
-            self._heartbeat(force=True)
-        return self.spend
+        with self._lock:
+            if not self.started:
+                raise RuntimeError("Meter.stop() called before Meter.start().")
+            if not self._stopped:
+                self._read()
+                self._stopped = True
+                if self._owns_sensors:
+                    for domain in self._domains:
+                        domain.sensor.close()
+                self._heartbeat(force=True)
+                if self._reporter is not None:
+                    self._reporter.release(self._session)
+            return self.spend
 
     def __enter__(self) -> Meter:
         return self.start()
@@ -147,24 +170,26 @@ class Meter:
 
     def set_stage(self, stage: str) -> None:
         """Charge energy so far to the current stage, then switch to ``stage``."""
-        if stage == self._stage:
-            return
-        if self.started and not self._stopped:
-            self._read()
-        self._stage = stage
+        with self._lock:
+            if stage == self._stage:
+                return
+            if self.started and not self._stopped:
+                self._read()
+            self._stage = stage
 
     def sample(self) -> Spend:
         """Read every sensor now and return the cumulative spend (and, in a sweep, write a heartbeat if due)."""
-        if not self.started:
-            self.start()
-        elif not self._stopped:
-            self._read()
-        self._heartbeat()
-        return self.spend
+        with self._lock:
+            if not self.started:
+                self.start()
+            elif not self._stopped:
+                self._read()
+            self._heartbeat()
+            return self.spend
 
     def _heartbeat(self, force: bool = False) -> None:
         if self._reporter is not None:
-            self._reporter.update(self.spend, force=force)
+            self._reporter.contribute(self._session, self.spend, uids=self.domain_uids(), force=force)
 
     def should_stop(self) -> bool:
         """Whether this trial of a greenai sweep must stop: the sweep's budget or this trial's allowance is spent.
@@ -176,15 +201,18 @@ class Meter:
 
         if self._reporter is None:
             return False
-        found = stop_reason(self._reporter, self.spend, None)
+        found = stop_reason(self._reporter, self._reporter.total, None)
         if found is None:
             return False
-        record_stop(self._reporter, found[1], self.spend)
+        record_stop(self._reporter, found[1])
         return True
 
     def add_flops(self, flops: float) -> None:
         """Add FLOPs performed, e.g. an optimizer step's estimate from ``optimizer_step_flops``."""
-        self._flops += flops
+        if isinstance(flops, bool) or not isinstance(flops, int | float) or not math.isfinite(flops) or flops < 0:
+            raise ValueError(f"`flops` must be a finite number >= 0, got {flops!r}.")
+        with self._lock:
+            self._flops += flops
 
     @contextmanager
     def count_flops(self, signature: Hashable | None = None, *, causal_halving: bool = False) -> Iterator[None]:
@@ -209,13 +237,14 @@ class Meter:
             with self._step_flops.step(signature):
                 yield
             count = self._step_flops.last
-        self._last_flops = count
-        self._flops += count.model
+        with self._lock:
+            self._last_flops = count
+            self._flops += count.model
 
     @property
     def last_flops(self) -> FlopCount | None:
         """The count of the latest :meth:`count_flops` block (forward, backward, recompute, uncounted operators)."""
-        return getattr(self, "_last_flops", None)
+        return self._last_flops
 
     def _read(self) -> None:
         if self._sync is not None:
@@ -234,8 +263,6 @@ class Meter:
             return domain.power_after_failure_w * dt
         try:
             value = float(domain.sensor.read_energy_j())
-            if math.isnan(value):
-                raise ValueError("reading is NaN")
         except Exception as err:
             domain.failed = True
             domain.method = Method.ESTIMATE
@@ -249,6 +276,17 @@ class Meter:
                 stacklevel=3,
             )
             return domain.power_after_failure_w * dt
+        if not math.isfinite(value):
+            # one bad reading (a driver glitch) is dropped; the next good one charges the whole interval
+            if not domain.bad_reading_warned:
+                domain.bad_reading_warned = True
+                warnings.warn(
+                    f"Energy sensor {domain.sensor.name!r} returned {value}; the reading is discarded and the next "
+                    "valid one covers the interval.",
+                    GreenAIWarning,
+                    stacklevel=3,
+                )
+            return 0.0
         if domain.last_j is None:
             domain.last_j = value
             return 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,13 +156,34 @@ class Spend:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spend:
-        """Rebuild a spend written by :meth:`to_dict`."""
+        """Rebuild a spend written by :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` has the wrong shape, or an amount that is not a finite number >= 0 (a damaged file).
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a spend is a mapping, got {type(data).__name__}")
+
+        def amount(key: str, value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            return float(value)
+
+        def amounts(key: str) -> dict[str, float]:
+            values = data.get(key, {})
+            if not isinstance(values, Mapping):
+                raise ValueError(f"{key} must be a mapping, got {type(values).__name__}")
+            return {str(k): amount(f"{key}[{k!r}]", v) for k, v in values.items()}
+
+        methods = data.get("methods", {})
+        if not isinstance(methods, Mapping):
+            raise ValueError(f"methods must be a mapping, got {type(methods).__name__}")
         return cls(
-            energy_j={str(k): float(v) for k, v in data.get("energy_j", {}).items()},
-            methods={str(k): Method(v) for k, v in data.get("methods", {}).items()},
-            flops=float(data.get("flops", 0.0)),
-            duration_s=float(data.get("duration_s", 0.0)),
-            gpu_s=float(data.get("gpu_s", 0.0)),
+            energy_j=amounts("energy_j"),
+            methods={str(k): Method(v) for k, v in methods.items()},
+            flops=amount("flops", data.get("flops", 0.0)),
+            duration_s=amount("duration_s", data.get("duration_s", 0.0)),
+            gpu_s=amount("gpu_s", data.get("gpu_s", 0.0)),
             is_estimate=bool(data.get("is_estimate", False)),
-            stage_energy_j={str(k): float(v) for k, v in data.get("stage_energy_j", {}).items()},
+            stage_energy_j=amounts("stage_energy_j"),
         )

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai import Grid, GridConfigError
+from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.units import check_currency, g_to_kg, j_to_kwh, kg_to_g, kwh_to_j, parse_quantity
 
 

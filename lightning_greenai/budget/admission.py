@@ -36,22 +36,26 @@ def admit(
     remaining: Mapping[str, float],
     estimates: Mapping[str, float | None],
     *,
-    max_batch_size: int | None,
+    max_batch_size: int,
     trials_left: int | None,
 ) -> tuple[int, str | None]:
     """Return ``(k, reason)``: how many trials to launch now, and why none (``k == 0``) or why fewer.
 
     For every limited quantity, ``k <= floor(remaining / estimate)``; a quantity without an estimate yet allows one
     trial (to learn its cost). Wall time is shared by trials that run together, so it only asks that one trial's
-    duration fits. ``k`` is also capped by ``max_batch_size`` and by the trials left.
+    duration fits. ``k`` is always capped by ``max_batch_size`` (the launcher's parallelism: a larger batch would
+    queue trials that may start after the budget is spent, and ask the strategy for an unbounded batch), and by the
+    trials left.
     """
+    if max_batch_size < 1:
+        raise ValueError(f"`max_batch_size` must be >= 1, got {max_batch_size}.")
     caps: list[tuple[int, str | None]] = []
     for quantity, left in remaining.items():
         estimate = estimates.get(quantity)
         if left <= 0:
             return 0, f"budget `{quantity}` is spent"
         if estimate is None or estimate <= 0:
-            caps.append((1, None) if estimate is None else (max_batch_size or 1, None))
+            caps.append((1, None) if estimate is None else (max_batch_size, None))
             continue
         fit = math.floor(left / estimate + 1e-9)
         if quantity == "wall_hours" and fit >= 1:
@@ -62,10 +66,8 @@ def admit(
                 f"{format_quantity(quantity, estimate)}: not even one fits"
             )
         caps.append((fit, None))
-    unbounded = trials_left if trials_left is not None else 1_000_000  # the strategy returns fewer if it runs out
-    k = min([c for c, _ in caps], default=max_batch_size or unbounded)
-    if max_batch_size is not None:
-        k = min(k, max_batch_size)
+    k = min([c for c, _ in caps], default=max_batch_size)
+    k = min(k, max_batch_size)
     if trials_left is not None:
         if trials_left <= 0:
             return 0, "max_trials reached"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -9,7 +10,15 @@ from typing import Any
 from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import ISO_4217, QUANTITIES, check_currency, check_limit, g_to_kg, parse_quantity
+from lightning_greenai.units import (
+    ISO_4217,
+    QUANTITIES,
+    S_PER_HOUR,
+    check_currency,
+    check_limit,
+    g_to_kg,
+    parse_quantity,
+)
 
 __all__ = ["Budget"]
 
@@ -130,31 +139,47 @@ class Budget:
                     f"set `currency={self.currency!r}` and a matching `price_per_kwh`."
                 )
 
-    def spent(self, spend: Spend, grid: Grid | None = None) -> dict[str, float | None]:
-        """Return how much of each limited quantity ``spend`` used, in the budget's units (``None`` if unknown)."""
+    def spent(self, spend: Spend, grid: Grid | None = None, *, wall_s: float | None = None) -> dict[str, float | None]:
+        """Return how much of each limited quantity ``spend`` used, in the budget's units (``None`` if unknown).
+
+        ``wall_s`` is the elapsed wall time when it differs from ``spend.duration_s`` (a sweep: its trials' metered
+        time adds up, and prices instance-hours, while the wall clock runs once for trials in parallel).
+        """
         self.check_grid(grid)
         out: dict[str, float | None] = {}
         for quantity in self.limits:
-            out[quantity] = _measure(quantity, spend, grid)
+            out[quantity] = _measure(quantity, spend, grid, wall_s)
         return out
 
-    def exceeded_by(self, spend: Spend, grid: Grid | None = None) -> list[str]:
+    def exceeded_by(self, spend: Spend, grid: Grid | None = None, *, wall_s: float | None = None) -> list[str]:
         """Return the quantities whose limit ``spend`` has reached (>=), in field order; empty if none."""
-        used = self.spent(spend, grid)
+        used = self.spent(spend, grid, wall_s=wall_s)
         return [q for q, limit in self.limits.items() if (u := used[q]) is not None and u >= limit]
 
-    def remaining(self, spend: Spend, grid: Grid | None = None) -> dict[str, float | None]:
+    def remaining(
+        self, spend: Spend, grid: Grid | None = None, *, wall_s: float | None = None
+    ) -> dict[str, float | None]:
         """Return what is left of each limit (may be negative once overshot; ``None`` if unknown)."""
-        used = self.spent(spend, grid)
+        used = self.spent(spend, grid, wall_s=wall_s)
         return {q: (None if (u := used[q]) is None else limit - u) for q, limit in self.limits.items()}
 
-    def fraction_spent(self, spend: Spend, grid: Grid | None = None) -> float:
+    def fraction_spent(self, spend: Spend, grid: Grid | None = None, *, wall_s: float | None = None) -> float:
         """Return the largest used/limit ratio over the set limits (0 when unlimited)."""
-        used = self.spent(spend, grid)
+        used = self.spent(spend, grid, wall_s=wall_s)
         ratios = [
             u / limit if limit > 0 else float("inf") for q, limit in self.limits.items() if (u := used[q]) is not None
         ]
         return max(ratios, default=0.0)
+
+    def same_as(self, other: Budget | Mapping[str, Any]) -> bool:
+        """Whether ``other`` sets the same limits, whatever units they were written in (``0.1 kJ`` is ``100 J``)."""
+        theirs = other if isinstance(other, Budget) else Budget.parse(other)
+        mine, limits = self.limits, theirs.limits
+        return (
+            mine.keys() == limits.keys()
+            and all(math.isclose(mine[q], limits[q], rel_tol=1e-9, abs_tol=0.0) for q in mine)
+            and self.currency == theirs.currency
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the set limits (and currency) as a dict."""
@@ -164,7 +189,7 @@ class Budget:
         return out
 
 
-def _measure(quantity: str, spend: Spend, grid: Grid | None) -> float | None:
+def _measure(quantity: str, spend: Spend, grid: Grid | None, wall_s: float | None) -> float | None:
     if quantity == "energy_kwh":
         return spend.energy_kwh if grid is None else grid.facility_energy_kwh(spend)
     if quantity == "flops":
@@ -178,4 +203,4 @@ def _measure(quantity: str, spend: Spend, grid: Grid | None) -> float | None:
         return grid.money(spend)
     if quantity == "gpu_hours":
         return spend.gpu_hours
-    return spend.wall_hours
+    return spend.wall_hours if wall_s is None else wall_s / S_PER_HOUR

@@ -8,19 +8,34 @@ file works on a shared filesystem (NFS, Lustre): writes go to a temporary name i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 
-__all__ = ["STATE_DIR", "TrialRecord", "read_json", "state_dir", "write_json_atomic"]
+__all__ = ["STATE_DIR", "TRIAL_STATUSES", "TrialRecord", "is_scored", "read_json", "state_dir", "write_json_atomic"]
 
 STATE_DIR = ".greenai"
+#: What a trial can be: ``running`` until its task ends; ``not_started`` if it began after the sweep's STOP.
+TRIAL_STATUSES = ("running", "completed", "budget_stopped", "not_started", "killed", "failed", "interrupted")
+
+
+def is_scored(status: str | None, partial: bool = False) -> bool:
+    """Whether a trial's objective may rank as the sweep's best and enter EVP.
+
+    A trial must have completed, or stopped at its own allowance; one stopped by the sweep's STOP signal (``partial``)
+    trained for less than the others, and one that never started has no score.
+    """
+    return status == "completed" or (status == "budget_stopped" and not partial)
 
 
 def state_dir(sweep_dir: str | os.PathLike[str]) -> Path:
@@ -29,21 +44,34 @@ def state_dir(sweep_dir: str | os.PathLike[str]) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` as JSON to ``path`` atomically: readers see the old file or the new one, never half.
+
+    Raises:
+        StateWriteError: the file cannot be written (read-only or full disk); the old file, if any, is intact.
+    """
+    text = json.dumps(data, allow_nan=False)  # NaN is not JSON: never written, whatever a caller passes
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StateWriteError(
+            f"Cannot write {path}: {err.strerror or err}. Make the folder writable (or free disk space); what was "
+            "written before is unchanged."
+        ) from err
 
 
 def read_json(path: Path) -> Any | None:
     """Return the JSON in ``path``, or ``None`` if it is missing or unreadable (a writer may be mid-replace)."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
 
 
@@ -53,12 +81,14 @@ class TrialRecord:
 
     job_num: int
     seq: int = 0
-    status: str = "running"  # running | completed | budget_stopped | failed
+    status: str = "running"  # running | completed | budget_stopped | not_started | failed
     spend: Spend = field(default_factory=Spend)
     objective: float | None = None
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     updated_at: float = field(default_factory=time.time)
+    warmup: bool = False  # the first trial of its process: it pays the process's one-off start-up costs
+    partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
@@ -71,21 +101,40 @@ class TrialRecord:
             "pid": self.pid,
             "host": self.host,
             "updated_at": self.updated_at,
+            "warmup": self.warmup,
+            "partial": self.partial,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
-        """Rebuild from :meth:`to_dict`."""
-        return cls(
-            job_num=int(data["job_num"]),
-            seq=int(data.get("seq", 0)),
-            status=str(data.get("status", "running")),
-            spend=Spend.from_dict(data.get("spend", {})),
-            objective=data.get("objective"),
-            pid=int(data.get("pid", 0)),
-            host=str(data.get("host", "")),
-            updated_at=float(data.get("updated_at", 0.0)),
-        )
+        """Rebuild from :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` is not a heartbeat (wrong shape, a NaN or negative amount, an unknown status).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a heartbeat is a JSON object, got {type(data).__name__}")
+        try:
+            objective = data.get("objective")
+            if objective is not None and (isinstance(objective, bool) or not math.isfinite(float(objective))):
+                raise ValueError(f"objective {objective!r} is not a finite number")
+            record = cls(
+                job_num=int(data["job_num"]),
+                seq=int(data.get("seq", 0)),
+                status=str(data.get("status", "running")),
+                spend=Spend.from_dict(data.get("spend", {})),
+                objective=None if objective is None else float(objective),
+                pid=int(data.get("pid", 0)),
+                host=str(data.get("host", "")),
+                updated_at=float(data.get("updated_at", 0.0)),
+                warmup=bool(data.get("warmup", False)),
+                partial=bool(data.get("partial", False)),
+            )
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"not a heartbeat: {type(err).__name__}: {err}") from err
+        if record.status not in TRIAL_STATUSES:
+            raise ValueError(f"unknown status {record.status!r}")
+        return record
 
     @staticmethod
     def path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
@@ -93,7 +142,22 @@ class TrialRecord:
         return state_dir(sweep_dir) / "trials" / f"{job_num}.json"
 
     @classmethod
-    def load(cls, sweep_dir: str | os.PathLike[str], job_num: int) -> TrialRecord | None:
-        """Read job ``job_num``'s latest heartbeat, or ``None`` if it never wrote one."""
-        data = read_json(cls.path(sweep_dir, job_num))
-        return None if data is None else cls.from_dict(data)
+    def load(
+        cls, sweep_dir: str | os.PathLike[str], job_num: int, notes: list[str] | None = None
+    ) -> TrialRecord | None:
+        """Read job ``job_num``'s latest heartbeat, or ``None`` if it never wrote one or it is damaged.
+
+        A damaged file (not JSON, the wrong shape, a NaN) is never trusted; what is wrong is appended to ``notes``.
+        """
+        path = cls.path(sweep_dir, job_num)
+        data = read_json(path)
+        if data is None:
+            if notes is not None and path.exists() and path.stat().st_size > 0:
+                notes.append(f"heartbeat {path} is not valid JSON: ignored")
+            return None
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            if notes is not None:
+                notes.append(f"heartbeat {path} is damaged ({err}): ignored")
+            return None

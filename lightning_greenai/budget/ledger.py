@@ -1,19 +1,56 @@
 """The sweep's append-only ledger: one JSON line per event, fsync'd, so a killed sweeper loses nothing.
 
 Events: ``header`` (first line: config fingerprint, budget, grid), ``launched``, ``finished`` (status, objective,
-spend), ``stopped`` (reason). Reading tolerates a truncated last line (the sweeper died mid-write) and reports it.
+spend), ``stopped`` (reason), ``resumed``. Reading tolerates a truncated last line (the sweeper died mid-write) and
+damaged lines (not JSON, the wrong shape, a NaN): each is skipped and described in :attr:`Ledger.notes`, and every
+readable event is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Ledger"]
+from lightning_greenai.budget.files import TRIAL_STATUSES
+from lightning_greenai.errors import StateWriteError
+from lightning_greenai.spend import Spend
+
+__all__ = ["Ledger", "check_event"]
+
+
+def check_event(event: Any) -> str | None:
+    """Return what is wrong with a ledger event, or ``None`` if it is well formed."""
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return "not a ledger event"
+    kind = event["event"]
+    if kind in ("launched", "finished") and (
+        isinstance(event.get("job"), bool) or not isinstance(event.get("job"), int)
+    ):
+        return f"{kind} event without an integer job number"
+    if kind == "launched" and not (
+        isinstance(event.get("overrides"), list) and all(isinstance(o, str) for o in event["overrides"])
+    ):
+        return "launched event without a list of overrides"
+    if kind == "finished":
+        if event.get("status") not in TRIAL_STATUSES:
+            return f"finished event with unknown status {event.get('status')!r}"
+        objective = event.get("objective")
+        if objective is not None and (
+            isinstance(objective, bool) or not isinstance(objective, int | float) or not math.isfinite(objective)
+        ):
+            return f"finished event with objective {objective!r}, not a finite number"
+        try:
+            Spend.from_dict(event.get("spend", {}))
+        except ValueError as err:
+            return f"finished event with a damaged spend ({err})"
+    if kind == "header" and not isinstance(event.get("search", {}), dict):
+        return "header without a search description"
+    return None
 
 
 class Ledger:
@@ -27,18 +64,32 @@ class Ledger:
         self.path = Path(path)
         self._events: list[dict[str, Any]] = []
         self._offset = 0
+        self._lines = 0
         self.corrupt_lines: list[int] = []
+        self.notes: list[str] = []
         self.truncated_tail = False
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Append one event (with a timestamp) and fsync it."""
+        """Append one event (with a timestamp) and fsync it.
+
+        Raises:
+            StateWriteError: the ledger cannot be written (read-only or full disk); earlier lines are intact.
+            ValueError: the event holds a NaN or infinity (never written: it is not JSON).
+        """
         record = {"event": event, "time": time.time(), **fields}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        line = json.dumps(record, allow_nan=False) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair()
+            with open(self.path, "a") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise StateWriteError(
+                f"Cannot append to the sweep's ledger {self.path}: {err.strerror or err}. Every event written before "
+                "is intact; make the folder writable (or free disk space) and resume with hydra.sweeper.resume=true."
+            ) from err
         return record
 
     def _repair(self) -> None:
@@ -61,12 +112,19 @@ class Ledger:
         if end < 0:
             return self._events
         for line in data[:end].split(b"\n"):
+            self._lines += 1
             if not line.strip():
                 continue
             try:
-                self._events.append(json.loads(line))
-            except ValueError:
-                self.corrupt_lines.append(len(self._events) + len(self.corrupt_lines) + 1)
+                event = json.loads(line)
+                problem = check_event(event)
+            except (ValueError, UnicodeDecodeError):
+                problem = "not valid JSON"
+            if problem is None:
+                self._events.append(event)
+            else:
+                self.corrupt_lines.append(self._lines)
+                self.notes.append(f"ledger line {self._lines} skipped: {problem}")
         self._offset += end + 1
         return self._events
 
@@ -74,6 +132,5 @@ class Ledger:
         return iter(self.events())
 
     def header(self) -> dict[str, Any] | None:
-        """The first event if it is a header."""
-        events = self.events()
-        return events[0] if events and events[0].get("event") == "header" else None
+        """The sweep's header: the first ``header`` event (a damaged first line leaves a later, repaired one)."""
+        return next((e for e in self.events() if e.get("event") == "header"), None)

@@ -17,7 +17,7 @@ def extract_objective(value: Any, key: str | None = None) -> float:
     """Return the objective as a float.
 
     Raises:
-        ObjectiveError: the value (or ``value[key]``) is missing, not float-castable, or NaN.
+        ObjectiveError: the value (or ``value[key]``) is missing, not float-castable, NaN or infinite.
     """
     if isinstance(value, Mapping):
         if key is None:
@@ -34,6 +34,6 @@ def extract_objective(value: Any, key: str | None = None) -> float:
         number = float(value)
     except (TypeError, ValueError) as err:
         raise ObjectiveError(f"Return value must be float-castable. Got {value!r}.") from err
-    if math.isnan(number):
-        raise ObjectiveError("The objective is NaN.")
+    if not math.isfinite(number):
+        raise ObjectiveError(f"The objective is {number}, not a finite number.")
     return number

@@ -27,7 +27,8 @@ def stop_reason(
     """Return why the trial must stop now (and a message), or ``None`` to carry on."""
     if reporter is not None:
         request = reporter.stop_request()
-        if request is not None:
+        # under stop_policy=finish the STOP signal only keeps new trials from starting; running ones finish
+        if request is not None and request.get("policy") != "finish":
             return BudgetStoppingReason.SWEEP_BUDGET, str(request.get("reason", ""))
         allowance = reporter.allowance()
         if allowance:
@@ -42,16 +43,26 @@ def stop_reason(
     return None
 
 
-def record_stop(reporter: TrialReporter | None, message: str | None, spend: Spend, *, write: bool = True) -> None:
+def record_stop(
+    reporter: TrialReporter | None,
+    message: str | None,
+    reason: BudgetStoppingReason | None = None,
+    *,
+    write: bool = True,
+) -> None:
     """Act on a decision to stop a trial of a greenai sweep.
 
-    Under the sweep's ``stop_policy=kill`` the trial is recorded as failed and :class:`TrialKilledError` is raised;
-    otherwise it is recorded as ``budget_stopped`` with ``spend`` (when ``write``: one rank writes the heartbeat).
+    Under the sweep's ``stop_policy=kill`` the trial is recorded as ``killed`` (billed, no score, not a failure) and
+    :class:`TrialKilledError` is raised; otherwise it is recorded as ``budget_stopped`` (when ``write``: one rank
+    writes the heartbeat). A trial stopped by the sweep's STOP signal is ``partial``: its score is kept but never
+    ranked as the sweep's best, since it trained for less than the others.
     """
     if reporter is None:
         return
     if (reporter.stop_request() or {}).get("policy") == "kill":
-        reporter.finish("failed")
+        if write:
+            reporter.finish("killed")
         raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")
     if write:
-        reporter.update(spend, status="budget_stopped", force=True)
+        reporter.record.partial = reason is BudgetStoppingReason.SWEEP_BUDGET
+        reporter.set_status("budget_stopped")

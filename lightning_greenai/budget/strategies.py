@@ -8,6 +8,7 @@ called "expected" performance (Dodge et al. 2019).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 from collections.abc import Sequence
@@ -17,20 +18,29 @@ from typing import Any, Protocol
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
-__all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "SearchStrategy", "make_strategy"]
+__all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "SearchStrategy", "make_strategy", "parse_overrides"]
+
+log = logging.getLogger(__name__)
 
 
 class SearchStrategy(Protocol):
-    """Propose jobs (``ask``) and learn from their results (``tell``)."""
+    """Propose jobs (``ask``) and learn from their results (``tell``).
+
+    After ``ask``, ``ids`` holds the strategy's own id of each proposed job (Optuna's trial number), or ``None``s;
+    the sweeper records them in the ledger so that a job run again after a resume is told under its first id.
+    """
 
     iid: bool
+    ids: list[int | None]
 
     def ask(self, k: int) -> list[list[str]]:
         """Return up to ``k`` jobs, each a list of override strings (fewer if the space is exhausted)."""
         ...
 
-    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
-        """Report a finished job: ``status`` is completed, budget_stopped or failed."""
+    def tell(
+        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+    ) -> None:
+        """Report a finished job (``status``: completed, budget_stopped, not_started, killed or failed)."""
         ...
 
     def exhausted(self) -> bool:
@@ -38,7 +48,8 @@ class SearchStrategy(Protocol):
         ...
 
 
-def _parse(arguments: Sequence[str]) -> list[Override]:
+def parse_overrides(arguments: Sequence[str]) -> list[Override]:
+    """Parse Hydra override strings (sweep syntax included)."""
     return OverridesParser.create().parse_overrides(list(arguments))
 
 
@@ -49,7 +60,7 @@ class GridStrategy:
 
     def __init__(self, arguments: Sequence[str], skip: int = 0) -> None:
         lists = []
-        for override in _parse(arguments):
+        for override in parse_overrides(arguments):
             key = override.get_key_element()
             if override.is_sweep_override():
                 if override.is_discrete_sweep():
@@ -63,14 +74,18 @@ class GridStrategy:
                 lists.append([f"{key}={override.get_value_element_as_str()}"])
         self._jobs = [list(job) for job in itertools.product(*lists)]
         self._next = skip
+        self.ids: list[int | None] = []
 
     def ask(self, k: int) -> list[list[str]]:
         """Return the next ``k`` grid points."""
         batch = self._jobs[self._next : self._next + k]
         self._next += len(batch)
+        self.ids = [None] * len(batch)
         return batch
 
-    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+    def tell(
+        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+    ) -> None:
         """Nothing to learn."""
 
     def exhausted(self) -> bool:
@@ -79,6 +94,11 @@ class GridStrategy:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    @property
+    def remaining(self) -> int:
+        """Grid points not proposed yet."""
+        return len(self._jobs) - self._next
 
 
 def _sample(override: Override, rng: random.Random) -> str:
@@ -112,8 +132,9 @@ class RandomStrategy:
     iid = True
 
     def __init__(self, arguments: Sequence[str], seed: int = 0, skip: int = 0) -> None:
-        self._overrides = _parse(arguments)
+        self._overrides = parse_overrides(arguments)
         self._rng = random.Random(seed)
+        self.ids: list[int | None] = []
         for _ in range(skip):  # resume: replay the draws already made, so the sequence continues
             self._draw()
 
@@ -122,9 +143,12 @@ class RandomStrategy:
 
     def ask(self, k: int) -> list[list[str]]:
         """Return ``k`` new draws."""
+        self.ids = [None] * k
         return [self._draw() for _ in range(k)]
 
-    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
+    def tell(
+        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+    ) -> None:
         """Random search learns nothing."""
 
     def exhausted(self) -> bool:
@@ -135,7 +159,9 @@ class RandomStrategy:
 class OptunaStrategy:
     """Optuna's ask/tell on an SQLite storage in the sweep's state folder (``optuna.db``), so a resume continues it.
 
-    A budget-stopped trial is told PRUNED, a failed one FAIL.
+    A completed trial is told its objective; a budget-stopped or killed one PRUNED; one that failed or never started
+    FAIL. Trials are told by Optuna trial number, so two identical proposals in one batch are each told once, and a
+    job run again after a resume is told under the trial it was first asked as.
     """
 
     iid = False
@@ -144,7 +170,7 @@ class OptunaStrategy:
         import optuna
 
         self._optuna = optuna
-        self._overrides = _parse(arguments)
+        self._overrides = parse_overrides(arguments)
         storage_dir.mkdir(parents=True, exist_ok=True)
         self.study = optuna.create_study(
             study_name="greenai",
@@ -153,7 +179,7 @@ class OptunaStrategy:
             direction="maximize" if direction == "max" else "minimize",
             sampler=optuna.samplers.TPESampler(seed=seed),
         )
-        self._trials: dict[str, Any] = {}
+        self.ids: list[int | None] = []
 
     def _suggest(self, trial: Any, override: Override) -> str:
         key = override.get_key_element()
@@ -170,26 +196,29 @@ class OptunaStrategy:
 
     def ask(self, k: int) -> list[list[str]]:
         """Ask Optuna for ``k`` trials."""
-        jobs = []
+        jobs, self.ids = [], []
         for _ in range(k):
             trial = self.study.ask()
-            job = [self._suggest(trial, o) for o in self._overrides]
-            self._trials[" ".join(job)] = trial
-            jobs.append(job)
+            jobs.append([self._suggest(trial, o) for o in self._overrides])
+            self.ids.append(int(trial.number))
         return jobs
 
-    def tell(self, job_num: int, overrides: Sequence[str], objective: float | None, status: str) -> None:
-        """Tell Optuna the outcome."""
-        trial = self._trials.pop(" ".join(overrides), None)
-        if trial is None:
+    def tell(
+        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+    ) -> None:
+        """Tell Optuna the outcome of its trial ``strategy_id`` (an interrupted job stays running until rerun)."""
+        if strategy_id is None or status == "interrupted":
             return
         state = self._optuna.trial.TrialState
-        if status == "completed" and objective is not None:
-            self.study.tell(trial, objective)
-        elif status == "budget_stopped":
-            self.study.tell(trial, state=state.PRUNED)
-        else:
-            self.study.tell(trial, state=state.FAIL)
+        try:
+            if status == "completed" and objective is not None:
+                self.study.tell(strategy_id, objective)
+            elif status in ("budget_stopped", "killed"):
+                self.study.tell(strategy_id, state=state.PRUNED)
+            else:
+                self.study.tell(strategy_id, state=state.FAIL)
+        except (RuntimeError, ValueError) as err:  # already told (a resume recovering a finished job): keep the first
+            log.debug("Optuna trial %s not told again: %s", strategy_id, err)
 
     def exhausted(self) -> bool:
         """Never."""

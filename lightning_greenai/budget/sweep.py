@@ -2,102 +2,156 @@
 
 This is the implementation behind ``hydra/sweeper=greenai`` (the Hydra plugin is a thin shell around
 :class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up.
+
+The books hold under faults: one sweeper per sweep dir (a lock); every trial, the one running when the sweep was
+interrupted (Ctrl-C, SIGTERM, a trial's ``SystemExit``) included, is recorded with what it spent before the sweep
+ends; a resume bills the trials a crash left open at their last heartbeat and reruns only those that never
+finished; and the wall time of a crashed session still counts.
 """
 
 from __future__ import annotations
 
 import bisect
 import csv
-import dataclasses
 import hashlib
 import json
 import logging
+import math
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.budget import Budget
-from lightning_greenai.budget.files import TrialRecord, state_dir, write_json_atomic
+from lightning_greenai.budget.files import TrialRecord, is_scored, state_dir, write_json_atomic
+from lightning_greenai.budget.history import Trial, replay
+from lightning_greenai.budget.launchers import launcher_parallelism
 from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.budget.lock import SweepLock
 from lightning_greenai.budget.objective import ObjectiveError, extract_objective
-from lightning_greenai.budget.strategies import make_strategy
-from lightning_greenai.budget.trial import current_trial
+from lightning_greenai.budget.strategies import (
+    GridStrategy,
+    RandomStrategy,
+    SearchStrategy,
+    make_strategy,
+    parse_overrides,
+)
+from lightning_greenai.budget.task import TaskWrapper
 from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import S_PER_HOUR
+from lightning_greenai.units import format_duration, format_quantity
 
-__all__ = ["BudgetSweep", "SweepResult", "TaskWrapper"]
+__all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
 
 STOP_POLICIES = ("graceful", "finish", "kill")
 STRATEGIES = ("grid", "random", "optuna")
+#: What a trial must report for each budget quantity, and what to attach when it does not.
+_MEASURED_BY = {
+    "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
+    "co2e_kg": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
+    "money": "an EnergyMonitor on the Trainer (or a Meter with sensors), or a grid instance_price_per_h",
+    "flops": "a FlopMonitor on the Trainer (or Meter.count_flops / Meter.add_flops in a plain loop)",
+    "gpu_hours": "an EnergyMonitor on a Trainer that runs on GPUs",
+}
 
 
-class TaskWrapper:
-    """Runs the user's task in the job process and writes the trial's final record (status, objective).
+class SweepInterrupted(BaseException):
+    """The sweep was interrupted (SIGTERM to the sweeper); raised in its main thread like ``KeyboardInterrupt``."""
 
-    The record survives a launcher that loses JobReturns (a killed array job takes its siblings' results with it):
-    the sweeper reads each finished trial's objective from its file. Picklable if the task is.
-    """
-
-    def __init__(self, task: Callable[[Any], Any], objective_key: str | None) -> None:
-        self.task, self.objective_key = task, objective_key
-
-    def __call__(self, cfg: Any) -> Any:
-        """Run the task, then write the trial's final record."""
-        reporter = current_trial()
-        if reporter is not None:
-            reporter.update(reporter.last_spend, status="running", force=True)
-        try:
-            value = self.task(cfg)
-        except BaseException:
-            if reporter is not None:
-                reporter.finish("failed")
-            raise
-        if reporter is not None:
-            try:
-                objective: float | None = extract_objective(value, self.objective_key)
-            except ObjectiveError:
-                objective = None
-            status = "budget_stopped" if reporter.record.status == "budget_stopped" else "completed"
-            reporter.finish(status, objective)
-        return value
-
-
-@dataclass
-class Trial:
-    """What the sweeper knows of one job."""
-
-    job_num: int
-    overrides: list[str]
-    status: str = "running"
-    objective: float | None = None
-    spend: Spend = field(default_factory=Spend)
-    error: str | None = None
-
-
-@dataclass
-class SweepResult:
-    """Why the sweep stopped and what it spent, as written to ``budget_report.json``."""
-
-    stop_reason: str
-    trials: list[Trial]
-    spend: Spend
-    spent: dict[str, float | None]
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (low <= value <= high):
+        raise BudgetConfigError(f"`hydra.sweeper.{name}` must be {allowed}, got {value!r}.")
+    return float(value)
+
+
+def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
+    """The search space: ``hydra.sweeper.params`` with the command line's overrides replacing the same keys.
+
+    Raises:
+        BudgetConfigError: a key given twice on the command line.
+    """
+    merged: dict[str, str] = {str(k): f"{k}={v}" for k, v in params.items()}
+    seen: set[str] = set()
+    for override in parse_overrides(arguments):
+        key = override.get_key_element()
+        if key in seen:
+            raise BudgetConfigError(
+                f"`{key}` is given twice on the command line ({override.input_line!r} and {merged[key]!r}): give "
+                "each parameter once."
+            )
+        seen.add(key)
+        merged[key] = str(override.input_line)
+    return list(merged.values())
+
+
+@dataclass
+class _Book:
+    """The sweep's running totals, so each batch's bookkeeping costs the same however long the sweep."""
+
+    sweep: BudgetSweep
+    spend: Spend
+    counted: int = 0  # trials that count toward max_trials and the failure rate
+    failed: int = 0
+
+    def __post_init__(self) -> None:
+        self.trials: list[Trial] = []
+        self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
+        self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
+
+    def add(self, trial: Trial) -> None:
+        """Count a finished trial."""
+        self.trials.append(trial)
+        self.spend = self.spend + trial.spend
+        if trial.status in ("interrupted", "not_started"):
+            return  # an interrupted trial runs again; one that never started is no trial
+        self.counted += 1
+        self.failed += trial.status == "failed"
+        if trial.status not in ("completed", "budget_stopped"):
+            return  # a failed or killed trial's cost says nothing about a trial's cost
+        costs = self.warmup_costs if trial.warmup else self.costs
+        for quantity, cost in self.sweep.costs(trial).items():
+            if cost is not None and quantity in costs:
+                bisect.insort(costs[quantity], cost)
+
+    def estimates(self) -> dict[str, float | None]:
+        """Per-trial cost of each limited quantity.
+
+        The larger of the prior and a high quantile of finished trials, where the first trial of each process (which
+        pays imports and logger start-up once) counts only until a trial without those costs has finished.
+        """
+        sweep = self.sweep
+        return {
+            q: estimate_trial_cost(
+                sweep.prior_cost.get(q), self.costs[q] or self.warmup_costs[q], sweep.cost_quantile, presorted=True
+            )
+            for q in sweep.budget.limits
+        }
+
+
 class BudgetSweep:
-    """Run a budget-limited search (see the module docstring and ``conf/hydra/sweeper/greenai.yaml``)."""
+    """Run a budget-limited search (see the module docstring and ``conf/hydra/sweeper/greenai.yaml``).
+
+    Raises:
+        BudgetConfigError: an option out of range, naming it, the value and what is allowed.
+    """
 
     def __init__(
         self,
@@ -113,7 +167,7 @@ class BudgetSweep:
         stop_policy: str = "graceful",
         heartbeat_s: float = 10.0,
         poll_s: float = 1.0,
-        prior_cost: Mapping[str, float] | None = None,
+        prior_cost: Mapping[str, Any] | None = None,
         cost_quantile: float = 0.9,
         trial_allowance: float | None = None,
         max_failure_rate: float = 0.0,
@@ -128,13 +182,27 @@ class BudgetSweep:
         if stop_policy not in STOP_POLICIES:
             raise BudgetConfigError(f"Unknown stop_policy {stop_policy!r}. Allowed: {', '.join(STOP_POLICIES)}.")
         if direction not in ("max", "min"):
-            raise BudgetConfigError(f"`direction` must be 'max' or 'min', got {direction!r}.")
-        if max_trials is not None and max_trials < 1:
-            raise BudgetConfigError(f"`max_trials` must be >= 1 or null, got {max_trials}.")
-        if max_batch_size is not None and max_batch_size < 1:
-            raise BudgetConfigError(f"`max_batch_size` must be >= 1 or null, got {max_batch_size}.")
-        if not 0.0 <= max_failure_rate <= 1.0:
-            raise BudgetConfigError(f"`max_failure_rate` must be in [0, 1], got {max_failure_rate}.")
+            raise BudgetConfigError(f"`hydra.sweeper.direction` must be 'max' or 'min', got {direction!r}.")
+        for name, value in (("max_trials", max_trials), ("max_batch_size", max_batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be an integer >= 1 or null, got {value!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
+        _check_number("max_failure_rate", max_failure_rate, low=0.0, high=1.0, allowed="a number in [0, 1]")
+        _check_number("cost_quantile", cost_quantile, low=0.0, high=1.0, allowed="a quantile in [0, 1], e.g. 0.9")
+        _check_number("heartbeat_s", heartbeat_s, low=0.0, high=1e6, allowed="a number of seconds >= 0")
+        _check_number("poll_s", poll_s, low=0.01, high=1e6, allowed="a number of seconds >= 0.01 (0 would spin)")
+        if trial_allowance is not None:
+            _check_number(
+                "trial_allowance",
+                trial_allowance,
+                low=1e-9,
+                high=1e6,
+                allowed="a multiple > 0 of a trial's cost, or null",
+            )
+        for name, value in (("resume", resume), ("report", report), ("log_curves", log_curves)):
+            if not isinstance(value, bool):
+                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be true or false, got {value!r}.")
         if self.budget.is_unlimited and max_trials is None and strategy != "grid":
             raise BudgetConfigError(
                 f"The {strategy} strategy with no budget limit and no max_trials would never stop: set "
@@ -151,13 +219,16 @@ class BudgetSweep:
         self.cost_quantile, self.trial_allowance = cost_quantile, trial_allowance
         self.max_failure_rate, self.resume = max_failure_rate, resume
         self.report, self.log_curves = report, log_curves
-        # a number to optimise is required when a key names it or Optuna learns from it; a plain grid sweep (Hydra's
-        # own launcher tests) accepts tasks that return anything
-        self.needs_objective = objective is not None or strategy == "optuna"
+        # a number to optimise is required when a key names it or a strategy learns or ranks by it; a plain grid sweep
+        # (Hydra's own launcher tests) accepts tasks that return anything
+        self.needs_objective = objective is not None or strategy != "grid"
         self.config: Any = None
         self.launcher: Any = None
+        self.parallelism, self.parallelism_source = 1, "default"
         self.validate_batch: Callable[[Sequence[Sequence[str]]], None] = lambda batch: None
         self.watchdog: _Watchdog | None = None
+        self._started = 0.0
+        self._elapsed_before = 0.0
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
 
@@ -169,17 +240,39 @@ class BudgetSweep:
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=TaskWrapper(task_function, self.objective_key), config=config
         )
+        self.parallelism, self.parallelism_source = launcher_parallelism(config.hydra.get("launcher"))
+
+    @property
+    def batch_size(self) -> int:
+        """Trials launched together: ``max_batch_size``, by default the launcher's real parallelism."""
+        return self.max_batch_size if self.max_batch_size is not None else self.parallelism
+
+    def wall_s(self) -> float:
+        """Wall time of this sweep so far, earlier sessions (crashed ones too) included."""
+        return self._elapsed_before + (time.monotonic() - self._started if self._started else 0.0)
+
+    def costs(self, trial: Trial) -> dict[str, float | None]:
+        """What one trial cost in each limited quantity (wall time: its own metered duration)."""
+        return self.budget.spent(trial.spend, self.grid)
 
     # -- the sweep -----------------------------------------------------------------------------------------------
 
     def sweep(self, arguments: Sequence[str]) -> list[Sequence[Any]]:
         """Run batches until the budget, ``max_trials`` or the search space is spent; return the JobReturn batches."""
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        folder = state_dir(sweep_dir)
+        arguments = merge_search_space(self.params, arguments)
+        # the search space is checked before anything is written: a bad one never poisons the sweep dir
+        if self.strategy_name == "grid":
+            make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
+        self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with SweepLock(folder), _signals_raise():
+            return self._sweep(sweep_dir, folder, arguments)
+
+    def _sweep(self, sweep_dir: Path, folder: Path, arguments: list[str]) -> list[Sequence[Any]]:
         from omegaconf import OmegaConf
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        folder = state_dir(sweep_dir)
-        arguments = list(arguments) + [f"{k}={v}" for k, v in self.params.items()]
         search = {
             "arguments": sorted(arguments),
             "strategy": self.strategy_name,
@@ -188,108 +281,211 @@ class BudgetSweep:
             "objective": self.objective_key,
         }
         ledger = Ledger(folder / "ledger.jsonl")
-        trials, proposed, elapsed_before, retry = self._load(ledger, sweep_dir, search)
+        book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         (folder / "STOP").unlink(missing_ok=True)
         strategy = make_strategy(
             self.strategy_name, arguments, seed=self.seed, direction=self.direction, state_dir=folder, skip=proposed
         )
-        started = time.monotonic()
-        next_job = max((t.job_num for t in trials), default=-1) + 1
+        for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
+            strategy.tell(trial.job_num, trial.overrides, trial.objective, trial.status, trial.strategy_id)
+        self._started = time.monotonic()
+        next_job = max((t.job_num for t in book.trials), default=-1) + 1
         returns: list[Sequence[Any]] = []
+        jobs: list[Trial] = []
+        settled: set[int] = set()
         reason = ""
-
-        tally = _Tally(self, trials)
-
-        def total() -> Spend:
-            return dataclasses.replace(tally.spend, duration_s=elapsed_before + time.monotonic() - started)
-
-        while True:
-            spent_now = total()
-            exceeded = self.budget.exceeded_by(spent_now, self.grid)
-            if exceeded:
-                reason = f"budget spent: {', '.join(exceeded)}"
-                break
-            if self.max_trials is not None and tally.counted >= self.max_trials:
-                reason = f"max_trials reached ({self.max_trials})"
-                break
-            if strategy.exhausted() and not retry:
-                reason = "search space exhausted"
-                break
-            used = self.budget.spent(spent_now, self.grid)
-            # nothing metered yet (no trial has run) is 0 spent here, not unknown
-            remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
-            estimates = tally.estimates()
-            trials_left = None if self.max_trials is None else self.max_trials - tally.counted
-            k, why = admit(remaining, estimates, max_batch_size=self.max_batch_size, trials_left=trials_left)
-            if k == 0:
-                reason = why or "nothing admitted"
-                break
-            # a resumed sweep first reruns the trials its crash interrupted
-            reruns, retry = retry[:k], retry[k:]
-            batch = [overrides for _, overrides in reruns] + strategy.ask(k - len(reruns))
-            if not batch:
-                reason = "search space exhausted"
-                break
-            self.validate_batch(batch)
-            jobs = [Trial(next_job + i, list(overrides)) for i, overrides in enumerate(batch)]
-            for i, job in enumerate(jobs):
-                allowance = self._allowance(estimates)
-                if allowance:
-                    write_json_atomic(folder / "trials" / f"{job.job_num}.allowance.json", allowance)
-                rerun_of = reruns[i][0] if i < len(reruns) else None
-                ledger.append("launched", job=job.job_num, overrides=job.overrides, rerun_of=rerun_of)
-            watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, trials, total)
-            watchdog.start()
-            launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'"] for job in jobs]
-            try:
-                results: Sequence[Any] | None = self.launcher.launch(launch_overrides, initial_job_idx=next_job)
-            except Exception as err:  # a launcher that lost the batch's JobReturns (killed array job)
-                log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
-                results = None
-            finally:
-                watchdog.stop()
-            for i, job in enumerate(jobs):
-                self._settle(job, None if results is None else results[i], sweep_dir)
-                strategy.tell(job.job_num, job.overrides, job.objective, job.status)
-                ledger.append(
-                    "finished",
-                    job=job.job_num,
-                    status=job.status,
-                    objective=job.objective,
-                    spend=job.spend.to_dict(),
-                    error=job.error,
-                )
-                tally.add(job)
-            if results is not None:
-                returns.append(results)
-            next_job += len(jobs)
-            if tally.counted and tally.failed / tally.counted > self.max_failure_rate:
-                reason = f"failure rate {tally.failed}/{tally.counted} over max_failure_rate={self.max_failure_rate}"
-                self._finish(ledger, sweep_dir, trials, total(), reason, elapsed_before + time.monotonic() - started)
-                errors = "; ".join(f"job {t.job_num}: {t.error}" for t in trials if t.status == "failed")
-                raise RuntimeError(f"Budget sweep stopped: {reason}. {errors}")
-        self._finish(ledger, sweep_dir, trials, total(), reason, elapsed_before + time.monotonic() - started)
+        try:
+            while True:
+                why_stop = self._why_stop(book, strategy, retry)
+                if why_stop is not None:
+                    reason = why_stop
+                    break
+                used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
+                # nothing metered yet (no trial has run) is 0 spent here, not unknown
+                remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
+                estimates = book.estimates()
+                trials_left = None if self.max_trials is None else self.max_trials - book.counted
+                k, why = admit(remaining, estimates, max_batch_size=self._cap(strategy, retry), trials_left=trials_left)
+                if k == 0:
+                    reason = why or "nothing admitted"
+                    break
+                # a resumed sweep first reruns the trials its crash interrupted
+                reruns, retry = retry[:k], retry[k:]
+                fresh = strategy.ask(k - len(reruns))
+                jobs = [
+                    Trial(next_job + i, list(t.overrides), strategy_id=t.strategy_id, rerun_of=t.job_num)
+                    for i, t in enumerate(reruns)
+                ] + [
+                    Trial(next_job + len(reruns) + i, list(o), strategy_id=sid)
+                    for i, (o, sid) in enumerate(zip(fresh, strategy.ids, strict=True))
+                ]
+                if not jobs:
+                    reason = "search space exhausted"
+                    break
+                self.validate_batch([job.overrides for job in jobs])
+                (folder / "STOP").unlink(missing_ok=True)
+                for job in jobs:
+                    self._prepare(folder, sweep_dir, job, estimates, ledger)
+                results = self._launch(sweep_dir, jobs, book)
+                for i, job in enumerate(jobs):
+                    self._settle(job, None if results is None else results[i], sweep_dir)
+                    self._record(job, strategy, ledger, book)
+                    settled.add(job.job_num)
+                if results is not None:
+                    returns.append(results)
+                next_job += len(jobs)
+                if book.counted and book.failed / book.counted > self.max_failure_rate:
+                    reason = f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
+                    self._finish(ledger, sweep_dir, book, reason)
+                    errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
+                    raise RuntimeError(f"Budget sweep stopped: {reason}. {errors}")
+                unmeasured = self._unmeasured(book)
+                if unmeasured:
+                    self._finish(ledger, sweep_dir, book, unmeasured)
+                    raise BudgetConfigError(unmeasured)
+        except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
+            self._interrupted(interrupt, sweep_dir, folder, jobs, settled, strategy, ledger, book)
+        self._finish(ledger, sweep_dir, book, reason)
         return returns
+
+    def _cap(self, strategy: SearchStrategy, retry: list[Trial]) -> int:
+        """The most trials one batch may hold.
+
+        With a budget: the launcher's parallelism (unless ``max_batch_size`` says otherwise), so no admitted trial
+        waits in a queue while the budget runs out. An unlimited grid sweep spends nothing it must guard, and runs
+        as Hydra's basic sweeper does: the whole grid in one batch.
+        """
+        if self.max_batch_size is None and self.budget.is_unlimited and isinstance(strategy, GridStrategy):
+            return max(strategy.remaining + len(retry), 1)
+        return self.batch_size
+
+    def _why_stop(self, book: _Book, strategy: SearchStrategy, retry: list[Trial]) -> str | None:
+        exceeded = self.budget.exceeded_by(book.spend, self.grid, wall_s=self.wall_s())
+        if exceeded:
+            return f"budget spent: {', '.join(exceeded)}"
+        if self.max_trials is not None and book.counted >= self.max_trials:
+            return f"max_trials reached ({self.max_trials})"
+        if strategy.exhausted() and not retry:
+            return "search space exhausted"
+        return None
+
+    def _prepare(
+        self, folder: Path, sweep_dir: Path, job: Trial, estimates: Mapping[str, float | None], ledger: Ledger
+    ) -> None:
+        """Record a job's launch, and clear files an earlier sweep in this dir may have left under its number."""
+        TrialRecord.path(sweep_dir, job.job_num).unlink(missing_ok=True)
+        allowance_path = folder / "trials" / f"{job.job_num}.allowance.json"
+        allowance_path.unlink(missing_ok=True)
+        allowance = self._allowance(estimates)
+        if allowance:
+            write_json_atomic(allowance_path, allowance)
+        ledger.append(
+            "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
+        )
+
+    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: _Book) -> Sequence[Any] | None:
+        watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
+        watchdog.start()
+        launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'"] for job in jobs]
+        try:
+            results: Sequence[Any] | None = self.launcher.launch(launch_overrides, initial_job_idx=jobs[0].job_num)
+        except Exception as err:  # a launcher that lost the batch's JobReturns (killed array job)
+            log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
+            results = None
+        finally:
+            watchdog.stop()
+        return results
+
+    def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
+        strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id)
+        ledger.append("finished", **job.finished_event())
+        book.add(job)
+
+    def _interrupted(
+        self,
+        interrupt: BaseException,
+        sweep_dir: Path,
+        folder: Path,
+        jobs: list[Trial],
+        settled: set[int],
+        strategy: SearchStrategy,
+        ledger: Ledger,
+        book: _Book,
+    ) -> None:
+        """Record every open trial, write the report, say how to resume, and exit non-zero."""
+        if isinstance(interrupt, SweepInterrupted):
+            what, code = f"the sweeper received {interrupt}", 128 + interrupt.signum
+        elif isinstance(interrupt, KeyboardInterrupt):
+            what, code = "interrupted (Ctrl-C)", 130
+        elif isinstance(interrupt, SystemExit):
+            exit_code = interrupt.code if isinstance(interrupt.code, int) and interrupt.code else 1
+            what, code = f"a trial exited (SystemExit({interrupt.code!r}), e.g. SIGTERM in Lightning)", exit_code
+        else:
+            what, code = type(interrupt).__name__, 1
+        # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
+        write_json_atomic(folder / "STOP", {"policy": "graceful", "kind": "interrupt", "reason": what})
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        for job in jobs:
+            if job.job_num not in settled:
+                self._settle(job, None, sweep_dir, interrupted=True)
+                self._record(job, strategy, ledger, book)
+        reason = f"interrupted: {what}"
+        self._finish(ledger, sweep_dir, book, reason)
+        reruns = [t.job_num for t in book.trials if t.status == "interrupted"]
+        print(
+            f"[greenai] sweep {reason}. Every trial so far is recorded"
+            + (f"; job(s) {reruns} were billed at their last heartbeat and run again on resume" if reruns else "")
+            + f". Resume with the same command and: hydra.sweep.dir={sweep_dir} hydra.sweeper.resume=true"
+        )
+        raise SystemExit(code) from interrupt
+
+    def _unmeasured(self, book: _Book) -> str | None:
+        """Name a budget quantity that no scored trial reports (the budget could never stop the sweep)."""
+        done = [t for t in book.trials if t.status in ("completed", "budget_stopped")]
+        if not done:
+            return None
+        for quantity in self.budget.limits:
+            if quantity == "wall_hours":
+                continue
+            values = [self.costs(t)[quantity] for t in done]
+            if all(v is None or v == 0 for v in values):
+                return (
+                    f"budget `{quantity}` is not measured: {len(done)} trial(s) finished and none reported it, so the "
+                    f"budget could never stop the sweep. Attach {_MEASURED_BY[quantity]}."
+                )
+        return None
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def _load(
         self, ledger: Ledger, sweep_dir: Path, search: dict[str, Any]
-    ) -> tuple[list[Trial], int, float, list[tuple[int, list[str]]]]:
-        """Start a ledger, or (resume) rebuild the trials from one.
+    ) -> tuple[_Book, int, list[Trial], list[Trial]]:
+        """Start a ledger, or (resume) rebuild the sweep from one.
 
-        Returns the trials so far, how many jobs the strategy had proposed, the wall time of earlier sessions, and
-        the overrides of interrupted trials (billed at their last heartbeat, recorded ``interrupted``, run again).
+        Returns the book of trials so far, how many jobs the strategy had proposed, the trials to run again (billed
+        at their last heartbeat, recorded ``interrupted``), and trials that finished while no sweeper watched.
         """
         header = ledger.header()
         budget = {"budget": self.budget.to_dict(), "max_trials": self.max_trials}
+        book = _Book(self, Spend())
         if header is None:
-            if ledger.path.exists() and ledger.events():
-                raise BudgetConfigError(f"{ledger.path} has no header line: it is not a greenai ledger.")
+            events = ledger.events()
+            if events or ledger.corrupt_lines:
+                if not self.resume:
+                    raise BudgetConfigError(
+                        f"{ledger.path} has no readable header line. If it is this sweep's ledger, resume it with "
+                        "hydra.sweeper.resume=true (its readable events are kept); otherwise choose another "
+                        "hydra.sweep.dir."
+                    )
+                log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
             ledger.append("header", search=search, fingerprint=_fingerprint(search), **budget, grid=self.grid.to_dict())
-            return [], 0, 0.0, []
-        if not self.resume:
+            if not events:
+                return book, 0, [], []
+            header = ledger.header()
+            assert header is not None
+        elif not self.resume:
             raise BudgetConfigError(
                 f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
                 "another hydra.sweep.dir."
@@ -299,60 +495,65 @@ class BudgetSweep:
                 "The search space changed since this sweep started, so it cannot be resumed: was "
                 f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
             )
-        if header.get("budget") != budget["budget"] or header.get("max_trials") != budget["max_trials"]:
+        try:
+            same_budget = self.budget.same_as(header.get("budget") or {})
+        except BudgetConfigError:
+            same_budget = False
+        if not same_budget or header.get("max_trials") != self.max_trials:
             raise BudgetConfigError(
                 f"The budget changed since this sweep started (was {header.get('budget')}, max_trials "
                 f"{header.get('max_trials')}; now {budget['budget']}, max_trials {budget['max_trials']}). A resume "
                 "continues toward the same total: restore the original budget, or start a new sweep dir."
             )
-        launched: dict[int, Trial] = {}
-        finished: dict[int, Trial] = {}
-        rerun_of: set[int] = set()  # interrupted jobs that a later session already ran again
-        proposed = 0  # jobs the strategy proposed (reruns excluded)
-        elapsed = 0.0
-        for event in ledger.events():
-            if event["event"] == "launched":
-                launched[event["job"]] = Trial(event["job"], event["overrides"])
-                if event.get("rerun_of") is None:
-                    proposed += 1
-                else:
-                    rerun_of.add(int(event["rerun_of"]))
-            elif event["event"] == "finished":
-                trial = launched.get(event["job"], Trial(event["job"], []))
-                trial.status, trial.objective = event["status"], event.get("objective")
-                trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
-                finished[trial.job_num] = trial
-            elif event["event"] == "stopped":
-                elapsed += float(event.get("elapsed_s", 0.0))
-        for job_num, trial in launched.items():
-            if job_num in finished:
-                continue
-            record = TrialRecord.load(sweep_dir, job_num)
+        for note in ledger.notes:
+            print(f"[greenai] note: {note}")
+        history = replay(ledger.events())
+        recovered, interrupted = [], []
+        for job_num, trial in sorted(history.open.items()):
+            notes: list[str] = []
+            record = TrialRecord.load(sweep_dir, job_num, notes)
+            for note in notes:
+                print(f"[greenai] note: {note}")
             trial.spend = record.spend if record is not None else Spend()
-            trial.status = "interrupted"
-            trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
-            ledger.append(
-                "finished",
-                job=job_num,
-                status=trial.status,
-                objective=None,
-                spend=trial.spend.to_dict(),
-                error=trial.error,
+            trial.warmup = record.warmup if record is not None else False
+            if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
+                trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
+                recovered.append(trial)
+            elif record is not None and record.status == "failed":
+                trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
+                recovered.append(trial)
+            else:
+                trial.status = "interrupted"
+                trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
+                interrupted.append(trial)
+            ledger.append("finished", **trial.finished_event())
+            history.finished[job_num] = trial
+        last_alive = {
+            job: record.updated_at
+            for session in history.sessions
+            for job in session.jobs
+            if (record := TrialRecord.load(sweep_dir, job)) is not None
+        }
+        self._elapsed_before = history.elapsed_s(last_alive)
+        for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
+            book.add(trial)
+        retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
+        retry.sort(key=lambda t: t.job_num)
+        ledger.append("resumed", trials=len(history.finished), rerun=[t.job_num for t in retry])
+        billed = sum((t.spend for t in interrupted), Spend())
+        print(
+            f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "
+            f"{format_duration(self._elapsed_before)} of wall time in earlier sessions"
+            + (f"; recovered from their records: jobs {[t.job_num for t in recovered]}" if recovered else "")
+            + (
+                f"; billed at their last heartbeat ({format_quantity('energy_kwh', billed.energy_kwh)}): jobs "
+                f"{[t.job_num for t in interrupted]}"
+                if interrupted
+                else ""
             )
-            finished[job_num] = trial
-        retry = [
-            (t.job_num, t.overrides)
-            for t in finished.values()
-            if t.status == "interrupted" and t.job_num not in rerun_of
-        ]
-        ledger.append("resumed", trials=len(finished), rerun=[job for job, _ in retry])
-        return sorted(finished.values(), key=lambda t: t.job_num), proposed, elapsed, retry
-
-    def _costs(self, trial: Trial) -> dict[str, float | None]:
-        costs = self.budget.spent(trial.spend, self.grid)
-        if "wall_hours" in costs:
-            costs["wall_hours"] = trial.spend.duration_s / S_PER_HOUR
-        return costs
+            + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
+        )
+        return book, history.proposed, retry, recovered
 
     def _allowance(self, estimates: Mapping[str, float | None]) -> dict[str, float]:
         """A trial's own limits: ``trial_allowance`` x the estimate, in grid-free units the job can check alone."""
@@ -369,19 +570,36 @@ class BudgetSweep:
             elif quantity == "co2e_kg" and grid.intensity_g_per_kwh > 0:
                 energy = limit * 1000 / (grid.intensity_g_per_kwh * grid.pue)
                 out["energy_kwh"] = min(out.get("energy_kwh", float("inf")), energy)
-            elif quantity in ("flops", "gpu_hours"):
+            elif quantity in ("flops", "gpu_hours", "wall_hours"):
                 out[quantity] = limit
         return out
 
-    def _settle(self, job: Trial, ret: Any, sweep_dir: Path) -> None:
+    def _settle(self, job: Trial, ret: Any, sweep_dir: Path, *, interrupted: bool = False) -> None:
         """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
         from hydra.core.utils import JobStatus
 
-        record = TrialRecord.load(sweep_dir, job.job_num)
+        notes: list[str] = []
+        record = TrialRecord.load(sweep_dir, job.job_num, notes)
+        if record is None and self.watchdog is not None:
+            record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
+        for note in notes:
+            log.warning("%s", note)
         job.spend = record.spend if record is not None else Spend()
+        job.warmup = record.warmup if record is not None else False
+        final = record is not None and record.status != "running"
+        if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
+            job.status = record.status
+            return
         if ret is None:
-            if record is not None and record.status in ("completed", "budget_stopped") and record.objective is not None:
-                job.status, job.objective = record.status, record.objective
+            if final and record is not None and record.status in ("completed", "budget_stopped", "failed"):
+                job.status, job.partial = record.status, record.partial
+                if record.status != "failed":
+                    self._take_objective(job, record.objective)
+                else:
+                    job.error = "failed (its JobReturn was lost with the launcher)"
+            elif interrupted:
+                job.status = "interrupted"
+                job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
             elif record is None:
                 job.status, job.error = "failed", "no JobReturn and no heartbeat: the launcher lost it before it ran"
             else:
@@ -393,28 +611,54 @@ class BudgetSweep:
         if ret.status != JobStatus.COMPLETED:
             job.status, job.error = "failed", f"{type(ret._return_value).__name__}: {ret._return_value}"
             return
+        if record is not None and record.status == "budget_stopped":
+            job.status, job.partial = "budget_stopped", record.partial
+        else:
+            job.status = "completed"
         try:
             job.objective = extract_objective(ret.return_value, self.objective_key)
         except ObjectiveError as err:
-            if self.needs_objective:
-                job.status, job.error = "failed", str(err)
-                return
-            job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
-        job.status = "budget_stopped" if record is not None and record.status == "budget_stopped" else "completed"
+            self._no_objective(job, ret.return_value, err)
         if record is None and any(q != "wall_hours" for q in self.budget.limits):
             log.warning(
                 "Job %d wrote no spend: is an EnergyMonitor, FlopMonitor or Meter in the task? Its spend counts as 0.",
                 job.job_num,
             )
 
-    def _finish(
-        self, ledger: Ledger, sweep_dir: Path, trials: list[Trial], spend: Spend, reason: str, elapsed_s: float
-    ) -> None:
-        spent = self.budget.spent(spend, self.grid) if not self.budget.is_unlimited else {}
-        ledger.append("stopped", reason=reason, elapsed_s=elapsed_s, trials=len(trials))
-        write_report(sweep_dir, self, trials, spend, spent, reason)
-        log.info("Budget sweep stopped: %s (%d trials).", reason, len(trials))
-        print(f"[greenai] sweep stopped: {reason}; {len(trials)} trials; see {sweep_dir / 'budget_report.json'}")
+    def _take_objective(self, job: Trial, value: Any) -> None:
+        if value is None:
+            if self.needs_objective:
+                job.status, job.error = "failed", "no objective in its record"
+            return
+        try:
+            job.objective = extract_objective(value)
+        except ObjectiveError as err:
+            self._no_objective(job, value, err)
+
+    def _no_objective(self, job: Trial, value: Any, err: ObjectiveError) -> None:
+        """A trial without a usable score: a failure where a score is needed, or where the score is NaN/infinite."""
+        not_finite = isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(value)
+        if isinstance(value, Mapping) and self.objective_key in value:
+            item = value[self.objective_key]
+            not_finite = isinstance(item, int | float) and not math.isfinite(item)
+        if self.needs_objective or not_finite:
+            job.status, job.error, job.objective = "failed", str(err), None
+            log.warning("Job %d is recorded as failed: %s", job.job_num, err)
+        else:
+            job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
+
+    def _finish(self, ledger: Ledger, sweep_dir: Path, book: _Book, reason: str) -> None:
+        wall_s = self.wall_s()
+        spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
+        session_s = time.monotonic() - self._started if self._started else 0.0
+        ledger.append("stopped", reason=reason, elapsed_s=session_s, wall_s=wall_s, trials=len(book.trials))
+        write_report(sweep_dir, self, book.trials, book.spend, spent, reason, wall_s)
+        log.info("Budget sweep stopped: %s (%d trials).", reason, len(book.trials))
+        count = len(book.trials)
+        print(
+            f"[greenai] sweep stopped: {reason}; {count} trial{'s' if count != 1 else ''}; "
+            f"see {sweep_dir / 'budget_report.json'}"
+        )
         self._present(sweep_dir)
 
     def _present(self, sweep_dir: Path) -> None:
@@ -456,59 +700,42 @@ class BudgetSweep:
         print(f"[greenai] budget curves logged to {type(logger).__name__} (run 'greenai-sweep')")
 
 
-class _Tally:
-    """Running totals of finished trials, so each batch's bookkeeping costs the same however long the sweep."""
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM into :class:`SweepInterrupted` in the main thread while the sweep runs, then restore it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    def __init__(self, sweep: BudgetSweep, trials: list[Trial]) -> None:
-        self.sweep, self.trials = sweep, trials
-        self.spend = Spend()
-        self.counted = self.failed = 0
-        self.costs: dict[str, list[float]] = {q: [] for q in sweep.budget.limits}  # kept sorted
-        finished = list(trials)
-        trials.clear()
-        for trial in finished:
-            self.add(trial)
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise SweepInterrupted(signum)
 
-    def add(self, trial: Trial) -> None:
-        """Count a finished trial."""
-        self.trials.append(trial)
-        self.spend = self.spend + trial.spend
-        if trial.status != "interrupted":
-            self.counted += 1
-            self.failed += trial.status == "failed"
-        for quantity, cost in self.sweep._costs(trial).items():
-            if cost is not None and quantity in self.costs:
-                bisect.insort(self.costs[quantity], cost)
-
-    def estimates(self) -> dict[str, float | None]:
-        """Per-trial cost estimate of each limited quantity."""
-        sweep = self.sweep
-        return {
-            q: estimate_trial_cost(sweep.prior_cost.get(q), costs, sweep.cost_quantile, presorted=True)
-            for q, costs in self.costs.items()
-        }
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Watchdog:
     """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached."""
 
-    def __init__(
-        self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], done: list[Trial], total: Callable[[], Spend]
-    ) -> None:
-        self.sweep, self.sweep_dir, self.jobs, self.done, self.total = sweep, sweep_dir, jobs, done, total
+    def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: _Book) -> None:
+        self.sweep, self.sweep_dir, self.jobs, self.book = sweep, sweep_dir, jobs, book
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenai-watchdog", daemon=True)
         self.stopped = False
+        self.last_good: dict[int, TrialRecord] = {}  # the latest readable heartbeat of each job
 
     def start(self) -> None:
-        """Start polling (not for policy ``finish``, or an unlimited budget)."""
-        if self.sweep.stop_policy != "finish" and not self.sweep.budget.is_unlimited:
+        """Start polling (not for an unlimited budget: nothing to stop)."""
+        if not self.sweep.budget.is_unlimited:
             self._thread.start()
 
     def stop(self) -> None:
         """Stop polling."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
@@ -516,18 +743,27 @@ class _Watchdog:
             self.check_once()
 
     def check_once(self) -> bool:
-        """Sum the spend of finished and in-flight trials; write STOP once it is over the budget. Returns STOP."""
+        """Add the in-flight heartbeats to the finished trials; write STOP once over the budget. Returns STOP.
+
+        Wall time is the sweep's elapsed time, never a sum of the trials' durations. Under ``stop_policy=finish`` the
+        STOP file only keeps queued trials from starting.
+        """
         in_flight = Spend()
         for job in self.jobs:
             record = TrialRecord.load(self.sweep_dir, job.job_num)
             if record is not None:
+                self.last_good[job.job_num] = record
+            else:
+                record = self.last_good.get(job.job_num)
+            if record is not None:
                 in_flight = in_flight + record.spend
-        fraction = self.sweep.budget.fraction_spent(self.total() + in_flight, self.sweep.grid)
+        sweep = self.sweep
+        fraction = sweep.budget.fraction_spent(self.book.spend + in_flight, sweep.grid, wall_s=sweep.wall_s())
         if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
             self.stopped = True
             write_json_atomic(
                 state_dir(self.sweep_dir) / "STOP",
-                {"policy": self.sweep.stop_policy, "reason": f"budget reached ({fraction:.1%} spent)"},
+                {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"},
             )
         return self.stopped
 
@@ -539,13 +775,17 @@ def write_report(
     spend: Spend,
     spent: Mapping[str, float | None],
     reason: str,
+    wall_s: float,
 ) -> None:
-    """Write ``budget_report.json`` and ``budget_curve.csv`` into the sweep dir."""
+    """Write ``budget_report.json`` and ``budget_curve.csv`` into the sweep dir.
+
+    ``spend`` is the sum of the trials' spends (money prices their metered hours); ``wall_s`` the sweep's wall time.
+    """
     by_status: dict[str, int] = {}
     for t in trials:
         by_status[t.status] = by_status.get(t.status, 0) + 1
     better = max if sweep.direction == "max" else min
-    scored = [t for t in trials if t.objective is not None and t.status in ("completed", "budget_stopped")]
+    scored = [t for t in trials if t.objective is not None and is_scored(t.status, t.partial)]
     best = better(scored, key=lambda t: t.objective) if scored else None  # type: ignore[arg-type, return-value]
     report = {
         "stop_reason": reason,
@@ -556,6 +796,7 @@ def write_report(
         "co2e_kg": None if (g := sweep.grid.co2e_g(spend)) is None else g / 1000,
         "money": sweep.grid.money(spend),
         "currency": sweep.grid.currency,
+        "wall_s": wall_s,
         "is_estimate": spend.is_estimate,
         "trials": len(trials),
         "trials_by_status": by_status,
@@ -567,6 +808,7 @@ def write_report(
         else {"job": best.job_num, "objective": best.objective, "overrides": best.overrides},
         "grid": sweep.grid.to_dict(),
         "stop_policy": sweep.stop_policy,
+        "max_batch_size": sweep.batch_size,
     }
     write_json_atomic(sweep_dir / "budget_report.json", report)
     rows = []
@@ -574,7 +816,7 @@ def write_report(
     best_so_far: float | None = None
     for t in sorted(trials, key=lambda t: t.job_num):
         cumulative = cumulative + t.spend
-        if t.objective is not None and t.status in ("completed", "budget_stopped"):
+        if t.objective is not None and is_scored(t.status, t.partial):
             best_so_far = t.objective if best_so_far is None else better(best_so_far, t.objective)
         co2e_g = sweep.grid.co2e_g(cumulative)
         rows.append(

@@ -1,33 +1,56 @@
-"""The job side of a budget sweep: find the sweep, write heartbeats, see a STOP request or the trial's allowance.
+"""The job side of a budget sweep: one account per trial process, its heartbeat, and the sweeper's signals.
 
 A job is inside a greenai sweep when Hydra's runtime config (``HydraConfig``) says it runs in multirun mode under
 the greenai sweeper; the sweep dir and job number come from that config, never from the working directory.
-The monitors (and a plain :class:`~lightning_greenai.Meter`) call :func:`current_trial` and report through it.
+
+Every meter in the process — :class:`~lightning_greenai.EnergyMonitor`, :class:`~lightning_greenai.FlopMonitor`, a
+plain :class:`~lightning_greenai.Meter`, however many trainers or blocks the trial runs — *contributes* its own
+cumulative spend to the trial's one :class:`TrialReporter` (the account), under a key of its own. The account adds
+each contributor's growth since its previous contribution and alone writes the heartbeat: the sum. So a trial that
+trains twice is billed for both, and two meters reading the same counter at the same time (a ``Meter`` around a
+``fit`` metered by an ``EnergyMonitor``) bill it once: while a counter has an active owner, only the owner's growth of
+it counts.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning_greenai.budget.files import TrialRecord, read_json, state_dir, write_json_atomic
-from lightning_greenai.spend import Spend
+from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.spend import Method, Spend
 
 __all__ = ["TrialReporter", "current_trial"]
 
 _REPORTERS: dict[tuple[str, int], TrialReporter] = {}
+_TIME, _GPU_TIME = "\0duration", "\0gpu_s"  # pseudo-counters: wall time and GPU time, owned like energy counters
+
+
+@dataclass
+class _Contributor:
+    """What one meter reported last, so the account adds only its growth."""
+
+    last: dict[str, float] = field(default_factory=dict)  # cumulative value by counter uid (and pseudo-counter)
+    stages: dict[str, float] = field(default_factory=dict)
+    flops: float = 0.0
+    active: bool = True
 
 
 class TrialReporter:
-    """Write one trial's heartbeat file and read the sweeper's signals for it.
+    """The account of one trial process: every meter contributes to it, and it writes the trial's heartbeat.
 
     Args:
         sweep_dir: The sweep's folder (``hydra.sweep.dir``).
         job_num: The job's number (``hydra.job.num``).
         heartbeat_s: Minimum seconds between two heartbeat writes (status changes are written at once).
         clock: Monotonic clock.
+        warmup: Whether this is the first trial its process runs (it pays the process's one-off start-up costs).
     """
 
     def __init__(
@@ -36,61 +59,188 @@ class TrialReporter:
         job_num: int,
         heartbeat_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        warmup: bool = False,
     ) -> None:
         self.sweep_dir = Path(sweep_dir)
         self.job_num = job_num
         self.heartbeat_s = heartbeat_s
         self._clock = clock
         self._last_write: float | None = None
+        self._lock = threading.RLock()
+        self._write_warned = False
         previous = TrialRecord.load(self.sweep_dir, job_num)
-        self.record = TrialRecord(job_num=job_num, seq=previous.seq if previous else 0)
-        # a requeued job (same number, e.g. a preempted Slurm job) continues the spend of its earlier attempt
+        self.record = TrialRecord(job_num=job_num, seq=previous.seq if previous else 0, warmup=warmup)
+        # a requeued job (same number, e.g. a preempted Slurm job) continues the spend of its earlier attempt; the
+        # sweeper deletes a stale file before it launches a job, so this never bills a new trial for an old one
         self.base = previous.spend if previous is not None else Spend()
-        self.last_spend = Spend()
+        self._contributors: dict[Hashable, _Contributor] = {}
+        self._owner: dict[str, Hashable] = {}
+        self._energy: dict[str, tuple[str, float]] = {}  # uid -> (display name, joules)
+        self._methods: dict[str, Method] = {}
+        self._stages: dict[str, float] = {}
+        self._flops = 0.0
+        self._duration_s = 0.0
+        self._gpu_s = 0.0
+        self._is_estimate = False
 
-    def update(
-        self, spend: Spend, *, status: str | None = None, objective: float | None = None, force: bool = False
+    # -- the account ---------------------------------------------------------------------------------------------
+
+    @property
+    def spend(self) -> Spend:
+        """What this process's meters spent, each counter once (the earlier attempt of a requeued job excluded)."""
+        with self._lock:
+            energy: dict[str, float] = {}
+            for name, joules in self._energy.values():
+                energy[name] = energy.get(name, 0.0) + joules
+            return Spend(
+                energy_j=energy,
+                methods=dict(self._methods),
+                flops=self._flops,
+                duration_s=self._duration_s,
+                gpu_s=self._gpu_s,
+                is_estimate=self._is_estimate,
+                stage_energy_j=dict(self._stages),
+            )
+
+    @property
+    def total(self) -> Spend:
+        """The trial's whole spend: an earlier attempt's (requeued job) plus this process's."""
+        return self.base + self.spend
+
+    @property
+    def last_spend(self) -> Spend:
+        """Alias of :attr:`spend` (what this process metered)."""
+        return self.spend
+
+    def contribute(
+        self, key: Hashable, spend: Spend, *, uids: Mapping[str, str] | None = None, force: bool = False
     ) -> bool:
-        """Record the trial's cumulative spend; write it if a heartbeat is due, the status changed, or ``force``.
+        """Add what the meter ``key`` spent since its previous contribution; write the heartbeat if one is due.
 
-        Returns whether the file was written.
+        Args:
+            key: Identifies the meter (one key per meter and metering session).
+            spend: The meter's cumulative spend since it started.
+            uids: The physical counter behind each of ``spend``'s energy domains (default: the domain name), so two
+                meters reading one counter bill it once.
+            force: Write the heartbeat now.
+
+        Returns whether the heartbeat was written.
         """
-        changed = status is not None and status != self.record.status
-        self.last_spend = spend
-        self.record.spend = self.base + spend
-        if status is not None:
+        with self._lock:
+            mine = self._contributors.setdefault(key, _Contributor())
+            mine.active = True
+            owned = grown = 0.0
+            for name, joules in spend.energy_j.items():
+                uid = (uids or {}).get(name, name)
+                delta = self._grow(key, mine, uid, joules)
+                grown += delta
+                if self._owner.get(uid) == key:
+                    owned += delta
+                    previous = self._energy.get(uid, (name, 0.0))[1]
+                    self._energy[uid] = (name, previous + delta)
+            for name, method in spend.methods.items():
+                known = self._methods.get(name)
+                if method is Method.UNAVAILABLE and known is not None:
+                    continue  # another meter reads it
+                self._methods[name] = (
+                    method if known is None or known is Method.UNAVAILABLE else Method.worst(known, method)
+                )
+            share = owned / grown if grown > 0 else 1.0
+            for stage, joules in spend.stage_energy_j.items():
+                delta = max(joules - mine.stages.get(stage, 0.0), 0.0)
+                mine.stages[stage] = joules
+                self._stages[stage] = self._stages.get(stage, 0.0) + delta * share
+            self._flops += max(spend.flops - mine.flops, 0.0)
+            mine.flops = max(spend.flops, mine.flops)
+            delta = self._grow(key, mine, _TIME, spend.duration_s)
+            if self._owner.get(_TIME) == key:
+                self._duration_s += delta
+            delta = self._grow(key, mine, _GPU_TIME, spend.gpu_s)
+            if self._owner.get(_GPU_TIME) == key:
+                self._gpu_s += delta
+            self._is_estimate = self._is_estimate or spend.is_estimate
+            return self._write(force=force)
+
+    def _grow(self, key: Hashable, mine: _Contributor, uid: str, value: float) -> float:
+        """Return how much ``uid`` grew for meter ``key``, and give ``key`` the counter if no active meter owns it."""
+        delta = max(value - mine.last.get(uid, 0.0), 0.0)
+        mine.last[uid] = max(value, mine.last.get(uid, 0.0))
+        owner = self._owner.get(uid)
+        if owner is None or not self._contributors[owner].active:
+            self._owner[uid] = key
+        return delta
+
+    def release(self, key: Hashable) -> None:
+        """The meter ``key`` stopped: what it contributed stays, and the counters it owned pass to the next meter."""
+        with self._lock:
+            mine = self._contributors.get(key)
+            if mine is not None:
+                mine.active = False
+            self._write(force=True)
+
+    # -- status and heartbeat ------------------------------------------------------------------------------------
+
+    def set_status(self, status: str, objective: float | None = None) -> None:
+        """Record the trial's status (and objective) and write the heartbeat now."""
+        with self._lock:
             self.record.status = status
-        if objective is not None:
-            self.record.objective = objective
-        now = self._clock()
-        due = self._last_write is None or now - self._last_write >= self.heartbeat_s
-        if not (force or changed or due):
-            return False
-        self.record.seq += 1
-        self.record.updated_at = time.time()
-        write_json_atomic(TrialRecord.path(self.sweep_dir, self.job_num), self.record.to_dict())
-        self._last_write = now
-        return True
+            if objective is not None:
+                self.record.objective = objective
+            self._write(force=True)
 
     def finish(self, status: str, objective: float | None = None) -> None:
         """Write the final record: the latest spend, the final status and the objective."""
-        self.update(self.last_spend, status=status, objective=objective, force=True)
+        self.set_status(status, objective)
+
+    def _write(self, *, force: bool) -> bool:
+        now = self._clock()
+        due = self._last_write is None or now - self._last_write >= self.heartbeat_s
+        if not (force or due):
+            return False
+        self.record.spend = self.total
+        self.record.seq += 1
+        self.record.updated_at = time.time()
+        path = TrialRecord.path(self.sweep_dir, self.job_num)
+        try:
+            write_json_atomic(path, self.record.to_dict())
+        except OSError as err:
+            # the trial goes on: its spend is still in memory and reaches the sweeper with the next good write
+            if not self._write_warned:
+                self._write_warned = True
+                warnings.warn(
+                    f"Cannot write the trial's heartbeat {path}: {err}. The sweeper bills this trial at its last "
+                    "written heartbeat until a write succeeds.",
+                    GreenAIWarning,
+                    stacklevel=3,
+                )
+            return False
+        self._last_write = now
+        return True
+
+    # -- the sweeper's signals -----------------------------------------------------------------------------------
 
     def stop_request(self) -> dict[str, Any] | None:
         """The sweeper's STOP signal (``{"policy": ..., "reason": ...}``), or ``None``."""
         path = state_dir(self.sweep_dir) / "STOP"
         if not path.exists():
             return None
-        return read_json(path) or {"policy": "graceful", "reason": "STOP file present"}
+        data = read_json(path)
+        return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP file present"}
 
     def allowance(self) -> dict[str, float] | None:
         """This trial's own spending limits, written by the sweeper before launch, or ``None``."""
         data = read_json(state_dir(self.sweep_dir) / "trials" / f"{self.job_num}.allowance.json")
-        return None if data is None else {str(k): float(v) for k, v in data.items()}
+        if not isinstance(data, dict):
+            return None
+        try:
+            return {str(k): float(v) for k, v in data.items()}
+        except (TypeError, ValueError):
+            return None
 
 
 def current_trial() -> TrialReporter | None:
-    """Return the reporter of the greenai sweep job running in this process, or ``None`` outside one."""
+    """Return the account of the greenai sweep job running in this process, or ``None`` outside one."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -105,5 +255,5 @@ def current_trial() -> TrialReporter | None:
     key = (str(cfg.sweep.dir), int(cfg.job.num))
     if key not in _REPORTERS:
         heartbeat_s = float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0))
-        _REPORTERS[key] = TrialReporter(key[0], key[1], heartbeat_s=heartbeat_s)
+        _REPORTERS[key] = TrialReporter(key[0], key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)
     return _REPORTERS[key]

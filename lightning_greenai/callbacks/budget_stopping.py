@@ -69,14 +69,17 @@ class BudgetStopping(Callback):
             return
         reporter = current_trial()
         spend, grid = self._spend(trainer)
-        found = stop_reason(reporter, spend, self.budget, grid)
+        # the sweep's signals are about the whole trial (every trainer it ran): its account's total
+        found = stop_reason(reporter, reporter.total if reporter is not None else spend, None)
+        if found is None and self.budget is not None:
+            found = stop_reason(None, spend, self.budget, grid)
         should_stop = trainer.strategy.reduce_boolean_decision(found is not None, all=False)
         if not should_stop:
             return
         if found is not None:
             self.stopping_reason, self.stopping_reason_message = found
         if reporter is not None:
-            record_stop(reporter, self.stopping_reason_message, reporter.last_spend, write=trainer.is_global_zero)
+            record_stop(reporter, self.stopping_reason_message, self.stopping_reason, write=trainer.is_global_zero)
         trainer.should_stop = True
         rank_zero_info(f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,10 +15,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.budget.files import write_json_atomic
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.distributed import gather_spend
-from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.errors import GreenAIWarning, StateWriteError
 from lightning_greenai.grid import Grid
 from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
@@ -33,6 +35,44 @@ if TYPE_CHECKING:
 __all__ = ["EnergyMonitor"]
 
 _STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
+#: The fields of each stage kept in ``price_tag.json["stages"]`` and logged as run fields.
+_STAGE_FIELDS = ("energy_kwh", "co2e_kg", "cost", "currency", "flops", "duration_s", "gpu_hours", "is_estimate")
+
+
+def _minus(total: Spend, before: Spend) -> Spend:
+    """What ``total`` adds to ``before`` (a stage's own spend, from two running totals)."""
+    energy = {k: max(v - before.energy_j.get(k, 0.0), 0.0) for k, v in total.energy_j.items()}
+    stages = {k: max(v - before.stage_energy_j.get(k, 0.0), 0.0) for k, v in total.stage_energy_j.items()}
+    return dataclasses.replace(
+        total,
+        energy_j=energy,
+        flops=max(total.flops - before.flops, 0.0),
+        duration_s=max(total.duration_s - before.duration_s, 0.0),
+        gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
+        stage_energy_j={k: v for k, v in stages.items() if v > 0},
+    )
+
+
+def _output_dir(trainer: pl.Trainer, *, collective: bool = True) -> str | None:
+    """Where the run's files go: the logger's folder; with no logger, the Hydra job's output dir if in a Hydra job.
+
+    ``trainer.log_dir`` broadcasts under DDP (every rank must call it); ``collective=False`` avoids it (teardown after
+    a failure, when another rank may be gone).
+    """
+    if trainer.loggers:
+        if collective:
+            return trainer.log_dir
+        logger = trainer.loggers[0]
+        return str(logger.log_dir or logger.save_dir or trainer.default_root_dir)
+    root = trainer.default_root_dir
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized() and os.path.abspath(root) == os.getcwd():
+            return str(HydraConfig.get().runtime.output_dir)  # not the shared cwd every trial of a sweep has
+    except ImportError:
+        pass
+    return root
 
 
 def _cuda_uuids() -> list[str] | None:
@@ -155,8 +195,17 @@ class EnergyMonitor(Callback):
         self._meter: Meter | None = None
         self._owns_sensors = sensors is None
         self._sensor_line = ""
-        self._base = Spend()  # spend of finished entry points and of a resumed checkpoint, all ranks
-        self._latest = Spend()  # the latest all-rank spend, base included
+        self._sensor_line_shown = False
+        self._restored: Spend | None = None  # a checkpoint's spend, continued only if ``fit`` resumes from it
+        self._resumed = Spend()  # the spend of the run a resumed fit continues (not metered in this process)
+        self._done = Spend()  # what this monitor metered in earlier entry points (fit, then test ...), all ranks
+        self._current = Spend()  # what the running entry point metered so far, all ranks
+        self._uids: dict[str, str] = {}  # domain name -> physical counter, for the trial's account
+        self._account_key = object()
+        self._stage_start = Spend()  # the running total when the current entry point began
+        self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
+        self._latest = Spend()  # the run's total so far: resumed + done + current
+        self._failure: str | None = None
         self._projected: Spend | None = None
         self._batches = 0
         self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
@@ -168,7 +217,7 @@ class EnergyMonitor(Callback):
 
     @property
     def spend(self) -> Spend:
-        """Everything metered so far on all ranks, including a resumed checkpoint's spend."""
+        """Everything metered so far on all ranks, plus the spend of the run a resumed ``fit`` continues."""
         return self._latest
 
     @property
@@ -184,8 +233,8 @@ class EnergyMonitor(Callback):
 
     @property
     def state_key(self) -> str:
-        """One key per configuration, so two monitors in a checkpoint do not collide."""
-        return self._generate_state_key(country=self.grid.country, region=self.grid.region)
+        """One key per configuration, so two monitors in a checkpoint do not collide (the automatic one apart)."""
+        return self._generate_state_key(country=self.grid.country, region=self.grid.region, auto=self._auto)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -219,32 +268,45 @@ class EnergyMonitor(Callback):
                 apportion_host=current_trial() is not None,
             )
             sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
-            for message in found.warnings:
-                warnings.warn(message, GreenAIWarning, stacklevel=2)
-            rank_zero_info(self._sensor_line)
+            if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
+                self._sensor_line_shown = True
+                for message in found.warnings:
+                    warnings.warn(message, GreenAIWarning, stacklevel=2)
+                rank_zero_info(self._sensor_line)
         self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False)
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:
             return
+        self._meter.set_stage(stage)  # before start: the first interval belongs to this stage
         if not self._meter.started:
+            if stage == "train" and self._restored is not None:
+                self._resumed = self._restored  # only a resumed fit continues the checkpoint's total
+            self._restored = None
+            self._stage_start = self._resumed + self._done
             self._meter.start()
             self._last_log = None
-        self._meter.set_stage(stage)
 
     def _finish(self, trainer: pl.Trainer, title: str) -> None:
-        """Take the final all-rank reading, fold it into the base, and report. Every rank calls this together."""
+        """Take the final all-rank reading, fold it into what is done, and report. Every rank calls this together."""
         if not self._active or self._meter is None or not self._meter.started:
             return
-        meter = self._meter
-        meter.stop()
-        self._latest = self._with_flops(trainer, self._base + gather_spend(meter))
-        self._report(trainer, force=True)
+        self._meter.stop()
+        self._refresh(trainer, gather_spend(self._meter, self._uids))
+        self._report(trainer, release=True)
         self._log_metrics(trainer, self._latest)
-        self._close(fold=True)
+        self._close()
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
         projected = self._projected if stopped_early else None  # a finished run's actual total replaces it
+        log_dir = _output_dir(trainer)  # a collective under DDP: every rank asks
+        if trainer.is_global_zero:
+            self._publish_tag(trainer, title, projected, log_dir)
+        self._projected = None  # the run is over: its actual total replaces the forecast
+
+    def _publish_tag(self, trainer: pl.Trainer, title: str, projected: Spend | None, log_dir: str | None) -> None:
+        """Print the stage's price tag and write every stage's into ``price_tag.json`` (rank 0)."""
         flop_monitor = self._flop_monitor(trainer)
+        stage_spend = _minus(self._latest, self._stage_start)
         tag = PriceTag(
             self._latest,
             self.grid,
@@ -253,22 +315,33 @@ class EnergyMonitor(Callback):
             title=title,
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
             extra={"timeline": [list(p) for p in self._timeline]},
+            stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
         )
         self._flops_by_phase = tag.flops_by_phase
-        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
-        if trainer.is_global_zero:
-            if log_dir is not None:
-                tag.write_json(Path(log_dir) / "price_tag.json")
-            self._log_price_tag(trainer, tag)
-            if self._verbose:
-                print(tag.to_text())
-        self._projected = None  # the run is over: its actual total replaces the forecast
+        self._tags[title] = tag.to_dict()
+        if log_dir is not None:
+            data = dict(self._tags[title])
+            data["stages"] = {k: {f: v[f] for f in _STAGE_FIELDS if f in v} for k, v in self._tags.items()}
+            try:
+                write_json_atomic(Path(log_dir) / self._tag_file(trainer), data)
+            except StateWriteError as err:
+                warnings.warn(str(err), GreenAIWarning, stacklevel=2)
+        self._log_price_tag(trainer, tag)
+        if self._verbose:
+            print(tag.to_text())
 
-    def _close(self, *, fold: bool) -> None:
+    def _tag_file(self, trainer: pl.Trainer) -> str:
+        """``price_tag.json``; a second monitor on the same trainer writes ``price_tag-1.json`` and so on."""
+        monitors = [cb for cb in trainer.callbacks if isinstance(cb, EnergyMonitor) and cb._active]  # type: ignore[attr-defined]
+        index = next((i for i, cb in enumerate(monitors) if cb is self), 0)
+        return "price_tag.json" if index == 0 else f"price_tag-{index}.json"
+
+    def _close(self) -> None:
+        """Fold the entry point's spend into what is done and release the sensors."""
         if self._meter is None:
             return
-        if fold:
-            self._base = self._latest
+        self._done = self._done + self._current
+        self._current = Spend()
         if self._owns_sensors:
             for sensor in self._meter.sensors:
                 sensor.close()
@@ -337,16 +410,29 @@ class EnergyMonitor(Callback):
         self._finish(trainer, "predict")
 
     @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+
+    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Reached with a running meter only when the run failed: keep what was measured, without collectives
-        # (another rank may be gone). Under DDP that is the latest all-rank snapshot plus nothing newer.
-        if self._meter is not None and self._meter.started:
-            self._meter.stop()
-            if trainer.world_size == 1:
-                self._latest = self._base + gather_spend(self._meter)
-            self._close(fold=True)
-        elif self._meter is not None:
-            self._close(fold=False)
+        # Reached with a running meter only when the run failed or was interrupted: keep what was measured, without
+        # collectives (another rank may be gone). Under DDP that is the latest all-rank snapshot plus nothing newer.
+        if self._meter is None or not self._meter.started:
+            if self._meter is not None and self._owns_sensors:
+                for sensor in self._meter.sensors:
+                    sensor.close()
+            self._meter = None
+            return
+        self._meter.stop()
+        if trainer.world_size == 1:
+            self._refresh(trainer, gather_spend(self._meter, self._uids), sync_flops=False)
+        self._report(trainer, release=True)
+        self._close()
+        failure = self._failure or "stopped before its end"
+        title = f"{getattr(trainer.state.fn, 'value', None) or stage} (interrupted: {failure})"
+        if trainer.is_global_zero:
+            self._publish_tag(trainer, title, None, _output_dir(trainer, collective=False))
+        self._failure = None
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -356,8 +442,9 @@ class EnergyMonitor(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._base = Spend.from_dict(state_dict["spend"])
-        self._latest = self._base
+        # Held until the entry point starts: resuming fit continues the checkpoint's total; validate, test and
+        # predict from a checkpoint (``test(ckpt_path="best")``) meter their own spend on top of this run's.
+        self._restored = Spend.from_dict(state_dict["spend"])
 
     # -- sampling and logging ----------------------------------------------------------------------------------
 
@@ -365,30 +452,45 @@ class EnergyMonitor(Callback):
         assert self._meter is not None
         self._meter.sample()
         # collectives: every rank samples at the same hooks
-        self._latest = self._with_flops(trainer, self._base + gather_spend(self._meter))
+        self._refresh(trainer, gather_spend(self._meter, self._uids))
         self._report(trainer)
         self._projected = self._project(trainer, self._latest)
         self._log_metrics(trainer, self._latest)
         return self._latest
 
-    def _report(self, trainer: pl.Trainer, force: bool = False) -> None:
-        """Inside a greenai sweep, write this trial's heartbeat (all ranks' spend, written by rank 0)."""
-        if trainer.is_global_zero:
-            reporter = current_trial()
-            if reporter is not None:
-                reporter.update(self._latest, force=force)
+    def _refresh(self, trainer: pl.Trainer, current: Spend, *, sync_flops: bool = True) -> None:
+        """Take a new all-rank reading of the running entry point."""
+        self._current = current
+        self._latest = self._with_flops(trainer, self._resumed + self._done + current, sync=sync_flops)
+
+    def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
+        """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0).
+
+        FLOPs are left to the FlopMonitor's own contribution, and a resumed checkpoint's spend to the earlier attempt's
+        record: the account bills each once.
+        """
+        if not trainer.is_global_zero:
+            return
+        reporter = current_trial()
+        if reporter is None:
+            return
+        metered = dataclasses.replace(self._done + self._current, flops=0.0)
+        reporter.contribute(self._account_key, metered, uids=self._uids, force=release)
+        if release:
+            reporter.release(self._account_key)
 
     @staticmethod
     def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:
         callbacks = trainer.callbacks  # type: ignore[attr-defined]
         return next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
 
-    def _with_flops(self, trainer: pl.Trainer, spend: Spend) -> Spend:
+    def _with_flops(self, trainer: pl.Trainer, spend: Spend, *, sync: bool = True) -> Spend:
         """Carry the training FLOPs of a FlopMonitor on the same trainer, so one spend holds energy and FLOPs."""
         flop_monitor = self._flop_monitor(trainer)
         if flop_monitor is None:
             return spend
-        flop_monitor.sync(trainer)
+        if sync:
+            flop_monitor.sync(trainer)
         return dataclasses.replace(spend, flops=flop_monitor.training_flops)
 
     def _project(self, trainer: pl.Trainer, spend: Spend) -> Spend | None:
@@ -443,13 +545,14 @@ class EnergyMonitor(Callback):
 
     @staticmethod
     def _log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:
-        """Put the final price tag in every logger's run fields (W&B config, MLflow params, hparams.yaml ...)."""
+        """Put each stage's price tag in every logger's run fields (W&B config, MLflow params, hparams.yaml ...).
+
+        Keys carry the stage (``greenai/price_tag/fit/energy_kwh``, then ``.../test/...``): a tracker that refuses
+        to change a param (MLflow) gets each once.
+        """
         data = tag.to_dict()
-        fields = {
-            f"greenai/price_tag/{k}": data[k]
-            for k in ("energy_kwh", "co2e_kg", "cost", "currency", "flops", "duration_s", "gpu_hours", "is_estimate")
-            if data.get(k) is not None
-        }
+        stage = tag.title.split(" ", 1)[0]
+        fields = {f"greenai/price_tag/{stage}/{k}": data[k] for k in _STAGE_FIELDS if data.get(k) is not None}
         for logger in trainer.loggers:
             logger.log_hyperparams(fields)
 

@@ -87,7 +87,10 @@ class FlopMonitor(Callback):
         self._log_every = log_every_n_steps
         self._prog_bar = prog_bar
         self._local = dict.fromkeys(KEYS, 0.0)  # this rank, since the last sync
-        self._base = dict.fromkeys(KEYS, 0.0)  # all ranks, synced and resumed
+        self._base = dict.fromkeys(KEYS, 0.0)  # all ranks, synced, metered in this process
+        self._resumed = dict.fromkeys(KEYS, 0.0)  # the counts of the run a resumed fit continues
+        self._restored: dict[str, float] | None = None  # a checkpoint's counts, continued only if fit resumes
+        self._account_key = object()
         self._optimizer_estimated = False
         self._warned: set[str] = set()
         self._params_key: Hashable = None
@@ -103,8 +106,8 @@ class FlopMonitor(Callback):
 
     @property
     def totals(self) -> dict[str, float]:
-        """FLOPs by ``stage/phase`` over all ranks (as of the latest sync), a resumed checkpoint's included."""
-        return {k: self._base[k] + self._local[k] for k in KEYS}
+        """FLOPs by ``stage/phase`` over all ranks (as of the latest sync), a resumed fit's checkpoint included."""
+        return {k: self._resumed[k] + self._base[k] + self._local[k] for k in KEYS}
 
     @property
     def training_flops(self) -> float:
@@ -166,6 +169,25 @@ class FlopMonitor(Callback):
                 GreenAIWarning,
                 stacklevel=2,
             )
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored is not None:
+            self._resumed = self._restored  # only a resumed fit continues the checkpoint's counts
+        self._restored = None
+
+    @override
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != "fit":
+            self._restored = None  # validate/test/predict from a checkpoint count on top of this run's
+
+    @override
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restored = None
+
+    @override
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restored = None
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -269,22 +291,33 @@ class FlopMonitor(Callback):
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(trainer)
+        if trainer.state.fn == "validate":
+            self._report(trainer, release=True)
 
     @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(trainer)
+        self._report(trainer, release=True)
 
     @override
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(trainer)
+        self._report(trainer, release=True)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync_and_log(trainer, pl_module)
+        self._report(trainer, release=True)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._steps.abort()
+        # no collectives here (another rank may be gone): rank 0 bills what was synced, and its own unsynced counts
+        if trainer.world_size == 1:
+            for key in KEYS:
+                self._base[key] += self._local[key]
+            self._local = dict.fromkeys(KEYS, 0.0)
+        self._report(trainer, release=True)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -294,8 +327,8 @@ class FlopMonitor(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._base = {k: float(state_dict["totals"].get(k, 0.0)) for k in KEYS}
-        self._local = dict.fromkeys(KEYS, 0.0)
+        # held until the entry point starts: see on_fit_start
+        self._restored = {k: float(state_dict["totals"].get(k, 0.0)) for k in KEYS}
 
     # -- syncing and logging -----------------------------------------------------------------------------------
 
@@ -333,16 +366,22 @@ class FlopMonitor(Callback):
         self._report(trainer)
         return metrics
 
-    def _report(self, trainer: pl.Trainer) -> None:
-        """In a greenai sweep with no EnergyMonitor on the trainer, write the trial's heartbeat (FLOPs only)."""
-        from lightning_greenai.budget.trial import current_trial
-        from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
+    def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
+        """In a greenai sweep, add the training FLOPs counted in this process to the trial's account (rank 0).
 
-        if not trainer.is_global_zero or any(isinstance(cb, EnergyMonitor) for cb in trainer.callbacks):  # type: ignore[attr-defined]
+        The EnergyMonitor leaves FLOPs to this contribution, so they are billed once whatever monitors run.
+        """
+        from lightning_greenai.budget.trial import current_trial
+
+        if not trainer.is_global_zero:
             return
         reporter = current_trial()
-        if reporter is not None:
-            reporter.update(self.spend, force=True)
+        if reporter is None:
+            return
+        metered = sum(self._base[k] + self._local[k] for k in _TRAINING)
+        reporter.contribute(self._account_key, Spend(flops=metered), force=release)
+        if release:
+            reporter.release(self._account_key)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

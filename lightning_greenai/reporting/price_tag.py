@@ -29,6 +29,8 @@ class PriceTag:
         title: What was metered (``"fit"``, ``"validate"``, ...).
         flops_by_phase: FLOPs by ``stage/phase`` from a :class:`~lightning_greenai.FlopMonitor`, if one ran.
         extra: More fields for the JSON.
+        stage_spend: What the last stage (``title``) spent on its own, when ``spend`` is a running total that also
+            holds earlier stages (``test`` after ``fit``).
     """
 
     spend: Spend
@@ -38,6 +40,7 @@ class PriceTag:
     title: str = "run"
     flops_by_phase: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    stage_spend: Spend | None = None
 
     @property
     def co2e_g(self) -> float | None:
@@ -89,6 +92,14 @@ class PriceTag:
                 "cost": grid.money(self.projected),
                 "duration_s": self.projected.duration_s,
             }
+        if self.stage_spend is not None:
+            stage_co2e_g = grid.co2e_g(self.stage_spend)
+            out["this_stage"] = {
+                "energy_kwh": self.stage_spend.energy_kwh,
+                "co2e_kg": None if stage_co2e_g is None else g_to_kg(stage_co2e_g),
+                "cost": grid.money(self.stage_spend),
+                "duration_s": self.stage_spend.duration_s,
+            }
         if self.flops_by_phase is not None:
             out["flops_by_phase"] = dict(self.flops_by_phase)
             out["flops_optimizer_is_estimate"] = True
@@ -114,7 +125,10 @@ class PriceTag:
             devices.append((name, method.value + mark, format_energy(spend.energy_j.get(name))))
         width = max([len(d[0]) for d in devices] + [14])
         rule = "-" * (width + 36)
-        lines = [f"lightning-greenai price tag ({self.title})", rule, f"  {'device':<{width}}  {'method':<13}  energy"]
+        heading = f"lightning-greenai price tag ({self.title})"
+        if self.stage_spend is not None:
+            heading = f"lightning-greenai price tag ({self.title}; running total of this run's stages so far)"
+        lines = [heading, rule, f"  {'device':<{width}}  {'method':<13}  energy"]
         lines.extend(f"  {n:<{width}}  {m:<13}  {e}" for n, m, e in devices)
         lines.append(rule)
 
@@ -122,6 +136,12 @@ class PriceTag:
             lines.append(f"  {label:<{width + 15}}  {value}")
 
         row("energy", format_energy(spend.total_energy_j) + est)
+        if self.stage_spend is not None:
+            stage_name, stage = self.title.split(" ", 1)[0], self.stage_spend
+            row(
+                f"  of which {stage_name}",
+                f"{format_energy(stage.total_energy_j)}{est} in {format_duration(stage.duration_s)}",
+            )
         if grid.pue != 1.0:
             facility_kwh = grid.facility_energy_kwh(spend)
             row(f"with PUE {grid.pue:g}", format_energy(None if facility_kwh is None else kwh_to_j(facility_kwh)) + est)

@@ -63,7 +63,7 @@ def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, 
     ]
     assert tag["stages_energy_kwh"]["validate"] == pytest.approx(100.0 / J_PER_KWH)
     hparams = (Path(trainer.log_dir) / "hparams.yaml").read_text()  # the price tag as run fields too
-    assert "greenai/price_tag/energy_kwh" in hparams and "greenai/price_tag/is_estimate: false" in hparams
+    assert "greenai/price_tag/fit/energy_kwh" in hparams and "greenai/price_tag/fit/is_estimate: false" in hparams
 
 
 def test_progress_bar_shows_energy(tiny_trainer, fake_clock):

@@ -77,12 +77,14 @@ def test_own_budget_outside_a_sweep(tiny_trainer, fake_clock):
     assert "energy_kwh" in stopper.stopping_reason_message
 
 
-def test_kill_policy_fails_the_trial(in_sweep_job, tiny_trainer, fake_clock):
+def test_kill_policy_aborts_the_trial_recorded_killed_not_failed(in_sweep_job, tiny_trainer, fake_clock):
     write_json_atomic(state_dir(in_sweep_job) / "STOP", {"policy": "kill", "reason": "budget reached"})
     trainer = tiny_trainer(callbacks=[monitor(fake_clock), BudgetStopping()], max_steps=20, limit_val_batches=0)
     with pytest.raises(TrialKilledError, match="stop_policy=kill"):
         trainer.fit(ClockedModel(fake_clock))
-    assert TrialRecord.load(in_sweep_job, 7).status == "failed"
+    record = TrialRecord.load(in_sweep_job, 7)
+    assert record.status == "killed"  # billed, no score, and not a failure of the sweep
+    assert record.spend.energy_j == {"gpu:0": 100.0}  # one step at 100 W before the check
 
 
 def test_bad_check_interval():

@@ -7,14 +7,14 @@ from lightning_greenai.budget.ledger import Ledger
 def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
     ledger = Ledger(tmp_path / "ledger.jsonl")
     ledger.append("header", fingerprint="abc")
-    ledger.append("launched", job=0)
+    ledger.append("launched", job=0, overrides=[])
     assert [e["event"] for e in ledger.events()] == ["header", "launched"]
     with open(ledger.path, "a") as fh:  # the sweeper died mid-write
         fh.write('{"event": "finished", "job"')
     reader = Ledger(ledger.path)
     assert [e["event"] for e in reader.events()] == ["header", "launched"]
     assert reader.truncated_tail
-    ledger.append("launched", job=1)  # a resumed sweeper ends the torn line first: no event is lost
+    ledger.append("launched", job=1, overrides=["x=1"])  # a resumed sweeper ends the torn line first: no event is lost
     events = reader.events()
     assert [e["event"] for e in events] == ["header", "launched", "launched"]
     assert events[-1]["job"] == 1
@@ -43,7 +43,8 @@ def test_admission_caps_the_batch_by_what_the_budget_can_pay_for():
     k, why = admit({"energy_kwh": 2.0}, {"energy_kwh": 3.0}, max_batch_size=8, trials_left=None)
     assert k == 0 and "not even one fits" in why
     assert admit({"wall_hours": 1.0}, {"wall_hours": 0.5}, max_batch_size=4, trials_left=None) == (4, None)
-    assert admit({}, {}, max_batch_size=None, trials_left=5) == (5, None)
+    assert admit({}, {}, max_batch_size=3, trials_left=5) == (3, None)  # never more than the launcher runs at once
+    assert admit({"wall_hours": 1.0}, {"wall_hours": None}, max_batch_size=2, trials_left=None) == (1, None)
     assert admit({"flops": 100.0}, {"flops": 1.0}, max_batch_size=4, trials_left=2) == (2, None)
 
 

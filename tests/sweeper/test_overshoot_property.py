@@ -50,7 +50,9 @@ class LockstepLauncher:
                     job["spent"] += costs[job["step"]]
                     round_j += costs[job["step"]]
                     job["step"] += 1
-                    reporter.update(Spend(energy_j={"gpu:0": job["spent"]}, methods={"gpu:0": Method.COUNTER}))
+                    reporter.contribute(
+                        "job", Spend(energy_j={"gpu:0": job["spent"]}, methods={"gpu:0": Method.COUNTER})
+                    )
             self.max_round_j = max(self.max_round_j, round_j)
             self.sweep.watchdog.check_once()
         return [

@@ -1,0 +1,112 @@
+"""What a sweep's ledger says happened: its trials, the jobs still open, and the wall time of every session.
+
+A sweep can run in several sessions (a crash, Ctrl-C or SIGTERM, then ``hydra.sweeper.resume=true``). Each session
+begins with a ``header`` or ``resumed`` event; one that ended cleanly has a ``stopped`` event, one that crashed ends
+at its last sign of life (its last event, or the last heartbeat of a trial it launched). Their wall times add up, so
+a wall-time budget counts the crashed session too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_greenai.spend import Spend
+
+__all__ = ["History", "Session", "Trial", "replay"]
+
+
+@dataclass
+class Trial:
+    """What the sweeper knows of one job."""
+
+    job_num: int
+    overrides: list[str]
+    status: str = "running"
+    objective: float | None = None
+    spend: Spend = field(default_factory=Spend)
+    error: str | None = None
+    warmup: bool = False
+    partial: bool = False
+    strategy_id: int | None = None
+    rerun_of: int | None = None
+
+    def finished_event(self) -> dict[str, Any]:
+        """The fields of this trial's ``finished`` ledger event."""
+        return {
+            "job": self.job_num,
+            "status": self.status,
+            "objective": self.objective,
+            "spend": self.spend.to_dict(),
+            "error": self.error,
+            "warmup": self.warmup,
+            "partial": self.partial,
+        }
+
+
+@dataclass
+class Session:
+    """One run of the sweeper on this sweep dir."""
+
+    start: float  # wall-clock time of its header or resumed event
+    end: float | None = None  # its stopped event; None if it crashed
+    last: float = 0.0  # its last event
+    jobs: list[int] = field(default_factory=list)
+
+    def elapsed_s(self, last_alive: Mapping[int, float]) -> float:
+        """Its wall time; a crashed session ends at its last event or the last heartbeat of a job it launched."""
+        end = self.end
+        if end is None:
+            end = max([self.last, *(last_alive.get(j, self.start) for j in self.jobs)])
+        return max(end - self.start, 0.0)
+
+
+@dataclass
+class History:
+    """The state of a sweep as its ledger left it."""
+
+    finished: dict[int, Trial]  # job number -> trial with a ``finished`` event
+    open: dict[int, Trial]  # launched, never finished: the session that ran them ended first
+    proposed: int  # jobs the strategy proposed (reruns excluded), so a resumed strategy continues its sequence
+    rerun: set[int]  # interrupted jobs a later session already ran again
+    sessions: list[Session]
+
+    def elapsed_s(self, last_alive: Mapping[int, float]) -> float:
+        """Wall time of every session (``last_alive``: job number -> its last heartbeat's time)."""
+        return sum(session.elapsed_s(last_alive) for session in self.sessions)
+
+
+def replay(events: Sequence[dict[str, Any]]) -> History:
+    """Rebuild a sweep's history from its (well-formed) ledger events."""
+    launched: dict[int, Trial] = {}
+    finished: dict[int, Trial] = {}
+    rerun: set[int] = set()
+    proposed = 0
+    sessions: list[Session] = []
+    for event in events:
+        kind, when = event["event"], float(event.get("time", 0.0))
+        if kind in ("header", "resumed") or not sessions:
+            sessions.append(Session(start=when, last=when))
+        session = sessions[-1]
+        session.last = max(session.last, when)
+        if kind == "launched":
+            job = int(event["job"])
+            launched[job] = Trial(
+                job, list(event["overrides"]), strategy_id=event.get("strategy_id"), rerun_of=event.get("rerun_of")
+            )
+            session.jobs.append(job)
+            if event.get("rerun_of") is None:
+                proposed += 1
+            else:
+                rerun.add(int(event["rerun_of"]))
+        elif kind == "finished":
+            trial = launched.get(int(event["job"]), Trial(int(event["job"]), []))
+            trial.status, trial.objective = event["status"], event.get("objective")
+            trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
+            trial.warmup, trial.partial = bool(event.get("warmup", False)), bool(event.get("partial", False))
+            finished[trial.job_num] = trial
+        elif kind == "stopped":
+            session.end = when
+    open_ = {job: trial for job, trial in launched.items() if job not in finished}
+    return History(finished, open_, proposed, rerun, sessions)
