@@ -128,6 +128,7 @@ class Meter:
                 from lightning_greenai.budget.trial import current_trial
 
                 self._reporter = current_trial()
+                self._heartbeat()  # claims its counters in the trial's account from the start
             return self
 
     def _reset(self) -> None:
@@ -204,7 +205,7 @@ class Meter:
         found = stop_reason(self._reporter, self._reporter.total, None)
         if found is None:
             return False
-        record_stop(self._reporter, found[1])
+        record_stop(self._reporter, found[1], found[0])
         return True
 
     def add_flops(self, flops: float) -> None:

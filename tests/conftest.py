@@ -3,8 +3,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.demos.boring_classes import BoringModel
+from omegaconf import OmegaConf
 
+from lightning_greenai.budget import trial as trial_module
 from lightning_greenai.sensors.fake import FakeClock
 
 
@@ -57,3 +61,25 @@ def tiny_trainer(tmp_path):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def in_sweep_job(tmp_path, monkeypatch):
+    """Make this process look like job 7 of a greenai sweep in tmp_path (what run_job sets up in a real job)."""
+    cfg = OmegaConf.create(
+        {
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "sweeper": {
+                    "_target_": "hydra_plugins.greenai_sweeper.greenai_sweeper.GreenAISweeper",
+                    "heartbeat_s": 0.0,
+                },
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"num": 7},
+            }
+        }
+    )
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: cfg.hydra))
+    monkeypatch.setattr(trial_module, "_REPORTERS", {})
+    return tmp_path

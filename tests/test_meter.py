@@ -92,3 +92,21 @@ def test_flops_are_carried_in_the_spend():
     meter = Meter([]).start()
     meter.add_flops(4096)
     assert meter.stop().flops == 4096
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_one_nan_or_inf_reading_is_discarded_with_a_warning_not_kept(bad):
+    meter = Meter([FakeSensor("gpu:0", [10.0, 15.0, bad, 20.0, 26.0])]).start()
+    meter.sample()
+    with pytest.warns(GreenAIWarning, match=rf"'gpu:0' returned {bad}; the reading is discarded"):
+        meter.sample()
+    meter.sample()  # the next good reading covers the interval
+    spend = meter.stop()  # and the sensor stays trusted: no estimate, no second warning
+    assert spend.energy_j == {"gpu:0": 16.0}
+    assert spend.methods["gpu:0"] is Method.COUNTER
+
+
+@pytest.mark.parametrize("flops", [-1.0, float("nan"), float("inf"), "12"])
+def test_add_flops_refuses_what_is_not_a_count(flops):
+    with pytest.raises(ValueError, match="`flops` must be a finite number >= 0"):
+        Meter([]).add_flops(flops)

@@ -42,7 +42,7 @@ from lightning_greenai.budget.strategies import (
     make_strategy,
     parse_overrides,
 )
-from lightning_greenai.budget.task import TaskWrapper
+from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
 from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
@@ -62,14 +62,6 @@ _MEASURED_BY = {
     "flops": "a FlopMonitor on the Trainer (or Meter.count_flops / Meter.add_flops in a plain loop)",
     "gpu_hours": "an EnergyMonitor on a Trainer that runs on GPUs",
 }
-
-
-class SweepInterrupted(BaseException):
-    """The sweep was interrupted (SIGTERM to the sweeper); raised in its main thread like ``KeyboardInterrupt``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
@@ -671,10 +663,12 @@ class BudgetSweep:
         if self.report:
             print(to_text(summary))
             try:
-                plots = write_plots(summary, sweep_dir / "greenai_report")
+                plots = write_plots(summary, sweep_dir / "greenai_report", within=sweep_dir)
                 print("[greenai] plots: " + ", ".join(str(p) for p in plots))
             except ImportError:
                 print("[greenai] plots need matplotlib: pip install matplotlib")
+            except ValueError as err:
+                print(f"[greenai] no plots: {err}")
         logger_cfg = self.config.get("logger") if self.config is not None else None
         if self.log_curves and logger_cfg is not None and "_target_" in logger_cfg:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +11,17 @@ from lightning_greenai.budget.objective import ObjectiveError, extract_objective
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.errors import TrialKilledError
 
-__all__ = ["TaskWrapper"]
+__all__ = ["SweepInterrupted", "TaskWrapper"]
 
 log = logging.getLogger(__name__)
+
+
+class SweepInterrupted(BaseException):
+    """The sweep was interrupted (SIGTERM to the sweeper); raised in its main thread like ``KeyboardInterrupt``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class TaskWrapper:
@@ -45,7 +54,7 @@ class TaskWrapper:
         except TrialKilledError:
             reporter.finish("killed")
             raise
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, SweepInterrupted):
             reporter.finish("interrupted")
             raise
         except BaseException:

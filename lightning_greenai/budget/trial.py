@@ -99,7 +99,7 @@ class TrialReporter:
                 flops=self._flops,
                 duration_s=self._duration_s,
                 gpu_s=self._gpu_s,
-                is_estimate=self._is_estimate,
+                is_estimate=self._is_estimate or any(m.is_estimate for m in self._methods.values()),
                 stage_energy_j=dict(self._stages),
             )
 

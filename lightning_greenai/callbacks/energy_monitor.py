@@ -205,7 +205,6 @@ class EnergyMonitor(Callback):
         self._stage_start = Spend()  # the running total when the current entry point began
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
         self._latest = Spend()  # the run's total so far: resumed + done + current
-        self._failure: str | None = None
         self._projected: Spend | None = None
         self._batches = 0
         self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
@@ -286,6 +285,7 @@ class EnergyMonitor(Callback):
             self._stage_start = self._resumed + self._done
             self._meter.start()
             self._last_log = None
+            self._claim(trainer)
 
     def _finish(self, trainer: pl.Trainer, title: str) -> None:
         """Take the final all-rank reading, fold it into what is done, and report. Every rank calls this together."""
@@ -411,28 +411,27 @@ class EnergyMonitor(Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Reached with a running meter only when the run failed or was interrupted: keep what was measured, without
-        # collectives (another rank may be gone). Under DDP that is the latest all-rank snapshot plus nothing newer.
-        if self._meter is None or not self._meter.started:
-            if self._meter is not None and self._owns_sensors:
-                for sensor in self._meter.sensors:
-                    sensor.close()
-            self._meter = None
+        # The run failed or was interrupted (Ctrl-C, SIGTERM): keep what was measured, bill it, and print the price
+        # tag so far, without collectives (another rank may be gone): under DDP that is the latest all-rank snapshot.
+        if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
         if trainer.world_size == 1:
             self._refresh(trainer, gather_spend(self._meter, self._uids), sync_flops=False)
         self._report(trainer, release=True)
         self._close()
-        failure = self._failure or "stopped before its end"
-        title = f"{getattr(trainer.state.fn, 'value', None) or stage} (interrupted: {failure})"
+        failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+        title = f"{getattr(trainer.state.fn, 'value', None) or 'run'} (interrupted: {failure})"
         if trainer.is_global_zero:
             self._publish_tag(trainer, title, None, _output_dir(trainer, collective=False))
-        self._failure = None
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._meter is not None:  # set up but never started (the run ended before its first hook)
+            if self._owns_sensors:
+                for sensor in self._meter.sensors:
+                    sensor.close()
+            self._meter = None
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -462,6 +461,16 @@ class EnergyMonitor(Callback):
         """Take a new all-rank reading of the running entry point."""
         self._current = current
         self._latest = self._with_flops(trainer, self._resumed + self._done + current, sync=sync_flops)
+
+    def _claim(self, trainer: pl.Trainer) -> None:
+        """In a sweep, take this process's counters in the trial's account now, before a meter started later does."""
+        reporter = current_trial() if trainer.is_global_zero and self._meter is not None else None
+        if reporter is None or self._meter is None:
+            return
+        local = self._meter.domain_uids()
+        self._uids.update({name: uid for name, uid in local.items() if name not in self._uids})
+        zeros = Spend(energy_j=dict.fromkeys(local, 0.0))
+        reporter.contribute(self._account_key, dataclasses.replace(zeros + self._done, flops=0.0), uids=self._uids)
 
     def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
         """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0).

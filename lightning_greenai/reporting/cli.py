@@ -86,9 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(to_text(summary))
             if not args.no_plots:
                 try:
-                    paths = write_plots(summary, args.plots or args.path / "greenai_report")
+                    if args.plots is not None:
+                        paths = write_plots(summary, args.plots)
+                    else:
+                        paths = write_plots(summary, args.path / "greenai_report", within=args.path)
                 except ImportError:
                     print("greenai: plots need matplotlib: pip install matplotlib", file=sys.stderr)
+                except ValueError as err:
+                    print(f"greenai: {err}", file=sys.stderr)
+                    return 2
                 else:
                     if not args.json:
                         print("plots: " + ", ".join(str(p) for p in paths))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +104,28 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     return f"{para}\n\n{table}\n"
 
 
-def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path) -> list[Path]:
-    """Write the PNG plots into ``out_dir`` and return their paths (needs matplotlib: pip install matplotlib)."""
+def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, within: Path | None = None) -> list[Path]:
+    """Write the PNG plots into ``out_dir`` and return their paths (needs matplotlib: pip install matplotlib).
+
+    With ``within``, ``out_dir`` must be inside that folder once symlinks are resolved (a report never writes outside
+    the folder it was given); a file is never written through a symlink (each plot replaces the path itself).
+
+    Raises:
+        ValueError: ``out_dir`` leads outside ``within``.
+    """
+    out = Path(out_dir)
+    if within is not None:
+        root, target = within.resolve(), out.resolve()
+        if out.is_symlink() or (target != root and root not in target.parents):
+            raise ValueError(
+                f"Refusing to write plots to {out}: it leads outside {within} ({target}). Remove the link, or name a "
+                "folder with --plots."
+            )
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [_plot_devices(plt, summary.spend, out / "energy_by_device.png")]
     if isinstance(summary, SweepSummary):
@@ -127,10 +142,15 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path) -> list
 
 
 def save_figure(plt: Any, fig: Any, path: Path) -> Path:
-    """Lay out, save as PNG (120 dpi) and close a figure."""
+    """Lay out, save as PNG (120 dpi) and close a figure; the file replaces ``path`` (never written through a link)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_greenai.budget.evp import expected_max_curve
-from lightning_greenai.budget.files import STATE_DIR
+from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
@@ -94,12 +94,8 @@ class SweepSummary:
         return sum((Spend.from_dict(t.get("spend", {})) for t in self.trials), Spend())
 
     def scores(self) -> list[float]:
-        """Objectives of trials that produced one (completed or budget-stopped)."""
-        return [
-            float(t["objective"])
-            for t in self.trials
-            if t.get("objective") is not None and t.get("status") in ("completed", "budget_stopped")
-        ]
+        """Objectives of trials that may rank (completed, or stopped at their own allowance; see ``is_scored``)."""
+        return [float(t["objective"]) for t in self.trials if _ranked(t)]
 
     def curve(self) -> list[dict[str, Any]]:
         """Best score so far against cumulative spend, in launch order (valid for any strategy)."""
@@ -109,7 +105,7 @@ class SweepSummary:
         for t in self.trials:
             cumulative = cumulative + Spend.from_dict(t.get("spend", {}))
             objective = t.get("objective")
-            if objective is not None and t.get("status") in ("completed", "budget_stopped"):
+            if _ranked(t):
                 best = objective if best is None else better(best, objective)
             co2e_g = grid.co2e_g(cumulative)
             rows.append(
@@ -132,7 +128,7 @@ class SweepSummary:
         scores = self.scores()
         if not scores:
             return []
-        trials = [t for t in self.trials if t.get("objective") is not None]
+        trials = [t for t in self.trials if _ranked(t)]
         spends = [Spend.from_dict(t.get("spend", {})) for t in trials]
         mean_kwh = sum((s.energy_kwh or 0.0) for s in spends) / len(spends)
         mean_flops = sum(s.flops for s in spends) / len(spends)
@@ -155,6 +151,10 @@ class SweepSummary:
             if mean_money is not None:
                 row["money"] = n * mean_money
         return rows
+
+
+def _ranked(trial: dict[str, Any]) -> bool:
+    return trial.get("objective") is not None and is_scored(trial.get("status"), bool(trial.get("partial", False)))
 
 
 def load(path: str | Path) -> RunSummary | SweepSummary:
@@ -186,8 +186,7 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
 def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
     events = ledger.events()
     notes = []
-    if ledger.corrupt_lines:
-        notes.append(f"skipped {len(ledger.corrupt_lines)} unreadable ledger line(s): {ledger.corrupt_lines}")
+    notes.extend(ledger.notes)  # each damaged line: where, and what is wrong with it
     if ledger.truncated_tail:
         notes.append("the ledger's last line is incomplete (the sweep was killed mid-write); it was skipped")
     header = next((e for e in events if e.get("event") == "header"), {})

@@ -246,3 +246,102 @@ def test_discovery_line_is_logged_once(tiny_trainer, fake_clock, tmp_path, caplo
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lightning-greenai sensors:")]
     assert len(lines) == 1
     assert "cpu:estimate (estimate)" in lines[0]
+
+
+def test_a_fit_that_raises_still_prints_and_writes_its_price_tag(tiny_trainer, fake_clock, tmp_path, capsys):
+    class Crashes(ClockedModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 3:
+                raise RuntimeError("out of memory")
+            return super().training_step(batch, batch_idx)
+
+    mon = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], logger=CSVLogger(tmp_path), max_steps=10)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.fit(Crashes(fake_clock))
+    assert mon.spend.energy_j == {"gpu:0": 300.0}  # the three steps that ran
+    out = capsys.readouterr().out
+    assert "price tag (fit (interrupted: RuntimeError: out of memory))" in out
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    assert tag["energy_kwh"] == pytest.approx(300.0 / J_PER_KWH)
+    assert tag["title"].startswith("fit (interrupted")
+
+
+def test_a_validate_only_run_has_no_train_stage(tiny_trainer, fake_clock):
+    mon = monitor(fake_clock)
+    tiny_trainer(callbacks=[mon]).validate(ClockedModel(fake_clock))
+    assert mon.spend.stage_energy_j == {"validate": 100.0}
+
+
+def test_a_predict_only_run_has_no_train_stage(tiny_trainer, fake_clock):
+    class Predicts(ClockedModel):
+        def predict_step(self, batch, batch_idx):
+            self.clock.advance(0.5)
+            return super().predict_step(batch, batch_idx)
+
+    mon = monitor(fake_clock)
+    tiny_trainer(callbacks=[mon], limit_predict_batches=2).predict(Predicts(fake_clock))
+    assert mon.spend.stage_energy_j == {"predict": 100.0}
+
+
+def test_two_monitors_write_two_price_tags(tiny_trainer, fake_clock, tmp_path):
+    de, fr = (
+        monitor(fake_clock),
+        EnergyMonitor(
+            country="FR",
+            sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
+            clock=fake_clock,
+            verbose=False,
+        ),
+    )
+    trainer = tiny_trainer(callbacks=[de, fr], logger=CSVLogger(tmp_path))
+    trainer.fit(ClockedModel(fake_clock))
+    tags = {p.name: json.loads(p.read_text()) for p in Path(trainer.log_dir).glob("price_tag*.json")}
+    assert sorted(tags) == ["price_tag-1.json", "price_tag.json"]
+    assert tags["price_tag.json"]["grid"]["country"] == "DE"
+    assert tags["price_tag-1.json"]["grid"]["country"] == "FR"
+
+
+def test_the_sensor_line_is_shown_once_for_fit_validate_and_test(
+    tiny_trainer, fake_clock, tmp_path, caplog, monkeypatch
+):
+    mon = EnergyMonitor(
+        rapl_root=make_rapl_tree(tmp_path / "powercap", [1_000_000]), nvml=None, clock=fake_clock, verbose=False
+    )
+    trainer = tiny_trainer(callbacks=[mon], limit_test_batches=1)
+    model = ClockedModel(fake_clock)
+    with caplog.at_level("INFO"):
+        trainer.fit(model)
+        trainer.validate(model)
+        trainer.test(model)
+    assert sum("sensors:" in r.getMessage() or "RAPL" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_lightning_greenai_env_with_the_users_own_default_monitor(monkeypatch, tiny_trainer, fake_clock):
+    monkeypatch.setenv(ENV_VAR, "1")
+    mine = EnergyMonitor(
+        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock, verbose=False
+    )
+    trainer = tiny_trainer(callbacks=[mine], max_steps=2, limit_val_batches=0, enable_checkpointing=True)
+    trainer.fit(ClockedModel(fake_clock))  # no "more than one stateful callback" error: the auto one is keyed apart
+    assert mine.spend.energy_j == {"gpu:0": 200.0}
+    assert sum(isinstance(cb, EnergyMonitor) for cb in trainer.callbacks) == 2
+
+
+def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
+    in_sweep_job, tiny_trainer, fake_clock, tmp_path, monkeypatch
+):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "multirun" / "7"
+    cfg = HydraConfig.get()
+    OmegaConf.update(cfg, "runtime", {"output_dir": str(out)}, force_add=True)
+    monkeypatch.chdir(tmp_path)
+    mon = monitor(fake_clock)
+    L.Trainer(
+        callbacks=[mon], logger=False, max_steps=2, limit_val_batches=0, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
+    ).fit(ClockedModel(fake_clock))  # fmt: skip
+    assert (out / "price_tag.json").exists()
+    assert not (tmp_path / "price_tag.json").exists()

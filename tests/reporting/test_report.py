@@ -71,7 +71,7 @@ def test_corrupt_ledger_line_and_a_running_sweep_still_report(sweep_dir, capsys)
     ledger.write_text("\n".join(lines) + '\n{"event": "launched", "job": 99')
     assert main(["report", str(sweep_dir), "--no-plots"]) == 0
     out = capsys.readouterr().out
-    assert "skipped 1 unreadable ledger line" in out
+    assert "ledger line 4 skipped: not valid JSON" in out
     assert "incomplete" in out
     assert "still running or was interrupted" in out
 

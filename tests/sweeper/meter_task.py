@@ -1,11 +1,15 @@
 """A synthetic Hydra task with a known cost, metered by a plain Meter: used by the sweeper tests.
 
-Each trial runs ``steps`` steps of ``joules_per_step`` J (a fake counter), sleeping ``step_s`` per step, and returns
-``{"objective": -(x - 3)^2}``. ``crash_at`` kills the process (os._exit) at that step of the trial with
-``x == crash_x`` (once only if ``crash_once_file`` is set); ``fail`` raises; ``bad_objective`` returns a string.
+Each trial runs ``blocks`` Meter blocks (pretrain, finetune ...) of ``steps`` steps of ``joules_per_step`` J each (a
+fake counter), sleeping ``step_s`` per step, and returns ``{"objective": -(x - 3)^2}``. At step ``crash_at`` of the
+trial with ``x == crash_x`` (once only if ``crash_once_file`` is set) it dies as ``crash_mode`` says: ``exit``
+(os._exit, a SIGKILL-like death), ``sysexit`` (SystemExit, as Lightning turns SIGTERM into), ``sigterm`` or
+``sigint`` (a real signal to its own process). ``fail`` raises; ``bad_objective`` returns a string; ``score``
+replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no energy.
 """
 
 import os
+import signal
 import time
 
 import hydra
@@ -15,27 +19,42 @@ from lightning_greenai import Meter
 from lightning_greenai.sensors.fake import FakeSensor
 
 
+def crash(cfg: DictConfig) -> None:
+    once = cfg.crash_once_file
+    if once is not None and os.path.exists(once):
+        return
+    if once is not None:
+        open(once, "w").close()
+    if cfg.crash_mode == "exit":
+        os._exit(17)
+    if cfg.crash_mode == "sysexit":
+        raise SystemExit(None)
+    os.kill(os.getpid(), signal.SIGTERM if cfg.crash_mode == "sigterm" else signal.SIGINT)
+    time.sleep(5.0)  # the signal arrives here
+
+
 @hydra.main(version_base="1.3", config_path=".", config_name="meter_task")
 def main(cfg: DictConfig) -> dict:
-    energy = {"j": 0.0}
-    with Meter([FakeSensor("gpu:0", lambda: energy["j"])]) as meter:
-        for step in range(cfg.steps):
-            if meter.should_stop():
-                break
-            if cfg.crash_at is not None and step == cfg.crash_at and cfg.x == cfg.crash_x:
-                once = cfg.crash_once_file
-                if once is None or not os.path.exists(once):
-                    if once is not None:
-                        open(once, "w").close()
-                    os._exit(17)
-            energy["j"] += cfg.joules_per_step
-            meter.add_flops(cfg.flops_per_step)
-            time.sleep(cfg.step_s)
-            meter.sample()
+    step = 0
+    for _ in range(cfg.blocks):
+        energy = {"j": 0.0}
+        sensors = [FakeSensor("gpu:0", lambda e=energy: e["j"])] if cfg.sensor == "fake" else []
+        with Meter(sensors) as meter:
+            for step in range(cfg.steps):
+                if meter.should_stop():
+                    break
+                if cfg.crash_at is not None and step == cfg.crash_at and cfg.x == cfg.crash_x:
+                    crash(cfg)
+                energy["j"] += cfg.joules_per_step
+                meter.add_flops(cfg.flops_per_step)
+                time.sleep(cfg.step_s)
+                meter.sample()
     if cfg.fail:
         raise RuntimeError("this trial was asked to fail")
     if cfg.bad_objective:
         return {"objective": "not a number"}
+    if cfg.score is not None and cfg.x == cfg.crash_x:
+        return {"objective": float(cfg.score)}
     return {"objective": -((cfg.x - 3.0) ** 2), "steps": step + 1}
 
 

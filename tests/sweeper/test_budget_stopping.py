@@ -1,39 +1,13 @@
 """BudgetStopping inside a (simulated) sweep job: STOP signal, trial allowance, own budget, kill policy."""
 
 import pytest
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetStopping, EnergyMonitor
-from lightning_greenai.budget import trial as trial_module
 from lightning_greenai.budget.files import TrialRecord, state_dir, write_json_atomic
 from lightning_greenai.budget.stopping import BudgetStoppingReason
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from tests.conftest import ClockedModel
-
-
-@pytest.fixture
-def in_sweep_job(tmp_path, monkeypatch):
-    """Make this process look like job 7 of a greenai sweep in tmp_path (what run_job sets up in a real job)."""
-    cfg = OmegaConf.create(
-        {
-            "hydra": {
-                "mode": RunMode.MULTIRUN,
-                "sweeper": {
-                    "_target_": "hydra_plugins.greenai_sweeper.greenai_sweeper.GreenAISweeper",
-                    "heartbeat_s": 0.0,
-                },
-                "sweep": {"dir": str(tmp_path)},
-                "job": {"num": 7},
-            }
-        }
-    )
-    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
-    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: cfg.hydra))
-    monkeypatch.setattr(trial_module, "_REPORTERS", {})
-    return tmp_path
 
 
 def monitor(clock, power_w=100.0):

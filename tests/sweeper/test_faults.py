@@ -1,0 +1,449 @@
+"""The books under faults, end to end: real Hydra multiruns of a task whose trials cost an exact number of joules.
+
+Every test checks the invariant ledger = report = printed: the sum of the ledger's finished trials is the report's
+spend, whatever killed, stopped, resumed or damaged the sweep.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lightning_greenai import Spend
+from lightning_greenai.budget.files import TrialRecord, write_json_atomic
+from lightning_greenai.budget.ledger import Ledger
+from tests.sweeper.test_sweeper import GRID, ROOT, TASK, report, run
+
+
+def finished(sweep_dir: Path) -> dict[int, dict]:
+    return {e["job"]: e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "finished"}
+
+
+def assert_books_balance(sweep_dir: Path, printed: str | None = None) -> dict:
+    """ledger = budget_report.json = printed: the one invariant every fault must keep."""
+    ledger = sum((Spend.from_dict(e["spend"]) for e in finished(sweep_dir).values()), Spend())
+    rep = report(sweep_dir)
+    assert rep["spend"]["energy_j"] == pytest.approx(ledger.energy_j)
+    assert rep["trials"] == len(finished(sweep_dir))
+    if printed is not None and ledger.total_energy_j:
+        shown = re.search(r"^  energy\s+([0-9.]+) J", printed, re.MULTILINE)
+        assert shown is not None, printed[-2000:]
+        assert float(shown.group(1)) == pytest.approx(ledger.total_energy_j, abs=0.051)
+    return rep
+
+
+def popen(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(TASK), "-m", f"hydra.sweep.dir={sweep_dir}", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=sweep_dir.parent,
+    )
+
+
+def wait_for(predicate, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# -- one account per trial ------------------------------------------------------------------------------------------
+
+
+def test_a_trial_that_meters_twice_is_billed_for_both(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir, GRID, "blocks=2", "hydra.sweeper.budget.energy_kwh=20 J", "hydra.sweeper.prior_cost.energy_kwh=6 J"
+    )
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    assert rep["trials_by_status"] == {"completed": 3}  # floor(20 J / (2 blocks x 3 J))
+    assert rep["spend"]["energy_j"] == {"gpu:0": pytest.approx(18.0)}
+
+
+def test_heartbeats_left_in_a_reused_sweep_dir_never_bill_a_new_trial(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    for job in range(10):  # an earlier sweep's files, its ledger deleted
+        old = TrialRecord(job_num=job, spend=Spend(energy_j={"gpu:0": 10.0}))
+        write_json_atomic(TrialRecord.path(sweep_dir, job), old.to_dict())
+    run(sweep_dir, "x=0,1,2", "hydra.sweeper.budget.energy_kwh=1 kWh")
+    assert {e["spend"]["energy_j"]["gpu:0"] for e in finished(sweep_dir).values()} == {3.0}
+    assert_books_balance(sweep_dir)
+
+
+# -- stop and admission ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "crossing", "exit_code"),
+    [("graceful", "budget_stopped", 0), ("finish", "completed", 0), ("kill", "killed", 0)],
+)
+def test_queued_trials_never_start_after_the_budget_is_spent(tmp_path, policy, crossing, exit_code):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir,
+        "x=0,1,2,3,4",
+        "steps=6",
+        "joules_per_step=0.5",
+        "step_s=0.15",
+        "hydra.sweeper.max_batch_size=5",  # more than the basic launcher runs at once: four wait in its queue
+        "hydra.sweeper.budget.energy_kwh=10 J",
+        "hydra.sweeper.prior_cost.energy_kwh=1 J",
+        f"hydra.sweeper.stop_policy={policy}",
+        check=False,
+    )
+    assert proc.returncode == exit_code, proc.stderr[-3000:]
+    jobs = finished(sweep_dir)
+    assert [jobs[j]["status"] for j in range(3)] == ["completed"] * 3  # 9 J
+    assert jobs[3]["status"] == crossing  # crosses 10 J
+    assert jobs[4]["status"] == "not_started" and jobs[4]["objective"] is None
+    assert jobs[4]["spend"]["energy_j"] == {}
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    if policy != "finish":  # within one step of the one trial in flight
+        assert rep["spend"]["energy_j"]["gpu:0"] <= 10.0 + 2 * 0.5
+    # x=3 scores best: ranked only if it ran to its end (finish); a trial stopped part-way never ranks
+    assert rep["best"]["job"] == (3 if policy == "finish" else 2)
+
+
+def test_batches_default_to_the_launchers_parallelism(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=10 J", "hydra.sweeper.prior_cost.energy_kwh=1 J")
+    events = [e["event"] for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events()]
+    body = [e for e in events if e in ("launched", "finished")]
+    assert body == ["launched", "finished"] * (len(body) // 2)  # the basic launcher: one at a time
+    rep = report(sweep_dir)
+    assert rep["max_batch_size"] == 1
+    assert rep["trials_by_status"] == {"completed": 3}  # 3 x 3 J; a fourth would cross 10 J
+
+
+def test_a_wall_time_budget_with_random_search_and_no_max_trials_ends(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    started = time.monotonic()
+    proc = run(
+        sweep_dir,
+        "x=interval(0,6)",
+        "hydra.sweeper.strategy=random",
+        "steps=4",
+        "step_s=0.25",
+        "hydra.sweeper.budget.wall_hours=4 s",
+    )
+    assert time.monotonic() - started < 60
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    # in-flight time is not counted twice: the 1 s trials run until the 4 s are nearly spent
+    assert rep["trials_by_status"].get("completed", 0) >= 2
+    assert 3.0 <= rep["wall_s"] <= 4.0 + 1.5
+
+
+def test_a_budget_that_trials_do_not_measure_is_an_error_after_the_first_trial(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, GRID, "sensor=none", "hydra.sweeper.budget.energy_kwh=30 J", check=False)
+    assert proc.returncode != 0
+    assert "budget `energy_kwh` is not measured: 1 trial(s) finished and none reported it" in proc.stderr
+    assert "Attach an EnergyMonitor" in proc.stderr
+    assert report(sweep_dir)["trials"] == 1
+
+
+def test_money_from_an_instance_price_is_one_number_everywhere(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir,
+        "x=0,1,2",
+        "step_s=0.1",
+        "hydra.sweeper.grid.country=FR",
+        "hydra.sweeper.grid.instance_price_per_h=36",
+        "hydra.sweeper.grid.price_per_kwh=0.2",
+        "hydra.sweeper.grid.currency=EUR",
+        "hydra.sweeper.budget.money=1000 EUR",
+    )
+    money = report(sweep_dir)["money"]
+    printed = re.search(r"^  cost\s+([0-9.e-]+) EUR", proc.stdout, re.MULTILINE)
+    assert printed is not None and float(printed.group(1)) == pytest.approx(money, rel=1e-3)
+    cli = subprocess.run(
+        [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir), "--json", "--no-plots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert json.loads(cli.stdout)["price_tag"]["cost"] == pytest.approx(money)
+    durations = sum(Spend.from_dict(e["spend"]).duration_s for e in finished(sweep_dir).values())
+    assert money == pytest.approx(durations / 3600 * 36 + 9 / 3.6e6 * 0.2)  # each trial's metered hours
+
+
+# -- kills, signals, resume -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [("sysexit", 1), ("sigterm", 143), ("sigint", 130)],
+    ids=["SystemExit-in-a-trial", "SIGTERM", "Ctrl-C"],
+)
+def test_an_interrupted_sweep_records_every_trial_reports_and_resumes(tmp_path, mode, code):
+    common = (GRID, "hydra.sweeper.budget.energy_kwh=20 J", "hydra.sweeper.prior_cost.energy_kwh=3 J")
+    whole = tmp_path / "whole"
+    run(whole, *common)
+    sweep_dir = tmp_path / "sweep"
+    crash = ("crash_at=1", "crash_x=2", f"crash_mode={mode}", f"crash_once_file={tmp_path / 'once'}")
+    proc = run(sweep_dir, *common, *crash, check=False)
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "hydra.sweeper.resume=true" in proc.stdout
+    jobs = finished(sweep_dir)
+    assert [jobs[j]["status"] for j in (0, 1)] == ["completed", "completed"]
+    assert jobs[2]["status"] == "interrupted" and jobs[2]["spend"]["energy_j"]["gpu:0"] == pytest.approx(1.0)
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    assert rep["stop_reason"].startswith("interrupted")
+    resumed = run(sweep_dir, *common, *crash, "hydra.sweeper.resume=true")
+    assert "running again: jobs [2]" in resumed.stdout
+    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    assert rep["trials_by_status"] == {"completed": 6, "interrupted": 1}
+    # the interrupted attempt's 1 J is spent too: one trial fewer than the uninterrupted sweep's
+    assert report(whole)["trials_by_status"] == {"completed": 6}
+    assert rep["spend"]["energy_j"]["gpu:0"] == pytest.approx(19.0)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("after_s", [0.8, 2.1])
+def test_a_signal_at_any_moment_keeps_the_books_and_a_resume_completes_them(tmp_path, sig, after_s):
+    common = (
+        GRID,
+        "steps=3",
+        "step_s=0.1",
+        "hydra.sweeper.budget.energy_kwh=20 J",
+        "hydra.sweeper.prior_cost.energy_kwh=3 J",
+    )
+    sweep_dir = tmp_path / "sweep"
+    proc = popen(sweep_dir, *common)
+    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists())
+    time.sleep(after_s)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -9
+    else:
+        assert proc.returncode in (0, 128 + sig), err[-3000:]  # 0: it had already finished
+        assert_books_balance(sweep_dir, out)
+    resumed = run(sweep_dir, *common, "hydra.sweeper.resume=true")
+    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    assert rep["trials_by_status"].get("completed", 0) + rep["trials_by_status"].get("interrupted", 0) >= 6
+    assert rep["spend"]["energy_j"]["gpu:0"] <= 20.0 + 1.0
+
+
+def test_a_second_sweeper_on_the_same_dir_is_refused(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    first = popen(sweep_dir, "x=0,1,2", "step_s=0.3", "hydra.sweeper.budget.energy_kwh=1 kWh")
+    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists())
+    second = run(
+        sweep_dir,
+        "x=0,1,2",
+        "step_s=0.3",
+        "hydra.sweeper.budget.energy_kwh=1 kWh",
+        "hydra.sweeper.resume=true",
+        check=False,
+    )
+    assert second.returncode != 0
+    assert "Another sweeper (pid" in second.stderr and "is running on" in second.stderr
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err[-3000:]
+    rep = assert_books_balance(sweep_dir, out)
+    assert rep["trials_by_status"] == {"completed": 3}
+    assert sorted(finished(sweep_dir)) == [0, 1, 2]
+
+
+def test_resume_never_reruns_a_trial_whose_final_record_is_on_disk(tmp_path):
+    common = (GRID, "hydra.sweeper.budget.energy_kwh=20 J", "hydra.sweeper.prior_cost.energy_kwh=3 J")
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, *common)
+    before = report(sweep_dir)
+    ledger = sweep_dir / ".greenai" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    # the sweeper died right after the last trial wrote its final record, before the ledger heard of it
+    last_finished = max(i for i, line in enumerate(lines) if '"event": "finished"' in line)
+    ledger.write_text("".join(lines[:last_finished]))
+    resumed = run(sweep_dir, *common, "hydra.sweeper.resume=true")
+    assert "recovered from their records: jobs [5]" in resumed.stdout
+    after = assert_books_balance(sweep_dir, resumed.stdout)
+    assert after["trials_by_status"] == before["trials_by_status"] == {"completed": 6}
+    assert after["spend"] == before["spend"]
+
+
+def test_a_resume_with_the_budget_in_other_units_is_the_same_budget(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=100 J", "hydra.sweeper.max_trials=2")
+    resumed = run(
+        sweep_dir,
+        GRID,
+        "hydra.sweeper.budget.energy_kwh=0.1 kJ",
+        "hydra.sweeper.max_trials=2",
+        "hydra.sweeper.resume=true",
+    )
+    assert "resuming" in resumed.stdout
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [("x=interval(0,1)", "The grid strategy needs discrete values"), ("nokey=1,2", "nokey")],
+)
+def test_a_bad_search_space_never_writes_the_ledger(tmp_path, space, message):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, space, check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
+    common = (GRID, "steps=2", "step_s=0.5", "hydra.sweeper.budget.wall_hours=8 s")
+    sweep_dir = tmp_path / "sweep"
+    crash = ("crash_at=0", "crash_x=3", "crash_mode=exit", f"crash_once_file={tmp_path / 'once'}")
+    proc = run(sweep_dir, *common, *crash, check=False)
+    assert proc.returncode == 17
+    first_session_s = sum(Spend.from_dict(e["spend"]).duration_s for e in finished(sweep_dir).values())
+    assert first_session_s >= 3.0  # three 1 s trials before the crash
+    resumed = run(sweep_dir, *common, *crash, "hydra.sweeper.resume=true")
+    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    assert rep["wall_s"] >= first_session_s + 1.0  # both sessions, not the resumed one alone
+    assert rep["wall_s"] <= 8.0 + 1.5
+    completed = rep["trials_by_status"]["completed"]
+    assert completed <= 7  # 8 s of 1 s trials, whichever session ran them
+
+
+# -- bad scores -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf"])
+def test_a_non_finite_score_is_a_failed_trial_and_never_the_best(tmp_path, score):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, "x=0,1,2", "crash_x=1", f"score={score}", "hydra.sweeper.max_failure_rate=1.0")
+    jobs = finished(sweep_dir)
+    assert jobs[1]["status"] == "failed" and jobs[1]["objective"] is None
+    assert "not a finite number" in jobs[1]["error"]
+    assert "Job 1 is recorded as failed" in proc.stdout + proc.stderr  # Hydra's log goes to stdout
+    assert report(sweep_dir)["best"]["job"] == 2
+    assert_books_balance(sweep_dir, proc.stdout)
+
+
+def test_optuna_is_told_every_trial_identical_proposals_and_reruns_included(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "sweep"
+    common = (
+        "x=choice(1)",  # every proposal is the same: each must be told once
+        "hydra.sweeper.strategy=optuna",
+        "hydra.sweeper.max_trials=4",
+        "hydra.sweeper.max_batch_size=2",
+    )
+    crash = ("crash_at=1", "crash_x=1", "crash_mode=sysexit", f"crash_once_file={tmp_path / 'once'}")
+    assert run(sweep_dir, *common, *crash, check=False).returncode == 1
+    run(sweep_dir, *common, *crash, "hydra.sweeper.resume=true")
+    study = optuna.load_study(study_name="greenai", storage=f"sqlite:///{sweep_dir / '.greenai' / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states
+    assert states.count("COMPLETE") == 4
+
+
+# -- damaged files and full disks -----------------------------------------------------------------------------------
+
+
+def test_a_damaged_ledger_gives_notes_and_the_readable_rest_in_report_and_resume(tmp_path):
+    common = (GRID, "hydra.sweeper.budget.energy_kwh=20 J", "hydra.sweeper.prior_cost.energy_kwh=3 J")
+    sweep_dir = tmp_path / "sweep"
+    crash = ("crash_at=0", "crash_x=4", "crash_mode=exit", f"crash_once_file={tmp_path / 'once'}")
+    run(sweep_dir, *common, *crash, check=False)
+    ledger = sweep_dir / ".greenai" / "ledger.jsonl"
+    with open(ledger, "a") as fh:
+        fh.write('["not", "an", "event"]\n')
+        fh.write('{"event": "finished", "job": 99, "status": "completed", "spend": {"energy_j": {"gpu:0": NaN}}}\n')
+        fh.write('{"event": "finished", "job": "seven", "status": "completed"}\n')
+    TrialRecord.path(sweep_dir, 4).write_text('{"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}}')
+    cli = subprocess.run(
+        [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir), "--no-plots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "ledger line" in cli.stdout and "not a ledger event" in cli.stdout
+    assert "energy_j['gpu:0'] must be a finite number >= 0, got nan" in cli.stdout
+    assert "without an integer job number" in cli.stdout
+    resumed = run(sweep_dir, *common, *crash, "hydra.sweeper.resume=true")
+    assert "heartbeat" in resumed.stdout and "is damaged" in resumed.stdout
+    assert "NaN" not in ledger.read_text().split("\n", 5)[-1].replace('{"energy_j": {"gpu:0": NaN}}', "")
+    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    assert rep["trials_by_status"]["completed"] == 6
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_file_and_keeps_what_was_written(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("header", search={})
+    ledger.append("launched", job=0, overrides=["x=1"])
+    full = Ledger(tmp_path / "full.jsonl")
+    os.symlink("/dev/full", full.path)  # every write fails with ENOSPC, as on a full disk
+    from lightning_greenai import StateWriteError
+
+    with pytest.raises(StateWriteError, match=r"Cannot append to the sweep's ledger .*full.jsonl: No space left"):
+        full.append("launched", job=1, overrides=[])
+    with pytest.raises(StateWriteError, match=r"Cannot write .*price.json"):
+        _write_into_a_file(tmp_path)
+    assert [e["event"] for e in Ledger(ledger.path).events()] == ["header", "launched"]
+
+
+def _write_into_a_file(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder must be")
+    write_json_atomic(blocker / "price.json", {"a": 1})
+
+
+def test_a_heartbeat_that_cannot_be_written_warns_and_the_trial_goes_on(tmp_path):
+    from lightning_greenai import GreenAIWarning, Method
+    from lightning_greenai.budget.trial import TrialReporter
+
+    (tmp_path / ".greenai").write_text("a file where the state folder must be")
+    account = TrialReporter(tmp_path, 0, heartbeat_s=0)
+    with pytest.warns(GreenAIWarning, match=r"Cannot write the trial's heartbeat .*0.json"):
+        account.contribute("m", Spend(energy_j={"gpu:0": 1.0}, methods={"gpu:0": Method.COUNTER}))
+    account.contribute("m", Spend(energy_j={"gpu:0": 2.0}, methods={"gpu:0": Method.COUNTER}))  # warned once
+    assert account.spend.energy_j == {"gpu:0": 2.0}
+
+
+def test_report_never_writes_through_a_symlink_or_outside_its_folder(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, "x=0,1", "hydra.sweeper.budget.energy_kwh=1 kWh", "hydra.sweeper.report=false")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = sweep_dir / "greenai_report"
+    link.symlink_to(outside, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = subprocess.run(
+        [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert cli.returncode == 2 and "Refusing to write plots" in cli.stderr
+    assert list(outside.iterdir()) == []
+    link.unlink()
+    plots = sweep_dir / "greenai_report"
+    plots.mkdir()
+    victim = tmp_path / "victim.png"
+    victim.write_text("keep me")
+    (plots / "budget_curve.png").symlink_to(victim)
+    cli = subprocess.run(
+        [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert victim.read_text() == "keep me"
+    assert not (plots / "budget_curve.png").is_symlink()
