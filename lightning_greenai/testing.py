@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class WandbRun:
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    complete: bool = False  # the writer wrote the run's closing ``exit`` record: nothing more will come
 
     def column(self, key: str) -> list[Any]:
         """Every logged value of ``key``, in order."""
@@ -46,6 +48,8 @@ def _payloads(data: bytes) -> list[bytes]:
             continue
         _checksum, length, kind = struct.unpack("<IHB", data[offset : offset + _RECORD_HEADER])
         offset += _RECORD_HEADER
+        if offset + length > len(data):  # the writer is still writing this record
+            break
         chunk = data[offset : offset + length]
         offset += length
         if kind == _FULL:
@@ -62,11 +66,28 @@ def _payloads(data: bytes) -> list[bytes]:
     return out
 
 
-def read_wandb_run(path: str | Path) -> WandbRun:
-    """Parse a ``run-*.wandb`` file, or the newest one under a folder (e.g. the ``wandb/`` save dir)."""
+def read_wandb_run(path: str | Path, *, timeout_s: float = 60.0) -> WandbRun:
+    """Parse a ``run-*.wandb`` file, or the newest one under a folder (e.g. the ``wandb/`` save dir).
+
+    W&B's writer runs in its own service process and may still be flushing after ``run.finish()`` returns: the file
+    is read again until it holds the run's closing ``exit`` record, so a test never sees half a run.
+
+    Raises:
+        TimeoutError: no ``exit`` record after ``timeout_s`` seconds (the run was not finished).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = _read_once(Path(path))
+        if run.complete:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: the W&B run file has no exit record after {timeout_s:g} s: was it finished?")
+        time.sleep(0.05)
+
+
+def _read_once(path: Path) -> WandbRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    path = Path(path)
     if path.is_dir():
         files = sorted(path.rglob("*.wandb"), key=lambda p: p.stat().st_mtime)
         if not files:
@@ -90,4 +111,6 @@ def read_wandb_run(path: str | Path) -> WandbRun:
         elif kind == "metric":
             metric = record.metric
             run.metrics[metric.name or metric.glob_name] = {"step_metric": metric.step_metric}
+        elif kind == "exit":
+            run.complete = True
     return run
