@@ -18,24 +18,7 @@ import pytest
 from lightning_greenai import Spend
 from lightning_greenai.budget.files import TrialRecord, write_json_atomic
 from lightning_greenai.budget.ledger import Ledger
-from tests.sweeper.test_sweeper import GRID, ROOT, TASK, report, run
-
-
-def finished(sweep_dir: Path) -> dict[int, dict]:
-    return {e["job"]: e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "finished"}
-
-
-def assert_books_balance(sweep_dir: Path, printed: str | None = None) -> dict:
-    """ledger = budget_report.json = printed: the one invariant every fault must keep."""
-    ledger = sum((Spend.from_dict(e["spend"]) for e in finished(sweep_dir).values()), Spend())
-    rep = report(sweep_dir)
-    assert rep["spend"]["energy_j"] == pytest.approx(ledger.energy_j)
-    assert rep["trials"] == len(finished(sweep_dir))
-    if printed is not None and ledger.total_energy_j:
-        shown = re.search(r"^  energy\s+([0-9.]+) J", printed, re.MULTILINE)
-        assert shown is not None, printed[-2000:]
-        assert float(shown.group(1)) == pytest.approx(ledger.total_energy_j, abs=0.051)
-    return rep
+from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
 def popen(sweep_dir: Path, *overrides: str) -> subprocess.Popen:

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, LauncherTestSuite
 
 from hydra_plugins.greenai_sweeper.greenai_sweeper import GreenAISweeper
+from lightning_greenai import Spend
 from lightning_greenai.budget.ledger import Ledger
 
 TASK = Path(__file__).with_name("meter_task.py")
@@ -45,11 +47,33 @@ def run(sweep_dir: Path, *overrides: str, check: bool = True) -> subprocess.Comp
     )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    if (sweep_dir / "budget_report.json").exists():
+        assert_books_balance(sweep_dir, proc.stdout)
     return proc
 
 
 def report(sweep_dir: Path) -> dict:
     return json.loads((sweep_dir / "budget_report.json").read_text())
+
+
+def finished(sweep_dir: Path) -> dict[int, dict]:
+    return {e["job"]: e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "finished"}
+
+
+def assert_books_balance(sweep_dir: Path, printed: str | None = None) -> dict:
+    """ledger = budget_report.json = printed: the invariant every sweep keeps, whatever stopped or damaged it."""
+    ledger = sum((Spend.from_dict(e["spend"]) for e in finished(sweep_dir).values()), Spend())
+    rep = report(sweep_dir)
+    assert rep["spend"]["energy_j"] == pytest.approx(ledger.energy_j)
+    assert rep["spend"]["flops"] == pytest.approx(ledger.flops)
+    assert rep["trials"] == len(finished(sweep_dir))
+    if printed is not None and ledger.total_energy_j and "price tag (sweep)" in printed:
+        tag = printed[printed.rindex("price tag (sweep)") :]
+        shown = re.search(r"^  energy\s+([0-9.]+) (J|Wh|kWh)", tag, re.MULTILINE)
+        assert shown is not None, tag[-2000:]
+        joules = float(shown.group(1)) * {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}[shown.group(2)]
+        assert joules == pytest.approx(ledger.total_energy_j, rel=0.005, abs=0.051)  # as rounded for printing
+    return rep
 
 
 GRID = "x=0,1,2,3,4,5,6,7,8,9"
