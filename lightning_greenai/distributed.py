@@ -14,7 +14,7 @@ from typing import Any
 from lightning_greenai.meter import Meter
 from lightning_greenai.spend import Method, Spend
 
-__all__ = ["gather_spend", "local_record", "merge_records"]
+__all__ = ["gather_records", "gather_spend", "local_record", "merge_records", "refresh_own"]
 
 
 def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
@@ -85,15 +85,34 @@ def merge_records(records: Sequence[dict[str, Any]], uids: dict[str, str] | None
     )
 
 
-def gather_spend(meter: Meter, uids: dict[str, str] | None = None) -> Spend:
-    """Return the spend of every process, each counter once (``uids``: see :func:`merge_records`).
+def gather_records(meter: Meter) -> list[dict[str, Any]]:
+    """Return every process's record of its meter (rank order).
 
     Under ``torch.distributed`` this is an all-gather, so every rank must call it at the same point.
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return merge_records([local_record(meter)], uids)
+        return [local_record(meter)]
     records: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(records, local_record(meter, rank=dist.get_rank()))
-    return merge_records(records, uids)
+    return records
+
+
+def refresh_own(records: Sequence[dict[str, Any]], meter: Meter) -> list[dict[str, Any]]:
+    """Replace this process's record in an earlier gather by a fresh one: no collective, other ranks as last seen."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    fresh = local_record(meter, rank=rank)
+    if not records:
+        return [fresh]
+    return [fresh if r["rank"] == rank else r for r in records]
+
+
+def gather_spend(meter: Meter, uids: dict[str, str] | None = None) -> Spend:
+    """Return the spend of every process, each counter once (``uids``: see :func:`merge_records`).
+
+    Under ``torch.distributed`` this is an all-gather, so every rank must call it at the same point.
+    """
+    return merge_records(gather_records(meter), uids)

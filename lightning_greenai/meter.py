@@ -98,6 +98,11 @@ class Meter:
         """Whether :meth:`start` was called."""
         return self._start_s is not None
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called after the latest :meth:`start`."""
+        return self._stopped
+
     def start(self) -> Meter:
         """Open the sensors (discovering them if none were given) and take the first reading.
 

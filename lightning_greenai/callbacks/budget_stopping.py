@@ -51,6 +51,8 @@ class BudgetStopping(Callback):
         self.stopping_reason: BudgetStoppingReason | None = None
         self.stopping_reason_message: str | None = None
         self._batches = 0
+        self._stopped = False  # decided once: the message is printed once, whatever runs after
+        self._due = False
 
     def _spend(self, trainer: pl.Trainer) -> tuple[Spend, Any]:
         callbacks = trainer.callbacks  # type: ignore[attr-defined]
@@ -61,12 +63,30 @@ class BudgetStopping(Callback):
         return (flops.spend if flops is not None else Spend()), None
 
     @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stopped, self._due, self._batches = False, False, 0  # a second fit in the same trial checks again
+
+    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._batches += 1
-        if self._batches % self.check_every_n_steps:
+        self._due = self._batches % self.check_every_n_steps == 0
+        if trainer.world_size == 1:
+            self._check(trainer)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # Under DDP the decision (a collective) is taken at the next batch's start, not at this one's end: progress
+        # bars issue rank-0-only collectives in *_end hooks. A stop then ends training after that step.
+        self._check(trainer)
+
+    def _check(self, trainer: pl.Trainer) -> None:
+        if not self._due or self._stopped:
             return
+        self._due = False
         reporter = current_trial()
         spend, grid = self._spend(trainer)
         # the sweep's signals are about the whole trial (every trainer it ran): its account's total
@@ -80,8 +100,16 @@ class BudgetStopping(Callback):
             self.stopping_reason, self.stopping_reason_message = found
         if reporter is not None:
             record_stop(reporter, self.stopping_reason_message, self.stopping_reason, write=trainer.is_global_zero)
+        self._stopped = True
         trainer.should_stop = True
-        rank_zero_info(f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training.")
+        message = f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training."
+        loop = trainer.fit_loop
+        if (loop.min_epochs and trainer.current_epoch + 1 < loop.min_epochs) or (loop.epoch_loop.min_steps or 0) > 0:
+            # Lightning ignores should_stop until min_epochs/min_steps: the budget outranks them
+            message += f" The budget outranks min_epochs={loop.min_epochs}, min_steps={loop.epoch_loop.min_steps}."
+            loop.min_epochs = 0
+            loop.epoch_loop.min_steps = 0
+        rank_zero_info(message)
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import psutil
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
@@ -18,7 +19,7 @@ from typing_extensions import override
 from lightning_greenai.budget.files import write_json_atomic
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
-from lightning_greenai.distributed import gather_spend
+from lightning_greenai.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.errors import GreenAIWarning, StateWriteError
 from lightning_greenai.grid import Grid
 from lightning_greenai.meter import Meter
@@ -51,6 +52,19 @@ def _minus(total: Spend, before: Spend) -> Spend:
         gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
         stage_energy_j={k: v for k, v in stages.items() if v > 0},
     )
+
+
+def _run_root(trainer: pl.Trainer) -> psutil.Process | None:
+    """The process whose tree is this run on the host: spawned DDP workers are siblings, so their parent is it."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _MultiProcessingLauncher) and trainer.world_size > 1:
+        try:
+            return psutil.Process().parent()
+        except psutil.Error:
+            return None
+    return None  # this process: with DDP launched as subprocesses, the other ranks are its children
 
 
 def _output_dir(trainer: pl.Trainer, *, collective: bool = True) -> str | None:
@@ -206,7 +220,10 @@ class EnergyMonitor(Callback):
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
         self._latest = Spend()  # the run's total so far: resumed + done + current
         self._projected: Spend | None = None
+        self._records: list[dict[str, Any]] = []  # every rank's reading at the last gather
+        self._flop_monitor_of_last_trainer: FlopMonitor | None = None
         self._batches = 0
+        self._due = False  # a sample is due at the next training batch's start
         self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
@@ -265,6 +282,7 @@ class EnergyMonitor(Callback):
                 clock=self._clock,
                 # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
                 apportion_host=current_trial() is not None,
+                process=_run_root(trainer),
             )
             sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
             if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
@@ -292,7 +310,7 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
-        self._refresh(trainer, gather_spend(self._meter, self._uids))
+        self._gather(trainer)
         self._report(trainer, release=True)
         self._log_metrics(trainer, self._latest)
         self._close()
@@ -371,31 +389,38 @@ class EnergyMonitor(Callback):
             return
         self._batches += 1
         every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
-        if self._batches % every == 0:
-            spend = self._sample(trainer)
-            if self._prog_bar:
-                # Progress bars print 3 decimals: Wh and g stay readable where kWh and kg would show 0.000.
-                energy_kwh = spend.energy_kwh
-                if energy_kwh is not None:
-                    pl_module.log("greenai/energy_wh", energy_kwh * 1e3, prog_bar=True, logger=False, batch_size=1)
-                co2e_g = self.grid.co2e_g(spend)
-                if co2e_g is not None:
-                    pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
+        self._due = self._batches % every == 0
+        if trainer.world_size == 1:
+            self._sample_if_due(trainer, pl_module)
 
     @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # Under DDP a sample (a collective) waits for the next batch's start: progress bars read metrics on rank 0
+        # only in *_end hooks, which may issue a collective (a sync_dist metric) that ours on the other ranks would
+        # cross, and every rank would wait forever.
         if self._active and self._meter is not None:
-            self._sample(trainer)
+            self._sample_if_due(trainer, pl_module)
+
+    def _sample_if_due(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._due:
+            return
+        self._due = False
+        spend = self._sample(trainer)
+        if self._prog_bar:
+            # Progress bars print 3 decimals: Wh and g stay readable where kWh and kg would show 0.000.
+            energy_kwh = spend.energy_kwh
+            if energy_kwh is not None:
+                pl_module.log("greenai/energy_wh", energy_kwh * 1e3, prog_bar=True, logger=False, batch_size=1)
+            co2e_g = self.grid.co2e_g(spend)
+            if co2e_g is not None:
+                pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._active or self._meter is None:
-            return
-        if trainer.state.fn == "validate":
-            self._finish(trainer, "validate")
-            return
-        self._sample(trainer)
-        self._meter.set_stage("train")
+        if self._active and self._meter is not None and trainer.state.fn == "fit":
+            self._meter.set_stage("train")  # local: a validate run's price tag comes at teardown (no collective here)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -416,8 +441,7 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
-        if trainer.world_size == 1:
-            self._refresh(trainer, gather_spend(self._meter, self._uids), sync_flops=False)
+        self._refresh(trainer, merge_records(refresh_own(self._records, self._meter), self._uids), sync_flops=False)
         self._report(trainer, release=True)
         self._close()
         failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
@@ -427,6 +451,8 @@ class EnergyMonitor(Callback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "validate":
+            self._finish(trainer, "validate")  # every rank, past the hooks where progress bars read metrics
         if self._meter is not None:  # set up but never started (the run ended before its first hook)
             if self._owns_sensors:
                 for sensor in self._meter.sensors:
@@ -437,6 +463,16 @@ class EnergyMonitor(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
+        # Called by one rank or all, from any hook (ModelCheckpoint): no collective here. This process's meter is read
+        # now; other ranks' counters are as of the last gather (at most log_every_n_steps batches old).
+        if self._meter is not None and self._meter.started and not self._meter.stopped:
+            self._meter.sample()
+            current = merge_records(refresh_own(self._records, self._meter), self._uids)
+            latest = self._resumed + self._done + current
+            flop_monitor = self._flop_monitor_of_last_trainer
+            if flop_monitor is not None:
+                latest = dataclasses.replace(latest, flops=flop_monitor.training_flops)
+            return {"spend": latest.to_dict()}
         return {"spend": self._latest.to_dict()}
 
     @override
@@ -450,12 +486,17 @@ class EnergyMonitor(Callback):
     def _sample(self, trainer: pl.Trainer) -> Spend:
         assert self._meter is not None
         self._meter.sample()
-        # collectives: every rank samples at the same hooks
-        self._refresh(trainer, gather_spend(self._meter, self._uids))
+        self._gather(trainer)  # collectives: every rank samples at the same hooks
         self._report(trainer)
         self._projected = self._project(trainer, self._latest)
         self._log_metrics(trainer, self._latest)
         return self._latest
+
+    def _gather(self, trainer: pl.Trainer) -> None:
+        """Gather every rank's reading (a collective) and refresh the totals from it."""
+        assert self._meter is not None
+        self._records = gather_records(self._meter)
+        self._refresh(trainer, merge_records(self._records, self._uids))
 
     def _refresh(self, trainer: pl.Trainer, current: Spend, *, sync_flops: bool = True) -> None:
         """Take a new all-rank reading of the running entry point."""
@@ -495,7 +536,7 @@ class EnergyMonitor(Callback):
 
     def _with_flops(self, trainer: pl.Trainer, spend: Spend, *, sync: bool = True) -> Spend:
         """Carry the training FLOPs of a FlopMonitor on the same trainer, so one spend holds energy and FLOPs."""
-        flop_monitor = self._flop_monitor(trainer)
+        flop_monitor = self._flop_monitor_of_last_trainer = self._flop_monitor(trainer)
         if flop_monitor is None:
             return spend
         if sync:

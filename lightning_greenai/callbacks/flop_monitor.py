@@ -95,6 +95,7 @@ class FlopMonitor(Callback):
         self._warned: set[str] = set()
         self._params_key: Hashable = None
         self._batches = 0
+        self._due = False  # a sync is due at the next training batch's start
         self._step_time_s = 0.0
         self._t0 = 0.0
         self._window: tuple[float, float, int] = (0.0, 0.0, 0)  # (train flops, step time, optimizer steps)
@@ -197,7 +198,20 @@ class FlopMonitor(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        # Under DDP a sync (a collective) waits for the next batch's start: progress bars read metrics on rank 0 only
+        # in *_end hooks, which may issue a collective that ours on the other ranks would cross (a DDP hang).
+        self._sync_if_due(trainer, pl_module)
         self._begin(trainer, pl_module, "train", batch)
+
+    def _sync_if_due(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._due:
+            return
+        self._due = False
+        metrics = self._sync_and_log(trainer, pl_module)
+        if self._prog_bar:
+            for key in ("greenai/flops_per_s", "greenai/mfu"):
+                if key in metrics:
+                    pl_module.log(key, metrics[key], prog_bar=True, logger=False, batch_size=1)
 
     @override
     def on_before_optimizer_step(
@@ -223,12 +237,9 @@ class FlopMonitor(Callback):
         self._step_time_s += time.perf_counter() - self._t0
         self._batches += 1
         every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
-        if self._batches % every == 0:
-            metrics = self._sync_and_log(trainer, pl_module)
-            if self._prog_bar:
-                for key in ("greenai/flops_per_s", "greenai/mfu"):
-                    if key in metrics:
-                        pl_module.log(key, metrics[key], prog_bar=True, logger=False, batch_size=1)
+        self._due = self._batches % every == 0
+        if trainer.world_size == 1:
+            self._sync_if_due(trainer, pl_module)
 
     @override
     def on_validation_batch_start(
@@ -285,13 +296,9 @@ class FlopMonitor(Callback):
         self._end("predict")
 
     @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync_and_log(trainer, pl_module)
-
-    @override
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync(trainer)
-        if trainer.state.fn == "validate":
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "validate":  # every rank, past the hooks where progress bars read metrics
+            self._sync(trainer)
             self._report(trainer, release=True)
 
     @override

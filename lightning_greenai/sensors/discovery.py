@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from lightning_greenai.sensors.apportion import ApportionedSensor
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
@@ -64,6 +66,7 @@ def discover_sensors(
     visible: Sequence[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     apportion_host: bool = False,
+    process: psutil.Process | None = None,
 ) -> Discovery:
     """Find the best energy sources for this process. Never raises for missing hardware.
 
@@ -81,6 +84,8 @@ def discover_sensors(
         clock: Monotonic clock.
         apportion_host: Charge this process only its CPU-time share of the host's RAPL counters (parallel sweep
             jobs on one host); see :mod:`lightning_greenai.sensors.apportion`.
+        process: The root of the process tree the run is (default: this process); the host estimates and the
+            apportioning charge this process and its descendants. DDP with spawned workers passes their parent.
     """
     found = Discovery()
     if gpus is not None and not (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
@@ -104,7 +109,7 @@ def discover_sensors(
             found.warnings.append(RAPL_FIX)
         if rapl.sensors:
             if apportion_host:
-                found.sensors.extend(ApportionedSensor(s) for s in rapl.sensors)
+                found.sensors.extend(ApportionedSensor(s, process) for s in rapl.sensors)
                 found.notes.append("RAPL: apportioned to this process tree by its share of the host's CPU time")
             else:
                 found.sensors.extend(rapl.sensors)
@@ -112,8 +117,8 @@ def discover_sensors(
                 found.unavailable.append("dram")
                 found.notes.append("RAPL: no dram zone; DRAM energy not metered")
         else:
-            cpu = CPUEstimateSensor(cpu_tdp_w)
-            dram = DRAMEstimateSensor(clock=clock)
+            cpu = CPUEstimateSensor(cpu_tdp_w, process=process)
+            dram = DRAMEstimateSensor(clock=clock, process=process)
             found.sensors.extend([cpu, dram])
             found.notes.append(
                 f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})"

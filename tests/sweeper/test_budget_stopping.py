@@ -64,3 +64,21 @@ def test_kill_policy_aborts_the_trial_recorded_killed_not_failed(in_sweep_job, t
 def test_bad_check_interval():
     with pytest.raises(ValueError, match=r"`check_every_n_steps` must be >= 1, got 0"):
         BudgetStopping(check_every_n_steps=0)
+
+
+def test_the_budget_outranks_min_epochs_and_says_so_once(tiny_trainer, fake_clock, capsys, caplog):
+    stopper = BudgetStopping("250 J")
+    trainer = tiny_trainer(
+        callbacks=[monitor(fake_clock), stopper],
+        max_steps=-1,
+        max_epochs=10,
+        min_epochs=5,
+        limit_train_batches=4,
+        limit_val_batches=0,
+    )
+    with caplog.at_level("INFO"):
+        trainer.fit(ClockedModel(fake_clock))
+    assert trainer.global_step == 3  # not 5 epochs x 4 steps: min_epochs would have kept it training
+    messages = [r.getMessage() for r in caplog.records if "BudgetStopping" in r.getMessage()]
+    assert len(messages) == 1
+    assert "outranks min_epochs=5" in messages[0]
