@@ -40,6 +40,9 @@ class DigitsDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=256)
 
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=256)  # the held-out 20 %: an example has no third split
+
 
 class DigitsClassifier(L.LightningModule):
     """A two-layer MLP."""
@@ -62,7 +65,11 @@ class DigitsClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         self.val_acc(self(x).argmax(dim=-1), y)
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test/acc", (self(x).argmax(dim=-1) == y).float().mean(), sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -9,6 +9,7 @@ Every error subclasses :class:`GreenAIError` and the builtin a caller would expe
     ├── SensorReadError(RuntimeError)      a sensor failed while reading
     ├── TrialKilledError(RuntimeError)     a sweep trial aborted under stop_policy=kill
     ├── SweepLockedError(RuntimeError)     another sweeper holds the sweep dir
+    ├── MissingDependencyError(ModuleNotFoundError)  an optional package a feature needs is not installed
     └── StateWriteError(OSError)           a sweep or run file cannot be written (read-only or full disk)
 
     GreenAIWarning(UserWarning)            every warning we emit (missing sensors, estimates, faults)
@@ -21,6 +22,7 @@ __all__ = [
     "GreenAIError",
     "GreenAIWarning",
     "GridConfigError",
+    "MissingDependencyError",
     "SensorReadError",
     "SensorUnavailableError",
     "StateWriteError",
@@ -63,3 +65,7 @@ class SweepLockedError(GreenAIError, RuntimeError):
 
 class StateWriteError(GreenAIError, OSError):
     """A ledger, heartbeat or report file cannot be written; what was written before is intact."""
+
+
+class MissingDependencyError(GreenAIError, ModuleNotFoundError):
+    """An optional package that a feature needs is not installed; the message names the install command."""

@@ -9,6 +9,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 
 from lightning_greenai.budget import trial as trial_module
+from lightning_greenai.budget.sweep import BudgetSweep
 from lightning_greenai.sensors.fake import FakeClock
 
 
@@ -83,3 +84,23 @@ def in_sweep_job(tmp_path, monkeypatch):
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: cfg.hydra))
     monkeypatch.setattr(trial_module, "_REPORTERS", {})
     return tmp_path
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    sweep = BudgetSweep(
+        strategy="random",
+        max_trials=8,
+        max_batch_size=2,
+        poll_s=3600,
+        heartbeat_s=0,
+        budget={"energy_kwh": "1 kWh"},
+        grid={"country": "FR"},
+    )
+    out = tmp_path / "sweep"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    from tests.sweeper.test_overshoot_property import LockstepLauncher
+
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0] * (i + 1) for i in range(5)])
+    sweep.sweep(["x=choice(0,1,2,3,4)"])
+    return out

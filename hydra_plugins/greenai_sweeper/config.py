@@ -37,16 +37,18 @@ class GreenAISweeperConf:
     """Every field is documented in conf/hydra/sweeper/greenai.yaml and the README."""
 
     _target_: str = "hydra_plugins.greenai_sweeper.greenai_sweeper.GreenAISweeper"
+    # the sweeper builds what it needs itself (an Optuna sampler from its config, when the search starts)
+    _recursive_: bool = False
     # limits, any subset: energy_kwh, flops, co2e_kg, money (+ currency), gpu_hours, wall_hours; numbers or "500 Wh"
     budget: BudgetConf = field(default_factory=BudgetConf)
-    # grid, random (i.i.d., seeded) or optuna
-    strategy: str = "grid"
+    # grid, random (i.i.d., seeded) or optuna; null: optuna when a sampler is given, else grid
+    strategy: Optional[str] = None  # noqa: UP045
     max_trials: Optional[int] = None  # noqa: UP045
     max_batch_size: Optional[int] = None  # noqa: UP045
     # search space as in hydra.sweeper.params of the basic sweeper
     params: Optional[Dict[str, str]] = None  # noqa: UP006, UP045
     seed: int = 0
-    # max or min
+    # max or min (Optuna's maximize / minimize too)
     direction: str = "max"
     # key of the objective when the task returns a dict
     objective: Optional[str] = None  # noqa: UP045
@@ -67,6 +69,15 @@ class GreenAISweeperConf:
     report: bool = True
     # push the budget curves (and EVP for random search) to the app's `logger` config as run "greenai-sweep"
     log_curves: bool = True
+    # hydra-optuna-sweeper's spellings, so its configs work as written: n_trials is max_trials, n_jobs is
+    # max_batch_size, sampler an Optuna sampler (_target_ and its arguments), storage / study_name Optuna's
+    n_trials: Optional[int] = None  # noqa: UP045
+    n_jobs: Optional[int] = None  # noqa: UP045
+    sampler: Any = None
+    storage: Optional[str] = None  # noqa: UP045
+    study_name: Optional[str] = None  # noqa: UP045
+    search_space: Any = None
+    custom_search_space: Optional[str] = None  # noqa: UP045
 
 
 # The schema; hydra/sweeper=greenai is the YAML shipped in lightning_greenai/conf/hydra/sweeper/greenai.yaml (found

@@ -11,12 +11,14 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+
+from lightning_greenai.errors import MissingDependencyError
 
 __all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "SearchStrategy", "make_strategy", "parse_overrides"]
 
@@ -166,18 +168,39 @@ class OptunaStrategy:
 
     iid = False
 
-    def __init__(self, arguments: Sequence[str], *, storage_dir: Path, direction: str, seed: int = 0) -> None:
-        import optuna
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        *,
+        storage_dir: Path,
+        direction: str,
+        seed: int = 0,
+        sampler: Mapping[str, Any] | None = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+    ) -> None:
+        try:
+            import optuna
+        except ImportError as err:
+            raise MissingDependencyError(
+                "hydra.sweeper.strategy=optuna needs Optuna (2.10 or newer): pip install optuna"
+            ) from err
 
         self._optuna = optuna
         self._overrides = parse_overrides(arguments)
         storage_dir.mkdir(parents=True, exist_ok=True)
+        if sampler is not None:
+            from hydra.utils import instantiate
+
+            optuna_sampler = instantiate(dict(sampler))
+        else:
+            optuna_sampler = optuna.samplers.TPESampler(seed=seed)
         self.study = optuna.create_study(
-            study_name="greenai",
-            storage=f"sqlite:///{storage_dir / 'optuna.db'}",
+            study_name=study_name or "greenai",
+            storage=storage or f"sqlite:///{storage_dir / 'optuna.db'}",
             load_if_exists=True,
             direction="maximize" if direction == "max" else "minimize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
+            sampler=optuna_sampler,
         )
         self.ids: list[int | None] = []
 
@@ -226,7 +249,16 @@ class OptunaStrategy:
 
 
 def make_strategy(
-    name: str, arguments: Sequence[str], *, seed: int, direction: str, state_dir: Path, skip: int = 0
+    name: str,
+    arguments: Sequence[str],
+    *,
+    seed: int,
+    direction: str,
+    state_dir: Path,
+    skip: int = 0,
+    sampler: Mapping[str, Any] | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> SearchStrategy:
     """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed."""
     if name == "grid":
@@ -234,5 +266,13 @@ def make_strategy(
     if name == "random":
         return RandomStrategy(arguments, seed=seed, skip=skip)
     if name == "optuna":
-        return OptunaStrategy(arguments, storage_dir=state_dir, direction=direction, seed=seed)
+        return OptunaStrategy(
+            arguments,
+            storage_dir=state_dir,
+            direction=direction,
+            seed=seed,
+            sampler=sampler,
+            storage=storage,
+            study_name=study_name,
+        )
     raise ValueError(f"Unknown strategy {name!r}. Allowed: grid, random, optuna.")

@@ -74,6 +74,29 @@ def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, 
     return float(value)
 
 
+def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """Take an option from its hydra-optuna-sweeper spelling too; the two must agree when both are given."""
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise BudgetConfigError(
+            f"`hydra.sweeper.{alias}` ({alias_value!r}) is hydra-optuna-sweeper's name for `{name}`, which is "
+            f"{value!r}: give one of them."
+        )
+    return alias_value
+
+
+def _plain(node: Any) -> Any:
+    """A Hydra/OmegaConf node as plain Python (dicts and lists), for fingerprints and instantiation."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:
+        return node
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
     """The search space: ``hydra.sweeper.params`` with the command line's overrides replacing the same keys.
 
@@ -149,7 +172,7 @@ class BudgetSweep:
         self,
         *,
         budget: Mapping[str, Any] | None = None,
-        strategy: str = "grid",
+        strategy: str | None = None,
         max_trials: int | None = None,
         max_batch_size: int | None = None,
         params: Mapping[str, str] | None = None,
@@ -167,8 +190,53 @@ class BudgetSweep:
         grid: Mapping[str, Any] | None = None,
         report: bool = True,
         log_curves: bool = True,
+        n_trials: int | None = None,
+        n_jobs: int | None = None,
+        sampler: Any = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+        search_space: Any = None,
+        custom_search_space: str | None = None,
     ) -> None:
         self.budget = Budget.parse({k: v for k, v in dict(budget or {}).items() if v is not None})
+        max_trials = _alias("max_trials", max_trials, "n_trials", n_trials)
+        max_batch_size = _alias("max_batch_size", max_batch_size, "n_jobs", n_jobs)
+        direction = (
+            {"maximize": "max", "minimize": "min"}.get(direction, direction)
+            if isinstance(direction, str)
+            else direction
+        )
+        if search_space is not None or custom_search_space is not None:
+            raise BudgetConfigError(
+                "hydra.sweeper.search_space / custom_search_space are hydra-optuna-sweeper options the greenai sweeper "
+                "does not take: write each parameter under hydra.sweeper.params in Hydra's sweep syntax, e.g. "
+                "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
+            )
+        self.sampler = _plain(sampler)
+        if self.sampler is not None:
+            if not isinstance(self.sampler, dict) or "_target_" not in self.sampler:
+                raise BudgetConfigError(
+                    f"`hydra.sweeper.sampler` must be an Optuna sampler config with a _target_, e.g. "
+                    f"{{_target_: optuna.samplers.TPESampler, seed: 1234}}; got {sampler!r}."
+                )
+            if str(self.sampler["_target_"]).endswith("RandomSampler") and strategy in (None, "random"):
+                # Optuna's random sampler is an i.i.d. search: run it as ours, whose curves may be called "expected"
+                strategy, seed = "random", int(self.sampler.get("seed", seed) or seed)
+                self.sampler = None
+            elif strategy is None:
+                strategy = "optuna"
+            elif strategy != "optuna":
+                raise BudgetConfigError(
+                    f"`hydra.sweeper.sampler` is an Optuna sampler but strategy is {strategy!r}: set "
+                    "hydra.sweeper.strategy=optuna, or remove the sampler."
+                )
+        strategy = strategy or "grid"
+        if not isinstance(direction, str):
+            raise BudgetConfigError(
+                f"The greenai sweeper optimises one objective: `hydra.sweeper.direction` must be max or min "
+                f"(maximize or minimize), got {direction!r}."
+            )
+        self.storage, self.study_name = storage, study_name
         if strategy not in STRATEGIES:
             raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
         if stop_policy not in STOP_POLICIES:
@@ -272,12 +340,22 @@ class BudgetSweep:
             "direction": self.direction,
             "objective": self.objective_key,
         }
+        if self.sampler is not None:
+            search["sampler"] = self.sampler
         ledger = Ledger(folder / "ledger.jsonl")
         book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         (folder / "STOP").unlink(missing_ok=True)
         strategy = make_strategy(
-            self.strategy_name, arguments, seed=self.seed, direction=self.direction, state_dir=folder, skip=proposed
+            self.strategy_name,
+            arguments,
+            seed=self.seed,
+            direction=self.direction,
+            state_dir=folder,
+            skip=proposed,
+            sampler=self.sampler,
+            storage=self.storage,
+            study_name=self.study_name,
         )
         for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
             strategy.tell(trial.job_num, trial.overrides, trial.objective, trial.status, trial.strategy_id)
@@ -670,11 +748,19 @@ class BudgetSweep:
             except ValueError as err:
                 print(f"[greenai] no plots: {err}")
         logger_cfg = self.config.get("logger") if self.config is not None else None
-        if self.log_curves and logger_cfg is not None and "_target_" in logger_cfg:
+        if not self.log_curves or logger_cfg is None:
+            return
+        nodes = _logger_nodes(logger_cfg)
+        if not nodes:
+            log.warning(
+                "cfg.logger holds no logger config with a _target_ (a node, a dict or a list of them): the sweep's "
+                "budget curves were not logged."
+            )
+        for node in nodes:
             try:
-                self._publish(summary, logger_cfg, sweep_dir)
+                self._publish(summary, node, sweep_dir)
             except Exception as err:  # a tracker problem must not hide a finished sweep's results
-                log.warning("Could not log the sweep's curves to %s: %s", logger_cfg.get("_target_"), err)
+                log.warning("Could not log the sweep's curves to %s: %s", node.get("_target_"), err)
 
     @staticmethod
     def _publish(summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
@@ -692,6 +778,19 @@ class BudgetSweep:
         logger = instantiate(logger_cfg, **overrides)
         publish(summary, logger)
         print(f"[greenai] budget curves logged to {type(logger).__name__} (run 'greenai-sweep')")
+
+
+def _logger_nodes(cfg: Any) -> list[Any]:
+    """The logger configs in ``cfg.logger``: one node with a ``_target_``, or a dict or list of them (templates)."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(cfg, DictConfig):
+        if "_target_" in cfg:
+            return [cfg]
+        return [node for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    if isinstance(cfg, ListConfig):
+        return [node for node in cfg if isinstance(node, DictConfig) and "_target_" in node]
+    return []
 
 
 @contextmanager

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from lightning_greenai.budget.objective import ObjectiveError, extract_objective
@@ -22,6 +25,67 @@ class SweepInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+_CONFIG_FLAGS = ("--config-path", "--config-name", "--config-dir", "-cp", "-cn", "-cd")
+
+
+@contextmanager
+def _single_run_argv() -> Iterator[None]:
+    """Make ``sys.argv`` this job's own command line (its overrides, no ``-m``) while its task runs.
+
+    Lightning's DDP launcher starts the other ranks by re-running ``sys.argv``: under a multirun that would be the
+    whole sweep again in every rank. With the job's overrides, each rank runs this one trial.
+    """
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        yield
+        return
+    saved = list(sys.argv)
+    kept: list[str] = []
+    args = iter(saved[1:])
+    for arg in args:
+        if arg.split("=", 1)[0] in _CONFIG_FLAGS:
+            kept.append(arg)
+            if "=" not in arg:
+                kept.append(next(args, ""))
+    # hydra.mode=RUN: a search preset may set `hydra.mode: MULTIRUN` in its config (the template's hparams_search)
+    sys.argv = [saved[0], *kept, *overrides, "hydra.mode=RUN"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextmanager
+def _leave_the_process_as_found() -> Iterator[None]:
+    """Undo what a trial's DDP run leaves in a process that runs the next trial too (the basic launcher).
+
+    Lightning's DDP launcher sets ``MASTER_PORT``, ``LOCAL_RANK`` ... in ``os.environ`` and keeps its process group:
+    the next trial would take ``LOCAL_RANK`` for processes started by someone else and wait for them, or join the
+    dead group of the last trial. Both are put back as they were.
+    """
+    environ = dict(os.environ)
+    was_distributed = _distributed_initialized()
+    try:
+        yield
+    finally:
+        if not was_distributed and _distributed_initialized():
+            import torch.distributed as dist
+
+            with suppress(Exception):  # the other ranks have exited: nothing to agree on
+                dist.destroy_process_group()
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update(environ)
+
+
+def _distributed_initialized() -> bool:
+    dist = sys.modules.get("torch.distributed")  # never imports torch: a task without it has no process group
+    return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
 class TaskWrapper:
@@ -50,7 +114,8 @@ class TaskWrapper:
             return None
         reporter.set_status("running")
         try:
-            value = self.task(cfg)
+            with _single_run_argv(), _leave_the_process_as_found():
+                value = self.task(cfg)
         except TrialKilledError:
             reporter.finish("killed")
             raise

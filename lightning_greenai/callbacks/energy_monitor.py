@@ -119,7 +119,7 @@ class EnergyMonitor(Callback):
     ``greenai/cost``                      cost so far in the grid's currency (logged as hyperparameter
                                           ``greenai/currency``); only when a price is known
     ``greenai/is_estimate``               1 if any figure above includes an estimate, else 0
-    ``greenai/energy_kwh/<device>``       energy per device (``gpu_0``, ``cpu_package-0``, ``dram_0``,
+    ``greenai/device_energy_kwh/<dev>``   energy per device (``gpu_0``, ``cpu_package-0``, ``dram_0``,
                                           ``cpu_estimate`` ...), in kWh
     ``greenai/projected_energy_kwh``,     projected totals of the whole fit, once the first epoch (or 5 % of the
     ``greenai/projected_co2e_kg``,        steps) is done; flagged like the totals
@@ -580,7 +580,8 @@ class EnergyMonitor(Callback):
             metrics["greenai/cost"] = cost
         if self._per_device:
             for name, value in spend.energy_j.items():
-                metrics[f"greenai/energy_kwh/{_key(name)}"] = j_to_kwh(value)
+                # not under greenai/energy_kwh/: no key may be a path prefix of another (MLflow's file store)
+                metrics[f"greenai/device_energy_kwh/{_key(name)}"] = j_to_kwh(value)
         if self._projected is not None:
             p_energy = self._projected.energy_kwh
             if p_energy is not None:
@@ -604,7 +605,11 @@ class EnergyMonitor(Callback):
         stage = tag.title.split(" ", 1)[0]
         fields = {f"greenai/price_tag/{stage}/{k}": data[k] for k in _STAGE_FIELDS if data.get(k) is not None}
         for logger in trainer.loggers:
-            logger.log_hyperparams(fields)
+            if type(logger).__name__ == "TensorBoardLogger" and data.get("energy_kwh") is not None:
+                # with a metric, the fields appear in TensorBoard's HParams view against the run's energy
+                logger.log_hyperparams(fields, metrics={f"greenai/price_tag/{stage}/energy_kwh": data["energy_kwh"]})
+            else:
+                logger.log_hyperparams(fields)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

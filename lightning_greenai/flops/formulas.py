@@ -227,6 +227,8 @@ def is_heavy(op_name: str) -> bool:
     """Whether an ATen operator name (``"aten._int_mm.default"``) names FLOP-heavy work (matmul, conv, ...)."""
     base = op_name.split(".")[1] if op_name.startswith("aten.") else op_name.split(".")[0]
     tokens = [t for t in re.split(r"_+", base) if t]
+    if "norm" in tokens:  # linalg_vector_norm (gradient clipping), layer/batch norms: reductions, not counted
+        return False
     if any(t in _HEAVY_TOKENS for t in tokens):
         return True
     return any(t.startswith(("linalg", "conv", "fft")) for t in tokens)

@@ -123,6 +123,12 @@ class CPUEstimateSensor(SensorBase):
         super().__init__("cpu:estimate", f"cpu-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
 
     def _cpu_seconds(self) -> float:
+        """CPU seconds of the process and its descendants, alive or exited since they were last seen.
+
+        The root's ``children_user``/``children_system`` are not used: they gain a child's whole lifetime when it is
+        reaped, which double-counts a child already seen alive, and bills a child that ran before this sensor
+        started (a previous trial's DDP rank, reaped late) to this one.
+        """
         total = 0.0
         alive: dict[int, float] = {}
         for proc in process_tree(self._process):
@@ -131,12 +137,10 @@ class CPUEstimateSensor(SensorBase):
             except psutil.Error:
                 continue
             used = t.user + t.system
-            if proc.pid == self._process.pid:
-                used += t.children_user + t.children_system  # children already reaped
-            else:
+            if proc.pid != self._process.pid:
                 alive[proc.pid] = used
             total += used
-        # Children that exited since the last read and were not reaped by us keep the time we saw last.
+        # Descendants that exited since the last read keep the time we saw last.
         for pid, used in self._seen.items():
             if pid not in alive:
                 self._dead_children_s += used

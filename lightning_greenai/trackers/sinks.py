@@ -125,7 +125,7 @@ class LoggerSink:
             self.logger.experiment.log(
                 {
                     "greenai/evp_table": table,
-                    "greenai/evp": wandb.plot.line_series(
+                    "greenai/evp_chart": wandb.plot.line_series(
                         xs=n,
                         ys=[expected, lower, upper, unbiased],
                         keys=["expected (Dodge et al.)", "expected - SD", "expected + SD", "unbiased (Tang et al.)"],

@@ -49,7 +49,7 @@ def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, 
     assert spend.duration_s == 5.0
     rows = read_metrics(trainer.log_dir)
     assert last(rows, "greenai/energy_kwh") == pytest.approx(500.0 / J_PER_KWH)
-    assert last(rows, "greenai/energy_kwh/gpu_0") == pytest.approx(500.0 / J_PER_KWH)
+    assert last(rows, "greenai/device_energy_kwh/gpu_0") == pytest.approx(500.0 / J_PER_KWH)
     assert last(rows, "greenai/co2e_kg") == pytest.approx(500.0 / J_PER_KWH * 365.477 / 1000)
     assert last(rows, "greenai/cost") == pytest.approx(500.0 / J_PER_KWH * 0.20)
     assert last(rows, "greenai/is_estimate") == 0.0

@@ -237,3 +237,12 @@ def test_progress_bar_shows_the_rate_and_mfu_when_asked(tmp_path):
     t.fit(Wrapper(MLP()), loader(3))
     assert t.progress_bar_metrics["greenai/flops_per_s"] > 0
     assert t.progress_bar_metrics["greenai/mfu"] == pytest.approx(t.progress_bar_metrics["greenai/flops_per_s"] / 1e12)
+
+
+def test_gradient_clipping_is_not_reported_as_an_uncounted_heavy_op(tmp_path):
+    mlp = MLP()
+    forward, _ = mlp.analytic(B)
+    mon = FlopMonitor()
+    trainer(tmp_path, [mon], gradient_clip_val=1.0).fit(Wrapper(mlp), loader(2))  # a GreenAIWarning would fail here
+    assert not mon.uncounted_ops
+    assert mon.totals["train/forward"] == 2 * forward

@@ -81,5 +81,5 @@ def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypa
     assert run.column("greenai/sweep/energy_kwh")[-1] == pytest.approx(summary.spend.energy_kwh)
     evp = [row for row in run.history if "greenai/evp_table/_type" in row]
     assert evp[0]["greenai/evp_table/_type"] == "table-file"
-    assert run.config["_wandb/visualize/greenai/evp"]["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
+    assert run.config["_wandb/visualize/greenai/evp_chart"]["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
     assert run.config["greenai/curve"] == "expected"

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -54,3 +56,27 @@ def test_dram_estimate_integrates_resident_memory():
     assert energy == pytest.approx(10.0 * power, rel=0.05)
     assert power > 0.001  # this test process has some resident memory
     assert sensor.uid.endswith(str(os.getpid()))
+
+
+def _burn(seconds: float) -> subprocess.Popen:
+    code = f"import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_child_that_exits_is_counted_once_and_one_from_before_not_at_all():
+    import psutil
+
+    from lightning_greenai.sensors.estimate import CPUEstimateSensor
+
+    older = _burn(0.5)  # ran before the sensor started, reaped while it runs (a previous trial's DDP rank)
+    while psutil.Process(older.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.02)
+    sensor = CPUEstimateSensor(tdp_w=4.0, logical_cpus=4)  # 1 W per CPU: joules = CPU seconds
+    older.wait()
+    child = _burn(0.5)
+    while child.poll() is None:
+        sensor.read_energy_j()
+        time.sleep(0.05)
+    cpu_s = sensor.read_energy_j()
+    # the child's 0.5 s (+ its interpreter start), once; not twice when reaped, not the older child's too
+    assert 0.45 <= cpu_s <= 0.95

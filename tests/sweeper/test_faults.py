@@ -33,9 +33,12 @@ def popen(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout_s: float = 60.0) -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Wait until ``predicate()`` holds while ``proc`` runs; a process that died first fails with its stderr."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) first: {proc.stderr.read()[-3000:]}")
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
@@ -206,7 +209,7 @@ def test_a_signal_at_any_moment_keeps_the_books_and_a_resume_completes_them(tmp_
     )
     sweep_dir = tmp_path / "sweep"
     proc = popen(sweep_dir, *common)
-    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists())
+    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists(), proc)
     time.sleep(after_s)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
@@ -224,7 +227,7 @@ def test_a_signal_at_any_moment_keeps_the_books_and_a_resume_completes_them(tmp_
 def test_a_second_sweeper_on_the_same_dir_is_refused(tmp_path):
     sweep_dir = tmp_path / "sweep"
     first = popen(sweep_dir, "x=0,1,2", "step_s=0.3", "hydra.sweeper.budget.energy_kwh=1 kWh")
-    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists())
+    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists(), first)
     second = run(
         sweep_dir,
         "x=0,1,2",

@@ -25,12 +25,30 @@ from lightning_greenai.budget.sweep import BudgetSweep, _Book, merge_search_spac
         ("max_trials", 2.5, r"`hydra.sweeper.max_trials` must be an integer >= 1 or null, got 2.5"),
         ("seed", "abc", r"`hydra.sweeper.seed` must be an integer, got 'abc'"),
         ("resume", "yes", r"`hydra.sweeper.resume` must be true or false, got 'yes'"),
-        ("direction", "maximize", r"`hydra.sweeper.direction` must be 'max' or 'min', got 'maximize'"),
+        ("direction", "up", r"`hydra.sweeper.direction` must be 'max' or 'min', got 'up'"),
+        ("direction", ["maximize", "minimize"], r"optimises one objective: `hydra.sweeper.direction` must be max"),
+        ("n_trials", 3, r"`hydra.sweeper.n_trials` \(3\) is hydra-optuna-sweeper's name for `max_trials`, which is 5"),
+        ("search_space", {"x": 1}, r"write each parameter under hydra.sweeper.params"),
+        ("sampler", "tpe", r"must be an Optuna sampler config with a _target_"),
     ],
 )
 def test_every_option_is_checked_up_front_with_its_name_and_what_is_allowed(option, value, message):
+    extra = {"max_trials": 5} if option == "n_trials" else {}
     with pytest.raises(BudgetConfigError, match=message):
-        BudgetSweep(budget={"energy_kwh": "1 kWh"}, **{option: value})
+        BudgetSweep(budget={"energy_kwh": "1 kWh"}, **extra, **{option: value})
+
+
+def test_hydra_optuna_sweeper_spellings_are_accepted():
+    sweep = BudgetSweep(
+        budget={"energy_kwh": "1 kWh"},
+        direction="maximize",
+        n_trials=20,
+        n_jobs=2,
+        sampler={"_target_": "optuna.samplers.TPESampler", "seed": 1234},
+    )
+    assert (sweep.direction, sweep.max_trials, sweep.max_batch_size, sweep.strategy_name) == ("max", 20, 2, "optuna")
+    rnd = BudgetSweep(budget={"energy_kwh": "1 kWh"}, sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 7})
+    assert (rnd.strategy_name, rnd.seed, rnd.sampler) == ("random", 7, None)  # i.i.d.: our random search
 
 
 RAY = {"init": {"num_cpus": 6}, "remote": {"num_cpus": 2}}
