@@ -4,7 +4,8 @@ Run: python benchmarks/sweeper_overshoot.py [--quick]
 
 1. Synthetic trials of known cost (tests/sweeper/meter_task.py: 10 steps of 1 J, 50 ms each, heartbeat every step)
    under a 25 J budget, with a deliberately low prior (4 J per trial) so that admission launches more than the budget
-   can pay for and the mid-batch stop has to act. For each launcher x stop policy: budget, spend, overshoot, trials.
+   can pay for and the mid-batch stop has to act. Batches have the default size, the launcher's parallelism (basic
+   1, joblib n_jobs=2, submitit local: the CPUs). For each launcher x stop policy: budget, spend, overshoot, trials.
 2. The sweeper's bookkeeping per trial with N instant trials (a launcher that returns at once), for N = 250 and
    1,000: per-trial time should stay flat (linear total), target < 50 ms per trial.
 """
@@ -50,7 +51,6 @@ def overshoot(launcher: list[str], policy: str) -> dict:
                 "step_s=0.05",
                 "hydra.sweeper.budget.energy_kwh=25 J",
                 "hydra.sweeper.prior_cost.energy_kwh=4 J",
-                "hydra.sweeper.max_batch_size=4",
                 "hydra.sweeper.poll_s=0.02",
                 f"hydra.sweeper.stop_policy={policy}",
                 "hydra.sweeper.max_failure_rate=1.0",
@@ -110,16 +110,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     launchers = {"basic": LAUNCHERS["basic"]} if args.quick else LAUNCHERS
-    print("| launcher | stop policy | budget | spend | overshoot | completed | budget-stopped | failed |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| launcher | stop policy | batch | budget | spend | overshoot | completed | budget-stopped | killed "
+        "| not started | failed |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, launcher in launchers.items():
         for policy in ("graceful", "finish", "kill"):
             rep = overshoot(launcher, policy)
             spent = rep["spend"]["energy_j"].get("gpu:0", 0.0)
             by = rep["trials_by_status"]
+            over = 100 * (spent - 25) / 25
             print(
-                f"| {name} | {policy} | 25 J | {spent:.0f} J | {100 * (spent - 25) / 25:+.0f} % | "
-                f"{by.get('completed', 0)} | {by.get('budget_stopped', 0)} | {by.get('failed', 0)} |",
+                f"| {name} | {policy} | {rep['max_batch_size']} | 25 J | {spent:.0f} J | {over:+.0f} % "
+                f"| {by.get('completed', 0)} | {by.get('budget_stopped', 0)} | {by.get('killed', 0)} "
+                f"| {by.get('not_started', 0)} | {by.get('failed', 0)} |",
                 flush=True,
             )
     print()

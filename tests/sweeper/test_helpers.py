@@ -165,3 +165,14 @@ def test_optuna_is_told_by_trial_number(tmp_path):
     strategy.tell(9, jobs[0], 2.0, "completed", 0)  # told again (a resume recovering it): the first answer stays
     assert [t.state.name for t in strategy.study.trials] == ["COMPLETE", "PRUNED", "FAIL"]
     assert strategy.study.trials[0].value == 1.0
+
+
+def test_every_logger_of_a_dict_or_list_gets_the_curves():
+    from lightning_greenai.budget.sweep import _logger_nodes
+
+    csv = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "."}
+    tb = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": "."}
+    assert len(_logger_nodes(OmegaConf.create(csv))) == 1
+    assert len(_logger_nodes(OmegaConf.create({"csv": csv, "tensorboard": tb}))) == 2  # the template's many_loggers
+    assert len(_logger_nodes(OmegaConf.create([csv, tb]))) == 2
+    assert _logger_nodes(OmegaConf.create({"csv": None, "note": "no target here"})) == []
