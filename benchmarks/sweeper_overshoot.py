@@ -2,10 +2,11 @@
 
 Run: python benchmarks/sweeper_overshoot.py [--quick]
 
-1. Synthetic trials of known cost (tests/sweeper/meter_task.py: 10 steps of 1 J, 50 ms each, heartbeat every step)
-   under a 25 J budget, with a deliberately low prior (4 J per trial) so that admission launches more than the budget
-   can pay for and the mid-batch stop has to act. Batches have the default size, the launcher's parallelism (basic
-   1, joblib n_jobs=2, submitit local: the CPUs). For each launcher x stop policy: budget, spend, overshoot, trials.
+1. Synthetic trials of known, growing cost (tests/sweeper/meter_task.py: 6 + 6x steps of 1 J for x = 0, 1, 2 ...:
+   6, 12, 18, 24 J; 50 ms a step, a heartbeat every step) under a 30 J budget, with a low prior (4 J per trial). Each
+   trial costs more than the finished ones predict, so admission launches trials the budget cannot pay for in full
+   and the mid-batch stop has to act. Batches have the default size, the launcher's parallelism (basic 1, joblib
+   n_jobs=2, submitit local: the CPUs). For each launcher x stop policy: budget, spend, overshoot, trials.
 2. The sweeper's bookkeeping per trial with N instant trials (a launcher that returns at once), for N = 250 and
    1,000: per-trial time should stay flat (linear total), target < 50 ms per trial.
 """
@@ -37,7 +38,15 @@ LAUNCHERS = {
 }
 
 
-def overshoot(launcher: list[str], policy: str) -> dict:
+SCENARIOS = {
+    # growing costs: each trial costs more than the finished ones predict (one job in flight crosses the budget)
+    "growing": ["steps=6", "steps_per_x=6", "hydra.sweeper.budget.energy_kwh=30 J"],
+    # equal 10 J trials, a 4 J prior: the first batch's jobs cross a 15 J budget together, in flight
+    "together": ["steps=10", "steps_per_x=0", "hydra.sweeper.budget.energy_kwh=15 J"],
+}
+
+
+def overshoot(launcher: list[str], policy: str, scenario: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         sweep_dir = Path(tmp) / "sweep"
         subprocess.run(
@@ -47,9 +56,8 @@ def overshoot(launcher: list[str], policy: str) -> dict:
                 "-m",
                 f"hydra.sweep.dir={sweep_dir}",
                 "x=0,1,2,3,4,5,6,7,8,9",
-                "steps=10",
+                *scenario,
                 "step_s=0.05",
-                "hydra.sweeper.budget.energy_kwh=25 J",
                 "hydra.sweeper.prior_cost.energy_kwh=4 J",
                 "hydra.sweeper.poll_s=0.02",
                 f"hydra.sweeper.stop_policy={policy}",
@@ -105,28 +113,32 @@ def bookkeeping(n: int) -> float:
         return (time.perf_counter() - t0) / n
 
 
+def report_row(scenario: str, launcher: str, policy: str, rep: dict) -> None:
+    budget = rep["budget"]["energy_kwh"] * 3.6e6
+    spent = rep["spend"]["energy_j"].get("gpu:0", 0.0)
+    by = rep["trials_by_status"]
+    print(
+        f"| {scenario} | {launcher} | {policy} | {rep['max_batch_size']} | {budget:.0f} J | {spent:.0f} J "
+        f"| {100 * (spent - budget) / budget:+.0f} % | {by.get('completed', 0)} | {by.get('budget_stopped', 0)} "
+        f"| {by.get('killed', 0)} | {by.get('not_started', 0)} | {by.get('failed', 0)} |",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     launchers = {"basic": LAUNCHERS["basic"]} if args.quick else LAUNCHERS
     print(
-        "| launcher | stop policy | batch | budget | spend | overshoot | completed | budget-stopped | killed "
+        "| costs | launcher | stop policy | batch | budget | spend | overshoot | completed | budget-stopped | killed "
         "| not started | failed |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, launcher in launchers.items():
-        for policy in ("graceful", "finish", "kill"):
-            rep = overshoot(launcher, policy)
-            spent = rep["spend"]["energy_j"].get("gpu:0", 0.0)
-            by = rep["trials_by_status"]
-            over = 100 * (spent - 25) / 25
-            print(
-                f"| {name} | {policy} | {rep['max_batch_size']} | 25 J | {spent:.0f} J | {over:+.0f} % "
-                f"| {by.get('completed', 0)} | {by.get('budget_stopped', 0)} | {by.get('killed', 0)} "
-                f"| {by.get('not_started', 0)} | {by.get('failed', 0)} |",
-                flush=True,
-            )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for scenario, extra in SCENARIOS.items():
+        for name, launcher in launchers.items():
+            for policy in ("graceful", "finish", "kill"):
+                report_row(scenario, name, policy, overshoot(launcher, policy, extra))
     print()
     for n in (250, 1000) if not args.quick else (50, 200):
         print(f"sweeper bookkeeping with {n} instant trials: {1e3 * bookkeeping(n):.2f} ms per trial", flush=True)

@@ -31,11 +31,18 @@ def stop_reason(
         if request is not None and request.get("policy") != "finish":
             return BudgetStoppingReason.SWEEP_BUDGET, str(request.get("reason", ""))
         allowance = reporter.allowance()
-        if allowance:
-            # allowances are written in grid-free units (IT energy, FLOPs, GPU-hours): no grid needed here
-            spent = Budget.parse(allowance).exceeded_by(spend)
+        # allowances are written in grid-free units (IT energy, FLOPs, GPU-hours): no grid needed here
+        if allowance.get("trial"):
+            spent = Budget.parse(allowance["trial"]).exceeded_by(spend)
             if spent:
                 return BudgetStoppingReason.TRIAL_ALLOWANCE, f"allowance spent: {', '.join(spent)}"
+        if allowance.get("sweep"):
+            spent = Budget.parse(allowance["sweep"]).exceeded_by(spend)
+            if spent:
+                return (
+                    BudgetStoppingReason.SWEEP_BUDGET,
+                    f"this trial spent what was left of the budget: {', '.join(spent)}",
+                )
     if own is not None:
         spent = own.exceeded_by(spend, grid)
         if spent:
@@ -59,7 +66,7 @@ def record_stop(
     """
     if reporter is None:
         return
-    if (reporter.stop_request() or {}).get("policy") == "kill":
+    if reporter.policy() == "kill":
         if write:
             reporter.finish("killed")
         raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")

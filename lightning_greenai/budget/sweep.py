@@ -29,7 +29,7 @@ from typing import Any
 
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.budget import Budget
-from lightning_greenai.budget.files import TrialRecord, is_scored, state_dir, write_json_atomic
+from lightning_greenai.budget.files import TrialRecord, is_scored, read_json, state_dir, write_json_atomic
 from lightning_greenai.budget.history import Trial, replay
 from lightning_greenai.budget.launchers import launcher_parallelism
 from lightning_greenai.budget.ledger import Ledger
@@ -128,6 +128,8 @@ class _Book:
 
     def __post_init__(self) -> None:
         self.trials: list[Trial] = []
+        self.done = 0  # trials that completed or stopped at the budget: they report what they spent
+        self.measured: set[str] = set()  # the limited quantities some such trial reported
         self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
         self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
 
@@ -141,8 +143,11 @@ class _Book:
         self.failed += trial.status == "failed"
         if trial.status not in ("completed", "budget_stopped"):
             return  # a failed or killed trial's cost says nothing about a trial's cost
+        self.done += 1
         costs = self.warmup_costs if trial.warmup else self.costs
         for quantity, cost in self.sweep.costs(trial).items():
+            if cost:
+                self.measured.add(quantity)
             if cost is not None and quantity in costs:
                 bisect.insort(costs[quantity], cost)
 
@@ -395,8 +400,9 @@ class BudgetSweep:
                     break
                 self.validate_batch([job.overrides for job in jobs])
                 (folder / "STOP").unlink(missing_ok=True)
+                allowance = self._allowance(estimates, self._share(remaining, min(len(jobs), self.parallelism)))
                 for job in jobs:
-                    self._prepare(folder, sweep_dir, job, estimates, ledger)
+                    self._prepare(folder, sweep_dir, job, allowance, ledger)
                 results = self._launch(sweep_dir, jobs, book)
                 for i, job in enumerate(jobs):
                     self._settle(job, None if results is None else results[i], sweep_dir)
@@ -440,16 +446,10 @@ class BudgetSweep:
             return "search space exhausted"
         return None
 
-    def _prepare(
-        self, folder: Path, sweep_dir: Path, job: Trial, estimates: Mapping[str, float | None], ledger: Ledger
-    ) -> None:
-        """Record a job's launch, and clear files an earlier sweep in this dir may have left under its number."""
+    def _prepare(self, folder: Path, sweep_dir: Path, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
+        """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
         TrialRecord.path(sweep_dir, job.job_num).unlink(missing_ok=True)
-        allowance_path = folder / "trials" / f"{job.job_num}.allowance.json"
-        allowance_path.unlink(missing_ok=True)
-        allowance = self._allowance(estimates)
-        if allowance:
-            write_json_atomic(allowance_path, allowance)
+        write_json_atomic(folder / "trials" / f"{job.job_num}.allowance.json", dict(allowance))
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
@@ -512,17 +512,13 @@ class BudgetSweep:
         raise SystemExit(code) from interrupt
 
     def _unmeasured(self, book: _Book) -> str | None:
-        """Name a budget quantity that no scored trial reports (the budget could never stop the sweep)."""
-        done = [t for t in book.trials if t.status in ("completed", "budget_stopped")]
-        if not done:
+        """Name a budget quantity that no finished trial reports (the budget could never stop the sweep)."""
+        if not book.done:
             return None
         for quantity in self.budget.limits:
-            if quantity == "wall_hours":
-                continue
-            values = [self.costs(t)[quantity] for t in done]
-            if all(v is None or v == 0 for v in values):
+            if quantity != "wall_hours" and quantity not in book.measured:
                 return (
-                    f"budget `{quantity}` is not measured: {len(done)} trial(s) finished and none reported it, so the "
+                    f"budget `{quantity}` is not measured: {book.done} trial(s) finished and none reported it, so the "
                     f"budget could never stop the sweep. Attach {_MEASURED_BY[quantity]}."
                 )
         return None
@@ -625,16 +621,42 @@ class BudgetSweep:
         )
         return book, history.proposed, retry, recovered
 
-    def _allowance(self, estimates: Mapping[str, float | None]) -> dict[str, float]:
-        """A trial's own limits: ``trial_allowance`` x the estimate, in grid-free units the job can check alone."""
-        if self.trial_allowance is None:
-            return {}
+    def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
+        """What a trial may spend, in grid-free units the job checks alone, written beside it before launch.
+
+        ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
+        (see :meth:`_share`): the job stops itself there, at the step that reaches it, without waiting for the
+        watchdog's next poll; the watchdog raises the share of the jobs still running when one finishes under its
+        own. So the jobs of a batch never spend more than what was left by more than one step each (under
+        ``stop_policy=finish`` running trials finish: no ``sweep`` caps then).
+        """
+        out: dict[str, Any] = {"policy": self.stop_policy}
+        if self.trial_allowance is not None:
+            allowance = {q: e * self.trial_allowance for q, e in estimates.items() if e is not None}
+            out["trial"] = self._grid_free(allowance)
+        if self.stop_policy != "finish":
+            out["sweep"] = self._grid_free(remaining)
+        return out
+
+    def _share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
+        """Each of ``jobs`` running trials' share of ``remaining``: an equal part; wall time is shared, not split."""
+        return {q: left if q == "wall_hours" else max(left, 0.0) / max(jobs, 1) for q, left in remaining.items()}
+
+    def job_caps(self, spend: Spend, share: Mapping[str, float]) -> dict[str, float]:
+        """A running job's ``sweep`` caps: what it spent so far plus its share of the headroom, in grid-free units."""
+        measured = {
+            "energy_kwh": spend.energy_kwh or 0.0,
+            "flops": spend.flops,
+            "gpu_hours": spend.gpu_hours,
+            "wall_hours": spend.wall_hours,
+        }
+        return {q: measured[q] + limit for q, limit in self._grid_free(share).items()}
+
+    def _grid_free(self, limits: Mapping[str, float]) -> dict[str, float]:
+        """Limits in the budget's quantities as limits a job can check on its own spend (IT energy, FLOPs, time)."""
         out: dict[str, float] = {}
         grid = self.grid
-        for quantity, estimate in estimates.items():
-            if estimate is None:
-                continue
-            limit = estimate * self.trial_allowance
+        for quantity, limit in limits.items():
             if quantity == "energy_kwh":  # the budget counts facility energy; the job meters IT energy
                 out["energy_kwh"] = min(out.get("energy_kwh", float("inf")), limit / grid.pue)
             elif quantity == "co2e_kg" and grid.intensity_g_per_kwh > 0:
@@ -819,6 +841,7 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._run, name="greenai-watchdog", daemon=True)
         self.stopped = False
         self.last_good: dict[int, TrialRecord] = {}  # the latest readable heartbeat of each job
+        self.finished: set[int] = set()  # jobs of the batch whose record is final
 
     def start(self) -> None:
         """Start polling (not for an unlimited budget: nothing to stop)."""
@@ -839,9 +862,11 @@ class _Watchdog:
         """Add the in-flight heartbeats to the finished trials; write STOP once over the budget. Returns STOP.
 
         Wall time is the sweep's elapsed time, never a sum of the trials' durations. Under ``stop_policy=finish`` the
-        STOP file only keeps queued trials from starting.
+        STOP file only keeps queued trials from starting. When a job of the batch finishes, the headroom left is
+        shared again among the jobs still running (their ``sweep`` caps rise by what it did not use).
         """
         in_flight = Spend()
+        records: dict[int, TrialRecord] = {}
         for job in self.jobs:
             record = TrialRecord.load(self.sweep_dir, job.job_num)
             if record is not None:
@@ -849,16 +874,41 @@ class _Watchdog:
             else:
                 record = self.last_good.get(job.job_num)
             if record is not None:
+                records[job.job_num] = record
                 in_flight = in_flight + record.spend
         sweep = self.sweep
-        fraction = sweep.budget.fraction_spent(self.book.spend + in_flight, sweep.grid, wall_s=sweep.wall_s())
+        total = self.book.spend + in_flight
+        fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
         if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
             self.stopped = True
             write_json_atomic(
                 state_dir(self.sweep_dir) / "STOP",
                 {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"},
             )
+        finished = {j for j, r in records.items() if r.status != "running"}
+        if finished - self.finished and sweep.stop_policy != "finish" and not self.stopped:
+            self.finished = finished
+            self._reshare(records, total)
         return self.stopped
+
+    def _reshare(self, records: Mapping[int, TrialRecord], total: Spend) -> None:
+        """Share the headroom among the jobs still running, and rewrite their allowances."""
+        sweep = self.sweep
+        running = [job.job_num for job in self.jobs if job.job_num not in self.finished]
+        if not running:
+            return
+        headroom = sweep.budget.remaining(total, sweep.grid, wall_s=sweep.wall_s())
+        # the jobs that can run at once share it (a batch larger than the launcher runs waits in its queue)
+        share = sweep._share({q: h for q, h in headroom.items() if h is not None}, min(len(running), sweep.parallelism))
+        folder = state_dir(self.sweep_dir) / "trials"
+        for job_num in running:
+            path = folder / f"{job_num}.allowance.json"
+            allowance = read_json(path)
+            if not isinstance(allowance, dict) or "sweep" not in allowance:
+                continue
+            spent = records[job_num].spend if job_num in records else Spend()
+            allowance["sweep"] = sweep.job_caps(spent, share)
+            write_json_atomic(path, allowance)
 
 
 def write_report(

@@ -107,6 +107,8 @@ class TaskWrapper:
         if reporter is None:
             return self.task(cfg)
         request = reporter.stop_request()
+        if request is None and reporter.nothing_left():
+            request = {"kind": "budget", "reason": "nothing was left of the budget when it began"}
         if request is not None:
             interrupted = request.get("kind") == "interrupt"
             reporter.finish("interrupted" if interrupted else "not_started")

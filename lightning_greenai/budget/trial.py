@@ -228,15 +228,38 @@ class TrialReporter:
         data = read_json(path)
         return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP file present"}
 
-    def allowance(self) -> dict[str, float] | None:
-        """This trial's own spending limits, written by the sweeper before launch, or ``None``."""
+    def allowance(self) -> dict[str, Any]:
+        """What this trial may spend, written by the sweeper before launch (see ``BudgetSweep._allowance``).
+
+        ``{"trial": {...}, "sweep": {...}, "policy": ...}``; limits in grid-free units. Empty if none was written.
+        """
         data = read_json(state_dir(self.sweep_dir) / "trials" / f"{self.job_num}.allowance.json")
         if not isinstance(data, dict):
-            return None
-        try:
-            return {str(k): float(v) for k, v in data.items()}
-        except (TypeError, ValueError):
-            return None
+            return {}
+        if not any(k in data for k in ("trial", "sweep", "policy")):
+            data = {"trial": data}  # a plain mapping of limits: the trial's own
+        out: dict[str, Any] = {"policy": data.get("policy")}
+        for part in ("trial", "sweep"):
+            limits = data.get(part)
+            if isinstance(limits, dict):
+                try:
+                    out[part] = {str(k): float(v) for k, v in limits.items()}
+                except (TypeError, ValueError):
+                    continue
+        return out
+
+    def nothing_left(self) -> bool:
+        """Whether this trial's share of the sweep's budget was already spent before it began."""
+        caps = self.allowance().get("sweep") or {}
+        return any(limit <= 0.0 for limit in caps.values())
+
+    def policy(self) -> str | None:
+        """The sweep's stop policy, from its STOP signal or this trial's allowance."""
+        request = self.stop_request()
+        if request is not None and request.get("policy"):
+            return str(request["policy"])
+        policy = self.allowance().get("policy")
+        return None if policy is None else str(policy)
 
 
 def current_trial() -> TrialReporter | None:

@@ -1,11 +1,12 @@
 """A synthetic Hydra task with a known cost, metered by a plain Meter: used by the sweeper tests.
 
-Each trial runs ``blocks`` Meter blocks (pretrain, finetune ...) of ``steps`` steps of ``joules_per_step`` J each (a
-fake counter), sleeping ``step_s`` per step, and returns ``{"objective": -(x - 3)^2}``. At step ``crash_at`` of the
-trial with ``x == crash_x`` (once only if ``crash_once_file`` is set) it dies as ``crash_mode`` says: ``exit``
-(os._exit, a SIGKILL-like death), ``sysexit`` (SystemExit, as Lightning turns SIGTERM into), ``sigterm`` or
-``sigint`` (a real signal to its own process). ``fail`` raises; ``bad_objective`` returns a string; ``score``
-replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no energy.
+Each trial runs ``blocks`` Meter blocks (pretrain, finetune ...) of ``steps`` (+ ``steps_per_x`` x ``x``) steps of
+``joules_per_step`` J each (a fake counter), sleeping ``step_s`` per step, and returns ``{"objective": -(x - 3)^2}``.
+At step ``crash_at`` of the trial with ``x == crash_x`` (once only if ``crash_once_file`` is set) it dies as
+``crash_mode`` says: ``exit`` (os._exit, a SIGKILL-like death), ``sysexit`` (SystemExit, as Lightning turns SIGTERM
+into), ``sigterm`` or ``sigint`` (a real signal to its own process). ``fail`` raises; ``bad_objective`` returns a
+string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no
+energy.
 """
 
 import os
@@ -40,7 +41,7 @@ def main(cfg: DictConfig) -> dict:
         energy = {"j": 0.0}
         sensors = [FakeSensor("gpu:0", lambda e=energy: e["j"])] if cfg.sensor == "fake" else []
         with Meter(sensors) as meter:
-            for step in range(cfg.steps):
+            for step in range(cfg.steps + int(cfg.steps_per_x * cfg.x)):
                 if meter.should_stop():
                     break
                 if cfg.crash_at is not None and step == cfg.crash_at and cfg.x == cfg.crash_x:

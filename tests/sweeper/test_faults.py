@@ -433,3 +433,28 @@ def test_report_never_writes_through_a_symlink_or_outside_its_folder(tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert victim.read_text() == "keep me"
     assert not (plots / "budget_curve.png").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        pytest.param(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], id="joblib"),
+        pytest.param(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"], id="submitit_local"),
+    ],
+)
+def test_jobs_in_flight_together_overshoot_by_at_most_one_step_each(tmp_path, launcher):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir,
+        "x=0,1,2,3",
+        "steps=10",
+        "step_s=0.05",
+        "hydra.sweeper.budget.energy_kwh=15 J",
+        "hydra.sweeper.prior_cost.energy_kwh=4 J",  # two 10 J trials admitted together: 20 J for a 15 J budget
+        *launcher,
+    )
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    assert rep["max_batch_size"] == 2
+    # each job stops itself at its share (7.5 J), at the step that reaches it: one 1 J step past it at most
+    assert rep["spend"]["energy_j"]["gpu:0"] <= 15.0 + 2 * 1.0
+    assert rep["trials_by_status"].get("budget_stopped", 0) >= 1
