@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import signal
 import threading
 import time
@@ -43,7 +44,7 @@ from lightning_greenai.budget.strategies import (
     parse_overrides,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
-from lightning_greenai.errors import BudgetConfigError
+from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import format_duration, format_quantity
@@ -72,6 +73,31 @@ def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, 
     if isinstance(value, bool) or not isinstance(value, int | float) or not (low <= value <= high):
         raise BudgetConfigError(f"`hydra.sweeper.{name}` must be {allowed}, got {value!r}.")
     return float(value)
+
+
+#: Packages a trial may need for an option the README suggests, and the extra that installs each.
+_EXTRAS = {
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "tensorboard": "tensorboard",
+    "tensorboardX": "tensorboard",
+    "optuna": "optuna",
+    "sklearn": "examples",
+    "matplotlib": "plots",
+    "rich": "examples",
+}
+
+
+def _missing_package(errors: Sequence[str | None]) -> str | None:
+    """If trials failed for want of an optional package, one line saying which and how to install it."""
+    for error in errors:
+        found = re.search(r"No module named '([\w.]+)'", error or "")
+        if found is not None:
+            module = found.group(1).split(".")[0]
+            extra = _EXTRAS.get(module)
+            install = f"pip install 'lightning-greenai[{extra}]'" if extra else f"pip install {module}"
+            return f"The trials need the package `{module}`, which is not installed: {install}"
+    return None
 
 
 def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
@@ -414,6 +440,9 @@ class BudgetSweep:
                 if book.counted and book.failed / book.counted > self.max_failure_rate:
                     reason = f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
                     self._finish(ledger, sweep_dir, book, reason)
+                    missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
+                    if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
+                        raise MissingDependencyError(missing)
                     errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
                     raise RuntimeError(f"Budget sweep stopped: {reason}. {errors}")
                 unmeasured = self._unmeasured(book)

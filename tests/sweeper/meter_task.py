@@ -6,9 +6,10 @@ At step ``crash_at`` of the trial with ``x == crash_x`` (once only if ``crash_on
 ``crash_mode`` says: ``exit`` (os._exit, a SIGKILL-like death), ``sysexit`` (SystemExit, as Lightning turns SIGTERM
 into), ``sigterm`` or ``sigint`` (a real signal to its own process). ``fail`` raises; ``bad_objective`` returns a
 string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no
-energy.
+energy; ``needs`` names a module the trial imports first.
 """
 
+import importlib
 import os
 import signal
 import time
@@ -36,6 +37,8 @@ def crash(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=".", config_name="meter_task")
 def main(cfg: DictConfig) -> dict:
+    if cfg.needs is not None:
+        importlib.import_module(cfg.needs)  # an optional package the trial needs (a logger's, say)
     step = 0
     for _ in range(cfg.blocks):
         energy = {"j": 0.0}

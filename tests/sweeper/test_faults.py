@@ -458,3 +458,20 @@ def test_jobs_in_flight_together_overshoot_by_at_most_one_step_each(tmp_path, la
     # each job stops itself at its share (7.5 J), at the step that reaches it: one 1 J step past it at most
     assert rep["spend"]["energy_j"]["gpu:0"] <= 15.0 + 2 * 1.0
     assert rep["trials_by_status"].get("budget_stopped", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("module", "install"),
+    [("wandb_is_not_here", "pip install wandb_is_not_here"), ("sklearn", "pip install 'lightning-greenai[examples]'")],
+)
+def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, install, monkeypatch):
+    from lightning_greenai.budget.sweep import _missing_package
+
+    assert _missing_package([f"ModuleNotFoundError: No module named '{module}'"]).endswith(install)
+    if module == "sklearn":
+        return
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, "x=0,1", f"needs={module}", check=False)
+    assert proc.returncode != 0
+    assert f"The trials need the package `{module}`, which is not installed: {install}" in proc.stderr
+    assert_books_balance(sweep_dir)
