@@ -53,3 +53,31 @@ def test_hydra_sweeper_config_documents_every_field():
     assert set(documented) - {"defaults"} == set(schema)
     for group in ("budget", "prior_cost", "grid"):
         assert set(documented[group]) == set(schema[group])
+
+
+GRIDS = sorted(p.stem for p in (CONF / "greenai" / "grid").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", GRIDS)
+def test_every_grid_preset_composes_into_the_sweep_example(preset):
+    from lightning_greenai.budget.sweep import BudgetSweep
+
+    examples = Path(__file__).parents[1] / "examples" / "conf"
+    with initialize_config_dir(config_dir=str(examples), version_base="1.3"):
+        cfg = compose("sweep", overrides=[f"greenai/grid={preset}"], return_hydra_config=True)
+    monitor = instantiate(cfg.callbacks.greenai_energy)
+    sweeper_grid = OmegaConf.to_container(cfg.hydra.sweeper.grid, resolve=True)
+    sweep = BudgetSweep(budget={"energy_kwh": "30 J"}, grid=sweeper_grid)
+    assert monitor.grid == sweep.grid  # the trials and the sweeper price with the same grid
+    assert monitor.grid.country is not None  # a region resolves to its country's intensity
+    assert monitor.grid.pue == cfg.greenai.grid.pue
+
+
+def test_every_grid_preset_is_listed_in_the_apps_help(tmp_path):
+    import subprocess
+    import sys
+
+    example = Path(__file__).parents[1] / "examples" / "sweep.py"
+    out = subprocess.run([sys.executable, str(example), "--help"], capture_output=True, text=True, timeout=120).stdout
+    listed = next(line for line in out.splitlines() if line.startswith("greenai/grid:"))
+    assert sorted(x.strip() for x in listed.split(":", 1)[1].split(",")) == GRIDS

@@ -78,3 +78,8 @@ def test_data_files_state_source_and_year():
 
 def test_unavailable_energy_gives_no_co2e():
     assert Grid.from_location("US").co2e_g(Spend(methods={"gpu:0": Method.UNAVAILABLE})) is None
+
+
+@pytest.mark.parametrize(("alias", "iso2"), [("UK", "GB"), ("uk", "GB"), ("USA", "US"), ("Great Britain", "GB")])
+def test_common_country_aliases(alias, iso2):
+    assert Grid.from_location(alias).country == iso2

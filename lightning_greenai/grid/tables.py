@@ -76,13 +76,18 @@ def _unknown(kind: str, value: str, choices: list[str], known: list[str]) -> Gri
     return GridConfigError(f"Unknown {kind} {value!r}.{hint} Allowed: {', '.join(sorted(known))}.")
 
 
+#: Common names and codes that are not ISO 3166 but mean one country (UK is GB in ISO 3166).
+_ALIASES = {"uk": "gb", "britain": "gb", "great britain": "gb", "england": "gb", "usa": "us", "america": "us"}
+
+
 def country(code: str) -> CountryRecord:
     """Look up a country by ISO 3166 alpha-2 or alpha-3 code or English name (case-insensitive).
 
     Raises:
         GridConfigError: unknown country; the message lists close matches.
     """
-    rec = _countries().get(code.strip().lower())
+    key = code.strip().lower()
+    rec = _countries().get(_ALIASES.get(key, key))
     if rec is None:
         choices = sorted({r.iso2 for r in _countries().values()} | {r.name for r in _countries().values()})
         raise _unknown("country", code, choices, country_names())
