@@ -20,6 +20,8 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -33,9 +35,12 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
     L.seed_everything(cfg.seed, verbose=False)
+    single = HydraConfig.get().mode != RunMode.MULTIRUN  # without -m: one trial, whose price tag is worth printing
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
-        callbacks=[instantiate(c) for c in cfg.callbacks.values()],
+        callbacks=[
+            instantiate(c, **({"verbose": True} if single and "verbose" in c else {})) for c in cfg.callbacks.values()
+        ],
         logger=instantiate(cfg.logger),
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -45,7 +50,13 @@ def main(cfg: DictConfig) -> float:
     trainer.fit(DigitsClassifier(cfg.model.width, cfg.model.lr), DigitsDataModule(cfg.batch_size))
     if type(trainer.logger).__name__ == "WandbLogger":  # jobs may share a process: one W&B run per trial
         trainer.logger.experiment.finish()
-    return float(trainer.callback_metrics["val/acc"])
+    accuracy = float(trainer.callback_metrics["val/acc"])
+    if single:
+        print(
+            f"[greenai] one trial ran (val/acc = {accuracy:.3f}, width {cfg.model.width}, lr {cfg.model.lr}); "
+            "its price tag is above. The budget-limited search is a multirun: python examples/sweep.py -m"
+        )
+    return accuracy
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -101,3 +105,71 @@ def test_sweep_example_with_wandb_offline_in_one_override(tmp_path):
     assert summary_run.metrics["greenai/sweep/best_vs_energy_kwh"]["step_metric"] == "greenai/sweep/energy_kwh"
     trial_run = read_wandb_run(sweep_dir / "0" / "wandb")
     assert trial_run.column("greenai/energy_kwh")  # live metrics of the trial itself
+
+
+def test_sweep_example_without_dash_m_says_one_trial_ran_and_how_to_sweep(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sweep.py"), "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "lightning-greenai price tag (fit)" in proc.stdout
+    assert "[greenai] one trial ran (val/acc = " in proc.stdout
+    assert "python examples/sweep.py -m" in proc.stdout
+
+
+def test_the_command_line_search_space_replaces_the_examples_own(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sweep.py"),
+            "-m",
+            f"hydra.sweep.dir={sweep_dir}",
+            "hydra.sweeper.max_trials=4",
+            "trainer.max_epochs=1",
+            "model.lr=interval(0.05,0.06)",
+            "model.width=choice(256)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (sweep_dir / "budget_curve.csv").read_text().splitlines()[1:]
+    for row in rows:  # the YAML's own params (width 16-128, lr 1e-3..3e-1) are replaced, not added to
+        overrides = dict(o.split("=") for o in row.rsplit(",", 1)[1].split())
+        assert overrides["model.width"] == "256"
+        assert 0.05 <= float(overrides["model.lr"]) <= 0.06
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_of_the_main_job_records_the_sweep_and_says_how_to_resume(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sweep.py"),
+            "-m",
+            f"hydra.sweep.dir={sweep_dir}",
+            "hydra.sweeper.budget.energy_kwh=10 kJ",  # the 16 trials of max_trials: long enough to interrupt
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while not (sweep_dir / ".greenai" / "trials" / "1.json").exists():  # a trial or two in: Ctrl-C
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted (Ctrl-C)" in out and "hydra.sweeper.resume=true" in out
+    report = json.loads((sweep_dir / "budget_report.json").read_text())
+    assert report["stop_reason"] == "interrupted: interrupted (Ctrl-C)"

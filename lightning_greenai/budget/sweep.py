@@ -517,6 +517,8 @@ class BudgetSweep:
             what, code = f"the sweeper received {interrupt}", 128 + interrupt.signum
         elif isinstance(interrupt, KeyboardInterrupt):
             what, code = "interrupted (Ctrl-C)", 130
+        elif isinstance(interrupt, SystemExit) and isinstance(interrupt.__context__, KeyboardInterrupt):
+            what, code = "interrupted (Ctrl-C)", 130  # Lightning turns Ctrl-C in a fit into sys.exit(1)
         elif isinstance(interrupt, SystemExit):
             exit_code = interrupt.code if isinstance(interrupt.code, int) and interrupt.code else 1
             what, code = f"a trial exited (SystemExit({interrupt.code!r}), e.g. SIGTERM in Lightning)", exit_code
