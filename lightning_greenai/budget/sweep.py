@@ -320,6 +320,7 @@ class BudgetSweep:
         self.watchdog: _Watchdog | None = None
         self._started = 0.0
         self._elapsed_before = 0.0
+        self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
 
@@ -358,7 +359,8 @@ class BudgetSweep:
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        with SweepLock(folder), _signals_raise():
+        self.signalled = None
+        with SweepLock(folder), _signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
     def _sweep(self, sweep_dir: Path, folder: Path, arguments: list[str]) -> list[Sequence[Any]]:
@@ -490,11 +492,19 @@ class BudgetSweep:
         try:
             results: Sequence[Any] | None = self.launcher.launch(launch_overrides, initial_job_idx=jobs[0].job_num)
         except Exception as err:  # a launcher that lost the batch's JobReturns (killed array job)
+            self._raise_if_signalled(err)
             log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
             results = None
         finally:
             watchdog.stop()
+        self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
         return results
+
+    def _raise_if_signalled(self, cause: BaseException | None) -> None:
+        if self.signalled == signal.SIGINT:
+            raise KeyboardInterrupt from cause
+        if self.signalled is not None:
+            raise SweepInterrupted(self.signalled) from cause
 
     def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
         strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id)
@@ -847,20 +857,28 @@ def _logger_nodes(cfg: Any) -> list[Any]:
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM into :class:`SweepInterrupted` in the main thread while the sweep runs, then restore it."""
+def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
+    """While the sweep runs (main thread): SIGTERM raises :class:`SweepInterrupted`, SIGINT ``KeyboardInterrupt``.
+
+    Each also marks ``sweep.signalled``: an interrupt that lands inside a launcher's or Hydra's own code may come out
+    as some other exception (or a failed job), and the sweep must still read it as the interrupt it was.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        sweep.signalled = signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SweepInterrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Watchdog:
