@@ -42,7 +42,7 @@ def test_packaged_configs_compose_from_any_app(tmp_path, logger, target, monkeyp
     if logger == "wandb":
         assert cfg.logger.offline is True
     if logger == "mlflow":
-        assert cfg.logger.tracking_uri == f"sqlite:///{os.environ['PWD']}/mlflow.db"
+        assert cfg.logger.tracking_uri == f"sqlite:///{os.getcwd()}/mlflow.db"  # outside a Hydra run
 
 
 def test_hydra_sweeper_config_documents_every_field():

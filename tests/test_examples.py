@@ -173,3 +173,30 @@ def test_ctrl_c_of_the_main_job_records_the_sweep_and_says_how_to_resume(tmp_pat
     assert "interrupted (Ctrl-C)" in out and "hydra.sweeper.resume=true" in out
     report = json.loads((sweep_dir / "budget_report.json").read_text())
     assert report["stop_reason"] == "interrupted: interrupted (Ctrl-C)"
+
+
+def test_logger_mlflow_keeps_one_store_in_the_sweep_dir(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sweep.py"),
+            "-m",
+            f"hydra.sweep.dir={sweep_dir}",
+            "logger=mlflow",
+            "hydra.sweeper.max_trials=2",
+            "trainer.max_epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()  # not wherever the user ran it from
+    client = MlflowClient(f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "greenai"]
+    names = sorted(r.info.run_name or "" for r in client.search_runs([experiment.experiment_id]))
+    assert len(names) == 3 and "greenai-sweep" in names  # two trials and the sweep's curves, one store

@@ -16,8 +16,37 @@ def _wandb_offline() -> bool:
     return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
+def _output_root() -> str:
+    """Where a run's shared stores go: the sweep dir in a multirun (one store for every trial), else the run's dir."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        cfg = HydraConfig.get()
+        folder = cfg.sweep.dir if cfg.mode == RunMode.MULTIRUN else cfg.runtime.output_dir
+    except ValueError:  # outside a Hydra app
+        folder = os.getcwd()
+    return str(Path(folder).absolute())
+
+
+def _run_name() -> str | None:
+    """A trial's run name in the trackers: ``trial-<job number>`` in a multirun; ``None`` (the tracker's own) else."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        cfg = HydraConfig.get()
+        return f"trial-{cfg.job.num}" if cfg.mode == RunMode.MULTIRUN else None
+    except (ValueError, AttributeError):
+        return None
+
+
+if not OmegaConf.has_resolver("greenai_run_name"):
+    OmegaConf.register_new_resolver("greenai_run_name", _run_name)
 if not OmegaConf.has_resolver("greenai_wandb_offline"):
     OmegaConf.register_new_resolver("greenai_wandb_offline", _wandb_offline)
+if not OmegaConf.has_resolver("greenai_output_root"):
+    OmegaConf.register_new_resolver("greenai_output_root", _output_root)
 
 
 class GreenAISearchPathPlugin(SearchPathPlugin):

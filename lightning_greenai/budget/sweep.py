@@ -825,12 +825,15 @@ class BudgetSweep:
             except Exception as err:  # a tracker problem must not hide a finished sweep's results
                 log.warning("Could not log the sweep's curves to %s: %s", node.get("_target_"), err)
 
-    @staticmethod
-    def _publish(summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
+    def _publish(self, summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
+        from hydra.core.hydra_config import HydraConfig
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
         from lightning_greenai.trackers import publish
+
+        if not HydraConfig.initialized() and self.config is not None and "hydra" in self.config:
+            HydraConfig.instance().set_config(self.config)  # ${hydra:...} in the logger config resolve as in a job
 
         target = str(logger_cfg["_target_"])
         name_key = "run_name" if target.endswith("MLFlowLogger") else "name"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,15 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``greenai`` command; returns the exit status."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `greenai report --json | head`: the reader left; that is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="greenai", description="The price tag of a run or a sweep.")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="the price tag of a run or sweep directory")

@@ -16,6 +16,11 @@ from lightning_greenai.units import format_duration, format_energy, format_mass,
 __all__ = ["save_figure", "to_json", "to_markdown", "to_text", "write_plots"]
 
 
+def _count(n: int | float, noun: str) -> str:
+    """``1 trial``, ``2 trials``."""
+    return f"{int(n)} {noun}{'' if int(n) == 1 else 's'}"
+
+
 def _tag(summary: RunSummary | SweepSummary) -> PriceTag:
     title = "sweep" if isinstance(summary, SweepSummary) else str(summary.tag.get("title", "run"))
     return PriceTag(summary.spend, summary.grid, title=title)
@@ -31,7 +36,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
         scores = summary.scores()
         best = (max if summary.direction == "max" else min)(scores) if scores else None
         lines.append(
-            f"  sweep: {summary.strategy} search, {len(summary.trials)} trials "
+            f"  sweep: {summary.strategy} search, {_count(len(summary.trials), 'trial')} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
         )
         lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
@@ -43,7 +48,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
         if evp and summary.iid:
             last = evp[-1]
             lines.append(
-                f"  expected best of {last['n']} trials: {last['expected']:.4g} ± {last['sd']:.2g} "
+                f"  expected best of {_count(last['n'], 'trial')}: {last['expected']:.4g} ± {last['sd']:.2g} "
                 f"(Dodge et al.), {last['unbiased']:.4g} (Tang et al.)"
             )
     lines.extend(f"  note: {n}" for n in summary.notes)
@@ -78,7 +83,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     estimated = spend.estimated_domains
     devices = ", ".join(f"{k} ({m.value})" for k, m in sorted(spend.methods.items())) or "none metered"
     what = "the sweep" if isinstance(summary, SweepSummary) else "the run"
-    trials = f" over {len(summary.trials)} trials" if isinstance(summary, SweepSummary) else ""
+    trials = f" over {_count(len(summary.trials), 'trial')}" if isinstance(summary, SweepSummary) else ""
     cost = tag.cost
     para = (
         f"Training {what}{trials} used {format_energy(spend.total_energy_j)} of electricity "

@@ -171,8 +171,8 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
         return _load_sweep(path, Ledger(ledger_path))
     tags = sorted(path.glob("price_tag.json")) or sorted(path.glob("**/price_tag.json"))
     if tags:
-        notes = [f"{len(tags)} price tags under {path}: reporting the newest, {tags[-1]}"] if len(tags) > 1 else []
         newest = max(tags, key=lambda p: p.stat().st_mtime)
+        notes = [f"{len(tags)} price tags under {path}: reporting the newest, {newest}"] if len(tags) > 1 else []
         try:
             return RunSummary(newest, json.loads(newest.read_text()), notes)
         except ValueError as err:

@@ -80,3 +80,46 @@ def test_compare_two_sweeps(sweep_dir, tmp_path, capsys):
     assert main(["compare", str(sweep_dir), str(sweep_dir), "--out", str(tmp_path / "cmp")]) == 0
     assert "expected best score at a budget in energy_kwh" in capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_several_price_tags_the_note_names_the_one_reported(tmp_path, capsys):
+    import os
+    import time as _time
+
+    for i, name in enumerate(["b", "a"]):  # "a" sorts first but is written last: the newest
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "price_tag.json").write_text(json.dumps({"title": name, "spend": {}, "grid": {}}))
+        os.utime(folder / "price_tag.json", (_time.time() + i, _time.time() + i))
+    summary = load(tmp_path)
+    assert summary.tag["title"] == "a"
+    assert summary.notes == [
+        f"2 price tags under {tmp_path}: reporting the newest, {tmp_path / 'a' / 'price_tag.json'}"
+    ]
+
+
+def test_report_json_into_a_closed_pipe_is_not_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    tag = {"title": "fit", "spend": {}, "grid": {}, "timeline": [[i, i] for i in range(50_000)]}  # > a pipe's buffer
+    (tmp_path / "price_tag.json").write_text(json.dumps(tag))
+    code = (
+        "import sys; from lightning_greenai.reporting.cli import main; "
+        f"sys.exit(main(['report', {str(tmp_path)!r}, '--json', '--no-plots']))"
+    )
+    shell = f'{sys.executable} -c "{code}" | head -c 10'
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
+
+
+def test_one_trial_is_one_trial(tmp_path, capsys):
+    sweep = BudgetSweep(strategy="random", max_trials=1, poll_s=3600, heartbeat_s=0, budget={"energy_kwh": "1 kWh"})
+    out = tmp_path / "sweep"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0]] * 5)
+    sweep.sweep(["x=choice(0,1,2,3,4)"])
+    printed = capsys.readouterr().out
+    assert "; 1 trial;" in printed and "random search, 1 trial (" in printed
+    assert "1 trials" not in printed
