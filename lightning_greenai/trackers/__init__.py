@@ -6,6 +6,6 @@ i.i.d. (random) sweeps, the expected-validation-performance curve with its ±SD 
 the callbacks; this adds the curves a sweep needs, as one summary run.
 """
 
-from lightning_greenai.trackers.sinks import AXES, CurvePoint, CurveSink, LoggerSink, curve_points, publish
+from lightning_greenai.trackers.sinks import AXES, CurvePoint, CurveSink, LoggerSink, curve_points, publish, step_unit
 
-__all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish"]
+__all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish", "step_unit"]

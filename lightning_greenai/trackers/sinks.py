@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from lightning_greenai.reporting.summary import SweepSummary
 
-__all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish"]
+__all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish", "step_unit"]
 
-#: Budget axes: name -> (unit label, factor to the integer unit used where a tracker wants integer steps).
+#: Budget axes: name -> (SI base unit, factor from the axis's own unit to it). Trackers that take integer steps
+#: (MLflow, TensorBoard) get the axis in a decimal multiple of the base unit chosen per sweep (see ``step_unit``).
 AXES: dict[str, tuple[str, float]] = {
-    "energy_kwh": ("J", 3.6e6),  # integer-step trackers (MLflow, TensorBoard): joules
-    "flops": ("GFLOPs", 1e-9),
-    "co2e_kg": ("mgCO2e", 1e6),
-    "money": ("milli-currency", 1e3),
+    "energy_kwh": ("J", 3.6e6),
+    "flops": ("FLOPs", 1.0),
+    "co2e_kg": ("gCO2e", 1e3),
+    "money": ("currency", 1.0),
     "gpu_hours": ("GPU-s", 3600.0),
 }
+_PREFIXES = {-12: "p", -9: "n", -6: "µ", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E", 21: "Z"}
+
+
+def step_unit(axis: str, total: float) -> tuple[str, float]:
+    """The integer step unit of an axis for a sweep whose cumulative spend reaches ``total`` (in the axis's unit).
+
+    A decimal multiple of the base unit in which the total is 1,000 to 999,999 steps, so a sweep of any size draws a
+    curve (a fixed unit such as GFLOPs put every point of a small sweep on step 0). Returns ``(label, factor)``:
+    ``step = round(value * factor)``.
+    """
+    base, to_base = AXES[axis]
+    in_base = total * to_base
+    if not in_base > 0:
+        return base, to_base
+    exponent = 3 * math.floor((math.log10(in_base) - 3) / 3)
+    exponent = max(min(exponent, max(_PREFIXES)), min(_PREFIXES))
+    return f"{_PREFIXES[exponent]}{base}" if base != "currency" else f"1e{exponent} currency", to_base / 10**exponent
 
 
 @dataclass(frozen=True)
@@ -64,17 +83,21 @@ class LoggerSink:
       x-axis of a ``greenai/sweep/best_vs_<axis>`` series, so charts of best score against kWh, FLOPs, CO2e and money
       appear without setup; the EVP curve is a ``wandb.plot.line_series`` (expected, -SD, +SD, unbiased) and a table.
     * MLflow and TensorBoard take integer steps: ``greenai/sweep/best_vs_<axis>`` is logged with the cumulative spend
-      as the step, in the integer units of :data:`AXES` (energy in joules, FLOPs in GFLOPs, CO2e in mg, money in
-      thousandths, GPU time in GPU-seconds); ``greenai/sweep/best_vs_trial`` uses the trial number.
+      as the step, in a decimal multiple of the axis's base unit (J, FLOPs, gCO2e, currency, GPU-s) chosen so that
+      the sweep's total is 1,000 to 999,999 steps (``step_unit``; logged as the param
+      ``greenai/sweep/<axis>_step_unit``, e.g. ``mJ``), so small sweeps draw a curve too; ``greenai/sweep/<axis>``
+      is the cumulative spend itself by trial; ``greenai/sweep/best_vs_trial`` uses the trial number.
       EVP: ``greenai/evp/expected``, ``.../sd``, ``.../unbiased`` at step n.
     * CSV: rows through the logger (step = trial), and ``evp.csv`` beside its ``metrics.csv``.
     * Any other logger: ``log_metrics`` with step = trial.
     """
 
-    def __init__(self, logger: Any) -> None:
+    def __init__(self, logger: Any, totals: dict[str, float] | None = None) -> None:
         self.logger = logger
         self.kind = type(logger).__name__
         self._defined = False
+        # the integer step unit of each axis (MLflow, TensorBoard), from the sweep's cumulative spend
+        self.step_units = {axis: step_unit(axis, (totals or {}).get(axis, 0.0)) for axis in AXES}
 
     def log_point(self, point: CurvePoint) -> None:
         """Log one budget-curve point."""
@@ -96,8 +119,10 @@ class LoggerSink:
                 row["greenai/sweep/score"] = point.score
             run.log(row)
         elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
-            for axis, (_, factor) in AXES.items():
+            for axis, (_, factor) in self.step_units.items():
                 self._scalar(f"greenai/sweep/best_vs_{axis}", point.best_so_far, round(point.spend[axis] * factor))
+                # the axis itself too, by trial: plot it as the x-axis where the tracker allows (MLflow's charts)
+                self._scalar(f"greenai/sweep/{axis}", point.spend[axis], point.trial)
             self._scalar("greenai/sweep/best_vs_trial", point.best_so_far, point.trial)
         else:
             row = {f"greenai/sweep/{a}": v for a, v in point.spend.items()}
@@ -167,15 +192,17 @@ class LoggerSink:
 
 def publish(summary: SweepSummary, logger: Any) -> None:
     """Send a sweep's budget curve and (for random search) its EVP curve through ``logger``, then close it."""
-    sink = LoggerSink(logger)
-    for point in curve_points(summary):
+    points = curve_points(summary)
+    sink = LoggerSink(logger, points[-1].spend if points else None)
+    for point in points:
         sink.log_point(point)
     sink.log_evp(summary.evp(), summary.iid)
-    logger.log_hyperparams(
-        {
-            "greenai/strategy": summary.strategy,
-            "greenai/stop_reason": summary.stop_reason or "",
-            "greenai/curve": "expected" if summary.iid else "observed best so far",
-        }
-    )
+    fields = {
+        "greenai/strategy": summary.strategy,
+        "greenai/stop_reason": summary.stop_reason or "",
+        "greenai/curve": "expected" if summary.iid else "observed best so far",
+    }
+    if sink.kind in ("MLFlowLogger", "TensorBoardLogger"):
+        fields.update({f"greenai/sweep/{axis}_step_unit": label for axis, (label, _) in sink.step_units.items()})
+    logger.log_hyperparams(fields)
     sink.finalize()

@@ -6,7 +6,7 @@ import pytest
 
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.testing import read_wandb_run
-from lightning_greenai.trackers import AXES, curve_points, publish
+from lightning_greenai.trackers import curve_points, publish, step_unit
 
 
 def expected_best(summary):
@@ -40,8 +40,11 @@ def test_tensorboard_logger(sweep_dir, tmp_path):
     acc.Reload()
     by_energy = acc.Scalars("greenai/sweep/best_vs_energy_kwh")
     assert [e.value for e in by_energy] == pytest.approx(expected_best(summary))
-    cumulative_j = [round(p.spend["energy_kwh"] * AXES["energy_kwh"][1]) for p in curve_points(summary)]
-    assert [e.step for e in by_energy] == cumulative_j  # the x-axis is cumulative energy in joules
+    points = curve_points(summary)
+    label, factor = step_unit("energy_kwh", points[-1].spend["energy_kwh"])
+    assert [e.step for e in by_energy] == [round(p.spend["energy_kwh"] * factor) for p in points]
+    assert 1_000 <= by_energy[-1].step < 1_000_000  # a small sweep still draws a curve, not one stripe at step 0
+    assert label.endswith("J")
     assert [e.step for e in acc.Scalars("greenai/evp/expected")] == list(range(1, len(summary.scores()) + 1))
 
 
@@ -83,3 +86,20 @@ def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypa
     assert evp[0]["greenai/evp_table/_type"] == "table-file"
     assert run.config["_wandb/visualize/greenai/evp_chart"]["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
     assert run.config["greenai/curve"] == "expected"
+
+
+@pytest.mark.parametrize(
+    ("axis", "total", "label"),
+    [
+        ("energy_kwh", 5 / 3.6e6, "mJ"),  # a 5 J sweep: 5,000 mJ
+        ("energy_kwh", 2.0, "kJ"),  # 7.2 MJ: 7,200 kJ
+        ("flops", 3e7, "kFLOPs"),
+        ("flops", 4e18, "PFLOPs"),
+        ("gpu_hours", 0.001, "mGPU-s"),
+        ("co2e_kg", 0.002, "mgCO2e"),
+    ],
+)
+def test_step_units_resolve_small_and_large_sweeps(axis, total, label):
+    got, factor = step_unit(axis, total)
+    assert got == label
+    assert 1_000 <= total * factor < 1_000_000
