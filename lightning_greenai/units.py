@@ -7,6 +7,7 @@ appear only at the edges, converted here.
 from __future__ import annotations
 
 import math
+import os
 import re
 
 from lightning_greenai.errors import BudgetConfigError
@@ -19,8 +20,12 @@ __all__ = [
     "allowed_units",
     "check_currency",
     "check_limit",
+    "DISPLAY_UNITS",
+    "display_unit",
     "format_duration",
     "format_energy",
+    "format_flops",
+    "format_gpu_time",
     "format_mass",
     "format_quantity",
     "g_to_kg",
@@ -28,6 +33,7 @@ __all__ = [
     "kg_to_g",
     "kwh_to_j",
     "parse_quantity",
+    "set_display_units",
 ]
 
 J_PER_KWH = 3.6e6
@@ -202,23 +208,106 @@ def allowed_units() -> str:
     )
 
 
-def format_energy(energy_j: float | None) -> str:
-    """Return energy with a readable unit (J, Wh or kWh)."""
+#: Display units by kind: name -> size in the kind's base unit (J, g CO2e, FLOPs, GPU-s), smallest first.
+DISPLAY_UNITS: dict[str, dict[str, float]] = {
+    "energy": {"J": 1.0, "Wh": 3.6e3, "kWh": 3.6e6, "MWh": 3.6e9},
+    "co2e": {"g": 1.0, "kg": 1e3, "t": 1e6},
+    "flops": {
+        "FLOPs": 1.0,
+        "kFLOPs": 1e3,
+        "MFLOPs": 1e6,
+        "GFLOPs": 1e9,
+        "TFLOPs": 1e12,
+        "PFLOPs": 1e15,
+        "EFLOPs": 1e18,
+    },
+    "gpu_time": {"GPU-s": 1.0, "GPU-min": 60.0, "GPU-h": S_PER_HOUR},
+}
+_forced: dict[str, str] = {}
+_env_read = False
+UNITS_ENV = "GREENAI_UNITS"
+
+
+def set_display_units(**units: str | None) -> None:
+    """Show every figure of a kind in one unit, e.g. ``energy="kWh"``; ``None`` chooses by magnitude again.
+
+    Kinds: ``energy``, ``co2e``, ``flops``, ``gpu_time``. Also read from ``GREENAI_UNITS`` (``"energy=kWh,co2e=kg"``).
+
+    Raises:
+        BudgetConfigError: an unknown kind or unit, naming what is allowed.
+    """
+    for kind, unit in units.items():
+        if kind not in DISPLAY_UNITS:
+            raise BudgetConfigError(f"Unknown unit kind {kind!r}. Allowed: {', '.join(DISPLAY_UNITS)}.")
+        if unit is None:
+            _forced.pop(kind, None)
+        elif unit not in DISPLAY_UNITS[kind]:
+            raise BudgetConfigError(
+                f"Unknown {kind} unit {unit!r}. Allowed: {', '.join(DISPLAY_UNITS[kind])} (or none: by magnitude)."
+            )
+        else:
+            _forced[kind] = unit
+
+
+def display_unit(kind: str, magnitude: float | None) -> tuple[str, float]:
+    """The unit one figure of ``kind`` is shown in: ``(name, size in the base unit)``.
+
+    The largest unit in which ``magnitude`` (in the base unit) is at least 1, unless the user forced one; a plot or a
+    table passes its largest value, so all its numbers share the unit. The one place that decides it.
+    """
+    global _env_read
+    if not _env_read:
+        _env_read = True
+        spec = os.environ.get(UNITS_ENV, "").strip()
+        if spec:
+            try:
+                set_display_units(**dict(part.strip().split("=", 1) for part in spec.split(",") if part.strip()))
+            except ValueError as err:
+                raise BudgetConfigError(f"{UNITS_ENV}={spec!r}: {err}") from err
+    units = DISPLAY_UNITS[kind]
+    if kind in _forced:
+        return _forced[kind], units[_forced[kind]]
+    chosen = next(iter(units.items()))
+    for name, size in units.items():
+        if magnitude is not None and abs(magnitude) >= size:
+            chosen = (name, size)
+    return chosen
+
+
+def _number(value: float, decimals: int) -> str:
+    """Fixed decimals, or 3 significant digits for a value under 1 (a forced unit larger than the figure)."""
+    return f"{value:.{decimals}f}" if value == 0 or abs(value) >= 1 else f"{value:.3g}"
+
+
+def format_energy(energy_j: float | None, *, unit_for: float | None = None) -> str:
+    """Return energy in its display unit (J, Wh, kWh, MWh; ``unit_for`` picks it for a larger figure beside it)."""
     if energy_j is None:
         return "unavailable"
-    kwh = j_to_kwh(energy_j)
-    if kwh >= 1.0:
-        return f"{kwh:.3f} kWh"
-    if kwh >= 1e-3:
-        return f"{kwh * 1e3:.2f} Wh"
-    return f"{energy_j:.1f} J"
+    name, size = display_unit("energy", energy_j if unit_for is None else unit_for)
+    return f"{_number(energy_j / size, {'J': 1, 'Wh': 2}.get(name, 3))} {name}"
 
 
-def format_mass(co2e_g: float | None) -> str:
-    """Return a CO2e mass with a readable unit."""
+def format_mass(co2e_g: float | None, *, unit_for: float | None = None) -> str:
+    """Return a CO2e mass in its display unit (g, kg, t)."""
     if co2e_g is None:
         return "unavailable"
-    return f"{g_to_kg(co2e_g):.3f} kg CO2e" if co2e_g >= 1000 else f"{co2e_g:.3g} g CO2e"
+    name, size = display_unit("co2e", co2e_g if unit_for is None else unit_for)
+    value = co2e_g / size
+    return f"{value:.3g} {name} CO2e" if name == "g" else f"{_number(value, 3)} {name} CO2e"
+
+
+def format_flops(flops: float | None, *, unit_for: float | None = None) -> str:
+    """Return a FLOP count with an SI prefix (kFLOPs ... EFLOPs)."""
+    if flops is None:
+        return "unknown"
+    name, size = display_unit("flops", flops if unit_for is None else unit_for)
+    return f"{flops / size:.4g} {name}"
+
+
+def format_gpu_time(gpu_s: float, *, unit_for: float | None = None) -> str:
+    """Return GPU time in GPU-s, GPU-min or GPU-h."""
+    name, size = display_unit("gpu_time", gpu_s if unit_for is None else unit_for)
+    return f"{gpu_s / size:.4g} {name}"
 
 
 def format_duration(seconds: float) -> str:
@@ -236,9 +325,9 @@ def format_quantity(quantity: str, value: float | None, currency: str | None = N
     if quantity == "co2e_kg":
         return format_mass(kg_to_g(value))
     if quantity == "flops":
-        return f"{value:.3g} FLOPs"
+        return format_flops(value)
     if quantity == "money":
         return f"{value:.4g} {currency or ''}".rstrip()
     if quantity == "gpu_hours":
-        return f"{value:.3g} GPU-h"
+        return format_gpu_time(value * S_PER_HOUR)
     return format_duration(value * S_PER_HOUR)

@@ -99,3 +99,19 @@ def test_conversions_round_trip():
     assert kwh_to_j(0.5) == 1.8e6
     assert g_to_kg(1500.0) == 1.5
     assert kg_to_g(2.0) == 2000.0
+
+
+def test_display_units_by_magnitude_and_forced(monkeypatch):
+    from lightning_greenai.units import format_energy, format_flops, format_mass, set_display_units
+
+    assert [format_energy(j) for j in (500.0, 5_000.0, 5e6, 5e9)] == ["500.0 J", "1.39 Wh", "1.389 kWh", "1.389 MWh"]
+    assert format_mass(0.5) == "0.5 g CO2e" and format_mass(2500.0) == "2.500 kg CO2e"
+    assert format_flops(3.04e7) == "30.4 MFLOPs"
+    try:
+        set_display_units(energy="kWh", flops="GFLOPs")
+        assert format_energy(500.0) == "0.000139 kWh"  # one unit for every figure, as asked
+        assert format_flops(3.04e7) == "0.0304 GFLOPs"
+    finally:
+        set_display_units(energy=None, flops=None)
+    with pytest.raises(BudgetConfigError, match=r"Unknown energy unit 'kwh'. Allowed: J, Wh, kWh, MWh"):
+        set_display_units(energy="kwh")

@@ -786,8 +786,8 @@ class BudgetSweep:
         session_s = time.monotonic() - self._started if self._started else 0.0
         ledger.append("stopped", reason=reason, elapsed_s=session_s, wall_s=wall_s, trials=len(book.trials))
         write_report(sweep_dir, self, book.trials, book.spend, spent, reason, wall_s)
-        log.info("Budget sweep stopped: %s (%d trials).", reason, len(book.trials))
         count = len(book.trials)
+        log.info("Budget sweep stopped: %s (%d trial%s).", reason, count, "" if count == 1 else "s")
         print(
             f"[greenai] sweep stopped: {reason}; {count} trial{'s' if count != 1 else ''}; "
             f"see {sweep_dir / 'budget_report.json'}"

@@ -8,25 +8,51 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_greenai.reporting.render import save_figure, to_json, to_markdown, to_text, write_plots
+from lightning_greenai.reporting.render import (
+    axis_unit,
+    save_figure,
+    score_band,
+    to_json,
+    to_markdown,
+    to_text,
+    write_plots,
+)
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+from lightning_greenai.units import DISPLAY_UNITS, set_display_units
 
 __all__ = ["compare", "main"]
 
-UNITS = ("energy_kwh", "flops", "co2e_kg", "gpu_hours")
+UNITS = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
 
 
 def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> str:
-    """Both sweeps' EVP curves against the same budget axis; write ``compare.png`` into ``out`` if given."""
-    lines = [f"expected best score at a budget in {unit} (n trials x mean trial cost)"]
+    """Both sweeps' expected-best curves against one budget axis; write ``compare.png`` into ``out`` if given.
+
+    Raises:
+        ValueError: a sweep has no figure on that axis (``money`` for a sweep priced in no currency).
+    """
+    curves = []
     for summary in (a, b):
         rows = summary.evp()
-        label = "expected" if summary.iid else "observed best (not i.i.d.)"
+        if rows and unit not in rows[0]:
+            raise ValueError(
+                f"{summary.path} has no {unit} axis (money needs a grid with a price: hydra.sweeper.grid.price_per_kwh "
+                "and currency). Choose another --unit."
+            )
+        curves.append((summary, rows))
+    largest = max((rows[-1][unit] for _, rows in curves if rows), default=0.0)
+    currency = a.grid.currency or b.grid.currency
+    label, size = axis_unit(unit, largest, currency)
+    lines = [f"expected best score at a budget in {label} (n trials x mean trial cost)"]
+    for summary, rows in curves:
+        kind = "expected" if summary.iid else "observed best (not i.i.d.)"
         if not rows:
             lines.append(f"  {summary.path}: no scored trials")
             continue
-        points = ", ".join(f"{r[unit]:.3g}->{r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)])
-        lines.append(f"  {summary.path} ({summary.strategy}, {label}): {points}")
+        points = ", ".join(
+            f"{r[unit] / size:.3g} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
+        )
+        lines.append(f"  {summary.path} ({summary.strategy}, {kind}): {points}")
     if out is not None:
         import matplotlib
 
@@ -34,28 +60,21 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.8))
-        for summary, color in ((a, "#27a"), (b, "#e93")):
-            rows = summary.evp()
+        for (summary, rows), color in zip(curves, ("#27a", "#e93"), strict=True):
             if not rows:
                 continue
-            x = [r[unit] for r in rows]
+            x = [r[unit] / size for r in rows]
             mean = [r["expected"] for r in rows]
-            sd = [r["sd"] for r in rows]
+            lo, hi = score_band(summary, mean, [r["sd"] for r in rows])
             ax.plot(x, mean, color=color, label=f"{summary.path.name} ({'expected' if summary.iid else 'not i.i.d.'})")
-            ax.fill_between(
-                x,
-                [m - s for m, s in zip(mean, sd, strict=True)],
-                [m + s for m, s in zip(mean, sd, strict=True)],
-                color=color,
-                alpha=0.15,
-            )
-        ax.set_xlabel(f"budget ({unit})")
+            ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+        ax.set_xlabel(f"budget ({label})")
         ax.set_ylabel("expected best validation score")
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize=8)
         out.mkdir(parents=True, exist_ok=True)
         save_figure(plt, fig, out / "compare.png")
-        lines.append(f"  plot: {out / 'compare.png'}")
+        lines.append(f"  plot: {out / 'compare.png'} (bands: ± SD within the scores seen)")
     return "\n".join(lines)
 
 
@@ -69,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _unit_options(command: argparse.ArgumentParser) -> None:
+    """``--energy-unit`` and friends: one unit for every figure of a kind, instead of one chosen by magnitude."""
+    command.add_argument("--energy-unit", choices=list(DISPLAY_UNITS["energy"]), default=None)
+    command.add_argument("--co2e-unit", choices=list(DISPLAY_UNITS["co2e"]), default=None)
+    command.add_argument("--flops-unit", choices=list(DISPLAY_UNITS["flops"]), default=None)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="greenai", description="The price tag of a run or a sweep.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,12 +105,20 @@ def _main(argv: Sequence[str] | None) -> int:
     fmt.add_argument("--markdown", action="store_true", help="print a paragraph and table for a paper")
     rep.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: <path>/greenai_report)")
     rep.add_argument("--no-plots", action="store_true")
+    for command in (rep,):
+        _unit_options(command)
     cmp = sub.add_parser("compare", help="two sweeps' expected-performance curves on one budget axis")
     cmp.add_argument("a", type=Path)
     cmp.add_argument("b", type=Path)
     cmp.add_argument("--unit", choices=UNITS, default="energy_kwh")
     cmp.add_argument("--out", type=Path, default=None, help="folder for compare.png")
+    _unit_options(cmp)
     args = parser.parse_args(argv)
+    try:
+        set_display_units(energy=args.energy_unit, co2e=args.co2e_unit, flops=args.flops_unit)
+    except ValueError as err:
+        print(f"greenai: {err}", file=sys.stderr)
+        return 2
     try:
         if args.command == "report":
             summary = load(args.path)
@@ -114,7 +148,11 @@ def _main(argv: Sequence[str] | None) -> int:
             single = a if not isinstance(a, SweepSummary) else b
             print(f"greenai compare: {single.path} is a single run, not a sweep.", file=sys.stderr)
             return 2
-        print(compare(a, b, args.unit, args.out))
+        try:
+            print(compare(a, b, args.unit, args.out))
+        except ValueError as err:
+            print(f"greenai compare: {err}", file=sys.stderr)
+            return 2
         return 0
     except NothingToReportError as err:
         print(f"greenai: {err}", file=sys.stderr)

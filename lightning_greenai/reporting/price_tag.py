@@ -10,7 +10,16 @@ from typing import Any
 
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import format_duration, format_energy, format_mass, g_to_kg, j_to_kwh, kwh_to_j
+from lightning_greenai.units import (
+    format_duration,
+    format_energy,
+    format_flops,
+    format_gpu_time,
+    format_mass,
+    g_to_kg,
+    j_to_kwh,
+    kwh_to_j,
+)
 
 __all__ = ["PriceTag"]
 
@@ -156,21 +165,21 @@ class PriceTag:
         )
         row("duration", format_duration(spend.duration_s))
         if spend.gpu_s:
-            row("GPU-hours", f"{spend.gpu_hours:.4g}")
+            row("GPU time", format_gpu_time(spend.gpu_s))
         if spend.flops:
-            row("FLOPs (training)", f"{spend.flops:.4g}")
+            row("FLOPs (training)", format_flops(spend.flops))
         if self.flops_by_phase:
             phases = self.flops_by_phase
             row(
                 "  by phase",
                 ", ".join(
-                    f"{k} {v:.3g}{' (estimate)' if k.endswith('optimizer') else ''}"
+                    f"{k} {format_flops(v)}{' (estimate)' if k.endswith('optimizer') else ''}"
                     for k, v in phases.items()
                     if v and not k.endswith("recompute")
                 ),
             )
             if phases.get("train/recompute"):
-                row("  recompute (hardware)", f"{phases['train/recompute']:.3g}")
+                row("  recompute (hardware)", format_flops(phases["train/recompute"]))
         if self.projected is not None:
             p_cost = grid.money(self.projected)
             cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"

@@ -11,9 +11,18 @@ from typing import Any
 from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
-from lightning_greenai.units import format_duration, format_energy, format_mass, format_quantity
+from lightning_greenai.units import (
+    S_PER_HOUR,
+    display_unit,
+    format_duration,
+    format_energy,
+    format_mass,
+    format_quantity,
+    kg_to_g,
+    kwh_to_j,
+)
 
-__all__ = ["save_figure", "to_json", "to_markdown", "to_text", "write_plots"]
+__all__ = ["axis_unit", "save_figure", "score_band", "to_json", "to_markdown", "to_text", "write_plots"]
 
 
 def _count(n: int | float, noun: str) -> str:
@@ -159,42 +168,77 @@ def save_figure(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+_STATUS_COLORS = {
+    "completed": ("#4a7", "completed"),
+    "budget_stopped": ("#e93", "stopped by the budget"),
+    "killed": ("#b55", "killed at the budget"),
+    "failed": ("#c33", "failed"),
+    "interrupted": ("#999", "interrupted"),
+    "not_started": ("#ddd", "not started"),
+}
+
+
+def axis_unit(quantity: str, largest: float, currency: str | None = None) -> tuple[str, float]:
+    """``(label, divisor)`` to show a budget quantity's values (in its canonical unit) on one axis or in one table.
+
+    The unit comes from :func:`~lightning_greenai.units.display_unit` for the largest value, as every figure's does.
+    """
+    if quantity == "energy_kwh":
+        name, size = display_unit("energy", kwh_to_j(largest))
+        return name, size / kwh_to_j(1.0)  # kWh per displayed unit
+    if quantity == "co2e_kg":
+        name, size = display_unit("co2e", kg_to_g(largest))
+        return f"{name} CO2e", size / kg_to_g(1.0)
+    if quantity == "flops":
+        return display_unit("flops", largest)
+    if quantity == "gpu_hours":
+        name, size = display_unit("gpu_time", largest * S_PER_HOUR)
+        return name, size / S_PER_HOUR
+    return (currency or "currency") if quantity == "money" else quantity, 1.0
+
+
 def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = sorted(spend.energy_j)
-    values = [spend.energy_j[n] / 3.6e3 for n in names]  # Wh
+    unit, size = display_unit("energy", max(spend.energy_j.values(), default=0.0))
+    values = [spend.energy_j[n] / size for n in names]
     bars = ax.barh(names, values, color=["#c98" if spend.methods.get(n) is Method.ESTIMATE else "#4a7" for n in names])
     for bar, name in zip(bars, names, strict=True):
         if spend.methods.get(name) is Method.ESTIMATE:
             bar.set_hatch("//")
-    ax.set_xlabel("energy (Wh)")
+    ax.set_xlabel(f"energy ({unit})")
     ax.set_title("Energy by device (hatched: estimate)")
     return save_figure(plt, fig, path)
 
 
 def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
-    rows = [r for r in summary.curve() if r["best_so_far"] is not None]
+    curve = summary.curve()
+    rows = [r for r in curve if r["best_so_far"] is not None]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    if rows:
-        ax.step(
-            [r["energy_kwh"] * 1e3 for r in rows],
-            [r["best_so_far"] for r in rows],
-            where="post",
-            color="#27a",
-            label="best so far",
-        )
-        ax.plot(
-            [r["energy_kwh"] * 1e3 for r in rows],
-            [r["score"] if r["score"] is not None else float("nan") for r in rows],
-            "o",
-            color="#aaa",
-            ms=4,
-            label="trial score",
-        )
+    spent_kwh = max((r["energy_kwh"] for r in curve), default=0.0)
     budget = summary.header.get("budget", {}).get("energy_kwh")
-    if budget:
-        ax.axvline(budget * 1e3, color="#c33", ls="--", label="energy budget")
-    ax.set_xlabel("cumulative energy (Wh)")
+    unit, size = axis_unit(
+        "energy_kwh", max(spent_kwh, budget or 0.0) if budget and budget < 1.5 * spent_kwh else spent_kwh
+    )
+    if rows:
+        x = [r["energy_kwh"] / size for r in rows]
+        ax.step(x, [r["best_so_far"] for r in rows], where="post", color="#27a", label="best so far")
+        scores = [r["score"] if r["score"] is not None else float("nan") for r in rows]
+        ax.plot(x, scores, "o", color="#aaa", ms=4, label="trial score")
+    if budget and budget <= 1.5 * spent_kwh:
+        ax.axvline(budget / size, color="#c33", ls="--", label="energy budget")
+    elif budget:
+        # far beyond what was spent: drawing it would squash every point into a stripe at the left
+        ax.annotate(
+            f"budget {format_quantity('energy_kwh', budget)} →\n({budget / max(spent_kwh, 1e-30):.0f}x the spend)",
+            xy=(1.0, 0.5),
+            xycoords="axes fraction",
+            ha="right",
+            va="center",
+            color="#c33",
+            fontsize=8,
+        )
+    ax.set_xlabel(f"cumulative energy ({unit})")
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
     ax.legend(loc="lower right")
@@ -202,39 +246,70 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
 
 
 def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    colors = {"completed": "#4a7", "budget_stopped": "#e93", "failed": "#c33", "interrupted": "#999"}
     jobs = [t["job"] for t in summary.trials]
-    energy = [(Spend.from_dict(t.get("spend", {})).total_energy_j or 0.0) / 3.6e3 for t in summary.trials]
-    ax.bar(jobs, energy, color=[colors.get(str(t.get("status")), "#999") for t in summary.trials])
+    energy_j = [Spend.from_dict(t.get("spend", {})).total_energy_j or 0.0 for t in summary.trials]
+    unit, size = display_unit("energy", max(energy_j, default=0.0))
+    statuses = [str(t.get("status")) for t in summary.trials]
+    ax.bar(jobs, [e / size for e in energy_j], color=[_STATUS_COLORS.get(s, ("#999", s))[0] for s in statuses])
+    shown = [s for s in _STATUS_COLORS if s in statuses]
+    ax.legend(
+        handles=[Patch(color=_STATUS_COLORS[s][0], label=_STATUS_COLORS[s][1]) for s in shown],
+        loc="upper left",
+        fontsize=8,
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (launch order)")
-    ax.set_ylabel("energy (Wh)")
-    ax.set_title("Energy per trial (green completed, orange budget-stopped, red failed)")
+    ax.set_ylabel(f"energy ({unit})")
+    ax.set_title("Energy per trial")
     return save_figure(plt, fig, path)
 
 
+def score_band(summary: SweepSummary, mean: list[float], sd: list[float]) -> tuple[list[float], list[float]]:
+    """The ±SD band around an expected-best curve, clipped to the scores seen (it never passes the best score)."""
+    scores = summary.scores()
+    low, high = min(scores), max(scores)
+    return (
+        [min(max(m - s, low), high) for m, s in zip(mean, sd, strict=True)],
+        [max(min(m + s, high), low) for m, s in zip(mean, sd, strict=True)],
+    )
+
+
 def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    if summary.iid:
+    if len(summary.scores()) < 2:
+        ax.text(
+            0.5,
+            0.5,
+            "One scored trial: the expected best of n trials\nneeds at least two (run more trials).",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        ax.set_title("Expected validation performance")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    elif summary.iid:
         rows = summary.evp()
         n = [r["n"] for r in rows]
         mean = [r["expected"] for r in rows]
-        sd = [r["sd"] for r in rows]
-        best = max(summary.scores()) if summary.direction == "max" else min(summary.scores())
-        lo = [m - s for m, s in zip(mean, sd, strict=True)]
-        hi = [min(m + s, best) if summary.direction == "max" else m + s for m, s in zip(mean, sd, strict=True)]
-        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label="± SD")
+        lo, hi = score_band(summary, mean, [r["sd"] for r in rows])
+        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label="± SD (within the scores seen)")
         ax.plot(n, mean, color="#27a", label="expected best (Dodge et al.)")
         ax.plot(n, [r["unbiased"] for r in rows], color="#e93", ls="--", label="unbiased (Tang et al.)")
         ax.set_title("Expected validation performance", pad=30)
+        per_trial_kwh = rows[0]["energy_kwh"]
+        unit, size = axis_unit("energy_kwh", rows[-1]["energy_kwh"])
         top = ax.secondary_xaxis(
             "top",
-            functions=(
-                lambda x: x * (rows[0]["energy_kwh"] * 1e3),
-                lambda x: x / max(rows[0]["energy_kwh"] * 1e3, 1e-30),
-            ),
+            functions=(lambda x: x * per_trial_kwh / size, lambda x: x * size / max(per_trial_kwh, 1e-30)),
         )
-        top.set_xlabel("expected energy budget (Wh)")
+        top.set_xlabel(f"expected energy budget ({unit})")
     else:
         rows = [r for r in summary.curve() if r["best_so_far"] is not None]
         ax.step(
@@ -245,9 +320,11 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
             label="observed best so far (not i.i.d.: no expectation)",
         )
         ax.set_title(f"Observed best so far ({summary.strategy} search)")
-    ax.set_xlabel("number of trials n")
-    ax.set_ylabel("best validation score")
-    ax.legend(loc="lower right")
+    if len(summary.scores()) >= 2:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("number of trials n")
+        ax.set_ylabel("best validation score")
+        ax.legend(loc="lower right", fontsize=8)
     return save_figure(plt, fig, path)
 
 

@@ -78,7 +78,7 @@ def test_corrupt_ledger_line_and_a_running_sweep_still_report(sweep_dir, capsys)
 
 def test_compare_two_sweeps(sweep_dir, tmp_path, capsys):
     assert main(["compare", str(sweep_dir), str(sweep_dir), "--out", str(tmp_path / "cmp")]) == 0
-    assert "expected best score at a budget in energy_kwh" in capsys.readouterr().out
+    assert "expected best score at a budget in J" in capsys.readouterr().out  # the unit the figures need
     assert (tmp_path / "cmp" / "compare.png").exists()
 
 
@@ -123,3 +123,36 @@ def test_one_trial_is_one_trial(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "; 1 trial;" in printed and "random search, 1 trial (" in printed
     assert "1 trials" not in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "heading"),
+    [
+        (["--unit", "money"], "a budget in EUR"),
+        (["--unit", "flops"], "a budget in "),
+        (["--unit", "co2e_kg"], "CO2e"),
+        (["--unit", "gpu_hours"], "a budget in "),
+        (["--energy-unit", "kWh"], "a budget in kWh"),
+    ],
+)
+def test_compare_on_every_budget_axis_and_a_forced_unit(sweep_dir, tmp_path, capsys, args, heading):
+    from lightning_greenai.units import set_display_units
+
+    try:
+        assert main(["compare", str(sweep_dir), str(sweep_dir), *args, "--out", str(tmp_path / "cmp")]) == 0
+    finally:
+        set_display_units(energy=None)
+    out = capsys.readouterr().out
+    assert heading in out.splitlines()[0]
+    assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_compare_without_a_price_says_which_unit_is_missing(tmp_path, capsys):
+    sweep = BudgetSweep(strategy="random", max_trials=3, poll_s=3600, heartbeat_s=0, budget={"energy_kwh": "1 kWh"})
+    out = tmp_path / "unpriced"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0]] * 5)
+    sweep.sweep(["x=choice(0,1,2,3,4)"])
+    capsys.readouterr()
+    assert main(["compare", str(out), str(out), "--unit", "money"]) == 2
+    assert "has no money axis" in capsys.readouterr().err
