@@ -321,6 +321,7 @@ class BudgetSweep:
         self._started = 0.0
         self._elapsed_before = 0.0
         self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
+        self._launched: set[int] = set()  # jobs with a "launched" event in this session
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
 
@@ -453,6 +454,15 @@ class BudgetSweep:
                     raise BudgetConfigError(unmeasured)
         except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
             self._interrupted(interrupt, sweep_dir, folder, jobs, settled, strategy, ledger, book)
+        except Exception as err:
+            if self.signalled is None:
+                raise
+            # a signal that landed inside Hydra's or OmegaConf's code came out as another error: it is the interrupt
+            cause: BaseException = (
+                KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
+            )
+            cause.__cause__ = err
+            self._interrupted(cause, sweep_dir, folder, jobs, settled, strategy, ledger, book)
         self._finish(ledger, sweep_dir, book, reason)
         return returns
 
@@ -484,6 +494,7 @@ class BudgetSweep:
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
+        self._launched.add(job.job_num)
 
     def _launch(self, sweep_dir: Path, jobs: list[Trial], book: _Book) -> Sequence[Any] | None:
         watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
@@ -539,9 +550,13 @@ class BudgetSweep:
         if self.watchdog is not None:
             self.watchdog.stop()
         for job in jobs:
-            if job.job_num not in settled:
+            if job.job_num in settled:
+                continue
+            if job.job_num in self._launched:
                 self._settle(job, None, sweep_dir, interrupted=True)
                 self._record(job, strategy, ledger, book)
+            else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
+                strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
         reason = f"interrupted: {what}"
         self._finish(ledger, sweep_dir, book, reason)
         reruns = [t.job_num for t in book.trials if t.status == "interrupted"]
