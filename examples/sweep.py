@@ -20,6 +20,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -35,6 +36,9 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
     L.seed_everything(cfg.seed, verbose=False)
+    # One thread: a tiny MLP is fastest on one, and its CPU estimate then holds on a busy machine (threads that wait
+    # for each other spin, and CPU time is what the estimate charges: see "How the numbers are measured").
+    torch.set_num_threads(cfg.threads)
     single = HydraConfig.get().mode != RunMode.MULTIRUN  # without -m: one trial, whose price tag is worth printing
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs,

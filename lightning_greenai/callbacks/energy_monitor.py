@@ -221,6 +221,7 @@ class EnergyMonitor(Callback):
         self._latest = Spend()  # the run's total so far: resumed + done + current
         self._projected: Spend | None = None
         self._records: list[dict[str, Any]] = []  # every rank's reading at the last gather
+        self._notes: list[str] = []  # for the price tag: how far to trust its figures
         self._flop_monitor_of_last_trainer: FlopMonitor | None = None
         self._batches = 0
         self._due = False  # a sample is due at the next training batch's start
@@ -334,6 +335,7 @@ class EnergyMonitor(Callback):
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
             extra={"timeline": [list(p) for p in self._timeline]},
             stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
+            notes=tuple(self._notes),
         )
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
@@ -358,6 +360,11 @@ class EnergyMonitor(Callback):
         """Fold the entry point's spend into what is done and release the sensors."""
         if self._meter is None:
             return
+        for sensor in self._meter.sensors:
+            contention = getattr(sensor, "contention_note", None)
+            note = contention(torch.get_num_threads()) if contention is not None else None
+            if note is not None and note not in self._notes:
+                self._notes.append(note)
         self._done = self._done + self._current
         self._current = Spend()
         if self._owns_sensors:

@@ -40,6 +40,7 @@ class PriceTag:
         extra: More fields for the JSON.
         stage_spend: What the last stage (``title``) spent on its own, when ``spend`` is a running total that also
             holds earlier stages (``test`` after ``fit``).
+        notes: What the reader should know about how far to trust the figures (a busy machine, say).
     """
 
     spend: Spend
@@ -50,6 +51,7 @@ class PriceTag:
     flops_by_phase: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     stage_spend: Spend | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def co2e_g(self) -> float | None:
@@ -109,6 +111,8 @@ class PriceTag:
                 "cost": grid.money(self.stage_spend),
                 "duration_s": self.stage_spend.duration_s,
             }
+        if self.notes:
+            out["notes"] = list(self.notes)
         if self.flops_by_phase is not None:
             out["flops_by_phase"] = dict(self.flops_by_phase)
             out["flops_optimizer_is_estimate"] = True
@@ -195,5 +199,6 @@ class PriceTag:
             )
         if spend.unavailable_domains:
             lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
         return "\n".join(lines)

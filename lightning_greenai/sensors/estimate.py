@@ -5,6 +5,14 @@ CPU: the package TDP (from a small table by CPU model, the user's ``cpu_tdp_w``,
 child processes, e.g. data-loader workers) is charged for the CPU time it used:
 ``energy_j = tdp_w / logical_cpus * cpu_seconds``. No thread is needed: the OS counts CPU time for us.
 
+The model and its error: TDP is a thermal rating, not a measured power (a package draws from well under it when
+lightly loaded to over it in turbo: tens of percent either way); idle power is not charged; CPU time is charged as
+work whatever the core did, so threads that *spin* while they wait for each other count in full. On a machine that
+other processes keep busy, a run with several torch threads spins far more: the digits sweep's trial was charged
+2.7 J idle and 8 J with two busy processes beside it at 2 threads, 1.4 J either way at 1 thread (benchmarks/
+RESULTS.md). The price tag then carries a note (:meth:`CPUEstimateSensor.contention_note`); one thread per
+process on a shared machine, or ``OMP_WAIT_POLICY=PASSIVE``, keeps the estimate to the work.
+
 DRAM: ``DRAM_W_PER_GB`` watts per GB of the process tree's resident memory, integrated between reads.
 """
 
@@ -22,6 +30,7 @@ from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
 __all__ = [
+    "CONTENTION_SHARE",
     "CPU_TDP_W",
     "DEFAULT_W_PER_CPU",
     "DRAM_W_PER_GB",
@@ -91,6 +100,16 @@ def lookup_tdp_w(model: str, logical_cpus: int) -> tuple[float, str]:
     )
 
 
+#: Other processes' share of the machine above which a multi-threaded run's CPU estimate gets a note.
+CONTENTION_SHARE = 0.25
+
+
+def _host_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (not idle or waiting for I/O)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
 def process_tree(process: psutil.Process) -> list[psutil.Process]:
     """The process and its live descendants (data-loader workers ...)."""
     try:
@@ -120,6 +139,7 @@ class CPUEstimateSensor(SensorBase):
         self._dead_children_s = 0.0
         self._seen: dict[int, float] = {}
         self._origin_s = self._cpu_seconds()
+        self._host0 = (time.monotonic(), _host_busy_s())
         super().__init__("cpu:estimate", f"cpu-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
 
     def _cpu_seconds(self) -> float:
@@ -150,6 +170,27 @@ class CPUEstimateSensor(SensorBase):
     def read_energy_j(self) -> float:
         """Return estimated joules since construction."""
         return max(0.0, self._cpu_seconds() - self._origin_s) * self.tdp_w / self._cpus
+
+    def others_share(self) -> float:
+        """The share of the machine's CPU capacity that other processes used since construction (0 to 1)."""
+        t0, busy0 = self._host0
+        elapsed = (time.monotonic() - t0) * self._cpus
+        if elapsed <= 0:
+            return 0.0
+        others = (_host_busy_s() - busy0) - max(0.0, self._cpu_seconds() - self._origin_s)
+        return min(max(others / elapsed, 0.0), 1.0)
+
+    def contention_note(self, threads: int | None) -> str | None:
+        """A note for the price tag when the estimate may include threads that spun while the machine was busy."""
+        share = self.others_share()
+        if share < CONTENTION_SHARE or not threads or threads < 2:
+            return None
+        return (
+            f"the machine was busy ({share:.0%} of its CPU capacity went to other processes) while this run used "
+            f"{threads} threads: threads that wait for each other spin, and the CPU estimate charges that CPU time. "
+            "torch.set_num_threads(1) (or fewer threads than free cores) or OMP_WAIT_POLICY=PASSIVE keeps it to the "
+            "work; RAPL counters measure it instead."
+        )
 
 
 class DRAMEstimateSensor(SensorBase):

@@ -80,3 +80,18 @@ def test_a_child_that_exits_is_counted_once_and_one_from_before_not_at_all():
     cpu_s = sensor.read_energy_j()
     # the child's 0.5 s (+ its interpreter start), once; not twice when reaped, not the older child's too
     assert 0.45 <= cpu_s <= 0.95
+
+
+def test_a_busy_machine_gives_a_multithreaded_runs_estimate_a_note():
+    import os
+
+    from lightning_greenai.sensors.estimate import CPUEstimateSensor
+
+    sensor = CPUEstimateSensor(tdp_w=4.0)
+    burners = [_burn(0.6) for _ in range(len(os.sched_getaffinity(0)))]  # other processes take the whole machine
+    for burner in burners:
+        burner.wait()
+    assert sensor.others_share() >= 0.25
+    assert sensor.contention_note(threads=1) is None  # one thread does not spin waiting for another
+    note = sensor.contention_note(threads=4)
+    assert note is not None and "spin" in note and "torch.set_num_threads(1)" in note
