@@ -22,9 +22,20 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from lightning_greenai.flops.formulas import FORMULAS, is_heavy
+from lightning_greenai.flops.formulas import FORMULAS, is_heavy, looks_heavy
 
 __all__ = ["FlopCount", "FlopCounter", "StepFlops", "batch_signature"]
+
+aten = torch.ops.aten
+#: ATen operators that reshape or move data between operands of different shapes without arithmetic on them.
+_LIGHT = frozenset(
+    [aten.cat, aten.stack, aten.index, aten.index_select, aten.gather, aten.scatter, aten.embedding, aten.where,
+     aten.masked_fill, aten.copy_, aten._to_copy, aten.slice_scatter, aten.select_scatter, aten.index_put,
+     aten.constant_pad_nd, aten.masked_select, aten.embedding_dense_backward, aten.nll_loss_forward,
+     aten.nll_loss_backward, aten.mse_loss, aten.mse_loss_backward, aten._log_softmax_backward_data,
+     aten._softmax_backward_data, aten.native_layer_norm_backward, aten.native_batch_norm_backward,
+     aten.native_group_norm_backward, aten.expand, aten.view, aten.add, aten.sub, aten.mul, aten.div]
+)  # fmt: skip
 
 
 @dataclass
@@ -89,7 +100,9 @@ class FlopCounter(TorchDispatchMode):
         out = func(*args, **kwargs)
         if formula is None:
             name = str(func)
-            if is_heavy(name):
+            # by name (matmul, conv, fft ...) or by what it did (a product of weight-sized operands, any name)
+            light = func.namespace == "aten" and func.overloadpacket in _LIGHT
+            if is_heavy(name) or (not light and looks_heavy(args, kwargs, out)):
                 self.count.uncounted[name] += 1
             return out
         model, recompute = formula(args, kwargs, out, self.causal_halving)

@@ -3,7 +3,10 @@
 Counted: matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``_scaled_mm``, ``mv``, ``dot``), convolutions
 (forward and both backward products), scaled-dot-product attention in every fused form (the two products over the
 full L x S score matrix; backward: four products, plus the score recompute of flash-style kernels reported apart),
-and fused recurrent kernels (mkldnn on CPU, cuDNN on CUDA: the gate products of every step). Not counted:
+fused recurrent kernels (mkldnn on CPU, cuDNN on CUDA: the gate products of every step), the inference fast paths
+of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (one kernel for the whole layer: in-projection, both
+attention products over the full score matrix, out-projection, feed-forward), and grouped matrix products
+(``_grouped_mm``, the experts of a mixture of experts: only the rows routed to an expert count). Not counted:
 bias additions, normalisation, activations, softmax and other element-wise work. Composite operators (``linear``,
 ``matmul``, ``einsum``, ``conv2d``, unfused RNNs) decompose into the operators below before they are seen.
 
@@ -20,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FORMULAS", "Formula", "is_heavy"]
+__all__ = ["FORMULAS", "HEAVY_OPERAND_NUMEL", "Formula", "is_heavy", "looks_heavy"]
 
 aten = torch.ops.aten
 
@@ -154,6 +157,53 @@ def _cudnn_rnn_backward(args: Sequence[Any], kwargs: dict[str, Any], out: Any, c
     return one * (1 + int(bool(mask[3]))), 0  # data and hidden gradients always; weight gradients if asked
 
 
+def _rows(x: Any) -> list[int]:
+    """Sequence lengths of a ``[..., L, E]`` tensor: one per sequence (a nested tensor's own lengths)."""
+    if getattr(x, "is_nested", False):
+        return [int(t.shape[-2]) if t.dim() >= 2 else 1 for t in x.unbind()]
+    batch = _prod(x.shape[:-2]) if x.dim() >= 2 else 1
+    return [int(x.shape[-2]) if x.dim() >= 2 else 1] * batch
+
+
+def _mha_flops(query: Any, key: Any, embed: int, with_in_proj: bool = True) -> int:
+    """Self or cross attention of the fused kernels: in-projections, Q K^T and P V over the full scores, out-proj."""
+    q_rows, k_rows = _rows(query), _rows(key)
+    in_proj = 2 * embed * embed * (sum(q_rows) + 2 * sum(k_rows)) if with_in_proj else 0
+    scores = sum(4 * lq * lk * embed for lq, lk in zip(q_rows, k_rows, strict=True))  # 2 products, heads summed
+    out_proj = 2 * embed * embed * sum(q_rows)
+    return in_proj + scores + out_proj
+
+
+def _native_mha(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    # _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, ...):
+    # nn.MultiheadAttention's inference fast path, one kernel for the whole layer
+    return _mha_flops(args[0], args[1], int(args[3])), 0
+
+
+def _transformer_encoder_layer(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    # _transformer_encoder_layer_fwd(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+    #     use_gelu, norm_first, eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1, ...):
+    # nn.TransformerEncoderLayer's inference fast path: self-attention and the feed-forward block in one kernel
+    src, embed, ffn_weight_1 = args[0], int(args[1]), args[14]
+    feed_forward = 2 * sum(_rows(src)) * 2 * embed * int(ffn_weight_1.shape[0])
+    return _mha_flops(src, src, embed) + feed_forward, 0
+
+
+def _grouped_mm(args: Sequence[Any], kwargs: dict[str, Any], out: Any, causal: bool) -> tuple[int, int]:
+    # _grouped_mm(mat_a, mat_b, offs=None, ...): a group of matrix products in one kernel (MoE experts). ``offs`` ends
+    # each group; rows (or columns, or the inner dimension) past the last offset are padding and do no work.
+    a, b = args[0], args[1]
+    offs = args[2] if len(args) > 2 else kwargs.get("offs")
+    used = int(offs[-1]) if offs is not None and offs.numel() else None
+    if a.dim() == 2 and b.dim() == 3:  # rows of a grouped: [M, K] x [G, K, N]
+        return 2 * (used if used is not None else a.shape[0]) * a.shape[1] * b.shape[2], 0
+    if a.dim() == 3 and b.dim() == 2:  # columns of b grouped: [G, M, K] x [K, N]
+        return 2 * a.shape[1] * a.shape[2] * (used if used is not None else b.shape[1]), 0
+    if a.dim() == 2 and b.dim() == 2:  # the inner dimension grouped (weight gradients): [M, K] x [K, N]
+        return 2 * a.shape[0] * (used if used is not None else a.shape[1]) * b.shape[1], 0
+    return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2], 0  # batched: [G, M, K] x [G, K, N]
+
+
 FORMULAS: dict[Any, Formula] = {
     aten.mm: _mm,
     aten.addmm: _addmm,
@@ -181,7 +231,11 @@ FORMULAS: dict[Any, Formula] = {
     aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward,
     aten._cudnn_rnn: _cudnn_rnn,
     aten._cudnn_rnn_backward: _cudnn_rnn_backward,
+    aten._native_multi_head_attention: _native_mha,
+    aten._transformer_encoder_layer_fwd: _transformer_encoder_layer,
 }
+if hasattr(aten, "_grouped_mm"):  # torch >= 2.8
+    FORMULAS[aten._grouped_mm] = _grouped_mm
 
 _HEAVY_TOKENS = frozenset(
     [
@@ -221,6 +275,35 @@ _HEAVY_TOKENS = frozenset(
         "addbmm",
     ]
 )
+
+
+#: Elements of an operand at which an unpriced two-operand product is taken for heavy work (a small weight matrix).
+HEAVY_OPERAND_NUMEL = 1024
+
+
+def looks_heavy(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> bool:
+    """Whether an operator without a formula did FLOP-heavy work, judged by what it did to the data, not its name.
+
+    Heavy: two or more floating-point operands of two or more dimensions, one of them weight-sized, and an output
+    that is not an element-wise image of them (its shape is not their broadcast shape): a product of some kind.
+    Element-wise work, reductions to a scalar, gathers with integer indices and operators on lists are not.
+    """
+    operands = [
+        a
+        for a in (*args, *kwargs.values())
+        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() >= 2 and not a.is_nested
+    ]
+    if len(operands) < 2 or max(a.numel() for a in operands) < HEAVY_OPERAND_NUMEL:
+        return False
+    result = out[0] if isinstance(out, tuple | list) and out else out
+    if not isinstance(result, torch.Tensor) or result.dim() == 0 or result.is_nested:
+        return False
+    try:
+        broadcast = torch.broadcast_shapes(*(a.shape for a in operands))  # type: ignore[no-untyped-call]
+        elementwise = tuple(result.shape) == tuple(broadcast)
+    except RuntimeError:
+        elementwise = False  # operands that do not broadcast together: not an element-wise operator
+    return not elementwise
 
 
 def is_heavy(op_name: str) -> bool:
