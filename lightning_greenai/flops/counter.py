@@ -7,7 +7,9 @@ Operators running inside the autograd engine are backward; those running there w
 activation-checkpoint recompute (hardware FLOPs, not model FLOPs).
 
 :class:`StepFlops` counts a step once per *signature* (input shapes and dtypes, train/eval, grad mode, which
-parameters train) and reuses the count, so metering costs nothing after the first step of each shape.
+parameters train) and reuses the count, so metering costs nothing after the first step of each shape. The counted
+step of a ``torch.compile``d model runs eagerly (dynamo's ``force_eager`` stance) so that compilation is not
+disabled; later steps compile and run as they would without metering.
 """
 
 from __future__ import annotations
@@ -117,6 +119,21 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
+def _eager_stance() -> Any:
+    """Run ``torch.compile``d code eagerly while a step is counted, leaving dynamo's cache untouched.
+
+    Under a dispatch mode dynamo would skip the frame it meets and remember the skip for good: the model would then
+    run eagerly for the whole run. With the ``force_eager`` stance it is not asked at all; the next step compiles.
+    Returns the entered context (``None`` on a torch without stances, before 2.6).
+    """
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    if set_stance is None:
+        return None
+    stance = set_stance("force_eager")
+    stance.__enter__()
+    return stance
+
+
 def batch_signature(batch: Any) -> tuple[Hashable, ...]:
     """Return the shapes, dtypes and devices of every tensor in ``batch`` (any nesting), plus non-tensor types."""
     leaves, spec = tree_flatten(batch)
@@ -141,6 +158,7 @@ class StepFlops:
         self.cache: dict[Hashable, FlopCount] = {}
         self.uncounted: collections.Counter[str] = collections.Counter()
         self._counter: FlopCounter | None = None
+        self._stance: Any = None
         self._key: Hashable = None
 
     def begin(self, key: Hashable) -> bool:
@@ -148,6 +166,7 @@ class StepFlops:
         self._key = key
         if key in self.cache or self._counter is not None:
             return False
+        self._stance = _eager_stance()
         self._counter = FlopCounter(self.causal_halving)
         self._counter.__enter__()
         return True
@@ -157,6 +176,7 @@ class StepFlops:
         if self._counter is not None:
             counter, self._counter = self._counter, None
             counter.__exit__(None, None, None)
+            self._leave_stance()
             self.cache[self._key] = counter.count
             self.uncounted.update(counter.count.uncounted)
         return self.cache.get(self._key, FlopCount())
@@ -166,6 +186,12 @@ class StepFlops:
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
             self._counter = None
+            self._leave_stance()
+
+    def _leave_stance(self) -> None:
+        if self._stance is not None:
+            stance, self._stance = self._stance, None
+            stance.__exit__(None, None, None)
 
     @contextmanager
     def step(self, key: Hashable) -> Iterator[None]:
