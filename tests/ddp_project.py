@@ -8,6 +8,7 @@ greenai monitors added by ``LIGHTNING_GREENAI=1`` after them all. Each training 
 each rank, so the CPU estimate can be checked against what both ranks really used.
 """
 
+import atexit
 import json
 import sys
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.fabric.utilities.distributed import _destroy_dist_connection
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor
@@ -41,6 +43,18 @@ class Model(BoringModel):
         self.log("test/loss", self.step(batch), on_epoch=True, sync_dist=True)
 
 
+class CloseGlooAtExit(Callback):
+    """Destroy the process group when a spawned worker exits, as Lightning does for NCCL only.
+
+    A ddp_spawn worker that exits with a live gloo group aborts about every other time under torch 2.13 ("terminate
+    called without an active exception", SIGABRT); a 2-process ``torch.multiprocessing.spawn`` without Lightning does
+    the same, and an ``atexit`` destroy fixes both (12 of 12 runs clean, against 6 of 12 aborting without).
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        atexit.register(_destroy_dist_connection)
+
+
 def main() -> None:
     bar = RichProgressBar()
     project = [
@@ -48,6 +62,8 @@ def main() -> None:
         EarlyStopping(monitor="val/loss", mode="min", patience=5),
     ]
     callbacks = [bar, *project] if bar_at == "first" else [*project, bar]
+    if strategy == "ddp_spawn":
+        callbacks.append(CloseGlooAtExit())
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,
