@@ -49,6 +49,12 @@ def test_ddp_with_a_rich_progress_bar_anywhere_never_hangs(tmp_path, bar_at):
     assert tag["this_stage"]["energy_kwh"] < tag["stages"]["test"]["energy_kwh"]
     assert proc.stdout.count("lightning-greenai price tag (fit") == 1  # printed once per stage, by rank 0
     assert proc.stdout.count("lightning-greenai price tag (test") == 1
+    # the price of a prediction counts both ranks' samples: 2 test batches of 1 per rank; validation 2 epochs x 3
+    # batches + 2 sanity batches per rank
+    predictions = tag["predictions"]
+    assert (predictions["test"]["samples"], predictions["test"]["batch_size"]) == (2 * 2, 1)
+    assert predictions["validate"]["samples"] == 2 * (2 * 3 + 2)
+    assert predictions["test"]["j_per_sample"] == pytest.approx(tag["stages_energy_kwh"]["test"] * 3.6e6 / 4)
 
 
 @pytest.mark.timeout(300)

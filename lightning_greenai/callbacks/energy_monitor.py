@@ -19,6 +19,7 @@ from typing_extensions import override
 from lightning_greenai.budget.files import write_json_atomic
 from lightning_greenai.budget.trial import current_trial
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
 from lightning_greenai.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.errors import GreenAIWarning, StateWriteError
 from lightning_greenai.grid import Grid
@@ -124,6 +125,9 @@ class EnergyMonitor(Callback):
     ``greenai/projected_energy_kwh``,     projected totals of the whole fit, once the first epoch (or 5 % of the
     ``greenai/projected_co2e_kg``,        steps) is done; flagged like the totals
     ``greenai/projected_cost``
+    ``greenai/<stage>/j_per_sample``,     the price of a prediction, for ``validate``, ``test`` and ``predict``,
+    ``greenai/<stage>/co2e_g_per_sample`` logged when the stage ends (validation in a fit: when the fit ends); with
+    ``greenai/<stage>/j_per_token``       ``tokens_key``, per token too. The price tag has them with the batch size.
     ===================================== ==========================================================================
 
     The progress bar shows ``greenai/energy_wh`` and ``greenai/co2e_g`` (smaller units, readable at 3 decimals).
@@ -150,6 +154,9 @@ class EnergyMonitor(Callback):
         log_every_n_steps: Log every this many training batches (default: the trainer's ``log_every_n_steps``).
         prog_bar: Show energy and CO2e in the progress bar.
         per_device: Log each device's energy too.
+        tokens_key: Where a batch keeps its tokens, for per-token figures: a key (``"input_ids"``), a tuple position,
+            or a callable ``batch -> count`` (see :class:`~lightning_greenai.callbacks.samples.SampleCounter`); by
+            default a FlopMonitor's on the same trainer.
         verbose: Print the price tag at the end.
         clock: Monotonic clock in seconds (tests pass a fake one).
 
@@ -182,6 +189,7 @@ class EnergyMonitor(Callback):
         log_every_n_steps: int | None = None,
         prog_bar: bool = True,
         per_device: bool = True,
+        tokens_key: TokensKey = None,
         verbose: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -229,6 +237,8 @@ class EnergyMonitor(Callback):
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
         self._timeline: list[tuple[float, float]] = []  # (duration_s, energy_j) at each log, for power plots
+        self._samples = SampleCounter(tokens_key)  # what validate, test and predict processed: per-sample figures
+        self._restored_samples: dict[str, Any] | None = None
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -246,7 +256,11 @@ class EnergyMonitor(Callback):
             projected=self._projected,
             sensors=self._sensor_line,
             flops_by_phase=self._flops_by_phase,
+            samples=self._sample_counts(),
         )
+
+    def _sample_counts(self) -> dict[str, dict[str, Any]]:
+        return {stage: counts.to_dict() for stage, counts in self._samples.totals.items()}
 
     @property
     def state_key(self) -> str:
@@ -262,6 +276,9 @@ class EnergyMonitor(Callback):
             return
         if self._meter is not None:
             return
+        flop_monitor = self._flop_monitor(trainer)
+        if self._samples.tokens_key is None and flop_monitor is not None and not self._samples.totals:
+            self._samples = SampleCounter(flop_monitor.tokens_key)  # count tokens as the FlopMonitor does
         device = trainer.strategy.root_device
         sync: Callable[[], None] | None = None
         if device.type == "cuda":
@@ -300,7 +317,8 @@ class EnergyMonitor(Callback):
         if not self._meter.started:
             if stage == "train" and self._restored is not None:
                 self._resumed = self._restored  # only a resumed fit continues the checkpoint's total
-            self._restored = None
+                self._samples.resume(self._restored_samples or {})
+            self._restored = self._restored_samples = None
             self._stage_start = self._resumed + self._done
             self._meter.start()
             self._last_log = None
@@ -312,6 +330,7 @@ class EnergyMonitor(Callback):
             return
         self._meter.stop()
         self._gather(trainer)
+        self._samples.sync(trainer)  # a collective too: every rank is here
         self._report(trainer, release=True)
         self._log_metrics(trainer, self._latest)
         self._close()
@@ -336,6 +355,7 @@ class EnergyMonitor(Callback):
             extra={"timeline": [list(p) for p in self._timeline]},
             stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
             notes=tuple(self._notes),
+            samples=self._sample_counts(),
         )
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
@@ -347,6 +367,7 @@ class EnergyMonitor(Callback):
             except StateWriteError as err:
                 warnings.warn(str(err), GreenAIWarning, stacklevel=2)
         self._log_price_tag(trainer, tag)
+        self._log_predictions(trainer, tag)
         if self._verbose:
             print(tag.to_text())
 
@@ -425,6 +446,45 @@ class EnergyMonitor(Callback):
                 pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
     @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._active and self._meter is not None:
+            self._samples.add("validate", batch)
+
+    @override
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._active and self._meter is not None:
+            self._samples.add("test", batch)
+
+    @override
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._active and self._meter is not None:
+            self._samples.add("predict", batch)
+
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._active and self._meter is not None and trainer.state.fn == "fit":
             self._meter.set_stage("train")  # local: a validate run's price tag comes at teardown (no collective here)
@@ -449,6 +509,8 @@ class EnergyMonitor(Callback):
             return
         self._meter.stop()
         self._refresh(trainer, merge_records(refresh_own(self._records, self._meter), self._uids), sync_flops=False)
+        if trainer.world_size == 1:
+            self._samples.settle_locally()
         self._report(trainer, release=True)
         self._close()
         failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
@@ -479,14 +541,15 @@ class EnergyMonitor(Callback):
             flop_monitor = self._flop_monitor_of_last_trainer
             if flop_monitor is not None:
                 latest = dataclasses.replace(latest, flops=flop_monitor.training_flops)
-            return {"spend": latest.to_dict()}
-        return {"spend": self._latest.to_dict()}
+            return {"spend": latest.to_dict(), "samples": self._samples.state_dict()}
+        return {"spend": self._latest.to_dict(), "samples": self._samples.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Held until the entry point starts: resuming fit continues the checkpoint's total; validate, test and
         # predict from a checkpoint (``test(ckpt_path="best")``) meter their own spend on top of this run's.
         self._restored = Spend.from_dict(state_dict["spend"])
+        self._restored_samples = dict(state_dict.get("samples", {}))
 
     # -- sampling and logging ----------------------------------------------------------------------------------
 
@@ -617,6 +680,16 @@ class EnergyMonitor(Callback):
                 logger.log_hyperparams(fields, metrics={f"greenai/price_tag/{stage}/energy_kwh": data["energy_kwh"]})
             else:
                 logger.log_hyperparams(fields)
+
+    def _log_predictions(self, trainer: pl.Trainer, tag: PriceTag) -> None:
+        """Log the price of a prediction of each evaluation stage that ran (rank 0, at a stage's end)."""
+        metrics: dict[str, float] = {}
+        for stage, figures in tag.predictions.items():
+            for key in ("j_per_sample", "co2e_g_per_sample", "j_per_token"):
+                if figures.get(key) is not None:
+                    metrics[f"greenai/{stage}/{key}"] = figures[key]
+        if metrics:
+            self._emit(trainer, metrics)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

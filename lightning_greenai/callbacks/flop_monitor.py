@@ -13,10 +13,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.callbacks.samples import SampleCounter, StageSamples, TokensKey
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.flops.counter import FlopCount, StepFlops, batch_signature
 from lightning_greenai.flops.optimizer import optimizer_step_flops
 from lightning_greenai.flops.peak import peak_flops_per_s, precision_dtype
+from lightning_greenai.reporting.prediction import prediction_costs
 from lightning_greenai.spend import Spend
 
 if TYPE_CHECKING:
@@ -57,11 +59,16 @@ class FlopMonitor(Callback):
     ``greenai/mfu``             ``flops_per_s / (peak x world size)``; only where the peak is known (not on CPU)
     =========================== ==========================================================================
 
+    And the price of a prediction, when ``validate``, ``test`` or ``predict`` ends (validation in a fit: when the
+    fit ends): ``greenai/<stage>/flops_per_sample`` and, with ``tokens_key``, ``greenai/<stage>/flops_per_token``.
+
     Args:
         causal_halving: Count causal attention as half the full products.
         peak_flops_per_s: Peak dense FLOP/s of one device, for MFU (default: Lightning's table for known GPUs).
         log_every_n_steps: Log every this many training batches (default: the trainer's).
         prog_bar: Show ``greenai/flops_per_s`` (and MFU) in the progress bar.
+        tokens_key: Where a batch keeps its tokens, for per-token figures: a key (``"input_ids"``: its element count),
+            a tuple position, or a callable ``batch -> count`` such as ``lambda b: b["attention_mask"].sum()``.
 
     Example::
 
@@ -77,6 +84,7 @@ class FlopMonitor(Callback):
         peak_flops_per_s: float | None = None,
         log_every_n_steps: int | None = None,
         prog_bar: bool = False,
+        tokens_key: TokensKey = None,
     ) -> None:
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
@@ -102,6 +110,8 @@ class FlopMonitor(Callback):
         self._optimizer_steps = 0
         self._peak: float | None = None
         self._stage_prefix = "train"
+        self._samples = SampleCounter(tokens_key)
+        self._restored_samples: dict[str, Any] | None = None
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -120,6 +130,22 @@ class FlopMonitor(Callback):
     def spend(self) -> Spend:
         """Training FLOPs as a :class:`~lightning_greenai.Spend` (the optimizer share is an estimate)."""
         return Spend(flops=self.training_flops)
+
+    @property
+    def tokens_key(self) -> TokensKey:
+        """Where a batch keeps its tokens (``None``: no per-token figures)."""
+        return self._samples.tokens_key
+
+    @property
+    def samples(self) -> dict[str, StageSamples]:
+        """Samples (and tokens) that validate, test and predict processed, all ranks, as of the latest sync."""
+        return self._samples.totals
+
+    @property
+    def predictions(self) -> dict[str, dict[str, Any]]:
+        """FLOPs per sample (and per token) of each evaluation stage that ran."""
+        counts = {stage: c.to_dict() for stage, c in self.samples.items()}
+        return prediction_costs(counts, {}, self.totals)
 
     @property
     def uncounted_ops(self) -> collections.Counter[str]:
@@ -175,20 +201,21 @@ class FlopMonitor(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._restored is not None:
             self._resumed = self._restored  # only a resumed fit continues the checkpoint's counts
-        self._restored = None
+            self._samples.resume(self._restored_samples or {})
+        self._restored = self._restored_samples = None
 
     @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn != "fit":
-            self._restored = None  # validate/test/predict from a checkpoint count on top of this run's
+            self._restored = self._restored_samples = None  # validate/test/predict count on top of this run's
 
     @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restored = None
+        self._restored = self._restored_samples = None
 
     @override
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restored = None
+        self._restored = self._restored_samples = None
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -258,6 +285,7 @@ class FlopMonitor(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         self._end("val")
+        self._samples.add("validate", batch)
 
     @override
     def on_test_batch_start(
@@ -276,6 +304,7 @@ class FlopMonitor(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         self._end("test")
+        self._samples.add("test", batch)
 
     @override
     def on_predict_batch_start(
@@ -294,26 +323,31 @@ class FlopMonitor(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         self._end("predict")
+        self._samples.add("predict", batch)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "validate":  # every rank, past the hooks where progress bars read metrics
             self._sync(trainer)
+            self._log_predictions(trainer)
             self._report(trainer, release=True)
 
     @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(trainer)
+        self._log_predictions(trainer)
         self._report(trainer, release=True)
 
     @override
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(trainer)
+        self._log_predictions(trainer)
         self._report(trainer, release=True)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync_and_log(trainer, pl_module)
+        self._log_predictions(trainer)
         self._report(trainer, release=True)
 
     @override
@@ -324,18 +358,20 @@ class FlopMonitor(Callback):
             for key in KEYS:
                 self._base[key] += self._local[key]
             self._local = dict.fromkeys(KEYS, 0.0)
+            self._samples.settle_locally()
         self._report(trainer, release=True)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"totals": self.totals}
+        return {"totals": self.totals, "samples": self._samples.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # held until the entry point starts: see on_fit_start
         self._restored = {k: float(state_dict["totals"].get(k, 0.0)) for k in KEYS}
+        self._restored_samples = dict(state_dict.get("samples", {}))
 
     # -- syncing and logging -----------------------------------------------------------------------------------
 
@@ -354,6 +390,7 @@ class FlopMonitor(Callback):
             self._base[key] += value
         self._local = dict.fromkeys(KEYS, 0.0)
         self._synced_step_time_s, self._synced_optimizer_steps = extra.tolist()
+        self._samples.sync(trainer)
 
     def _sync_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._sync(trainer)
@@ -372,6 +409,16 @@ class FlopMonitor(Callback):
         self._emit(trainer, metrics)
         self._report(trainer)
         return metrics
+
+    def _log_predictions(self, trainer: pl.Trainer) -> None:
+        """Log the FLOPs per sample (and per token) of each evaluation stage that ran."""
+        metrics: dict[str, float] = {}
+        for stage, figures in self.predictions.items():
+            for key in ("flops_per_sample", "flops_per_token"):
+                if figures.get(key) is not None:
+                    metrics[f"greenai/{stage}/{key}"] = figures[key]
+        if metrics:
+            self._emit(trainer, metrics)
 
     def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
         """In a greenai sweep, add the training FLOPs counted in this process to the trial's account (rank 0).

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning_greenai.grid import Grid
+from lightning_greenai.reporting.prediction import break_even, prediction_costs
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import (
     format_duration,
@@ -41,6 +43,8 @@ class PriceTag:
         stage_spend: What the last stage (``title``) spent on its own, when ``spend`` is a running total that also
             holds earlier stages (``test`` after ``fit``).
         notes: What the reader should know about how far to trust the figures (a busy machine, say).
+        samples: By evaluation stage, the samples (and tokens) it processed: the price of a prediction (see
+            :mod:`lightning_greenai.reporting.prediction`).
     """
 
     spend: Spend
@@ -52,6 +56,19 @@ class PriceTag:
     extra: dict[str, Any] = field(default_factory=dict)
     stage_spend: Spend | None = None
     notes: tuple[str, ...] = ()
+    samples: Mapping[str, Mapping[str, Any]] | None = None
+
+    @property
+    def predictions(self) -> dict[str, dict[str, Any]]:
+        """Per-sample (and per-token) energy, CO2e and FLOPs of each evaluation stage that ran."""
+        if not self.samples:
+            return {}
+        return prediction_costs(self.samples, self.spend.stage_energy_j, self.flops_by_phase, self.grid)
+
+    @property
+    def break_even(self) -> dict[str, Any] | None:
+        """After how many predictions serving has cost what training did (``None`` if either is unknown)."""
+        return break_even(self.spend, self.predictions)
 
     @property
     def co2e_g(self) -> float | None:
@@ -113,6 +130,10 @@ class PriceTag:
             }
         if self.notes:
             out["notes"] = list(self.notes)
+        predictions = self.predictions
+        if predictions:
+            out["predictions"] = predictions
+            out["break_even"] = self.break_even
         if self.flops_by_phase is not None:
             out["flops_by_phase"] = dict(self.flops_by_phase)
             out["flops_optimizer_is_estimate"] = True
@@ -184,6 +205,7 @@ class PriceTag:
             )
             if phases.get("train/recompute"):
                 row("  recompute (hardware)", format_flops(phases["train/recompute"]))
+        self._prediction_rows(row, est)
         if self.projected is not None:
             p_cost = grid.money(self.projected)
             cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
@@ -202,3 +224,30 @@ class PriceTag:
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
         return "\n".join(lines)
+
+    def _prediction_rows(self, row: Callable[[str, str], None], est: str) -> None:
+        """The price of a prediction, per stage, and the break-even against training."""
+        predictions = self.predictions
+        for i, (stage, p) in enumerate(predictions.items()):
+            per_sample = [f"{format_energy(p['j_per_sample'])}{est}" if p["j_per_sample"] is not None else None]
+            if p["flops_per_sample"] is not None:
+                per_sample.append(format_flops(p["flops_per_sample"]))
+            shown = [x for x in per_sample if x]
+            counted = "samples uncounted" if p["samples"] is None else f"{p['samples']:,} samples"
+            what = f"{', '.join(shown)} per sample" if shown and p["samples"] else "not metered"
+            row("price of a prediction" if i == 0 else "", f"{stage}: {what} ({counted}, batch {p['batch_size']})")
+            per_token = []
+            if p["j_per_token"] is not None:
+                per_token.append(f"{format_energy(p['j_per_token'])}{est}")
+            if p["flops_per_token"] is not None:
+                per_token.append(format_flops(p["flops_per_token"]))
+            if per_token and p["tokens"]:
+                row("", f"  {', '.join(per_token)} per token ({p['tokens']:,} tokens)")
+        even = self.break_even
+        if even is not None:
+            row(
+                "serving = training after",
+                f"{even['predictions_by_energy']:,.0f} predictions (training steps "
+                f"{format_energy(even['training_energy_j'])} / {format_energy(even['j_per_sample'])} per "
+                f"{even['stage']} sample)",
+            )

@@ -16,6 +16,7 @@ from lightning_greenai.units import (
     display_unit,
     format_duration,
     format_energy,
+    format_flops,
     format_mass,
     format_quantity,
     kg_to_g,
@@ -31,13 +32,53 @@ def _count(n: int | float, noun: str) -> str:
 
 
 def _tag(summary: RunSummary | SweepSummary) -> PriceTag:
-    title = "sweep" if isinstance(summary, SweepSummary) else str(summary.tag.get("title", "run"))
-    return PriceTag(summary.spend, summary.grid, title=title)
+    if isinstance(summary, SweepSummary):
+        return PriceTag(summary.spend, summary.grid, title="sweep")
+    tag = summary.tag
+    return PriceTag(
+        summary.spend,
+        summary.grid,
+        title=str(tag.get("title", "run")),
+        flops_by_phase=tag.get("flops_by_phase"),
+        samples=tag.get("predictions"),  # its counts: the figures are derived again, in one place
+        notes=tuple(tag.get("notes", ())),
+    )
+
+
+def serving_lines(tag: PriceTag, volumes: tuple[int, ...] = (1_000, 1_000_000, 1_000_000_000)) -> list[str]:
+    """Training against serving: what ``volumes`` predictions cost beside the training steps, and the break-even."""
+    even = tag.break_even
+    if even is None:
+        return []
+    figures = tag.predictions[even["stage"]]
+    star = " *" if tag.spend.is_estimate else ""
+    stand_in = "" if even["stage"] == "predict" else f", {even['stage']} standing in for serving"
+    lines = [f"  training against serving (batch {figures['batch_size']}{stand_in}):"]
+    training_flops = f", {format_flops(even['training_flops'])}" if even["training_flops"] else ""
+    lines.append(f"    {'training steps':<24}{format_energy(even['training_energy_j'])}{star}{training_flops}")
+    for n in volumes:
+        energy_j = n * even["j_per_sample"]
+        co2e = figures["co2e_g_per_sample"]
+        flops = figures["flops_per_sample"]
+        extra = "".join(
+            [
+                "" if co2e is None else f", {format_mass(n * co2e)} CO2e",
+                "" if flops is None else f", {format_flops(n * flops)}",
+            ]
+        )
+        lines.append(f"    {f'{n:,} predictions':<24}{format_energy(energy_j)}{star}{extra}")
+    by_flops = even["predictions_by_flops"]
+    lines.append(
+        f"    {'break-even':<24}{even['predictions_by_energy']:,.0f} predictions by energy"
+        + ("" if by_flops is None else f", {by_flops:,.0f} by FLOPs")
+    )
+    return lines
 
 
 def to_text(summary: RunSummary | SweepSummary) -> str:
-    """The price tag table, and for a sweep its trials, stop reason and best score."""
-    lines = [_tag(summary).to_text()]
+    """The price tag table (a run's: with training against serving), and for a sweep its trials and best score."""
+    tag = _tag(summary)
+    lines = [tag.to_text(), *serving_lines(tag)]
     if isinstance(summary, SweepSummary):
         by: dict[str, int] = {}
         for t in summary.trials:
