@@ -155,6 +155,12 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Estimated", ", ".join(estimated) or "nothing"),
         ("Carbon intensity", f"{grid.intensity_g_per_kwh:.0f} gCO2e/kWh ({grid.intensity_source})"),
     ]
+    for stage, p in tag.predictions.items():
+        if p["j_per_sample"] is not None or p["flops_per_sample"] is not None:
+            figures = [format_energy(p["j_per_sample"]) + star if p["j_per_sample"] is not None else None]
+            figures.append(None if p["flops_per_sample"] is None else f"{p['flops_per_sample']:.3g} FLOPs")
+            shown = ", ".join(f for f in figures if f)
+            rows.append((f"Per {stage} sample (batch {p['batch_size']})", shown))
     table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     return f"{para}\n\n{table}\n"
 

@@ -145,6 +145,8 @@ def test_the_report_sets_training_against_serving(tiny_trainer, fake_clock, tmp_
     assert greenai(["report", trainer.log_dir, "--no-plots", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["price_tag"]["break_even"]["predictions_by_energy"] == pytest.approx(40.0)
+    assert greenai(["report", trainer.log_dir, "--no-plots", "--markdown"]) == 0
+    assert "| Per test sample (batch 4) | 12.5 J, 128 FLOPs |" in capsys.readouterr().out
 
 
 class TokenBatches(Dataset):
