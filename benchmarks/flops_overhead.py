@@ -4,7 +4,8 @@ Modes, interleaved in blocks on the same models: bare; FlopMonitor; torch's Flop
 Lightning's ThroughputMonitor fed by `measure_flops` (counted once on the meta device, as its docs show).
 Reports the median step time after the first step of each block, and the first step's extra cost.
 Targets: FlopMonitor <= 1.02x bare after the first step of each signature; its first step costs <= one extra
-forward+backward (about one median step).
+forward+backward (about one median step). torch.compile: the same models compiled, eager and compiled without
+metering and compiled with FlopMonitor, interleaved: metering must keep the compiled speed (not fall back to eager).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning_greenai import FlopMonitor
-from tests.flops.reference_models import GPT, MLP
+from tests.flops.reference_models import GPT, MLP, ResNetish
 
 
 class Task(L.LightningModule):
@@ -79,12 +80,14 @@ MODES = {
 }
 
 
-def run(make_net, example, steps, rounds):
+def run(make_net, example, steps, rounds, modes=MODES, nets=None):
+    """Median step and first-step time per mode; ``nets`` gives a mode its own network (eager against compiled)."""
     data = DataLoader(TensorDataset(example.repeat(steps, *([1] * (example.dim() - 1)))), batch_size=len(example))
-    times = {m: [] for m in MODES}
-    first = {m: [] for m in MODES}
+    times = {m: [] for m in modes}
+    first = {m: [] for m in modes}
     for _ in range(rounds):
-        for mode, callbacks in MODES.items():
+        for mode, callbacks in modes.items():
+            torch._dynamo.reset()  # every block compiles afresh (the compiled models' first steps are comparable)
             torch.manual_seed(0)
             timer = StepTimer()
             L.Trainer(
@@ -97,7 +100,7 @@ def run(make_net, example, steps, rounds):
                 callbacks=[*callbacks(), timer],
                 log_every_n_steps=10,
                 default_root_dir="/tmp/greenai-flops-bench",
-            ).fit(Task(make_net, example), data)
+            ).fit(Task((nets or {}).get(mode, make_net), example), data)
             first[mode].append(timer.times[0])
             times[mode].extend(timer.times[1:])
     return {m: statistics.median(t) for m, t in times.items()}, {m: statistics.median(t) for m, t in first.items()}
@@ -115,12 +118,34 @@ def main():
             torch.randint(0, 1024, (8, 128)),
         ),
     }
+    compiled = {
+        "MLP 1024-2048-2048-10, batch 256": (lambda: MLP((1024, 2048, 2048, 10)), torch.randn(256, 1024)),
+        "GPT d=256 L=4 T=128, batch 8": (
+            lambda: GPT(vocab=1024, d=256, heads=8, layers=4, block=128),
+            torch.randint(0, 1024, (8, 128)),
+        ),
+        # a model whose compiled step is clearly faster than its eager one on CPU (fused conv + batch norm)
+        "ResNet-style CNN c=32, batch 32 of 32x32": (lambda: ResNetish(c=32), torch.randn(32, 3, 32, 32)),
+    }
+    compiled_modes = {
+        "eager, bare": MODES["bare"],
+        "compiled, bare": MODES["bare"],
+        "compiled, FlopMonitor": MODES["FlopMonitor"],
+    }
     for name, (make_net, example) in models.items():
-        median, first = run(make_net, example, steps, rounds)
-        print(f"\n{name}: median step after the first ({rounds} interleaved blocks of {steps} steps)")
-        for mode, t in median.items():
-            extra = (first[mode] - first["bare"]) / median["bare"]
-            print(f"  {mode:<34} {1e3 * t:8.2f} ms  x{t / median['bare']:.3f}   first step: +{extra:.2f} median steps")
+        report(name, *run(make_net, example, steps, rounds), "bare")
+    for name, (make_net, example) in compiled.items():
+        nets = {"eager, bare": make_net}
+        median, first = run(lambda m=make_net: torch.compile(m()), example, steps, rounds, compiled_modes, nets)
+        report(f"torch.compile: {name}", median, first, "compiled, bare")
+
+
+def report(name, median, first, base):
+    rounds_steps = "interleaved blocks, median step after the first"
+    print(f"\n{name} ({rounds_steps}; ratios to {base})")
+    for mode, t in median.items():
+        extra = (first[mode] - first[base]) / median[base]
+        print(f"  {mode:<34} {1e3 * t:8.2f} ms  x{t / median[base]:.3f}   first step: {extra:+.2f} median steps")
 
 
 if __name__ == "__main__":
