@@ -50,6 +50,8 @@ class GreenAISweeperConf:
     seed: int = 0
     # max or min (Optuna's maximize / minimize too)
     direction: str = "max"
+    # the range the score can take, e.g. [0, 1] for accuracy: gives the expected best its confidence band
+    score_bounds: Optional[Any] = None  # noqa: UP045
     # key of the objective when the task returns a dict
     objective: Optional[str] = None  # noqa: UP045
     # graceful (stop running trials cleanly), finish (let them finish), kill (abort them)

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
+from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.budget.budget import Budget
 from lightning_greenai.budget.files import TrialRecord, is_scored, read_json, state_dir, write_json_atomic
 from lightning_greenai.budget.history import Trial, replay
@@ -209,6 +210,7 @@ class BudgetSweep:
         params: Mapping[str, str] | None = None,
         seed: int = 0,
         direction: str = "max",
+        score_bounds: Any = None,
         objective: str | None = None,
         stop_policy: str = "graceful",
         heartbeat_s: float = 10.0,
@@ -279,6 +281,10 @@ class BudgetSweep:
                 raise BudgetConfigError(f"`hydra.sweeper.{name}` must be an integer >= 1 or null, got {value!r}.")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
+        try:
+            self.score_bounds = check_bounds(_plain(score_bounds), name="hydra.sweeper.score_bounds")
+        except ValueError as err:
+            raise BudgetConfigError(str(err)) from None
         _check_number("max_failure_rate", max_failure_rate, low=0.0, high=1.0, allowed="a number in [0, 1]")
         _check_number("cost_quantile", cost_quantile, low=0.0, high=1.0, allowed="a quantile in [0, 1], e.g. 0.9")
         _check_number("heartbeat_s", heartbeat_s, low=0.0, high=1e6, allowed="a number of seconds >= 0")
@@ -602,7 +608,14 @@ class BudgetSweep:
                         "hydra.sweep.dir."
                     )
                 log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
-            ledger.append("header", search=search, fingerprint=_fingerprint(search), **budget, grid=self.grid.to_dict())
+            ledger.append(
+                "header",
+                search=search,
+                fingerprint=_fingerprint(search),
+                **budget,
+                grid=self.grid.to_dict(),
+                score_bounds=None if self.score_bounds is None else list(self.score_bounds),
+            )
             if not events:
                 return book, 0, [], []
             header = ledger.header()
@@ -816,6 +829,7 @@ class BudgetSweep:
 
         summary = load(sweep_dir)
         assert isinstance(summary, SweepSummary)
+        summary.score_bounds = self.score_bounds or summary.score_bounds  # this session's config, if resumed
         if self.report:
             print(to_text(summary))
             try:

@@ -18,6 +18,7 @@ from lightning_greenai.reporting.render import (
     write_plots,
 )
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+from lightning_greenai.reporting.verdict import compare_at_budgets
 from lightning_greenai.units import DISPLAY_UNITS, set_display_units
 
 __all__ = ["compare", "main"]
@@ -53,6 +54,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
             f"{r[unit] / size:.3g} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
         )
         lines.append(f"  {summary.path} ({summary.strategy}, {kind}): {points}")
+    lines.extend(_verdict_lines(a, b, unit, label, size))
     if out is not None:
         import matplotlib
 
@@ -64,9 +66,8 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
             if not rows:
                 continue
             x = [r[unit] / size for r in rows]
-            mean = [r["expected"] for r in rows]
-            lo, hi = score_band(summary, mean, [r["sd"] for r in rows])
-            ax.plot(x, mean, color=color, label=f"{summary.path.name} ({'expected' if summary.iid else 'not i.i.d.'})")
+            key, lo, hi, _ = score_band(summary, rows)
+            ax.plot(x, [r[key] for r in rows], color=color, label=f"{summary.path.name} ({key} best)")
             ax.fill_between(x, lo, hi, color=color, alpha=0.15)
         ax.set_xlabel(f"budget ({label})")
         ax.set_ylabel("expected best validation score")
@@ -74,8 +75,59 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         ax.legend(loc="lower right", fontsize=8)
         out.mkdir(parents=True, exist_ok=True)
         save_figure(plt, fig, out / "compare.png")
-        lines.append(f"  plot: {out / 'compare.png'} (bands: ± SD within the scores seen)")
+        lines.append(f"  plot: {out / 'compare.png'} (bands: simultaneous confidence bands, Lourie et al.)")
     return "\n".join(lines)
+
+
+def _verdict_lines(a: SweepSummary, b: SweepSummary, unit: str, label: str, size: float) -> list[str]:
+    """Which sweep is better at which budget, with what confidence, and where the curves cross, in words."""
+    names = {"a": a.path.name or str(a.path), "b": b.path.name or str(b.path)}
+    if names["a"] == names["b"]:
+        names = {"a": f"A ({a.path})", "b": f"B ({b.path})"}
+    if not (a.iid and b.iid):
+        return ["  confidence: needs random (i.i.d.) search on both sides; only the observed best is compared above"]
+    if len(a.scores()) < 2 or len(b.scores()) < 2:
+        return ["  confidence: needs at least two scored trials on each side"]
+    unmetered = [str(s.path) for s in (a, b) if not s.mean_trial_cost().get(unit)]
+    if unmetered:
+        return [f"  confidence: no {unit} metered per trial in {', '.join(unmetered)}; compare on another --unit"]
+    comparison = compare_at_budgets(a, b, unit, confidence=a.confidence)
+    level = f"{100 * comparison.confidence:g} %"
+
+    def amount(budget: float) -> str:
+        return f"{budget / size:.3g} {label}"
+
+    if comparison.common is None:
+        return ["  no budget both sweeps measured: one trial of the dearer costs more than the whole cheaper sweep"]
+    lines = [
+        f"  {comparison.key} best at a budget, {level} confidence for both at once (each band "
+        f"{100 * (1 - (1 - comparison.confidence) / 2):g} %, Lourie et al.):"
+    ]
+    verdicts = comparison.verdicts
+    picks = sorted({0, len(verdicts) // 3, 2 * len(verdicts) // 3, len(verdicts) - 1})
+    for i in picks:
+        v = verdicts[i]
+        verdict = f"{names[v.better]} is better at {level} confidence" if v.better is not None else "cannot tell apart"
+        lines.append(
+            f"    at {amount(v.budget)}: {names['a']}'s {comparison.key} best is {v.a.value:.4g} "
+            f"[{v.a.lo:.4g}, {v.a.hi:.4g}], {names['b']}'s {v.b.value:.4g} [{v.b.lo:.4g}, {v.b.hi:.4g}]: {verdict}"
+        )
+    if comparison.crossings:
+        leaders = comparison.leader_before
+        parts = [f"{names[str(leaders[0])]} ahead below {amount(comparison.crossings[0])}"]
+        for crossing, leader in zip(comparison.crossings, leaders[1:], strict=False):
+            parts.append(f"{names[str(leader)]} ahead above {amount(crossing)}")
+        lines.append("    the curves cross: " + ", ".join(parts) + " (point estimates)")
+    elif comparison.leader_before:
+        leader = comparison.leader_before[0]
+        lines.append(f"    no crossing: {names[str(leader)]} ahead at every common budget (point estimates)")
+    confident = [v for v in verdicts if v.better is not None]
+    if confident:
+        lines.append(
+            f"    confidently different at {len(confident)} of {len(verdicts)} budgets from "
+            f"{amount(verdicts[0].budget)} to {amount(verdicts[-1].budget)}"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

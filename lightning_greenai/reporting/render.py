@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
+from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
 from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
@@ -17,6 +19,7 @@ from lightning_greenai.units import (
     format_duration,
     format_energy,
     format_flops,
+    format_gpu_time,
     format_mass,
     format_quantity,
     kg_to_g,
@@ -101,8 +104,94 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
                 f"  expected best of {_count(last['n'], 'trial')}: {last['expected']:.4g} ± {last['sd']:.2g} "
                 f"(Dodge et al.), {last['unbiased']:.4g} (Tang et al.)"
             )
+            lines.append(f"  {band_line(summary, last)}")
+        lines.extend(pareto_lines(summary))
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
+
+
+def band_line(summary: SweepSummary, row: dict[str, Any]) -> str:
+    """The confidence band of one EVP row, in words."""
+    level = f"{100 * summary.confidence:g} %"
+    method = "Learned-Miller-DeStefano" if summary.method_of_bands == "ld" else "Kolmogorov-Smirnov"
+    median = f"median best {row['median']:.4g} [{row['median_lo']:.4g}, {row['median_hi']:.4g}]"
+    if row.get("expected_lo") is None:
+        expected = "expected best: no band without score_bounds (the range the score can take)"
+    else:
+        expected = f"expected best [{row['expected_lo']:.4g}, {row['expected_hi']:.4g}]"
+    return f"{level} simultaneous bands (Lourie et al., {method}): {expected}; {median}"
+
+
+#: Default closeness to the best score for "the cheapest trial within epsilon of the best", in score units.
+EPSILON = 0.01
+
+
+def pareto_summary(summary: SweepSummary, epsilon: float = EPSILON) -> dict[str, Any]:
+    """The Pareto front of score against each trial's own cost, per budget axis, and the cheapest trial near the best.
+
+    "Near": within ``epsilon`` (score units) of the best score.
+    """
+    out: dict[str, Any] = {}
+    for axis in PARETO_AXES:
+        points = trial_points(summary, axis)
+        if not points or not any(p.cost for p in points):
+            continue
+        near = cheapest_within(points, epsilon, summary.direction)
+        assert near is not None
+        out[axis] = {
+            "front": [
+                {"job": p.job, "score": p.score, "cost": p.cost, "overrides": list(p.overrides)}
+                for p in pareto_front(points, summary.direction)
+            ],
+            "cheapest_within_epsilon": {
+                "epsilon": epsilon,
+                "job": near["trial"].job,
+                "score": near["trial"].score,
+                "cost": near["trial"].cost,
+                "best_job": near["best"].job,
+                "best_score": near["best"].score,
+                "best_cost": near["best"].cost,
+                "saving": near["saving"],
+            },
+        }
+    return out
+
+
+def _cost_text(axis: str, value: float, currency: str | None) -> str:
+    if axis == "energy_kwh":
+        return format_energy(kwh_to_j(value))
+    if axis == "co2e_kg":
+        return format_mass(kg_to_g(value))
+    if axis == "flops":
+        return format_flops(value)
+    if axis == "money":
+        return f"{value:.3g} {currency or ''}".strip()
+    return format_gpu_time(value * S_PER_HOUR)
+
+
+def pareto_lines(summary: SweepSummary, axis: str = "energy_kwh", epsilon: float = EPSILON) -> list[str]:
+    """Accuracy against a trial's own cost in words: the front, and the cheapest trial close to the best."""
+    data = pareto_summary(summary, epsilon).get(axis)
+    if data is None or len(summary.scores()) < 2:
+        return []
+    currency = summary.grid.currency
+    name = {"energy_kwh": "energy", "co2e_kg": "CO2e", "gpu_hours": "GPU time"}.get(axis, axis)
+    front = ", ".join(
+        f"#{p['job']} {p['score']:.4g} at {_cost_text(axis, p['cost'], currency)}" for p in data["front"][:6]
+    )
+    more = f" (+{len(data['front']) - 6} more)" if len(data["front"]) > 6 else ""
+    lines = [f"  score against each trial's {name}: Pareto front of {len(data['front'])} trials: {front}{more}"]
+    near = data["cheapest_within_epsilon"]
+    if near["job"] == near["best_job"]:
+        lines.append(f"  cheapest within {epsilon:g} of the best: the best trial itself (#{near['job']})")
+    else:
+        saving = "" if near["saving"] is None else f", {100 * near['saving']:.0f} % less than the best's"
+        lines.append(
+            f"  cheapest within {epsilon:g} of the best: #{near['job']} {near['score']:.4g} at "
+            f"{_cost_text(axis, near['cost'], currency)}{saving} {_cost_text(axis, near['best_cost'], currency)} "
+            f"(#{near['best_job']}, {near['best_score']:.4g})"
+        )
+    return lines
 
 
 def to_json(summary: RunSummary | SweepSummary) -> str:
@@ -119,6 +208,17 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                 "trials": summary.trials,
                 "curve": summary.curve(),
                 "evp": summary.evp() if summary.iid else None,
+                "pareto": pareto_summary(summary),
+                "evp_band": (
+                    {
+                        "confidence": summary.confidence,
+                        "method": summary.method_of_bands,
+                        "score_bounds": summary.score_bounds,
+                        "estimator": "Lourie, Cho & He 2024 (opda): exact, simultaneous, distribution-free",
+                    }
+                    if summary.iid and summary.scores()
+                    else None
+                ),
                 "evp_note": None if summary.iid else "not i.i.d. search: only the observed best so far is valid",
             }
         )
@@ -195,6 +295,8 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, with
             paths.append(_plot_trial_energy(plt, summary, out / "energy_per_trial.png"))
         if summary.scores():
             paths.append(_plot_evp(plt, summary, out / "evp.png"))
+        if len(summary.scores()) >= 2 and trial_points(summary, "energy_kwh"):
+            paths.append(_plot_pareto(plt, summary, out / "pareto.png"))
     else:
         timeline = summary.tag.get("timeline") or []
         if len(timeline) >= 2:
@@ -315,14 +417,16 @@ def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
     return save_figure(plt, fig, path)
 
 
-def score_band(summary: SweepSummary, mean: list[float], sd: list[float]) -> tuple[list[float], list[float]]:
-    """The ±SD band around an expected-best curve, clipped to the scores seen (it never passes the best score)."""
-    scores = summary.scores()
-    low, high = min(scores), max(scores)
-    return (
-        [min(max(m - s, low), high) for m, s in zip(mean, sd, strict=True)],
-        [max(min(m + s, high), low) for m, s in zip(mean, sd, strict=True)],
-    )
+def score_band(summary: SweepSummary, rows: list[dict[str, Any]]) -> tuple[str, list[float], list[float], str]:
+    """The curve to draw for EVP rows and its confidence band: ``(key, low, high, label)``.
+
+    The expected best with its band when the score's bounds are known; otherwise the median best with its band (the
+    expected best has none without bounds).
+    """
+    level = f"{100 * summary.confidence:g} % band (Lourie et al.)"
+    if rows and rows[0].get("expected_lo") is not None:
+        return "expected", [r["expected_lo"] for r in rows], [r["expected_hi"] for r in rows], level
+    return "median", [r["median_lo"] for r in rows], [r["median_hi"] for r in rows], level + ", median best"
 
 
 def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
@@ -344,10 +448,11 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
     elif summary.iid:
         rows = summary.evp()
         n = [r["n"] for r in rows]
-        mean = [r["expected"] for r in rows]
-        lo, hi = score_band(summary, mean, [r["sd"] for r in rows])
-        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label="± SD (within the scores seen)")
-        ax.plot(n, mean, color="#27a", label="expected best (Dodge et al.)")
+        key, lo, hi, label = score_band(summary, rows)
+        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label=label)
+        if key == "median":
+            ax.plot(n, [r["median"] for r in rows], color="#27a", ls=":", label="median best")
+        ax.plot(n, [r["expected"] for r in rows], color="#27a", label="expected best (Dodge et al.)")
         ax.plot(n, [r["unbiased"] for r in rows], color="#e93", ls="--", label="unbiased (Tang et al.)")
         ax.set_title("Expected validation performance", pad=30)
         per_trial_kwh = rows[0]["energy_kwh"]
@@ -372,6 +477,38 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
         ax.set_xlabel("number of trials n")
         ax.set_ylabel("best validation score")
         ax.legend(loc="lower right", fontsize=8)
+    return save_figure(plt, fig, path)
+
+
+def _plot_pareto(plt: Any, summary: SweepSummary, path: Path, epsilon: float = EPSILON) -> Path:
+    """Each trial's score against its own energy, the Pareto front highlighted."""
+    points = trial_points(summary, "energy_kwh")
+    front = pareto_front(points, summary.direction)
+    unit, size = axis_unit("energy_kwh", max(p.cost for p in points))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.scatter([p.cost / size for p in points], [p.score for p in points], color="#999", s=18, label="trial")
+    ax.plot(
+        [p.cost / size for p in front],
+        [p.score for p in front],
+        color="#27a",
+        marker="o",
+        drawstyle="steps-post",
+        label="Pareto front",
+    )
+    near = cheapest_within(points, epsilon, summary.direction)
+    if near is not None and near["trial"].job != near["best"].job:
+        trial = near["trial"]
+        ax.annotate(
+            f"#{trial.job}: within {epsilon:g} of the best",
+            (trial.cost / size, trial.score),
+            textcoords="offset points",
+            xytext=(8, -14),
+            fontsize=8,
+        )
+    ax.set_xlabel(f"trial energy ({unit})")
+    ax.set_ylabel("validation score")
+    ax.set_title("Score against each trial's energy")
+    ax.legend(loc="lower right", fontsize=8)
     return save_figure(plt, fig, path)
 
 

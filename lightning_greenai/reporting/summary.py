@@ -7,10 +7,12 @@ corrupt or truncated line, is still summarised from every readable event, with a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.budget.bands import Bands, band_method, check_bounds, tuning_curve_bands
 from lightning_greenai.budget.evp import expected_max_curve
 from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
@@ -67,6 +69,19 @@ class SweepSummary:
     trials: list[dict[str, Any]]
     stop_reason: str | None
     notes: list[str] = field(default_factory=list)
+    #: The range the score can take (the sweep's ``score_bounds``, or ``greenai report --score-bounds``).
+    score_bounds: tuple[float, float] | None = None
+    #: Simultaneous coverage of the tuning-curve bands.
+    confidence: float = 0.95
+    band_method: str | None = None
+    _evp: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.score_bounds is None and self.header.get("score_bounds") is not None:
+            try:
+                self.score_bounds = check_bounds(self.header["score_bounds"])
+            except ValueError as err:
+                self.notes.append(f"the ledger's score_bounds are ignored: {err}")
 
     @property
     def grid(self) -> Grid:
@@ -92,6 +107,10 @@ class SweepSummary:
     def spend(self) -> Spend:
         """Total spend of every finished trial."""
         return sum((Spend.from_dict(t.get("spend", {})) for t in self.trials), Spend())
+
+    def ranked_trials(self) -> list[dict[str, Any]]:
+        """Trials that may rank (see :meth:`scores`), in launch order."""
+        return [t for t in self.trials if _ranked(t)]
 
     def scores(self) -> list[float]:
         """Objectives of trials that may rank (completed, or stopped at their own allowance; see ``is_scored``)."""
@@ -123,34 +142,60 @@ class SweepSummary:
             )
         return rows
 
-    def evp(self) -> list[dict[str, float]]:
-        """Expected best of n trials (both estimators), with the budget n trials cost on average per unit."""
+    def evp(self) -> list[dict[str, Any]]:
+        """Expected best of n trials (both estimators) with its confidence band, and the budget n trials cost.
+
+        Rows for n = 1..N: ``expected``, ``sd``, ``unbiased``; ``median``, ``median_lo``, ``median_hi`` (the median
+        best and its simultaneous band, Lourie et al.); ``expected_lo``/``expected_hi`` when the score's bounds are
+        known; and ``energy_kwh``, ``flops``, ``gpu_hours``, ``co2e_kg`` (and ``money``): n x the mean trial cost.
+        """
+        if self._evp is not None:
+            return [dict(r) for r in self._evp]
         scores = self.scores()
         if not scores:
             return []
+        means = self.mean_trial_cost()
+        rows: list[dict[str, Any]] = [dict(r) for r in expected_max_curve(scores, self.direction)]
+        bands = self.bands([float(r["n"]) for r in rows])
+        for i, row in enumerate(rows):
+            row.update(bands.at(i))
+            row.update({axis: row["n"] * mean for axis, mean in means.items()})
+        self._evp = rows
+        return [dict(r) for r in rows]
+
+    def bands(self, n: Sequence[float], *, confidence: float | None = None) -> Bands:
+        """The tuning curves at ``n`` trials with their simultaneous bands (:mod:`lightning_greenai.budget.bands`)."""
+        return tuning_curve_bands(
+            self.scores(),
+            n,
+            direction=self.direction,
+            confidence=self.confidence if confidence is None else confidence,
+            bounds=self.score_bounds,
+            method=self.band_method,
+        )
+
+    @property
+    def method_of_bands(self) -> str:
+        """``"ld"`` or ``"ks"``: the band method for this sweep's number of scores."""
+        return band_method(len(self.scores()), self.band_method)
+
+    def mean_trial_cost(self) -> dict[str, float]:
+        """The mean cost of one scored trial on each budget axis (``money`` only when priced)."""
         trials = [t for t in self.trials if _ranked(t)]
         spends = [Spend.from_dict(t.get("spend", {})) for t in trials]
-        mean_kwh = sum((s.energy_kwh or 0.0) for s in spends) / len(spends)
-        mean_flops = sum(s.flops for s in spends) / len(spends)
-        mean_gpu_h = sum(s.gpu_hours for s in spends) / len(spends)
-        co2e = [self.grid.co2e_g(s) or 0.0 for s in spends]
-        mean_co2e_kg = sum(co2e) / len(co2e) / 1000
+        if not spends:
+            return {}
+        count = len(spends)
+        means = {
+            "energy_kwh": sum((s.energy_kwh or 0.0) for s in spends) / count,
+            "flops": sum(s.flops for s in spends) / count,
+            "gpu_hours": sum(s.gpu_hours for s in spends) / count,
+            "co2e_kg": sum(self.grid.co2e_g(s) or 0.0 for s in spends) / count / 1000,
+        }
         money = [m for s in spends if (m := self.grid.money(s)) is not None]
-        mean_money = sum(money) / len(money) if money else None
-        rows = expected_max_curve(scores, self.direction)
-        for row in rows:
-            n = row["n"]
-            row.update(
-                {
-                    "energy_kwh": n * mean_kwh,
-                    "flops": n * mean_flops,
-                    "gpu_hours": n * mean_gpu_h,
-                    "co2e_kg": n * mean_co2e_kg,
-                }
-            )
-            if mean_money is not None:
-                row["money"] = n * mean_money
-        return rows
+        if money:
+            means["money"] = sum(money) / len(money)
+        return means
 
 
 def _ranked(trial: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lightning_greenai.reporting.pareto import Point, pareto_front, trial_points
 from lightning_greenai.reporting.summary import SweepSummary
 
 __all__ = ["AXES", "CurvePoint", "CurveSink", "LoggerSink", "curve_points", "publish", "step_unit"]
@@ -62,6 +63,10 @@ class CurveSink(Protocol):
         """Log the expected-performance curve (``iid``) or, for other strategies, nothing labelled expected."""
         ...
 
+    def log_pareto(self, points: list[Point], front: list[Point]) -> None:
+        """Log each trial's score against its own energy, the Pareto front marked."""
+        ...
+
     def finalize(self) -> None:
         """Flush and close."""
         ...
@@ -81,13 +86,15 @@ class LoggerSink:
 
     * W&B: every axis is a metric of its own (``greenai/sweep/energy_kwh`` ...) and ``define_metric`` makes it the
       x-axis of a ``greenai/sweep/best_vs_<axis>`` series, so charts of best score against kWh, FLOPs, CO2e and money
-      appear without setup; the EVP curve is a ``wandb.plot.line_series`` (expected, -SD, +SD, unbiased) and a table.
+      appear without setup; the EVP curve is a ``wandb.plot.line_series`` (expected, the 95 % band's edges, unbiased)
+      and a table.
     * MLflow and TensorBoard take integer steps: ``greenai/sweep/best_vs_<axis>`` is logged with the cumulative spend
       as the step, in a decimal multiple of the axis's base unit (J, FLOPs, gCO2e, currency, GPU-s) chosen so that
       the sweep's total is 1,000 to 999,999 steps (``step_unit``; logged as the param
       ``greenai/sweep/<axis>_step_unit``, e.g. ``mJ``), so small sweeps draw a curve too; ``greenai/sweep/<axis>``
       is the cumulative spend itself by trial; ``greenai/sweep/best_vs_trial`` uses the trial number.
-      EVP: ``greenai/evp/expected``, ``.../sd``, ``.../unbiased`` at step n.
+      EVP: ``greenai/evp/expected``, ``.../sd``, ``.../unbiased``, ``.../median`` and the band's edges
+      (``.../expected_lo``, ``.../expected_hi`` with score bounds, else ``.../median_lo``, ``.../median_hi``) at step n.
     * CSV: rows through the logger (step = trial), and ``evp.csv`` beside its ``metrics.csv``.
     * Any other logger: ``log_metrics`` with step = trial.
     """
@@ -135,25 +142,26 @@ class LoggerSink:
         """Log the EVP curve (i.i.d. sweeps only: other curves are not expectations)."""
         if not iid or not rows:
             return
+        band = "expected" if rows[0].get("expected_lo") is not None else "median"
+        keys = ["expected", "sd", "unbiased", "median", f"{band}_lo", f"{band}_hi"]
         if self.kind == "WandbLogger":
             import wandb
 
             n = [int(r["n"]) for r in rows]
-            expected = [r["expected"] for r in rows]
-            lower = [r["expected"] - r["sd"] for r in rows]
-            upper = [r["expected"] + r["sd"] for r in rows]
-            unbiased = [r["unbiased"] for r in rows]
-            table = wandb.Table(
-                columns=["n", "expected", "sd", "unbiased", "energy_kwh", "flops"],
-                data=[[int(r["n"]), r["expected"], r["sd"], r["unbiased"], r["energy_kwh"], r["flops"]] for r in rows],
-            )
+            columns = ["n", *keys, "energy_kwh", "flops"]
+            table = wandb.Table(columns=list[str | int](columns), data=[[r[c] for c in columns] for r in rows])
             self.logger.experiment.log(
                 {
                     "greenai/evp_table": table,
                     "greenai/evp_chart": wandb.plot.line_series(
                         xs=n,
-                        ys=[expected, lower, upper, unbiased],
-                        keys=["expected (Dodge et al.)", "expected - SD", "expected + SD", "unbiased (Tang et al.)"],
+                        ys=[[r[k] for r in rows] for k in ("expected", f"{band}_lo", f"{band}_hi", "unbiased")],
+                        keys=[
+                            "expected (Dodge et al.)",
+                            f"{band} best: 95 % band low (Lourie et al.)",
+                            f"{band} best: 95 % band high",
+                            "unbiased (Tang et al.)",
+                        ],
                         title="Expected validation performance",
                         xname="trials n",
                     ),
@@ -161,8 +169,9 @@ class LoggerSink:
             )
         elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
             for r in rows:
-                for key in ("expected", "sd", "unbiased"):
-                    self._scalar(f"greenai/evp/{key}", r[key], int(r["n"]))
+                for key in keys:
+                    if math.isfinite(r[key]):
+                        self._scalar(f"greenai/evp/{key}", r[key], int(r["n"]))
         elif self.kind == "CSVLogger":
             path = Path(self.logger.log_dir) / "evp.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +182,56 @@ class LoggerSink:
         else:
             for r in rows:
                 self.logger.log_metrics(
-                    {f"greenai/evp/{k}": r[k] for k in ("expected", "sd", "unbiased")}, step=int(r["n"])
+                    {f"greenai/evp/{k}": r[k] for k in keys if math.isfinite(r[k])}, step=int(r["n"])
                 )
+
+    def log_pareto(self, points: list[Point], front: list[Point]) -> None:
+        """Score against each trial's own energy (kWh), the Pareto front marked.
+
+        W&B: a scatter, the front as a line, and a table with ``on_front``; MLflow and TensorBoard: the front as
+        ``greenai/pareto/front_score`` stepped by the trial's energy in the energy axis's step unit; CSV:
+        ``pareto.csv``; others: the front by trial number.
+        """
+        if not points:
+            return
+        on_front = {p.job for p in front}
+        rows = [
+            {"trial": p.job, "score": p.score, "energy_kwh": p.cost, "on_front": p.job in on_front}
+            for p in sorted(points, key=lambda p: p.cost)
+        ]
+        if self.kind == "WandbLogger":
+            import wandb
+
+            columns = ["trial", "score", "energy_kwh", "on_front"]
+            table = wandb.Table(columns=list[str | int](columns), data=[[r[c] for c in columns] for r in rows])
+            front_table = wandb.Table(
+                columns=list[str | int](columns), data=[[r[c] for c in columns] for r in rows if r["on_front"]]
+            )
+            self.logger.experiment.log(
+                {
+                    "greenai/pareto_table": table,
+                    "greenai/pareto_scatter": wandb.plot.scatter(
+                        table, "energy_kwh", "score", title="Score against each trial's energy"
+                    ),
+                    "greenai/pareto_front": wandb.plot.line(
+                        front_table, "energy_kwh", "score", title="Pareto front: score against trial energy"
+                    ),
+                }
+            )
+        elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
+            _, factor = step_unit("energy_kwh", max(p.cost for p in points))
+            for p in front:
+                self._scalar("greenai/pareto/front_score", p.score, round(p.cost * factor))
+        elif self.kind == "CSVLogger":
+            path = Path(self.logger.log_dir) / "pareto.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            for p in front:
+                self.logger.log_metrics({"greenai/pareto/front_score": p.score}, step=p.job)
 
     def _scalar(self, key: str, value: float, step: int) -> None:
         if self.kind == "MLFlowLogger":
@@ -197,6 +254,8 @@ def publish(summary: SweepSummary, logger: Any) -> None:
     for point in points:
         sink.log_point(point)
     sink.log_evp(summary.evp(), summary.iid)
+    trials = trial_points(summary, "energy_kwh")
+    sink.log_pareto(trials, pareto_front(trials, summary.direction))
     fields = {
         "greenai/strategy": summary.strategy,
         "greenai/stop_reason": summary.stop_reason or "",

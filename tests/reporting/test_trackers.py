@@ -27,6 +27,12 @@ def test_csv_logger(sweep_dir, tmp_path):
         evp = list(csv.DictReader(fh))
     assert len(evp) == len(summary.scores())
     assert float(evp[-1]["unbiased"]) == pytest.approx(max(summary.scores()))
+    assert all(float(r["median_lo"]) <= float(r["median"]) <= float(r["median_hi"]) for r in evp)
+    with open(f"{logger.log_dir}/pareto.csv") as fh:
+        pareto = list(csv.DictReader(fh))
+    assert len(pareto) == len(summary.scores())
+    front = [r for r in pareto if r["on_front"] == "True"]
+    assert float(front[-1]["score"]) == max(summary.scores())  # the dearest point of the front is the best
 
 
 def test_tensorboard_logger(sweep_dir, tmp_path):
@@ -46,6 +52,10 @@ def test_tensorboard_logger(sweep_dir, tmp_path):
     assert 1_000 <= by_energy[-1].step < 1_000_000  # a small sweep still draws a curve, not one stripe at step 0
     assert label.endswith("J")
     assert [e.step for e in acc.Scalars("greenai/evp/expected")] == list(range(1, len(summary.scores()) + 1))
+    assert len(acc.Scalars("greenai/evp/median")) == len(summary.scores())
+    # the band's edges, by n; without score bounds the upper edge is infinite beyond n = 1, and not logged
+    assert [e.step for e in acc.Scalars("greenai/evp/median_hi")] == [1]
+    assert acc.Scalars("greenai/pareto/front_score")[-1].value == max(summary.scores())
 
 
 def test_mlflow_logger_on_a_sqlite_store(sweep_dir, tmp_path):
@@ -86,6 +96,8 @@ def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypa
     assert evp[0]["greenai/evp_table/_type"] == "table-file"
     assert run.config["_wandb/visualize/greenai/evp_chart"]["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
     assert run.config["greenai/curve"] == "expected"
+    assert run.config["_wandb/visualize/greenai/pareto_scatter"]["panel_config"]["panelDefId"] == "wandb/scatter/v0"
+    assert any(row.get("greenai/pareto_table/_type") == "table-file" for row in run.history)
 
 
 @pytest.mark.parametrize(

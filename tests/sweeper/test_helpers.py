@@ -30,6 +30,8 @@ from lightning_greenai.budget.sweep import BudgetSweep, _Book, merge_search_spac
         ("n_trials", 3, r"`hydra.sweeper.n_trials` \(3\) is hydra-optuna-sweeper's name for `max_trials`, which is 5"),
         ("search_space", {"x": 1}, r"write each parameter under hydra.sweeper.params"),
         ("sampler", "tpe", r"must be an Optuna sampler config with a _target_"),
+        ("score_bounds", [1, 0], r"`hydra.sweeper.score_bounds` must be finite with low < high, got \[1.0, 0.0\]"),
+        ("score_bounds", "0..1", r"`hydra.sweeper.score_bounds` must be two numbers \[low, high\]"),
     ],
 )
 def test_every_option_is_checked_up_front_with_its_name_and_what_is_allowed(option, value, message):
