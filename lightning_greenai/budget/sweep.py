@@ -47,6 +47,7 @@ from lightning_greenai.budget.strategies import (
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
 from lightning_greenai.grid import Grid
+from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import format_duration, format_quantity
 
@@ -615,6 +616,7 @@ class BudgetSweep:
                 **budget,
                 grid=self.grid.to_dict(),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
+                hardware=describe_hardware(),
             )
             if not events:
                 return book, 0, [], []

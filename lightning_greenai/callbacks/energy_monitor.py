@@ -23,6 +23,7 @@ from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
 from lightning_greenai.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.errors import GreenAIWarning, StateWriteError
 from lightning_greenai.grid import Grid
+from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
@@ -239,6 +240,8 @@ class EnergyMonitor(Callback):
         self._timeline: list[tuple[float, float]] = []  # (duration_s, energy_j) at each log, for power plots
         self._samples = SampleCounter(tokens_key)  # what validate, test and predict processed: per-sample figures
         self._restored_samples: dict[str, Any] | None = None
+        self._hardware: dict[str, Any] | None = None  # the machine, for reports that ask for the compute workers
+        self._parameters: dict[str, int] | None = None  # the model's parameter count (total, trainable)
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -276,6 +279,12 @@ class EnergyMonitor(Callback):
             return
         if self._meter is not None:
             return
+        if self._hardware is None and trainer.is_global_zero:
+            self._hardware = describe_hardware(self._nvml)
+        self._parameters = {
+            "total": sum(p.numel() for p in pl_module.parameters()),
+            "trainable": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+        }
         flop_monitor = self._flop_monitor(trainer)
         if self._samples.tokens_key is None and flop_monitor is not None and not self._samples.totals:
             self._samples = SampleCounter(flop_monitor.tokens_key)  # count tokens as the FlopMonitor does
@@ -352,7 +361,11 @@ class EnergyMonitor(Callback):
             sensors=self._sensor_line,
             title=title,
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
-            extra={"timeline": [list(p) for p in self._timeline]},
+            extra={
+                "timeline": [list(p) for p in self._timeline],
+                "hardware": self._hardware,
+                "parameters": self._parameters,
+            },
             stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
             notes=tuple(self._notes),
             samples=self._sample_counts(),

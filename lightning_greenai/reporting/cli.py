@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning_greenai.reporting.checklists import FORMATS, render_checklist
 from lightning_greenai.reporting.render import (
     axis_unit,
     save_figure,
@@ -155,6 +156,18 @@ def _main(argv: Sequence[str] | None) -> int:
     fmt = rep.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--markdown", action="store_true", help="print a paragraph and table for a paper")
+    fmt.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="fill in a venue's checklist or a model card: neurips (Q6-Q8), acl (section C), showyourwork (Dodge "
+        "et al.), hf-card (co2_eq_emissions), latex",
+    )
+    rep.add_argument(
+        "--training-type",
+        default=None,
+        help="for --format hf-card: pre-training, fine-tuning ... (not measured: said so if not given)",
+    )
     rep.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: <path>/greenai_report)")
     rep.add_argument("--no-plots", action="store_true")
     for command in (rep,):
@@ -174,7 +187,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "report":
             summary = load(args.path)
-            if args.json:
+            if args.format is not None:
+                print(render_checklist(summary, args.format, training_type=args.training_type))
+            elif args.json:
                 print(to_json(summary))
             elif args.markdown:
                 print(to_markdown(summary))

@@ -141,6 +141,11 @@ class _Utilization:
 
 
 @dataclass
+class _Memory:
+    total: int
+
+
+@dataclass
 class FakeGPU:
     """One fake GPU for :class:`FakeNVML`.
 
@@ -152,6 +157,7 @@ class FakeGPU:
         utilization: GPU utilisation in percent.
         name: Product name.
         mig_uuids: UUIDs of MIG slices on this GPU.
+        memory_bytes: Total memory.
     """
 
     uuid: str
@@ -161,6 +167,7 @@ class FakeGPU:
     utilization: int = 100
     name: str = "NVIDIA Fake GPU"
     mig_uuids: list[str] = field(default_factory=list)
+    memory_bytes: int = 80 * 10**9
 
 
 class FakeNVML:
@@ -224,6 +231,10 @@ class FakeNVML:
     def nvmlDeviceGetName(self, handle: FakeGPU) -> str:  # noqa: N802
         """Return the product name."""
         return handle.name
+
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGPU) -> _Memory:  # noqa: N802
+        """Return the memory info (``.total`` in bytes)."""
+        return _Memory(total=handle.memory_bytes)
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGPU) -> int:  # noqa: N802
         """Return the energy counter in mJ."""
