@@ -52,6 +52,9 @@ class GreenAISweeperConf:
     direction: str = "max"
     # the range the score can take, e.g. [0, 1] for accuracy: gives the expected best its confidence band
     score_bounds: Optional[Any] = None  # noqa: UP045
+    # stop when the next trials cannot be expected to buy enough: gain_per_kwh, gain_per_flop, gain_per_kg_co2e,
+    # gain_per_money, gain_per_gpu_hour (score per unit), next_trials, confidence, min_trials; random search only
+    stop_when: Optional[Dict[str, Any]] = None  # noqa: UP006, UP045
     # key of the objective when the task returns a dict
     objective: Optional[str] = None  # noqa: UP045
     # graceful (stop running trials cleanly), finish (let them finish), kill (abort them)

@@ -30,8 +30,9 @@ from typing import Any
 
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.bands import check_bounds
-from lightning_greenai.budget.budget import Budget
+from lightning_greenai.budget.budget import Budget, _measure
 from lightning_greenai.budget.files import TrialRecord, is_scored, read_json, state_dir, write_json_atomic
+from lightning_greenai.budget.gain import GainRule
 from lightning_greenai.budget.history import Trial, replay
 from lightning_greenai.budget.launchers import launcher_parallelism
 from lightning_greenai.budget.ledger import Ledger
@@ -212,6 +213,7 @@ class BudgetSweep:
         seed: int = 0,
         direction: str = "max",
         score_bounds: Any = None,
+        stop_when: Mapping[str, Any] | None = None,
         objective: str | None = None,
         stop_policy: str = "graceful",
         heartbeat_s: float = 10.0,
@@ -284,8 +286,20 @@ class BudgetSweep:
             raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
         try:
             self.score_bounds = check_bounds(_plain(score_bounds), name="hydra.sweeper.score_bounds")
+            self.gain_rule = GainRule.parse(_plain(stop_when))
         except ValueError as err:
             raise BudgetConfigError(str(err)) from None
+        if self.gain_rule is not None and strategy != "random":
+            raise BudgetConfigError(
+                f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
+                f"holds only for independent draws, and the {strategy} strategy's trials depend on the earlier ones. "
+                "Set hydra.sweeper.strategy=random, or remove stop_when."
+            )
+        if self.gain_rule is not None and self.score_bounds is None:
+            raise BudgetConfigError(
+                "hydra.sweeper.stop_when needs hydra.sweeper.score_bounds, the range the score can take (e.g. [0, 1] "
+                "for accuracy): without it a better score can never be ruled out, so the sweep could never stop."
+            )
         _check_number("max_failure_rate", max_failure_rate, low=0.0, high=1.0, allowed="a number in [0, 1]")
         _check_number("cost_quantile", cost_quantile, low=0.0, high=1.0, allowed="a quantile in [0, 1], e.g. 0.9")
         _check_number("heartbeat_s", heartbeat_s, low=0.0, high=1e6, allowed="a number of seconds >= 0")
@@ -492,7 +506,28 @@ class BudgetSweep:
             return f"max_trials reached ({self.max_trials})"
         if strategy.exhausted() and not retry:
             return "search space exhausted"
-        return None
+        return self._gain_stop(book)
+
+    def _gain_stop(self, book: _Book) -> str | None:
+        """``stop_when``: stop when the next trials cannot be expected to buy enough per unit of compute."""
+        if self.gain_rule is None or self.score_bounds is None:
+            return None
+        scored = [t for t in book.trials if t.objective is not None and is_scored(t.status, t.partial)]
+        if not scored:
+            return None
+        mean_cost: dict[str, float | None] = {}
+        for quantity in self.gain_rule.thresholds:
+            costs = [_measure(quantity, t.spend, self.grid, None) for t in scored]
+            known = [c for c in costs if c is not None]
+            mean_cost[quantity] = sum(known) / len(known) if known else None
+        return self.gain_rule.verdict(
+            [float(t.objective) for t in scored if t.objective is not None],
+            mean_cost,
+            bounds=self.score_bounds,
+            direction=self.direction,
+            currency=self.grid.currency,
+            objective=self.objective_key or "score",
+        )
 
     def _prepare(self, folder: Path, sweep_dir: Path, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
