@@ -95,12 +95,42 @@ def unbiased_expected_max(scores: Sequence[float], n: int, direction: str = "max
 
 
 def expected_max_curve(scores: Sequence[float], direction: str = "max") -> list[dict[str, float]]:
-    """Both estimators for n = 1..N: rows of ``n``, ``expected``, ``sd``, ``unbiased``."""
-    rows = []
-    for n in range(1, len(scores) + 1):
-        mean, sd = expected_max(scores, n, direction)
-        rows.append({"n": n, "expected": mean, "sd": sd, "unbiased": unbiased_expected_max(scores, n, direction)})
-    return rows
+    """Both estimators for n = 1..N: rows of ``n``, ``expected``, ``sd``, ``unbiased``.
+
+    All n at once with numpy (an N x N weight matrix): a 1,000-trial curve in milliseconds, where one n at a time in
+    Python took seconds. Each row equals :func:`expected_max` and :func:`unbiased_expected_max` at its n.
+    """
+    import numpy as np
+    from scipy.special import gammaln
+
+    values = np.asarray(_sorted_scores(scores, 1, direction), dtype=float)
+    big_n = values.size
+    i = np.arange(1, big_n + 1, dtype=float)[None, :]  # order statistic index, ascending
+    n = np.arange(1, big_n + 1, dtype=float)[:, None]  # draws
+    # Dodge et al.: (i/N)^n - ((i-1)/N)^n, as (i/N)^n (1 - (1 - 1/i)^n), without cancellation
+    head = np.exp(n * np.log(i / big_n))
+    with np.errstate(divide="ignore"):
+        tail = -np.expm1(n * np.log1p(-1.0 / i))
+    dodge = np.where(i == 1, head, head * tail)
+    mean = dodge @ values
+    var = np.maximum((dodge * (values[None, :] - mean[:, None]) ** 2).sum(axis=1), 0.0)
+    # Tang et al.: C(i-1, n-1) / C(N, n) for i >= n
+    valid = i >= n
+    log_w = (
+        gammaln(i) - gammaln(n) - gammaln(np.where(valid, i - n + 1, 1.0))
+        - (gammaln(big_n + 1) - gammaln(n + 1) - gammaln(big_n - n + 1))
+    )  # fmt: skip
+    tang = np.where(valid, np.exp(log_w), 0.0) @ values
+    sign = 1.0 if direction == "max" else -1.0
+    return [
+        {
+            "n": int(k + 1),
+            "expected": float(sign * mean[k]),
+            "sd": float(np.sqrt(var[k])),
+            "unbiased": float(sign * tang[k]),
+        }
+        for k in range(big_n)
+    ]
 
 
 def budget_axis(n: int, mean_trial_cost: float) -> float:
