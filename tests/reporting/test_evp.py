@@ -88,3 +88,15 @@ def test_direction_min_is_the_expected_minimum_of_a_loss():
 def test_bad_input(scores, n, direction, match):
     with pytest.raises(ValueError, match=match):
         expected_max(scores, n, direction)
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+@pytest.mark.parametrize("size", [1, 5, 60, 61, 300])
+def test_the_vectorised_curve_equals_the_estimators_at_each_n(size, direction):
+    rng = random.Random(size)
+    scores = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    for row in expected_max_curve(scores, direction):
+        mean, sd = expected_max(scores, row["n"], direction)
+        assert row["expected"] == pytest.approx(mean, abs=1e-9)
+        assert row["sd"] == pytest.approx(sd, abs=1e-9)
+        assert row["unbiased"] == pytest.approx(unbiased_expected_max(scores, row["n"], direction), abs=1e-9)
