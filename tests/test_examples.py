@@ -72,6 +72,7 @@ def test_sweep_example_runs_as_a_real_multirun(tmp_path):
         "energy_by_device.png",
         "energy_per_trial.png",
         "evp.png",
+        "marginal_value.png",
         "pareto.png",
     ]
     curves = list((sweep_dir / "greenai-sweep").rglob("evp.csv"))  # logger=csv (default): the summary run

@@ -286,7 +286,8 @@ class BudgetSweep:
             raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
         try:
             self.score_bounds = check_bounds(_plain(score_bounds), name="hydra.sweeper.score_bounds")
-            self.gain_rule = GainRule.parse(_plain(stop_when))
+            self.stop_when = _plain(stop_when)
+            self.gain_rule = GainRule.parse(self.stop_when)
         except ValueError as err:
             raise BudgetConfigError(str(err)) from None
         if self.gain_rule is not None and strategy != "random":
@@ -652,6 +653,7 @@ class BudgetSweep:
                 grid=self.grid.to_dict(),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
                 hardware=describe_hardware(),
+                stop_when=None if self.gain_rule is None else dict(self.stop_when),
             )
             if not events:
                 return book, 0, [], []

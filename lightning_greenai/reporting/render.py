@@ -105,9 +105,31 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
                 f"(Dodge et al.), {last['unbiased']:.4g} (Tang et al.)"
             )
             lines.append(f"  {band_line(summary, last)}")
+            marginal = summary.marginal_value()
+            if marginal:
+                lines.append(f"  {marginal_line(summary, marginal)}")
         lines.extend(pareto_lines(summary))
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
+
+
+def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]], next_trials: int = 10) -> str:
+    """What the last trial's energy bought, and the most the next ``next_trials`` can, per unit of energy."""
+    from lightning_greenai.budget.gain import gain_upper_bound
+
+    unit, size = axis_unit("energy_kwh", rows[-1]["spent"])
+    end = rows[-1]
+    text = (
+        f"the energy of trial {end['n'] + 1} bought {end['expected_gain_per_unit'] * size:.3g} score per {unit} "
+        f"(expected best, {end['n']} -> {end['n'] + 1} trials)"
+    )
+    if summary.score_bounds is None:
+        return text + "; set score_bounds for a bound on what the next trials can add"
+    bound = gain_upper_bound(
+        summary.scores(), next_trials=next_trials, bounds=summary.score_bounds, direction=summary.direction
+    )
+    per_trial = summary.mean_trial_cost()["energy_kwh"]
+    return text + f"; the next {next_trials} at most {bound / (next_trials * per_trial) * size:.3g} per {unit} (95 %)"
 
 
 def band_line(summary: SweepSummary, row: dict[str, Any]) -> str:
@@ -209,6 +231,7 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                 "curve": summary.curve(),
                 "evp": summary.evp() if summary.iid else None,
                 "pareto": pareto_summary(summary),
+                "marginal_value": summary.marginal_value(),
                 "evp_band": (
                     {
                         "confidence": summary.confidence,
@@ -297,6 +320,9 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, with
             paths.append(_plot_evp(plt, summary, out / "evp.png"))
         if len(summary.scores()) >= 2 and trial_points(summary, "energy_kwh"):
             paths.append(_plot_pareto(plt, summary, out / "pareto.png"))
+        marginal = summary.marginal_value()
+        if marginal:
+            paths.append(_plot_marginal(plt, summary, marginal, out / "marginal_value.png"))
     else:
         timeline = summary.tag.get("timeline") or []
         if len(timeline) >= 2:
@@ -509,6 +535,40 @@ def _plot_pareto(plt: Any, summary: SweepSummary, path: Path, epsilon: float = E
     ax.set_ylabel("validation score")
     ax.set_title("Score against each trial's energy")
     ax.legend(loc="lower right", fontsize=8)
+    return save_figure(plt, fig, path)
+
+
+def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], path: Path) -> Path:
+    """What one more kWh buys against the kWh spent: the plug-in estimate and the stop rule's upper bound."""
+    unit, size = axis_unit("energy_kwh", rows[-1]["spent"])
+    per = size  # gain per display unit = gain per kWh x kWh per display unit
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(
+        [r["spent"] / size for r in rows],
+        [r["expected_gain_per_unit"] * per for r in rows],
+        color="#27a",
+        marker="o",
+        ms=3,
+        label="expected (EVP rise per trial / trial cost)",
+    )
+    bounded = [r for r in rows if r["upper_gain_per_unit"] is not None]
+    if bounded:
+        ax.plot(
+            [r["spent"] / size for r in bounded],
+            [r["upper_gain_per_unit"] * per for r in bounded],
+            color="#e93",
+            ls="--",
+            label="95 % upper bound, next 10 trials (stop_when's)",
+        )
+    threshold = (summary.header.get("stop_when") or {}).get("gain_per_kwh")
+    if threshold:
+        ax.axhline(threshold * per, color="#c33", lw=0.8, label=f"stop_when.gain_per_kwh = {threshold:g}")
+    if any(r["expected_gain_per_unit"] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.set_xlabel(f"energy spent ({unit})")
+    ax.set_ylabel(f"score gained per {unit}")
+    ax.set_title("What the next unit of energy buys")
+    ax.legend(loc="upper right", fontsize=8)
     return save_figure(plt, fig, path)
 
 

@@ -6,6 +6,7 @@ corrupt or truncated line, is still summarised from every readable event, with a
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,42 @@ class SweepSummary:
             bounds=self.score_bounds,
             method=self.band_method,
         )
+
+    def marginal_value(
+        self, axis: str = "energy_kwh", next_trials: int = 10, points: int = 100
+    ) -> list[dict[str, Any]]:
+        """What one more unit of compute buys, against the compute spent (random search only).
+
+        Rows: ``n`` trials, ``spent`` (n x the mean trial cost on ``axis``), ``expected_gain_per_unit`` (the EVP
+        curve's rise from n to n + 1 trials per unit: the plug-in estimate) and, with score bounds, from 5 trials
+        on, ``upper_gain_per_unit`` (the stop rule's 95 % upper bound on what the next ``next_trials`` trials add,
+        per unit, from the first n scores in launch order; at most ``points`` of them). Empty for other strategies.
+        """
+        from lightning_greenai.budget.gain import gain_upper_bound
+
+        rows = self.evp() if self.iid else []
+        cost = self.mean_trial_cost().get(axis)
+        if len(rows) < 2 or not cost:
+            return []
+        sign = 1.0 if self.direction == "max" else -1.0
+        out: list[dict[str, Any]] = [
+            {
+                "n": a["n"],
+                "spent": a["n"] * cost,
+                "expected_gain_per_unit": max(sign * (b["expected"] - a["expected"]), 0.0) / cost,
+                "upper_gain_per_unit": None,
+            }
+            for a, b in itertools.pairwise(rows)
+        ]
+        if self.score_bounds is not None:
+            scores = self.scores()  # launch order
+            step = max(1, len(out) // points)
+            for row in out[4::step]:
+                bound = gain_upper_bound(
+                    scores[: row["n"]], next_trials=next_trials, bounds=self.score_bounds, direction=self.direction
+                )
+                row["upper_gain_per_unit"] = bound / (next_trials * cost)
+        return out
 
     @property
     def method_of_bands(self) -> str:

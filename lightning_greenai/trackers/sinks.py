@@ -67,6 +67,10 @@ class CurveSink(Protocol):
         """Log each trial's score against its own energy, the Pareto front marked."""
         ...
 
+    def log_marginal(self, rows: list[dict[str, Any]]) -> None:
+        """Log what one more kWh buys against the kWh spent."""
+        ...
+
     def finalize(self) -> None:
         """Flush and close."""
         ...
@@ -233,6 +237,51 @@ class LoggerSink:
             for p in front:
                 self.logger.log_metrics({"greenai/pareto/front_score": p.score}, step=p.job)
 
+    def log_marginal(self, rows: list[dict[str, Any]]) -> None:
+        """The marginal-value curve: gain per kWh by trials run.
+
+        MLflow, TensorBoard and others: ``greenai/marginal/expected_gain_per_kwh`` and ``.../upper_gain_per_kwh`` at
+        step n; W&B: a line series against kWh spent; CSV: ``marginal_value.csv``.
+        """
+        if not rows:
+            return
+        keys = {"expected_gain_per_unit": "expected_gain_per_kwh", "upper_gain_per_unit": "upper_gain_per_kwh"}
+        if self.kind == "WandbLogger":
+            import wandb
+
+            bounded = [r for r in rows if r["upper_gain_per_unit"] is not None]
+            series = [[r["expected_gain_per_unit"] for r in rows]]
+            names = ["expected gain per kWh"]
+            if len(bounded) == len(rows):
+                series.append([r["upper_gain_per_unit"] for r in rows])
+                names.append("95 % upper bound per kWh")
+            self.logger.experiment.log(
+                {
+                    "greenai/marginal_chart": wandb.plot.line_series(
+                        xs=[r["spent"] for r in rows],
+                        ys=series,
+                        keys=names,
+                        title="What the next kWh buys",
+                        xname="kWh spent",
+                    )
+                }
+            )
+        elif self.kind == "CSVLogger":
+            path = Path(self.logger.log_dir) / "marginal_value.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            for r in rows:
+                metrics = {f"greenai/marginal/{name}": r[key] for key, name in keys.items() if r[key] is not None}
+                if self.kind in ("MLFlowLogger", "TensorBoardLogger"):
+                    for name, value in metrics.items():
+                        self._scalar(name, value, int(r["n"]))
+                else:
+                    self.logger.log_metrics(metrics, step=int(r["n"]))
+
     def _scalar(self, key: str, value: float, step: int) -> None:
         if self.kind == "MLFlowLogger":
             self.logger.experiment.log_metric(self.logger.run_id, key, value, step=step)
@@ -256,6 +305,7 @@ def publish(summary: SweepSummary, logger: Any) -> None:
     sink.log_evp(summary.evp(), summary.iid)
     trials = trial_points(summary, "energy_kwh")
     sink.log_pareto(trials, pareto_front(trials, summary.direction))
+    sink.log_marginal(summary.marginal_value())
     fields = {
         "greenai/strategy": summary.strategy,
         "greenai/stop_reason": summary.stop_reason or "",

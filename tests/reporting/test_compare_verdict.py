@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lightning_greenai.budget.gain import gain_upper_bound
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
 from lightning_greenai.reporting.cli import main
@@ -119,3 +120,20 @@ def test_the_pareto_front_and_the_cheapest_trial_near_the_best(tmp_path, capsys)
     sweep = write_sweep(tmp_path / "s", [0.90, 0.80, 0.85, 0.70], energy_j=1.0)
     assert main(["report", str(sweep), "--no-plots"]) == 0
     assert "score against each trial's energy: Pareto front of" in capsys.readouterr().out
+
+
+def test_the_marginal_value_curve_is_the_evp_rise_per_unit_and_its_bound(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    summary = load(write_sweep(tmp_path / "s", rng.uniform(0.5, 0.9, 12), energy_j=3600.0))  # 1 Wh a trial
+    rows, evp = summary.marginal_value(), summary.evp()
+    assert [r["n"] for r in rows] == list(range(1, 12))
+    for row, a, b in zip(rows, evp, evp[1:], strict=False):
+        assert row["spent"] == pytest.approx(row["n"] * 1e-3)  # kWh
+        assert row["expected_gain_per_unit"] == pytest.approx((b["expected"] - a["expected"]) / 1e-3)
+    assert all(r["upper_gain_per_unit"] is None for r in rows[:4])  # the bound from 5 trials on
+    scores = summary.scores()
+    for row in rows[4:]:  # the stop rule's bound on the first n scores, per unit of the next 10 trials' cost
+        bound = gain_upper_bound(scores[: row["n"]], next_trials=10, bounds=(0, 1))
+        assert row["upper_gain_per_unit"] == pytest.approx(bound / (10 * 1e-3))
+    assert main(["report", str(summary.path), "--no-plots"]) == 0
+    assert "the energy of trial 12 bought" in capsys.readouterr().out

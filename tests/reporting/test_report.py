@@ -34,7 +34,14 @@ def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
     assert "random search, 8 trials" in out
     assert "expected best of 8 trials" in out
     names = sorted(p.name for p in (sweep_dir / "plots").glob("*.png"))
-    assert names == ["budget_curve.png", "energy_by_device.png", "energy_per_trial.png", "evp.png", "pareto.png"]
+    assert names == [
+        "budget_curve.png",
+        "energy_by_device.png",
+        "energy_per_trial.png",
+        "evp.png",
+        "marginal_value.png",
+        "pareto.png",
+    ]
     summary = load(sweep_dir)
     assert isinstance(summary, SweepSummary) and summary.iid
     evp = summary.evp()

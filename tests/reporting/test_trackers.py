@@ -33,6 +33,9 @@ def test_csv_logger(sweep_dir, tmp_path):
     assert len(pareto) == len(summary.scores())
     front = [r for r in pareto if r["on_front"] == "True"]
     assert float(front[-1]["score"]) == max(summary.scores())  # the dearest point of the front is the best
+    with open(f"{logger.log_dir}/marginal_value.csv") as fh:
+        marginal = list(csv.DictReader(fh))
+    assert [int(r["n"]) for r in marginal] == list(range(1, len(summary.scores())))
 
 
 def test_tensorboard_logger(sweep_dir, tmp_path):
@@ -56,6 +59,8 @@ def test_tensorboard_logger(sweep_dir, tmp_path):
     # the band's edges, by n; without score bounds the upper edge is infinite beyond n = 1, and not logged
     assert [e.step for e in acc.Scalars("greenai/evp/median_hi")] == [1]
     assert acc.Scalars("greenai/pareto/front_score")[-1].value == max(summary.scores())
+    marginal = acc.Scalars("greenai/marginal/expected_gain_per_kwh")
+    assert [e.step for e in marginal] == list(range(1, len(summary.scores())))
 
 
 def test_mlflow_logger_on_a_sqlite_store(sweep_dir, tmp_path):
