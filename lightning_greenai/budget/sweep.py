@@ -521,8 +521,21 @@ class BudgetSweep:
             costs = [_measure(quantity, t.spend, self.grid, None) for t in scored]
             known = [c for c in costs if c is not None]
             mean_cost[quantity] = sum(known) / len(known) if known else None
+        scores = [float(t.objective) for t in scored if t.objective is not None]
+        low, high = self.score_bounds
+        outside = [s for s in scores if not low <= s <= high]
+        if outside:  # a misread range: the bound would be wrong, so the rule steps aside rather than stop the sweep
+            log.warning(
+                "stop_when is off for the rest of this sweep: score %s lies outside score_bounds [%s, %s] (the range "
+                "the score can take); the budget and max_trials still stop it.",
+                outside[0],
+                low,
+                high,
+            )
+            self.gain_rule = None
+            return None
         return self.gain_rule.verdict(
-            [float(t.objective) for t in scored if t.objective is not None],
+            scores,
             mean_cost,
             bounds=self.score_bounds,
             direction=self.direction,
@@ -868,7 +881,7 @@ class BudgetSweep:
 
         summary = load(sweep_dir)
         assert isinstance(summary, SweepSummary)
-        summary.score_bounds = self.score_bounds or summary.score_bounds  # this session's config, if resumed
+        summary.set_score_bounds(self.score_bounds or summary.score_bounds)  # this session's config, if resumed
         if self.report:
             print(to_text(summary))
             try:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.reporting.checklists import FORMATS, render_checklist
 from lightning_greenai.reporting.render import (
     axis_unit,
@@ -164,6 +165,14 @@ def _main(argv: Sequence[str] | None) -> int:
         "et al.), hf-card (co2_eq_emissions), latex",
     )
     rep.add_argument(
+        "--score-bounds",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="the range the score can take (e.g. 0 1 for accuracy): gives the expected best its confidence band",
+    )
+    rep.add_argument(
         "--training-type",
         default=None,
         help="for --format hf-card: pre-training, fine-tuning ... (not measured: said so if not given)",
@@ -177,6 +186,14 @@ def _main(argv: Sequence[str] | None) -> int:
     cmp.add_argument("b", type=Path)
     cmp.add_argument("--unit", choices=UNITS, default="energy_kwh")
     cmp.add_argument("--out", type=Path, default=None, help="folder for compare.png")
+    cmp.add_argument(
+        "--score-bounds",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="the range the score can take: compare the expected best (with bands) instead of the median best",
+    )
     _unit_options(cmp)
     args = parser.parse_args(argv)
     try:
@@ -185,8 +202,17 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"greenai: {err}", file=sys.stderr)
         return 2
     try:
+        bounds = None
+        if args.score_bounds is not None:
+            try:
+                bounds = check_bounds(args.score_bounds, name="--score-bounds")
+            except ValueError as err:
+                print(f"greenai: {err}", file=sys.stderr)
+                return 2
         if args.command == "report":
             summary = load(args.path)
+            if bounds is not None and isinstance(summary, SweepSummary):
+                summary.set_score_bounds(bounds)
             if args.format is not None:
                 print(render_checklist(summary, args.format, training_type=args.training_type))
             elif args.json:
@@ -215,6 +241,9 @@ def _main(argv: Sequence[str] | None) -> int:
             single = a if not isinstance(a, SweepSummary) else b
             print(f"greenai compare: {single.path} is a single run, not a sweep.", file=sys.stderr)
             return 2
+        if bounds is not None:
+            a.set_score_bounds(bounds)
+            b.set_score_bounds(bounds)
         try:
             print(compare(a, b, args.unit, args.out))
         except ValueError as err:

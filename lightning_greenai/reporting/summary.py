@@ -83,6 +83,26 @@ class SweepSummary:
                 self.score_bounds = check_bounds(self.header["score_bounds"])
             except ValueError as err:
                 self.notes.append(f"the ledger's score_bounds are ignored: {err}")
+        self._check_bounds()
+
+    def set_score_bounds(self, bounds: tuple[float, float] | None) -> None:
+        """Use ``bounds`` (checked against the scores, see :meth:`_check_bounds`) for the bands from now on."""
+        self.score_bounds = bounds
+        self._evp = None
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Scores outside the bounds mean a misread range: drop the bounds (the median band needs none), say so."""
+        if self.score_bounds is None:
+            return
+        low, high = self.score_bounds
+        outside = [s for s in self.scores() if not low <= s <= high]
+        if outside:
+            self.notes.append(
+                f"score_bounds [{low:g}, {high:g}] are ignored: score {outside[0]:g} lies outside them (they must be "
+                "the range the score can take); the expected best has no band"
+            )
+            self.score_bounds = None
 
     @property
     def grid(self) -> Grid:

@@ -137,3 +137,23 @@ def test_the_marginal_value_curve_is_the_evp_rise_per_unit_and_its_bound(tmp_pat
         assert row["upper_gain_per_unit"] == pytest.approx(bound / (10 * 1e-3))
     assert main(["report", str(summary.path), "--no-plots"]) == 0
     assert "the energy of trial 12 bought" in capsys.readouterr().out
+
+
+def test_score_bounds_that_do_not_hold_the_scores_are_dropped_with_a_note(tmp_path, capsys):
+    loss = write_sweep(tmp_path / "loss", [2.3, 1.9, 2.1], energy_j=5.0, bounds=[0, 1], direction="min")
+    summary = load(loss)
+    assert summary.score_bounds is None
+    assert any("score_bounds [0, 1] are ignored: score 2.3 lies outside them" in n for n in summary.notes)
+    assert summary.evp()[0]["expected_lo"] is None and summary.evp()[0]["median_lo"] is not None
+    assert main(["report", str(loss), "--no-plots"]) == 0
+    assert "no band without score_bounds" in capsys.readouterr().out
+
+
+def test_score_bounds_from_the_command_line(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=5.0, bounds=None)
+    assert main(["report", str(sweep), "--no-plots"]) == 0
+    assert "no band without score_bounds" in capsys.readouterr().out
+    assert main(["report", str(sweep), "--no-plots", "--score-bounds", "0", "1"]) == 0
+    assert "expected best [" in capsys.readouterr().out
+    assert main(["report", str(sweep), "--no-plots", "--score-bounds", "1", "0"]) == 2
+    assert "`--score-bounds` must be finite with low < high" in capsys.readouterr().err

@@ -124,3 +124,11 @@ def test_when_a_better_score_cannot_be_ruled_out_the_rule_does_not_stop_the_swee
     summary = run_plateau_sweep(tmp_path, [0, 1])
     assert summary.stop_reason == "budget spent: energy_kwh"
     assert len(summary.trials) == 200
+
+
+def test_scores_outside_the_bounds_turn_the_rule_off_with_a_warning_not_the_sweep(tmp_path, caplog):
+    # the plateau scores reach 0.6, above the (wrong) upper bound 0.5: the rule steps aside, the budget stops it
+    summary = run_plateau_sweep(tmp_path, [0, 0.5])
+    assert summary.stop_reason == "budget spent: energy_kwh"
+    assert "stop_when is off for the rest of this sweep: score 0.6 lies outside score_bounds [0.0, 0.5]" in caplog.text
+    assert any("score_bounds [0, 0.5] are ignored" in n for n in summary.notes)
