@@ -20,6 +20,20 @@ class BudgetConf:
 
 
 @dataclass
+class StopWhenConf:
+    """Stop a random search when the next trials cannot be expected to buy enough score per unit (any subset)."""
+
+    gain_per_kwh: Optional[float] = None  # noqa: UP045
+    gain_per_flop: Optional[float] = None  # noqa: UP045
+    gain_per_kg_co2e: Optional[float] = None  # noqa: UP045
+    gain_per_money: Optional[float] = None  # noqa: UP045
+    gain_per_gpu_hour: Optional[float] = None  # noqa: UP045
+    next_trials: int = 10
+    confidence: float = 0.95
+    min_trials: int = 5
+
+
+@dataclass
 class GridConf:
     """Where the electricity comes from: turns energy into CO2e and money (see lightning_greenai.Grid)."""
 
@@ -54,7 +68,7 @@ class GreenAISweeperConf:
     score_bounds: Optional[Any] = None  # noqa: UP045
     # stop when the next trials cannot be expected to buy enough: gain_per_kwh, gain_per_flop, gain_per_kg_co2e,
     # gain_per_money, gain_per_gpu_hour (score per unit), next_trials, confidence, min_trials; random search only
-    stop_when: Optional[Dict[str, Any]] = None  # noqa: UP006, UP045
+    stop_when: StopWhenConf = field(default_factory=StopWhenConf)
     # key of the objective when the task returns a dict
     objective: Optional[str] = None  # noqa: UP045
     # graceful (stop running trials cleanly), finish (let them finish), kill (abort them)

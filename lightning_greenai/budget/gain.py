@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightning_greenai.units import format_quantity
+
 __all__ = ["GAIN_QUANTITIES", "GainRule", "gain_upper_bound"]
 
 #: ``stop_when`` keys and the budget quantity each divides by.
@@ -95,11 +97,7 @@ class GainRule:
                 if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                     raise ValueError(f"`hydra.sweeper.stop_when.{key}` must be a number > 0, got {value!r}.")
                 thresholds[quantity] = float(value)
-        if not thresholds:
-            if options:
-                raise ValueError(
-                    "hydra.sweeper.stop_when sets no threshold: give at least one of " + ", ".join(GAIN_QUANTITIES)
-                )
+        if not thresholds:  # next_trials, confidence, min_trials alone (the config's defaults) switch nothing on
             return None
         next_trials = options.get("next_trials", 10)
         min_trials = options.get("min_trials", 5)
@@ -137,7 +135,8 @@ class GainRule:
                 unit = currency if quantity == "money" else _UNITS[quantity]
                 key = next(k for k, q in GAIN_QUANTITIES.items() if q == quantity)
                 return (
-                    f"the next {self.next_trials} trials (about {cost:.3g} {unit}) are expected to add at most "
+                    f"the next {self.next_trials} trials (about {format_quantity(quantity, cost, currency)}) are "
+                    "expected to add at most "
                     f"+{bound:.4g} {objective} ({100 * self.confidence:g} % upper bound, Kolmogorov-Smirnov band): "
                     f"{per_unit:.3g} per {unit} < stop_when.{key}={threshold:g}"
                 )

@@ -255,7 +255,7 @@ class BudgetSweep:
                     f"`hydra.sweeper.sampler` must be an Optuna sampler config with a _target_, e.g. "
                     f"{{_target_: optuna.samplers.TPESampler, seed: 1234}}; got {sampler!r}."
                 )
-            if str(self.sampler["_target_"]).endswith("RandomSampler") and strategy in (None, "random"):
+            if str(self.sampler["_target_"]).endswith("RandomSampler") and strategy in (None, "random", "optuna"):
                 # Optuna's random sampler is an i.i.d. search: run it as ours, whose curves may be called "expected"
                 strategy, seed = "random", int(self.sampler.get("seed", seed) or seed)
                 self.sampler = None
@@ -291,10 +291,11 @@ class BudgetSweep:
         except ValueError as err:
             raise BudgetConfigError(str(err)) from None
         if self.gain_rule is not None and strategy != "random":
+            why = "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
             raise BudgetConfigError(
                 f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
-                f"holds only for independent draws, and the {strategy} strategy's trials depend on the earlier ones. "
-                "Set hydra.sweeper.strategy=random, or remove stop_when."
+                f"holds only for independent draws, and {why}. Set hydra.sweeper.strategy=random, or remove "
+                "stop_when."
             )
         if self.gain_rule is not None and self.score_bounds is None:
             raise BudgetConfigError(

@@ -43,7 +43,6 @@ def test_the_bound_shrinks_with_more_trials_and_vanishes_at_the_top_of_the_range
     [
         ({"gain_per_kwh": 0}, r"`hydra.sweeper.stop_when.gain_per_kwh` must be a number > 0, got 0"),
         ({"gain_per_joule": 1}, r"Unknown hydra.sweeper.stop_when option\(s\) \['gain_per_joule'\]"),
-        ({"next_trials": 5}, r"sets no threshold: give at least one of gain_per_kwh"),
         ({"gain_per_kwh": 1, "next_trials": 0}, r"`hydra.sweeper.stop_when.next_trials` must be an integer >= 1"),
         ({"gain_per_kwh": 1, "confidence": 1.5}, r"`hydra.sweeper.stop_when.confidence` must be in \(0, 1\)"),
     ],
@@ -51,6 +50,10 @@ def test_the_bound_shrinks_with_more_trials_and_vanishes_at_the_top_of_the_range
 def test_bad_options_name_the_value_and_what_is_allowed(options, message):
     with pytest.raises(ValueError, match=message):
         GainRule.parse(options)
+
+
+def test_without_a_threshold_the_rule_is_off():
+    assert GainRule.parse({"next_trials": 5, "confidence": 0.95, "min_trials": 5, "gain_per_kwh": None}) is None
 
 
 def test_the_rule_needs_a_random_search_and_the_scores_range():
@@ -113,7 +116,7 @@ def test_a_sweep_stops_at_the_plateau_far_before_its_energy_budget(tmp_path):
     # 1 J a trial: 200 trials would spend the budget; the rule stops once 0.6 is reached (and 5 trials are scored)
     first_at_plateau = next(i for i, t in enumerate(summary.trials) if t["objective"] == 0.6)
     assert len(summary.trials) == max(first_at_plateau + 1, 5)
-    assert summary.stop_reason.startswith("the next 10 trials (about 2.78e-06 kWh) are expected to add at most +0 ")
+    assert summary.stop_reason.startswith("the next 10 trials (about 10.0 J) are expected to add at most +0 ")
     assert "< stop_when.gain_per_kwh=1000" in summary.stop_reason
     assert summary.spend.total_energy_j < 20  # of a 200 J budget
 

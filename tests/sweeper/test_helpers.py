@@ -51,6 +51,9 @@ def test_hydra_optuna_sweeper_spellings_are_accepted():
     assert (sweep.direction, sweep.max_trials, sweep.max_batch_size, sweep.strategy_name) == ("max", 20, 2, "optuna")
     rnd = BudgetSweep(budget={"energy_kwh": "1 kWh"}, sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 7})
     assert (rnd.strategy_name, rnd.seed, rnd.sampler) == ("random", 7, None)  # i.i.d.: our random search
+    sampler = {"_target_": "optuna.samplers.RandomSampler", "seed": 3}
+    explicit = BudgetSweep(budget={"energy_kwh": "1 kWh"}, strategy="optuna", sampler=sampler)
+    assert explicit.strategy_name == "random"  # strategy=optuna with Optuna's random sampler: the same i.i.d. search
 
 
 RAY = {"init": {"num_cpus": 6}, "remote": {"num_cpus": 2}}
