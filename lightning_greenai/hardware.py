@@ -72,8 +72,15 @@ def describe_hardware(nvml: Any = "auto") -> dict[str, Any]:
 
 def hardware_line(hardware: dict[str, Any] | None) -> str:
     """``"2 x NVIDIA H100 80GB (80 GB); Intel Xeon ... (16 logical cores), 128 GB RAM"`` or ``"not measured"``."""
-    if not hardware:
+    if not hardware or not isinstance(hardware, dict):
         return "not measured"
+    try:
+        return _hardware_line(hardware)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return "not measured (the record is damaged)"
+
+
+def _hardware_line(hardware: dict[str, Any]) -> str:
     parts = []
     gpus = hardware.get("gpus")
     if gpus:

@@ -291,7 +291,9 @@ class BudgetSweep:
         except ValueError as err:
             raise BudgetConfigError(str(err)) from None
         if self.gain_rule is not None and strategy != "random":
-            why = "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
+            why = (
+                "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
+            )
             raise BudgetConfigError(
                 f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
                 f"holds only for independent draws, and {why}. Set hydra.sweeper.strategy=random, or remove "

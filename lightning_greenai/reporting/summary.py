@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from lightning_greenai.budget.evp import expected_max_curve
 from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
-from lightning_greenai.spend import Spend
+from lightning_greenai.spend import Method, Spend
+from lightning_greenai.units import kwh_to_j
 
 __all__ = ["NothingToReportError", "RunSummary", "SweepSummary", "load"]
 
@@ -27,19 +29,103 @@ class NothingToReportError(FileNotFoundError):
     """The folder holds neither a run's price tag nor a sweep's ledger."""
 
 
-def _grid(data: dict[str, Any]) -> Grid:
-    keys = (
-        "intensity_g_per_kwh",
-        "pue",
-        "price_per_kwh",
-        "currency",
-        "instance_price_per_h",
-        "country",
-        "region",
-        "intensity_source",
-        "price_source",
+_GRID_KEYS = (
+    "intensity_g_per_kwh",
+    "pue",
+    "price_per_kwh",
+    "currency",
+    "instance_price_per_h",
+    "country",
+    "region",
+    "intensity_source",
+    "price_source",
+)
+
+
+def _grid(data: Any) -> Grid:
+    """The grid a file recorded; the table's world mean if the record is damaged (see :func:`_check_grid`)."""
+    try:
+        return Grid(**{k: data[k] for k in _GRID_KEYS if k in data})
+    except (TypeError, ValueError, KeyError):
+        return Grid.from_location()
+
+
+def _check_grid(data: Any, where: str, notes: list[str]) -> None:
+    try:
+        Grid(**{k: data[k] for k in _GRID_KEYS if k in data})
+    except (TypeError, ValueError, KeyError) as err:
+        notes.append(
+            f"{where}'s grid is damaged ({type(err).__name__}: {err}); CO2e and money use the table's world mean"
+        )
+
+
+def _sanitize_header(header: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """A ledger header whose damaged fields are replaced by empty ones, each with a note (never a traceback)."""
+    header = dict(header)
+    for key, kind in (("search", dict), ("budget", dict)):
+        if key in header and not isinstance(header[key], kind):
+            notes.append(f"the ledger header's {key} is damaged ({header[key]!r}); ignored")
+            header[key] = {}
+    budget = header.get("budget") or {}
+    bad = [q for q, v in budget.items() if q != "currency" and not (isinstance(v, int | float) and math.isfinite(v))]
+    if bad:
+        notes.append(f"the ledger header's budget has unreadable limits ({', '.join(bad)}); they are left out")
+        header["budget"] = {q: v for q, v in budget.items() if q not in bad}
+    if header.get("hardware") is not None and not isinstance(header["hardware"], dict):
+        notes.append(f"the ledger header's hardware record is damaged ({header['hardware']!r}); ignored")
+        header["hardware"] = None
+    _check_grid(header.get("grid", {}), "the ledger header", notes)
+    return header
+
+
+def _spend_from_summary_fields(tag: dict[str, Any]) -> Spend:
+    """Rebuild a price tag's spend from its summary fields (``devices``, ``flops``, ``duration_s``)."""
+    energy, methods = {}, {}
+    for device in tag.get("devices") or []:
+        if isinstance(device, dict) and isinstance(device.get("energy_kwh"), int | float):
+            energy[str(device["name"])] = kwh_to_j(float(device["energy_kwh"]))
+            methods[str(device["name"])] = Method(device.get("method", "estimate"))
+    flops = tag.get("flops")
+    duration = tag.get("duration_s")
+    return Spend(
+        energy_j=energy,
+        methods=methods,
+        flops=float(flops) if isinstance(flops, int | float) and math.isfinite(flops) else 0.0,
+        duration_s=float(duration) if isinstance(duration, int | float) and math.isfinite(duration) else 0.0,
+        is_estimate=any(m.is_estimate for m in methods.values()),
     )
-    return Grid(**{k: data[k] for k in keys if k in data})
+
+
+def _sanitize_tag(tag: dict[str, Any], path: Path, notes: list[str]) -> dict[str, Any]:
+    """A price tag whose damaged fields are replaced or rebuilt, each with a note (never a traceback)."""
+    tag = dict(tag)
+    try:
+        Spend.from_dict(tag["spend"])
+    except (KeyError, TypeError, ValueError) as err:
+        what = "missing" if isinstance(err, KeyError) else f"damaged ({err})"
+        try:
+            rebuilt = _spend_from_summary_fields(tag)
+        except ValueError:
+            rebuilt = Spend()
+        tag["spend"] = rebuilt.to_dict()
+        notes.append(f"{path}: its spend is {what}; rebuilt from the tag's devices, flops and duration_s")
+    _check_grid(tag.get("grid", {}), str(path), notes)
+    for key, kind in (("predictions", dict), ("flops_by_phase", dict), ("hardware", dict), ("parameters", dict)):
+        if tag.get(key) is not None and not isinstance(tag[key], kind):
+            notes.append(f"{path}: its {key} field is damaged; ignored")
+            tag[key] = None
+    parameters = tag.get("parameters")
+    if parameters is not None and not all(isinstance(parameters.get(k), int) for k in ("total", "trainable")):
+        notes.append(f"{path}: its parameters field is damaged; ignored")
+        tag["parameters"] = None
+    timeline = tag.get("timeline")
+    if timeline is not None and not (
+        isinstance(timeline, list)
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, int | float) for v in p) for p in timeline)
+    ):
+        notes.append(f"{path}: its timeline is damaged; no power plot")
+        tag["timeline"] = []
+    return tag
 
 
 @dataclass
@@ -269,6 +355,8 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
     if not path.is_dir():
         raise NothingToReportError(f"{path} is not a folder.")
     ledger_path = path / STATE_DIR / "ledger.jsonl"
+    if ledger_path.is_dir():
+        raise NothingToReportError(f"{ledger_path} is a folder, not a sweep's ledger.")
     if ledger_path.exists():
         return _load_sweep(path, Ledger(ledger_path))
     tags = sorted(path.glob("price_tag.json")) or sorted(path.glob("**/price_tag.json"))
@@ -276,9 +364,14 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
         newest = max(tags, key=lambda p: p.stat().st_mtime)
         notes = [f"{len(tags)} price tags under {path}: reporting the newest, {newest}"] if len(tags) > 1 else []
         try:
-            return RunSummary(newest, json.loads(newest.read_text()), notes)
+            tag = json.loads(newest.read_text())
         except ValueError as err:
             raise NothingToReportError(f"{newest} is not valid JSON ({err}).") from err
+        except OSError as err:
+            raise NothingToReportError(f"{newest} cannot be read ({err}).") from err
+        if not isinstance(tag, dict):
+            raise NothingToReportError(f"{newest} holds a {type(tag).__name__}, not a price tag (a JSON object).")
+        return RunSummary(newest, _sanitize_tag(tag, newest, notes), notes)
     raise NothingToReportError(
         f"No run or sweep in {path}: expected a run's price_tag.json (written by EnergyMonitor into the trainer's "
         f"log dir) or a sweep's {STATE_DIR}/ledger.jsonl (hydra/sweeper=greenai)."
@@ -291,7 +384,9 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
     notes.extend(ledger.notes)  # each damaged line: where, and what is wrong with it
     if ledger.truncated_tail:
         notes.append("the ledger's last line is incomplete (the sweep was killed mid-write); it was skipped")
-    header = next((e for e in events if e.get("event") == "header"), {})
+    header = _sanitize_header(next((e for e in events if e.get("event") == "header"), {}), notes)
+    if not header:
+        notes.append("the ledger has no readable header: search, budget and grid are unknown (the table's world mean)")
     launched = {e["job"]: e for e in events if e.get("event") == "launched"}
     finished = {e["job"]: e for e in events if e.get("event") == "finished"}
     trials = []

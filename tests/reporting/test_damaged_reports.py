@@ -1,0 +1,115 @@
+"""A damaged ledger header or price tag gives a note or one clear line from `greenai report`, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lightning_greenai.reporting.checklists import FORMATS
+from lightning_greenai.reporting.cli import main
+from lightning_greenai.reporting.summary import load
+from tests.reporting.test_compare_verdict import write_sweep
+
+VIEWS = [[], ["--json"], ["--markdown"], *[["--format", f] for f in FORMATS]]
+
+
+def damage_header(path, change):
+    ledger = path / ".greenai" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    header = json.loads(lines[0])
+    lines[0] = change(header) if callable(change) else change
+    ledger.write_text("\n".join(lines) + "\n")
+
+
+def with_field(key, value):
+    def change(header):
+        header[key] = value
+        return json.dumps(header)
+
+    return change
+
+
+HEADER_DAMAGE = {
+    "cut": lambda h: json.dumps(h)[:120],
+    "garbage": "#$%^ not json",
+    "list": "[1, 2, 3]",
+    "grid-string": with_field("grid", "DE"),
+    "grid-incomplete": with_field("grid", {"country": "DE"}),
+    "search-null": with_field("search", None),
+    "budget-string": with_field("budget", "lots"),
+    "hardware-string": with_field("hardware", "x"),
+    "bounds-string": with_field("score_bounds", "zero to one"),
+}
+
+
+@pytest.mark.parametrize("damage", list(HEADER_DAMAGE))
+def test_a_damaged_ledger_header_is_reported_with_a_note(tmp_path, capsys, damage):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=5.0)
+    damage_header(sweep, HEADER_DAMAGE[damage])
+    for view in VIEWS:
+        assert main(["report", str(sweep), "--no-plots", *view]) == 0, view
+    assert main(["report", str(sweep), "--plots", str(tmp_path / "plots")]) == 0
+    assert load(sweep).notes  # what was skipped or ignored is said
+
+
+def test_a_nan_budget_in_the_header_is_left_out_with_a_note(tmp_path):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7], energy_j=5.0)
+    ledger = sweep / ".greenai" / "ledger.jsonl"
+    ledger.write_text(ledger.read_text().replace('"budget": {}', '"budget": {"energy_kwh": NaN}', 1))
+    summary = load(sweep)
+    assert summary.header["budget"] == {}
+    assert any("unreadable limits (energy_kwh)" in n for n in summary.notes)
+
+
+def run_tag(run_dir):
+    return next(run_dir.glob("**/price_tag.json"))
+
+
+TAG_DAMAGE = {
+    "no-grid": lambda t: {k: v for k, v in t.items() if k != "grid"},
+    "grid-string": lambda t: {**t, "grid": "DE"},
+    "grid-nan": lambda t: {**t, "grid": {**t["grid"], "intensity_g_per_kwh": math.nan}},
+    "no-spend": lambda t: {k: v for k, v in t.items() if k != "spend"},
+    "spend-list": lambda t: {**t, "spend": [1]},
+    "spend-negative": lambda t: {**t, "spend": {**t["spend"], "energy_j": {"gpu:0": -5}}},
+    "predictions-string": lambda t: {**t, "predictions": "x"},
+    "timeline-mixed": lambda t: {**t, "timeline": [[1, "a"], [None, 2]]},
+    "hardware-string": lambda t: {**t, "hardware": "x"},
+    "parameters-string": lambda t: {**t, "parameters": "x"},
+}
+
+
+@pytest.mark.parametrize("damage", list(TAG_DAMAGE))
+def test_a_damaged_price_tag_is_reported_with_a_note(run_dir, tmp_path, damage):
+    path = run_tag(run_dir)
+    tag = json.loads(path.read_text())
+    path.write_text(json.dumps(TAG_DAMAGE[damage](tag)).replace("NaN", "NaN"))
+    for view in VIEWS:
+        assert main(["report", str(run_dir), "--no-plots", *view]) == 0, view
+    assert main(["report", str(run_dir), "--plots", str(tmp_path / "plots")]) == 0
+
+
+def test_a_price_tag_without_spend_keeps_the_figures_it_still_has(run_dir, capsys):
+    path = run_tag(run_dir)
+    tag = json.loads(path.read_text())
+    energy_kwh = tag["energy_kwh"]
+    del tag["spend"]
+    path.write_text(json.dumps(tag))
+    summary = load(run_dir)
+    assert summary.spend.energy_kwh == pytest.approx(energy_kwh)
+    assert any("its spend is missing; rebuilt from the tag's devices" in n for n in summary.notes)
+
+
+@pytest.mark.parametrize("content", ["null", "[1, 2]"])
+def test_a_price_tag_that_is_not_an_object_is_one_clear_line(run_dir, capsys, content):
+    run_tag(run_dir).write_text(content)
+    assert main(["report", str(run_dir), "--no-plots"]) == 2
+    assert "not a price tag (a JSON object)" in capsys.readouterr().err
+
+
+def test_a_ledger_that_is_a_folder_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / ".greenai" / "ledger.jsonl").mkdir(parents=True)
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    assert "is a folder, not a sweep's ledger" in capsys.readouterr().err
