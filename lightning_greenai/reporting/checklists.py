@@ -218,8 +218,13 @@ def _compute_lines(f: dict[str, Any], summary: RunSummary | SweepSummary) -> tup
     total = _spend_line(summary, f["reported"])
     if f["kind"] == "run":
         project = f"{NOT_MEASURED}: one run (a sweep with the greenai sweeper accounts for failed and stopped runs)"
-    elif f["unreported"] is None:
+    elif f["unreported"] is None and not summary.notes:
         project = f"no more than the reported experiments: every one of the {f['trials']['count']} trials is reported"
+    elif f["unreported"] is None:
+        project = (
+            f"every one of the {f['trials']['count']} trials read from the ledger is reported, but parts of the "
+            "ledger could not be read (see the notes): the project may have used more"
+        )
     else:
         extra = f["unreported"]
         project = (
@@ -316,11 +321,16 @@ def _hf_card(summary: RunSummary | SweepSummary, f: dict[str, Any], training_typ
     co2e_g = f["co2e_g"]
     methods = "measured" if not f["estimated"] else f"partly estimated ({', '.join(f['estimated'])})"
     version = f["versions"].get("lightning-greenai", "")
-    what = "all trials of the hyperparameter search" if f["kind"] == "sweep" else "the training run"
+    if f["kind"] == "sweep":
+        what = "all trials of the hyperparameter search"
+    else:
+        stages = ", ".join(summary.tag.get("stages") or {}) if isinstance(summary, RunSummary) else ""
+        what = f"every stage metered in the run ({stages})" if stages else "the run"
+    emissions = "null  # not measured" if co2e_g is None else f"{co2e_g:.6g}  # grams CO2e, {what}"
     return "\n".join(
         [
             "co2_eq_emissions:",
-            f"  emissions: {NOT_MEASURED if co2e_g is None else round(co2e_g, 6)}  # grams CO2e, {what}",
+            f"  emissions: {emissions}",
             f'  source: "lightning-greenai {version}: energy {methods}, {f["intensity"]}, PUE {f["pue"]:g}"',
             f'  training_type: "{training_type or NOT_MEASURED}"',
             f'  geographical_location: "{f["location"]}"',
@@ -392,11 +402,18 @@ def render_checklist(summary: RunSummary | SweepSummary, fmt: str, *, training_t
         raise ValueError(f"Unknown report format {fmt!r}. Allowed: {', '.join(FORMATS)}.")
     f = facts(summary)
     if fmt == "neurips":
-        return _neurips(summary, f)
-    if fmt == "acl":
-        return _acl(summary, f)
-    if fmt == "showyourwork":
-        return _showyourwork(summary, f)
-    if fmt == "hf-card":
-        return _hf_card(summary, f, training_type)
-    return _latex(summary, f)
+        text = _neurips(summary, f)
+    elif fmt == "acl":
+        text = _acl(summary, f)
+    elif fmt == "showyourwork":
+        text = _showyourwork(summary, f)
+    elif fmt == "hf-card":
+        text = _hf_card(summary, f, training_type)
+    else:
+        text = _latex(summary, f)
+    if not summary.notes:
+        return text
+    comment = "#" if fmt == "hf-card" else "%" if fmt == "latex" else ""
+    prefix = f"{comment} " if comment else ""
+    notes = [f"{prefix}Note (lightning-greenai): {note}" for note in summary.notes]
+    return "\n".join([text.rstrip("\n"), "", *notes])

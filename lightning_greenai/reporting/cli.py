@@ -34,6 +34,8 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
     Raises:
         ValueError: a sweep has no figure on that axis (``money`` for a sweep priced in no currency).
     """
+    if unit != "money" and not any(summary.mean_trial_cost().get(unit) for summary in (a, b)):
+        raise ValueError(f"neither sweep metered {unit} (every trial cost 0 on it): choose another --unit.")
     curves = []
     for summary in (a, b):
         rows = summary.evp()
@@ -57,6 +59,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         )
         lines.append(f"  {summary.path} ({summary.strategy}, {kind}): {points}")
     lines.extend(_verdict_lines(a, b, unit, label, size))
+    lines.extend(f"  note ({summary.path.name}): {n}" for summary in (a, b) for n in summary.notes)
     if out is not None:
         import matplotlib
 
@@ -232,6 +235,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 except ValueError as err:
                     print(f"greenai: {err}", file=sys.stderr)
                     return 2
+                except OSError as err:
+                    print(f"greenai: cannot write the plots there: {err}", file=sys.stderr)
+                    return 2
                 else:
                     if not args.json:
                         print("plots: " + ", ".join(str(p) for p in paths))
@@ -248,6 +254,9 @@ def _main(argv: Sequence[str] | None) -> int:
             print(compare(a, b, args.unit, args.out))
         except ValueError as err:
             print(f"greenai compare: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            print(f"greenai compare: cannot write compare.png there: {err}", file=sys.stderr)
             return 2
         return 0
     except NothingToReportError as err:

@@ -173,6 +173,7 @@ class SweepSummary:
 
     def set_score_bounds(self, bounds: tuple[float, float] | None) -> None:
         """Use ``bounds`` (checked against the scores, see :meth:`_check_bounds`) for the bands from now on."""
+        self.notes[:] = [n for n in self.notes if not n.startswith("score_bounds [")]  # said again if still so
         self.score_bounds = bounds
         self._evp = None
         self._check_bounds()

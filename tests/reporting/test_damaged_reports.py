@@ -113,3 +113,51 @@ def test_a_ledger_that_is_a_folder_is_one_clear_line(tmp_path, capsys):
     (tmp_path / ".greenai" / "ledger.jsonl").mkdir(parents=True)
     assert main(["report", str(tmp_path), "--no-plots"]) == 2
     assert "is a folder, not a sweep's ledger" in capsys.readouterr().err
+
+
+def test_an_output_path_that_is_a_file_is_one_clear_line(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6], energy_j=5.0)
+    a_file = tmp_path / "a.log"
+    a_file.write_text("x")
+    assert main(["report", str(sweep), "--plots", str(a_file)]) == 2
+    assert "greenai: cannot write the plots there:" in capsys.readouterr().err
+    assert main(["compare", str(sweep), str(sweep), "--out", str(a_file)]) == 2
+    assert "greenai compare: cannot write compare.png there:" in capsys.readouterr().err
+
+
+def test_checklists_carry_the_notes_and_do_not_claim_every_trial_when_a_line_was_skipped(tmp_path):
+    from lightning_greenai.reporting.checklists import render_checklist
+
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6], energy_j=5.0)
+    ledger = sweep / ".greenai" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    lines[4] = lines[4][:40]  # the second trial's "finished" line, torn
+    ledger.write_text("\n".join(lines) + "\n")
+    summary = load(sweep)
+    neurips = render_checklist(summary, "neurips")
+    assert "parts of the ledger could not be read (see the notes): the project may have used more" in neurips
+    assert "Note (lightning-greenai): ledger line 5" in neurips
+    assert "# Note (lightning-greenai): ledger line 5" in render_checklist(summary, "hf-card")
+    assert "% Note (lightning-greenai): ledger line 5" in render_checklist(summary, "latex")
+
+
+def test_tiny_emissions_keep_their_significant_digits_in_the_model_card(tmp_path):
+    import yaml
+
+    from lightning_greenai.reporting.checklists import render_checklist
+
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7], energy_j=1e-6)
+    summary = load(sweep)
+    block = yaml.safe_load(render_checklist(summary, "hf-card"))["co2_eq_emissions"]
+    assert block["emissions"] == pytest.approx(summary.grid.co2e_g(summary.spend), rel=1e-5)
+    assert block["emissions"] > 0
+
+
+def test_bounds_given_again_replace_the_note_about_the_old_ones(tmp_path):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6], energy_j=5.0, bounds=[0, 0.6])
+    summary = load(sweep)
+    assert sum("score_bounds [0, 0.6] are ignored" in n for n in summary.notes) == 1
+    summary.set_score_bounds((0.0, 1.0))
+    assert not any("are ignored" in n for n in summary.notes)
+    summary.set_score_bounds((0.0, 0.6))
+    assert sum("are ignored" in n for n in summary.notes) == 1

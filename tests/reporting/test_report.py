@@ -96,7 +96,8 @@ def test_several_price_tags_the_note_names_the_one_reported(tmp_path, capsys):
     for i, name in enumerate(["b", "a"]):  # "a" sorts first but is written last: the newest
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "price_tag.json").write_text(json.dumps({"title": name, "spend": {}, "grid": {}}))
+        grid = {"intensity_g_per_kwh": 100.0}
+        (folder / "price_tag.json").write_text(json.dumps({"title": name, "spend": {}, "grid": grid}))
         os.utime(folder / "price_tag.json", (_time.time() + i, _time.time() + i))
     summary = load(tmp_path)
     assert summary.tag["title"] == "a"
@@ -136,9 +137,7 @@ def test_one_trial_is_one_trial(tmp_path, capsys):
     ("args", "heading"),
     [
         (["--unit", "money"], "a budget in EUR"),
-        (["--unit", "flops"], "a budget in "),
         (["--unit", "co2e_kg"], "CO2e"),
-        (["--unit", "gpu_hours"], "a budget in "),
         (["--energy-unit", "kWh"], "a budget in kWh"),
     ],
 )
@@ -152,6 +151,12 @@ def test_compare_on_every_budget_axis_and_a_forced_unit(sweep_dir, tmp_path, cap
     out = capsys.readouterr().out
     assert heading in out.splitlines()[0]
     assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+@pytest.mark.parametrize("unit", ["flops", "gpu_hours"])
+def test_compare_on_an_axis_neither_sweep_metered_is_one_clear_line(sweep_dir, capsys, unit):
+    assert main(["compare", str(sweep_dir), str(sweep_dir), "--unit", unit]) == 2  # the fixture's trials: energy only
+    assert f"neither sweep metered {unit} (every trial cost 0 on it): choose another --unit." in capsys.readouterr().err
 
 
 def test_compare_without_a_price_says_which_unit_is_missing(tmp_path, capsys):
