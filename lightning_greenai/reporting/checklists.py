@@ -187,8 +187,10 @@ def _search_lines(f: dict[str, Any]) -> list[str]:
 
 def _statistics_line(f: dict[str, Any]) -> str:
     t = f["trials"]
-    if t is None or t["mean"] is None:
+    if t is None:
         return f"Statistics: {NOT_MEASURED} (a single run: the reported score is that run's)."
+    if t["mean"] is None:
+        return f"Statistics: {NOT_MEASURED} (no trial of the sweep was scored)."
     extreme = "maximum" if t["direction"] == "max" else "minimum"
     text = (
         f"The reported score is the {extreme} over {t['ranked']} scored trials (not a mean); across trials the "

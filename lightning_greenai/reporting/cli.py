@@ -118,10 +118,13 @@ def _verdict_lines(a: SweepSummary, b: SweepSummary, unit: str, label: str, size
             f"[{v.a.lo:.4g}, {v.a.hi:.4g}], {names['b']}'s {v.b.value:.4g} [{v.b.lo:.4g}, {v.b.hi:.4g}]: {verdict}"
         )
     if comparison.crossings:
-        leaders = comparison.leader_before
-        parts = [f"{names[str(leaders[0])]} ahead below {amount(comparison.crossings[0])}"]
-        for crossing, leader in zip(comparison.crossings, leaders[1:], strict=False):
-            parts.append(f"{names[str(leader)]} ahead above {amount(crossing)}")
+        leaders, crossings = comparison.leader_before, comparison.crossings
+        parts = [f"{names[str(leaders[0])]} ahead below {amount(crossings[0])}"]
+        for i, leader in enumerate(leaders[1:], start=1):
+            if i < len(crossings):
+                parts.append(f"{names[str(leader)]} from {amount(crossings[i - 1])} to {amount(crossings[i])}")
+            else:
+                parts.append(f"{names[str(leader)]} above {amount(crossings[i - 1])}")
         lines.append("    the curves cross: " + ", ".join(parts) + " (point estimates)")
     elif comparison.leader_before:
         leader = comparison.leader_before[0]

@@ -78,9 +78,10 @@ def cheapest_within(points: list[Point], epsilon: float, direction: str = "max")
     if epsilon < 0:
         raise ValueError(f"`epsilon` must be >= 0 (in score units), got {epsilon}.")
     top = max(p.score for p in points) if direction == "max" else min(p.score for p in points)
-    best = min((p for p in points if p.score == top), key=lambda p: p.cost)  # of equal bests, the cheapest
+    best = next(p for p in points if p.score == top)  # of equal bests the first launched, as the sweep's report says
     near = [p for p in points if abs(p.score - top) <= epsilon]
-    cheapest = min(near, key=lambda p: p.cost)
+    # the cheapest; at equal cost the better score (never a trial the best dominates), then the first launched
+    cheapest = min(near, key=lambda p: (p.cost, -p.score if direction == "max" else p.score, p.job))
     return {
         "trial": cheapest,
         "best": best,

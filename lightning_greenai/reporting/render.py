@@ -58,21 +58,21 @@ def serving_lines(tag: PriceTag, volumes: tuple[int, ...] = (1_000, 1_000_000, 1
     stand_in = "" if even["stage"] == "predict" else f", {even['stage']} standing in for serving"
     lines = [f"  training against serving (batch {figures['batch_size']}{stand_in}):"]
     training_flops = f", {format_flops(even['training_flops'])}" if even["training_flops"] else ""
-    lines.append(f"    {'training steps':<24}{format_energy(even['training_energy_j'])}{star}{training_flops}")
+    lines.append(f"    {'training steps':<26}{format_energy(even['training_energy_j'])}{star}{training_flops}")
     for n in volumes:
         energy_j = n * even["j_per_sample"]
         co2e = figures["co2e_g_per_sample"]
         flops = figures["flops_per_sample"]
         extra = "".join(
             [
-                "" if co2e is None else f", {format_mass(n * co2e)} CO2e",
+                "" if co2e is None else f", {format_mass(n * co2e)}",
                 "" if flops is None else f", {format_flops(n * flops)}",
             ]
         )
-        lines.append(f"    {f'{n:,} predictions':<24}{format_energy(energy_j)}{star}{extra}")
+        lines.append(f"    {f'{n:,} predictions':<26}{format_energy(energy_j)}{star}{extra}")
     by_flops = even["predictions_by_flops"]
     lines.append(
-        f"    {'break-even':<24}{even['predictions_by_energy']:,.0f} predictions by energy"
+        f"    {'break-even':<26}{even['predictions_by_energy']:,.0f} predictions by energy"
         + ("" if by_flops is None else f", {by_flops:,.0f} by FLOPs")
     )
     return lines
@@ -113,15 +113,16 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
     return "\n".join(lines)
 
 
-def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]], next_trials: int = 10) -> str:
-    """What the last trial's energy bought, and the most the next ``next_trials`` can, per unit of energy."""
+def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:
+    """What the last trial's energy bought, and the most the next trials can (``stop_when.next_trials``), per unit."""
     from lightning_greenai.budget.gain import gain_upper_bound
 
+    next_trials = summary.next_trials
     unit, size = axis_unit("energy_kwh", rows[-1]["spent"])
     end = rows[-1]
     text = (
-        f"the energy of trial {end['n'] + 1} bought {end['expected_gain_per_unit'] * size:.3g} score per {unit} "
-        f"(expected best, {end['n']} -> {end['n'] + 1} trials)"
+        f"the last trial's energy bought {end['expected_gain_per_unit'] * size:.3g} score per {unit} "
+        f"(expected best of {end['n']} -> {end['n'] + 1} trials)"
     )
     if summary.score_bounds is None:
         return text + "; set score_bounds for a bound on what the next trials can add"
@@ -180,8 +181,9 @@ def pareto_summary(summary: SweepSummary, epsilon: float = EPSILON) -> dict[str,
 
 
 def _cost_text(axis: str, value: float, currency: str | None) -> str:
-    if axis == "energy_kwh":
-        return format_energy(kwh_to_j(value))
+    if axis == "energy_kwh":  # three significant digits: trials often cost nearly the same
+        unit, size = display_unit("energy", kwh_to_j(value))
+        return f"{kwh_to_j(value) / size:.3g} {unit}"
     if axis == "co2e_kg":
         return format_mass(kg_to_g(value))
     if axis == "flops":
@@ -202,10 +204,17 @@ def pareto_lines(summary: SweepSummary, axis: str = "energy_kwh", epsilon: float
         f"#{p['job']} {p['score']:.4g} at {_cost_text(axis, p['cost'], currency)}" for p in data["front"][:6]
     )
     more = f" (+{len(data['front']) - 6} more)" if len(data["front"]) > 6 else ""
-    lines = [f"  score against each trial's {name}: Pareto front of {len(data['front'])} trials: {front}{more}"]
+    lines = [
+        f"  score against each trial's {name}: Pareto front of {_count(len(data['front']), 'trial')}: {front}{more}"
+    ]
     near = data["cheapest_within_epsilon"]
     if near["job"] == near["best_job"]:
         lines.append(f"  cheapest within {epsilon:g} of the best: the best trial itself (#{near['job']})")
+    elif near["score"] == near["best_score"]:
+        lines.append(
+            f"  cheapest within {epsilon:g} of the best: #{near['job']}, as good as #{near['best_job']} at "
+            f"{_cost_text(axis, near['cost'], currency)} against {_cost_text(axis, near['best_cost'], currency)}"
+        )
     else:
         saving = "" if near["saving"] is None else f", {100 * near['saving']:.0f} % less than the best's"
         lines.append(
@@ -261,14 +270,15 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     para = (
         f"Training {what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
         f"({format_mass(tag.co2e_g)} at {grid.intensity_g_per_kwh:.0f} gCO2e/kWh, PUE {grid.pue:g}), "
-        f"{spend.flops:.3g} FLOPs and {format_duration(spend.duration_s)} of metered time"
+        f"{format_flops(spend.flops) if spend.flops else 'FLOPs not measured'} and "
+        f"{format_duration(spend.duration_s)} of metered time"
         + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
         + f". Energy was measured with lightning-greenai: {devices}."
         + (f" Figures marked * include an estimate ({', '.join(estimated)})." if estimated else "")
     )
     star = " *" if spend.is_estimate else ""
     rows = [
-        ("FLOPs", f"{spend.flops:.3g}"),
+        ("FLOPs", format_flops(spend.flops) if spend.flops else "not measured"),
         ("Energy", format_energy(spend.total_energy_j) + star),
         ("CO2e", format_mass(tag.co2e_g) + star),
         ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),
@@ -558,7 +568,7 @@ def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], 
             [r["upper_gain_per_unit"] * per for r in bounded],
             color="#e93",
             ls="--",
-            label="95 % upper bound, next 10 trials (stop_when's)",
+            label=f"95 % upper bound, next {summary.next_trials} trials (stop_when's)",
         )
     threshold = (summary.header.get("stop_when") or {}).get("gain_per_kwh")
     if threshold:
@@ -573,6 +583,8 @@ def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], 
 
 
 def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
+    if timeline and timeline[0][0] > 0:  # the first log's energy accrued from the start: draw that interval too
+        timeline = [[0.0, 0.0], *timeline]
     times = [p[0] for p in timeline]
     power = [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else float("nan") for a, b in itertools.pairwise(timeline)]
     fig, ax = plt.subplots(figsize=(6, 3.5))

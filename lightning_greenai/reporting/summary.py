@@ -282,8 +282,14 @@ class SweepSummary:
             method=self.band_method,
         )
 
+    @property
+    def next_trials(self) -> int:
+        """How far the gain bound looks ahead: the sweep's ``stop_when.next_trials``, else 10."""
+        value = (self.header.get("stop_when") or {}).get("next_trials", 10)
+        return value if isinstance(value, int) and value >= 1 else 10
+
     def marginal_value(
-        self, axis: str = "energy_kwh", next_trials: int = 10, points: int = 100
+        self, axis: str = "energy_kwh", next_trials: int | None = None, points: int = 100
     ) -> list[dict[str, Any]]:
         """What one more unit of compute buys, against the compute spent (random search only).
 
@@ -294,6 +300,7 @@ class SweepSummary:
         """
         from lightning_greenai.budget.gain import gain_upper_bound
 
+        next_trials = next_trials or self.next_trials
         rows = self.evp() if self.iid else []
         cost = self.mean_trial_cost().get(axis)
         if len(rows) < 2 or not cost:

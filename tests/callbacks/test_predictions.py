@@ -141,7 +141,8 @@ def test_the_report_sets_training_against_serving(tiny_trainer, fake_clock, tmp_
     assert "training against serving (batch 4, test standing in for serving):" in out
     assert "1,000,000 predictions" in out
     # 500 J of training steps / 12.5 J per test sample
-    assert "break-even              40 predictions by energy" in out
+    assert "break-even                40 predictions by energy" in out
+    assert "1,000,000,000 predictions 3.472 MWh, 1.269 t CO2e, 128 GFLOPs" in out  # 12.5 J a sample
     assert greenai(["report", trainer.log_dir, "--no-plots", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["price_tag"]["break_even"]["predictions_by_energy"] == pytest.approx(40.0)

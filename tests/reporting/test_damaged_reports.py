@@ -161,3 +161,20 @@ def test_bounds_given_again_replace_the_note_about_the_old_ones(tmp_path):
     assert not any("are ignored" in n for n in summary.notes)
     summary.set_score_bounds((0.0, 0.6))
     assert sum("are ignored" in n for n in summary.notes) == 1
+
+
+def test_a_run_without_flops_says_not_measured_in_markdown(run_dir, capsys):
+    path = run_tag(run_dir)
+    tag = json.loads(path.read_text())
+    tag["spend"]["flops"] = 0.0
+    path.write_text(json.dumps(tag))
+    assert main(["report", str(run_dir), "--no-plots", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| FLOPs | not measured |" in out and "FLOPs not measured" in out
+
+
+def test_a_sweep_with_no_scored_trial_says_so_in_its_statistics(tmp_path):
+    from lightning_greenai.reporting.checklists import render_checklist
+
+    sweep = write_sweep(tmp_path / "s", [], energy_j=5.0)
+    assert "Statistics: not measured (no trial of the sweep was scored)." in render_checklist(load(sweep), "neurips")
