@@ -159,7 +159,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="greenai", description="The price tag of a run or a sweep.")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="the price tag of a run or sweep directory")
-    rep.add_argument("path", type=Path)
+    rep.add_argument("path", type=Path, help="a sweep dir, a run's folder, or a price_tag.json")
     fmt = rep.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--markdown", action="store_true", help="print a paragraph and table for a paper")
@@ -219,6 +219,8 @@ def _main(argv: Sequence[str] | None) -> int:
             summary = load(args.path)
             if bounds is not None and isinstance(summary, SweepSummary):
                 summary.set_score_bounds(bounds)
+            elif bounds is not None:
+                summary.notes.append("--score-bounds applies to sweeps (their tuning curves); a run has none")
             if args.format is not None:
                 print(render_checklist(summary, args.format, training_type=args.training_type))
             elif args.json:

@@ -360,14 +360,19 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
         NothingToReportError: no ``price_tag.json`` and no ``.greenai/ledger.jsonl`` under ``path``.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise NothingToReportError(f"{path} is not a folder.")
+    if path.is_file() and path.suffix == ".json":  # a price tag named directly
+        tags = [path]
+        path = path.parent
+    elif not path.is_dir():
+        raise NothingToReportError(f"{path} is not a folder (nor a price tag's .json file).")
+    else:
+        tags = []
     ledger_path = path / STATE_DIR / "ledger.jsonl"
-    if ledger_path.is_dir():
+    if not tags and ledger_path.is_dir():
         raise NothingToReportError(f"{ledger_path} is a folder, not a sweep's ledger.")
-    if ledger_path.exists():
+    if not tags and ledger_path.exists():
         return _load_sweep(path, Ledger(ledger_path))
-    tags = sorted(path.glob("price_tag.json")) or sorted(path.glob("**/price_tag.json"))
+    tags = tags or sorted(path.glob("price_tag.json")) or sorted(path.glob("**/price_tag.json"))
     if tags:
         newest = max(tags, key=lambda p: p.stat().st_mtime)
         notes = [f"{len(tags)} price tags under {path}: reporting the newest, {newest}"] if len(tags) > 1 else []

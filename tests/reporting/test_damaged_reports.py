@@ -178,3 +178,10 @@ def test_a_sweep_with_no_scored_trial_says_so_in_its_statistics(tmp_path):
 
     sweep = write_sweep(tmp_path / "s", [], energy_j=5.0)
     assert "Statistics: not measured (no trial of the sweep was scored)." in render_checklist(load(sweep), "neurips")
+
+
+def test_a_price_tag_file_can_be_named_directly(run_dir, capsys):
+    assert main(["report", str(run_tag(run_dir)), "--no-plots"]) == 0
+    assert "lightning-greenai price tag" in capsys.readouterr().out
+    assert main(["report", str(run_dir), "--no-plots", "--score-bounds", "0", "1"]) == 0
+    assert "--score-bounds applies to sweeps" in capsys.readouterr().out
