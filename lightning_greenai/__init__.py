@@ -18,6 +18,7 @@ from lightning_greenai.errors import (
     SensorReadError,
     SensorUnavailableError,
     StateWriteError,
+    SweepFailedError,
     SweepLockedError,
     TrialKilledError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "SensorUnavailableError",
     "Spend",
     "StateWriteError",
+    "SweepFailedError",
     "SweepLockedError",
     "TrialKilledError",
     "__version__",

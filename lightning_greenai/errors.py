@@ -9,6 +9,7 @@ Every error subclasses :class:`GreenAIError` and the builtin a caller would expe
     ├── SensorReadError(RuntimeError)      a sensor failed while reading
     ├── TrialKilledError(RuntimeError)     a sweep trial aborted under stop_policy=kill
     ├── SweepLockedError(RuntimeError)     another sweeper holds the sweep dir
+    ├── SweepFailedError(RuntimeError)     more trials failed than max_failure_rate allows (ledger and report kept)
     ├── MissingDependencyError(ModuleNotFoundError)  an optional package a feature needs is not installed
     └── StateWriteError(OSError)           a sweep or run file cannot be written (read-only or full disk)
 
@@ -26,6 +27,7 @@ __all__ = [
     "SensorReadError",
     "SensorUnavailableError",
     "StateWriteError",
+    "SweepFailedError",
     "SweepLockedError",
     "TrialKilledError",
 ]
@@ -57,6 +59,10 @@ class GreenAIWarning(UserWarning):
 
 class TrialKilledError(GreenAIError, RuntimeError):
     """Raised in a sweep trial when the sweep runs with ``stop_policy=kill`` and its budget is spent."""
+
+
+class SweepFailedError(GreenAIError, RuntimeError):
+    """More trials failed than ``max_failure_rate`` allows; the ledger and the report of what ran are kept."""
 
 
 class SweepLockedError(GreenAIError, RuntimeError):

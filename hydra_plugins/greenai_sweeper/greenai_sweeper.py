@@ -1,5 +1,6 @@
 """The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``; the work is in ``lightning_greenai.budget.sweep``."""
 
+import sys
 from typing import Any, List, Sequence  # noqa: UP035
 
 from hydra.plugins.sweeper import Sweeper
@@ -26,5 +27,20 @@ class GreenAISweeper(Sweeper):
         self.launcher = self._impl.launcher
 
     def sweep(self, arguments: List[str]) -> List[Sequence[Any]]:  # noqa: UP006
-        """Run the budget-limited sweep; return the batches of JobReturns."""
-        return self._impl.sweep(arguments)
+        """Run the budget-limited sweep; return the batches of JobReturns.
+
+        A sweep that ends in one of our errors (too many failed trials, a missing package, a budget nothing measures,
+        a locked sweep dir) has already written its ledger and report: the error is one line, not a traceback.
+        """
+        from lightning_greenai.errors import (
+            BudgetConfigError,
+            MissingDependencyError,
+            SweepFailedError,
+            SweepLockedError,
+        )
+
+        try:
+            return self._impl.sweep(arguments)
+        except (SweepFailedError, MissingDependencyError, BudgetConfigError, SweepLockedError) as err:
+            print(f"[greenai] error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None

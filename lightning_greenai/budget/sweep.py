@@ -46,7 +46,7 @@ from lightning_greenai.budget.strategies import (
     parse_overrides,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
-from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
+from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, SweepFailedError
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
@@ -472,7 +472,7 @@ class BudgetSweep:
                     if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
                         raise MissingDependencyError(missing)
                     errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
-                    raise RuntimeError(f"Budget sweep stopped: {reason}. {errors}")
+                    raise SweepFailedError(f"Budget sweep stopped: {reason}. {errors}")
                 unmeasured = self._unmeasured(book)
                 if unmeasured:
                     self._finish(ledger, sweep_dir, book, unmeasured)

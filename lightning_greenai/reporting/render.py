@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
 from lightning_greenai.reporting.price_tag import PriceTag
@@ -282,7 +283,13 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Energy", format_energy(spend.total_energy_j) + star),
         ("CO2e", format_mass(tag.co2e_g) + star),
         ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),
-        ("Hardware", devices),
+        (
+            "Hardware",
+            hardware_line(
+                summary.header.get("hardware") if isinstance(summary, SweepSummary) else summary.tag.get("hardware")
+            ),
+        ),
+        ("Measured per device", devices),
         ("Duration", format_duration(spend.duration_s)),
         ("GPU-hours", f"{spend.gpu_hours:.3g}"),
         ("Estimated", ", ".join(estimated) or "nothing"),
@@ -426,7 +433,8 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
     ax.set_xlabel(f"cumulative energy ({unit})")
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # a sweep with no scored trial has no curve to label
+        ax.legend(loc="lower right")
     return save_figure(plt, fig, path)
 
 

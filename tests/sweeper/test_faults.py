@@ -474,4 +474,5 @@ def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, inst
     proc = run(sweep_dir, "x=0,1", f"needs={module}", check=False)
     assert proc.returncode != 0
     assert f"The trials need the package `{module}`, which is not installed: {install}" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert_books_balance(sweep_dir)

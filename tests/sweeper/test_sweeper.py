@@ -172,7 +172,8 @@ def test_a_failed_trial_over_max_failure_rate_stops_with_a_clear_error_and_keeps
     sweep_dir = tmp_path / "sweep"
     proc = run(sweep_dir, "x=0,1", "fail=true", "hydra.sweeper.max_batch_size=1", check=False)
     assert proc.returncode != 0
-    assert "failure rate 1/1 over max_failure_rate=0.0" in proc.stderr
+    assert "[greenai] error: Budget sweep stopped: failure rate 1/1 over max_failure_rate=0.0" in proc.stderr
+    assert "Traceback" not in proc.stderr  # the ledger and report are written: one line says why it ended
     assert "this trial was asked to fail" in proc.stderr
     assert report(sweep_dir)["trials_by_status"] == {"failed": 1}
 
