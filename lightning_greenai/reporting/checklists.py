@@ -16,6 +16,7 @@ measured says "not measured" instead of being left out or guessed. Formats:
 from __future__ import annotations
 
 import json
+import math
 from importlib import metadata
 from typing import Any
 
@@ -373,8 +374,7 @@ def _latex(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
         evp = t["evp"]
         paragraph += (
             f" The expected best validation score of {int(evp['n'])} trials is {evp['expected']:.4g} "
-            f"(Dodge et al., 2019) with a {100 * t['confidence']:g}\\,\\% simultaneous confidence band "
-            "(Lourie et al., 2024)."
+            f"(Dodge et al., 2019); {_band_tex(evp, t['confidence'])} (Lourie et al., 2024)."
         )
     table = "\n".join(
         [
@@ -392,6 +392,15 @@ def _latex(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
         ]
     )
     return f"{paragraph}\n\n{table}\n"
+
+
+def _band_tex(evp: dict[str, Any], confidence: float) -> str:
+    """The band of the last EVP row for the LaTeX paragraph: the expected best's, else the median best's."""
+    level = f"{100 * confidence:g}\\,\\% simultaneous confidence band"
+    if evp.get("expected_lo") is not None:
+        return f"its {level} is [{evp['expected_lo']:.4g}, {evp['expected_hi']:.4g}]"
+    hi = "no upper bound" if not math.isfinite(evp["median_hi"]) else f"{evp['median_hi']:.4g}"
+    return f"the median best is {evp['median']:.4g}, {level} [{evp['median_lo']:.4g}, {hi}]"
 
 
 def render_checklist(summary: RunSummary | SweepSummary, fmt: str, *, training_type: str | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,11 @@ def band_line(summary: SweepSummary, row: dict[str, Any]) -> str:
     """The confidence band of one EVP row, in words."""
     level = f"{100 * summary.confidence:g} %"
     method = "Learned-Miller-DeStefano" if summary.method_of_bands == "ld" else "Kolmogorov-Smirnov"
-    median = f"median best {row['median']:.4g} [{row['median_lo']:.4g}, {row['median_hi']:.4g}]"
+
+    def edge(value: float) -> str:
+        return f"{value:.4g}" if math.isfinite(value) else "unbounded without score_bounds"
+
+    median = f"median best {row['median']:.4g} [{edge(row['median_lo'])}, {edge(row['median_hi'])}]"
     if row.get("expected_lo") is None:
         expected = "expected best: no band without score_bounds (the range the score can take)"
     else:

@@ -107,6 +107,7 @@ def test_hugging_face_card_block_parses_with_emissions_in_grams(tmp_path):
 def test_latex_names_the_estimators_and_flags_estimates(tmp_path, run_dir):
     text = render_checklist(load(sweep_with_failures(tmp_path / "sweep")), "latex")
     assert r"\begin{tabular}{ll}" in text and "(Dodge et al., 2019)" in text and "(Lourie et al., 2024)" in text
+    assert r"its 95\,\% simultaneous confidence band is [" in text  # the band's numbers, not only its name
     assert "$^*$" not in text  # counters only: nothing estimated
     run = render_checklist(load(run_dir), "latex")
     assert "GPU-hours" in run

@@ -161,3 +161,10 @@ def test_score_bounds_from_the_command_line(tmp_path, capsys):
     assert "expected best [" in capsys.readouterr().out
     assert main(["report", str(sweep), "--no-plots", "--score-bounds", "1", "0"]) == 2
     assert "`--score-bounds` must be finite with low < high" in capsys.readouterr().err
+
+
+def test_a_band_edge_without_bounds_says_so_instead_of_inf(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=5.0, bounds=None)
+    assert main(["report", str(sweep), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "unbounded without score_bounds]" in out and "inf]" not in out
