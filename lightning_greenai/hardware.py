@@ -90,7 +90,7 @@ def _hardware_line(hardware: dict[str, Any]) -> str:
             names[label] = names.get(label, 0) + 1
         parts.append(", ".join(f"{count} x {label}" for label, count in names.items()))
     elif gpus is None:
-        parts.append("GPUs: unknown (NVML could not be read)")
+        parts.append("no NVIDIA GPU seen (NVML could not be read)")
     cpu = f"{hardware.get('cpu_model', 'unknown CPU')} ({hardware.get('cpu_count', '?')} logical cores)"
     memory = hardware.get("memory_gb")
     parts.append(cpu + ("" if memory is None else f", {memory:.0f} GB RAM"))

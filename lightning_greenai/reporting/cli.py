@@ -49,15 +49,16 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
     currency = a.grid.currency or b.grid.currency
     label, size = axis_unit(unit, largest, currency)
     lines = [f"expected best score at a budget in {label} (n trials x mean trial cost)"]
-    for summary, rows in curves:
+    names = _names(a, b)
+    for (summary, rows), name in zip(curves, (names["a"], names["b"]), strict=True):
         kind = "expected" if summary.iid else "observed best (not i.i.d.)"
         if not rows:
-            lines.append(f"  {summary.path}: no scored trials")
+            lines.append(f"  {name}: no scored trials")
             continue
         points = ", ".join(
             f"{r[unit] / size:.3g} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
         )
-        lines.append(f"  {summary.path} ({summary.strategy}, {kind}): {points}")
+        lines.append(f"  {name} ({summary.strategy}, {kind}): {points}")
     lines.extend(_verdict_lines(a, b, unit, label, size))
     lines.extend(f"  note ({summary.path.name}): {n}" for summary in (a, b) for n in summary.notes)
     if out is not None:
@@ -84,11 +85,17 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
     return "\n".join(lines)
 
 
-def _verdict_lines(a: SweepSummary, b: SweepSummary, unit: str, label: str, size: float) -> list[str]:
-    """Which sweep is better at which budget, with what confidence, and where the curves cross, in words."""
+def _names(a: SweepSummary, b: SweepSummary) -> dict[str, str]:
+    """What to call the two sweeps in every line: their folder names, or A (path) and B (path) if those agree."""
     names = {"a": a.path.name or str(a.path), "b": b.path.name or str(b.path)}
     if names["a"] == names["b"]:
         names = {"a": f"A ({a.path})", "b": f"B ({b.path})"}
+    return names
+
+
+def _verdict_lines(a: SweepSummary, b: SweepSummary, unit: str, label: str, size: float) -> list[str]:
+    """Which sweep is better at which budget, with what confidence, and where the curves cross, in words."""
+    names = _names(a, b)
     if not (a.iid and b.iid):
         return ["  confidence: needs random (i.i.d.) search on both sides; only the observed best is compared above"]
     if len(a.scores()) < 2 or len(b.scores()) < 2:

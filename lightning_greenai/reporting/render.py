@@ -270,11 +270,13 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     tag = _tag(summary)
     estimated = spend.estimated_domains
     devices = ", ".join(f"{k} ({m.value})" for k, m in sorted(spend.methods.items())) or "none metered"
-    what = "the sweep" if isinstance(summary, SweepSummary) else "the run"
-    trials = f" over {_count(len(summary.trials), 'trial')}" if isinstance(summary, SweepSummary) else ""
+    what = "The sweep" if isinstance(summary, SweepSummary) else "The run"
+    trials = f" of {_count(len(summary.trials), 'trial')}" if isinstance(summary, SweepSummary) else ""
+    stages = ", ".join(spend.stage_energy_j)
+    trials += f" (stages: {stages})" if stages else ""
     cost = tag.cost
     para = (
-        f"Training {what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
+        f"{what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
         f"({format_mass(tag.co2e_g)} at {grid.intensity_g_per_kwh:.0f} gCO2e/kWh, PUE {grid.pue:g}), "
         f"{format_flops(spend.flops) if spend.flops else 'FLOPs not measured'} and "
         f"{format_duration(spend.duration_s)} of metered time"

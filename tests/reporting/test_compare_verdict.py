@@ -168,3 +168,17 @@ def test_a_band_edge_without_bounds_says_so_instead_of_inf(tmp_path, capsys):
     assert main(["report", str(sweep), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "unbounded without score_bounds]" in out and "inf]" not in out
+
+
+def test_a_sweep_compared_with_itself_is_named_the_same_way_in_every_line(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=5.0)
+    assert main(["compare", str(sweep), str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert f"  A ({sweep}) (random, expected):" in out and f"  B ({sweep}) (random, expected):" in out
+    assert f"A ({sweep})'s expected best is" in out
+
+
+def test_markdown_says_which_stages_the_energy_covers(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7], energy_j=5.0)
+    assert main(["report", str(sweep), "--no-plots", "--markdown"]) == 0
+    assert "The sweep of 2 trials used 10.0 J of electricity" in capsys.readouterr().out
