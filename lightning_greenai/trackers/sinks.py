@@ -177,12 +177,7 @@ class LoggerSink:
                     if math.isfinite(r[key]):
                         self._scalar(f"greenai/evp/{key}", r[key], int(r["n"]))
         elif self.kind == "CSVLogger":
-            path = Path(self.logger.log_dir) / "evp.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            self._write_csv("evp.csv", rows)
         else:
             for r in rows:
                 self.logger.log_metrics(
@@ -227,12 +222,7 @@ class LoggerSink:
             for p in front:
                 self._scalar("greenai/pareto/front_score", p.score, round(p.cost * factor))
         elif self.kind == "CSVLogger":
-            path = Path(self.logger.log_dir) / "pareto.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            self._write_csv("pareto.csv", rows)
         else:
             for p in front:
                 self.logger.log_metrics({"greenai/pareto/front_score": p.score}, step=p.job)
@@ -267,12 +257,7 @@ class LoggerSink:
                 }
             )
         elif self.kind == "CSVLogger":
-            path = Path(self.logger.log_dir) / "marginal_value.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            self._write_csv("marginal_value.csv", rows)
         else:
             for r in rows:
                 metrics = {f"greenai/marginal/{name}": r[key] for key, name in keys.items() if r[key] is not None}
@@ -281,6 +266,15 @@ class LoggerSink:
                         self._scalar(name, value, int(r["n"]))
                 else:
                     self.logger.log_metrics(metrics, step=int(r["n"]))
+
+    def _write_csv(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` as ``name`` beside the CSV logger's ``metrics.csv``."""
+        path = Path(self.logger.log_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
     def _scalar(self, key: str, value: float, step: int) -> None:
         if self.kind == "MLFlowLogger":
