@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.budget.extrapolate import MIN_SCORES
 from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
@@ -107,6 +108,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
                 f"(Dodge et al.), {last['unbiased']:.4g} (Tang et al.)"
             )
             lines.append(f"  {band_line(summary, last)}")
+            lines.append(f"  {extrapolation_line(summary)}")
             marginal = summary.marginal_value()
             if marginal:
                 lines.append(f"  {marginal_line(summary, marginal)}")
@@ -133,6 +135,30 @@ def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:
     )
     per_trial = summary.mean_trial_cost()["energy_kwh"]
     return text + f"; the next {next_trials} at most {bound / (next_trials * per_trial) * size:.3g} per {unit} (95 %)"
+
+
+def extrapolation_line(summary: SweepSummary) -> str:
+    """What 2x and 4x the trials run are expected to reach, and the best reachable score, in words."""
+    fit = summary.extrapolation()
+    big_n = len(summary.scores())
+    if fit is None:
+        if big_n < MIN_SCORES:
+            return f"extrapolation past the trials run needs at least {MIN_SCORES} scored trials (have {big_n})"
+        return "no extrapolation past the trials run: the top scores are tied"
+    per_trial_kwh = summary.mean_trial_cost().get("energy_kwh", 0.0)
+    level = f"≈{100 * fit.level:g} %"
+    parts = []
+    for n in (2 * big_n, fit.n[-1]):
+        expected, lo, hi = fit.at(n)
+        parts.append(
+            f"{n} trials (≈{format_quantity('energy_kwh', n * per_trial_kwh)}) {expected:.4g} [{lo:.4g}, {hi:.4g}]"
+        )
+    bound = "" if summary.score_bounds is None else ", capped by score_bounds"
+    return (
+        f"extrapolated expected best (quadratic tail of the top {fit.tail_size} scores, Lourie, He & Cho 2025; "
+        f"{level} model-based interval): {'; '.join(parts)}; best reachable ≈ {fit.best_reachable:.4g} "
+        f"[{fit.best_lo:.4g}, {fit.best_hi:.4g}]{bound}"
+    )
 
 
 def band_line(summary: SweepSummary, row: dict[str, Any]) -> str:
@@ -257,6 +283,7 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                     if summary.iid and summary.scores()
                     else None
                 ),
+                "evp_extrapolated": _extrapolation_json(summary),
                 "evp_note": None if summary.iid else "not i.i.d. search: only the observed best so far is valid",
             }
         )
@@ -480,6 +507,24 @@ def score_band(summary: SweepSummary, rows: list[dict[str, Any]]) -> tuple[str, 
     return "median", [r["median_lo"] for r in rows], [r["median_hi"] for r in rows], level + ", median best"
 
 
+def _extrapolation_json(summary: SweepSummary) -> dict[str, Any] | None:
+    fit = summary.extrapolation()
+    if fit is None:
+        return None
+    return {
+        "rows": summary.extrapolated_rows(),
+        "best_reachable": fit.best_reachable,
+        "best_reachable_interval": [fit.best_lo, fit.best_hi],
+        "tail_size": fit.tail_size,
+        "alpha": fit.alpha,
+        "level": fit.level,
+        "estimator": (
+            "quadratic tail (Lourie, He & Cho 2025) fitted by maximum product spacing; interval: parametric "
+            "bootstrap, model-based (holds as far as the quadratic tail does)"
+        ),
+    }
+
+
 def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
@@ -505,6 +550,18 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
             ax.plot(n, [r["median"] for r in rows], color="#27a", ls=":", label="median best")
         ax.plot(n, [r["expected"] for r in rows], color="#27a", label="expected best (Dodge et al.)")
         ax.plot(n, [r["unbiased"] for r in rows], color="#e93", ls="--", label="unbiased (Tang et al.)")
+        extra = summary.extrapolated_rows()
+        if extra:
+            far = [r["n"] for r in extra]
+            ax.axvline(far[0], color="#999", ls=":", lw=0.8)  # the trials run: measured left, extrapolated right
+            ax.fill_between(far, [r["lo"] for r in extra], [r["hi"] for r in extra], color="#7a2", alpha=0.15)
+            ax.plot(
+                far,
+                [r["expected"] for r in extra],
+                color="#7a2",
+                ls="--",
+                label="extrapolated (quadratic tail, ≈95 % interval)",
+            )
         ax.set_title("Expected validation performance", pad=30)
         per_trial_kwh = rows[0]["energy_kwh"]
         unit, size = axis_unit("energy_kwh", rows[-1]["energy_kwh"])

@@ -6,6 +6,7 @@ corrupt or truncated line, is still summarised from every readable event, with a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -16,6 +17,7 @@ from typing import Any
 
 from lightning_greenai.budget.bands import Bands, band_method, check_bounds, tuning_curve_bands
 from lightning_greenai.budget.evp import expected_max_curve
+from lightning_greenai.budget.extrapolate import MIN_SCORES, Extrapolation, extrapolate
 from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
@@ -162,6 +164,7 @@ class SweepSummary:
     confidence: float = 0.95
     band_method: str | None = None
     _evp: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    _extrapolation: tuple[Extrapolation | None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.score_bounds is None and self.header.get("score_bounds") is not None:
@@ -176,6 +179,7 @@ class SweepSummary:
         self.notes[:] = [n for n in self.notes if not n.startswith("score_bounds [")]  # said again if still so
         self.score_bounds = bounds
         self._evp = None
+        self._extrapolation = None
         self._check_bounds()
 
     def _check_bounds(self) -> None:
@@ -281,6 +285,46 @@ class SweepSummary:
             bounds=self.score_bounds,
             method=self.band_method,
         )
+
+    #: How far past the trials run the tuning curve is extrapolated, as a multiple of them.
+    EXTRAPOLATE_TO = 4
+
+    def extrapolation(self) -> Extrapolation | None:
+        """The expected best of N to 4N trials (N: the scored trials), from the quadratic tail of the scores.
+
+        Random search only (:mod:`lightning_greenai.budget.extrapolate`); ``None`` for other strategies, with fewer
+        than :data:`~lightning_greenai.budget.extrapolate.MIN_SCORES` scores, or when the top scores are all tied.
+        At most 40 values of n, always including N, 2N and 4N.
+        """
+        if self._extrapolation is None:
+            scores = self.scores()
+            result = None
+            if self.iid and len(scores) >= MIN_SCORES:
+                big_n = len(scores)
+                end = self.EXTRAPOLATE_TO * big_n
+                step = max(1, (end - big_n) // 39)
+                ns = sorted({*range(big_n, end + 1, step), 2 * big_n, end})
+                result = extrapolate(scores, ns, direction=self.direction, bounds=self.score_bounds)
+                if result is not None and self.score_bounds is not None:
+                    # The expected best only improves as n grows, so the band's worse edge at N bounds every n past it.
+                    last = self.evp()[-1]
+                    if self.direction == "max":
+                        result = dataclasses.replace(result, lo=[max(v, last["expected_lo"]) for v in result.lo])
+                    else:
+                        result = dataclasses.replace(result, hi=[min(v, last["expected_hi"]) for v in result.hi])
+            self._extrapolation = (result,)
+        return self._extrapolation[0]
+
+    def extrapolated_rows(self) -> list[dict[str, Any]]:
+        """:meth:`extrapolation` as rows: ``n``, ``expected``, ``lo``, ``hi`` and what n trials cost on each axis."""
+        fit = self.extrapolation()
+        if fit is None:
+            return []
+        means = self.mean_trial_cost()
+        return [
+            {"n": n, "expected": e, "lo": lo, "hi": hi, **{axis: n * mean for axis, mean in means.items()}}
+            for n, e, lo, hi in zip(fit.n, fit.expected, fit.lo, fit.hi, strict=True)
+        ]
 
     @property
     def next_trials(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +66,10 @@ class CurveSink(Protocol):
 
     def log_pareto(self, points: list[Point], front: list[Point]) -> None:
         """Log each trial's score against its own energy, the Pareto front marked."""
+        ...
+
+    def log_extrapolation(self, rows: list[dict[str, Any]]) -> None:
+        """Log the tuning curve extrapolated past the trials run, with its interval."""
         ...
 
     def log_marginal(self, rows: list[dict[str, Any]]) -> None:
@@ -171,18 +176,10 @@ class LoggerSink:
                     ),
                 }
             )
-        elif self.kind in ("MLFlowLogger", "TensorBoardLogger"):
-            for r in rows:
-                for key in keys:
-                    if math.isfinite(r[key]):
-                        self._scalar(f"greenai/evp/{key}", r[key], int(r["n"]))
         elif self.kind == "CSVLogger":
             self._write_csv("evp.csv", rows)
         else:
-            for r in rows:
-                self.logger.log_metrics(
-                    {f"greenai/evp/{k}": r[k] for k in keys if math.isfinite(r[k])}, step=int(r["n"])
-                )
+            self._log_by_n(rows, lambda r: {f"greenai/evp/{k}": r[k] for k in keys if math.isfinite(r[k])})
 
     def log_pareto(self, points: list[Point], front: list[Point]) -> None:
         """Score against each trial's own energy (kWh), the Pareto front marked.
@@ -259,13 +256,47 @@ class LoggerSink:
         elif self.kind == "CSVLogger":
             self._write_csv("marginal_value.csv", rows)
         else:
-            for r in rows:
-                metrics = {f"greenai/marginal/{name}": r[key] for key, name in keys.items() if r[key] is not None}
-                if self.kind in ("MLFlowLogger", "TensorBoardLogger"):
-                    for name, value in metrics.items():
-                        self._scalar(name, value, int(r["n"]))
-                else:
-                    self.logger.log_metrics(metrics, step=int(r["n"]))
+            self._log_by_n(
+                rows, lambda r: {f"greenai/marginal/{name}": r[key] for key, name in keys.items() if r[key] is not None}
+            )
+
+    def log_extrapolation(self, rows: list[dict[str, Any]]) -> None:
+        """The expected best of N to 4N trials with its model-based interval (random search with 8+ scores).
+
+        MLflow, TensorBoard and others: ``greenai/evp_extrapolated/expected``, ``.../lo``, ``.../hi`` at step n;
+        W&B: a line series against n; CSV: ``evp_extrapolated.csv``.
+        """
+        if not rows:
+            return
+        keys = ("expected", "lo", "hi")
+        if self.kind == "WandbLogger":
+            import wandb
+
+            self.logger.experiment.log(
+                {
+                    "greenai/evp_extrapolated_chart": wandb.plot.line_series(
+                        xs=[int(r["n"]) for r in rows],
+                        ys=[[r[k] for r in rows] for k in keys],
+                        keys=["extrapolated expected best", "≈95 % interval low", "≈95 % interval high"],
+                        title="Extrapolated expected validation performance",
+                        xname="trials n",
+                    )
+                }
+            )
+        elif self.kind == "CSVLogger":
+            self._write_csv("evp_extrapolated.csv", rows)
+        else:
+            self._log_by_n(rows, lambda r: {f"greenai/evp_extrapolated/{k}": r[k] for k in keys if math.isfinite(r[k])})
+
+    def _log_by_n(self, rows: list[dict[str, Any]], metrics: Callable[[dict[str, Any]], dict[str, float]]) -> None:
+        """Log ``metrics(row)`` at step n: MLflow and TensorBoard by their scalar API, others by ``log_metrics``."""
+        for r in rows:
+            values = metrics(r)
+            if self.kind in ("MLFlowLogger", "TensorBoardLogger"):
+                for name, value in values.items():
+                    self._scalar(name, value, int(r["n"]))
+            else:
+                self.logger.log_metrics(values, step=int(r["n"]))
 
     def _write_csv(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Write ``rows`` as ``name`` beside the CSV logger's ``metrics.csv``."""
@@ -297,6 +328,7 @@ def publish(summary: SweepSummary, logger: Any) -> None:
     for point in points:
         sink.log_point(point)
     sink.log_evp(summary.evp(), summary.iid)
+    sink.log_extrapolation(summary.extrapolated_rows())
     trials = trial_points(summary, "energy_kwh")
     sink.log_pareto(trials, pareto_front(trials, summary.direction))
     sink.log_marginal(summary.marginal_value())

@@ -51,6 +51,33 @@ def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
     assert evp[2]["money"] == pytest.approx(3 * mean_kwh * 0.15)  # FR: indicative 0.15 EUR/kWh, PUE 1
 
 
+def test_the_report_extrapolates_the_tuning_curve_past_the_trials_run(sweep_dir, capsys):
+    assert main(["report", str(sweep_dir), "--score-bounds", "0", "5", "--json", "--no-plots"]) == 0
+    data = json.loads(capsys.readouterr().out)["evp_extrapolated"]
+    rows = data["rows"]
+    assert [r["n"] for r in rows][:: len(rows) - 1] == [8, 32]  # from the trials run to 4x them
+    summary = load(sweep_dir)
+    assert rows[-1]["energy_kwh"] == pytest.approx(32 * summary.spend.energy_kwh / 8)
+    lower_band = summary.evp()[-1]["expected_lo"]
+    assert lower_band is None  # no bounds given to load(): the JSON's band came from --score-bounds
+    assert all(r["lo"] <= r["expected"] <= r["hi"] <= 5 for r in rows)
+    assert max(summary.scores()) <= data["best_reachable_interval"][0] <= data["best_reachable"] <= 5
+    assert "quadratic tail" in data["estimator"]
+    assert main(["report", str(sweep_dir), "--no-plots"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "extrapolated expected best" in x)
+    assert "16 trials" in line and "32 trials" in line and "best reachable" in line
+
+
+def test_too_few_trials_to_extrapolate_say_so(tmp_path, capsys):
+    sweep = BudgetSweep(strategy="random", max_trials=5, poll_s=3600, heartbeat_s=0, budget={"energy_kwh": "1 kWh"})
+    out = tmp_path / "sweep"
+    sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
+    sweep.launcher = LockstepLauncher(sweep, out, [[1.0] * (i + 1) for i in range(5)])
+    sweep.sweep(["x=choice(0,1,2,3,4)"])
+    assert main(["report", str(out), "--no-plots"]) == 0
+    assert "extrapolation past the trials run needs at least 8 scored trials (have 5)" in capsys.readouterr().out
+
+
 def test_grid_sweeps_are_labelled_observed_not_expected(tmp_path, capsys):
     sweep = BudgetSweep(poll_s=3600, heartbeat_s=0)
     out = tmp_path / "grid"

@@ -36,6 +36,10 @@ def test_csv_logger(sweep_dir, tmp_path):
     with open(f"{logger.log_dir}/marginal_value.csv") as fh:
         marginal = list(csv.DictReader(fh))
     assert [int(r["n"]) for r in marginal] == list(range(1, len(summary.scores())))
+    with open(f"{logger.log_dir}/evp_extrapolated.csv") as fh:
+        extrapolated = list(csv.DictReader(fh))
+    assert int(extrapolated[0]["n"]) == 8 and int(extrapolated[-1]["n"]) == 32
+    assert all(float(r["lo"]) <= float(r["expected"]) <= float(r["hi"]) for r in extrapolated)
 
 
 def test_tensorboard_logger(sweep_dir, tmp_path):
@@ -61,6 +65,9 @@ def test_tensorboard_logger(sweep_dir, tmp_path):
     assert acc.Scalars("greenai/pareto/front_score")[-1].value == max(summary.scores())
     marginal = acc.Scalars("greenai/marginal/expected_gain_per_kwh")
     assert [e.step for e in marginal] == list(range(1, len(summary.scores())))
+    extrapolated = acc.Scalars("greenai/evp_extrapolated/expected")
+    assert [e.step for e in extrapolated][:: len(extrapolated) - 1] == [8, 32]
+    assert extrapolated[-1].value == pytest.approx(summary.extrapolation().expected[-1], rel=1e-6)
 
 
 def test_mlflow_logger_on_a_sqlite_store(sweep_dir, tmp_path):
@@ -103,6 +110,8 @@ def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypa
     assert run.config["greenai/curve"] == "expected"
     assert run.config["_wandb/visualize/greenai/pareto_scatter"]["panel_config"]["panelDefId"] == "wandb/scatter/v0"
     assert any(row.get("greenai/pareto_table/_type") == "table-file" for row in run.history)
+    chart = run.config["_wandb/visualize/greenai/evp_extrapolated_chart"]
+    assert chart["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
 
 
 @pytest.mark.parametrize(
