@@ -88,6 +88,9 @@ class GreenAISweeperConf:
     report: bool = True
     # push the budget curves (and EVP for random search) to the app's `logger` config as run "greenai-sweep"
     log_curves: bool = True
+    # weigh Optuna's proposals by cost: expected improvement per unit of the predicted cost on this axis (energy_kwh,
+    # flops, co2e_kg, money, gpu_hours), the cost model learned from the ledger's measured spend; implies optuna
+    cost_aware: Optional[str] = None  # noqa: UP045
     # hydra-optuna-sweeper's spellings, so its configs work as written: n_trials is max_trials, n_jobs is
     # max_batch_size, sampler an Optuna sampler (_target_ and its arguments), storage / study_name Optuna's
     n_trials: Optional[int] = None  # noqa: UP045

@@ -20,7 +20,7 @@ from lightning_greenai.units import (
     parse_quantity,
 )
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "measure"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class Budget:
         self.check_grid(grid)
         out: dict[str, float | None] = {}
         for quantity in self.limits:
-            out[quantity] = _measure(quantity, spend, grid, wall_s)
+            out[quantity] = measure(quantity, spend, grid, wall_s)
         return out
 
     def exceeded_by(self, spend: Spend, grid: Grid | None = None, *, wall_s: float | None = None) -> list[str]:
@@ -189,7 +189,8 @@ class Budget:
         return out
 
 
-def _measure(quantity: str, spend: Spend, grid: Grid | None, wall_s: float | None) -> float | None:
+def measure(quantity: str, spend: Spend, grid: Grid | None, wall_s: float | None) -> float | None:
+    """How much of ``quantity`` (a budget axis, in its canonical unit) ``spend`` used; ``None`` if unknown."""
     if quantity == "energy_kwh":
         return spend.energy_kwh if grid is None else grid.facility_energy_kwh(spend)
     if quantity == "flops":

@@ -40,9 +40,19 @@ class SearchStrategy(Protocol):
         ...
 
     def tell(
-        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+        self,
+        job_num: int,
+        overrides: Sequence[str],
+        objective: float | None,
+        status: str,
+        strategy_id: int | None,
+        *,
+        cost: float | None = None,
     ) -> None:
-        """Report a finished job (``status``: completed, budget_stopped, not_started, killed or failed)."""
+        """Report a finished job (``status``: completed, budget_stopped, not_started, killed or failed).
+
+        ``cost``: what it measured on the sweep's ``cost_aware`` axis, for a strategy that weighs proposals by cost.
+        """
         ...
 
     def exhausted(self) -> bool:
@@ -86,7 +96,14 @@ class GridStrategy:
         return batch
 
     def tell(
-        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+        self,
+        job_num: int,
+        overrides: Sequence[str],
+        objective: float | None,
+        status: str,
+        strategy_id: int | None,
+        *,
+        cost: float | None = None,
     ) -> None:
         """Nothing to learn."""
 
@@ -149,7 +166,14 @@ class RandomStrategy:
         return [self._draw() for _ in range(k)]
 
     def tell(
-        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+        self,
+        job_num: int,
+        overrides: Sequence[str],
+        objective: float | None,
+        status: str,
+        strategy_id: int | None,
+        *,
+        cost: float | None = None,
     ) -> None:
         """Random search learns nothing."""
 
@@ -176,6 +200,7 @@ class OptunaStrategy:
         direction: str,
         seed: int = 0,
         sampler: Mapping[str, Any] | None = None,
+        cost_aware: bool = False,
         storage: str | None = None,
         study_name: str | None = None,
     ) -> None:
@@ -193,6 +218,15 @@ class OptunaStrategy:
             from hydra.utils import instantiate
 
             optuna_sampler = instantiate(dict(sampler))
+        elif cost_aware:
+            if not hasattr(getattr(optuna, "search_space", None), "IntersectionSearchSpace"):
+                raise MissingDependencyError(
+                    f"hydra.sweeper.cost_aware needs Optuna 3.2 or newer (this is {optuna.__version__}): "
+                    "pip install 'optuna>=3.2', or remove cost_aware."
+                )
+            from lightning_greenai.budget.cost_aware import CostAwareSampler
+
+            optuna_sampler = CostAwareSampler(seed=seed)
         else:
             optuna_sampler = optuna.samplers.TPESampler(seed=seed)
         self.study = optuna.create_study(
@@ -203,6 +237,7 @@ class OptunaStrategy:
             sampler=optuna_sampler,
         )
         self.ids: list[int | None] = []
+        self._asked: dict[int, Any] = {}  # trial number -> Optuna trial, to record its cost before telling it
 
     def _suggest(self, trial: Any, override: Override) -> str:
         key = override.get_key_element()
@@ -224,14 +259,31 @@ class OptunaStrategy:
             trial = self.study.ask()
             jobs.append([self._suggest(trial, o) for o in self._overrides])
             self.ids.append(int(trial.number))
+            self._asked[int(trial.number)] = trial
         return jobs
 
     def tell(
-        self, job_num: int, overrides: Sequence[str], objective: float | None, status: str, strategy_id: int | None
+        self,
+        job_num: int,
+        overrides: Sequence[str],
+        objective: float | None,
+        status: str,
+        strategy_id: int | None,
+        *,
+        cost: float | None = None,
     ) -> None:
-        """Tell Optuna the outcome of its trial ``strategy_id`` (an interrupted job stays running until rerun)."""
+        """Tell Optuna the outcome of its trial ``strategy_id`` (an interrupted job stays running until rerun).
+
+        A ``cost`` is stored on the trial (user attribute ``greenai_cost``) for the cost-aware sampler; a trial asked
+        before a resume has no handle here and goes without (the cost model just has one point fewer).
+        """
         if strategy_id is None or status == "interrupted":
             return
+        asked = self._asked.pop(strategy_id, None)
+        if cost is not None and asked is not None and status == "completed":
+            from lightning_greenai.budget.cost_aware import COST_ATTR
+
+            asked.set_user_attr(COST_ATTR, float(cost))
         state = self._optuna.trial.TrialState
         try:
             if status == "completed" and objective is not None:
@@ -257,6 +309,7 @@ def make_strategy(
     state_dir: Path,
     skip: int = 0,
     sampler: Mapping[str, Any] | None = None,
+    cost_aware: bool = False,
     storage: str | None = None,
     study_name: str | None = None,
 ) -> SearchStrategy:
@@ -272,6 +325,7 @@ def make_strategy(
             direction=direction,
             seed=seed,
             sampler=sampler,
+            cost_aware=cost_aware,
             storage=storage,
             study_name=study_name,
         )

@@ -30,7 +30,7 @@ from typing import Any
 
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.bands import check_bounds
-from lightning_greenai.budget.budget import Budget, _measure
+from lightning_greenai.budget.budget import Budget, measure
 from lightning_greenai.budget.files import TrialRecord, is_scored, read_json, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
 from lightning_greenai.budget.history import Trial, replay
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 STOP_POLICIES = ("graceful", "finish", "kill")
 STRATEGIES = ("grid", "random", "optuna")
+#: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
+COST_AXES = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
 #: What a trial must report for each budget quantity, and what to attach when it does not.
 _MEASURED_BY = {
     "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
@@ -229,6 +231,7 @@ class BudgetSweep:
         n_trials: int | None = None,
         n_jobs: int | None = None,
         sampler: Any = None,
+        cost_aware: str | None = None,
         storage: str | None = None,
         study_name: str | None = None,
         search_space: Any = None,
@@ -266,6 +269,24 @@ class BudgetSweep:
                     f"`hydra.sweeper.sampler` is an Optuna sampler but strategy is {strategy!r}: set "
                     "hydra.sweeper.strategy=optuna, or remove the sampler."
                 )
+        if cost_aware is not None:
+            if cost_aware not in COST_AXES:
+                raise BudgetConfigError(
+                    f"`hydra.sweeper.cost_aware` must name the cost to weigh, one of {', '.join(COST_AXES)}; "
+                    f"got {cost_aware!r}."
+                )
+            if self.sampler is not None:
+                raise BudgetConfigError(
+                    "`hydra.sweeper.cost_aware` brings its own Optuna sampler (expected improvement per unit of "
+                    "predicted cost): remove hydra.sweeper.sampler, or cost_aware."
+                )
+            strategy = strategy or "optuna"
+            if strategy != "optuna":
+                raise BudgetConfigError(
+                    f"`hydra.sweeper.cost_aware` is a proposal rule of the optuna strategy, but strategy is "
+                    f"{strategy!r}: set hydra.sweeper.strategy=optuna (a random search must stay i.i.d.)."
+                )
+        self.cost_aware = cost_aware
         strategy = strategy or "grid"
         if not isinstance(direction, str):
             raise BudgetConfigError(
@@ -326,6 +347,8 @@ class BudgetSweep:
             )
         self.grid = Grid.from_location(**{k: v for k, v in dict(grid or {}).items() if v is not None})
         self.budget.check_grid(self.grid)
+        if cost_aware in ("co2e_kg", "money"):
+            Budget.parse({cost_aware: 1.0}).check_grid(self.grid)
         # the same units and spellings as the budget: numbers in the field's unit, or strings such as "3 J"
         self.prior_cost = Budget.parse({k: v for k, v in dict(prior_cost or {}).items() if v is not None}).limits
         self.strategy_name, self.max_trials, self.max_batch_size = strategy, max_trials, max_batch_size
@@ -401,6 +424,8 @@ class BudgetSweep:
         }
         if self.sampler is not None:
             search["sampler"] = self.sampler
+        if self.cost_aware is not None:
+            search["cost_aware"] = self.cost_aware
         ledger = Ledger(folder / "ledger.jsonl")
         book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -413,11 +438,12 @@ class BudgetSweep:
             state_dir=folder,
             skip=proposed,
             sampler=self.sampler,
+            cost_aware=self.cost_aware is not None,
             storage=self.storage,
             study_name=self.study_name,
         )
         for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
-            strategy.tell(trial.job_num, trial.overrides, trial.objective, trial.status, trial.strategy_id)
+            self._tell(strategy, trial)
         self._started = time.monotonic()
         next_job = max((t.job_num for t in book.trials), default=-1) + 1
         returns: list[Sequence[Any]] = []
@@ -521,7 +547,7 @@ class BudgetSweep:
             return None
         mean_cost: dict[str, float | None] = {}
         for quantity in self.gain_rule.thresholds:
-            costs = [_measure(quantity, t.spend, self.grid, None) for t in scored]
+            costs = [measure(quantity, t.spend, self.grid, None) for t in scored]
             known = [c for c in costs if c is not None]
             mean_cost[quantity] = sum(known) / len(known) if known else None
         scores = [float(t.objective) for t in scored if t.objective is not None]
@@ -576,8 +602,13 @@ class BudgetSweep:
         if self.signalled is not None:
             raise SweepInterrupted(self.signalled) from cause
 
+    def _tell(self, strategy: SearchStrategy, job: Trial) -> None:
+        """Tell the strategy a job's result, with its measured cost on the ``cost_aware`` axis when one is set."""
+        cost = None if self.cost_aware is None else measure(self.cost_aware, job.spend, self.grid, None)
+        strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id, cost=cost)
+
     def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
-        strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id)
+        self._tell(strategy, job)
         ledger.append("finished", **job.finished_event())
         book.add(job)
 

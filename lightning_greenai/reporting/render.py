@@ -92,7 +92,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
         scores = summary.scores()
         best = (max if summary.direction == "max" else min)(scores) if scores else None
         lines.append(
-            f"  sweep: {summary.strategy} search, {_count(len(summary.trials), 'trial')} "
+            f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {_count(len(summary.trials), 'trial')} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
         )
         lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
@@ -115,6 +115,11 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
         lines.extend(pareto_lines(summary))
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
+
+
+def _cost_aware_label(summary: SweepSummary) -> str:
+    axis = summary.header.get("search", {}).get("cost_aware")
+    return f" (cost-aware: expected improvement per unit of predicted {axis})" if axis else ""
 
 
 def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:

@@ -30,6 +30,13 @@ SCRIPT = textwrap.dedent(
     again.tell(7, jobs[3], 0.7, "completed", 3)  # a rerun after a resume: told under its first number
     states = [t.state.name for t in again.study.trials]
     assert states == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"], states
+    from lightning_greenai.errors import MissingDependencyError
+    try:  # the cost-aware sampler needs Optuna 3.2's search-space helpers: older ones get a clear refusal
+        OptunaStrategy(["x=interval(0,1)"], storage_dir=folder / "ca", direction="max", cost_aware=True)
+    except MissingDependencyError as err:
+        assert optuna.__version__ < "3" and "needs Optuna 3.2 or newer" in str(err), err
+    else:
+        assert optuna.__version__ >= "3.2", optuna.__version__
     print("optuna", optuna.__version__, "ok")
     """
 )
