@@ -1,8 +1,10 @@
 """Combine the spends of several processes (DDP ranks, nodes) so that no physical counter is counted twice.
 
 Each process summarises its :class:`~lightning_greenai.Meter` as a plain record keyed by counter uid (GPU UUID,
-host + RAPL zone path). :func:`merge_records` keeps one reading per uid (the largest, when two ranks read the
-same GPU) and sums across distinct uids; :func:`gather_spend` does the all-gather when ``torch.distributed`` runs.
+host + RAPL zone path) with its rank, node rank and host. :func:`merge_records` keeps one reading per uid (the
+largest, when two ranks read the same GPU) and sums across distinct uids; :func:`gather_spend` does the all-gather
+when ``torch.distributed`` runs. A run on several nodes also says which node each counter is on (``nodes``), so a
+price tag can show the energy of each node.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 from lightning_greenai.meter import Meter
 from lightning_greenai.spend import Method, Spend
 
-__all__ = ["gather_records", "gather_spend", "local_record", "merge_records", "refresh_own"]
+__all__ = ["gather_records", "gather_spend", "local_record", "merge_records", "node_label", "refresh_own"]
 
 
-def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
-    """Summarise ``meter`` as a picklable record for :func:`merge_records`."""
+def local_record(meter: Meter, *, rank: int = 0, node: int = 0) -> dict[str, Any]:
+    """Summarise ``meter`` as a picklable record for :func:`merge_records` (``node``: the node rank)."""
     spend = meter.spend
     uids = meter.domain_uids()
     stages = meter.stage_energy_by_domain()
@@ -34,6 +36,7 @@ def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "rank": rank,
+        "node": node,
         "duration_s": spend.duration_s,
         "flops": spend.flops,
         "domains": domains,
@@ -41,10 +44,18 @@ def local_record(meter: Meter, *, rank: int = 0) -> dict[str, Any]:
     }
 
 
-def merge_records(records: Sequence[dict[str, Any]], uids: dict[str, str] | None = None) -> Spend:
+def node_label(record: dict[str, Any]) -> str:
+    """How a price tag names the node a record comes from: its node rank and host."""
+    return f"node {record.get('node', 0)} ({record['host']})"
+
+
+def merge_records(
+    records: Sequence[dict[str, Any]], uids: dict[str, str] | None = None, nodes: dict[str, str] | None = None
+) -> Spend:
     """Merge per-process records into one spend: each counter once, FLOPs summed, the longest duration.
 
-    ``uids``, when given, receives the physical counter behind each domain name of the result.
+    ``uids``, when given, receives the physical counter behind each domain name of the result; ``nodes``, when the
+    records come from more than one node, the node (:func:`node_label`) of each domain name.
     """
     best: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for record in records:
@@ -58,12 +69,21 @@ def merge_records(records: Sequence[dict[str, Any]], uids: dict[str, str] | None
     methods: dict[str, Method] = {}
     stages: dict[str, float] = {}
     gpu_s = 0.0
+    many_nodes = len({node_label(r) for r in records}) > 1
     for uid, (record, domain) in best.items():
         name = domain["name"]
-        if len(names[name]) > 1:  # the same display name on several hosts or ranks
+        if len(names[name]) > 1:  # the same display name on several hosts, nodes or ranks
             hosts = {best[u][0]["host"] for u in names[name]}
-            name = f"{name}@{record['host']}" if len(hosts) > 1 else f"{name}@rank{record['rank']}"
+            node_ranks = {best[u][0].get("node", 0) for u in names[name]}
+            if len(hosts) > 1:
+                name = f"{name}@{record['host']}"
+            elif len(node_ranks) > 1:  # nodes sharing a host name: simulated, or containers
+                name = f"{name}@node{record.get('node', 0)}"
+            else:
+                name = f"{name}@rank{record['rank']}"
         energy[name] = float(domain["energy_j"])
+        if nodes is not None and many_nodes:
+            nodes[name] = node_label(record)
         methods[name] = Method(domain["method"])
         if uids is not None:
             uids[name] = uid
@@ -85,26 +105,26 @@ def merge_records(records: Sequence[dict[str, Any]], uids: dict[str, str] | None
     )
 
 
-def gather_records(meter: Meter) -> list[dict[str, Any]]:
-    """Return every process's record of its meter (rank order).
+def gather_records(meter: Meter, *, node: int = 0) -> list[dict[str, Any]]:
+    """Return every process's record of its meter (rank order); ``node``: this process's node rank.
 
     Under ``torch.distributed`` this is an all-gather, so every rank must call it at the same point.
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [local_record(meter)]
+        return [local_record(meter, node=node)]
     records: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(records, local_record(meter, rank=dist.get_rank()))
+    dist.all_gather_object(records, local_record(meter, rank=dist.get_rank(), node=node))
     return records
 
 
-def refresh_own(records: Sequence[dict[str, Any]], meter: Meter) -> list[dict[str, Any]]:
+def refresh_own(records: Sequence[dict[str, Any]], meter: Meter, *, node: int = 0) -> list[dict[str, Any]]:
     """Replace this process's record in an earlier gather by a fresh one: no collective, other ranks as last seen."""
     import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    fresh = local_record(meter, rank=rank)
+    fresh = local_record(meter, rank=rank, node=node)
     if not records:
         return [fresh]
     return [fresh if r["rank"] == rank else r for r in records]

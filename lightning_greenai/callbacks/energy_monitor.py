@@ -224,6 +224,8 @@ class EnergyMonitor(Callback):
         self._done = Spend()  # what this monitor metered in earlier entry points (fit, then test ...), all ranks
         self._current = Spend()  # what the running entry point metered so far, all ranks
         self._uids: dict[str, str] = {}  # domain name -> physical counter, for the trial's account
+        self._nodes: dict[str, str] = {}  # domain name -> its node, in a run on several nodes
+        self._node_rank = 0
         self._account_key = object()
         self._stage_start = Spend()  # the running total when the current entry point began
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
@@ -260,6 +262,7 @@ class EnergyMonitor(Callback):
             sensors=self._sensor_line,
             flops_by_phase=self._flops_by_phase,
             samples=self._sample_counts(),
+            nodes=self._nodes,
         )
 
     def _sample_counts(self) -> dict[str, dict[str, Any]]:
@@ -277,6 +280,7 @@ class EnergyMonitor(Callback):
         if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):  # type: ignore[attr-defined]
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
+        self._node_rank = trainer.node_rank
         if self._meter is not None:
             return
         if self._hardware is None and trainer.is_global_zero:
@@ -369,6 +373,7 @@ class EnergyMonitor(Callback):
             stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
             notes=tuple(self._notes),
             samples=self._sample_counts(),
+            nodes=self._nodes,
         )
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
@@ -521,7 +526,11 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
-        self._refresh(trainer, merge_records(refresh_own(self._records, self._meter), self._uids), sync_flops=False)
+        self._refresh(
+            trainer,
+            merge_records(refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes),
+            sync_flops=False,
+        )
         if trainer.world_size == 1:
             self._samples.settle_locally()
         self._report(trainer, release=True)
@@ -549,7 +558,9 @@ class EnergyMonitor(Callback):
         # now; other ranks' counters are as of the last gather (at most log_every_n_steps batches old).
         if self._meter is not None and self._meter.started and not self._meter.stopped:
             self._meter.sample()
-            current = merge_records(refresh_own(self._records, self._meter), self._uids)
+            current = merge_records(
+                refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes
+            )
             latest = self._resumed + self._done + current
             flop_monitor = self._flop_monitor_of_last_trainer
             if flop_monitor is not None:
@@ -578,8 +589,8 @@ class EnergyMonitor(Callback):
     def _gather(self, trainer: pl.Trainer) -> None:
         """Gather every rank's reading (a collective) and refresh the totals from it."""
         assert self._meter is not None
-        self._records = gather_records(self._meter)
-        self._refresh(trainer, merge_records(self._records, self._uids))
+        self._records = gather_records(self._meter, node=self._node_rank)
+        self._refresh(trainer, merge_records(self._records, self._uids, self._nodes))
 
     def _refresh(self, trainer: pl.Trainer, current: Spend, *, sync_flops: bool = True) -> None:
         """Take a new all-rank reading of the running entry point."""

@@ -45,6 +45,7 @@ class PriceTag:
         notes: What the reader should know about how far to trust the figures (a busy machine, say).
         samples: By evaluation stage, the samples (and tokens) it processed: the price of a prediction (see
             :mod:`lightning_greenai.reporting.prediction`).
+        nodes: In a run on several nodes, the node of each device (``"node 1 (host)"``): the energy by node.
     """
 
     spend: Spend
@@ -57,6 +58,16 @@ class PriceTag:
     stage_spend: Spend | None = None
     notes: tuple[str, ...] = ()
     samples: Mapping[str, Mapping[str, Any]] | None = None
+    nodes: Mapping[str, str] | None = None
+
+    @property
+    def node_energy_j(self) -> dict[str, float]:
+        """Energy by node, in joules (empty for a run on one node)."""
+        out: dict[str, float] = {}
+        for name, energy_j in self.spend.energy_j.items():
+            if self.nodes and name in self.nodes:
+                out[self.nodes[name]] = out.get(self.nodes[name], 0.0) + energy_j
+        return dict(sorted(out.items()))
 
     @property
     def predictions(self) -> dict[str, dict[str, Any]]:
@@ -108,6 +119,7 @@ class PriceTag:
                 for name, method in sorted(spend.methods.items())
             ],
             "stages_energy_kwh": {k: j_to_kwh(v) for k, v in spend.stage_energy_j.items()},
+            "nodes_energy_kwh": {k: j_to_kwh(v) for k, v in self.node_energy_j.items()},
             "grid": grid.to_dict(),
             "sensors": self.sensors,
             "spend": spend.to_dict(),
@@ -181,6 +193,8 @@ class PriceTag:
             row(f"with PUE {grid.pue:g}", format_energy(None if facility_kwh is None else kwh_to_j(facility_kwh)) + est)
         if spend.stage_energy_j:
             row("by stage", ", ".join(f"{k} {format_energy(v)}" for k, v in spend.stage_energy_j.items()))
+        if self.node_energy_j:
+            row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
         row(f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)", format_mass(self.co2e_g) + est)
         cost = self.cost
