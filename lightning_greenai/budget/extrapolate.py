@@ -23,15 +23,19 @@ Deterministic: the bootstrap draws from a generator seeded by the number of scor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIN_SCORES", "Extrapolation", "extrapolate"]
+__all__ = ["MIN_DISTINCT", "MIN_SCORES", "Extrapolation", "extrapolate", "unfit_reason"]
 
 #: Fewer scores than this give no extrapolation (the tail fit needs a handful of points above its threshold).
 MIN_SCORES = 8
+#: The top scores must take at least this many distinct values: tied or coarse scores (a metric on a few values)
+#: leave the tail's end and shape unidentified, and a fit to them can run past what the metric can take.
+MIN_DISTINCT = 5
 #: Level the interval is reported at (see the module docstring for how it was calibrated).
 LEVEL = 0.95
 _RESAMPLES = 100
@@ -92,11 +96,16 @@ def _fit(z: np.ndarray, reach_max: np.ndarray | None) -> tuple[np.ndarray, np.nd
         excluded[:, 0] = False
     best = np.full(rows, -np.inf)
     reach, alpha = np.zeros(rows), np.zeros(rows)
+    # Ties: maximum spacing as maximum likelihood on grouped data (as opda does): each score of a tied group counts
+    # the spacing of its group's bucket, so a tie weighs its bucket instead of contributing a zero spacing.
+    index = np.arange(z.shape[1] + 1)
+    new_value = np.concatenate([np.ones((rows, 1), bool), np.diff(z, axis=1) > 0, np.ones((rows, 1), bool)], axis=1)
+    bucket = np.maximum.accumulate(np.where(new_value, index[None, :], 0), axis=1)
     for a in _ALPHA:
         cdf = 1.0 - np.exp(a * log_base)
         spacings = np.diff(cdf, axis=-1, prepend=0.0, append=1.0)
-        # Tied scores give a zero spacing for every parameter alike, so flooring it does not move the maximum.
-        score = np.log(np.maximum(spacings, 1e-300)).sum(-1)
+        grouped = np.take_along_axis(spacings, np.broadcast_to(bucket[:, None, :], spacings.shape), axis=-1)
+        score = np.log(np.maximum(grouped, 1e-300)).sum(-1)
         score[excluded] = -np.inf
         i = score.argmax(1)
         value = score[np.arange(rows), i]
@@ -133,19 +142,44 @@ def extrapolate(
 ) -> Extrapolation | None:
     """The expected best of each ``n`` trials of the search that gave ``scores`` (i.i.d.), past ``len(scores)``.
 
-    ``bounds`` (the score's range) caps the best reachable score. ``None`` with fewer than :data:`MIN_SCORES` scores
-    or when the top scores are all tied (no tail to fit).
+    ``bounds`` (the score's range) caps the best reachable score. ``None`` where :func:`unfit_reason` gives a reason,
+    or where the scores are too large to compute with.
     """
+    if unfit_reason(scores, direction) is not None:
+        return None
+    with np.errstate(all="ignore"):
+        return _extrapolate(scores, n, direction=direction, bounds=bounds)
+
+
+def _tail_size(total: int) -> int:
+    return min(total - 1, max(20, total // 2), 64)
+
+
+def unfit_reason(scores: Sequence[float], direction: str = "max") -> str | None:
+    """Why ``scores`` cannot be extrapolated (too few, or too few distinct values at the top), or ``None``."""
+    if len(scores) < MIN_SCORES:
+        return f"needs at least {MIN_SCORES} scored trials (have {len(scores)})"
+    ys = np.sort((1.0 if direction == "max" else -1.0) * np.asarray(scores, dtype=float))
+    distinct = len(set(ys[-_tail_size(len(ys)) - 1 :].tolist()))  # the threshold and the top scores
+    if distinct < MIN_DISTINCT:
+        return (
+            f"the top scores take only {distinct} distinct values (a tail needs {MIN_DISTINCT}): a metric on so few "
+            "values says nothing of the scores between them"
+        )
+    return None
+
+
+def _extrapolate(
+    scores: Sequence[float], n: Sequence[int], *, direction: str, bounds: tuple[float, float] | None
+) -> Extrapolation | None:
     sign = 1.0 if direction == "max" else -1.0
     ys = np.sort(sign * np.asarray(scores, dtype=float))
     total = len(ys)
-    if total < MIN_SCORES:
-        return None
-    k = min(total - 1, max(20, total // 2), 64)
+    k = _tail_size(total)
     threshold = float(ys[total - k - 1])
     top = ys[total - k :]
     width = float(top[-1] - threshold)
-    if width <= 0:
+    if not (math.isfinite(width) and width > 0):
         return None
     upper = None if bounds is None else (bounds[1] if sign > 0 else -bounds[0])
     cap = None if upper is None else np.array([(upper - threshold) / width - 1])
@@ -167,9 +201,14 @@ def extrapolate(
     reach_end = threshold + boot_span
     best_lo = max(float(np.quantile(reach_end, _PERCENTILES[0])) - slack, float(ys[-1]))  # reached already
     best_hi = float(np.quantile(reach_end, _PERCENTILES[1])) + slack
+    best = min(max(threshold + float(span[0]), best_lo), max(best_hi, best_lo))
+    lo, hi = np.minimum(lo, point), np.maximum(hi, point)
     if upper is not None:
-        hi, best_hi = np.minimum(hi, upper), min(best_hi, upper)
-    best = threshold + float(span[0])
+        point, lo, hi = np.minimum(point, upper), np.minimum(lo, upper), np.minimum(hi, upper)
+        best, best_lo, best_hi = min(best, upper), min(best_lo, upper), min(max(best_hi, best_lo), upper)
+    best_hi = max(best_hi, best)
+    if not all(np.isfinite(v).all() for v in (point, lo, hi, [best, best_lo, best_hi])):
+        return None
     if sign < 0:
         point, lo, hi = -point, -hi, -lo
         best, best_lo, best_hi = -best, -best_hi, -best_lo

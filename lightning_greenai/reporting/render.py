@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.budget.extrapolate import MIN_SCORES
+from lightning_greenai.budget.extrapolate import MIN_SCORES, unfit_reason
 from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
@@ -147,9 +147,10 @@ def extrapolation_line(summary: SweepSummary) -> str:
     fit = summary.extrapolation()
     big_n = len(summary.scores())
     if fit is None:
-        if big_n < MIN_SCORES:
-            return f"extrapolation past the trials run needs at least {MIN_SCORES} scored trials (have {big_n})"
-        return "no extrapolation past the trials run: the top scores are tied"
+        reason = unfit_reason(summary.scores(), summary.direction)
+        if reason is not None and big_n < MIN_SCORES:
+            return f"extrapolation past the trials run {reason}"
+        return f"no extrapolation past the trials run: {reason or 'the scores are too large to compute with'}"
     per_trial_kwh = summary.mean_trial_cost().get("energy_kwh", 0.0)
     level = f"≈{100 * fit.level:g} %"
     parts = []

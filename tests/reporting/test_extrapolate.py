@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from opda.parametric import NoisyQuadraticDistribution, QuadraticDistribution
 
-from lightning_greenai.budget.extrapolate import MIN_SCORES, extrapolate
+from lightning_greenai.budget.extrapolate import MIN_SCORES, extrapolate, unfit_reason
 
 
 @pytest.mark.parametrize(
@@ -61,11 +61,34 @@ def test_a_loss_is_the_mirror_image_of_a_score():
     assert extrapolate(scores, [30, 60, 120]) == up  # deterministic
 
 
-def test_too_few_scores_or_a_tied_top_give_no_extrapolation():
+def test_too_few_scores_or_too_few_distinct_top_scores_give_no_extrapolation():
     assert extrapolate([0.5, 0.6, 0.7, 0.8, 0.81, 0.82, 0.83], [14]) is None
     assert MIN_SCORES == 8
     assert extrapolate([0.5] * 20, [40]) is None
     assert extrapolate([0.1] * 10 + [0.9] * 25, [70]) is None  # the top k scores are all one value
+    # eight trials at the true best (0) and one at -9: a fit ran to 13.8 at 18 trials before the distinct-value rule
+    assert extrapolate([0.0] * 8 + [-9.0], [18, 36]) is None
+    assert "only 2 distinct values" in unfit_reason([0.0] * 8 + [-9.0])
+    assert "only 4 distinct values" in unfit_reason([-((x - 3) ** 2) for x in [0, 1, 2, 2.5, 3.5, 4, 5, 6] * 2])
+    assert "at least 8 scored trials (have 7)" in unfit_reason([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    assert extrapolate([1e308, -1e308, *np.linspace(0, 1, 10)], [24]) is None  # nothing to compute with, no NaN
+
+
+def test_the_figures_stay_ordered_with_ties_and_a_best_score_on_the_bound():
+    """Fuzzed: coarse scores (1-3 decimals), a score on the upper bound in 30 % of the sets (inverted before)."""
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(8, 60))
+        scores = np.round(rng.beta(rng.uniform(0.5, 5), rng.uniform(0.5, 5), n), int(rng.integers(1, 4)))
+        if rng.random() < 0.3:
+            scores[0] = 1.0
+        fit = extrapolate(list(scores), [n, 2 * n, 4 * n], bounds=(0.0, 1.0))
+        if fit is None:
+            assert unfit_reason(list(scores)) is not None
+            continue
+        assert all(lo <= e <= hi <= 1.0 for lo, e, hi in zip(fit.lo, fit.expected, fit.hi, strict=True)), seed
+        assert max(scores) <= fit.best_lo <= fit.best_reachable <= fit.best_hi <= 1.0, seed
+        assert fit.expected[0] <= fit.expected[1] <= fit.expected[2], seed
 
 
 @pytest.mark.parametrize("direction", ["max", "min"])

@@ -51,21 +51,31 @@ def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
     assert evp[2]["money"] == pytest.approx(3 * mean_kwh * 0.15)  # FR: indicative 0.15 EUR/kWh, PUE 1
 
 
-def test_the_report_extrapolates_the_tuning_curve_past_the_trials_run(sweep_dir, capsys):
-    assert main(["report", str(sweep_dir), "--score-bounds", "0", "5", "--json", "--no-plots"]) == 0
+def test_the_report_extrapolates_the_tuning_curve_past_the_trials_run(tmp_path, capsys):
+    import numpy as np
+
+    from tests.reporting.test_compare_verdict import write_sweep
+
+    scores = np.random.default_rng(1).beta(5, 2, 10)
+    sweep = write_sweep(tmp_path / "sweep", scores, energy_j=10.0, bounds=None)
+    assert main(["report", str(sweep), "--score-bounds", "0", "1", "--json", "--no-plots"]) == 0
     data = json.loads(capsys.readouterr().out)["evp_extrapolated"]
     rows = data["rows"]
-    assert [r["n"] for r in rows][:: len(rows) - 1] == [8, 32]  # from the trials run to 4x them
-    summary = load(sweep_dir)
-    assert rows[-1]["energy_kwh"] == pytest.approx(32 * summary.spend.energy_kwh / 8)
-    lower_band = summary.evp()[-1]["expected_lo"]
-    assert lower_band is None  # no bounds given to load(): the JSON's band came from --score-bounds
-    assert all(r["lo"] <= r["expected"] <= r["hi"] <= 5 for r in rows)
-    assert max(summary.scores()) <= data["best_reachable_interval"][0] <= data["best_reachable"] <= 5
+    assert [r["n"] for r in rows][:: len(rows) - 1] == [10, 40]  # from the trials run to 4x them
+    assert rows[-1]["energy_kwh"] == pytest.approx(40 * 10.0 / 3.6e6)
+    assert load(sweep).evp()[-1]["expected_lo"] is None  # no bounds in the ledger: the JSON's came from the flag
+    assert all(r["lo"] <= r["expected"] <= r["hi"] <= 1 for r in rows)
+    assert max(scores) <= data["best_reachable_interval"][0] <= data["best_reachable"] <= 1
     assert "quadratic tail" in data["estimator"]
-    assert main(["report", str(sweep_dir), "--no-plots"]) == 0
+    assert main(["report", str(sweep), "--no-plots"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "extrapolated expected best" in x)
-    assert "16 trials" in line and "32 trials" in line and "best reachable" in line
+    assert "20 trials" in line and "40 trials" in line and "best reachable" in line
+
+
+def test_coarse_scores_are_not_extrapolated_and_the_report_says_why(sweep_dir, capsys):
+    assert main(["report", str(sweep_dir), "--no-plots"]) == 0  # scores 0, 2, 3, 4 only
+    out = capsys.readouterr().out
+    assert "no extrapolation past the trials run: the top scores take only 4 distinct values" in out
 
 
 def test_too_few_trials_to_extrapolate_say_so(tmp_path, capsys):

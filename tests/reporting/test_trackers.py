@@ -36,10 +36,6 @@ def test_csv_logger(sweep_dir, tmp_path):
     with open(f"{logger.log_dir}/marginal_value.csv") as fh:
         marginal = list(csv.DictReader(fh))
     assert [int(r["n"]) for r in marginal] == list(range(1, len(summary.scores())))
-    with open(f"{logger.log_dir}/evp_extrapolated.csv") as fh:
-        extrapolated = list(csv.DictReader(fh))
-    assert int(extrapolated[0]["n"]) == 8 and int(extrapolated[-1]["n"]) == 32
-    assert all(float(r["lo"]) <= float(r["expected"]) <= float(r["hi"]) for r in extrapolated)
 
 
 def test_tensorboard_logger(sweep_dir, tmp_path):
@@ -65,9 +61,6 @@ def test_tensorboard_logger(sweep_dir, tmp_path):
     assert acc.Scalars("greenai/pareto/front_score")[-1].value == max(summary.scores())
     marginal = acc.Scalars("greenai/marginal/expected_gain_per_kwh")
     assert [e.step for e in marginal] == list(range(1, len(summary.scores())))
-    extrapolated = acc.Scalars("greenai/evp_extrapolated/expected")
-    assert [e.step for e in extrapolated][:: len(extrapolated) - 1] == [8, 32]
-    assert extrapolated[-1].value == pytest.approx(summary.extrapolation().expected[-1], rel=1e-6)
 
 
 def test_mlflow_logger_on_a_sqlite_store(sweep_dir, tmp_path):
@@ -110,8 +103,6 @@ def test_wandb_offline_read_back_from_the_run_file(sweep_dir, tmp_path, monkeypa
     assert run.config["greenai/curve"] == "expected"
     assert run.config["_wandb/visualize/greenai/pareto_scatter"]["panel_config"]["panelDefId"] == "wandb/scatter/v0"
     assert any(row.get("greenai/pareto_table/_type") == "table-file" for row in run.history)
-    chart = run.config["_wandb/visualize/greenai/evp_extrapolated_chart"]
-    assert chart["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
 
 
 @pytest.mark.parametrize(
@@ -129,3 +120,36 @@ def test_step_units_resolve_small_and_large_sweeps(axis, total, label):
     got, factor = step_unit(axis, total)
     assert got == label
     assert 1_000 <= total * factor < 1_000_000
+
+
+def test_the_extrapolated_curve_reaches_csv_tensorboard_and_wandb(tmp_path, monkeypatch):
+    import numpy as np
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.reporting.test_compare_verdict import write_sweep
+
+    scores = np.random.default_rng(0).beta(5, 2, 12)
+    sweep = write_sweep(tmp_path / "sweep", scores, energy_j=10.0)
+    summary = load(sweep)
+    fit = summary.extrapolation()
+    assert fit is not None and fit.n[0] == 12 and fit.n[-1] == 48
+    csv_logger = CSVLogger(tmp_path, name="csv")
+    publish(summary, csv_logger)
+    with open(f"{csv_logger.log_dir}/evp_extrapolated.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["n"]) for r in rows] == fit.n
+    assert all(float(r["lo"]) <= float(r["expected"]) <= float(r["hi"]) <= 1 for r in rows)
+    tb = TensorBoardLogger(tmp_path, name="tb")
+    publish(load(sweep), tb)
+    acc = EventAccumulator(tb.log_dir)
+    acc.Reload()
+    events = acc.Scalars("greenai/evp_extrapolated/expected")
+    assert [e.step for e in events] == fit.n
+    assert events[-1].value == pytest.approx(fit.expected[-1], rel=1e-6)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    publish(load(sweep), WandbLogger(project="greenai", save_dir=str(tmp_path), offline=True, name="extrapolated"))
+    run = read_wandb_run(tmp_path / "wandb")
+    chart = run.config["_wandb/visualize/greenai/evp_extrapolated_chart"]
+    assert chart["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
