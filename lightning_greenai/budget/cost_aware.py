@@ -7,15 +7,17 @@ largest expected improvement divided by its predicted cost. The cost of each tri
 measured on the chosen budget axis (kWh, FLOPs, CO2e, money or GPU-hours), stored on the Optuna trial as the user
 attribute :data:`COST_ATTR` when the sweeper tells it its result.
 
-Until ``n_startup_trials`` trials have completed it samples at random. Trials still running in a batch count as
-observed at their predicted score and cost ("kriging believer"), so one batch does not propose the same point twice.
+Until ``n_startup_trials`` trials have completed with a measured cost it proposes as TPE does (random at first), so
+a cost axis the trials never measure leaves a plain TPE search (the sweeper warns). Trials still running in a batch
+count as observed at their predicted score and cost ("kriging believer"), so one batch does not propose the same
+point twice; failed trials count at the worst score seen, so a configuration that fails is not proposed again.
 Candidates: ``candidates`` uniform draws over the search space plus perturbations of the best trials so far.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,22 +149,32 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     """Proposes the configuration with the most expected improvement per unit of predicted cost.
 
     Args:
-        seed: Seeds the candidates and the random start-up trials.
-        n_startup_trials: Completed trials sampled at random before the models take over.
+        seed: Seeds the candidates and the TPE proposals of the start-up.
+        n_startup_trials: Completed trials with a measured cost before the models take over.
         candidates: Uniform candidates scored per proposal (plus 64 perturbations of each of the 5 best trials).
+        pending: The numbers of the trials asked and not yet told in this session (default: every RUNNING trial);
+            a trial an interrupted session left RUNNING is not in flight, and must not weigh as one.
     """
 
-    def __init__(self, *, seed: int = 0, n_startup_trials: int = 8, candidates: int = 2000) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        n_startup_trials: int = 8,
+        candidates: int = 2000,
+        pending: Callable[[], set[int]] | None = None,
+    ) -> None:
         if n_startup_trials < 2:
             raise ValueError(
                 f"n_startup_trials must be at least 2 (the models need two points); got {n_startup_trials}."
             )
         self.seed, self.n_startup_trials, self.candidates = seed, n_startup_trials, candidates
-        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._pending = pending
+        self._random = optuna.samplers.TPESampler(seed=seed)
         self._intersection = optuna.search_space.IntersectionSearchSpace()
 
     def reseed_rng(self) -> None:
-        """Optuna's hook for parallel workers: a fresh random sampler."""
+        """Optuna's hook for parallel workers: reseed the start-up sampler."""
         self._random.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -173,7 +185,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        """Parameters outside the relative space (and all of them during start-up): at random."""
+        """Parameters outside the relative space (and all of them during start-up): as TPE proposes them."""
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def sample_relative(
@@ -187,10 +199,18 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         done = [(t, sign * t.value) for t in known if t.state == TrialState.COMPLETE and t.value is not None]
         costed = [(t, cost) for t in known if t.state == TrialState.COMPLETE and (cost := _cost(t)) is not None]
-        if len(done) < self.n_startup_trials or len(costed) < 2:
+        if len(done) < 2 or len(costed) < self.n_startup_trials:
             return {}
-        running = [t for t in known if t.state == TrialState.RUNNING and t.number != trial.number]
-        score_model = _believer(space, [t.params for t, _ in done], np.array([v for _, v in done]), running)
+        pending = self._pending() if self._pending is not None else None
+        running = [
+            t
+            for t in known
+            if t.state == TrialState.RUNNING and t.number != trial.number and (pending is None or t.number in pending)
+        ]
+        worst = min(v for _, v in done)
+        failed = [(t, worst) for t in known if t.state == TrialState.FAIL]
+        observed = done + failed
+        score_model = _believer(space, [t.params for t, _ in observed], np.array([v for _, v in observed]), running)
         cost_model = _believer(space, [t.params for t, _ in costed], np.log([c for _, c in costed]), running)
         rng = np.random.default_rng([self.seed, trial.number])
         top = sorted(done, key=lambda pair: -pair[1])[:5]

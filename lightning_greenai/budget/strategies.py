@@ -226,7 +226,7 @@ class OptunaStrategy:
                 )
             from lightning_greenai.budget.cost_aware import CostAwareSampler
 
-            optuna_sampler = CostAwareSampler(seed=seed)
+            optuna_sampler = CostAwareSampler(seed=seed, pending=lambda: set(self._asked))
         else:
             optuna_sampler = optuna.samplers.TPESampler(seed=seed)
         self.study = optuna.create_study(

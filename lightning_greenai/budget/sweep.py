@@ -252,6 +252,9 @@ class BudgetSweep:
                 "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
             )
         self.sampler = _plain(sampler)
+        if cost_aware is not None:
+            _check_cost_aware(cost_aware, strategy, self.sampler)
+            strategy = "optuna"
         if self.sampler is not None:
             if not isinstance(self.sampler, dict) or "_target_" not in self.sampler:
                 raise BudgetConfigError(
@@ -269,24 +272,7 @@ class BudgetSweep:
                     f"`hydra.sweeper.sampler` is an Optuna sampler but strategy is {strategy!r}: set "
                     "hydra.sweeper.strategy=optuna, or remove the sampler."
                 )
-        if cost_aware is not None:
-            if cost_aware not in COST_AXES:
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.cost_aware` must name the cost to weigh, one of {', '.join(COST_AXES)}; "
-                    f"got {cost_aware!r}."
-                )
-            if self.sampler is not None:
-                raise BudgetConfigError(
-                    "`hydra.sweeper.cost_aware` brings its own Optuna sampler (expected improvement per unit of "
-                    "predicted cost): remove hydra.sweeper.sampler, or cost_aware."
-                )
-            strategy = strategy or "optuna"
-            if strategy != "optuna":
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.cost_aware` is a proposal rule of the optuna strategy, but strategy is "
-                    f"{strategy!r}: set hydra.sweeper.strategy=optuna (a random search must stay i.i.d.)."
-                )
-        self.cost_aware = cost_aware
+        self.cost_aware, self._cost_warned = cost_aware, False
         strategy = strategy or "grid"
         if not isinstance(direction, str):
             raise BudgetConfigError(
@@ -347,8 +333,11 @@ class BudgetSweep:
             )
         self.grid = Grid.from_location(**{k: v for k, v in dict(grid or {}).items() if v is not None})
         self.budget.check_grid(self.grid)
-        if cost_aware in ("co2e_kg", "money"):
-            Budget.parse({cost_aware: 1.0}).check_grid(self.grid)
+        if cost_aware == "money" and not self.grid.prices_money:
+            raise BudgetConfigError(
+                "`hydra.sweeper.cost_aware=money` needs a price: set hydra.sweeper.grid.price_per_kwh and currency "
+                "(or instance_price_per_h), or a country whose price is in the packaged table."
+            )
         # the same units and spellings as the budget: numbers in the field's unit, or strings such as "3 J"
         self.prior_cost = Budget.parse({k: v for k, v in dict(prior_cost or {}).items() if v is not None}).limits
         self.strategy_name, self.max_trials, self.max_batch_size = strategy, max_trials, max_batch_size
@@ -605,6 +594,16 @@ class BudgetSweep:
     def _tell(self, strategy: SearchStrategy, job: Trial) -> None:
         """Tell the strategy a job's result, with its measured cost on the ``cost_aware`` axis when one is set."""
         cost = None if self.cost_aware is None else measure(self.cost_aware, job.spend, self.grid, None)
+        if self.cost_aware is not None and job.status == "completed" and not cost and not self._cost_warned:
+            self._cost_warned = True
+            log.warning(
+                "hydra.sweeper.cost_aware=%s, but trial %s measured no %s: without costs the proposals stay TPE's. "
+                "Meter it (an EnergyMonitor for energy, CO2e and money, a FlopMonitor for FLOPs, a GPU for "
+                "GPU-hours) or choose another axis.",
+                self.cost_aware,
+                job.job_num,
+                self.cost_aware,
+            )
         strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id, cost=cost)
 
     def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
@@ -1147,3 +1146,22 @@ def write_report(
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["job"])
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _check_cost_aware(axis: Any, strategy: str | None, sampler: Any) -> None:
+    """``cost_aware`` names a cost axis, and goes with the optuna strategy and no sampler of the user's."""
+    if axis not in COST_AXES:
+        raise BudgetConfigError(
+            f"`hydra.sweeper.cost_aware` must name the cost to weigh, one of {', '.join(COST_AXES)}; got {axis!r}."
+        )
+    if sampler is not None:
+        raise BudgetConfigError(
+            "`hydra.sweeper.cost_aware` brings its own Optuna sampler (expected improvement per unit of predicted "
+            "cost): remove hydra.sweeper.sampler, or cost_aware."
+        )
+    if strategy not in (None, "optuna"):
+        why = "a grid proposes without learning" if strategy == "grid" else "a random search must stay i.i.d."
+        raise BudgetConfigError(
+            f"`hydra.sweeper.cost_aware` is a proposal rule of the optuna strategy, but strategy is {strategy!r} "
+            f"({why}): set hydra.sweeper.strategy=optuna, or remove cost_aware."
+        )

@@ -90,7 +90,12 @@ def test_bad_settings_are_clear_errors():
             ["hydra.sweeper.cost_aware=energy_kwh", "+hydra.sweeper.sampler._target_=optuna.samplers.TPESampler"],
             "brings its own Optuna sampler",
         ),
-        (["hydra.sweeper.cost_aware=money", "hydra.sweeper.grid.country=null"], "needs a price"),
+        (["hydra.sweeper.cost_aware=money", "hydra.sweeper.grid.country=null"], "cost_aware=money` needs a price"),
+        (["hydra.sweeper.cost_aware=energy_kwh", "hydra.sweeper.strategy=grid"], "a grid proposes without learning"),
+        (
+            ["hydra.sweeper.cost_aware=energy_kwh", "+hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler"],
+            "remove hydra.sweeper.sampler, or cost_aware",
+        ),
     ],
 )
 def test_bad_cost_aware_configuration_is_a_clear_error(tmp_path, overrides, message):
@@ -124,3 +129,30 @@ def test_a_hydra_sweep_weighs_proposals_by_the_energy_its_ledger_measured(tmp_pa
         assert float(kwh) == pytest.approx(ledger_kwh[number])
     assert len(set(ledger_kwh.values())) > 2  # the cost really depended on x
     assert "optuna search (cost-aware: expected improvement per unit of predicted energy_kwh)" in proc.stdout
+
+
+def test_a_failing_configuration_is_not_proposed_again_and_stale_running_trials_do_not_weigh(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    strategy = OptunaStrategy(["x=interval(0.0, 1.0)"], storage_dir=tmp_path, direction="max", seed=0, cost_aware=True)
+    study = strategy.study
+    stale = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # left RUNNING by a killed session
+    strategy._asked.clear()
+    proposals = []
+    for job in range(24):
+        overrides = strategy.ask(1)[0]
+        x = float(overrides[0].split("=")[1])
+        proposals.append(x)
+        if x > 0.8:  # configurations there fail (out of memory, say); the score would be best there
+            strategy.tell(job, overrides, None, "failed", strategy.ids[0])
+        else:
+            strategy.tell(job, overrides, x, "completed", strategy.ids[0], cost=1.0)
+    later = proposals[12:]
+    assert sum(x > 0.8 for x in later) <= 2, later  # the models learned that the region fails
+    assert stale.number not in strategy._asked
+
+
+def test_a_cost_axis_the_trials_do_not_measure_warns_and_stays_tpe(tmp_path):
+    proc = run(
+        tmp_path / "sweep", "x=interval(0,6)", "hydra.sweeper.cost_aware=flops", "hydra.sweeper.max_trials=3"
+    )  # the task meters no FLOPs
+    assert "hydra.sweeper.cost_aware=flops, but trial 0 measured no flops" in proc.stdout + proc.stderr
