@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 DAEMONS = ("slurmctld", "slurmd", "munged", "sinfo", "squeue", "scancel", "sbatch")
 
@@ -121,7 +122,7 @@ def _stop(env: dict[str, str], pid_files: list[Path]) -> None:
             daemons.append(psutil.Process(int(pid_file.read_text().strip())))
         except (OSError, ValueError, psutil.Error):
             continue
-    daemons += [p for p in psutil.process_iter(["name"]) if p.info["name"] == "slurmstepd"]
+    daemons += [p for p in psutil.process_iter(["name"]) if p.info["name"] == "slurmstepd" and _ours(p, env)]
     for process in daemons:
         try:
             process.terminate()
@@ -133,3 +134,11 @@ def _stop(env: dict[str, str], pid_files: list[Path]) -> None:
             process.kill()
         except psutil.Error:
             continue
+
+
+def _ours(process: Any, env: dict[str, str]) -> bool:
+    """Whether a job step belongs to this cluster (slurmd passes on its SLURM_CONF), not to another one here."""
+    try:
+        return bool(process.environ().get("SLURM_CONF") == env["SLURM_CONF"])
+    except Exception:
+        return False

@@ -75,6 +75,14 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+def slurm_job_id() -> str | None:
+    """The SLURM job this process runs in, as ``sacct -j`` takes it (``<array job>_<task>`` for an array task)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
 @dataclass
 class TrialRecord:
     """A trial's heartbeat: its cumulative spend, a sequence number, and its status as the job sees it."""
@@ -89,6 +97,7 @@ class TrialRecord:
     updated_at: float = field(default_factory=time.time)
     warmup: bool = False  # the first trial of its process: it pays the process's one-off start-up costs
     partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
+    slurm_job: str | None = field(default_factory=lambda: slurm_job_id())  # the SLURM job (array task) it ran as
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
@@ -103,6 +112,7 @@ class TrialRecord:
             "updated_at": self.updated_at,
             "warmup": self.warmup,
             "partial": self.partial,
+            "slurm_job": self.slurm_job,
         }
 
     @classmethod
@@ -129,6 +139,7 @@ class TrialRecord:
                 updated_at=float(data.get("updated_at", 0.0)),
                 warmup=bool(data.get("warmup", False)),
                 partial=bool(data.get("partial", False)),
+                slurm_job=None if data.get("slurm_job") is None else str(data["slurm_job"]),
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a heartbeat: {type(err).__name__}: {err}") from err

@@ -31,6 +31,7 @@ class Trial:
     partial: bool = False
     strategy_id: int | None = None
     rerun_of: int | None = None
+    slurm_job: str | None = None
 
     def finished_event(self) -> dict[str, Any]:
         """The fields of this trial's ``finished`` ledger event."""
@@ -42,7 +43,7 @@ class Trial:
             "error": self.error,
             "warmup": self.warmup,
             "partial": self.partial,
-        }
+        } | ({"slurm_job": self.slurm_job} if self.slurm_job else {})
 
 
 @dataclass
@@ -105,6 +106,7 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
             trial.status, trial.objective = event["status"], event.get("objective")
             trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
             trial.warmup, trial.partial = bool(event.get("warmup", False)), bool(event.get("partial", False))
+            trial.slurm_job = event.get("slurm_job") if isinstance(event.get("slurm_job"), str) else None
             finished[trial.job_num] = trial
         elif kind == "stopped":
             session.end = when

@@ -736,6 +736,7 @@ class BudgetSweep:
                 print(f"[greenai] note: {note}")
             trial.spend = record.spend if record is not None else Spend()
             trial.warmup = record.warmup if record is not None else False
+            trial.slurm_job = record.slurm_job if record is not None else None
             if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
                 trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
                 recovered.append(trial)
@@ -832,6 +833,7 @@ class BudgetSweep:
             log.warning("%s", note)
         job.spend = record.spend if record is not None else Spend()
         job.warmup = record.warmup if record is not None else False
+        job.slurm_job = record.slurm_job if record is not None else None
         final = record is not None and record.status != "running"
         if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
             job.status = record.status

@@ -14,6 +14,7 @@ from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
 from lightning_greenai.reporting.price_tag import PriceTag
+from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.units import (
@@ -113,6 +114,9 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
             if marginal:
                 lines.append(f"  {marginal_line(summary, marginal)}")
         lines.extend(pareto_lines(summary))
+        slurm = slurm_energy(summary.trials)
+        if slurm is not None:
+            lines.extend(f"  {line}" for line in slurm.lines())
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
 
@@ -290,6 +294,7 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                     else None
                 ),
                 "evp_extrapolated": _extrapolation_json(summary),
+                "slurm": None if (slurm := slurm_energy(summary.trials)) is None else slurm.to_dict(),
                 "evp_note": None if summary.iid else "not i.i.d. search: only the observed best so far is valid",
             }
         )
