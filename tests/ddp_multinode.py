@@ -7,7 +7,6 @@ training step, each rank adds 1 J to its node's package counter (shared by the n
 GPU's counter. Lightning's launcher starts the node's second process itself, as on a real node.
 """
 
-import fcntl
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor
 from lightning_greenai.sensors.fake import FakeGPU, FakeNVML
+from tests.counter_files import bump, counter
 
 out_dir, node_dir = Path(sys.argv[1]), Path(sys.argv[2])
 node = int(os.environ["NODE_RANK"])
@@ -26,26 +26,11 @@ powercap = node_dir / "powercap"
 gpu_files = [node_dir / f"gpu{i}_mj" for i in range(2)]
 
 
-def bump(path: Path, amount: int) -> None:
-    with open(path, "r+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        value = int(fh.read().strip() or 0) + amount
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{value}\n")
-        fh.flush()
-        fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class Model(BoringModel):
     def training_step(self, batch, batch_idx):
         bump(powercap / "intel-rapl:0" / "energy_uj", 1_000_000)
         bump(gpu_files[self.trainer.local_rank], 10_000)
         return super().training_step(batch, batch_idx)
-
-
-def counter(path: Path):
-    return lambda: int(path.read_text().strip() or 0)
 
 
 nvml = FakeNVML([FakeGPU(f"GPU-node{node}-{i}", energy_mj=counter(gpu_files[i])) for i in range(2)])

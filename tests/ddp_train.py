@@ -6,7 +6,6 @@ Every training step, each rank adds 1 J to the host's package counter (shared by
 10 J to its GPU counter: its own GPU in ``distinct`` mode, GPU 0 (the same UUID on both ranks) in ``shared`` mode.
 """
 
-import fcntl
 import json
 import os
 import sys
@@ -17,26 +16,10 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import FakeGPU, FakeNVML
+from tests.counter_files import bump, counter
 
 out_dir, powercap, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def bump(path: Path, amount: int) -> None:
-    with open(path, "r+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        value = int(fh.read().strip() or 0) + amount
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{value}\n")
-        fh.flush()
-        fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def counter(path: Path):
-    return lambda: int(path.read_text().strip() or 0)
-
-
 gpu_files = [out_dir / f"gpu{i}_mj" for i in range(2)]
 
 
