@@ -170,12 +170,12 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             )
         self.seed, self.n_startup_trials, self.candidates = seed, n_startup_trials, candidates
         self._pending = pending
-        self._random = optuna.samplers.TPESampler(seed=seed)
+        self._startup = optuna.samplers.TPESampler(seed=seed)
         self._intersection = optuna.search_space.IntersectionSearchSpace()
 
     def reseed_rng(self) -> None:
         """Optuna's hook for parallel workers: reseed the start-up sampler."""
-        self._random.reseed_rng()
+        self._startup.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         """The parameters every trial so far has had (those that can vary)."""
@@ -186,7 +186,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         """Parameters outside the relative space (and all of them during start-up): as TPE proposes them."""
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return self._startup.sample_independent(study, trial, param_name, param_distribution)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

@@ -97,7 +97,7 @@ class TrialRecord:
     updated_at: float = field(default_factory=time.time)
     warmup: bool = False  # the first trial of its process: it pays the process's one-off start-up costs
     partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
-    slurm_job: str | None = field(default_factory=lambda: slurm_job_id())  # the SLURM job (array task) it ran as
+    slurm_job: str | None = field(default_factory=slurm_job_id)  # the SLURM job (array task) it ran as
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.spend import Spend
 
 __all__ = ["History", "Session", "Trial", "replay"]
@@ -32,6 +33,12 @@ class Trial:
     strategy_id: int | None = None
     rerun_of: int | None = None
     slurm_job: str | None = None
+
+    def take_heartbeat(self, record: TrialRecord | None) -> None:
+        """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
+        self.spend = record.spend if record is not None else Spend()
+        self.warmup = record.warmup if record is not None else False
+        self.slurm_job = record.slurm_job if record is not None else None
 
     def finished_event(self) -> dict[str, Any]:
         """The fields of this trial's ``finished`` ledger event."""

@@ -50,7 +50,7 @@ from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, 
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import format_duration, format_quantity
+from lightning_greenai.units import QUANTITIES, format_duration, format_quantity
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
 
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 STOP_POLICIES = ("graceful", "finish", "kill")
 STRATEGIES = ("grid", "random", "optuna")
 #: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
-COST_AXES = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
+COST_AXES = tuple(q for q in QUANTITIES if q != "wall_hours")
 #: What a trial must report for each budget quantity, and what to attach when it does not.
 _MEASURED_BY = {
     "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
@@ -734,9 +734,7 @@ class BudgetSweep:
             record = TrialRecord.load(sweep_dir, job_num, notes)
             for note in notes:
                 print(f"[greenai] note: {note}")
-            trial.spend = record.spend if record is not None else Spend()
-            trial.warmup = record.warmup if record is not None else False
-            trial.slurm_job = record.slurm_job if record is not None else None
+            trial.take_heartbeat(record)
             if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
                 trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
                 recovered.append(trial)
@@ -831,9 +829,7 @@ class BudgetSweep:
             record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
         for note in notes:
             log.warning("%s", note)
-        job.spend = record.spend if record is not None else Spend()
-        job.warmup = record.warmup if record is not None else False
-        job.slurm_job = record.slurm_job if record is not None else None
+        job.take_heartbeat(record)
         final = record is not None and record.status != "running"
         if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
             job.status = record.status

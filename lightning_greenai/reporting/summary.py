@@ -293,7 +293,7 @@ class SweepSummary:
         """The expected best of N to 4N trials (N: the scored trials), from the quadratic tail of the scores.
 
         Random search only (:mod:`lightning_greenai.budget.extrapolate`); ``None`` for other strategies, with fewer
-        than :data:`~lightning_greenai.budget.extrapolate.MIN_SCORES` scores, or when the top scores are all tied.
+        than :data:`~lightning_greenai.budget.extrapolate.MIN_SCORES` scores, or with too few distinct top scores.
         At most 40 values of n, always including N, 2N and 4N.
         """
         if self._extrapolation is None:

@@ -443,7 +443,11 @@ def test_report_never_writes_through_a_symlink_or_outside_its_folder(tmp_path):
     ],
 )
 def test_jobs_in_flight_together_overshoot_by_at_most_one_step_each(tmp_path, launcher):
-    sweep_dir = tmp_path / "sweep"
+    two_jobs_in_flight_overshoot_by_at_most_one_step_each(tmp_path / "sweep", *launcher)
+
+
+def two_jobs_in_flight_overshoot_by_at_most_one_step_each(sweep_dir, *launcher):
+    """Two 10 J trials admitted together (a 4 J prior) under a 15 J budget, on ``launcher``; returns the sweep's run."""
     proc = run(
         sweep_dir,
         "x=0,1,2,3",
@@ -458,6 +462,7 @@ def test_jobs_in_flight_together_overshoot_by_at_most_one_step_each(tmp_path, la
     # each job stops itself at its share (7.5 J), at the step that reaches it: one 1 J step past it at most
     assert rep["spend"]["energy_j"]["gpu:0"] <= 15.0 + 2 * 1.0
     assert rep["trials_by_status"].get("budget_stopped", 0) >= 1
+    return proc
 
 
 @pytest.mark.parametrize(
