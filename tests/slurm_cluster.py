@@ -17,29 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.services import apt_install, free_port
+
 DAEMONS = ("slurmctld", "slurmd", "munged", "sinfo", "squeue", "scancel", "sbatch")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_installed() -> str | None:
     """Install SLURM and munge with apt if missing; the reason it cannot, or ``None`` when they are there."""
-    if all(shutil.which(name) for name in DAEMONS):
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "SLURM is not installed and cannot be (needs root and apt-get): apt-get install slurm-wlm munge"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "slurm-wlm", "munge"]
-    if subprocess.run(install, capture_output=True, env=env, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
-        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
-        if done.returncode != 0:
-            return f"apt-get install slurm-wlm munge failed: {done.stderr[-500:]}"
-    return None if all(shutil.which(name) for name in DAEMONS) else "slurm-wlm installed but its commands are missing"
+    return apt_install(["slurm-wlm", "munge"], lambda: all(shutil.which(name) for name in DAEMONS))
 
 
 def _config(folder: Path, host: str) -> str:
@@ -59,8 +44,8 @@ SlurmctldPidFile={folder}/slurmctld.pid
 SlurmdPidFile={folder}/slurmd.pid
 SlurmctldLogFile={folder}/log/slurmctld.log
 SlurmdLogFile={folder}/log/slurmd.log
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
 ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/linux

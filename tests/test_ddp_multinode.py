@@ -11,15 +11,10 @@ import pytest
 
 from lightning_greenai import Spend
 from lightning_greenai.sensors.fake import make_rapl_tree
+from tests.services import free_port
 
 pytestmark = [pytest.mark.ddp, pytest.mark.timeout(600)]
 SCRIPT = Path(__file__).with_name("ddp_multinode.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_nodes_count_each_cpu_once_per_node_and_each_gpu_once(tmp_path):

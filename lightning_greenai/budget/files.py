@@ -1,5 +1,6 @@
 """The files a budget sweep shares between its jobs and the sweeper, under ``<sweep.dir>/.greenai/``.
 
+(With ``hydra.sweeper.storage`` the jobs' messages go through a database instead: see ``channel.py``.)
 ``trials/<job>.json`` (one writer: the job; atomic replace), ``trials/<job>.allowance.json`` (written by the sweeper
 before launch), ``STOP`` (written by the sweeper's watchdog), ``ledger.jsonl`` (append-only, the sweeper). Every
 file works on a shared filesystem (NFS, Lustre): writes go to a temporary name in the same folder, then
@@ -17,12 +18,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 
-__all__ = ["STATE_DIR", "TRIAL_STATUSES", "TrialRecord", "is_scored", "read_json", "state_dir", "write_json_atomic"]
+if TYPE_CHECKING:
+    from lightning_greenai.budget.channel import Channel
+
+__all__ = [
+    "STATE_DIR",
+    "TRIAL_STATUSES",
+    "TrialRecord",
+    "is_scored",
+    "read_json",
+    "replace_text",
+    "state_dir",
+    "write_json_atomic",
+]
 
 STATE_DIR = ".greenai"
 #: What a trial can be: ``running`` until its task ends; ``not_started`` if it began after the sweep's STOP.
@@ -49,7 +62,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     Raises:
         StateWriteError: the file cannot be written (read-only or full disk); the old file, if any, is intact.
     """
-    text = json.dumps(data, allow_nan=False)  # NaN is not JSON: never written, whatever a caller passes
+    replace_text(path, json.dumps(data, allow_nan=False))  # NaN is not JSON: never written, whatever a caller passes
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary name in the same folder, fsync, ``os.replace``).
+
+    Raises:
+        StateWriteError: the file cannot be written (read-only or full disk); the old file, if any, is intact.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,26 +170,45 @@ class TrialRecord:
 
     @staticmethod
     def path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
-        """Where job ``job_num`` writes its heartbeat."""
+        """Where job ``job_num`` writes its heartbeat when the sweep talks through files."""
         return state_dir(sweep_dir) / "trials" / f"{job_num}.json"
 
     @classmethod
     def load(
-        cls, sweep_dir: str | os.PathLike[str], job_num: int, notes: list[str] | None = None
+        cls,
+        channel: Channel | str | os.PathLike[str],
+        job_num: int,
+        notes: list[str] | None = None,
+        *,
+        patience_s: float = 0.0,
     ) -> TrialRecord | None:
         """Read job ``job_num``'s latest heartbeat, or ``None`` if it never wrote one or it is damaged.
 
-        A damaged file (not JSON, the wrong shape, a NaN) is never trusted; what is wrong is appended to ``notes``.
+        ``channel`` is the sweep's channel (a sweep dir: its files). A damaged heartbeat (not JSON, the wrong shape, a
+        NaN) is never trusted; what is wrong is appended to ``notes``. A database that stays unreachable for
+        ``patience_s`` reads as no heartbeat, with a note.
         """
-        path = cls.path(sweep_dir, job_num)
-        data = read_json(path)
-        if data is None:
-            if notes is not None and path.exists() and path.stat().st_size > 0:
-                notes.append(f"heartbeat {path} is not valid JSON: ignored")
+        from lightning_greenai.budget.channel import Channel, FileChannel
+
+        channel = channel if isinstance(channel, Channel) else FileChannel(channel)
+        try:
+            text = channel.get("heartbeat", job_num, patience_s=patience_s)
+        except StateWriteError as err:
+            if notes is not None:
+                notes.append(f"heartbeat of job {job_num} could not be read: {err}")
+            return None
+        if text is None:
+            return None
+        where = channel.where("heartbeat", job_num)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            if notes is not None and text.strip():
+                notes.append(f"heartbeat {where} is not valid JSON: ignored")
             return None
         try:
             return cls.from_dict(data)
         except ValueError as err:
             if notes is not None:
-                notes.append(f"heartbeat {path} is damaged ({err}): ignored")
+                notes.append(f"heartbeat {where} is damaged ({err}): ignored")
             return None

@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import random
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -229,7 +230,8 @@ class OptunaStrategy:
             optuna_sampler = CostAwareSampler(seed=seed, pending=lambda: set(self._asked))
         else:
             optuna_sampler = optuna.samplers.TPESampler(seed=seed)
-        self.study = optuna.create_study(
+        self.study = _create_study(
+            optuna,
             study_name=study_name or "greenai",
             storage=storage or f"sqlite:///{storage_dir / 'optuna.db'}",
             load_if_exists=True,
@@ -298,6 +300,23 @@ class OptunaStrategy:
     def exhausted(self) -> bool:
         """Never."""
         return False
+
+
+def _create_study(optuna: Any, **kwargs: Any) -> Any:
+    """``optuna.create_study``, again when two sweeps created Optuna's tables in one new database at once.
+
+    The loser of that race fails on a duplicate table; the tables then exist, so the second try only loads them.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(**kwargs)
+        except DBAPIError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_strategy(

@@ -31,7 +31,8 @@ from typing import Any
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.budget.budget import Budget, measure
-from lightning_greenai.budget.files import TrialRecord, is_scored, read_json, state_dir, write_json_atomic
+from lightning_greenai.budget.channel import Channel, check_storage, open_channel
+from lightning_greenai.budget.files import TrialRecord, is_scored, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
 from lightning_greenai.budget.history import Trial, replay
 from lightning_greenai.budget.launchers import launcher_parallelism
@@ -46,7 +47,7 @@ from lightning_greenai.budget.strategies import (
     parse_overrides,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
-from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, SweepFailedError
+from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError, SweepFailedError
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
@@ -279,7 +280,12 @@ class BudgetSweep:
                 f"The greenai sweeper optimises one objective: `hydra.sweeper.direction` must be max or min "
                 f"(maximize or minimize), got {direction!r}."
             )
-        self.storage, self.study_name = storage, study_name
+        if storage is not None and not isinstance(storage, str):
+            raise BudgetConfigError(f"`hydra.sweeper.storage` must be a database URL or null, got {storage!r}.")
+        if storage:
+            check_storage(storage)
+        self.storage, self.study_name = storage or None, study_name
+        self.channel: Channel | None = None
         if strategy not in STRATEGIES:
             raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
         if stop_policy not in STOP_POLICIES:
@@ -373,6 +379,13 @@ class BudgetSweep:
         self.parallelism, self.parallelism_source = launcher_parallelism(config.hydra.get("launcher"))
 
     @property
+    def _channel(self) -> Channel:
+        """How this sweep talks to its jobs (opened by :meth:`sweep`)."""
+        if self.channel is None:
+            raise RuntimeError("the sweep's channel is opened by BudgetSweep.sweep()")
+        return self.channel
+
+    @property
     def batch_size(self) -> int:
         """Trials launched together: ``max_batch_size``, by default the launcher's real parallelism."""
         return self.max_batch_size if self.max_batch_size is not None else self.parallelism
@@ -398,6 +411,7 @@ class BudgetSweep:
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled = None
+        self.channel = open_channel(sweep_dir, self.storage, self.study_name, create=True)
         with SweepLock(folder), _signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
@@ -418,7 +432,7 @@ class BudgetSweep:
         ledger = Ledger(folder / "ledger.jsonl")
         book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        (folder / "STOP").unlink(missing_ok=True)
+        self._channel.delete("stop", None)
         strategy = make_strategy(
             self.strategy_name,
             arguments,
@@ -429,7 +443,8 @@ class BudgetSweep:
             sampler=self.sampler,
             cost_aware=self.cost_aware is not None,
             storage=self.storage,
-            study_name=self.study_name,
+            # two sweeps on one database are two studies, unless the user names one study for both
+            study_name=self.study_name or (str(sweep_dir) if self.storage else None),
         )
         for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
             self._tell(strategy, trial)
@@ -468,13 +483,13 @@ class BudgetSweep:
                     reason = "search space exhausted"
                     break
                 self.validate_batch([job.overrides for job in jobs])
-                (folder / "STOP").unlink(missing_ok=True)
+                self._channel.delete("stop", None)
                 allowance = self._allowance(estimates, self._share(remaining, min(len(jobs), self.parallelism)))
                 for job in jobs:
-                    self._prepare(folder, sweep_dir, job, allowance, ledger)
+                    self._prepare(job, allowance, ledger)
                 results = self._launch(sweep_dir, jobs, book)
                 for i, job in enumerate(jobs):
-                    self._settle(job, None if results is None else results[i], sweep_dir)
+                    self._settle(job, None if results is None else results[i])
                     self._record(job, strategy, ledger, book)
                     settled.add(job.job_num)
                 if results is not None:
@@ -493,7 +508,7 @@ class BudgetSweep:
                     self._finish(ledger, sweep_dir, book, unmeasured)
                     raise BudgetConfigError(unmeasured)
         except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
-            self._interrupted(interrupt, sweep_dir, folder, jobs, settled, strategy, ledger, book)
+            self._interrupted(interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
         except Exception as err:
             if self.signalled is None:
                 raise
@@ -502,7 +517,7 @@ class BudgetSweep:
                 KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
             )
             cause.__cause__ = err
-            self._interrupted(cause, sweep_dir, folder, jobs, settled, strategy, ledger, book)
+            self._interrupted(cause, sweep_dir, jobs, settled, strategy, ledger, book)
         self._finish(ledger, sweep_dir, book, reason)
         return returns
 
@@ -561,10 +576,10 @@ class BudgetSweep:
             objective=self.objective_key or "score",
         )
 
-    def _prepare(self, folder: Path, sweep_dir: Path, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
+    def _prepare(self, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
-        TrialRecord.path(sweep_dir, job.job_num).unlink(missing_ok=True)
-        write_json_atomic(folder / "trials" / f"{job.job_num}.allowance.json", dict(allowance))
+        self._channel.delete("heartbeat", job.job_num)
+        self._channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
@@ -615,7 +630,6 @@ class BudgetSweep:
         self,
         interrupt: BaseException,
         sweep_dir: Path,
-        folder: Path,
         jobs: list[Trial],
         settled: set[int],
         strategy: SearchStrategy,
@@ -635,14 +649,18 @@ class BudgetSweep:
         else:
             what, code = type(interrupt).__name__, 1
         # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
-        write_json_atomic(folder / "STOP", {"policy": "graceful", "kind": "interrupt", "reason": what})
+        try:
+            stop = {"policy": "graceful", "kind": "interrupt", "reason": what}
+            self._channel.send("stop", None, stop, patience_s=30.0)
+        except StateWriteError as err:  # the books below still get written; the jobs stop at their allowances
+            log.warning("Could not signal STOP to the running jobs: %s", err)
         if self.watchdog is not None:
             self.watchdog.stop()
         for job in jobs:
             if job.job_num in settled:
                 continue
             if job.job_num in self._launched:
-                self._settle(job, None, sweep_dir, interrupted=True)
+                self._settle(job, None, interrupted=True)
                 self._record(job, strategy, ledger, book)
             else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
                 strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
@@ -731,7 +749,7 @@ class BudgetSweep:
         recovered, interrupted = [], []
         for job_num, trial in sorted(history.open.items()):
             notes: list[str] = []
-            record = TrialRecord.load(sweep_dir, job_num, notes)
+            record = TrialRecord.load(self._channel, job_num, notes, patience_s=60.0)
             for note in notes:
                 print(f"[greenai] note: {note}")
             trial.take_heartbeat(record)
@@ -751,7 +769,7 @@ class BudgetSweep:
             job: record.updated_at
             for session in history.sessions
             for job in session.jobs
-            if (record := TrialRecord.load(sweep_dir, job)) is not None
+            if (record := TrialRecord.load(self._channel, job, patience_s=60.0)) is not None
         }
         self._elapsed_before = history.elapsed_s(last_alive)
         for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
@@ -819,12 +837,12 @@ class BudgetSweep:
                 out[quantity] = limit
         return out
 
-    def _settle(self, job: Trial, ret: Any, sweep_dir: Path, *, interrupted: bool = False) -> None:
+    def _settle(self, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
         """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
         from hydra.core.utils import JobStatus
 
         notes: list[str] = []
-        record = TrialRecord.load(sweep_dir, job.job_num, notes)
+        record = TrialRecord.load(self._channel, job.job_num, notes, patience_s=60.0)
         if record is None and self.watchdog is not None:
             record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
         for note in notes:
@@ -1029,10 +1047,11 @@ class _Watchdog:
         STOP file only keeps queued trials from starting. When a job of the batch finishes, the headroom left is
         shared again among the jobs still running (their ``sweep`` caps rise by what it did not use).
         """
+        sweep = self.sweep
         in_flight = Spend()
         records: dict[int, TrialRecord] = {}
         for job in self.jobs:
-            record = TrialRecord.load(self.sweep_dir, job.job_num)
+            record = TrialRecord.load(sweep._channel, job.job_num)
             if record is not None:
                 self.last_good[job.job_num] = record
             else:
@@ -1040,15 +1059,15 @@ class _Watchdog:
             if record is not None:
                 records[job.job_num] = record
                 in_flight = in_flight + record.spend
-        sweep = self.sweep
         total = self.book.spend + in_flight
         fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
         if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
-            self.stopped = True
-            write_json_atomic(
-                state_dir(self.sweep_dir) / "STOP",
-                {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"},
-            )
+            stop = {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"}
+            try:
+                sweep._channel.send("stop", None, stop)
+                self.stopped = True
+            except StateWriteError as err:  # tried again at the next poll; the jobs' allowances hold meanwhile
+                log.warning("Could not signal STOP to the running jobs (trying again): %s", err)
         finished = {j for j, r in records.items() if r.status != "running"}
         if finished - self.finished and sweep.stop_policy != "finish" and not self.stopped:
             self.finished = finished
@@ -1064,15 +1083,16 @@ class _Watchdog:
         headroom = sweep.budget.remaining(total, sweep.grid, wall_s=sweep.wall_s())
         # the jobs that can run at once share it (a batch larger than the launcher runs waits in its queue)
         share = sweep._share({q: h for q, h in headroom.items() if h is not None}, min(len(running), sweep.parallelism))
-        folder = state_dir(self.sweep_dir) / "trials"
         for job_num in running:
-            path = folder / f"{job_num}.allowance.json"
-            allowance = read_json(path)
+            allowance = sweep._channel.receive("allowance", job_num)
             if not isinstance(allowance, dict) or "sweep" not in allowance:
                 continue
             spent = records[job_num].spend if job_num in records else Spend()
             allowance["sweep"] = sweep.job_caps(spent, share)
-            write_json_atomic(path, allowance)
+            try:
+                sweep._channel.send("allowance", job_num, allowance)
+            except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
+                log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
 
 
 def write_report(

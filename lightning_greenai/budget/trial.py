@@ -14,6 +14,7 @@ it counts.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.budget.files import TrialRecord, read_json, state_dir, write_json_atomic
+from lightning_greenai.budget.channel import Channel, FileChannel, open_channel
+from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.spend import Method, Spend
 
@@ -46,30 +48,36 @@ class TrialReporter:
     """The account of one trial process: every meter contributes to it, and it writes the trial's heartbeat.
 
     Args:
-        sweep_dir: The sweep's folder (``hydra.sweep.dir``).
+        channel: How the sweep's jobs talk to its sweeper (a sweep dir: the files in it).
         job_num: The job's number (``hydra.job.num``).
         heartbeat_s: Minimum seconds between two heartbeat writes (status changes are written at once).
         clock: Monotonic clock.
         warmup: Whether this is the first trial its process runs (it pays the process's one-off start-up costs).
+        signal_s: A STOP signal or allowance read this recently is not read again (a database is not asked every
+            step); files are always read.
     """
 
     def __init__(
         self,
-        sweep_dir: str | Path,
+        channel: Channel | str | Path,
         job_num: int,
         heartbeat_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         *,
         warmup: bool = False,
+        signal_s: float = 1.0,
     ) -> None:
-        self.sweep_dir = Path(sweep_dir)
+        self.channel = channel if isinstance(channel, Channel) else FileChannel(channel)
         self.job_num = job_num
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s, self.signal_s = heartbeat_s, signal_s
         self._clock = clock
         self._last_write: float | None = None
         self._lock = threading.RLock()
         self._write_warned = False
-        previous = TrialRecord.load(self.sweep_dir, job_num)
+        notes: list[str] = []
+        previous = TrialRecord.load(self.channel, job_num, notes, patience_s=30.0)
+        for note in notes:
+            warnings.warn(f"{note}: this trial starts its account at zero", GreenAIWarning, stacklevel=2)
         self.record = TrialRecord(job_num=job_num, seq=previous.seq if previous else 0, warmup=warmup)
         # a requeued job (same number, e.g. a preempted Slurm job) continues the spend of its earlier attempt; the
         # sweeper deletes a stale file before it launches a job, so this never bills a new trial for an old one
@@ -190,10 +198,14 @@ class TrialReporter:
             self._write(force=True)
 
     def finish(self, status: str, objective: float | None = None) -> None:
-        """Write the final record: the latest spend, the final status and the objective."""
-        self.set_status(status, objective)
+        """Write the final record: the latest spend, the final status and the objective (retried for a minute)."""
+        with self._lock:
+            self.record.status = status
+            if objective is not None:
+                self.record.objective = objective
+            self._write(force=True, patience_s=60.0)
 
-    def _write(self, *, force: bool) -> bool:
+    def _write(self, *, force: bool, patience_s: float = 0.0) -> bool:
         now = self._clock()
         due = self._last_write is None or now - self._last_write >= self.heartbeat_s
         if not (force or due):
@@ -201,15 +213,15 @@ class TrialReporter:
         self.record.spend = self.total
         self.record.seq += 1
         self.record.updated_at = time.time()
-        path = TrialRecord.path(self.sweep_dir, self.job_num)
         try:
-            write_json_atomic(path, self.record.to_dict())
+            self.channel.send("heartbeat", self.job_num, self.record.to_dict(), patience_s=patience_s)
         except OSError as err:
             # the trial goes on: its spend is still in memory and reaches the sweeper with the next good write
             if not self._write_warned:
                 self._write_warned = True
+                where = self.channel.where("heartbeat", self.job_num)
                 warnings.warn(
-                    f"Cannot write the trial's heartbeat {path}: {err}. The sweeper bills this trial at its last "
+                    f"Cannot write the trial's heartbeat {where}: {err}. The sweeper bills this trial at its last "
                     "written heartbeat until a write succeeds.",
                     GreenAIWarning,
                     stacklevel=3,
@@ -222,18 +234,24 @@ class TrialReporter:
 
     def stop_request(self) -> dict[str, Any] | None:
         """The sweeper's STOP signal (``{"policy": ..., "reason": ...}``), or ``None``."""
-        path = state_dir(self.sweep_dir) / "STOP"
-        if not path.exists():
+        try:
+            text = self.channel.get("stop", None, max_age_s=self.signal_s)
+        except OSError:
+            return None  # the database is away and never answered: no STOP heard (the allowance still holds)
+        if text is None:
             return None
-        data = read_json(path)
-        return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP file present"}
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP signal present"}
 
     def allowance(self) -> dict[str, Any]:
         """What this trial may spend, written by the sweeper before launch (see ``BudgetSweep._allowance``).
 
         ``{"trial": {...}, "sweep": {...}, "policy": ...}``; limits in grid-free units. Empty if none was written.
         """
-        data = read_json(state_dir(self.sweep_dir) / "trials" / f"{self.job_num}.allowance.json")
+        data = self.channel.receive("allowance", self.job_num, max_age_s=self.signal_s)
         if not isinstance(data, dict):
             return {}
         if not any(k in data for k in ("trial", "sweep", "policy")):
@@ -278,5 +296,11 @@ def current_trial() -> TrialReporter | None:
     key = (str(cfg.sweep.dir), int(cfg.job.num))
     if key not in _REPORTERS:
         heartbeat_s = float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0))
-        _REPORTERS[key] = TrialReporter(key[0], key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)
+        channel = open_channel(
+            key[0],
+            OmegaConf.select(cfg, "sweeper.storage", default=None),
+            OmegaConf.select(cfg, "sweeper.study_name", default=None),
+            cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
+        )
+        _REPORTERS[key] = TrialReporter(channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)
     return _REPORTERS[key]

@@ -1,7 +1,6 @@
 """The monitors inside real trackers: fit, then test from the best checkpoint, read back from each store."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from tests.conftest import ClockedModel
+from tests.services import free_port
 
 
 def fit_then_test(tiny_trainer, fake_clock, tmp_path, logger):
@@ -111,12 +111,6 @@ def test_mlflow_fit_then_test(tiny_trainer, fake_clock, tmp_path, monkeypatch, s
     logger = mlflow_logger(uri, tmp_path)
     monitor = fit_then_test(tiny_trainer, fake_clock, tmp_path, logger)
     check_mlflow_run(uri, logger.run_id, monitor)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,344 @@
+"""How a budget sweep's jobs and its sweeper talk: heartbeats, allowances and the STOP signal.
+
+One small interface — put, get and delete a JSON text under a *kind* and a job number — and two transports:
+
+* :class:`FileChannel` (the default): files under ``<hydra.sweep.dir>/.greenai/``; every job must see that folder
+  (one machine, or a shared filesystem such as NFS or Lustre).
+* :class:`SqlChannel` (``hydra.sweeper.storage=<SQLAlchemy URL>``): one table, ``greenai_signals``, in a SQL
+  database (SQLite for one machine, PostgreSQL for clusters: the storage Optuna users already run), keyed by the
+  sweep; jobs need the database, not the sweep dir. A dropped connection is retried; a write that still fails raises
+  :class:`~lightning_greenai.errors.StateWriteError`, like a file that cannot be written.
+
+The sweeper's own books (``ledger.jsonl``, the report, the lock) stay in the sweep dir on the sweeper's machine.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["KINDS", "Channel", "FileChannel", "SqlChannel", "open_channel"]
+
+Kind = Literal["heartbeat", "allowance", "stop"]
+#: What travels: a job's heartbeat (and final record), the allowance the sweeper gives it, the sweep's STOP signal.
+KINDS: tuple[Kind, ...] = ("heartbeat", "allowance", "stop")
+_SWEEP_WIDE = -1  # the job number of a sweep-wide signal (STOP)
+
+
+class Channel(abc.ABC):
+    """Text messages between a sweep's jobs and its sweeper, by kind and job number (``None``: the whole sweep).
+
+    Each (kind, job) has one writer: the job writes its heartbeat, the sweeper its allowance and the STOP signal.
+    """
+
+    @abc.abstractmethod
+    def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
+        """Replace the message; readers see the old one or the new one, never half.
+
+        Args:
+            kind: ``heartbeat``, ``allowance`` or ``stop``.
+            job_num: The job (``None``: the whole sweep).
+            text: The message (JSON).
+            patience_s: How long to keep retrying a transport that fails (a dropped database connection).
+
+        Raises:
+            StateWriteError: it could not be written; the old message, if any, is intact.
+        """
+
+    @abc.abstractmethod
+    def get(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, patience_s: float = 0.0) -> str | None:
+        """The message, or ``None`` if there is none.
+
+        Args:
+            kind: ``heartbeat``, ``allowance`` or ``stop``.
+            job_num: The job (``None``: the whole sweep).
+            max_age_s: A copy read this recently may be returned instead of a fresh read (a job checks its signals
+                every step).
+            patience_s: How long to keep retrying a transport that fails.
+
+        Raises:
+            StateWriteError: the transport failed for ``patience_s`` and nothing was read before.
+        """
+
+    @abc.abstractmethod
+    def delete(self, kind: Kind, job_num: int | None) -> None:
+        """Remove the message if there is one."""
+
+    @abc.abstractmethod
+    def where(self, kind: Kind, job_num: int | None) -> str:
+        """Where the message lives, for messages to the user."""
+
+    def send(self, kind: Kind, job_num: int | None, data: Any, *, patience_s: float = 0.0) -> None:
+        """:meth:`put` ``data`` as JSON (never a NaN: it is not JSON)."""
+        self.put(kind, job_num, json.dumps(data, allow_nan=False), patience_s=patience_s)
+
+    def receive(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0) -> Any | None:
+        """The message as JSON, or ``None`` if there is none, it is not JSON, or the transport failed."""
+        try:
+            text = self.get(kind, job_num, max_age_s=max_age_s)
+        except StateWriteError:
+            return None
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+
+
+class FileChannel(Channel):
+    """Files under ``<sweep_dir>/.greenai/``: ``trials/<job>.json``, ``trials/<job>.allowance.json``, ``STOP``."""
+
+    def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
+        self.sweep_dir = Path(sweep_dir)
+
+    def path(self, kind: Kind, job_num: int | None) -> Path:
+        """The file of a message."""
+        from lightning_greenai.budget.files import state_dir
+
+        folder = state_dir(self.sweep_dir)
+        if kind == "stop":
+            return folder / "STOP"
+        suffix = ".json" if kind == "heartbeat" else ".allowance.json"
+        return folder / "trials" / f"{job_num}{suffix}"
+
+    def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
+        """Write the file atomically (temporary name, fsync, ``os.replace``)."""
+        from lightning_greenai.budget.files import replace_text
+
+        replace_text(self.path(kind, job_num), text)
+
+    def get(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, patience_s: float = 0.0) -> str | None:
+        """The file's text (``""`` for an empty or unreadable file that exists), or ``None`` if it is missing."""
+        path = self.path(kind, job_num)
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError):
+            return "" if path.exists() else None
+
+    def delete(self, kind: Kind, job_num: int | None) -> None:
+        """Remove the file."""
+        self.path(kind, job_num).unlink(missing_ok=True)
+
+    def where(self, kind: Kind, job_num: int | None) -> str:
+        """The file's path."""
+        return str(self.path(kind, job_num))
+
+
+_ENGINES: dict[tuple[str, int], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    """One engine per URL and process (a forked job must not share its parent's connections)."""
+    from sqlalchemy import create_engine
+
+    key = (url, os.getpid())
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            # pre_ping: a connection the server dropped while idle is replaced before use, not failed on
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if url.startswith("sqlite"):
+                options["connect_args"] = {"timeout": 30}  # writers queue on SQLite's lock instead of failing
+            _ENGINES[key] = create_engine(url, **options)
+        return _ENGINES[key]
+
+
+def _table() -> Any:
+    from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
+
+    return Table(
+        "greenai_signals",
+        MetaData(),
+        Column("sweep", String(1024), primary_key=True),
+        Column("kind", String(16), primary_key=True),
+        Column("job_num", Integer, primary_key=True, autoincrement=False),
+        Column("body", Text, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    )
+
+
+class SqlChannel(Channel):
+    """Rows of ``greenai_signals`` in a SQL database, one per (sweep, kind, job), through SQLAlchemy.
+
+    Args:
+        url: A SQLAlchemy URL (``sqlite:////abs/path.db``, ``postgresql://user@host:5432/db``).
+        sweep: The sweep's key: two sweeps on one database never see each other's rows.
+        create: Create the table if missing (the sweeper does, before it launches a job).
+    """
+
+    def __init__(self, url: str, sweep: str, *, create: bool = False) -> None:
+        self.url, self.sweep = url, sweep
+        self.engine = _engine(url)
+        self.table = _table()
+        self._cache: dict[tuple[str, int], tuple[float, str | None]] = {}
+        if create:
+            self._retry(lambda: self.table.metadata.create_all(self.engine, checkfirst=True), 60.0, "create")
+
+    def _key(self, kind: Kind, job_num: int | None) -> Any:
+        t = self.table
+        job = _SWEEP_WIDE if job_num is None else int(job_num)
+        return (t.c.sweep == self.sweep) & (t.c.kind == kind) & (t.c.job_num == job)
+
+    def _retry(self, action: Any, patience_s: float, what: str) -> Any:
+        """Run ``action`` until it succeeds, retrying a failed transport for ``patience_s`` (twice at least)."""
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        deadline, pause, attempt = time.monotonic() + patience_s, 0.05, 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except (DBAPIError, OperationalError) as err:
+                if attempt >= 2 and time.monotonic() >= deadline:
+                    safe = self.engine.url.render_as_string(hide_password=True)
+                    raise StateWriteError(
+                        f"Cannot {what} the sweep's signals in {safe}: {type(err.orig or err).__name__}: "
+                        f"{str(err.orig or err).strip().splitlines()[0] if str(err.orig or err).strip() else ''}. "
+                        "Check that the database is up and reachable from this host."
+                    ) from err
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
+        """Update the row, or insert it (one writer per row: no race between the two)."""
+        from sqlalchemy import insert, update
+
+        job = _SWEEP_WIDE if job_num is None else int(job_num)
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                now = time.time()
+                done = conn.execute(update(self.table).where(self._key(kind, job)).values(body=text, updated_at=now))
+                if done.rowcount == 0:
+                    row = {"sweep": self.sweep, "kind": kind, "job_num": job, "body": text, "updated_at": now}
+                    conn.execute(insert(self.table).values(**row))
+
+        self._retry(write, patience_s, "write")
+        self._cache[(kind, job)] = (time.monotonic(), text)
+
+    def get(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, patience_s: float = 0.0) -> str | None:
+        """Read the row (or a copy read within ``max_age_s``); the last copy read when the database is unreachable."""
+        from sqlalchemy import select
+
+        job = _SWEEP_WIDE if job_num is None else int(job_num)
+        cached = self._cache.get((kind, job))
+        if cached is not None and time.monotonic() - cached[0] <= max_age_s:
+            return cached[1]
+
+        def read() -> str | None:
+            with self.engine.connect() as conn:
+                value = conn.execute(select(self.table.c.body).where(self._key(kind, job))).scalar_one_or_none()
+                return None if value is None else str(value)
+
+        try:
+            text: str | None = self._retry(read, patience_s, "read")
+        except StateWriteError:
+            if cached is None:
+                raise
+            return cached[1]  # the last word heard: a job keeps its allowance while the database is away
+        self._cache[(kind, job)] = (time.monotonic(), text)
+        return text
+
+    def delete(self, kind: Kind, job_num: int | None) -> None:
+        """Delete the row."""
+        from sqlalchemy import delete
+
+        job = _SWEEP_WIDE if job_num is None else int(job_num)
+
+        def remove() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(delete(self.table).where(self._key(kind, job)))
+
+        self._retry(remove, 30.0, "delete")
+        self._cache.pop((kind, job), None)
+
+    def where(self, kind: Kind, job_num: int | None) -> str:
+        """The row, as ``<url>#<sweep>/<kind>/<job>`` (password hidden)."""
+        return f"{self.engine.url.render_as_string(hide_password=True)}#{self.sweep}/{kind}/{job_num}"
+
+
+def check_storage(storage: str) -> str:
+    """Return the backend of a SQLAlchemy URL (``sqlite``, ``postgresql`` ...), with a clear error for a bad one.
+
+    Raises:
+        BudgetConfigError: not a database URL.
+        MissingDependencyError: SQLAlchemy or the database's driver is not installed.
+    """
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    except ImportError as err:
+        raise MissingDependencyError(
+            "hydra.sweeper.storage needs SQLAlchemy: pip install 'lightning-greenai[postgresql]'"
+        ) from err
+    try:
+        url = make_url(storage)
+        dialect = url.get_dialect()
+        load_driver: Any = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+        load_driver()
+    except (ArgumentError, ValueError) as err:
+        raise BudgetConfigError(
+            f"hydra.sweeper.storage={storage!r} is not a database URL. Allowed: a SQLAlchemy URL such as "
+            "sqlite:////path/to/sweeps.db or postgresql://user@host:5432/db"
+        ) from err
+    except NoSuchModuleError as err:
+        raise BudgetConfigError(
+            f"hydra.sweeper.storage={storage!r}: unknown database. Allowed: sqlite:///... or postgresql://..."
+        ) from err
+    except ImportError as err:
+        backend = url.get_backend_name()
+        install = "pip install 'lightning-greenai[postgresql]'" if backend == "postgresql" else "install it"
+        raise MissingDependencyError(
+            f"hydra.sweeper.storage={storage!r} needs the {backend} driver `{err.name or err}`, which is not "
+            f"installed: {install}"
+        ) from err
+    return str(url.get_backend_name())
+
+
+def sqlite_absolute(storage: str, cwd: str | os.PathLike[str]) -> str:
+    """A relative SQLite path made absolute against ``cwd`` (the sweep's launch folder), so every job finds it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return storage
+    if os.path.isabs(url.database):
+        return storage
+    return str(url.set(database=str(Path(cwd) / url.database)).render_as_string(hide_password=False))
+
+
+def open_channel(
+    sweep_dir: str | os.PathLike[str],
+    storage: str | None = None,
+    study_name: str | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    create: bool = False,
+) -> Channel:
+    """The channel of a sweep: files in its dir, or ``storage``'s database keyed by ``study_name`` or the dir.
+
+    Args:
+        sweep_dir: The sweep's absolute folder (``hydra.sweep.dir`` as the sweeper passes it to each job).
+        storage: ``hydra.sweeper.storage``; ``None`` for files.
+        study_name: ``hydra.sweeper.study_name``: the sweep's key in the database (default: ``sweep_dir``).
+        cwd: The folder a relative SQLite path is relative to (default: the current one).
+        create: Create the database table if missing.
+    """
+    if not storage:
+        return FileChannel(sweep_dir)
+    check_storage(storage)
+    url = sqlite_absolute(storage, cwd if cwd is not None else os.getcwd())
+    return SqlChannel(url, study_name or str(sweep_dir), create=create)

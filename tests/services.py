@@ -1,0 +1,36 @@
+"""What the tests need to run real services: a free port on 127.0.0.1, and Debian packages installed when missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def apt_install(packages: list[str], present: Callable[[], bool]) -> str | None:
+    """Install Debian ``packages`` with apt unless ``present()``; the reason it cannot, or ``None`` when done.
+
+    Needs root and apt-get (CI runs as root); the package lists are refreshed once if the first try fails.
+    """
+    if present():
+        return None
+    names = " ".join(packages)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"{names} not installed and cannot be (needs root and apt-get): apt-get install {names}"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if subprocess.run(install, capture_output=True, env=env, timeout=600).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+        if done.returncode != 0:
+            return f"apt-get install {names} failed: {done.stderr[-500:]}"
+    return None if present() else f"{names} installed, but the commands the tests need are missing"

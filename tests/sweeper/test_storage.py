@@ -1,0 +1,234 @@
+"""The sweep's signals through a database (``hydra.sweeper.storage``): SQLite, and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from lightning_greenai.budget.channel import SqlChannel, open_channel
+from lightning_greenai.budget.files import TrialRecord
+from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.spend import Spend
+from tests.postgres_server import PostgresServer, ensure_installed, postgres_server
+from tests.sweeper.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
+from tests.sweeper.test_sweeper import finished, report, run
+
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+def rows(url: str) -> dict[str, dict[tuple[str, int], str]]:
+    """Every signal in the database, by sweep, then (kind, job)."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(sqlalchemy.text("SELECT sweep, kind, job_num, body FROM greenai_signals")).fetchall()
+    finally:
+        engine.dispose()
+    out: dict[str, dict[tuple[str, int], str]] = {}
+    for sweep, kind, job, body in found:
+        out.setdefault(sweep, {})[(kind, job)] = body
+    return out
+
+
+def no_job_wrote_in_the_sweep_dir(sweep_dir: Path) -> None:
+    """The jobs talked through the database: no heartbeat, allowance or STOP file, no job folder in the sweep dir."""
+    state = sweep_dir / ".greenai"
+    assert not (state / "trials").exists(), list((state / "trials").iterdir())
+    assert not (state / "STOP").exists()
+    assert not [p for p in sweep_dir.iterdir() if p.name.isdigit()], list(sweep_dir.iterdir())
+
+
+# -- the channel on SQLite -------------------------------------------------------------------------------------------
+
+
+def test_two_sweeps_on_one_database_never_see_each_others_signals(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    a, b = SqlChannel(url, "/sweeps/a", create=True), SqlChannel(url, "/sweeps/b", create=True)
+    a.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 5.0}}})
+    a.send("stop", None, {"policy": "graceful", "reason": "budget reached"})
+    assert b.get("heartbeat", 0) is None and b.get("stop", None) is None
+    b.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 7.0}}})
+    a.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 6.0}}})  # replaced, not added
+    assert TrialRecord.load(a, 0).spend.energy_j == {"gpu:0": 6.0}
+    assert TrialRecord.load(b, 0).spend.energy_j == {"gpu:0": 7.0}
+    a.delete("stop", None)
+    assert a.get("stop", None) is None
+    assert rows(url)["/sweeps/a"].keys() == {("heartbeat", 0)}
+
+
+def test_a_damaged_heartbeat_row_is_a_note_and_never_trusted(tmp_path):
+    channel = SqlChannel(f"sqlite:///{tmp_path / 's.db'}", "sweep", create=True)
+    channel.put("heartbeat", 3, "{not json")
+    notes: list[str] = []
+    assert TrialRecord.load(channel, 3, notes) is None
+    assert notes == [f"heartbeat {channel.where('heartbeat', 3)} is not valid JSON: ignored"]
+    channel.send("heartbeat", 4, {"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}})
+    assert TrialRecord.load(channel, 4, notes) is None and "is damaged" in notes[-1]
+
+
+def test_a_trial_account_bills_through_the_database_and_a_requeue_continues_it(tmp_path):
+    channel = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}", create=True)
+    account = TrialReporter(channel, 3, heartbeat_s=0)
+    account.contribute("meter", Spend(energy_j={"gpu:0": 10.0}))
+    account.finish("interrupted")
+    again = TrialReporter(channel, 3, heartbeat_s=0)  # the same job number: a requeued job continues its spend
+    again.contribute("meter", Spend(energy_j={"gpu:0": 4.0}))
+    again.finish("completed", 1.5)
+    record = TrialRecord.load(channel, 3)
+    assert (record.status, record.objective, record.spend.energy_j) == ("completed", 1.5, {"gpu:0": 14.0})
+
+
+def test_a_job_asks_the_database_for_its_signals_at_most_once_per_signal_s(tmp_path):
+    channel = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}", create=True)
+    sweeper = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}")
+    account = TrialReporter(channel, 0, heartbeat_s=0, signal_s=0.3)
+    assert account.stop_request() is None
+    sweeper.send("stop", None, {"policy": "graceful", "reason": "budget reached"})
+    sweeper.send("allowance", 0, {"sweep": {"energy_kwh": 1e-6}, "policy": "graceful"})
+    assert account.stop_request() is None  # read 0.3 s ago at most: not asked again yet
+    time.sleep(0.35)
+    assert account.stop_request() == {"policy": "graceful", "reason": "budget reached"}
+    assert account.allowance()["sweep"] == {"energy_kwh": 1e-6}
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("not a url", "hydra.sweeper.storage='not a url' is not a database URL. Allowed: a SQLAlchemy URL"),
+        ("mysql://u@127.0.0.1/db", "needs the mysql driver `MySQLdb`, which is not installed"),
+    ],
+)
+def test_a_bad_storage_is_refused_before_anything_runs(tmp_path, storage, message):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, "x=0,1", f"hydra.sweeper.storage='{storage}'", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_budget_sweep_through_sqlite_holds_its_budget_and_writes_no_trial_files(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # a relative SQLite path is the launch folder's (the sweep dir's parent here), for the sweeper and every job
+    two_jobs_in_flight_overshoot_by_at_most_one_step_each(sweep_dir, *JOBLIB, "hydra.sweeper.storage=sqlite:///s.db")
+    assert not (sweep_dir / ".greenai" / "trials").exists()
+    signals = rows(f"sqlite:///{tmp_path / 's.db'}")[str(sweep_dir)]
+    assert {job for kind, job in signals if kind == "heartbeat"} == set(finished(sweep_dir))
+    for job, event in finished(sweep_dir).items():
+        heartbeat = json.loads(signals[("heartbeat", job)])
+        assert Spend.from_dict(heartbeat["spend"]).energy_j == Spend.from_dict(event["spend"]).energy_j
+
+
+# -- a real PostgreSQL server ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    reason = ensure_installed()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_server() as started:
+        yield started
+
+
+def own_dirs(tmp_path: Path) -> str:
+    """Each job's working dir on a 'host' of its own, outside the sweep dir (absolute ``hydra.sweep.subdir``)."""
+    return f"hydra.sweep.subdir={tmp_path}/hosts/job$${{hydra.job.num}}".replace("$$", "$")
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(300)
+def test_a_budget_sweep_on_postgresql_holds_with_each_job_in_its_own_dir(server, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    two_jobs_in_flight_overshoot_by_at_most_one_step_each(
+        sweep_dir, *JOBLIB, f"hydra.sweeper.storage={server.url}", own_dirs(tmp_path)
+    )
+    no_job_wrote_in_the_sweep_dir(sweep_dir)
+    assert sorted(int(p.name[3:]) for p in (tmp_path / "hosts").iterdir()) == sorted(finished(sweep_dir))
+    signals = rows(server.url)[str(sweep_dir)]
+    for job, event in finished(sweep_dir).items():  # the final records the sweeper billed are the jobs' own
+        heartbeat = json.loads(signals[("heartbeat", job)])
+        assert heartbeat["status"] == event["status"]
+        assert Spend.from_dict(heartbeat["spend"]).energy_j == Spend.from_dict(event["spend"]).energy_j
+        assert ("allowance", job) in signals
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(300)
+def test_two_sweeps_on_one_postgresql_database_at_once_are_kept_apart(server, tmp_path):
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    common = ("x=interval(0,6)", "hydra.sweeper.strategy=optuna", "hydra.sweeper.max_trials=4", "steps=5")
+    procs: dict[Path, subprocess.CompletedProcess] = {}
+
+    def sweep(d: Path) -> None:
+        procs[d] = run(d / "sweep", *common, f"hydra.sweeper.storage={server.url}", *JOBLIB, check=False)
+
+    runs = [threading.Thread(target=sweep, args=(d,)) for d in dirs]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    for proc in procs.values():
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    signals = rows(server.url)
+    engine = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            studies = {name for (name,) in conn.execute(sqlalchemy.text("SELECT study_name FROM studies"))}
+    finally:
+        engine.dispose()
+    for d in dirs:
+        sweep_dir = d / "sweep"
+        assert report(sweep_dir)["trials_by_status"] == {"completed": 4}  # each its own 4 trials, 5 J each
+        assert report(sweep_dir)["spend"]["energy_j"] == {"gpu:0": pytest.approx(20.0)}
+        assert {job for kind, job in signals[str(sweep_dir)] if kind == "heartbeat"} == {0, 1, 2, 3}
+        assert str(sweep_dir) in studies  # and each its own Optuna study
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(300)
+def test_dropped_connections_and_a_server_restart_mid_sweep_lose_nothing(server, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    done = threading.Event()
+    dropped: list[int] = []
+
+    def cut() -> None:  # the network drops every connection, again and again, and the server restarts once
+        restarted = False
+        while not done.wait(0.3):
+            dropped.append(server.drop_connections())
+            if len(dropped) == 6 and not restarted:
+                restarted = True
+                server.restart()
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    try:
+        run(
+            sweep_dir,
+            "x=0,1,2,3,4,5",
+            "steps=10",
+            "step_s=0.05",
+            "hydra.sweeper.budget.energy_kwh=1000 J",  # a budget, so the watchdog reads the heartbeats all along
+            f"hydra.sweeper.storage={server.url}",
+            *JOBLIB,
+        )
+    finally:
+        done.set()
+        cutter.join()
+    assert sum(dropped) > 0 and len(dropped) >= 6  # connections were really cut, and the server restarted
+    rep = report(sweep_dir)
+    # every trial completed and billed exactly: 10 steps of 1 J each, none lost with a dropped connection
+    assert rep["trials_by_status"] == {"completed": 6}
+    assert {job: event["spend"]["energy_j"] for job, event in finished(sweep_dir).items()} == {
+        job: {"gpu:0": 10.0} for job in range(6)
+    }
+    assert rep["spend"]["energy_j"] == {"gpu:0": pytest.approx(60.0)}
