@@ -14,12 +14,14 @@ Run: python benchmarks/sweeper_overshoot.py [--quick]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -125,20 +127,65 @@ def report_row(scenario: str, launcher: str, policy: str, rep: dict) -> None:
     )
 
 
+@contextlib.contextmanager
+def engine(name: str) -> Iterator[list[str]]:
+    """The overrides of launcher ``name``; for a real engine, start it (as the tests do) and stop it after."""
+    if name in LAUNCHERS:
+        yield LAUNCHERS[name]
+    elif name == "ray":  # a head and a 2-CPU worker node, the trials connect to it
+        from tests.ray_cluster import ENV, ray_cluster
+
+        os.environ.update({k: ENV[k] for k in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")})
+        with ray_cluster(workers=1) as cluster:
+            yield ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}"]
+    elif name == "slurm":  # a single-node cluster, an array of 2 in flight
+        from tests.slurm_cluster import ensure_installed, slurm_cluster
+
+        if (reason := ensure_installed()) is not None:
+            raise SystemExit(reason)
+        with tempfile.TemporaryDirectory() as tmp, slurm_cluster(Path(tmp)) as env:
+            os.environ.update(env)
+            yield [
+                "hydra/launcher=submitit_slurm",
+                "hydra.launcher.timeout_min=5",
+                "hydra.launcher.cpus_per_task=1",
+                "hydra.launcher.array_parallelism=2",
+            ]
+    elif name == "joblib+postgresql":  # the sweep's signals through a real PostgreSQL server
+        from tests.postgres_server import ensure_installed as have_postgres
+        from tests.postgres_server import postgres_server
+
+        if (reason := have_postgres()) is not None:
+            raise SystemExit(reason)
+        with postgres_server() as server:
+            yield [*LAUNCHERS["joblib (2 workers)"], f"hydra.sweeper.storage={server.url}"]
+    else:
+        raise SystemExit(f"unknown launcher {name!r}: {', '.join([*LAUNCHERS, *ENGINES])}")
+
+
+ENGINES = ("ray", "slurm", "joblib+postgresql")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--launchers",
+        default=",".join(LAUNCHERS),
+        help=f"comma-separated, of: {', '.join([*LAUNCHERS, *ENGINES])} (the real engines are started here)",
+    )
     args = parser.parse_args()
-    launchers = {"basic": LAUNCHERS["basic"]} if args.quick else LAUNCHERS
+    names = ["basic"] if args.quick else args.launchers.split(",")
     print(
         "| costs | launcher | stop policy | batch | budget | spend | overshoot | completed | budget-stopped | killed "
         "| not started | failed |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for scenario, extra in SCENARIOS.items():
-        for name, launcher in launchers.items():
-            for policy in ("graceful", "finish", "kill"):
-                report_row(scenario, name, policy, overshoot(launcher, policy, extra))
+    for name in names:
+        with engine(name) as launcher:
+            for scenario, extra in SCENARIOS.items():
+                for policy in ("graceful", "finish", "kill"):
+                    report_row(scenario, name, policy, overshoot(launcher, policy, extra))
     print()
     for n in (250, 1000) if not args.quick else (50, 200):
         print(f"sweeper bookkeeping with {n} instant trials: {1e3 * bookkeeping(n):.2f} ms per trial", flush=True)

@@ -22,12 +22,28 @@ from tests.services import apt_install, free_port
 DAEMONS = ("slurmctld", "slurmd", "munged", "sinfo", "squeue", "scancel", "sbatch")
 
 
-def ensure_installed() -> str | None:
-    """Install SLURM and munge with apt if missing; the reason it cannot, or ``None`` when they are there."""
-    return apt_install(["slurm-wlm", "munge"], lambda: all(shutil.which(name) for name in DAEMONS))
+ACCOUNTING = ("slurmdbd", "sacctmgr", "mariadbd", "mariadb-install-db")
 
 
-def _config(folder: Path, host: str) -> str:
+def ensure_installed(accounting: bool = False) -> str | None:
+    """Install SLURM and munge (and slurmdbd with MariaDB for job accounting) with apt if missing.
+
+    Returns the reason it cannot, or ``None`` when they are there.
+    """
+    packages, commands = ["slurm-wlm", "munge"], list(DAEMONS)
+    if accounting:
+        packages, commands = [*packages, "slurmdbd", "mariadb-server"], [*commands, *ACCOUNTING]
+    return apt_install(packages, lambda: all(shutil.which(name) for name in commands))
+
+
+def _config(folder: Path, host: str, dbd_port: int | None) -> str:
+    accounting = (
+        f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
+        # the munge socket for slurmdbd's connections (AuthInfo covers only the cluster's own)
+        f"AccountingStoragePort={dbd_port}\nAccountingStoragePass={folder}/munge/munge.socket.2"
+        if dbd_port
+        else "AccountingStorageType=accounting_storage/none"
+    )
     return f"""ClusterName=greenai
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
@@ -50,7 +66,7 @@ ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=1
-AccountingStorageType=accounting_storage/none
+{accounting}
 JobCompType=jobcomp/none
 MinJobAge=300
 KillWait=2
@@ -60,21 +76,89 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
 """
 
 
+def _dbd_config(folder: Path, host: str, dbd_port: int, db_port: int) -> str:
+    return f"""AuthType=auth/munge
+AuthInfo=socket={folder}/munge/munge.socket.2
+DbdHost={host}
+DbdAddr=127.0.0.1
+DbdPort={dbd_port}
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={db_port}
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile={folder}/slurmdbd.pid
+LogFile={folder}/log/slurmdbd.log
+"""
+
+
+def _start_accounting(folder: Path, host: str, dbd_port: int, env: dict[str, str]) -> None:
+    """MariaDB (its own data dir and port, no grant tables: only this machine reaches it) and slurmdbd on it."""
+    db_port = free_port()
+    subprocess.run(
+        ["mariadb-install-db", "--no-defaults", f"--datadir={folder}/db", "--user=root", "--skip-test-db",
+         "--auth-root-authentication-method=normal"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    subprocess.Popen(
+        ["mariadbd", "--no-defaults", f"--datadir={folder}/db", f"--socket={folder}/mysql.sock", f"--port={db_port}",
+         "--bind-address=127.0.0.1", "--user=root", f"--pid-file={folder}/mariadb.pid",
+         f"--log-error={folder}/log/mariadb.log", "--skip-grant-tables"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    _wait(lambda: socket.create_connection(("127.0.0.1", db_port), timeout=1).close() is None, "MariaDB")
+    dbd_conf = folder / "slurmdbd.conf"  # slurmdbd reads it beside SLURM_CONF, and only if no one else can
+    dbd_conf.write_text(_dbd_config(folder, host, dbd_port, db_port))
+    dbd_conf.chmod(0o600)
+    subprocess.run(["slurmdbd"], check=True, env=env, timeout=30)
+
+    def cluster_added() -> bool:
+        add = ["sacctmgr", "-i", "add", "cluster", "greenai"]
+        done = subprocess.run(add, capture_output=True, text=True, env=env, timeout=30)
+        return done.returncode == 0 or "already exists" in done.stdout + done.stderr
+
+    _wait(cluster_added, "slurmdbd")
+
+
+def _wait(ready: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout_s:.0f} s")
+        time.sleep(0.3)
+
+
 @contextmanager
-def slurm_cluster(folder: Path) -> Iterator[dict[str, str]]:
-    """Start a cluster in ``folder``; yield the environment that reaches it (``SLURM_CONF``); stop it after."""
+def slurm_cluster(folder: Path, *, accounting: bool = False) -> Iterator[dict[str, str]]:
+    """Start a cluster in ``folder``; yield the environment that reaches it (``SLURM_CONF``); stop it after.
+
+    With ``accounting``, job accounting too: slurmdbd on a MariaDB of its own, so ``sacct`` (and submitit, which
+    asks it) sees every job end, a cancelled or timed-out one included.
+    """
     for sub in ("state", "spool", "log", "munge"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    dbd_port = free_port() if accounting else None
     conf = folder / "slurm.conf"
-    conf.write_text(_config(folder, socket.gethostname()))
+    conf.write_text(_config(folder, host, dbd_port))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     pids = [folder / "munge" / "munged.pid", folder / "slurmctld.pid", folder / "slurmd.pid"]
+    if accounting:
+        pids[1:1] = [folder / "mariadb.pid", folder / "slurmdbd.pid"]
     try:
         subprocess.run(
             ["munged", "--force", f"--socket={folder}/munge/munge.socket.2", f"--pid-file={pids[0]}",
              f"--log-file={folder}/munge/munged.log", f"--seed-file={folder}/munge/seed"],
             check=True, env=env, timeout=30,
         )  # fmt: skip
+        if dbd_port is not None:
+            _start_accounting(folder, host, dbd_port, env)
         subprocess.run(["slurmctld", "-f", str(conf)], check=True, env=env, timeout=30)
         subprocess.run(["slurmd", "-f", str(conf)], check=True, env=env, timeout=30)
         deadline = time.monotonic() + 60

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ __all__ = [
     "TRIAL_STATUSES",
     "TrialRecord",
     "is_scored",
+    "job_alive",
     "read_json",
     "replace_text",
     "state_dir",
@@ -212,3 +214,27 @@ class TrialRecord:
             if notes is not None:
                 notes.append(f"heartbeat {where} is damaged ({err}): ignored")
             return None
+
+
+def job_alive(record: TrialRecord) -> bool | None:
+    """Whether the job that wrote ``record`` still runs: its process (on this host), its SLURM job (``squeue``).
+
+    ``None`` when this host cannot tell (another host, no SLURM job).
+    """
+    if record.host == socket.gethostname() and record.pid > 0:
+        import psutil
+
+        return bool(psutil.pid_exists(record.pid))
+    if record.slurm_job and shutil.which("squeue"):
+        import subprocess
+
+        try:
+            done = subprocess.run(
+                ["squeue", "-h", "-j", record.slurm_job, "-o", "%T"], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return False if "Invalid job id" in done.stderr else None
+        return bool(done.stdout.strip())  # squeue lists only jobs pending, running or completing
+    return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["launcher_parallelism"]
+__all__ = ["launcher_parallelism", "prepare_launcher"]
 
 
 def _cpus() -> int:
@@ -51,8 +51,40 @@ def launcher_parallelism(launcher_cfg: Any) -> tuple[int, str]:
         return max(_cpus() // per_task, 1), f"submitit local: {_cpus()} CPUs / cpus_per_task={per_task}"
     if "Ray" in name:
         ray = _get(launcher_cfg, "ray", {})
-        init_cpus = _get(_get(ray, "init", {}), "num_cpus", None)
+        init = _get(ray, "init", {})
         per_job = float(_get(_get(ray, "remote", {}), "num_cpus", 1) or 1)
+        if _get(init, "address", None):
+            total = _ray_cluster_cpus(init)
+            return max(int(total // per_job), 1), f"ray cluster: {total:g} CPUs / num_cpus={per_job:g} per job"
+        init_cpus = _get(init, "num_cpus", None)
         cpus = int(init_cpus) if init_cpus else _cpus()
         return max(int(cpus // per_job), 1), f"ray: {cpus} CPUs / num_cpus={per_job:g} per job"
     return 1, f"unknown launcher {target!r}: one at a time (set hydra.sweeper.max_batch_size to run more)"
+
+
+def _ray_cluster_cpus(init: Any) -> float:
+    """Connect to the running Ray cluster at ``init.address`` (the launcher reuses the connection); its CPUs."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    ray: Any = importlib.import_module("ray")  # only with the Ray launcher, which needs it
+    if not ray.is_initialized():
+        options: Any = OmegaConf.to_container(init, resolve=True) if OmegaConf.is_config(init) else dict(init)
+        ray.init(**{k: v for k, v in options.items() if v is not None})
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def prepare_launcher(launcher: Any) -> None:
+    """Make a launcher work as its config says where a known bug of its plugin stands in the way.
+
+    hydra-ray-launcher gives ``ray.init`` an ``object_store_memory`` by default, which Ray refuses when it connects to
+    a running cluster (``ray.init.address``): there the cluster's own setting is left alone.
+    """
+    init = getattr(getattr(launcher, "ray_cfg", None), "init", None)
+    if init is None or not init.get("address") or "object_store_memory" in init:
+        return
+    from omegaconf import open_dict
+
+    with open_dict(init):
+        init["object_store_memory"] = None

@@ -32,10 +32,10 @@ from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.budget.budget import Budget, measure
 from lightning_greenai.budget.channel import Channel, check_storage, open_channel
-from lightning_greenai.budget.files import TrialRecord, is_scored, state_dir, write_json_atomic
+from lightning_greenai.budget.files import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
 from lightning_greenai.budget.history import Trial, replay
-from lightning_greenai.budget.launchers import launcher_parallelism
+from lightning_greenai.budget.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.budget.lock import SweepLock
 from lightning_greenai.budget.objective import ObjectiveError, extract_objective
@@ -376,6 +376,7 @@ class BudgetSweep:
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=TaskWrapper(task_function, self.objective_key), config=config
         )
+        prepare_launcher(self.launcher)
         self.parallelism, self.parallelism_source = launcher_parallelism(config.hydra.get("launcher"))
 
     @property
@@ -595,10 +596,45 @@ class BudgetSweep:
             self._raise_if_signalled(err)
             log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
             results = None
+            self._await_siblings(jobs)
         finally:
             watchdog.stop()
         self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
         return results
+
+    def _await_siblings(self, jobs: list[Trial]) -> None:
+        """Wait for the jobs of a batch still running after the launcher raised for one of them.
+
+        Hydra's submitit and Ray launchers wait for the jobs in order and raise at the first one that failed (a SLURM
+        job cancelled with ``scancel`` or past its time limit, a Ray task that died): its siblings may still be
+        running. A job is waited for while its record is not final and it is alive: its process, on this host; its
+        SLURM job, in ``squeue``; elsewhere, while its heartbeat moves (``max(6 x heartbeat_s, 60 s)`` of silence ends
+        the wait). A job with no heartbeat yet (queued) is waited for while a sibling runs. Jobs given up on are
+        billed at their last heartbeat.
+        """
+        quiet_s = max(6.0 * self.heartbeat_s, 60.0)
+        seen: dict[int, tuple[int, float]] = {}  # job -> (last heartbeat seq, when this sweeper saw it change)
+        told = False
+        while True:
+            now, running, queued = time.monotonic(), [], []
+            for job in jobs:
+                record = TrialRecord.load(self._channel, job.job_num)
+                if record is None:
+                    queued.append(job.job_num)
+                    continue
+                if record.status != "running":
+                    continue
+                if seen.get(job.job_num, (None,))[0] != record.seq:
+                    seen[job.job_num] = (record.seq, now)
+                alive = job_alive(record)
+                if alive or (alive is None and now - seen[job.job_num][1] < quiet_s):
+                    running.append(job.job_num)
+            if not running:
+                return
+            if not told:
+                told = True
+                log.info("Waiting for job(s) %s of the batch, still running after the launcher raised.", running)
+            time.sleep(max(self.poll_s, 0.2))
 
     def _raise_if_signalled(self, cause: BaseException | None) -> None:
         if self.signalled == signal.SIGINT:

@@ -43,6 +43,12 @@ def wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 60.0) -> None
         time.sleep(0.05)
 
 
+def spent_at_least(sweep_dir: Path, jobs: range, joules: float) -> bool:
+    """Whether each of ``jobs`` has a heartbeat billing ``joules`` or more."""
+    records = [TrialRecord.load(sweep_dir, job) for job in jobs]
+    return all(r is not None and (r.spend.total_energy_j or 0.0) >= joules for r in records)
+
+
 # -- one account per trial ------------------------------------------------------------------------------------------
 
 

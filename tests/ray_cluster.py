@@ -1,0 +1,147 @@
+"""A real local Ray cluster for the tests: ``ray start --head`` and worker nodes on 127.0.0.1, stopped after.
+
+The head takes no tasks (``--num-cpus=0``): trials run on the worker nodes, which a test can kill (its raylet and
+every process of it, as a machine that dies) and replace. Every port is one of the cluster's own and its files live in
+a temp dir, so it runs beside another Ray and stops only its own processes (``ray stop`` would stop every Ray here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psutil
+
+from tests.services import free_port
+
+RAY = str(Path(sys.executable).with_name("ray"))
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def _node_ports() -> list[str]:
+    """Ports a node would otherwise take by default (two nodes on one host would then collide)."""
+    ports = [
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    ]
+    out = [f"{flag}={free_port()}" for flag in ports]
+    low = free_port()
+    return [*out, f"--min-worker-port={low}", f"--max-worker-port={low + 50}"]
+
+
+class RayCluster:
+    """A running cluster: its address, and worker nodes to add or kill."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.workers: dict[str, int] = {}  # name -> node manager port (identifies its raylet)
+
+    def _start(self, *args: str) -> None:
+        done = subprocess.run([RAY, "start", *args], capture_output=True, text=True, env=ENV, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def start_head(self) -> None:
+        """Start the head node (GCS), which runs no task."""
+        self._start(
+            "--head",
+            f"--port={self.port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={self.folder}",
+            f"--ray-client-server-port={free_port()}",
+            *_node_ports(),
+        )
+
+    def add_worker(self, name: str, cpus: int = 2) -> None:
+        """Start a worker node with ``cpus`` CPUs, and wait until the cluster counts them."""
+        ports = _node_ports()
+        self._start(
+            f"--address={self.address}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--disable-usage-stats",
+            *ports,
+        )
+        self.workers[name] = int(ports[0].split("=")[1])
+        self.wait_for_cpus()
+
+    def cpus(self) -> float:
+        """The CPUs the live nodes of the cluster offer."""
+        script = (
+            f"import json, ray; ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False); "
+            "print(json.dumps(ray.cluster_resources().get('CPU', 0)))"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
+        return float(json.loads(done.stdout.strip().splitlines()[-1])) if done.returncode == 0 else 0.0
+
+    def wait_for_cpus(self, timeout_s: float = 60.0) -> None:
+        """Wait until every started worker's CPUs are in the cluster."""
+        deadline = time.monotonic() + timeout_s
+        while self.cpus() < 2 * len(self.workers):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Ray's worker nodes did not join within {timeout_s:.0f} s")
+            time.sleep(0.5)
+
+    def kill_worker(self, name: str) -> int:
+        """SIGKILL a worker node, raylet and all (as a machine that dies); returns how many processes died."""
+        port = self.workers.pop(name)
+        raylets = [
+            p for p in psutil.process_iter(["cmdline"]) if f"--node_manager_port={port}" in (p.info["cmdline"] or [])
+        ]
+        victims = []
+        for raylet in raylets:
+            victims.extend([raylet, *raylet.children(recursive=True)])
+        for proc in victims:
+            with suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(victims, timeout=10)
+        return len(victims)
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this cluster (their command lines name its temp dir or its head's port)."""
+        mine = []
+        for proc in psutil.process_iter(["cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if str(self.folder) in line or self.address in line:
+                mine.append(proc)
+        return [p for p in mine if p.pid != os.getpid()]
+
+
+@contextmanager
+def ray_cluster(workers: int = 1) -> Iterator[RayCluster]:
+    """Start a head and ``workers`` worker nodes; yield the cluster; kill its processes and remove its files."""
+    folder = Path(tempfile.mkdtemp(prefix="gr-ray-"))  # short: Ray's socket paths must fit in 107 characters
+    cluster = RayCluster(folder)
+    try:
+        cluster.start_head()
+        for i in range(workers):
+            cluster.add_worker(f"w{i}")
+        yield cluster
+    finally:
+        for _ in range(3):
+            procs = cluster.processes()
+            if not procs:
+                break
+            for proc in procs:
+                with suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGKILL)
+            psutil.wait_procs(procs, timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
