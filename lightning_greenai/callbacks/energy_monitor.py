@@ -149,6 +149,8 @@ class EnergyMonitor(Callback):
             indices explicitly; ``None`` meters no GPU.
         nvml: The NVML module to use (``"auto"`` imports ``pynvml``); tests pass a
             :class:`~lightning_greenai.sensors.fake.FakeNVML`.
+        amdsmi: The ``amdsmi`` module for AMD GPUs, looked for when NVML meters none (``"auto"`` imports it); tests
+            pass a :class:`~lightning_greenai.sensors.fake.FakeAMDSMI`.
         rapl_root: The powercap sysfs root.
         cpu_tdp_w: CPU package power for the estimate used when RAPL cannot be read.
         gpu_tdp_w: GPU board power for GPUs that report neither energy nor power.
@@ -184,6 +186,7 @@ class EnergyMonitor(Callback):
         sensors: Sequence[EnergySensor] | None = None,
         gpus: Sequence[int] | Literal["auto"] | None = "auto",
         nvml: Any = "auto",
+        amdsmi: Any = "auto",
         rapl_root: str | Path = RAPL_ROOT,
         cpu_tdp_w: float | None = None,
         gpu_tdp_w: float | None = None,
@@ -207,7 +210,7 @@ class EnergyMonitor(Callback):
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
         self._sensors = None if sensors is None else list(sensors)
         self._gpus = gpus
-        self._nvml = nvml
+        self._nvml, self._amdsmi = nvml, amdsmi
         self._rapl_root = rapl_root
         self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
         self._log_every = log_every_n_steps
@@ -307,6 +310,7 @@ class EnergyMonitor(Callback):
                 visible=_cuda_uuids() if device.type == "cuda" else None,
                 host=trainer.local_rank == 0,
                 nvml=self._nvml,
+                amdsmi=self._amdsmi,
                 rapl_root=self._rapl_root,
                 cpu_tdp_w=self._cpu_tdp_w,
                 gpu_tdp_w=self._gpu_tdp_w,

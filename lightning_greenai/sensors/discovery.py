@@ -10,6 +10,7 @@ from typing import Any
 
 import psutil
 
+from lightning_greenai.sensors.amd import discover_amdsmi, load_amdsmi
 from lightning_greenai.sensors.apportion import ApportionedSensor
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
@@ -59,6 +60,7 @@ def discover_sensors(
     gpus: Sequence[int] | str | None = _AUTO,
     host: bool = True,
     nvml: Any | None = _AUTO,
+    amdsmi: Any | None = _AUTO,
     rapl_root: Path | str = RAPL_ROOT,
     rapl_reader: Reader = _read_text,
     cpu_tdp_w: float | None = None,
@@ -67,6 +69,7 @@ def discover_sensors(
     clock: Callable[[], float] = time.monotonic,
     apportion_host: bool = False,
     process: psutil.Process | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Discovery:
     """Find the best energy sources for this process. Never raises for missing hardware.
 
@@ -75,6 +78,8 @@ def discover_sensors(
             GPU; ``None`` or ``[]`` meters none.
         host: Whether to meter the host's CPU and DRAM (a DDP run sets this on one rank per node only).
         nvml: An NVML module or fake; ``"auto"`` imports ``pynvml`` if it and the driver are there.
+        amdsmi: An ``amdsmi`` module or fake, looked for when NVML meters no GPU; ``"auto"`` imports ``amdsmi`` if it
+            and ROCm's library are there. Each AMD counter is checked against the board's power first (0.5 s).
         rapl_root: The powercap sysfs root.
         rapl_reader: Reads a sysfs file (tests inject failures here).
         cpu_tdp_w: CPU package power to use for the estimate when RAPL cannot be read.
@@ -82,6 +87,7 @@ def discover_sensors(
         visible: The process's visible GPUs as NVML indices or UUIDs, in CUDA order (default: parsed from
             ``CUDA_VISIBLE_DEVICES``); the callbacks pass the UUIDs torch reports, which match whatever the order.
         clock: Monotonic clock.
+        sleep: How the AMD counters' check waits (tests pass one that advances a fake clock).
         apportion_host: Charge this process only its CPU-time share of the host's RAPL counters (parallel sweep
             jobs on one host); see :mod:`lightning_greenai.sensors.apportion`.
         process: The root of the process tree the run is (default: this process); the host estimates and the
@@ -94,6 +100,11 @@ def discover_sensors(
         if module is None and devices is None:
             found.notes.append("NVML: library not found; no GPU metered")
         gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock)
+        if not gpu.sensors:  # no NVIDIA GPU metered: an AMD one?
+            smi = load_amdsmi() if isinstance(amdsmi, str) and amdsmi == _AUTO else amdsmi
+            amd = discover_amdsmi(smi, devices, clock=clock, sleep=sleep)
+            if amd.sensors:
+                gpu = amd
         found.sensors.extend(gpu.sensors)
         found.unavailable.extend(gpu.unavailable)
         if gpu.unavailable:
@@ -102,6 +113,10 @@ def discover_sensors(
                 f"{'; '.join(gpu.notes)}. Pass gpu_tdp_w= to estimate it."
             )
         found.notes.extend(gpu.notes)
+        if host and gpu.module_counters:
+            # a Grace superchip's counter is the whole module's: RAPL or an estimate on top would count the CPU twice
+            host = False
+            found.notes.append(f"host: not metered apart, {', '.join(gpu.module_counters)} include(s) the CPU")
     if host:
         rapl = discover_rapl(rapl_root, reader=rapl_reader)
         found.notes.extend(rapl.notes)

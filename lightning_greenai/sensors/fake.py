@@ -1,4 +1,4 @@
-"""Public test doubles: fake sensors, a fake clock, a fake NVML module and a fake powercap tree.
+"""Public test doubles: fake sensors, a fake clock, fake NVML and amdsmi modules and a fake powercap tree.
 
 Use them in your own tests to check energy accounting without hardware::
 
@@ -22,6 +22,8 @@ from lightning_greenai.spend import Method
 
 __all__ = [
     "ConstantPowerSensor",
+    "FakeAMDGPU",
+    "FakeAMDSMI",
     "FakeClock",
     "FakeGPU",
     "FakeNVML",
@@ -251,6 +253,79 @@ class FakeNVML:
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGPU) -> _Utilization:  # noqa: N802
         """Return utilisation rates in percent."""
         return _Utilization(gpu=handle.utilization, memory=0)
+
+
+class _AmdSmiError(Exception):
+    pass
+
+
+@dataclass
+class FakeAMDGPU:
+    """One fake AMD GPU for :class:`FakeAMDSMI`.
+
+    Args:
+        uuid: The GPU's UUID.
+        energy_uj: Energy so far in microjoules, or a function returning it; the fake reports it as amdsmi does,
+            a whole count of ``resolution_uj``; ``None`` = the counter cannot be read.
+        power_w: Board power in watts, or a function; ``None`` = ``"N/A"``.
+        resolution_uj: The counter's resolution (``counter_resolution``), microjoules per count.
+        name: Market name.
+        count_key: The accumulator's key: ``"energy_accumulator"`` (ROCm 6.1 and later) or ``"power"`` (earlier).
+    """
+
+    uuid: str
+    energy_uj: float | Callable[[], float] | None = 0.0
+    power_w: float | Callable[[], float] | None = 300.0
+    resolution_uj: float = 15.3
+    name: str = "AMD Instinct MI300X"
+    count_key: str = "energy_accumulator"
+
+
+class FakeAMDSMI:
+    """An object with the ``amdsmi`` functions lightning-greenai calls, backed by :class:`FakeAMDGPU` records.
+
+    Pass it wherever an ``amdsmi`` module is accepted (``discover_sensors(amdsmi=...)``, ``EnergyMonitor(amdsmi=...)``).
+    """
+
+    AmdSmiException = _AmdSmiError
+
+    def __init__(self, gpus: Iterable[FakeAMDGPU] = ()) -> None:
+        self.gpus = list(gpus)
+        self.initialised = False
+
+    def amdsmi_init(self, *args: Any) -> None:
+        """Initialise."""
+        self.initialised = True
+
+    def amdsmi_shut_down(self) -> None:
+        """Shut down."""
+        self.initialised = False
+
+    def amdsmi_get_processor_handles(self) -> list[FakeAMDGPU]:
+        """Return every GPU."""
+        return list(self.gpus)
+
+    def amdsmi_get_gpu_device_uuid(self, handle: FakeAMDGPU) -> str:
+        """Return the UUID."""
+        return handle.uuid
+
+    def amdsmi_get_gpu_asic_info(self, handle: FakeAMDGPU) -> dict[str, Any]:
+        """Return the ASIC info (``market_name``)."""
+        return {"market_name": handle.name}
+
+    def amdsmi_get_energy_count(self, handle: FakeAMDGPU) -> dict[str, Any]:
+        """Return the accumulator as a count of ``counter_resolution`` microjoules."""
+        if handle.energy_uj is None:
+            raise _AmdSmiError("AMDSMI_STATUS_NOT_SUPPORTED")
+        energy = handle.energy_uj() if callable(handle.energy_uj) else handle.energy_uj
+        count = int(energy // handle.resolution_uj)
+        return {handle.count_key: count, "counter_resolution": handle.resolution_uj, "timestamp": 0}
+
+    def amdsmi_get_power_info(self, handle: FakeAMDGPU) -> dict[str, Any]:
+        """Return the power info; ``"N/A"`` where the board reports none."""
+        power: Any = handle.power_w() if callable(handle.power_w) else handle.power_w
+        value = "N/A" if power is None else power
+        return {"current_socket_power": value, "average_socket_power": value, "power_limit": 750}
 
 
 def make_rapl_tree(

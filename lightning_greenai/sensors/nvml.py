@@ -18,7 +18,15 @@ from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.spend import Method
 
-__all__ = ["NVMLDiscovery", "NVMLEnergySensor", "discover_nvml", "load_nvml", "visible_devices"]
+__all__ = [
+    "SUPERCHIPS",
+    "NVMLDiscovery",
+    "NVMLEnergySensor",
+    "discover_nvml",
+    "is_superchip",
+    "load_nvml",
+    "visible_devices",
+]
 
 # NVML refreshes the energy counter about every 100 ms on current data-centre GPUs.
 _COUNTER_PERIOD_S = 0.1
@@ -69,6 +77,17 @@ class NVMLDiscovery:
     sensors: list[Any] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Domains whose counter covers the whole module, CPU and memory included (Grace Hopper, Grace Blackwell).
+    module_counters: list[str] = field(default_factory=list)
+
+
+#: Product names of superchips whose NVML energy counter is the whole module's (Grace CPU, GPU, LPDDR and HBM).
+SUPERCHIPS = ("GH200", "GB200", "GB300", "Grace")
+
+
+def is_superchip(product: str) -> bool:
+    """Whether an NVML product name is a Grace superchip (one energy counter for CPU, GPU and memory)."""
+    return any(tag.lower() in product.lower() for tag in SUPERCHIPS)
 
 
 def visible_devices(env: str | None = None) -> list[str] | None:
@@ -106,6 +125,13 @@ def _handle_for(nvml: Any, entry: str) -> tuple[Any, str, bool]:
         parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
         return parent, _as_str(nvml.nvmlDeviceGetUUID(parent)), True
     return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), False
+
+
+def _product(nvml: Any, handle: Any) -> str:
+    try:
+        return _as_str(nvml.nvmlDeviceGetName(handle))
+    except nvml.NVMLError:
+        return ""
 
 
 def _probe(fn: Callable[[], Any], nvml: Any) -> bool:
@@ -177,6 +203,10 @@ def discover_nvml(
         label = {Method.COUNTER: "energy counter", Method.SAMPLED: "power polling", Method.ESTIMATE: "estimate"}
         found.notes.append(f"NVML: {name} via {label[sensor.method]}" + (" (MIG: whole GPU, shared)" if shared else ""))
         found.sensors.append(sensor)
+        product = _product(nvml, handle)
+        if sensor.method is Method.COUNTER and is_superchip(product):
+            found.module_counters.append(name)
+            found.notes.append(f"NVML: {name} is a {product}: its counter covers the module (CPU, GPU and memory)")
     return found
 
 
