@@ -14,6 +14,7 @@ from lightning_greenai.sensors.amd import discover_amdsmi, load_amdsmi
 from lightning_greenai.sensors.apportion import ApportionedSensor
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
+from lightning_greenai.sensors.jetson import JETSON_ROOT, discover_jetson
 from lightning_greenai.sensors.nvml import discover_nvml, load_nvml
 from lightning_greenai.sensors.rapl import RAPL_ROOT, Reader, _read_text, discover_rapl
 
@@ -63,6 +64,7 @@ def discover_sensors(
     amdsmi: Any | None = _AUTO,
     rapl_root: Path | str = RAPL_ROOT,
     rapl_reader: Reader = _read_text,
+    jetson_root: Path | str = JETSON_ROOT,
     cpu_tdp_w: float | None = None,
     gpu_tdp_w: float | None = None,
     visible: Sequence[str] | None = None,
@@ -82,6 +84,8 @@ def discover_sensors(
             and ROCm's library are there. Each AMD counter is checked against the board's power first (0.5 s).
         rapl_root: The powercap sysfs root.
         rapl_reader: Reads a sysfs file (tests inject failures here).
+        jetson_root: Where a Jetson's INA3221 power monitors are (``/sys/bus/i2c/drivers``); where they are found,
+            their rails are the whole energy (see :mod:`lightning_greenai.sensors.jetson`).
         cpu_tdp_w: CPU package power to use for the estimate when RAPL cannot be read.
         gpu_tdp_w: GPU board power to use when NVML reports neither energy nor power nor a limit.
         visible: The process's visible GPUs as NVML indices or UUIDs, in CUDA order (default: parsed from
@@ -94,6 +98,15 @@ def discover_sensors(
             apportioning charge this process and its descendants. DDP with spawned workers passes their parent.
     """
     found = Discovery()
+    jetson = discover_jetson(jetson_root, clock=clock)
+    if jetson.sensors:  # a Jetson: its rails are the module's energy, CPU and GPU included; rank 0 of a node meters it
+        found.notes.extend(jetson.notes)
+        if host:
+            found.sensors.extend(jetson.sensors)
+        else:
+            for sensor in jetson.sensors:
+                sensor.close()
+        return found
     if gpus is not None and not (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
         module = load_nvml() if isinstance(nvml, str) and nvml == _AUTO else nvml
         devices = None if isinstance(gpus, str) else list(gpus)

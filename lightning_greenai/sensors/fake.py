@@ -1,4 +1,4 @@
-"""Public test doubles: fake sensors, a fake clock, fake NVML and amdsmi modules and a fake powercap tree.
+"""Public test doubles: fake sensors, a fake clock, fake NVML and amdsmi modules, fake powercap and Jetson trees.
 
 Use them in your own tests to check energy accounting without hardware::
 
@@ -28,7 +28,9 @@ __all__ = [
     "FakeGPU",
     "FakeNVML",
     "FakeSensor",
+    "make_jetson_tree",
     "make_rapl_tree",
+    "set_jetson_power",
 ]
 
 
@@ -366,3 +368,44 @@ def make_rapl_tree(
     if psys:
         zone(f"intel-rapl:{max(packages, default=-1) + 1}", "psys", 5 * 10**10)
     return root
+
+
+def make_jetson_tree(root: Path | str, rails: dict[str, float], *, layout: str = "hwmon") -> Path:
+    """Build a fake Jetson power-monitor tree (INA3221) under ``root`` with ``rails`` (label -> watts); return ``root``.
+
+    ``layout="hwmon"`` is JetPack 5 and later (``inK_label``, ``inK_input`` mV, ``currK_input`` mA: 5 V rails);
+    ``"iio"`` is JetPack 4 (``rail_name_K``, ``in_powerK_input`` mW). Change a rail's power with
+    :func:`set_jetson_power`.
+    """
+    base = Path(root)
+    if layout == "hwmon":
+        folder = base / "ina3221" / "1-0040" / "hwmon" / "hwmon1"
+    elif layout == "iio":
+        folder = base / "ina3221x" / "1-0040" / "iio:device0"
+    else:
+        raise ValueError(f"layout must be 'hwmon' or 'iio', got {layout!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (label, watts) in enumerate(rails.items(), start=1 if layout == "hwmon" else 0):
+        if layout == "hwmon":
+            (folder / f"in{index}_label").write_text(f"{label}\n")
+        else:
+            (folder / f"rail_name_{index}").write_text(f"{label}\n")
+        set_jetson_power(base, label, watts)
+    return base
+
+
+def set_jetson_power(root: Path | str, label: str, watts: float) -> None:
+    """Set the power of the fake rail ``label`` made by :func:`make_jetson_tree`."""
+    base = Path(root)
+    for label_file in base.glob("ina3221/*/hwmon/hwmon*/in*_label"):
+        if label_file.read_text().strip() == label:
+            index = label_file.name[2 : -len("_label")]
+            label_file.with_name(f"in{index}_input").write_text("5000\n")  # 5 V, in mV
+            label_file.with_name(f"curr{index}_input").write_text(f"{round(watts / 5.0 * 1000)}\n")  # mA
+            return
+    for name_file in base.glob("ina3221x/*/iio:device*/rail_name_*"):
+        if name_file.read_text().strip() == label:
+            index = name_file.name[len("rail_name_") :]
+            name_file.with_name(f"in_power{index}_input").write_text(f"{round(watts * 1000)}\n")  # mW
+            return
+    raise KeyError(f"no fake rail {label!r} under {base}")

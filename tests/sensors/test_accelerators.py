@@ -1,11 +1,20 @@
-"""AMD GPUs through amdsmi (a fake of its interface), and Grace superchips whose NVML counter is the module's."""
+"""Accelerators beyond NVIDIA discrete GPUs: AMD through amdsmi, Grace superchips, Jetson boards (fakes of each)."""
 
 import pytest
 
 from lightning_greenai import Meter, Method
 from lightning_greenai.sensors import discover_sensors
 from lightning_greenai.sensors.amd import discover_amdsmi, visible_amd_devices
-from lightning_greenai.sensors.fake import FakeAMDGPU, FakeAMDSMI, FakeClock, FakeGPU, FakeNVML, make_rapl_tree
+from lightning_greenai.sensors.fake import (
+    FakeAMDGPU,
+    FakeAMDSMI,
+    FakeClock,
+    FakeGPU,
+    FakeNVML,
+    make_jetson_tree,
+    make_rapl_tree,
+    set_jetson_power,
+)
 
 
 class Board:
@@ -126,3 +135,37 @@ def test_a_grace_superchip_counter_is_the_whole_module_so_the_host_is_not_metere
     plain = discover_sensors(gpus="auto", nvml=FakeNVML([FakeGPU("GPU-h", name="NVIDIA H100 80GB HBM3")]),
                              amdsmi=None, rapl_root=make_rapl_tree(tmp_path))  # fmt: skip
     assert [s.name for s in plain.sensors] == ["gpu:0", "cpu:package-0", "dram:0"]
+
+
+# -- NVIDIA Jetson: the board's power rails ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["hwmon", "iio"])  # JetPack 5 and later, JetPack 4
+def test_a_jetson_is_metered_by_its_input_rail_alone_and_nothing_on_top(tmp_path, layout):
+    root = make_jetson_tree(tmp_path / "i2c", {"VDD_IN": 12.0, "VDD_CPU_GPU_CV": 6.0, "VDD_SOC": 3.0}, layout=layout)
+    clock = FakeClock()
+    found = discover_sensors(
+        gpus="auto", nvml=FakeNVML([FakeGPU("GPU-orin", energy_mj=None, power_mw=None)]), amdsmi=None,
+        rapl_root=make_rapl_tree(tmp_path / "rapl"), jetson_root=root, clock=clock,
+    )  # fmt: skip
+    (sensor,) = found.sensors  # the module's input: not NVML's estimate, RAPL or a CPU estimate on top
+    assert (sensor.name, sensor.method) == ("jetson:VDD_IN", Method.SAMPLED)
+    assert found.notes == [
+        "Jetson: the input rail VDD_IN (the whole module) polled; "
+        "nothing metered on top (no NVML, RAPL or CPU estimate)"
+    ]
+    start = sensor.read_energy_j()
+    clock.advance(10.0)
+    set_jetson_power(root, "VDD_IN", 18.0)
+    assert sensor.read_energy_j() - start == pytest.approx(10.0 * (12.0 + 18.0) / 2)  # trapezoid over the window
+    sensor.close()
+    # another local rank of the node meters nothing: rank 0 has the module
+    assert discover_sensors(gpus="auto", nvml=None, amdsmi=None, host=False, jetson_root=root).sensors == []
+
+
+def test_a_jetson_without_an_input_rail_meters_each_connected_rail(tmp_path):
+    root = make_jetson_tree(tmp_path, {"VDD_GPU_SOC": 4.0, "VDD_CPU_CV": 2.0, "NC": 0.0})
+    found = discover_sensors(gpus=None, nvml=None, amdsmi=None, jetson_root=root)
+    assert [s.name for s in found.sensors] == ["jetson:VDD_GPU_SOC", "jetson:VDD_CPU_CV"]
+    for sensor in found.sensors:
+        sensor.close()
