@@ -49,10 +49,10 @@ def test_a_budget_sweep_on_a_ray_cluster_holds_its_budget(cluster, tmp_path):
 
 def test_a_worker_node_killed_mid_trial_is_billed_and_its_trials_run_again(cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = popen(sweep_dir, "x=0,1", "steps=60", "step_s=0.05", *on(cluster))
+    proc = popen(sweep_dir, "x=0,1", "steps=120", "step_s=0.05", *on(cluster))  # 120 J in 6 s each
     try:
         wait_for(lambda: spent_at_least(sweep_dir, range(2), 10.0), proc, timeout_s=120)
-        assert cluster.kill_worker("w0") >= 3  # its raylet and the two trials' worker processes, as a machine dies
+        assert cluster.kill_worker("w0") >= 2  # its raylet and the trials' worker processes, as a machine dies
         cluster.add_worker("w1")  # Ray retries the lost tasks there
         out, err = proc.communicate(timeout=300)
     finally:
@@ -61,6 +61,8 @@ def test_a_worker_node_killed_mid_trial_is_billed_and_its_trials_run_again(clust
     assert proc.returncode == 0, err[-3000:]
     rep = assert_books_balance(sweep_dir, out)
     assert rep["trials_by_status"] == {"completed": 2}
-    for job, event in finished(sweep_dir).items():
-        # billed for the attempt that died (10 J or more, up to its last heartbeat) and the full rerun (60 J)
-        assert 70.0 <= event["spend"]["energy_j"]["gpu:0"] <= 120.0, (job, event)
+    spent = {job: event["spend"]["energy_j"]["gpu:0"] for job, event in finished(sweep_dir).items()}
+    # a trial the kill caught is billed for the attempt that died (10 J or more, to its last heartbeat) and the full
+    # rerun (120 J); on a busy machine one may have finished before the kill (120 J), never both
+    assert all(joules == 120.0 or 130.0 <= joules <= 240.0 for joules in spent.values()), spent
+    assert any(joules >= 130.0 for joules in spent.values()), spent
