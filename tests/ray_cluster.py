@@ -37,9 +37,8 @@ def _node_ports() -> list[str]:
         "--runtime-env-agent-port",
         "--metrics-export-port",
     ]
-    out = [f"{flag}={free_port()}" for flag in ports]
-    low = free_port()
-    return [*out, f"--min-worker-port={low}", f"--max-worker-port={low + 50}"]
+    # worker processes keep Ray's default range: each raylet takes ports free in it, so nodes share it safely
+    return [f"{flag}={free_port()}" for flag in ports]
 
 
 class RayCluster:
