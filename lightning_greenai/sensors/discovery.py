@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 import psutil
 
 from lightning_greenai.sensors.amd import discover_amdsmi, load_amdsmi
+from lightning_greenai.sensors.apple import PowermetricsSensor, powermetrics_unavailable
 from lightning_greenai.sensors.apportion import ApportionedSensor
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor
@@ -65,6 +67,8 @@ def discover_sensors(
     rapl_root: Path | str = RAPL_ROOT,
     rapl_reader: Reader = _read_text,
     jetson_root: Path | str = JETSON_ROOT,
+    platform: str = sys.platform,
+    powermetrics: Sequence[str] | None = None,
     cpu_tdp_w: float | None = None,
     gpu_tdp_w: float | None = None,
     visible: Sequence[str] | None = None,
@@ -86,6 +90,9 @@ def discover_sensors(
         rapl_reader: Reads a sysfs file (tests inject failures here).
         jetson_root: Where a Jetson's INA3221 power monitors are (``/sys/bus/i2c/drivers``); where they are found,
             their rails are the whole energy (see :mod:`lightning_greenai.sensors.jetson`).
+        platform: ``sys.platform``; on ``darwin`` the host is Apple Silicon's SoC, read with ``powermetrics``.
+        powermetrics: The command streaming ``powermetrics``' samples (default: ``powermetrics`` itself, which needs
+            root; tests replay recorded output).
         cpu_tdp_w: CPU package power to use for the estimate when RAPL cannot be read.
         gpu_tdp_w: GPU board power to use when NVML reports neither energy nor power nor a limit.
         visible: The process's visible GPUs as NVML indices or UUIDs, in CUDA order (default: parsed from
@@ -130,6 +137,16 @@ def discover_sensors(
             # a Grace superchip's counter is the whole module's: RAPL or an estimate on top would count the CPU twice
             host = False
             found.notes.append(f"host: not metered apart, {', '.join(gpu.module_counters)} include(s) the CPU")
+    if host and platform == "darwin":
+        why = powermetrics_unavailable() if powermetrics is None else None
+        if why is None:
+            found.sensors.extend([PowermetricsSensor(powermetrics), DRAMEstimateSensor(clock=clock, process=process)])
+            found.notes.append("Apple: the SoC (CPU, GPU, ANE) from powermetrics; unified memory: estimate")
+            return found
+        found.warnings.append(
+            f"Apple Silicon: {why}. The CPU is estimated and the GPU (MPS) is not metered; run the job under sudo "
+            "(or give powermetrics to it in sudoers) to measure the SoC."
+        )
     if host:
         rapl = discover_rapl(rapl_root, reader=rapl_reader)
         found.notes.extend(rapl.notes)

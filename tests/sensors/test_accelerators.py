@@ -1,10 +1,17 @@
-"""Accelerators beyond NVIDIA discrete GPUs: AMD through amdsmi, Grace superchips, Jetson boards (fakes of each)."""
+"""Accelerators beyond NVIDIA discrete GPUs: AMD, Grace superchips, Jetson and Apple Silicon (fakes of each)."""
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from lightning_greenai import Meter, Method
 from lightning_greenai.sensors import discover_sensors
 from lightning_greenai.sensors.amd import discover_amdsmi, visible_amd_devices
+from lightning_greenai.sensors.apple import parse_powermetrics
 from lightning_greenai.sensors.fake import (
     FakeAMDGPU,
     FakeAMDSMI,
@@ -169,3 +176,51 @@ def test_a_jetson_without_an_input_rail_meters_each_connected_rail(tmp_path):
     assert [s.name for s in found.sensors] == ["jetson:VDD_GPU_SOC", "jetson:VDD_CPU_CV"]
     for sensor in found.sensors:
         sensor.close()
+
+
+# -- Apple Silicon: powermetrics ---------------------------------------------------------------------------------
+
+POWERMETRICS = Path(__file__).with_name("data") / "powermetrics.txt"
+#: The three samples of the file: (elapsed s, combined W).
+SAMPLES = [(0.10231, 5.950), (0.10087, 6.512), (0.09942, 5.750)]
+
+
+def test_powermetrics_text_output_is_parsed_sample_by_sample():
+    samples = parse_powermetrics(POWERMETRICS.read_text().splitlines())
+    assert [s.elapsed_s for s in samples] == pytest.approx([t for t, _ in SAMPLES])
+    assert [s.combined_w for s in samples] == pytest.approx([w for _, w in SAMPLES])
+    # the first GPU Power line counts, not the GPU section's repeat; units are read, not assumed
+    assert [s.gpu_w for s in samples] == pytest.approx([0.830, 1.020, 0.790])
+    assert samples[1].ane_w == pytest.approx(0.012)
+    assert sum(s.energy_j for s in samples) == pytest.approx(sum(t * w for t, w in SAMPLES))
+    # older macOS prints no combined line: the parts are summed; watts are read as watts
+    old = parse_powermetrics(
+        ["*** Sampled system activity (x) (250ms elapsed) ***", "CPU Power: 4.5 W", "GPU Power: 500 mW"]
+    )
+    assert [(s.elapsed_s, s.combined_w) for s in old] == [(0.25, 5.0)]
+    assert parse_powermetrics(["CPU Power: 4.5 W"]) == []  # no sample header: nothing to integrate over
+
+
+def test_the_soc_sensor_integrates_a_powermetrics_stream(tmp_path):
+    # the recorded output replayed by a process, as powermetrics streams it
+    replay = [sys.executable, "-c", f"import sys; sys.stdout.write(open({str(POWERMETRICS)!r}).read())"]
+    found = discover_sensors(gpus=None, platform="darwin", powermetrics=replay, jetson_root=tmp_path)
+    soc, dram = found.sensors
+    assert (soc.name, soc.method) == ("apple:soc", Method.SAMPLED)
+    assert (dram.name, dram.method) == ("dram:estimate", Method.ESTIMATE)
+    assert found.notes[-1] == "Apple: the SoC (CPU, GPU, ANE) from powermetrics; unified memory: estimate"
+    expected = sum(t * w for t, w in SAMPLES)
+    deadline = time.monotonic() + 30
+    while soc.read_energy_j() < expected - 1e-9 and time.monotonic() < deadline:  # until the replay is read
+        time.sleep(0.01)
+    assert soc.read_energy_j() == pytest.approx(expected)
+    assert soc.read_power_w() == pytest.approx(5.750)
+    soc.close()
+
+
+def test_without_root_a_mac_says_why_and_falls_back_to_the_flagged_estimate(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 501)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    found = discover_sensors(gpus=None, platform="darwin", jetson_root=tmp_path, rapl_root=tmp_path)
+    assert [s.method for s in found.sensors] == [Method.ESTIMATE, Method.ESTIMATE]
+    assert found.warnings[0].startswith("Apple Silicon: powermetrics needs root (run under sudo to measure the SoC).")
