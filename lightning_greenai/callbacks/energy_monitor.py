@@ -30,6 +30,7 @@ from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
 from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.spend import Spend
+from lightning_greenai.trackers.prometheus import PrometheusExporter, check_port
 from lightning_greenai.units import g_to_kg, j_to_kwh
 
 if TYPE_CHECKING:
@@ -161,6 +162,9 @@ class EnergyMonitor(Callback):
             or a callable ``batch -> count`` (see :class:`~lightning_greenai.callbacks.samples.SampleCounter`); by
             default a FlopMonitor's on the same trainer.
         verbose: Print the price tag at the end.
+        prometheus: Serve the run's energy, FLOPs and power to Prometheus (opt-in): a port (0: a free one), or a
+            :class:`~lightning_greenai.trackers.prometheus.PrometheusExporter`; global rank 0 serves it for as long
+            as the process lives (see :attr:`prometheus`).
         clock: Monotonic clock in seconds (tests pass a fake one).
 
     Raises:
@@ -195,6 +199,7 @@ class EnergyMonitor(Callback):
         per_device: bool = True,
         tokens_key: TokensKey = None,
         verbose: bool = True,
+        prometheus: PrometheusExporter | int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grid = Grid.from_location(
@@ -216,6 +221,9 @@ class EnergyMonitor(Callback):
         self._log_every = log_every_n_steps
         self._prog_bar, self._per_device, self._verbose = prog_bar, per_device, verbose
         self._clock = clock
+        if prometheus is not None and not isinstance(prometheus, PrometheusExporter):
+            check_port(prometheus, name="prometheus", allowed="a PrometheusExporter, or None")
+        self._prometheus = prometheus
         self._auto = False  # set by the callbacks_factory entry point
         self._active = True
         self._meter: Meter | None = None
@@ -284,6 +292,9 @@ class EnergyMonitor(Callback):
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
         self._node_rank = trainer.node_rank
+        if isinstance(self._prometheus, int) and trainer.is_global_zero:
+            self._prometheus = PrometheusExporter(self._prometheus)
+            rank_zero_info(f"lightning-greenai: Prometheus metrics at {self._prometheus.url}")
         if self._meter is not None:
             return
         if self._hardware is None and trainer.is_global_zero:
@@ -653,6 +664,8 @@ class EnergyMonitor(Callback):
         return spend.scaled(total / done)
 
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
+        if isinstance(self._prometheus, PrometheusExporter) and trainer.is_global_zero:
+            self._prometheus.update(spend)
         if spend.total_energy_j is not None:
             self._timeline.append((spend.duration_s, spend.total_energy_j))
             if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point

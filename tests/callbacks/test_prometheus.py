@@ -1,0 +1,75 @@
+"""The Prometheus endpoint, scraped by a real Prometheus server and read back through its HTTP API."""
+
+import time
+import urllib.request
+
+import pytest
+
+from lightning_greenai import EnergyMonitor, FlopMonitor
+from lightning_greenai.sensors.fake import ConstantPowerSensor
+from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trackers.prometheus import PrometheusExporter
+from tests.conftest import ClockedModel
+from tests.prometheus_server import ensure_installed, prometheus_server
+
+
+def scrape(exporter: PrometheusExporter) -> str:
+    with urllib.request.urlopen(exporter.url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_counters_grow_by_what_the_cumulative_spend_grew_and_never_go_down():
+    exporter = PrometheusExporter(run="r1", clock=lambda: clock["s"])
+    clock = {"s": 0.0}
+    try:
+        exporter.update(Spend(energy_j={"gpu:0": 100.0}, methods={"gpu:0": Method.COUNTER}, flops=1e12))
+        clock["s"] = 2.0
+        exporter.update(Spend(energy_j={"gpu:0": 300.0}, methods={"gpu:0": Method.COUNTER}, flops=3e12))
+        text = scrape(exporter)
+        assert 'greenai_energy_joules_total{device="gpu:0",method="counter",run="r1"} 300.0' in text
+        assert 'greenai_flops_total{run="r1"} 3e+12' in text
+        assert 'greenai_power_watts{device="gpu:0",run="r1"} 100.0' in text  # 200 J in 2 s
+        exporter.update(Spend(energy_j={"gpu:0": 250.0}, methods={"gpu:0": Method.COUNTER}))  # a smaller reading
+        assert 'greenai_energy_joules_total{device="gpu:0",method="counter",run="r1"} 300.0' in scrape(exporter)
+    finally:
+        exporter.close()
+
+
+@pytest.mark.parametrize("port", [-1, 70000, "9100", True])
+def test_a_bad_port_is_refused_naming_it(port):
+    with pytest.raises(ValueError, match=r"`prometheus` must be a port in \[0, 65535\].*got "):
+        EnergyMonitor(prometheus=port)
+
+
+@pytest.mark.timeout(180)
+def test_a_real_prometheus_scrapes_the_runs_joules_and_flops(tiny_trainer, fake_clock, tmp_path):
+    reason = ensure_installed()
+    if reason is not None:
+        pytest.skip(reason)
+    exporter = PrometheusExporter(run="fit-1")
+    try:
+        with prometheus_server([f"127.0.0.1:{exporter.port}"], tmp_path / "prometheus") as server:
+            mon = EnergyMonitor(
+                sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
+                clock=fake_clock,
+                verbose=False,
+                prometheus=exporter,
+            )
+            trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
+                                   callbacks=[mon, FlopMonitor()], log_every_n_steps=1)  # fmt: skip
+            trainer.fit(ClockedModel(fake_clock))
+            joules, flops = mon.spend.energy_j["gpu:0"], mon.spend.flops
+            assert joules == 500.0 and flops > 0
+            query = 'greenai_energy_joules_total{device="gpu:0",method="counter",run="fit-1"}'
+            deadline, seen = time.monotonic() + 60, []
+            while time.monotonic() < deadline:  # a scrape a second
+                seen = server.query(query)
+                if seen and float(seen[0]["value"][1]) == joules:
+                    break
+                time.sleep(0.5)
+            assert seen and float(seen[0]["value"][1]) == joules, seen
+            assert seen[0]["metric"]["job"] == "greenai"
+            scraped_flops = server.query('greenai_flops_total{run="fit-1"}')
+            assert float(scraped_flops[0]["value"][1]) == pytest.approx(flops)
+    finally:
+        exporter.close()
