@@ -27,6 +27,7 @@ from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trackers.prometheus import PrometheusExporter
 
 if TYPE_CHECKING:
     from lightning_greenai.callbacks import BudgetStopping, EnergyMonitor, FlopMonitor
@@ -66,6 +67,7 @@ __all__ = [
     "Method",
     "MissingDependencyError",
     "PriceTag",
+    "PrometheusExporter",
     "SensorReadError",
     "SensorUnavailableError",
     "Spend",
