@@ -83,3 +83,62 @@ def test_unavailable_energy_gives_no_co2e():
 @pytest.mark.parametrize(("alias", "iso2"), [("UK", "GB"), ("uk", "GB"), ("USA", "US"), ("Great Britain", "GB")])
 def test_common_country_aliases(alias, iso2):
     assert Grid.from_location(alias).country == iso2
+
+
+# -- the rest of the footprint: embodied carbon, water, money line by line ------------------------------------------
+
+
+def test_embodied_carbon_is_per_gpu_hour_and_server_hour_and_never_in_the_operational_co2e():
+    grid = Grid.from_location("DE")
+    spend = Spend(energy_j={"gpu:0": 3.6e6}, methods={"gpu:0": Method.COUNTER}, duration_s=7200.0, gpu_s=2 * 7200.0)
+    embodied = grid.embodied_co2e_g(spend, hosts=1)
+    # 150 kgCO2e per GPU and 2,500 kgCO2e per server over 6 years (52,560 h): 2 GPUs x 2 h, 1 server x 2 h
+    assert embodied["gpu"] == pytest.approx(4 * 150_000 / 52_560)
+    assert embodied["host"] == pytest.approx(2 * 2_500_000 / 52_560)
+    assert grid.embodied_co2e_g(spend, hosts=2)["host"] == pytest.approx(2 * embodied["host"])
+    assert grid.co2e_g(spend) == pytest.approx(grid.intensity_g_per_kwh)  # 1 kWh: the electricity alone
+    assert "Luccioni et al. 2023" in grid.footprint_source
+
+
+def test_water_is_on_site_wue_times_it_energy_and_off_site_grid_water_times_facility_energy():
+    grid = Grid.from_location("FR", pue=1.5, wue_l_per_kwh=0.5)
+    water = grid.water_l(kwh(2.0))
+    assert water == {"on_site": pytest.approx(1.0), "off_site": pytest.approx(2.0 * 1.5 * 3.75)}
+    assert grid.footprint_source.startswith("user (wue_l_per_kwh); otherwise")
+    unknown = Spend(methods={"gpu:0": Method.UNAVAILABLE}, duration_s=10.0)
+    assert grid.water_l(unknown) is None
+
+
+def test_money_is_electricity_and_instance_each_line_apart_in_one_currency():
+    grid = Grid.from_location("DE", instance_price_per_h=3.0)
+    parts = grid.money_parts(kwh(1.0))  # 1 kWh in half an hour
+    assert parts == {"electricity": pytest.approx(0.20), "instance": pytest.approx(1.5)}
+    assert grid.money(kwh(1.0)) == pytest.approx(sum(parts.values()))
+    assert Grid.from_location("DE").money_parts(kwh(1.0)).keys() == {"electricity"}
+
+
+@pytest.mark.parametrize(
+    "name", ["embodied_g_per_gpu_hour", "embodied_g_per_host_hour", "wue_l_per_kwh", "water_l_per_kwh"]
+)
+@pytest.mark.parametrize("value", [-1.0, math.nan, math.inf])
+def test_a_bad_footprint_figure_is_refused_naming_it(name, value):
+    with pytest.raises(GridConfigError, match=f"`{name}` must be"):
+        Grid.from_location("DE", **{name: value})
+
+
+def test_the_price_tag_shows_embodied_water_and_each_cost_line_in_text_and_json():
+    from lightning_greenai import PriceTag
+
+    grid = Grid.from_location("DE", instance_price_per_h=2.0)
+    spend = Spend(energy_j={"gpu:0": 3.6e6}, methods={"gpu:0": Method.COUNTER}, duration_s=3600.0, gpu_s=3600.0)
+    tag = PriceTag(spend, grid, title="fit")
+    text = tag.to_text()
+    assert "  embodied CO2e (apart)          50.4 g CO2e (GPUs 2.85 g CO2e, host 47.6 g CO2e)" in text
+    assert "  water                          1.8 L on-site, 3.75 L off-site" in text
+    assert "  cost                           2.2 EUR (electricity 0.2, instance 2)" in text
+    data = tag.to_dict()
+    assert data["cost_by_line"] == {"electricity": pytest.approx(0.2), "instance": pytest.approx(2.0)}
+    assert data["embodied_co2e_kg"] == pytest.approx(0.0504, abs=1e-4)
+    assert data["water_l"] == pytest.approx(5.55)
+    assert data["co2e_kg"] == pytest.approx(grid.intensity_g_per_kwh / 1000)  # operational only
+    assert data["grid"]["wue_l_per_kwh"] == 1.8

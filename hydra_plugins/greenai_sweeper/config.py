@@ -44,6 +44,11 @@ class GridConf:
     price_per_kwh: Optional[float] = None  # noqa: UP045
     currency: Optional[str] = None  # noqa: UP045
     instance_price_per_h: Optional[float] = None  # noqa: UP045
+    # the rest of the footprint (null: the packaged figures of lightning_greenai.grid.footprint)
+    embodied_g_per_gpu_hour: Optional[float] = None  # noqa: UP045
+    embodied_g_per_host_hour: Optional[float] = None  # noqa: UP045
+    wue_l_per_kwh: Optional[float] = None  # noqa: UP045
+    water_l_per_kwh: Optional[float] = None  # noqa: UP045
 
 
 @dataclass

@@ -40,7 +40,18 @@ __all__ = ["EnergyMonitor"]
 
 _STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 #: The fields of each stage kept in ``price_tag.json["stages"]`` and logged as run fields.
-_STAGE_FIELDS = ("energy_kwh", "co2e_kg", "cost", "currency", "flops", "duration_s", "gpu_hours", "is_estimate")
+_STAGE_FIELDS = (
+    "energy_kwh",
+    "co2e_kg",
+    "embodied_co2e_kg",
+    "water_l",
+    "cost",
+    "currency",
+    "flops",
+    "duration_s",
+    "gpu_hours",
+    "is_estimate",
+)
 
 
 def _minus(total: Spend, before: Spend) -> Spend:
@@ -144,7 +155,12 @@ class EnergyMonitor(Callback):
         intensity_g_per_kwh: Override the carbon intensity, gCO2e/kWh.
         price_per_kwh: Electricity price per kWh in ``currency`` (defaults to the country's indicative price).
         currency: ISO 4217 code of the prices.
-        instance_price_per_h: An hourly machine price added to the cost.
+        instance_price_per_h: An hourly machine price added to the cost (the price tag shows each line apart).
+        embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (default: the packaged figure, see
+            :mod:`lightning_greenai.grid.footprint`); shown apart from the electricity's CO2e.
+        embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
+        wue_l_per_kwh: The facility's on-site water per kWh of IT energy (WUE), litres.
+        water_l_per_kwh: The grid's off-site water per kWh generated, litres.
         sensors: Sensors to read instead of discovering them (the same on every rank: you decide what each meters).
         gpus: ``"auto"`` meters the rank's own CUDA device (none when training on CPU); a list gives NVML-visible
             indices explicitly; ``None`` meters no GPU.
@@ -187,6 +203,10 @@ class EnergyMonitor(Callback):
         price_per_kwh: float | None = None,
         currency: str | None = None,
         instance_price_per_h: float | None = None,
+        embodied_g_per_gpu_hour: float | None = None,
+        embodied_g_per_host_hour: float | None = None,
+        wue_l_per_kwh: float | None = None,
+        water_l_per_kwh: float | None = None,
         sensors: Sequence[EnergySensor] | None = None,
         gpus: Sequence[int] | Literal["auto"] | None = "auto",
         nvml: Any = "auto",
@@ -210,6 +230,10 @@ class EnergyMonitor(Callback):
             price_per_kwh=price_per_kwh,
             currency=currency,
             instance_price_per_h=instance_price_per_h,
+            embodied_g_per_gpu_hour=embodied_g_per_gpu_hour,
+            embodied_g_per_host_hour=embodied_g_per_host_hour,
+            wue_l_per_kwh=wue_l_per_kwh,
+            water_l_per_kwh=water_l_per_kwh,
         )
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
@@ -686,6 +710,11 @@ class EnergyMonitor(Callback):
         co2e_g = self.grid.co2e_g(spend)
         if co2e_g is not None:
             metrics["greenai/co2e_kg"] = g_to_kg(co2e_g)
+        hosts = max(len(set(self._nodes.values())), 1)
+        metrics["greenai/embodied_co2e_kg"] = g_to_kg(sum(self.grid.embodied_co2e_g(spend, hosts).values()))
+        water = self.grid.water_l(spend)
+        if water is not None:
+            metrics["greenai/water_l"] = sum(water.values())
         cost = self.grid.money(spend)
         if cost is not None:
             metrics["greenai/cost"] = cost

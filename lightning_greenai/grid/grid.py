@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_greenai.errors import GridConfigError
-from lightning_greenai.grid import tables
+from lightning_greenai.grid import footprint, tables
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import S_PER_HOUR, check_currency, j_to_kwh
 
@@ -39,6 +39,11 @@ class Grid:
         region: Cloud region, when given.
         intensity_source: Where the intensity comes from (data file and year, or "user").
         price_source: Where the price comes from.
+        embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (see :mod:`.footprint`).
+        embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
+        wue_l_per_kwh: On-site water per kWh of IT energy (the facility's WUE), litres.
+        water_l_per_kwh: Off-site water per kWh drawn from the grid (its water intensity), litres.
+        footprint_source: Where the embodied and water figures come from.
     """
 
     intensity_g_per_kwh: float
@@ -50,12 +55,19 @@ class Grid:
     region: str | None = None
     intensity_source: str = "user"
     price_source: str = "user"
+    embodied_g_per_gpu_hour: float = footprint.GPU_EMBODIED_G_PER_HOUR
+    embodied_g_per_host_hour: float = footprint.HOST_EMBODIED_G_PER_HOUR
+    wue_l_per_kwh: float = footprint.WUE_L_PER_KWH
+    water_l_per_kwh: float = footprint.GRID_WATER_L_PER_KWH
+    footprint_source: str = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
 
     def __post_init__(self) -> None:
         _check_number("intensity_g_per_kwh", self.intensity_g_per_kwh, minimum=0, allowed="a number >= 0")
         _check_number("pue", self.pue, minimum=1.0, allowed="a number >= 1.0 (1.0 means no facility overhead)")
         _check_number("price_per_kwh", self.price_per_kwh, minimum=0, allowed="a number >= 0 or None")
         _check_number("instance_price_per_h", self.instance_price_per_h, minimum=0, allowed="a number >= 0 or None")
+        for name in ("embodied_g_per_gpu_hour", "embodied_g_per_host_hour", "wue_l_per_kwh", "water_l_per_kwh"):
+            _check_number(name, getattr(self, name), minimum=0, allowed="a number >= 0")
         priced = self.price_per_kwh is not None or self.instance_price_per_h is not None
         if priced or self.currency is not None:
             check_currency(self.currency, error=GridConfigError)
@@ -71,6 +83,10 @@ class Grid:
         price_per_kwh: float | None = None,
         currency: str | None = None,
         instance_price_per_h: float | None = None,
+        embodied_g_per_gpu_hour: float | None = None,
+        embodied_g_per_host_hour: float | None = None,
+        wue_l_per_kwh: float | None = None,
+        water_l_per_kwh: float | None = None,
     ) -> Grid:
         """Build a grid from a country (ISO code or name) or a cloud region, with optional overrides.
 
@@ -102,7 +118,19 @@ class Grid:
                 price_source = f"{record.name}, indicative 2023 non-household price"
         if price_per_kwh is None and instance_price_per_h is None:
             price_source = "none"
+        given = {
+            "embodied_g_per_gpu_hour": embodied_g_per_gpu_hour,
+            "embodied_g_per_host_hour": embodied_g_per_host_hour,
+            "wue_l_per_kwh": wue_l_per_kwh,
+            "water_l_per_kwh": water_l_per_kwh,
+        }
+        overrides = {k: v for k, v in given.items() if v is not None}
+        source = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
+        if overrides:
+            source = f"user ({', '.join(overrides)}); otherwise {source}"
         return cls(
+            **overrides,  # type: ignore[arg-type]
+            footprint_source=source,
             intensity_g_per_kwh=float(intensity_g_per_kwh),
             pue=pue,
             price_per_kwh=price_per_kwh,
@@ -143,6 +171,31 @@ class Grid:
             cost += spend.duration_s / S_PER_HOUR * self.instance_price_per_h
         return cost
 
+    def embodied_co2e_g(self, spend: Spend, hosts: int = 1) -> dict[str, float]:
+        """The hardware's embodied carbon charged to ``spend``: its GPU-hours, and ``hosts`` servers for its time."""
+        return {
+            "gpu": spend.gpu_hours * self.embodied_g_per_gpu_hour,
+            "host": spend.duration_s / S_PER_HOUR * max(hosts, 1) * self.embodied_g_per_host_hour,
+        }
+
+    def water_l(self, spend: Spend) -> dict[str, float] | None:
+        """Water: on-site (WUE x IT energy) and off-site (the grid's water x facility energy); ``None`` if unknown."""
+        energy_j = spend.total_energy_j
+        if energy_j is None:
+            return None
+        it_kwh = j_to_kwh(energy_j)
+        return {"on_site": it_kwh * self.wue_l_per_kwh, "off_site": it_kwh * self.pue * self.water_l_per_kwh}
+
+    def money_parts(self, spend: Spend) -> dict[str, float]:
+        """The cost of ``spend`` line by line: ``electricity`` and ``instance``, each where it is priced and known."""
+        parts: dict[str, float] = {}
+        kwh = self.facility_energy_kwh(spend)
+        if self.price_per_kwh is not None and kwh is not None:
+            parts["electricity"] = kwh * self.price_per_kwh
+        if self.instance_price_per_h is not None:
+            parts["instance"] = spend.duration_s / S_PER_HOUR * self.instance_price_per_h
+        return parts
+
     def to_dict(self) -> dict[str, Any]:
         """Return the grid constants as a JSON-serialisable dict, for reports."""
         return {
@@ -155,4 +208,9 @@ class Grid:
             "currency": self.currency,
             "instance_price_per_h": self.instance_price_per_h,
             "price_source": self.price_source,
+            "embodied_g_per_gpu_hour": self.embodied_g_per_gpu_hour,
+            "embodied_g_per_host_hour": self.embodied_g_per_host_hour,
+            "wue_l_per_kwh": self.wue_l_per_kwh,
+            "water_l_per_kwh": self.water_l_per_kwh,
+            "footprint_source": self.footprint_source,
         }

@@ -91,6 +91,16 @@ class PriceTag:
         """Cost in :attr:`Grid.currency`."""
         return self.grid.money(self.spend)
 
+    @property
+    def embodied_co2e_g(self) -> dict[str, float]:
+        """The hardware's embodied carbon (``gpu``, ``host``), gCO2e: apart from the electricity's CO2e."""
+        return self.grid.embodied_co2e_g(self.spend, hosts=max(len(self.node_energy_j), 1))
+
+    @property
+    def water_l(self) -> dict[str, float] | None:
+        """Water in litres (``on_site``, ``off_site``); ``None`` when the energy is unknown."""
+        return self.grid.water_l(self.spend)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the price tag as JSON-serialisable data. ``is_estimate`` flags every figure derived from energy."""
         spend, grid = self.spend, self.grid
@@ -101,7 +111,12 @@ class PriceTag:
             "facility_energy_kwh": grid.facility_energy_kwh(spend),
             "co2e_kg": None if co2e_g is None else g_to_kg(co2e_g),
             "cost": self.cost,
+            "cost_by_line": grid.money_parts(spend) if grid.prices_money else None,
             "currency": grid.currency,
+            "embodied_co2e_kg": g_to_kg(sum(self.embodied_co2e_g.values())),
+            "embodied_co2e_kg_by_part": {k: g_to_kg(v) for k, v in self.embodied_co2e_g.items()},
+            "water_l": None if self.water_l is None else sum(self.water_l.values()),
+            "water_l_by_part": self.water_l,
             "is_estimate": spend.is_estimate,
             "estimated_domains": spend.estimated_domains,
             "unavailable_domains": spend.unavailable_domains,
@@ -197,10 +212,25 @@ class PriceTag:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
         row(f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)", format_mass(self.co2e_g) + est)
+        embodied = self.embodied_co2e_g
+        row(
+            "embodied CO2e (apart)",
+            f"{format_mass(sum(embodied.values()))} (GPUs {format_mass(embodied['gpu'])}, "
+            f"host {format_mass(embodied['host'])})",
+        )
+        water = self.water_l
+        if water is not None:
+            row("water", f"{water['on_site']:.3g} L on-site, {water['off_site']:.3g} L off-site{est}")
         cost = self.cost
+        parts = grid.money_parts(spend)
+        by_line = ""
+        if len(parts) == 2:  # both lines priced: each apart
+            by_line = f" (electricity {parts['electricity']:.4g}, instance {parts['instance']:.4g})"
         row(
             "cost",
-            "not priced (set price_per_kwh= and currency=)" if cost is None else f"{cost:.4g} {grid.currency}{est}",
+            "not priced (set price_per_kwh= and currency=)"
+            if cost is None
+            else f"{cost:.4g} {grid.currency}{est}{by_line}",
         )
         row("duration", format_duration(spend.duration_s))
         if spend.gpu_s:
@@ -237,6 +267,7 @@ class PriceTag:
             lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
+        lines.append(f"  embodied and water: {grid.footprint_source}")
         return "\n".join(lines)
 
     def _prediction_rows(self, row: Callable[[str, str], None], est: str) -> None:

@@ -327,6 +327,8 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("FLOPs", format_flops(spend.flops) if spend.flops else "not measured"),
         ("Energy", format_energy(spend.total_energy_j) + star),
         ("CO2e", format_mass(tag.co2e_g) + star),
+        ("Embodied CO2e (hardware, apart)", format_mass(sum(tag.embodied_co2e_g.values()))),
+        ("Water", "unknown" if tag.water_l is None else f"{sum(tag.water_l.values()):.3g} L{star}"),
         ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),
         (
             "Hardware",

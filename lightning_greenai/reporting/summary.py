@@ -41,6 +41,11 @@ _GRID_KEYS = (
     "region",
     "intensity_source",
     "price_source",
+    "embodied_g_per_gpu_hour",
+    "embodied_g_per_host_hour",
+    "wue_l_per_kwh",
+    "water_l_per_kwh",
+    "footprint_source",
 )
 
 

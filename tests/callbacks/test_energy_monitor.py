@@ -345,3 +345,20 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
     ).fit(ClockedModel(fake_clock))  # fmt: skip
     assert (out / "price_tag.json").exists()
     assert not (tmp_path / "price_tag.json").exists()
+
+
+def test_embodied_carbon_and_water_are_logged_and_in_price_tag_json_apart_from_co2e(tiny_trainer, fake_clock, tmp_path):
+    mon = monitor(fake_clock, wue_l_per_kwh=2.0, embodied_g_per_gpu_hour=100.0)
+    trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=0,
+                           callbacks=[mon], logger=CSVLogger(tmp_path), log_every_n_steps=1)  # fmt: skip
+    trainer.fit(ClockedModel(fake_clock))
+    rows = read_metrics(trainer.log_dir)
+    kwh = 400.0 / J_PER_KWH  # 4 steps x 1 s at 100 W
+    assert last(rows, "greenai/water_l") == pytest.approx(kwh * (2.0 + 3.75))
+    # the GPU for its 4 s at the given 100 g/h, and a server for 4 s at the packaged 2,500 kg over 6 years
+    embodied_g = 4.0 / 3600 * (100.0 + 2_500_000 / 52_560)
+    assert last(rows, "greenai/embodied_co2e_kg") == pytest.approx(embodied_g / 1000)
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    assert tag["water_l"] == pytest.approx(kwh * 5.75)
+    assert tag["stages"]["fit"]["embodied_co2e_kg"] == pytest.approx(embodied_g / 1000)
+    assert tag["co2e_kg"] == pytest.approx(kwh * 365.477 / 1000)  # the electricity's alone
