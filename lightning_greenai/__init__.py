@@ -27,6 +27,7 @@ from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.trackers.prometheus import PrometheusExporter
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ __all__ = [
     "Meter",
     "Method",
     "MissingDependencyError",
+    "OpenTelemetryExporter",
     "PriceTag",
     "PrometheusExporter",
     "SensorReadError",

@@ -30,6 +30,8 @@ from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
 from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.spend import Spend
+from lightning_greenai.trackers.export import SpendExporter
+from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.trackers.prometheus import PrometheusExporter, check_port
 from lightning_greenai.units import g_to_kg, j_to_kwh
 
@@ -180,7 +182,9 @@ class EnergyMonitor(Callback):
         verbose: Print the price tag at the end.
         prometheus: Serve the run's energy, FLOPs and power to Prometheus (opt-in): a port (0: a free one), or a
             :class:`~lightning_greenai.trackers.prometheus.PrometheusExporter`; global rank 0 serves it for as long
-            as the process lives (see :attr:`prometheus`).
+            as the process lives.
+        opentelemetry: Record them in OpenTelemetry instruments (opt-in): ``True`` for the global meter provider, or
+            an :class:`~lightning_greenai.trackers.opentelemetry.OpenTelemetryExporter` (global rank 0).
         clock: Monotonic clock in seconds (tests pass a fake one).
 
     Raises:
@@ -220,6 +224,7 @@ class EnergyMonitor(Callback):
         tokens_key: TokensKey = None,
         verbose: bool = True,
         prometheus: PrometheusExporter | int | None = None,
+        opentelemetry: OpenTelemetryExporter | bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grid = Grid.from_location(
@@ -248,6 +253,11 @@ class EnergyMonitor(Callback):
         if prometheus is not None and not isinstance(prometheus, PrometheusExporter):
             check_port(prometheus, name="prometheus", allowed="a PrometheusExporter, or None")
         self._prometheus = prometheus
+        if opentelemetry is not None and not isinstance(opentelemetry, (bool, OpenTelemetryExporter)):
+            raise ValueError(
+                f"`opentelemetry` must be True, False, None or an OpenTelemetryExporter, got {opentelemetry!r}."
+            )
+        self._opentelemetry = opentelemetry or None
         self._auto = False  # set by the callbacks_factory entry point
         self._active = True
         self._meter: Meter | None = None
@@ -319,6 +329,8 @@ class EnergyMonitor(Callback):
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
             self._prometheus = PrometheusExporter(self._prometheus)
             rank_zero_info(f"lightning-greenai: Prometheus metrics at {self._prometheus.url}")
+        if self._opentelemetry is True and trainer.is_global_zero:
+            self._opentelemetry = OpenTelemetryExporter()
         if self._meter is not None:
             return
         if self._hardware is None and trainer.is_global_zero:
@@ -688,8 +700,10 @@ class EnergyMonitor(Callback):
         return spend.scaled(total / done)
 
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
-        if isinstance(self._prometheus, PrometheusExporter) and trainer.is_global_zero:
-            self._prometheus.update(spend)
+        if trainer.is_global_zero:
+            for exporter in (self._prometheus, self._opentelemetry):
+                if isinstance(exporter, SpendExporter):
+                    exporter.update(spend)
         if spend.total_energy_j is not None:
             self._timeline.append((spend.duration_s, spend.total_energy_j))
             if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point

@@ -13,15 +13,10 @@ monitor's totals are every rank's, so only global rank 0 exports.
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from lightning_greenai.errors import MissingDependencyError
-from lightning_greenai.spend import Spend
+from lightning_greenai.trackers.export import SpendExporter
 
 __all__ = ["PrometheusExporter", "check_port"]
 
@@ -33,28 +28,21 @@ def check_port(port: Any, *, name: str = "port", allowed: str = "") -> None:
         raise ValueError(f"`{name}` must be a port in [0, 65535] (0: a free one){also}; got {port!r}.")
 
 
-class PrometheusExporter:
+class PrometheusExporter(SpendExporter):
     """Serve a run's energy, FLOPs and power on ``http://<host>:<port>/metrics``.
 
     Args:
         port: The port to listen on (0: a free one, see :attr:`port`).
         host: The address to listen on (default: this machine only).
         run: The ``run`` label (default: ``<hostname>-<pid>``).
-        clock: Monotonic clock for the power gauge.
 
     Raises:
         MissingDependencyError: ``prometheus-client`` is not installed.
+        ValueError: ``port`` is not a port number.
         OSError: the port cannot be bound.
     """
 
-    def __init__(
-        self,
-        port: int = 0,
-        *,
-        host: str = "127.0.0.1",
-        run: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", run: str | None = None) -> None:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
         except ImportError as err:
@@ -62,7 +50,7 @@ class PrometheusExporter:
                 "EnergyMonitor(prometheus=...) needs prometheus-client: pip install 'lightning-greenai[prometheus]'"
             ) from err
         check_port(port)
-        self.run = run or f"{socket.gethostname()}-{os.getpid()}"
+        super().__init__(run=run)
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["device", "method", "run"]
         self._energy = Counter("greenai_energy_joules", "Energy of each device, joules", labels, registry=self.registry)
@@ -74,34 +62,20 @@ class PrometheusExporter:
         self._server: Any
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.host, self.port = host, int(self._server.server_port)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._last_flops = 0.0
-        self._last_at: float | None = None
 
     @property
     def url(self) -> str:
         """Where Prometheus scrapes."""
         return f"http://{self.host}:{self.port}/metrics"
 
-    def update(self, spend: Spend) -> None:
-        """Export a run's cumulative ``spend``: counters grow by what grew since the last update."""
-        with self._lock:
-            now = self._clock()
-            elapsed = None if self._last_at is None else now - self._last_at
-            for device, joules in spend.energy_j.items():
-                grown = joules - self._last.get(device, 0.0)
-                method = spend.methods[device].value if device in spend.methods else "unknown"
-                if grown > 0:
-                    self._energy.labels(device=device, method=method, run=self.run).inc(grown)
-                    self._last[device] = joules
-                if elapsed:
-                    self._power.labels(device=device, run=self.run).set(max(grown, 0.0) / elapsed)
-            if spend.flops > self._last_flops:
-                self._flops.labels(run=self.run).inc(spend.flops - self._last_flops)
-                self._last_flops = spend.flops
-            self._last_at = now
+    def _add_energy(self, device: str, method: str, joules: float) -> None:
+        self._energy.labels(device=device, method=method, run=self.run).inc(joules)
+
+    def _add_flops(self, flops: float) -> None:
+        self._flops.labels(run=self.run).inc(flops)
+
+    def _set_power(self, device: str, watts: float) -> None:
+        self._power.labels(device=device, run=self.run).set(watts)
 
     def close(self) -> None:
         """Stop serving."""

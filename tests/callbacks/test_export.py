@@ -1,4 +1,4 @@
-"""The Prometheus endpoint, scraped by a real Prometheus server and read back through its HTTP API."""
+"""Export to cluster monitoring: Prometheus (a real server scrapes and is queried) and OpenTelemetry (the SDK)."""
 
 import time
 import urllib.request
@@ -8,6 +8,7 @@ import pytest
 from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.trackers.prometheus import PrometheusExporter
 from tests.conftest import ClockedModel
 from tests.prometheus_server import ensure_installed, prometheus_server
@@ -19,12 +20,11 @@ def scrape(exporter: PrometheusExporter) -> str:
 
 
 def test_counters_grow_by_what_the_cumulative_spend_grew_and_never_go_down():
-    exporter = PrometheusExporter(run="r1", clock=lambda: clock["s"])
-    clock = {"s": 0.0}
+    exporter = PrometheusExporter(run="r1")
+    counter = {"gpu:0": Method.COUNTER}
     try:
-        exporter.update(Spend(energy_j={"gpu:0": 100.0}, methods={"gpu:0": Method.COUNTER}, flops=1e12))
-        clock["s"] = 2.0
-        exporter.update(Spend(energy_j={"gpu:0": 300.0}, methods={"gpu:0": Method.COUNTER}, flops=3e12))
+        exporter.update(Spend(energy_j={"gpu:0": 100.0}, methods=counter, flops=1e12, duration_s=1.0))
+        exporter.update(Spend(energy_j={"gpu:0": 300.0}, methods=counter, flops=3e12, duration_s=3.0))
         text = scrape(exporter)
         assert 'greenai_energy_joules_total{device="gpu:0",method="counter",run="r1"} 300.0' in text
         assert 'greenai_flops_total{run="r1"} 3e+12' in text
@@ -73,3 +73,50 @@ def test_a_real_prometheus_scrapes_the_runs_joules_and_flops(tiny_trainer, fake_
             assert float(scraped_flops[0]["value"][1]) == pytest.approx(flops)
     finally:
         exporter.close()
+
+
+# -- OpenTelemetry: the SDK's own meter provider and reader ----------------------------------------------------------
+
+
+def points(reader, name: str) -> list:
+    data = reader.get_metrics_data()
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def test_opentelemetry_instruments_carry_the_runs_joules_flops_and_power(tiny_trainer, fake_clock):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        mon = EnergyMonitor(
+            sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
+            clock=fake_clock,
+            verbose=False,
+            opentelemetry=OpenTelemetryExporter(provider, run="otel-1"),
+        )
+        trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
+                               callbacks=[mon, FlopMonitor()], log_every_n_steps=1)  # fmt: skip
+        trainer.fit(ClockedModel(fake_clock))
+        (energy,) = points(reader, "greenai.energy")
+        assert dict(energy.attributes) == {"device": "gpu:0", "method": "counter", "run": "otel-1"}
+        assert energy.value == mon.spend.energy_j["gpu:0"] == 500.0
+        (flops,) = points(reader, "greenai.flops")
+        assert flops.value == pytest.approx(mon.spend.flops) and flops.value > 0
+        (power,) = points(reader, "greenai.power")
+        assert power.value == pytest.approx(100.0)  # the constant 100 W, between two updates
+    finally:
+        provider.shutdown()
+
+
+def test_a_bad_opentelemetry_value_is_refused_naming_it():
+    with pytest.raises(ValueError, match="`opentelemetry` must be True, False, None or an OpenTelemetryExporter"):
+        EnergyMonitor(opentelemetry="yes")
