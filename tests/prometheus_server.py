@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.services import apt_install, free_port
+from tests.services import apt_install, free_port, wait_for_http
 
 
 def ensure_installed() -> str | None:
@@ -58,17 +57,7 @@ def prometheus_server(targets: list[str], folder: Path) -> Iterator[PrometheusSe
     )  # fmt: skip
     server = PrometheusServer(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prometheus did not start: {(folder / 'prometheus.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_for_http(f"{server.url}/-/ready", proc, timeout_s=60, log=folder / "prometheus.log", what="Prometheus")
         yield server
     finally:
         proc.terminate()

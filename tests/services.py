@@ -6,7 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -34,3 +37,19 @@ def apt_install(packages: list[str], present: Callable[[], bool]) -> str | None:
         if done.returncode != 0:
             return f"apt-get install {names} failed: {done.stderr[-500:]}"
     return None if present() else f"{names} installed, but the commands the tests need are missing"
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, *, timeout_s: float, log: Path, what: str) -> None:
+    """Wait until ``url`` answers 200 while ``proc`` (the server) runs; raise with the tail of its ``log`` if not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{what} did not start: {log.read_text()[-3000:] if log.exists() else 'no log'}")
+        time.sleep(0.3)

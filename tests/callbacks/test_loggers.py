@@ -3,8 +3,6 @@
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_greenai import EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from tests.conftest import ClockedModel
-from tests.services import free_port
+from tests.services import free_port, wait_for_http
 
 
 def fit_then_test(tiny_trainer, fake_clock, tmp_path, logger):
@@ -130,18 +128,10 @@ def mlflow_server(tmp_path_factory):
         start_new_session=True,
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    try:
+        wait_for_http(f"{uri}/health", proc, timeout_s=120, log=root / "server.log", what="mlflow server")
+    except RuntimeError as err:
+        pytest.fail(str(err))
     yield uri
     os.killpg(proc.pid, 15)
     proc.wait(timeout=30)
