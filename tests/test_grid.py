@@ -142,3 +142,8 @@ def test_the_price_tag_shows_embodied_water_and_each_cost_line_in_text_and_json(
     assert data["water_l"] == pytest.approx(5.55)
     assert data["co2e_kg"] == pytest.approx(grid.intensity_g_per_kwh / 1000)  # operational only
     assert data["grid"]["wue_l_per_kwh"] == 1.8
+
+
+def test_a_pue_of_none_is_refused_up_front_not_in_the_middle_of_training():
+    with pytest.raises(GridConfigError, match=r"`pue` must be a number >= 1\.0"):
+        Grid.from_location("FR", pue=None)

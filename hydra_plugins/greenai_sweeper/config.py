@@ -98,7 +98,7 @@ class GreenAISweeperConf:
     cost_aware: Optional[str] = None  # noqa: UP045
     # hydra-optuna-sweeper's spellings, so its configs work as written: n_trials is max_trials, n_jobs is
     # max_batch_size, sampler an Optuna sampler (_target_ and its arguments); storage a database URL that carries the
-    # sweep's signals (heartbeats, allowances, STOP) and Optuna's study, study_name the sweep's key in it
+    # sweep's signals (heartbeats, allowances, STOP; keyed by the sweep dir) and Optuna's study, study_name the study's
     n_trials: Optional[int] = None  # noqa: UP045
     n_jobs: Optional[int] = None  # noqa: UP045
     sampler: Any = None

@@ -6,8 +6,8 @@ One small interface — put, get and delete a JSON text under a *kind* and a job
   (one machine, or a shared filesystem such as NFS or Lustre).
 * :class:`SqlChannel` (``hydra.sweeper.storage=<SQLAlchemy URL>``): one table, ``greenai_signals``, in a SQL
   database (SQLite for one machine, PostgreSQL for clusters: the storage Optuna users already run), keyed by the
-  sweep; jobs need the database, not the sweep dir. A dropped connection is retried; a write that still fails raises
-  :class:`~lightning_greenai.errors.StateWriteError`, like a file that cannot be written.
+  sweep dir; jobs need the database, not the sweep dir itself. A dropped connection is retried; a write that still
+  fails raises :class:`~lightning_greenai.errors.StateWriteError`, like a file that cannot be written.
 
 The sweeper's own books (``ledger.jsonl``, the report, the lock) stay in the sweep dir on the sweeper's machine.
 """
@@ -323,17 +323,18 @@ def sqlite_absolute(storage: str, cwd: str | os.PathLike[str]) -> str:
 def open_channel(
     sweep_dir: str | os.PathLike[str],
     storage: str | None = None,
-    study_name: str | None = None,
     *,
     cwd: str | os.PathLike[str] | None = None,
     create: bool = False,
 ) -> Channel:
-    """The channel of a sweep: files in its dir, or ``storage``'s database keyed by ``study_name`` or the dir.
+    """The channel of a sweep: files in its dir, or ``storage``'s database keyed by the sweep dir.
+
+    The key is the sweep dir, never an Optuna study name a user may give two sweeps: one sweeper at a time holds a
+    sweep dir (its lock), so two live sweeps never share a key.
 
     Args:
         sweep_dir: The sweep's absolute folder (``hydra.sweep.dir`` as the sweeper passes it to each job).
         storage: ``hydra.sweeper.storage``; ``None`` for files.
-        study_name: ``hydra.sweeper.study_name``: the sweep's key in the database (default: ``sweep_dir``).
         cwd: The folder a relative SQLite path is relative to (default: the current one).
         create: Create the database table if missing.
     """
@@ -341,4 +342,4 @@ def open_channel(
         return FileChannel(sweep_dir)
     check_storage(storage)
     url = sqlite_absolute(storage, cwd if cwd is not None else os.getcwd())
-    return SqlChannel(url, study_name or str(sweep_dir), create=create)
+    return SqlChannel(url, str(sweep_dir), create=create)

@@ -224,7 +224,10 @@ def job_alive(record: TrialRecord) -> bool | None:
     if record.host == socket.gethostname() and record.pid > 0:
         import psutil
 
-        return bool(psutil.pid_exists(record.pid))
+        try:  # a zombie (dead, not yet reaped: its parent, the sweeper, died too) is not alive
+            return bool(psutil.Process(record.pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
     if record.slurm_job and shutil.which("squeue"):
         import subprocess
 

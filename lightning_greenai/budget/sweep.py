@@ -412,7 +412,7 @@ class BudgetSweep:
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled = None
-        self.channel = open_channel(sweep_dir, self.storage, self.study_name, create=True)
+        self.channel = open_channel(sweep_dir, self.storage, create=True)
         with SweepLock(folder), _signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
@@ -602,12 +602,13 @@ class BudgetSweep:
         self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
         return results
 
-    def _await_siblings(self, jobs: list[Trial]) -> None:
+    def _await_siblings(self, jobs: list[Trial], why: str = "still running after the launcher raised") -> None:
         """Wait for the jobs of a batch still running after the launcher raised for one of them.
 
         Hydra's submitit and Ray launchers wait for the jobs in order and raise at the first one that failed (a SLURM
         job cancelled with ``scancel`` or past its time limit, a Ray task that died): its siblings may still be
-        running. A job is waited for while its record is not final and it is alive: its process, on this host; its
+        running (and a resumed sweep finds those its crashed sweeper left). A job is waited for while its record is
+        not final and it is alive: its process, on this host; its
         SLURM job, in ``squeue``; elsewhere, while its heartbeat moves (``max(6 x heartbeat_s, 60 s)`` of silence ends
         the wait). A job with no heartbeat yet (queued) is waited for while a sibling runs. Jobs given up on are
         billed at their last heartbeat.
@@ -627,13 +628,15 @@ class BudgetSweep:
                 if seen.get(job.job_num, (None,))[0] != record.seq:
                     seen[job.job_num] = (record.seq, now)
                 alive = job_alive(record)
+                if alive and time.time() - record.updated_at > 10 * quiet_s:
+                    alive = None  # alive but silent for so long: a reused pid, or a job that hangs; heard no more
                 if alive or (alive is None and now - seen[job.job_num][1] < quiet_s):
                     running.append(job.job_num)
             if not running:
                 return
             if not told:
                 told = True
-                log.info("Waiting for job(s) %s of the batch, still running after the launcher raised.", running)
+                print(f"[greenai] waiting for job(s) {running}, {why}")
             time.sleep(max(self.poll_s, 0.2))
 
     def _raise_if_signalled(self, cause: BaseException | None) -> None:
@@ -783,6 +786,8 @@ class BudgetSweep:
             print(f"[greenai] note: {note}")
         history = replay(ledger.events())
         recovered, interrupted = [], []
+        # a job the crashed sweeper left running (an orphaned worker, a SLURM job) finishes and is taken as it ends
+        self._await_siblings(list(history.open.values()), why="still running from the sweeper that stopped")
         for job_num, trial in sorted(history.open.items()):
             notes: list[str] = []
             record = TrialRecord.load(self._channel, job_num, notes, patience_s=60.0)

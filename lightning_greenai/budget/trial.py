@@ -299,7 +299,6 @@ def current_trial() -> TrialReporter | None:
         channel = open_channel(
             key[0],
             OmegaConf.select(cfg, "sweeper.storage", default=None),
-            OmegaConf.select(cfg, "sweeper.study_name", default=None),
             cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
         )
         _REPORTERS[key] = TrialReporter(channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)

@@ -327,7 +327,7 @@ class EnergyMonitor(Callback):
             return
         self._node_rank = trainer.node_rank
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
-            self._prometheus = PrometheusExporter(self._prometheus)
+            self._prometheus = PrometheusExporter.on_port(self._prometheus)
             rank_zero_info(f"lightning-greenai: Prometheus metrics at {self._prometheus.url}")
         if self._opentelemetry is True and trainer.is_global_zero:
             self._opentelemetry = OpenTelemetryExporter()
@@ -703,7 +703,7 @@ class EnergyMonitor(Callback):
         if trainer.is_global_zero:
             for exporter in (self._prometheus, self._opentelemetry):
                 if isinstance(exporter, SpendExporter):
-                    exporter.update(spend)
+                    exporter.update(spend, source=self._account_key)
         if spend.total_energy_j is not None:
             self._timeline.append((spend.duration_s, spend.total_energy_j))
             if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point

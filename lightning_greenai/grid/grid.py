@@ -63,6 +63,8 @@ class Grid:
 
     def __post_init__(self) -> None:
         _check_number("intensity_g_per_kwh", self.intensity_g_per_kwh, minimum=0, allowed="a number >= 0")
+        if self.pue is None:
+            raise GridConfigError("`pue` must be a number >= 1.0 (1.0 means no facility overhead), got None.")
         _check_number("pue", self.pue, minimum=1.0, allowed="a number >= 1.0 (1.0 means no facility overhead)")
         _check_number("price_per_kwh", self.price_per_kwh, minimum=0, allowed="a number >= 0 or None")
         _check_number("instance_price_per_h", self.instance_price_per_h, minimum=0, allowed="a number >= 0 or None")

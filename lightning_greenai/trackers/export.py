@@ -13,6 +13,7 @@ import abc
 import os
 import socket
 import threading
+from collections.abc import Hashable
 
 from lightning_greenai.spend import Spend
 
@@ -29,27 +30,31 @@ class SpendExporter(abc.ABC):
     def __init__(self, *, run: str | None = None) -> None:
         self.run = run or f"{socket.gethostname()}-{os.getpid()}"
         self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._last_flops = 0.0
-        self._last_duration_s: float | None = None
+        self._last: dict[tuple[Hashable, str], float] = {}  # (source, device) -> joules exported
+        self._last_flops: dict[Hashable, float] = {}
+        self._last_duration_s: dict[Hashable, float] = {}
 
-    def update(self, spend: Spend) -> None:
-        """Export a run's cumulative ``spend``: counters grow by what grew since the last update, never go down."""
+    def update(self, spend: Spend, source: Hashable = None) -> None:
+        """Export the cumulative ``spend`` of ``source`` (a monitor): counters grow by what grew since its last update.
+
+        Several monitors may share one exporter (a pretrain and a finetune in one process): each is followed apart,
+        and the counters carry their sum. They never go down.
+        """
         with self._lock:
-            last = self._last_duration_s
+            last = self._last_duration_s.get(source)
             elapsed = None if last is None else spend.duration_s - last
             for device, joules in spend.energy_j.items():
-                grown = joules - self._last.get(device, 0.0)
+                grown = joules - self._last.get((source, device), 0.0)
                 method = spend.methods[device].value if device in spend.methods else "unknown"
                 if grown > 0:
                     self._add_energy(device, method, grown)
-                    self._last[device] = joules
+                    self._last[(source, device)] = joules
                 if elapsed:
                     self._set_power(device, max(grown, 0.0) / elapsed)
-            if spend.flops > self._last_flops:
-                self._add_flops(spend.flops - self._last_flops)
-                self._last_flops = spend.flops
-            self._last_duration_s = spend.duration_s
+            if spend.flops > self._last_flops.get(source, 0.0):
+                self._add_flops(spend.flops - self._last_flops.get(source, 0.0))
+                self._last_flops[source] = spend.flops
+            self._last_duration_s[source] = spend.duration_s
 
     @abc.abstractmethod
     def _add_energy(self, device: str, method: str, joules: float) -> None:

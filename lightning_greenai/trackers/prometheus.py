@@ -21,6 +21,9 @@ from lightning_greenai.trackers.export import SpendExporter
 __all__ = ["PrometheusExporter", "check_port"]
 
 
+_LIVE: dict[tuple[str, int], PrometheusExporter] = {}  # the exporters this process serves, by address
+
+
 def check_port(port: Any, *, name: str = "port", allowed: str = "") -> None:
     """Refuse anything but a TCP port number, naming the value and what is allowed."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -60,8 +63,16 @@ class PrometheusExporter(SpendExporter):
             registry=self.registry,
         )  # fmt: skip
         self._server: Any
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"Cannot serve Prometheus metrics on {host}:{port}: {err.strerror or err}. Choose a free port "
+                "(prometheus=0 picks one), or give every monitor of this process the same PrometheusExporter.",
+            ) from err
         self.host, self.port = host, int(self._server.server_port)
+        _LIVE[(host, self.port)] = self
 
     @property
     def url(self) -> str:
@@ -77,8 +88,15 @@ class PrometheusExporter(SpendExporter):
     def _set_power(self, device: str, watts: float) -> None:
         self._power.labels(device=device, run=self.run).set(watts)
 
+    @classmethod
+    def on_port(cls, port: int, host: str = "127.0.0.1") -> PrometheusExporter:
+        """The exporter this process serves on ``port`` (a second monitor shares it), else a new one there."""
+        live = _LIVE.get((host, port)) if port else None
+        return live if live is not None else cls(port, host=host)
+
     def close(self) -> None:
         """Stop serving."""
+        _LIVE.pop((self.host, self.port), None)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

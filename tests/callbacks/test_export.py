@@ -120,3 +120,29 @@ def test_opentelemetry_instruments_carry_the_runs_joules_flops_and_power(tiny_tr
 def test_a_bad_opentelemetry_value_is_refused_naming_it():
     with pytest.raises(ValueError, match="`opentelemetry` must be True, False, None or an OpenTelemetryExporter"):
         EnergyMonitor(opentelemetry="yes")
+
+
+def test_two_monitors_of_a_process_on_one_port_share_its_exporter_and_add_up(tiny_trainer, fake_clock):
+    first = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock,
+                          verbose=False, prometheus=0)  # fmt: skip
+    tiny_trainer(max_steps=2, callbacks=[first], log_every_n_steps=1).fit(ClockedModel(fake_clock))
+    port = first._prometheus.port
+    second = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock,
+                           verbose=False, prometheus=port)  # fmt: skip
+    try:
+        tiny_trainer(max_steps=2, callbacks=[second], log_every_n_steps=1).fit(ClockedModel(fake_clock))
+        assert second._prometheus is first._prometheus  # the pretrain's exporter serves the finetune too
+        total = first.spend.energy_j["gpu:0"] + second.spend.energy_j["gpu:0"]
+        assert f'method="counter",run="{first._prometheus.run}"}} {total}' in scrape(first._prometheus)
+    finally:
+        first._prometheus.close()
+
+
+def test_a_port_another_program_holds_is_a_clear_error_naming_it():
+    holder = PrometheusExporter()
+    try:
+        message = rf"Cannot serve Prometheus metrics on 127\.0\.0\.1:{holder.port}: .*prometheus=0"
+        with pytest.raises(OSError, match=message):
+            PrometheusExporter(holder.port)
+    finally:
+        holder.close()

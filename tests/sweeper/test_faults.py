@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lightning_greenai import Spend
@@ -487,3 +488,35 @@ def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, inst
     assert f"The trials need the package `{module}`, which is not installed: {install}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert_books_balance(sweep_dir)
+
+
+@pytest.mark.timeout(300)
+def test_a_resume_waits_for_a_job_its_killed_sweeper_left_running_and_takes_its_final_record(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    common = (
+        "x=0,1",
+        "steps=60",
+        "step_s=0.1",
+        "hydra.sweeper.budget.energy_kwh=1 kWh",
+        "hydra.sweeper.prior_cost.energy_kwh=4 J",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    proc = popen(sweep_dir, *common)
+    try:
+        wait_for(lambda: spent_at_least(sweep_dir, range(2), 5.0), proc, timeout_s=120)
+        proc.send_signal(signal.SIGKILL)  # the sweeper dies; joblib's workers run their trials on
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    alive = [r.pid for r in (TrialRecord.load(sweep_dir, j) for j in range(2)) if r and psutil.pid_exists(r.pid)]
+    resumed = run(sweep_dir, *common, "hydra.sweeper.resume=true")
+    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    spent = {job: e["spend"]["energy_j"]["gpu:0"] for job, e in finished(sweep_dir).items()}
+    if alive:  # the orphans finished while the resume waited: each billed in full, once, and not run again
+        assert "still running from the sweeper that stopped" in resumed.stdout
+        assert rep["trials_by_status"] == {"completed": 2}
+        assert spent == {0: 60.0, 1: 60.0}
+    else:  # the workers died with their sweeper: billed at their heartbeats and run again
+        assert rep["trials_by_status"].get("completed") == 2

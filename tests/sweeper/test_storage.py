@@ -232,3 +232,25 @@ def test_dropped_connections_and_a_server_restart_mid_sweep_lose_nothing(server,
         job: {"gpu:0": 10.0} for job in range(6)
     }
     assert rep["spend"]["energy_j"] == {"gpu:0": pytest.approx(60.0)}
+
+
+@pytest.mark.timeout(300)
+def test_two_live_sweeps_given_the_same_study_name_still_keep_their_signals_apart(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = ("x=0,1,2", "steps=20", "step_s=0.02", "hydra.sweeper.budget.energy_kwh=1 kWh", *JOBLIB)
+    procs: dict[str, subprocess.CompletedProcess] = {}
+
+    def sweep(name: str) -> None:
+        (tmp_path / name).mkdir()
+        procs[name] = run(tmp_path / name / "sweep", *common, f"hydra.sweeper.storage={url}",
+                          "hydra.sweeper.study_name=same", check=False)  # fmt: skip
+
+    threads = [threading.Thread(target=sweep, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, proc in procs.items():
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        spent = {job: e["spend"]["energy_j"]["gpu:0"] for job, e in finished(tmp_path / name / "sweep").items()}
+        assert spent == dict.fromkeys(range(3), 20.0), (name, spent)  # 20 steps of 1 J: never the other's
