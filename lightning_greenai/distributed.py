@@ -28,6 +28,7 @@ def local_record(meter: Meter, *, rank: int = 0, node: int = 0) -> dict[str, Any
         uids[name]: {
             "name": name,
             "energy_j": energy_j,
+            "bounds_j": list(spend.bounds_of(name)),
             "method": spend.methods[name].value,
             "by_stage": stages.get(name, {}),
         }
@@ -66,6 +67,7 @@ def merge_records(
     for uid, (_, domain) in best.items():
         names.setdefault(domain["name"], []).append(uid)
     energy: dict[str, float] = {}
+    bounds: dict[str, tuple[float, float]] = {}
     methods: dict[str, Method] = {}
     stages: dict[str, float] = {}
     gpu_s = 0.0
@@ -82,6 +84,8 @@ def merge_records(
             else:
                 name = f"{name}@rank{record['rank']}"
         energy[name] = float(domain["energy_j"])
+        low, high = domain.get("bounds_j", (energy[name], energy[name]))
+        bounds[name] = (float(low), float(high))
         if nodes is not None and many_nodes:
             nodes[name] = node_label(record)
         methods[name] = Method(domain["method"])
@@ -102,6 +106,7 @@ def merge_records(
         gpu_s=gpu_s,
         is_estimate=any(m.is_estimate for m in methods.values()),
         stage_energy_j=stages,
+        energy_bounds_j=bounds,
     )
 
 

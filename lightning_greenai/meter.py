@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY, window_bounds
 from lightning_greenai.spend import Method, Spend
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ class _Domain:
         self.last_j: float | None = None
         self.energy_j = 0.0
         self.by_stage: dict[str, float] = {}
+        # the sensor's own interval, where it keeps one: cumulative (low, high) at the last reading, and summed
+        self.last_bounds_j: tuple[float, float] | None = None
+        self.low_j = self.high_j = 0.0
+        self.has_bounds = False
+        self.extrapolated_j = 0.0  # energy charged at the mean power after the sensor failed
         self.failed = False
         self.power_after_failure_w = 0.0
         self.bad_reading_warned = False
@@ -262,7 +268,33 @@ class Meter:
             if delta:
                 domain.energy_j += delta
                 domain.by_stage[self._stage] = domain.by_stage.get(self._stage, 0.0) + delta
+                if domain.failed:
+                    domain.extrapolated_j += delta
+            self._read_bounds(domain, delta)
         self._last_s = now
+
+    @staticmethod
+    def _read_bounds(domain: _Domain, delta: float) -> None:
+        """Grow the domain's own interval by the sensor's, or by ``delta`` where the sensor keeps none."""
+        if domain.failed:
+            return  # what is extrapolated from now on gets an estimate's interval of its own
+        read = getattr(domain.sensor, "read_energy_bounds_j", None)
+        bounds = None
+        if read is not None:
+            try:
+                bounds = read()
+            except Exception:
+                bounds = None
+        if bounds is None:
+            domain.low_j += delta
+            domain.high_j += delta
+            return
+        low, high = float(bounds[0]), float(bounds[1])
+        if domain.last_bounds_j is not None:
+            domain.low_j += max(low - domain.last_bounds_j[0], 0.0)
+            domain.high_j += max(high - domain.last_bounds_j[1], 0.0)
+            domain.has_bounds = True
+        domain.last_bounds_j = (low, high)
 
     def _read_domain(self, domain: _Domain, dt: float) -> float:
         if domain.failed:
@@ -327,19 +359,29 @@ class Meter:
         """What was spent from :meth:`start` up to the latest reading."""
         duration_s = self.duration_s
         energy: dict[str, float] = {}
+        bounds: dict[str, tuple[float, float]] = {}
         methods: dict[str, Method] = dict.fromkeys(self._unavailable, Method.UNAVAILABLE)
         stages: dict[str, float] = {}
         for d in self._domains:
             name, method, energy_j = d.sensor.name, d.method, d.energy_j
             period = float(getattr(d.sensor, "update_period_s", 0.0))
             read_power = getattr(d.sensor, "read_power_w", None)
-            if energy_j == 0.0 and 0.0 < duration_s < period and read_power is not None and not d.failed:
-                try:  # too short for the counter to tick: price it as power x time, flagged
-                    energy_j, method = float(read_power()) * duration_s, Method.ESTIMATE
-                    stages[self._stage] = stages.get(self._stage, 0.0) + energy_j
+            power_w: float | None = None
+            if 0.0 < duration_s < period and not d.failed:
+                # too short for the counter to be trusted (it may not have ticked): flagged, priced as power x time
+                # where it did not tick, and its interval takes the power for its edges
+                method = Method.ESTIMATE
+                try:
+                    power_w = None if read_power is None else float(read_power())
                 except Exception:
-                    pass
+                    power_w = None
+                if energy_j == 0.0 and power_w is not None:
+                    energy_j = power_w * duration_s
+                    stages[self._stage] = stages.get(self._stage, 0.0) + energy_j
             energy[name] = energy.get(name, 0.0) + energy_j
+            low, high = self._bounds(d, energy_j, duration_s, power_w)
+            previous = bounds.get(name, (0.0, 0.0))
+            bounds[name] = (previous[0] + low, previous[1] + high)
             methods[name] = method
             for stage, value in d.by_stage.items():
                 stages[stage] = stages.get(stage, 0.0) + value
@@ -352,4 +394,24 @@ class Meter:
             gpu_s=gpu_count * duration_s,
             is_estimate=any(m.is_estimate for m in methods.values()),
             stage_energy_j=stages,
+            energy_bounds_j=bounds,
         )
+
+    @staticmethod
+    def _bounds(d: _Domain, energy_j: float, duration_s: float, power_w: float | None) -> tuple[float, float]:
+        """The interval of one domain's energy over the window (:mod:`lightning_greenai.sensors.uncertainty`)."""
+        sensor = d.sensor
+        low, high = window_bounds(
+            sensor.method,  # a failed sensor's measured part keeps its own rules; the extrapolated part is added below
+            energy_j - d.extrapolated_j,
+            duration_s,
+            sensor_bounds=(d.low_j, d.high_j) if d.has_bounds else None,
+            accuracy=float(getattr(sensor, "accuracy", DEFAULT_ACCURACY)),
+            resolution_j=float(getattr(sensor, "resolution_j", 0.0)),
+            update_period_s=float(getattr(sensor, "update_period_s", 0.0)),
+            power_w=power_w,
+        )
+        if d.extrapolated_j:
+            ext_low, ext_high = window_bounds(Method.ESTIMATE, d.extrapolated_j, duration_s)
+            low, high = low + ext_low, high + ext_high
+        return low, high

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import Any
 
 from lightning_greenai.units import S_PER_HOUR, j_to_kwh
 
-__all__ = ["Method", "Spend"]
+__all__ = ["Bounds", "Method", "Spend"]
 
 
 class Method(str, enum.Enum):
@@ -44,6 +45,20 @@ def _add_maps(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float
     return out
 
 
+Bounds = tuple[float, float]
+
+
+def _add_bounds(a: Spend, b: Spend) -> dict[str, Bounds]:
+    """Per domain, the sum of two spends' bounds (a domain without bounds counts as exactly its energy)."""
+    if not a.energy_bounds_j and not b.energy_bounds_j:
+        return {}
+    out: dict[str, Bounds] = {}
+    for name in {*a.energy_j, *b.energy_j}:
+        (al, ah), (bl, bh) = a.bounds_of(name), b.bounds_of(name)
+        out[name] = (al + bl, ah + bh)
+    return out
+
+
 @dataclass(frozen=True)
 class Spend:
     """The compute a run spent, in SI units.
@@ -57,6 +72,9 @@ class Spend:
         gpu_s: GPU-seconds: metered GPUs times wall-clock time.
         is_estimate: Whether any figure in this spend comes from an estimate.
         stage_energy_j: Energy by stage (``"train"``, ``"validate"``, ``"test"``, ``"predict"``), in joules.
+        energy_bounds_j: By domain, the interval ``(low, high)`` in joules that the true energy lies in, from how it
+            was obtained (see :mod:`lightning_greenai.sensors.uncertainty`); a domain absent here is exact. Bounds add
+            linearly (a worst case: a sensor's calibration error is the same in every window).
 
     Example::
 
@@ -72,6 +90,36 @@ class Spend:
     gpu_s: float = 0.0
     is_estimate: bool = False
     stage_energy_j: Mapping[str, float] = field(default_factory=dict)
+    energy_bounds_j: Mapping[str, Bounds] = field(default_factory=dict)
+
+    def bounds_of(self, name: str) -> Bounds:
+        """The interval of one domain's energy, in joules (its energy twice when it carries none)."""
+        energy_j = self.energy_j.get(name, 0.0)
+        low, high = self.energy_bounds_j.get(name, (energy_j, energy_j))
+        return min(low, energy_j), max(high, energy_j)
+
+    @property
+    def total_energy_bounds_j(self) -> Bounds | None:
+        """The interval of :attr:`total_energy_j`, in joules; ``None`` when no domain could be read."""
+        if not self.energy_j:
+            return None
+        bounds = [self.bounds_of(name) for name in self.energy_j]
+        return float(sum(b[0] for b in bounds)), float(sum(b[1] for b in bounds))
+
+    def bound(self, side: str) -> Spend:
+        """This spend with every domain's energy at its ``"low"`` or ``"high"`` bound, to price the interval."""
+        if side not in ("low", "high"):
+            raise ValueError(f"side must be 'low' or 'high', got {side!r}")
+        index = 0 if side == "low" else 1
+        energy = {name: self.bounds_of(name)[index] for name in self.energy_j}
+        total, point = sum(energy.values()), sum(self.energy_j.values())
+        factor = total / point if point > 0 else 1.0
+        return dataclasses.replace(
+            self,
+            energy_j=energy,
+            energy_bounds_j={},
+            stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
+        )
 
     @property
     def total_energy_j(self) -> float | None:
@@ -118,6 +166,7 @@ class Spend:
             gpu_s=self.gpu_s + other.gpu_s,
             is_estimate=self.is_estimate or other.is_estimate,
             stage_energy_j=_add_maps(self.stage_energy_j, other.stage_energy_j),
+            energy_bounds_j=_add_bounds(self, other),
         )
 
     def scaled(self, factor: float) -> Spend:
@@ -130,6 +179,7 @@ class Spend:
             gpu_s=self.gpu_s * factor,
             is_estimate=self.is_estimate,
             stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
+            energy_bounds_j={k: (lo * factor, hi * factor) for k, (lo, hi) in self.energy_bounds_j.items()},
         )
 
     @property
@@ -152,6 +202,7 @@ class Spend:
             "gpu_s": self.gpu_s,
             "is_estimate": self.is_estimate,
             "stage_energy_j": dict(self.stage_energy_j),
+            "energy_bounds_j": {k: [lo, hi] for k, (lo, hi) in self.energy_bounds_j.items()},
         }
 
     @classmethod
@@ -175,6 +226,12 @@ class Spend:
                 raise ValueError(f"{key} must be a mapping, got {type(values).__name__}")
             return {str(k): amount(f"{key}[{k!r}]", v) for k, v in values.items()}
 
+        bounds = data.get("energy_bounds_j", {})
+        if not isinstance(bounds, Mapping):
+            raise ValueError(f"energy_bounds_j must be a mapping, got {type(bounds).__name__}")
+        for key, pair in bounds.items():
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise ValueError(f"energy_bounds_j[{key!r}] must be a [low, high] pair, got {pair!r}")
         methods = data.get("methods", {})
         if not isinstance(methods, Mapping):
             raise ValueError(f"methods must be a mapping, got {type(methods).__name__}")
@@ -186,4 +243,8 @@ class Spend:
             gpu_s=amount("gpu_s", data.get("gpu_s", 0.0)),
             is_estimate=bool(data.get("is_estimate", False)),
             stage_energy_j=amounts("stage_energy_j"),
+            energy_bounds_j={
+                str(k): (amount(f"energy_bounds_j[{k!r}]", lo), amount(f"energy_bounds_j[{k!r}]", hi))
+                for k, (lo, hi) in bounds.items()
+            },
         )

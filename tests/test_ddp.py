@@ -39,6 +39,12 @@ def test_ddp_two_ranks_each_gpu_once_and_host_cpu_once(tmp_path):
     assert rank0.energy_j["gpu:0"] == pytest.approx(40.0)
     assert rank0.energy_j["gpu:1"] == pytest.approx(40.0)
     assert rank0.total_energy_j == pytest.approx(88.0)
+    # the interval is summed the same way, each counter once: at least 5 % calibration, more for the NVML counter's
+    # 100 ms edges over a fit this short
+    assert set(rank0.energy_bounds_j) == {"cpu:package-0", "gpu:0", "gpu:1"}
+    low, high = rank0.total_energy_bounds_j
+    assert low == pytest.approx(sum(b[0] for b in rank0.energy_bounds_j.values()))
+    assert low <= 0.95 * 88.0 and high >= 1.05 * 88.0
     # FLOPs summed over both ranks: BoringModel is Linear(32, 2) on batches of 1 -> 128 forward, 128 backward
     # (weight gradient only) per step; SGD 2 FLOPs x 66 parameters per optimizer step
     flops = [json.loads((tmp_path / f"flops{r}.json").read_text()) for r in (0, 1)]

@@ -42,6 +42,8 @@ class _Contributor:
     stages: dict[str, float] = field(default_factory=dict)
     flops: float = 0.0
     active: bool = True
+    # by counter uid, how far below and above its energy the meter's latest interval reached, while it billed it
+    margins: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class TrialReporter:
@@ -99,8 +101,13 @@ class TrialReporter:
         """What this process's meters spent, each counter once (the earlier attempt of a requeued job excluded)."""
         with self._lock:
             energy: dict[str, float] = {}
-            for name, joules in self._energy.values():
+            bounds: dict[str, tuple[float, float]] = {}
+            for uid, (name, joules) in self._energy.items():
                 energy[name] = energy.get(name, 0.0) + joules
+                below = sum(c.margins[uid][0] for c in self._contributors.values() if uid in c.margins)
+                above = sum(c.margins[uid][1] for c in self._contributors.values() if uid in c.margins)
+                low, high = bounds.get(name, (0.0, 0.0))
+                bounds[name] = (low + max(joules - below, 0.0), high + joules + above)
             return Spend(
                 energy_j=energy,
                 methods=dict(self._methods),
@@ -109,6 +116,7 @@ class TrialReporter:
                 gpu_s=self._gpu_s,
                 is_estimate=self._is_estimate or any(m.is_estimate for m in self._methods.values()),
                 stage_energy_j=dict(self._stages),
+                energy_bounds_j=bounds,
             )
 
     @property
@@ -147,6 +155,8 @@ class TrialReporter:
                     owned += delta
                     previous = self._energy.get(uid, (name, 0.0))[1]
                     self._energy[uid] = (name, previous + delta)
+                    low, high = spend.bounds_of(name)
+                    mine.margins[uid] = (joules - low, high - joules)
             for name, method in spend.methods.items():
                 known = self._methods.get(name)
                 if method is Method.UNAVAILABLE and known is not None:

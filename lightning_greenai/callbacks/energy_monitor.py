@@ -60,9 +60,16 @@ def _minus(total: Spend, before: Spend) -> Spend:
     """What ``total`` adds to ``before`` (a stage's own spend, from two running totals)."""
     energy = {k: max(v - before.energy_j.get(k, 0.0), 0.0) for k, v in total.energy_j.items()}
     stages = {k: max(v - before.stage_energy_j.get(k, 0.0), 0.0) for k, v in total.stage_energy_j.items()}
+    bounds = {}
+    for k, v in energy.items():
+        (low_t, high_t), (low_b, high_b) = total.bounds_of(k), before.bounds_of(k)
+        below = max((total.energy_j[k] - low_t) - (before.energy_j.get(k, 0.0) - low_b), 0.0)
+        above = max((high_t - total.energy_j[k]) - (high_b - before.energy_j.get(k, 0.0)), 0.0)
+        bounds[k] = (max(v - below, 0.0), v + above)
     return dataclasses.replace(
         total,
         energy_j=energy,
+        energy_bounds_j=bounds,
         flops=max(total.flops - before.flops, 0.0),
         duration_s=max(total.duration_s - before.duration_s, 0.0),
         gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
@@ -130,6 +137,9 @@ class EnergyMonitor(Callback):
     ===================================== ==========================================================================
     ``greenai/energy_kwh``                energy so far, all ranks, in kWh (includes estimates when
                                           ``greenai/is_estimate`` is 1)
+    ``greenai/energy_kwh_low``, ``_high`` the interval the energy lies in, from how each device was read
+                                          (:mod:`lightning_greenai.sensors.uncertainty`); ``greenai/co2e_kg_low``
+                                          and ``_high`` likewise
     ``greenai/power_w``                   mean power since the previous log, in W
     ``greenai/co2e_kg``                   emissions so far, kg CO2e (energy x PUE x intensity)
     ``greenai/cost``                      cost so far in the grid's currency (logged as hyperparameter
@@ -718,12 +728,16 @@ class EnergyMonitor(Callback):
         energy_j = spend.total_energy_j
         if energy_j is not None:
             metrics["greenai/energy_kwh"] = j_to_kwh(energy_j)
+            low_j, high_j = spend.total_energy_bounds_j or (energy_j, energy_j)
+            metrics["greenai/energy_kwh_low"], metrics["greenai/energy_kwh_high"] = j_to_kwh(low_j), j_to_kwh(high_j)
             if self._last_log is not None and spend.duration_s > self._last_log[0]:
                 metrics["greenai/power_w"] = (energy_j - self._last_log[1]) / (spend.duration_s - self._last_log[0])
             self._last_log = (spend.duration_s, energy_j)
         co2e_g = self.grid.co2e_g(spend)
         if co2e_g is not None:
             metrics["greenai/co2e_kg"] = g_to_kg(co2e_g)
+            for side in ("low", "high"):
+                metrics[f"greenai/co2e_kg_{side}"] = g_to_kg(self.grid.co2e_g(spend.bound(side)) or 0.0)
         hosts = max(len(set(self._nodes.values())), 1)
         metrics["greenai/embodied_co2e_kg"] = g_to_kg(sum(self.grid.embodied_co2e_g(spend, hosts).values()))
         water = self.grid.water_l(spend)

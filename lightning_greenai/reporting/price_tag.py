@@ -28,6 +28,18 @@ __all__ = ["PriceTag"]
 _MARK = "*"
 
 
+def interval_text(fmt: Callable[..., str], bounds: tuple[float, float] | None) -> str:
+    """`` (low to high)`` for a figure with an interval (both in the high end's unit); nothing for a point."""
+    if bounds is None:
+        return ""
+    low, high = fmt(bounds[0], unit_for=bounds[1]), fmt(bounds[1], unit_for=bounds[1])
+    return "" if low == high else f" ({low} to {high})"
+
+
+def _money(value: float, unit_for: float | None = None) -> str:
+    return f"{value:.4g}"
+
+
 @dataclass(frozen=True)
 class PriceTag:
     """What a run cost, ready to print (:meth:`to_text`) or save (:meth:`to_dict`, :meth:`write_json`).
@@ -96,6 +108,11 @@ class PriceTag:
         """The hardware's embodied carbon (``gpu``, ``host``), gCO2e: apart from the electricity's CO2e."""
         return self.grid.embodied_co2e_g(self.spend, hosts=max(len(self.node_energy_j), 1))
 
+    def bounds(self, figure: Callable[[Spend], float | None]) -> tuple[float, float] | None:
+        """``figure`` (energy, CO2e, money, water ...) priced at the low and the high end of every device's energy."""
+        low, high = figure(self.spend.bound("low")), figure(self.spend.bound("high"))
+        return None if low is None or high is None else (low, high)
+
     @property
     def water_l(self) -> dict[str, float] | None:
         """Water in litres (``on_site``, ``off_site``); ``None`` when the energy is unknown."""
@@ -105,9 +122,18 @@ class PriceTag:
         """Return the price tag as JSON-serialisable data. ``is_estimate`` flags every figure derived from energy."""
         spend, grid = self.spend, self.grid
         co2e_g = self.co2e_g
+
+        def water_total(s: Spend) -> float | None:
+            water = grid.water_l(s)
+            return None if water is None else sum(water.values())
+
         out: dict[str, Any] = {
             "title": self.title,
             "energy_kwh": spend.energy_kwh,
+            "energy_kwh_bounds": self.bounds(lambda s: s.energy_kwh),
+            "co2e_kg_bounds": None if (co2e := self.bounds(grid.co2e_g)) is None else tuple(map(g_to_kg, co2e)),
+            "cost_bounds": self.bounds(grid.money) if grid.prices_money else None,
+            "water_l_bounds": self.bounds(water_total),
             "facility_energy_kwh": grid.facility_energy_kwh(spend),
             "co2e_kg": None if co2e_g is None else g_to_kg(co2e_g),
             "cost": self.cost,
@@ -130,6 +156,9 @@ class PriceTag:
                     "method": method.value,
                     "is_estimate": method.is_estimate,
                     "energy_kwh": None if name not in spend.energy_j else j_to_kwh(spend.energy_j[name]),
+                    "energy_kwh_bounds": None
+                    if name not in spend.energy_j
+                    else [j_to_kwh(b) for b in spend.bounds_of(name)],
                 }
                 for name, method in sorted(spend.methods.items())
             ],
@@ -183,7 +212,10 @@ class PriceTag:
         devices: list[tuple[str, str, str]] = []
         for name, method in sorted(spend.methods.items()):
             mark = f" {_MARK}" if method.is_estimate else ""
-            devices.append((name, method.value + mark, format_energy(spend.energy_j.get(name))))
+            energy = format_energy(spend.energy_j.get(name))
+            if name in spend.energy_j:
+                energy += interval_text(format_energy, spend.bounds_of(name))
+            devices.append((name, method.value + mark, energy))
         width = max([len(d[0]) for d in devices] + [14])
         rule = "-" * (width + 36)
         heading = f"lightning-greenai price tag ({self.title})"
@@ -196,7 +228,10 @@ class PriceTag:
         def row(label: str, value: str) -> None:
             lines.append(f"  {label:<{width + 15}}  {value}")
 
-        row("energy", format_energy(spend.total_energy_j) + est)
+        row(
+            "energy",
+            format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j),
+        )
         if self.stage_spend is not None:
             stage_name, stage = self.title.split(" ", 1)[0], self.stage_spend
             row(
@@ -211,7 +246,10 @@ class PriceTag:
         if self.node_energy_j:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
-        row(f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)", format_mass(self.co2e_g) + est)
+        row(
+            f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)",
+            format_mass(self.co2e_g) + est + interval_text(format_mass, self.bounds(grid.co2e_g)),
+        )
         embodied = self.embodied_co2e_g
         row(
             "embodied CO2e (apart)",
@@ -230,7 +268,7 @@ class PriceTag:
             "cost",
             "not priced (set price_per_kwh= and currency=)"
             if cost is None
-            else f"{cost:.4g} {grid.currency}{est}{by_line}",
+            else f"{cost:.4g} {grid.currency}{est}{interval_text(_money, self.bounds(grid.money))}{by_line}",
         )
         row("duration", format_duration(spend.duration_s))
         if spend.gpu_s:
@@ -265,6 +303,10 @@ class PriceTag:
             )
         if spend.unavailable_domains:
             lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")
+        lines.append(
+            "  (a to b): the interval a figure lies in, from how each device was read (counter period, sampling, "
+            "5 % calibration; an estimate within 2x)"
+        )
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
         lines.append(f"  embodied and water: {grid.footprint_source}")

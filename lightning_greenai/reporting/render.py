@@ -13,7 +13,7 @@ from lightning_greenai.budget.extrapolate import MIN_SCORES, unfit_reason
 from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
-from lightning_greenai.reporting.price_tag import PriceTag
+from lightning_greenai.reporting.price_tag import PriceTag, interval_text
 from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
@@ -325,8 +325,11 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     star = " *" if spend.is_estimate else ""
     rows = [
         ("FLOPs", format_flops(spend.flops) if spend.flops else "not measured"),
-        ("Energy", format_energy(spend.total_energy_j) + star),
-        ("CO2e", format_mass(tag.co2e_g) + star),
+        (
+            "Energy",
+            format_energy(spend.total_energy_j) + star + interval_text(format_energy, spend.total_energy_bounds_j),
+        ),
+        ("CO2e", format_mass(tag.co2e_g) + star + interval_text(format_mass, tag.bounds(grid.co2e_g))),
         ("Embodied CO2e (hardware, apart)", format_mass(sum(tag.embodied_co2e_g.values()))),
         ("Water", "unknown" if tag.water_l is None else f"{sum(tag.water_l.values()):.3g} L{star}"),
         ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),

@@ -69,6 +69,7 @@ class AMDEnergySensor(SensorBase):
         self._smi, self._handle = smi, handle
         self._origin_uj = _energy_uj(smi, handle)
         self.update_period_s = _COUNTER_PERIOD_S
+        self.resolution_j = float(smi.amdsmi_get_energy_count(handle)["counter_resolution"]) / 1e6
 
     def read_energy_j(self) -> float:
         """Return joules since construction."""

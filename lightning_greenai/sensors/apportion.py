@@ -55,6 +55,7 @@ class ApportionedSensor(SensorBase):
         self._last_busy, self._last_tree = _busy_s(), _tree_s(self._process)
         self._energy_j = 0.0
         self.update_period_s = float(getattr(inner, "update_period_s", 0.0))
+        self.accuracy = float(getattr(inner, "accuracy", self.accuracy))
 
     def read_energy_j(self) -> float:
         """Return this process tree's cumulative share of the host counter, in joules."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY
 from lightning_greenai.spend import Method
 
 __all__ = ["EnergySensor", "SensorBase"]
@@ -15,7 +16,10 @@ class EnergySensor(Protocol):
 
     Implementations may also offer ``update_period_s: float`` (how often the hardware refreshes the counter) and
     ``read_power_w() -> float | None`` (an instantaneous power reading): the :class:`~lightning_greenai.Meter` uses
-    them to price a window too short for the counter as power times time, flagged as an estimate.
+    them to price a window too short for the counter as power times time, flagged as an estimate. For the error bars
+    (:mod:`lightning_greenai.sensors.uncertainty`) they may offer ``accuracy`` (relative), ``resolution_j`` and
+    ``read_energy_bounds_j() -> tuple[float, float] | None``: cumulative low and high joules since the same origin as
+    :meth:`read_energy_j`, for a sensor whose figure has an interval of its own (polled power, a shared GPU's share).
     """
 
     @property
@@ -50,6 +54,10 @@ class SensorBase:
 
     #: Seconds between two updates of the hardware counter (0: continuous); see :class:`EnergySensor`.
     update_period_s: float = 0.0
+    #: The counter's step, in joules.
+    resolution_j: float = 0.0
+    #: Relative calibration accuracy of the hardware's reading.
+    accuracy: float = DEFAULT_ACCURACY
 
     def __init__(self, name: str, uid: str, method: Method) -> None:
         self._name, self._uid, self._method = name, uid, method

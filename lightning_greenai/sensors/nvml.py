@@ -60,6 +60,7 @@ class NVMLEnergySensor(SensorBase):
         self._nvml, self._handle = nvml, handle
         self._origin_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
         self.update_period_s = _COUNTER_PERIOD_S
+        self.resolution_j = 1e-3  # the counter is in millijoules
 
     def read_energy_j(self) -> float:
         """Return joules since construction."""

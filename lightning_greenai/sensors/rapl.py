@@ -56,6 +56,7 @@ class RAPLSensor(SensorBase):
         self._last_uj = self._read_uj()
         self._total_uj = 0
         self.update_period_s = 0.001
+        self.resolution_j = 1e-6  # energy_uj is in microjoules
 
     def _read_uj(self) -> int:
         return int(self._reader(self.zone_dir / "energy_uj"))

@@ -46,6 +46,7 @@ class SampledPowerSensor(SensorBase):
         self._start_thread = start_thread
         self._lock = threading.Lock()
         self._energy_j = 0.0
+        self._bracket_j = 0.0  # half the gap between the left and right Riemann sums: the sampling error
         self._last: tuple[float, float] | None = None  # (time_s, power_w)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,6 +58,7 @@ class SampledPowerSensor(SensorBase):
             if self._last is not None:
                 t0, p0 = self._last
                 self._energy_j += (now - t0) * (p0 + power_w) / 2.0
+                self._bracket_j += (now - t0) * abs(power_w - p0) / 2.0
             self._last = (now, power_w)
 
     def _run(self) -> None:
@@ -74,6 +76,16 @@ class SampledPowerSensor(SensorBase):
             self._thread.start()
         with self._lock:
             return self._energy_j
+
+    def read_energy_bounds_j(self) -> tuple[float, float] | None:
+        """Cumulative (low, high) joules: the power between two samples lies between them (``None`` for a model).
+
+        Read right after :meth:`read_energy_j`; a modelled power (``Method.ESTIMATE``) has no interval of its own.
+        """
+        if self._method is Method.ESTIMATE:
+            return None
+        with self._lock:
+            return self._energy_j - self._bracket_j, self._energy_j + self._bracket_j
 
     def read_power_w(self) -> float:
         """Return the current power in watts."""

@@ -59,8 +59,17 @@ def test_fit_meters_exact_energy_by_stage_and_logs_it(tiny_trainer, fake_clock, 
     assert tag["currency"] == "EUR"
     assert tag["is_estimate"] is False
     assert tag["devices"] == [
-        {"name": "gpu:0", "method": "counter", "is_estimate": False, "energy_kwh": pytest.approx(500.0 / J_PER_KWH)}
+        {
+            "name": "gpu:0",
+            "method": "counter",
+            "is_estimate": False,
+            "energy_kwh": pytest.approx(500.0 / J_PER_KWH),
+            "energy_kwh_bounds": pytest.approx([475.0 / J_PER_KWH, 525.0 / J_PER_KWH]),  # 5 % calibration
+        }
     ]
+    assert tag["energy_kwh_bounds"] == pytest.approx([475.0 / J_PER_KWH, 525.0 / J_PER_KWH])
+    assert last(rows, "greenai/energy_kwh_low") == pytest.approx(475.0 / J_PER_KWH)
+    assert last(rows, "greenai/energy_kwh_high") == pytest.approx(525.0 / J_PER_KWH)
     assert tag["stages_energy_kwh"]["validate"] == pytest.approx(100.0 / J_PER_KWH)
     hparams = (Path(trainer.log_dir) / "hparams.yaml").read_text()  # the price tag as run fields too
     assert "greenai/price_tag/fit/energy_kwh" in hparams and "greenai/price_tag/fit/is_estimate: false" in hparams

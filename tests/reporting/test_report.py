@@ -24,7 +24,7 @@ def test_report_json_and_markdown(run_dir, capsys):
     assert data["price_tag"]["energy_kwh"] == pytest.approx(500 / 3.6e6)
     assert main(["report", str(run_dir), "--markdown", "--no-plots"]) == 0
     md = capsys.readouterr().out
-    assert "| Energy | 500.0 J |" in md
+    assert "| Energy | 500.0 J (475.0 J to 525.0 J) |" in md  # a counter: 5 % calibration
     assert "| quantity | value |" in md and "FLOPs" in md
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from lightning_greenai import GreenAIWarning, Meter, Method
 from lightning_greenai.sensors import discover_rapl, discover_sensors
-from lightning_greenai.sensors.fake import make_rapl_tree
+from lightning_greenai.sensors.fake import FakeClock, make_rapl_tree
 from lightning_greenai.sensors.rapl import RAPLSensor
 
 
@@ -88,11 +88,26 @@ def test_package_without_dram_zone_marks_dram_unavailable(tmp_path):
     root = make_rapl_tree(tmp_path, packages=(0,), dram=False)
     found = discover_sensors(gpus=None, rapl_root=root)
     assert found.unavailable == ["dram"]
-    with Meter(found.sensors, unavailable=found.unavailable) as meter:
+    clock = FakeClock()
+    with Meter(found.sensors, unavailable=found.unavailable, clock=clock) as meter:
         write(root / "intel-rapl:0", 2_000_000)
+        clock.advance(1.0)  # longer than the counter's 1 ms update period: not flagged
     assert meter.spend.energy_j == {"cpu:package-0": 2.0}
     assert meter.spend.methods["dram"] is Method.UNAVAILABLE
     assert not meter.spend.is_estimate
+
+
+def test_a_window_shorter_than_the_counter_period_is_flagged(tmp_path):
+    root = make_rapl_tree(tmp_path, packages=(0,), dram=False)
+    clock = FakeClock()
+    with Meter(discover_rapl(root).sensors, clock=clock) as meter:
+        write(root / "intel-rapl:0", 2_000)
+        clock.advance(0.0005)
+    assert meter.spend.methods["cpu:package-0"] is Method.ESTIMATE
+    low, high = meter.spend.energy_bounds_j["cpu:package-0"]
+    # the counter's edges: 2 x 1 ms at the window's 4 W, on top of 5 % calibration
+    assert low == pytest.approx(max(0.002 * 0.95 - 1e-6 - 2 * 0.001 * 4.0, 0.0))
+    assert high == pytest.approx(0.002 * 1.05 + 1e-6 + 2 * 0.001 * 4.0)
 
 
 def test_a_counter_failing_mid_run_keeps_its_energy(tmp_path, fake_clock):
