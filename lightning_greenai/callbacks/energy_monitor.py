@@ -29,6 +29,7 @@ from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
 from lightning_greenai.sensors.rapl import RAPL_ROOT
+from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
 from lightning_greenai.trackers.export import SpendExporter
 from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
@@ -183,6 +184,10 @@ class EnergyMonitor(Callback):
         rapl_root: The powercap sysfs root.
         cpu_tdp_w: CPU package power for the estimate used when RAPL cannot be read.
         gpu_tdp_w: GPU board power for GPUs that report neither energy nor power.
+        gpu_sharing: How a GPU that other processes use is attributed: ``"auto"`` (a MIG slice by its compute
+            fraction, a GPU other processes run on when the fit starts by SM utilisation), ``"exclusive"`` (the
+            whole GPU) or ``"shared"`` (always by SM utilisation, e.g. under MPS where other jobs may start later).
+            A share is an estimate, with bounds; see :mod:`lightning_greenai.sensors.shared`.
         log_every_n_steps: Log every this many training batches (default: the trainer's ``log_every_n_steps``).
         prog_bar: Show energy and CO2e in the progress bar.
         per_device: Log each device's energy too.
@@ -228,6 +233,7 @@ class EnergyMonitor(Callback):
         rapl_root: str | Path = RAPL_ROOT,
         cpu_tdp_w: float | None = None,
         gpu_tdp_w: float | None = None,
+        gpu_sharing: Literal["auto", "exclusive", "shared"] = "auto",
         log_every_n_steps: int | None = None,
         prog_bar: bool = True,
         per_device: bool = True,
@@ -257,6 +263,7 @@ class EnergyMonitor(Callback):
         self._nvml, self._amdsmi = nvml, amdsmi
         self._rapl_root = rapl_root
         self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
+        self._gpu_sharing = check_sharing(gpu_sharing)
         self._log_every = log_every_n_steps
         self._prog_bar, self._per_device, self._verbose = prog_bar, per_device, verbose
         self._clock = clock
@@ -371,6 +378,7 @@ class EnergyMonitor(Callback):
                 rapl_root=self._rapl_root,
                 cpu_tdp_w=self._cpu_tdp_w,
                 gpu_tdp_w=self._gpu_tdp_w,
+                gpu_sharing=self._gpu_sharing,
                 clock=self._clock,
                 # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
                 apportion_host=current_trial() is not None,

@@ -19,6 +19,7 @@ from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSe
 from lightning_greenai.sensors.jetson import JETSON_ROOT, discover_jetson
 from lightning_greenai.sensors.nvml import discover_nvml, load_nvml
 from lightning_greenai.sensors.rapl import RAPL_ROOT, Reader, _read_text, discover_rapl
+from lightning_greenai.sensors.shared import check_sharing
 
 __all__ = ["Discovery", "discover_sensors"]
 
@@ -76,6 +77,7 @@ def discover_sensors(
     apportion_host: bool = False,
     process: psutil.Process | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    gpu_sharing: str = "auto",
 ) -> Discovery:
     """Find the best energy sources for this process. Never raises for missing hardware.
 
@@ -103,7 +105,14 @@ def discover_sensors(
             jobs on one host); see :mod:`lightning_greenai.sensors.apportion`.
         process: The root of the process tree the run is (default: this process); the host estimates and the
             apportioning charge this process and its descendants. DDP with spawned workers passes their parent.
+        gpu_sharing: How a GPU other processes use is attributed: ``"auto"`` (a MIG slice by its compute fraction;
+            a GPU other processes run on at start by SM utilisation), ``"exclusive"`` (the whole GPU) or
+            ``"shared"`` (always by SM utilisation); see :mod:`lightning_greenai.sensors.shared`.
+
+    Raises:
+        ValueError: ``gpu_sharing`` is not one of those.
     """
+    check_sharing(gpu_sharing)
     found = Discovery()
     jetson = discover_jetson(jetson_root, clock=clock)
     if jetson.sensors:  # a Jetson: its rails are the module's energy, CPU and GPU included; rank 0 of a node meters it
@@ -119,7 +128,9 @@ def discover_sensors(
         devices = None if isinstance(gpus, str) else list(gpus)
         if module is None and devices is None:
             found.notes.append("NVML: library not found; no GPU metered")
-        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock)
+        gpu = discover_nvml(
+            module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock, sharing=gpu_sharing, process=process
+        )
         if not gpu.sensors:  # no NVIDIA GPU metered: an AMD one?
             smi = load_amdsmi() if isinstance(amdsmi, str) and amdsmi == _AUTO else amdsmi
             amd = discover_amdsmi(smi, devices, clock=clock, sleep=sleep)

@@ -150,6 +150,29 @@ class _Memory:
 
 
 @dataclass
+class _ProcessSample:
+    pid: int
+    timeStamp: int  # noqa: N815 (NVML's field names)
+    smUtil: int  # noqa: N815
+    memUtil: int = 0  # noqa: N815
+    encUtil: int = 0  # noqa: N815
+    decUtil: int = 0  # noqa: N815
+
+
+@dataclass
+class _Process:
+    pid: int
+    usedGpuMemory: int = 0  # noqa: N815
+
+
+@dataclass
+class _Attributes:
+    gpuInstanceSliceCount: int  # noqa: N815
+    computeInstanceSliceCount: int  # noqa: N815
+    multiprocessorCount: int  # noqa: N815
+
+
+@dataclass
 class FakeGPU:
     """One fake GPU for :class:`FakeNVML`.
 
@@ -162,6 +185,12 @@ class FakeGPU:
         name: Product name.
         mig_uuids: UUIDs of MIG slices on this GPU.
         memory_bytes: Total memory.
+        mig_slices: Compute slices of each MIG slice (by UUID) out of ``mig_max``; a slice absent here reports no
+            attributes.
+        mig_max: The GPU's MIG slices in all (7 on an A100 or H100).
+        sm_util: Each process's SM utilisation in percent (pid -> percent, or a function returning that mapping),
+            reported by ``nvmlDeviceGetProcessUtilization`` as one sample per process and call; the processes are
+            also the GPU's compute processes.
     """
 
     uuid: str
@@ -172,6 +201,13 @@ class FakeGPU:
     name: str = "NVIDIA Fake GPU"
     mig_uuids: list[str] = field(default_factory=list)
     memory_bytes: int = 80 * 10**9
+    mig_slices: dict[str, int] = field(default_factory=dict)
+    mig_max: int = 7
+    sm_util: dict[int, int] | Callable[[], dict[int, int]] = field(default_factory=dict)
+
+    def utilisation(self) -> dict[int, int]:
+        """The processes' SM utilisation now."""
+        return dict(self.sm_util() if callable(self.sm_util) else self.sm_util)
 
 
 class FakeNVML:
@@ -255,6 +291,31 @@ class FakeNVML:
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGPU) -> _Utilization:  # noqa: N802
         """Return utilisation rates in percent."""
         return _Utilization(gpu=handle.utilization, memory=0)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGPU) -> list[_Process]:  # noqa: N802
+        """Return the processes running compute work on the GPU."""
+        return [_Process(pid) for pid in handle.utilisation()]
+
+    def nvmlDeviceGetProcessUtilization(self, handle: FakeGPU, last_seen_us: int) -> list[_ProcessSample]:  # noqa: N802
+        """Return one sample per process, newer than ``last_seen_us``; NVML's "Not Found" when there is none."""
+        self._stamp_us = max(getattr(self, "_stamp_us", 0), int(last_seen_us)) + 1
+        samples = [_ProcessSample(pid, self._stamp_us, sm) for pid, sm in handle.utilisation().items()]
+        if not samples:
+            raise _NVMLError("Not Found")
+        return samples
+
+    def nvmlDeviceGetAttributes(self, handle: Any) -> _Attributes:  # noqa: N802
+        """Return a MIG slice's attributes (NVML supports only MIG handles here)."""
+        if not isinstance(handle, tuple) or handle[2] not in handle[1].mig_slices:
+            raise _NVMLNotSupportedError("Not Supported")
+        slices = handle[1].mig_slices[handle[2]]
+        return _Attributes(
+            gpuInstanceSliceCount=slices, computeInstanceSliceCount=slices, multiprocessorCount=14 * slices
+        )
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: FakeGPU) -> int:  # noqa: N802
+        """Return how many MIG slices the GPU has at most."""
+        return handle.mig_max
 
 
 class _AmdSmiError(Exception):

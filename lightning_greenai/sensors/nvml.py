@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import psutil
+
 from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
+from lightning_greenai.sensors.shared import SharedGPUSensor, own_pids, running_pids
 from lightning_greenai.spend import Method
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "discover_nvml",
     "is_superchip",
     "load_nvml",
+    "mig_fraction",
     "visible_devices",
 ]
 
@@ -109,11 +113,11 @@ def _as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _handle_for(nvml: Any, entry: str) -> tuple[Any, str, bool]:
-    """Return (handle of the physical GPU, its UUID, whether it is shared through MIG) for one visible entry."""
+def _handle_for(nvml: Any, entry: str) -> tuple[Any, str, Any]:
+    """Return (handle of the physical GPU, its UUID, the MIG slice's handle or ``None``) for one visible entry."""
     if entry.isdigit():
         handle = nvml.nvmlDeviceGetHandleByIndex(int(entry))
-        return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), False
+        return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), None
     try:
         handle = nvml.nvmlDeviceGetHandleByUUID(entry)
     except nvml.NVMLError:
@@ -124,8 +128,44 @@ def _handle_for(nvml: Any, entry: str) -> tuple[Any, str, bool]:
     if entry.startswith("MIG-"):
         # A MIG slice has no energy counter of its own: meter the parent GPU and say it is shared.
         parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-        return parent, _as_str(nvml.nvmlDeviceGetUUID(parent)), True
-    return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), False
+        return parent, _as_str(nvml.nvmlDeviceGetUUID(parent)), handle
+    return handle, _as_str(nvml.nvmlDeviceGetUUID(handle)), None
+
+
+def mig_fraction(nvml: Any, mig: Any, parent: Any) -> float | None:
+    """A MIG slice's share of its GPU's compute: its compute slices over the GPU's (``None`` if NVML won't say)."""
+    try:
+        slices = int(nvml.nvmlDeviceGetAttributes(mig).computeInstanceSliceCount)
+        most = int(nvml.nvmlDeviceGetMaxMigDeviceCount(parent))
+    except (nvml.NVMLError, AttributeError):
+        return None
+    return min(slices / most, 1.0) if slices > 0 and most > 0 else None
+
+
+def _share(
+    nvml: Any,
+    sensor: Any,
+    handle: Any,
+    mig: Any,
+    sharing: str,
+    process: psutil.Process | None,
+    clock: Callable[[], float],
+) -> tuple[Any, str]:
+    """The GPU's sensor, wrapped in this process's share where the GPU is shared, and a note saying which."""
+    if sensor.method is Method.ESTIMATE or sharing == "exclusive":
+        return sensor, " (MIG: whole GPU, shared)" if mig is not None else ""
+    pids = own_pids(process)
+    if mig is not None:
+        fraction = mig_fraction(nvml, mig, handle)
+        if fraction is None:
+            return sensor, " (MIG: whole GPU, shared; NVML gives no slice size)"
+        shared = SharedGPUSensor(sensor, nvml, handle, fraction=fraction, pids=pids, clock=clock)
+        return shared, f" (MIG slice: {fraction:.3g} of the GPU by compute slices, estimate)"
+    others = {pid for pid in running_pids(nvml, handle) if pid not in pids()}
+    if sharing == "auto" and not others:
+        return sensor, ""
+    shared = SharedGPUSensor(sensor, nvml, handle, pids=pids, clock=clock)
+    return shared, f" (shared with {len(others)} other process(es): share by SM utilisation, estimate)"
 
 
 def _product(nvml: Any, handle: Any) -> str:
@@ -151,6 +191,8 @@ def discover_nvml(
     visible: Sequence[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     poll_interval_s: float = 0.1,
+    sharing: str = "auto",
+    process: psutil.Process | None = None,
 ) -> NVMLDiscovery:
     """Open the best energy source for each GPU this process uses.
 
@@ -162,6 +204,10 @@ def discover_nvml(
         visible: The visible-device list (defaults to parsing ``CUDA_VISIBLE_DEVICES``; all GPUs when unset).
         clock: Monotonic clock for power integration.
         poll_interval_s: Power polling period where there is no energy counter.
+        sharing: How a GPU other processes use is attributed (:data:`~lightning_greenai.sensors.shared.GPU_SHARING`):
+            ``auto`` charges a MIG slice its compute fraction and, where other processes run on the GPU at start, a
+            share by SM utilisation; ``exclusive`` the whole GPU; ``shared`` always a share by SM utilisation.
+        process: The root of this job's process tree (default: this process), whose processes' share is charged.
 
     The chain per GPU is: energy counter -> measured power polled and integrated -> enforced power limit times
     utilisation (estimate) -> ``gpu_tdp_w`` times utilisation (estimate) -> unavailable.
@@ -191,7 +237,7 @@ def discover_nvml(
             found.notes.append(f"NVML: {name} is not among the {len(entries)} visible GPUs")
             continue
         try:
-            handle, uuid, shared = _handle_for(nvml, entries[index])
+            handle, uuid, mig = _handle_for(nvml, entries[index])
         except nvml.NVMLError as err:
             found.unavailable.append(name)
             found.notes.append(f"NVML: cannot open {name} ({entries[index]}): {err}")
@@ -202,7 +248,9 @@ def discover_nvml(
             found.notes.append(f"NVML: {name} reports no energy, power or power limit; pass gpu_tdp_w to estimate it")
             continue
         label = {Method.COUNTER: "energy counter", Method.SAMPLED: "power polling", Method.ESTIMATE: "estimate"}
-        found.notes.append(f"NVML: {name} via {label[sensor.method]}" + (" (MIG: whole GPU, shared)" if shared else ""))
+        how = label[sensor.method]
+        sensor, shared = _share(nvml, sensor, handle, mig, sharing, process, clock)
+        found.notes.append(f"NVML: {name} via {how}{shared}")
         found.sensors.append(sensor)
         product = _product(nvml, handle)
         if sensor.method is Method.COUNTER and is_superchip(product):

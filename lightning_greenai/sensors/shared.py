@@ -1,0 +1,190 @@
+"""A fair share of a GPU that other processes use too: a MIG slice, or time-slicing and MPS.
+
+A GPU's energy counter is the whole board's. When the process does not have the GPU to itself,
+:class:`SharedGPUSensor` charges it a share, polled every ``interval_s`` on a thread and split into idle and active
+energy (Kepler's rule, kepler PR #2384): the idle power is the lowest power seen on the GPU since the sensor opened,
+and the rest of each interval's energy is active.
+
+- **MIG**: the slice gets ``fraction`` (its compute slices over the GPU's) of both the idle and the active energy.
+- **Time-slicing and MPS**: the active energy is split by each process's SM utilisation in NVML's per-process
+  samples (``nvmlDeviceGetProcessUtilization``), the idle energy evenly among the processes on the GPU. An interval
+  with no samples is split evenly too. SM utilisation ignores memory-bound work (kepler #1215).
+
+The share is always flagged as an estimate, with bounds (:meth:`SharedGPUSensor.read_energy_bounds_j`): at least the
+share of the active energy alone, at most all of the active energy plus this process's idle share.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from lightning_greenai.sensors.base import SensorBase
+from lightning_greenai.sensors.estimate import process_tree
+from lightning_greenai.spend import Method
+
+__all__ = ["GPU_SHARING", "SharedGPUSensor", "check_sharing", "own_pids", "running_pids", "utilisation_share"]
+
+#: How a GPU's energy is attributed: ``auto`` (shared when a MIG slice or when other processes run on it at start),
+#: ``exclusive`` (the whole GPU, as when the job has it to itself), ``shared`` (always apportioned by utilisation).
+GPU_SHARING = ("auto", "exclusive", "shared")
+
+
+def check_sharing(value: object) -> str:
+    """Return ``value`` if it is one of :data:`GPU_SHARING`, else raise a ``ValueError`` naming it."""
+    if value not in GPU_SHARING:
+        raise ValueError(f"gpu_sharing must be one of {', '.join(map(repr, GPU_SHARING))}, got {value!r}")
+    return str(value)
+
+
+def own_pids(process: psutil.Process | None = None) -> Callable[[], set[int]]:
+    """The pids of ``process`` (default: this one) and its descendants, looked up afresh at every call."""
+    root = process or psutil.Process()
+
+    def pids() -> set[int]:
+        return {p.pid for p in process_tree(root)}
+
+    return pids
+
+
+def running_pids(nvml: Any, handle: Any) -> set[int]:
+    """The pids NVML lists as running compute work on the GPU (empty where it cannot say)."""
+    try:
+        return {int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+    except (nvml.NVMLError, AttributeError):
+        return set()
+
+
+def utilisation_share(nvml: Any, handle: Any, pids: set[int], since_us: int) -> tuple[float | None, int, int]:
+    """This process tree's share of the GPU's SM utilisation in NVML's samples after ``since_us``.
+
+    Returns ``(share or None when no process used the SMs, processes seen, newest sample's timestamp)``.
+    """
+    try:
+        samples = list(nvml.nvmlDeviceGetProcessUtilization(handle, since_us))
+    except nvml.NVMLError:  # NVML_ERROR_NOT_FOUND: no sample since then
+        samples = []
+    mine = total = 0.0
+    seen: set[int] = set()
+    newest = since_us
+    for sample in samples:
+        sm = max(float(sample.smUtil), 0.0)
+        seen.add(int(sample.pid))
+        total += sm
+        if int(sample.pid) in pids:
+            mine += sm
+        newest = max(newest, int(sample.timeStamp))
+    return (mine / total if total > 0 else None), len(seen), newest
+
+
+class SharedGPUSensor(SensorBase):
+    """This process's share of a shared GPU's energy (see the module docstring for the rule), as an estimate.
+
+    Args:
+        whole: The sensor of the whole GPU (its energy counter, or its polled power).
+        nvml: The NVML module, for the per-process samples (time-slicing and MPS).
+        handle: The GPU's NVML handle.
+        fraction: A MIG slice's compute fraction of the GPU; ``None`` splits by SM utilisation.
+        pids: Returns the pids of this job's processes.
+        interval_s: How often the share is taken.
+        clock: Monotonic clock in seconds.
+        start_thread: Whether to poll on a thread (tests pass ``False`` and drive reads with a fake clock).
+    """
+
+    def __init__(
+        self,
+        whole: Any,
+        nvml: Any,
+        handle: Any,
+        *,
+        fraction: float | None = None,
+        pids: Callable[[], set[int]] | None = None,
+        interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        start_thread: bool = True,
+    ) -> None:
+        super().__init__(str(whole.name), str(whole.uid), Method.ESTIMATE)
+        if fraction is not None and not 0.0 < fraction <= 1.0:
+            raise ValueError(f"a MIG slice's fraction must be in (0, 1], got {fraction!r}")
+        self.whole, self._nvml, self._handle = whole, nvml, handle
+        self.fraction = fraction
+        self._pids = pids or own_pids()
+        self.update_period_s = float(getattr(whole, "update_period_s", 0.0))
+        self.resolution_j = float(getattr(whole, "resolution_j", 0.0))
+        self.accuracy = float(getattr(whole, "accuracy", self.accuracy))
+        self._interval_s, self._clock, self._start_thread = interval_s, clock, start_thread
+        self._lock = threading.Lock()
+        self._last_j = float(whole.read_energy_j())
+        self._last_s = clock()
+        self._since_us = int(time.time() * 1e6)
+        self._idle_w: float | None = None
+        self.energy_j = self.low_j = self.high_j = 0.0
+        self.gpu_energy_j = 0.0  # the whole GPU's, over the same time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        energy_j, now = float(self.whole.read_energy_j()), self._clock()
+        with self._lock:
+            delta_j, dt = max(energy_j - self._last_j, 0.0), now - self._last_s
+            if dt <= 0:
+                return
+            self._last_j, self._last_s = energy_j, now
+            power_w = delta_j / dt
+            self._idle_w = power_w if self._idle_w is None else min(self._idle_w, power_w)
+            idle_j = min(self._idle_w * dt, delta_j)
+            active_j = delta_j - idle_j
+            if self.fraction is not None:
+                share, idle_share = self.fraction, self.fraction
+            else:
+                sampled, processes, self._since_us = utilisation_share(
+                    self._nvml, self._handle, self._pids(), self._since_us
+                )
+                idle_share = 1.0 / max(processes, len(running_pids(self._nvml, self._handle)), 1)
+                share = idle_share if sampled is None else sampled  # no SM activity sampled: split evenly
+            self.gpu_energy_j += delta_j
+            self.energy_j += share * active_j + idle_share * idle_j
+            self.low_j += share * active_j
+            self.high_j += active_j + idle_share * idle_j
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._poll()
+            except Exception:  # a failing poll must not kill the thread; the next read raises to the Meter
+                continue
+
+    def read_energy_j(self) -> float:
+        """Return this process's share since the sensor opened, in joules (polling once now)."""
+        self._poll()
+        if self._start_thread and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"greenai-share-{self._name}", daemon=True)
+            self._thread.start()
+        with self._lock:
+            return self.energy_j
+
+    def read_energy_bounds_j(self) -> tuple[float, float]:
+        """Cumulative (low, high): the share of the active energy alone, all of it plus the idle share."""
+        with self._lock:
+            return self.low_j, self.high_j
+
+    def read_power_w(self) -> float | None:
+        """The whole GPU's power times the share so far (for windows shorter than the counter's period)."""
+        read = getattr(self.whole, "read_power_w", None)
+        if read is None:
+            return None
+        with self._lock:
+            ratio = self.energy_j / self.gpu_energy_j if self.gpu_energy_j > 0 else (self.fraction or 1.0)
+        return float(read()) * ratio
+
+    def close(self) -> None:
+        """Stop polling and close the whole GPU's sensor."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            self._thread = None
+        self.whole.close()

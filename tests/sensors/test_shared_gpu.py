@@ -1,0 +1,140 @@
+"""A fair share of a shared GPU: MIG by its compute fraction, time-slicing and MPS by SM utilisation, with bounds."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from lightning_greenai import EnergyMonitor, Meter, Method
+from lightning_greenai.sensors import discover_sensors
+from lightning_greenai.sensors.fake import FakeClock, FakeGPU, FakeNVML
+from lightning_greenai.sensors.shared import SharedGPUSensor
+
+ME = os.getpid()
+OTHER = 999_999_001  # a process of another job on the same GPU
+
+
+class Board:
+    """A GPU's energy counter driven by a fake clock at a power the test sets (idle 50 W)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock, self.power_w, self.energy_mj, self.at = clock, 50.0, 0.0, clock()
+
+    def __call__(self) -> int:
+        now = self.clock()
+        self.energy_mj += self.power_w * (now - self.at) * 1e3
+        self.at = now
+        return int(self.energy_mj)
+
+
+def gpus(clock: FakeClock, **fields) -> tuple[FakeNVML, Board]:
+    board = Board(clock)
+    return FakeNVML([FakeGPU("GPU-a", energy_mj=board, power_mw=lambda: int(board.power_w * 1e3), **fields)]), board
+
+
+def run(meter: Meter, clock: FakeClock, board: Board, seconds: int, power_w: float) -> None:
+    board.power_w = power_w
+    for _ in range(seconds):
+        clock.advance(1.0)
+        meter.sample()
+
+
+def test_time_slicing_splits_the_active_energy_by_sm_utilisation_and_the_idle_evenly():
+    clock = FakeClock()
+    nvml, board = gpus(clock, sm_util={ME: 75, OTHER: 25})
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    [sensor] = found.sensors
+    assert isinstance(sensor, SharedGPUSensor) and sensor.method is Method.ESTIMATE
+    sensor._start_thread = False  # the test drives the polls with its clock
+    assert "shared with 1 other process(es): share by SM utilisation" in found.summary()
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 10, 50.0)  # idle: 500 J, seen as the idle power
+        run(meter, clock, board, 10, 250.0)  # busy: 500 J idle + 2000 J active
+    spend = meter.spend
+    assert spend.methods["gpu:0"] is Method.ESTIMATE and spend.is_estimate
+    # idle 1000 J split between the 2 processes, active 2000 J by SM utilisation (75 %)
+    assert spend.energy_j["gpu:0"] == pytest.approx(500.0 + 0.75 * 2000.0)
+    low, high = spend.energy_bounds_j["gpu:0"]
+    # bounds: the share of the active energy alone .. all of the active energy plus the idle share (5 % calibration
+    # and the counter's edges on top)
+    edges = 0.001 + 2 * 0.1 * (2000.0 / 20.0)
+    assert low == pytest.approx(0.75 * 2000.0 * 0.95 - edges)
+    assert high == pytest.approx((2000.0 + 500.0) * 1.05 + edges)
+
+
+def test_a_gpu_to_ourselves_is_metered_whole_unless_sharing_is_forced():
+    clock = FakeClock()
+    nvml, _ = gpus(clock, sm_util={ME: 90})
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    assert found.sensors[0].method is Method.COUNTER
+    forced = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock, gpu_sharing="shared")
+    assert isinstance(forced.sensors[0], SharedGPUSensor)
+    for s in (*found.sensors, *forced.sensors):
+        s.close()
+    nvml, _ = gpus(clock, sm_util={ME: 50, OTHER: 50})
+    exclusive = discover_sensors(
+        gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock, gpu_sharing="exclusive"
+    )
+    assert exclusive.sensors[0].method is Method.COUNTER
+
+
+def test_a_mig_slice_gets_its_compute_fraction_of_the_gpu():
+    clock = FakeClock()
+    nvml, board = gpus(clock, mig_uuids=["MIG-3g"], mig_slices={"MIG-3g": 3})
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["MIG-3g"], clock=clock)
+    [sensor] = found.sensors
+    assert isinstance(sensor, SharedGPUSensor) and sensor.fraction == pytest.approx(3 / 7)
+    sensor._start_thread = False
+    assert "MIG slice: 0.429 of the GPU by compute slices, estimate" in found.summary()
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 10, 50.0)
+        run(meter, clock, board, 10, 190.0)  # 1400 J active
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(3 / 7 * (1000.0 + 1400.0))
+    low, high = meter.spend.energy_bounds_j["gpu:0"]
+    edges = 0.001 + 2 * 0.1 * (3 / 7 * 2400.0 / 20.0)
+    assert low == pytest.approx(3 / 7 * 1400.0 * 0.95 - edges)
+    assert high == pytest.approx((1400.0 + 3 / 7 * 1000.0) * 1.05 + edges)
+
+
+def test_a_mig_slice_nvml_cannot_size_is_metered_whole_and_said():
+    clock = FakeClock()
+    nvml, _ = gpus(clock, mig_uuids=["MIG-x"])
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["MIG-x"], clock=clock)
+    assert found.sensors[0].method is Method.COUNTER
+    assert "MIG: whole GPU, shared; NVML gives no slice size" in found.summary()
+
+
+def test_no_sm_activity_sampled_splits_the_active_energy_evenly():
+    clock = FakeClock()
+    nvml, board = gpus(clock, sm_util={ME: 0, OTHER: 0})
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    found.sensors[0]._start_thread = False
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 5, 50.0)
+        run(meter, clock, board, 5, 150.0)
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx((500.0 + 500.0) / 2)
+
+
+def test_bad_sharing_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"gpu_sharing must be one of 'auto', 'exclusive', 'shared', got 'mps'"):
+        EnergyMonitor(gpu_sharing="mps")
+    with pytest.raises(ValueError, match="got 'maybe'"):
+        discover_sensors(gpus=None, host=False, gpu_sharing="maybe")
+
+
+def test_a_fit_on_a_shared_gpu_prices_the_share_with_its_bounds(tiny_trainer, tmp_path):
+    nvml, board = gpus(FakeClock(), sm_util={ME: 60, OTHER: 40})
+    board.clock = time.monotonic  # a real fit: the board's counter runs on the real clock
+    board.at, board.power_w = board.clock(), 200.0
+    monitor = EnergyMonitor(nvml=nvml, gpus=[0], rapl_root=tmp_path / "none", verbose=False)
+    trainer = tiny_trainer(callbacks=[monitor], max_steps=3)
+    trainer.fit(BoringModel())
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    gpu = next(d for d in tag["devices"] if d["name"] == "gpu:0")
+    assert gpu["method"] == "estimate" and tag["is_estimate"] is True
+    low, high = gpu["energy_kwh_bounds"]
+    assert low <= gpu["energy_kwh"] <= high
+    assert "share by SM utilisation" in tag["sensors"]
