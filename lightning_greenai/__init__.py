@@ -23,6 +23,7 @@ from lightning_greenai.errors import (
     TrialKilledError,
 )
 from lightning_greenai.grid import Grid
+from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
@@ -57,6 +58,7 @@ __all__ = [
     "Budget",
     "BudgetConfigError",
     "BudgetStopping",
+    "ElectricityMaps",
     "EnergyMonitor",
     "EnergySensor",
     "FlopMonitor",

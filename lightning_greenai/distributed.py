@@ -40,6 +40,7 @@ def local_record(meter: Meter, *, rank: int = 0, node: int = 0) -> dict[str, Any
         "node": node,
         "duration_s": spend.duration_s,
         "flops": spend.flops,
+        "hourly_energy_j": dict(spend.hourly_energy_j),
         "domains": domains,
         "unavailable": spend.unavailable_domains,
     }
@@ -95,6 +96,13 @@ def merge_records(
             stages[stage] = stages.get(stage, 0.0) + float(value)
         if domain["name"].startswith("gpu:"):
             gpu_s += float(record["duration_s"])
+    # each process's hours give the shape (a counter two ranks read is in both): spread the total in its proportions
+    hourly: dict[str, float] = {}
+    for record in records:
+        for hour, joules in record.get("hourly_energy_j", {}).items():
+            hourly[hour] = hourly.get(hour, 0.0) + float(joules)
+    seen_j, total_j = sum(hourly.values()), sum(energy.values())
+    hourly = {h: j * total_j / seen_j for h, j in hourly.items()} if seen_j > 0 else {}
     for record in records:
         for name in record["unavailable"]:
             methods.setdefault(name if len(records) == 1 else f"{name}@rank{record['rank']}", Method.UNAVAILABLE)
@@ -107,6 +115,7 @@ def merge_records(
         is_estimate=any(m.is_estimate for m in methods.values()),
         stage_energy_j=stages,
         energy_bounds_j=bounds,
+        hourly_energy_j=hourly,
     )
 
 

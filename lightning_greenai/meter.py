@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.grid.timeline import split_by_hour
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY, window_bounds
 from lightning_greenai.spend import Method, Spend
@@ -65,6 +66,7 @@ class Meter:
         stage: The initial stage name (``"train"``, ``"validate"``, ``"test"``, ``"predict"``, or your own).
         report: Whether to write this meter's spend as the heartbeat of a greenai sweep trial; ``None`` does so
             when running inside one (the Lightning monitors pass ``False``: they report all ranks' spend themselves).
+        wall_clock: Seconds since the epoch, to file energy under the UTC hour it was spent in.
     """
 
     def __init__(
@@ -76,11 +78,15 @@ class Meter:
         sync: Callable[[], None] | None = None,
         stage: str = "train",
         report: bool | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._given = None if sensors is None else list(sensors)
         self._given_unavailable = list(unavailable)
         self._unavailable = list(unavailable)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._last_wall_s: float | None = None
+        self._hourly: dict[str, float] = {}
         self._sync = sync
         self._stage = stage
         self._domains: list[_Domain] = []
@@ -148,6 +154,7 @@ class Meter:
         self._flops = 0.0
         self._last_flops = None
         self._unavailable = list(self._given_unavailable)
+        self._hourly, self._last_wall_s = {}, None
 
     def stop(self) -> Spend:
         """Take a final reading, close the sensors this meter opened, and return the spend."""
@@ -261,17 +268,21 @@ class Meter:
     def _read(self) -> None:
         if self._sync is not None:
             self._sync()
-        now = self._clock()
+        now, wall_s = self._clock(), self._wall_clock()
         dt = 0.0 if self._last_s is None else now - self._last_s
+        grown = 0.0
         for domain in self._domains:
             delta = self._read_domain(domain, dt)
+            grown += delta
             if delta:
                 domain.energy_j += delta
                 domain.by_stage[self._stage] = domain.by_stage.get(self._stage, 0.0) + delta
                 if domain.failed:
                     domain.extrapolated_j += delta
             self._read_bounds(domain, delta)
-        self._last_s = now
+        for hour, joules in split_by_hour(self._last_wall_s or wall_s, wall_s, grown).items():
+            self._hourly[hour] = self._hourly.get(hour, 0.0) + joules
+        self._last_s, self._last_wall_s = now, wall_s
 
     @staticmethod
     def _read_bounds(domain: _Domain, delta: float) -> None:
@@ -395,6 +406,7 @@ class Meter:
             is_estimate=any(m.is_estimate for m in methods.values()),
             stage_energy_j=stages,
             energy_bounds_j=bounds,
+            hourly_energy_j=dict(self._hourly),
         )
 
     @staticmethod

@@ -75,6 +75,9 @@ class Spend:
         energy_bounds_j: By domain, the interval ``(low, high)`` in joules that the true energy lies in, from how it
             was obtained (see :mod:`lightning_greenai.sensors.uncertainty`); a domain absent here is exact. Bounds add
             linearly (a worst case: a sensor's calibration error is the same in every window).
+        hourly_energy_j: Energy by the UTC hour it was spent in (``"2026-11-27T13"``), in joules: what an hourly
+            carbon-intensity timeline prices (see :mod:`lightning_greenai.grid.timeline`). Its shape is what counts:
+            a grid spreads :attr:`total_energy_j` over the hours in these proportions.
 
     Example::
 
@@ -91,6 +94,7 @@ class Spend:
     is_estimate: bool = False
     stage_energy_j: Mapping[str, float] = field(default_factory=dict)
     energy_bounds_j: Mapping[str, Bounds] = field(default_factory=dict)
+    hourly_energy_j: Mapping[str, float] = field(default_factory=dict)
 
     def bounds_of(self, name: str) -> Bounds:
         """The interval of one domain's energy, in joules (its energy twice when it carries none)."""
@@ -167,6 +171,7 @@ class Spend:
             is_estimate=self.is_estimate or other.is_estimate,
             stage_energy_j=_add_maps(self.stage_energy_j, other.stage_energy_j),
             energy_bounds_j=_add_bounds(self, other),
+            hourly_energy_j=_add_maps(self.hourly_energy_j, other.hourly_energy_j),
         )
 
     def scaled(self, factor: float) -> Spend:
@@ -180,6 +185,7 @@ class Spend:
             is_estimate=self.is_estimate,
             stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
             energy_bounds_j={k: (lo * factor, hi * factor) for k, (lo, hi) in self.energy_bounds_j.items()},
+            hourly_energy_j={k: v * factor for k, v in self.hourly_energy_j.items()},
         )
 
     @property
@@ -203,6 +209,7 @@ class Spend:
             "is_estimate": self.is_estimate,
             "stage_energy_j": dict(self.stage_energy_j),
             "energy_bounds_j": {k: [lo, hi] for k, (lo, hi) in self.energy_bounds_j.items()},
+            "hourly_energy_j": dict(self.hourly_energy_j),
         }
 
     @classmethod
@@ -247,4 +254,5 @@ class Spend:
                 str(k): (amount(f"energy_bounds_j[{k!r}]", lo), amount(f"energy_bounds_j[{k!r}]", hi))
                 for k, (lo, hi) in bounds.items()
             },
+            hourly_energy_j=amounts("hourly_energy_j"),
         )

@@ -49,6 +49,8 @@ class GridConf:
     embodied_g_per_host_hour: Optional[float] = None  # noqa: UP045
     wue_l_per_kwh: Optional[float] = None  # noqa: UP045
     water_l_per_kwh: Optional[float] = None  # noqa: UP045
+    # an hourly carbon-intensity timeline (CSV: a time and a gCO2e/kWh column); hours it lacks use the figure above
+    intensity_csv: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

@@ -40,6 +40,7 @@ class _Contributor:
 
     last: dict[str, float] = field(default_factory=dict)  # cumulative value by counter uid (and pseudo-counter)
     stages: dict[str, float] = field(default_factory=dict)
+    hours: dict[str, float] = field(default_factory=dict)
     flops: float = 0.0
     active: bool = True
     # by counter uid, how far below and above its energy the meter's latest interval reached, while it billed it
@@ -89,6 +90,7 @@ class TrialReporter:
         self._energy: dict[str, tuple[str, float]] = {}  # uid -> (display name, joules)
         self._methods: dict[str, Method] = {}
         self._stages: dict[str, float] = {}
+        self._hourly: dict[str, float] = {}
         self._flops = 0.0
         self._duration_s = 0.0
         self._gpu_s = 0.0
@@ -117,6 +119,7 @@ class TrialReporter:
                 is_estimate=self._is_estimate or any(m.is_estimate for m in self._methods.values()),
                 stage_energy_j=dict(self._stages),
                 energy_bounds_j=bounds,
+                hourly_energy_j=dict(self._hourly),
             )
 
     @property
@@ -169,6 +172,10 @@ class TrialReporter:
                 delta = max(joules - mine.stages.get(stage, 0.0), 0.0)
                 mine.stages[stage] = joules
                 self._stages[stage] = self._stages.get(stage, 0.0) + delta * share
+            for hour, joules in spend.hourly_energy_j.items():  # by the same share as the stages
+                delta = max(joules - mine.hours.get(hour, 0.0), 0.0)
+                mine.hours[hour] = max(joules, mine.hours.get(hour, 0.0))
+                self._hourly[hour] = self._hourly.get(hour, 0.0) + delta * share
             self._flops += max(spend.flops - mine.flops, 0.0)
             mine.flops = max(spend.flops, mine.flops)
             delta = self._grow(key, mine, _TIME, spend.duration_s)

@@ -23,6 +23,7 @@ from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
 from lightning_greenai.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.errors import GreenAIWarning, StateWriteError
 from lightning_greenai.grid import Grid
+from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.meter import Meter
 from lightning_greenai.reporting import PriceTag
@@ -67,10 +68,12 @@ def _minus(total: Spend, before: Spend) -> Spend:
         below = max((total.energy_j[k] - low_t) - (before.energy_j.get(k, 0.0) - low_b), 0.0)
         above = max((high_t - total.energy_j[k]) - (high_b - before.energy_j.get(k, 0.0)), 0.0)
         bounds[k] = (max(v - below, 0.0), v + above)
+    hourly = {k: max(v - before.hourly_energy_j.get(k, 0.0), 0.0) for k, v in total.hourly_energy_j.items()}
     return dataclasses.replace(
         total,
         energy_j=energy,
         energy_bounds_j=bounds,
+        hourly_energy_j={k: v for k, v in hourly.items() if v > 0},
         flops=max(total.flops - before.flops, 0.0),
         duration_s=max(total.duration_s - before.duration_s, 0.0),
         gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
@@ -174,6 +177,10 @@ class EnergyMonitor(Callback):
         embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
         wue_l_per_kwh: The facility's on-site water per kWh of IT energy (WUE), litres.
         water_l_per_kwh: The grid's off-site water per kWh generated, litres.
+        intensity_csv: An hourly carbon-intensity timeline (a CSV with a time and an intensity column, see
+            :func:`~lightning_greenai.grid.timeline.read_intensity_csv`): each hour's energy is priced at its figure.
+        electricity_maps: Hourly intensity from Electricity Maps' API (opt-in: an
+            :class:`~lightning_greenai.grid.timeline.ElectricityMaps` with a token; cached, one request per hour).
         sensors: Sensors to read instead of discovering them (the same on every rank: you decide what each meters).
         gpus: ``"auto"`` meters the rank's own CUDA device (none when training on CPU); a list gives NVML-visible
             indices explicitly; ``None`` meters no GPU.
@@ -226,6 +233,8 @@ class EnergyMonitor(Callback):
         embodied_g_per_host_hour: float | None = None,
         wue_l_per_kwh: float | None = None,
         water_l_per_kwh: float | None = None,
+        intensity_csv: str | Path | None = None,
+        electricity_maps: ElectricityMaps | None = None,
         sensors: Sequence[EnergySensor] | None = None,
         gpus: Sequence[int] | Literal["auto"] | None = "auto",
         nvml: Any = "auto",
@@ -255,7 +264,14 @@ class EnergyMonitor(Callback):
             embodied_g_per_host_hour=embodied_g_per_host_hour,
             wue_l_per_kwh=wue_l_per_kwh,
             water_l_per_kwh=water_l_per_kwh,
+            intensity_csv=intensity_csv,
         )
+        if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
+            raise ValueError(
+                f"`electricity_maps` must be an ElectricityMaps(zone=..., token=...) or None, got {electricity_maps!r}."
+            )
+        self._electricity_maps = electricity_maps
+        self._timeline_warned = False
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
         self._sensors = None if sensors is None else list(sensors)
@@ -652,8 +668,27 @@ class EnergyMonitor(Callback):
         self._gather(trainer)  # collectives: every rank samples at the same hooks
         self._report(trainer)
         self._projected = self._project(trainer, self._latest)
+        self._resolve_timeline(self._latest)
         self._log_metrics(trainer, self._latest)
         return self._latest
+
+    def _resolve_timeline(self, spend: Spend) -> None:
+        """Add the hours ``spend`` was spent in to the grid's timeline, from Electricity Maps where it is opted in."""
+        provider = self._electricity_maps
+        if provider is None or not spend.hourly_energy_j:
+            return
+        try:
+            found = provider.intensities(spend.hourly_energy_j)
+        except OSError as err:
+            if not self._timeline_warned:
+                self._timeline_warned = True
+                warnings.warn(
+                    f"{err}; the hours it could not give are priced at {self.grid.intensity_source}",
+                    GreenAIWarning,
+                    stacklevel=2,
+                )
+            found = {}
+        self.grid = self.grid.with_timeline(found, provider.source)
 
     def _gather(self, trainer: pl.Trainer) -> None:
         """Gather every rank's reading (a collective) and refresh the totals from it."""

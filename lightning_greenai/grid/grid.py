@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import footprint, tables
+from lightning_greenai.grid.timeline import read_intensity_csv
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import S_PER_HOUR, check_currency, j_to_kwh
 
@@ -44,6 +49,10 @@ class Grid:
         wue_l_per_kwh: On-site water per kWh of IT energy (the facility's WUE), litres.
         water_l_per_kwh: Off-site water per kWh drawn from the grid (its water intensity), litres.
         footprint_source: Where the embodied and water figures come from.
+        timeline: Carbon intensity by UTC hour (``"2026-11-27T13"`` -> gCO2e/kWh): a spend's energy in each hour is
+            priced at that hour's figure, and at ``intensity_g_per_kwh`` in an hour the timeline lacks (see
+            :mod:`lightning_greenai.grid.timeline`).
+        timeline_source: Where the timeline comes from.
     """
 
     intensity_g_per_kwh: float
@@ -60,8 +69,14 @@ class Grid:
     wue_l_per_kwh: float = footprint.WUE_L_PER_KWH
     water_l_per_kwh: float = footprint.GRID_WATER_L_PER_KWH
     footprint_source: str = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
+    timeline: Mapping[str, float] = field(default_factory=dict, hash=False)
+    timeline_source: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.timeline, Mapping):
+            raise GridConfigError(f"`timeline` must map UTC hours to gCO2e/kWh, got {type(self.timeline).__name__}.")
+        for hour, value in self.timeline.items():
+            _check_number(f"timeline[{hour!r}]", value, minimum=0, allowed="a number >= 0 (gCO2e/kWh)")
         _check_number("intensity_g_per_kwh", self.intensity_g_per_kwh, minimum=0, allowed="a number >= 0")
         if self.pue is None:
             raise GridConfigError("`pue` must be a number >= 1.0 (1.0 means no facility overhead), got None.")
@@ -89,10 +104,13 @@ class Grid:
         embodied_g_per_host_hour: float | None = None,
         wue_l_per_kwh: float | None = None,
         water_l_per_kwh: float | None = None,
+        intensity_csv: str | os.PathLike[str] | None = None,
     ) -> Grid:
         """Build a grid from a country (ISO code or name) or a cloud region, with optional overrides.
 
         With neither, the generation-weighted mean intensity of the packaged table is used, and no price.
+        ``intensity_csv`` adds an hourly timeline (:func:`~lightning_greenai.grid.timeline.read_intensity_csv`); the
+        country's (or the given) intensity prices the hours it lacks.
 
         Raises:
             GridConfigError: an unknown country or region (with close matches), or an out-of-range number.
@@ -130,8 +148,15 @@ class Grid:
         source = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
         if overrides:
             source = f"user ({', '.join(overrides)}); otherwise {source}"
+        timeline: dict[str, float] = {}
+        timeline_source = ""
+        if intensity_csv is not None:
+            timeline = read_intensity_csv(intensity_csv)
+            timeline_source = f"{Path(intensity_csv).name} (user's hourly CSV)"
         return cls(
             **overrides,  # type: ignore[arg-type]
+            timeline=timeline,
+            timeline_source=timeline_source,
             footprint_source=source,
             intensity_g_per_kwh=float(intensity_g_per_kwh),
             pue=pue,
@@ -157,7 +182,43 @@ class Grid:
     def co2e_g(self, spend: Spend) -> float | None:
         """Emissions of ``spend`` in gCO2e (``None`` when the energy is unavailable)."""
         kwh = self.facility_energy_kwh(spend)
-        return None if kwh is None else kwh * self.intensity_g_per_kwh
+        return None if kwh is None else kwh * self.intensity_for(spend)
+
+    def intensity_for(self, spend: Spend) -> float:
+        """The intensity ``spend`` is priced at, gCO2e/kWh: with a timeline, its hours' figures weighted by energy."""
+        hourly = spend.hourly_energy_j
+        total_j = sum(hourly.values())
+        if not self.timeline or total_j <= 0:
+            return self.intensity_g_per_kwh
+        fallback = self.intensity_g_per_kwh
+        return sum(j * self.timeline.get(hour, fallback) for hour, j in hourly.items()) / total_j
+
+    def timeline_cover(self, spend: Spend) -> tuple[int, int]:
+        """How many of the hours ``spend`` was spent in the timeline has a figure for, of how many."""
+        hours = [h for h, j in spend.hourly_energy_j.items() if j > 0]
+        return sum(1 for h in hours if h in self.timeline), len(hours)
+
+    def intensity_text(self, spend: Spend) -> tuple[str, str]:
+        """How ``spend``'s intensity reads in a report: the figure, and where it comes from.
+
+        The figure is ``"61 g/kWh"``, or ``"hourly, mean 61 g/kWh"`` with a timeline; the source then says how many of
+        the spend's hours the timeline covered, the rest priced at the yearly figure.
+        """
+        covered, hours = self.timeline_cover(spend)
+        if not self.timeline or not covered:
+            source = self.intensity_source
+            if self.timeline_source and hours:
+                source += f" ({self.timeline_source} had none of the {hours} hour(s) of this run)"
+            return f"{self.intensity_g_per_kwh:.0f} g/kWh", source
+        rest = "" if covered == hours else f"; the other {hours - covered} at {self.intensity_source}"
+        return (
+            f"hourly, mean {self.intensity_for(spend):.0f} g/kWh",
+            f"{self.timeline_source}, {covered} of {hours} hour(s){rest}",
+        )
+
+    def with_timeline(self, timeline: Mapping[str, float], source: str) -> Grid:
+        """This grid with ``timeline``'s hours added to (and replacing) its own."""
+        return dataclasses.replace(self, timeline={**self.timeline, **timeline}, timeline_source=source)
 
     def money(self, spend: Spend) -> float | None:
         """Cost of ``spend`` in :attr:`currency` (``None`` when no price is set or the energy is unavailable)."""
@@ -198,8 +259,9 @@ class Grid:
             parts["instance"] = spend.duration_s / S_PER_HOUR * self.instance_price_per_h
         return parts
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the grid constants as a JSON-serialisable dict, for reports."""
+    def to_dict(self, hours: Iterable[str] | None = None) -> dict[str, Any]:
+        """Return the grid constants as a JSON-serialisable dict, for reports (the timeline only at ``hours``)."""
+        timeline = dict(self.timeline) if hours is None else {h: self.timeline[h] for h in hours if h in self.timeline}
         return {
             "country": self.country,
             "region": self.region,
@@ -215,4 +277,6 @@ class Grid:
             "wue_l_per_kwh": self.wue_l_per_kwh,
             "water_l_per_kwh": self.water_l_per_kwh,
             "footprint_source": self.footprint_source,
+            "timeline": timeline,
+            "timeline_source": self.timeline_source,
         }

@@ -164,7 +164,7 @@ class PriceTag:
             ],
             "stages_energy_kwh": {k: j_to_kwh(v) for k, v in spend.stage_energy_j.items()},
             "nodes_energy_kwh": {k: j_to_kwh(v) for k, v in self.node_energy_j.items()},
-            "grid": grid.to_dict(),
+            "grid": grid.to_dict(hours=spend.hourly_energy_j),
             "sensors": self.sensors,
             "spend": spend.to_dict(),
         }
@@ -246,8 +246,9 @@ class PriceTag:
         if self.node_energy_j:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
+        intensity, intensity_source = grid.intensity_text(spend)
         row(
-            f"CO2e ({where}, {grid.intensity_g_per_kwh:.0f} g/kWh)",
+            f"CO2e ({where}, {intensity})",
             format_mass(self.co2e_g) + est + interval_text(format_mass, self.bounds(grid.co2e_g)),
         )
         embodied = self.embodied_co2e_g
@@ -308,7 +309,7 @@ class PriceTag:
             "5 % calibration; an estimate within 2x)"
         )
         lines.extend(f"  note: {note}" for note in self.notes)
-        lines.append(f"  intensity: {grid.intensity_source}; price: {grid.price_source}")
+        lines.append(f"  intensity: {intensity_source}; price: {grid.price_source}")
         lines.append(f"  embodied and water: {grid.footprint_source}")
         return "\n".join(lines)
 

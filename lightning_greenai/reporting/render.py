@@ -315,7 +315,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     cost = tag.cost
     para = (
         f"{what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
-        f"({format_mass(tag.co2e_g)} at {grid.intensity_g_per_kwh:.0f} gCO2e/kWh, PUE {grid.pue:g}), "
+        f"({format_mass(tag.co2e_g)} at {grid.intensity_for(spend):.0f} gCO2e/kWh, PUE {grid.pue:g}), "
         f"{format_flops(spend.flops) if spend.flops else 'FLOPs not measured'} and "
         f"{format_duration(spend.duration_s)} of metered time"
         + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
@@ -343,7 +343,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Duration", format_duration(spend.duration_s)),
         ("GPU-hours", f"{spend.gpu_hours:.3g}"),
         ("Estimated", ", ".join(estimated) or "nothing"),
-        ("Carbon intensity", f"{grid.intensity_g_per_kwh:.0f} gCO2e/kWh ({grid.intensity_source})"),
+        ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend))),
     ]
     for stage, p in tag.predictions.items():
         if p["j_per_sample"] is not None or p["flops_per_sample"] is not None:

@@ -46,6 +46,8 @@ _GRID_KEYS = (
     "wue_l_per_kwh",
     "water_l_per_kwh",
     "footprint_source",
+    "timeline",
+    "timeline_source",
 )
 
 

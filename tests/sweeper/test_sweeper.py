@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,27 @@ def test_deterministic_costs_give_exactly_floor_budget_over_cost_trials(tmp_path
     curve = (sweep_dir / "budget_curve.csv").read_text().splitlines()
     assert curve[0].startswith("job,status,score,best_so_far,energy_kwh")
     assert len(curve) == 4
+
+
+def test_a_co2e_budget_prices_each_hour_at_the_intensity_timeline(tmp_path):
+    # 1 g per J in every hour around now (3.6e6 g/kWh): 3 J trials cost 3 g each, so a 10 g budget holds 3 of them;
+    # at Germany's yearly figure they would cost 0.3 mg each and all ten would run
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    rows = [f"{(now + timedelta(hours=h)).isoformat()},3600000" for h in range(-2, 4)]
+    (tmp_path / "intensity.csv").write_text("datetime,carbon_intensity_g_per_kwh\n" + "\n".join(rows) + "\n")
+    sweep_dir = tmp_path / "sweep"
+    run(
+        sweep_dir,
+        GRID,
+        "hydra.sweeper.budget.co2e_kg=10 gCO2e",
+        "hydra.sweeper.prior_cost.energy_kwh=3 J",
+        "hydra.sweeper.grid.country=DE",
+        f"hydra.sweeper.grid.intensity_csv={tmp_path / 'intensity.csv'}",
+    )
+    rep = report(sweep_dir)
+    assert rep["trials_by_status"] == {"completed": 3}
+    assert rep["spend"]["energy_j"] == {"gpu:0": pytest.approx(9.0)}
+    assert sum(rep["spend"]["hourly_energy_j"].values()) == pytest.approx(9.0)
 
 
 def test_flop_budget(tmp_path):

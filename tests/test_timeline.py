@@ -1,0 +1,207 @@
+"""Carbon intensity by the hour: energy filed by UTC hour, a CSV timeline, Electricity Maps (opt-in, cached)."""
+
+import json
+import threading
+import urllib.parse
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from lightning_greenai import EnergyMonitor, Grid, GridConfigError, Meter, Spend
+from lightning_greenai.grid.timeline import ElectricityMaps, hour_key, read_intensity_csv, split_by_hour
+from lightning_greenai.reporting.price_tag import PriceTag
+from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock
+from tests.conftest import ClockedModel
+
+RECORDED = Path(__file__).parent / "grid_data" / "electricitymaps_past_range.json"
+T0 = datetime(2026, 11, 26, 10, 30, tzinfo=timezone.utc).timestamp()  # half past ten, UTC
+
+
+def test_energy_is_split_over_the_hours_it_was_spent_in():
+    assert split_by_hour(T0, T0 + 3600, 100.0) == pytest.approx({"2026-11-26T10": 50.0, "2026-11-26T11": 50.0})
+    assert split_by_hour(T0, T0, 5.0) == {"2026-11-26T10": 5.0}
+    assert hour_key(T0) == "2026-11-26T10"
+
+
+def test_a_meter_files_its_energy_by_utc_hour():
+    clock = FakeClock()
+    with Meter([ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock, wall_clock=lambda: T0 + clock()) as m:
+        for _ in range(90):  # 90 minutes from 10:30: 30 in the 10 o'clock hour, 60 in the 11 o'clock hour
+            clock.advance(60.0)
+            m.sample()
+    assert m.spend.hourly_energy_j == pytest.approx({"2026-11-26T10": 180_000.0, "2026-11-26T11": 360_000.0})
+    spend = Spend.from_dict(m.spend.to_dict())
+    assert (spend + spend).hourly_energy_j["2026-11-26T11"] == pytest.approx(720_000.0)
+
+
+def test_the_grid_prices_each_hour_at_its_intensity_and_the_rest_at_the_yearly_figure(tmp_path):
+    csv = tmp_path / "intensity.csv"
+    csv.write_text("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,100\n2026-11-26T10:30Z,200\n")
+    grid = Grid.from_location(country="DE", intensity_csv=csv)
+    assert grid.timeline == {"2026-11-26T10": 150.0}  # rows within one hour are averaged
+    spend = Spend(energy_j={"gpu:0": 3.6e6}, hourly_energy_j={"2026-11-26T10": 1.2e6, "2026-11-26T11": 2.4e6})
+    yearly = Grid.from_location(country="DE").intensity_g_per_kwh
+    assert grid.intensity_for(spend) == pytest.approx((150.0 + 2 * yearly) / 3)
+    assert grid.co2e_g(spend) == pytest.approx(grid.intensity_for(spend))  # 1 kWh
+    figure, source = grid.intensity_text(spend)
+    assert figure == f"hourly, mean {grid.intensity_for(spend):.0f} g/kWh"
+    assert source.startswith("intensity.csv (user's hourly CSV), 1 of 2 hour(s); the other 1 at Germany")
+    tag = PriceTag(spend, grid)
+    assert "hourly, mean" in tag.to_text() and "1 of 2 hour(s)" in tag.to_text()
+    recorded = tag.to_dict()["grid"]
+    assert recorded["timeline"] == {"2026-11-26T10": 150.0}  # only the run's hours are written
+    assert Grid(**{k: v for k, v in recorded.items() if k not in ("country",)}).co2e_g(spend) == pytest.approx(
+        grid.co2e_g(spend)
+    )
+    # no timeline: the yearly figure, as before
+    assert Grid.from_location(country="DE").co2e_g(spend) == pytest.approx(yearly)
+
+
+def test_electricity_maps_exports_read_as_they_are(tmp_path):
+    csv = tmp_path / "DE_2026_hourly.csv"
+    csv.write_text(
+        "Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+        "Carbon Intensity gCO₂eq/kWh (Life cycle)\n"
+        "2026-11-26 10:00:00,Germany,Germany,DE,350.5,401.25\n"
+    )
+    assert read_intensity_csv(csv) == {"2026-11-26T10": 401.25}  # life cycle, as the packaged table's
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("when,value\n2026-11-26T10:00Z,1\n", "has no a time column"),
+        ("datetime,carbon_intensity_g_per_kwh\nyesterday,1\n", "line 2: 'yesterday' is not an ISO 8601"),
+        ("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,-3\n", "line 2: the intensity must be a number >= 0"),
+        ("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,30 mWh\n", "got '30 mWh'"),
+        ("", "is empty"),
+    ],
+)
+def test_a_bad_timeline_is_refused_by_line_and_value(tmp_path, text, message):
+    csv = tmp_path / "bad.csv"
+    csv.write_text(text)
+    with pytest.raises(GridConfigError, match=message):
+        Grid.from_location(intensity_csv=csv)
+    with pytest.raises(GridConfigError, match="cannot read the intensity timeline"):
+        Grid.from_location(intensity_csv=tmp_path / "missing.csv")
+
+
+class Replay(BaseHTTPRequestHandler):
+    """Electricity Maps' past-range endpoint, answering with the recorded response re-dated to the asked hours."""
+
+    requests: ClassVar[list[dict]] = []
+    status = 200
+    published = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        Replay.requests.append({"path": url.path, "token": self.headers.get("auth-token"), **query})
+        if Replay.status != 200:
+            self.send_error(Replay.status, "Unauthorized")
+            return
+        recorded = json.loads(RECORDED.read_text())
+        start = datetime.strptime(query["start"], "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
+        end = datetime.strptime(query["end"], "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
+        data, hour, i = [], start, 0
+        while hour < end and hour <= Replay.published:
+            entry = dict(recorded["data"][i % len(recorded["data"])])
+            entry["datetime"] = hour.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            data.append(entry)
+            hour, i = hour + timedelta(hours=1), i + 1
+        body = json.dumps({"zone": query["zone"], "data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def electricity_maps_api():
+    Replay.requests, Replay.status = [], 200
+    Replay.published = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Replay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v3"
+    server.shutdown()
+    server.server_close()
+
+
+def test_electricity_maps_is_asked_once_per_hour_and_cached_for_every_job(electricity_maps_api, tmp_path):
+    hours = ["2026-11-26T10", "2026-11-26T11", "2026-11-26T12"]
+    job = ElectricityMaps("DE", token="secret", url=electricity_maps_api, cache_dir=tmp_path)
+    assert job.intensities(hours) == {"2026-11-26T10": 412.0, "2026-11-26T11": 398.0, "2026-11-26T12": 371.0}
+    [asked] = Replay.requests
+    assert asked == {
+        "path": "/v3/carbon-intensity/past-range",
+        "token": "secret",
+        "zone": "DE",
+        "start": "2026-11-26T10:00Z",
+        "end": "2026-11-26T13:00Z",
+    }
+    # another job of the sweep (another instance, same cache): no request for hours already known
+    other = ElectricityMaps("DE", token="secret", url=electricity_maps_api, cache_dir=tmp_path)
+    assert other.intensities(hours[1:]) == {"2026-11-26T11": 398.0, "2026-11-26T12": 371.0}
+    assert len(Replay.requests) == 1 and other.requests == 0
+    # an hour not published yet is asked again only after an hour
+    Replay.published = datetime(2026, 11, 26, 13, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, 14, 10, tzinfo=timezone.utc).timestamp()
+    assert other.intensities(["2026-11-26T14"], now_s=now) == {}
+    assert other.intensities(["2026-11-26T14"], now_s=now + 600) == {}
+    assert len(Replay.requests) == 2
+    Replay.published = datetime(2026, 11, 26, 14, tzinfo=timezone.utc)
+    assert other.intensities(["2026-11-26T14"], now_s=now + 3700) == {"2026-11-26T14": 412.0}
+    assert len(Replay.requests) == 3
+
+
+def test_electricity_maps_is_opt_in_and_says_what_went_wrong(electricity_maps_api, tmp_path, monkeypatch):
+    monkeypatch.delenv("ELECTRICITYMAPS_TOKEN", raising=False)
+    with pytest.raises(GridConfigError, match="needs an API token"):
+        ElectricityMaps("DE")
+    Replay.status = 401
+    api = ElectricityMaps("DE", token="wrong", url=electricity_maps_api, cache_dir=tmp_path)
+    with pytest.raises(OSError, match="Electricity Maps answered 401"):
+        api.intensities(["2026-11-26T10"])
+    gone = ElectricityMaps("DE", token="t", url="http://127.0.0.1:9/v3", cache_dir=tmp_path / "other", timeout_s=2)
+    with pytest.raises(OSError, match="could not be reached"):
+        gone.intensities(["2026-11-26T10"])
+
+
+def test_a_fit_priced_by_electricity_maps_says_so(electricity_maps_api, tmp_path, tiny_trainer, fake_clock):
+    api = ElectricityMaps("DE", token="secret", url=electricity_maps_api, cache_dir=tmp_path / "cache")
+    monitor = EnergyMonitor(
+        country="DE",
+        electricity_maps=api,
+        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
+        clock=fake_clock,
+        verbose=False,
+    )
+    trainer = tiny_trainer(callbacks=[monitor], max_steps=5)
+    trainer.fit(ClockedModel(fake_clock))
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    hours = list(tag["spend"]["hourly_energy_j"])
+    assert hours and set(tag["grid"]["timeline"]) == set(hours)
+    assert tag["grid"]["timeline_source"] == "Electricity Maps, zone DE, hourly (life-cycle)"
+    expected_g = sum(j / 3.6e6 * tag["grid"]["timeline"][h] for h, j in tag["spend"]["hourly_energy_j"].items()) * (
+        tag["energy_kwh"] * 3.6e6 / sum(tag["spend"]["hourly_energy_j"].values())
+    )
+    assert tag["co2e_kg"] * 1e3 == pytest.approx(expected_g)
+    assert len(Replay.requests) <= len(hours)  # one request per hour at most, however often the monitor priced it
+    assert "hourly, mean" in monitor.price_tag.to_text()
+
+
+def test_the_default_never_calls_the_network(tiny_trainer, fake_clock, tmp_path):
+    monitor = EnergyMonitor(
+        country="DE", sensors=[ConstantPowerSensor("gpu:0", 10.0, clock=fake_clock)], clock=fake_clock, verbose=False
+    )
+    trainer = tiny_trainer(callbacks=[monitor], max_steps=2)
+    trainer.fit(ClockedModel(fake_clock))
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    assert tag["grid"]["timeline"] == {} and tag["grid"]["timeline_source"] == ""
