@@ -5,6 +5,8 @@
 2. A 50 ms window: shorter than the counter's update period, so it must be priced as power x time and flagged.
 3. UUID mapping (torch <-> NVML), MIG mode, power limit.
 4. Step-time overhead of the EnergyMonitor on the GPU (bare and metered blocks alternated, median step time).
+5. The uncertainty line: the interval the monitor gives the fit's GPU energy (counter period, resolution, 5 %
+   calibration) and whether the direct counter and the 10 Hz polling fall inside it; the 50 ms window's interval.
 
 Writes gpu_check.json into OUT_DIR (default: the current directory) and prints a summary. Changes no GPU setting.
 """
@@ -148,6 +150,18 @@ def main() -> None:
     }
     print(json.dumps(check, indent=2), flush=True)
 
+    # 5. the uncertainty line: the monitor's interval, and whether the other two readings fall inside it
+    low_j, high_j = monitor.spend.bounds_of("gpu:0")
+    uncertainty = {
+        "gpu_j": gpu_j,
+        "low_j": low_j,
+        "high_j": high_j,
+        "half_width_pct": 100 * (high_j - low_j) / 2 / gpu_j,
+        "direct_counter_inside": low_j <= direct.energy_j <= high_j,
+        "polled_10hz_inside": low_j <= direct.polled_j <= high_j,
+    }
+    print("uncertainty:", uncertainty, flush=True)
+
     # 2. a 50 ms window
     sensor = NVMLEnergySensor(pynvml, handle, "gpu:0", uuid_torch)
     with Meter([sensor]) as meter:
@@ -156,6 +170,7 @@ def main() -> None:
         "energy_j": meter.spend.energy_j["gpu:0"],
         "method": meter.spend.methods["gpu:0"].value,
         "duration_s": meter.spend.duration_s,
+        "bounds_j": list(meter.spend.bounds_of("gpu:0")),
     }
     print("short window:", short, flush=True)
 
@@ -177,7 +192,9 @@ def main() -> None:
     print("overhead:", overhead, flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gpu_check.json").write_text(
-        json.dumps({**info, "fit": check, "short_window": short, "overhead": overhead}, indent=2)
+        json.dumps(
+            {**info, "fit": check, "uncertainty": uncertainty, "short_window": short, "overhead": overhead}, indent=2
+        )
     )
 
 

@@ -17,9 +17,6 @@ import csv
 import json
 import math
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -209,6 +206,10 @@ class ElectricityMaps:
         return {h: float(cache["hours"][h]) for h in wanted if h in cache["hours"]}
 
     def _request(self, first: str, last: str) -> dict[str, float]:
+        import urllib.error  # here: importing the package must stay light, and most runs never ask
+        import urllib.parse
+        import urllib.request
+
         start = _hour_start(first)
         end = _hour_start(last) + timedelta(hours=1)
         query = urllib.parse.urlencode(
