@@ -9,10 +9,50 @@ from collections.abc import Callable
 from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
-__all__ = ["SampledPowerSensor"]
+__all__ = ["PollingSensor", "SampledPowerSensor"]
 
 
-class SampledPowerSensor(SensorBase):
+class PollingSensor(SensorBase):
+    """A sensor that updates its own cumulative figure in :meth:`_poll`, every ``interval_s`` on a daemon thread.
+
+    The thread starts on the first :meth:`_poll_now` (each read polls too, so a figure always reaches the moment of
+    the read) and stops on :meth:`close`. A poll that raises on the thread is skipped; the next read raises to the
+    Meter.
+    """
+
+    def __init__(self, name: str, uid: str, method: Method, *, interval_s: float, start_thread: bool) -> None:
+        super().__init__(name, uid, method)
+        self._interval_s, self._start_thread = interval_s, start_thread
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._poll()
+            except Exception:  # a failing poll must not kill the thread; the next read raises to the Meter
+                continue
+
+    def _poll_now(self) -> None:
+        """Poll in the caller's thread, and start the polling thread on the first call."""
+        self._poll()
+        if self._start_thread and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"greenai-poll-{self._name}", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the polling thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            self._thread = None
+
+
+class SampledPowerSensor(PollingSensor):
     """Poll ``power_fn`` (watts) every ``interval_s`` on a daemon thread and integrate it (trapezoid rule).
 
     The thread starts on the first :meth:`read_energy_j` and stops on :meth:`close`. Each read also takes a fresh
@@ -39,19 +79,14 @@ class SampledPowerSensor(SensorBase):
         clock: Callable[[], float] = time.monotonic,
         start_thread: bool = True,
     ) -> None:
-        super().__init__(name, uid, method)
+        super().__init__(name, uid, method, interval_s=interval_s, start_thread=start_thread)
         self._power_fn = power_fn
-        self._interval_s = interval_s
         self._clock = clock
-        self._start_thread = start_thread
-        self._lock = threading.Lock()
         self._energy_j = 0.0
         self._bracket_j = 0.0  # half the gap between the left and right Riemann sums: the sampling error
         self._last: tuple[float, float] | None = None  # (time_s, power_w)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _sample(self) -> None:
+    def _poll(self) -> None:
         power_w = float(self._power_fn())
         now = self._clock()
         with self._lock:
@@ -61,19 +96,9 @@ class SampledPowerSensor(SensorBase):
                 self._bracket_j += (now - t0) * abs(power_w - p0) / 2.0
             self._last = (now, power_w)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._sample()
-            except Exception:  # a failing poll must not kill the thread; the next read raises to the Meter
-                continue
-
     def read_energy_j(self) -> float:
         """Return the integrated energy up to now, in joules."""
-        self._sample()
-        if self._start_thread and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"greenai-power-{self._name}", daemon=True)
-            self._thread.start()
+        self._poll_now()
         with self._lock:
             return self._energy_j
 
@@ -90,10 +115,3 @@ class SampledPowerSensor(SensorBase):
     def read_power_w(self) -> float:
         """Return the current power in watts."""
         return float(self._power_fn())
-
-    def close(self) -> None:
-        """Stop the polling thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            self._thread = None

@@ -16,15 +16,14 @@ share of the active energy alone, at most all of the active energy plus this pro
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
 
-from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.sensors.estimate import process_tree
+from lightning_greenai.sensors.sampling import PollingSensor
 from lightning_greenai.spend import Method
 
 __all__ = ["GPU_SHARING", "SharedGPUSensor", "check_sharing", "own_pids", "running_pids", "utilisation_share"]
@@ -81,7 +80,7 @@ def utilisation_share(nvml: Any, handle: Any, pids: set[int], since_us: int) -> 
     return (mine / total if total > 0 else None), len(seen), newest
 
 
-class SharedGPUSensor(SensorBase):
+class SharedGPUSensor(PollingSensor):
     """This process's share of a shared GPU's energy (see the module docstring for the rule), as an estimate.
 
     Args:
@@ -107,7 +106,9 @@ class SharedGPUSensor(SensorBase):
         clock: Callable[[], float] = time.monotonic,
         start_thread: bool = True,
     ) -> None:
-        super().__init__(str(whole.name), str(whole.uid), Method.ESTIMATE)
+        super().__init__(
+            str(whole.name), str(whole.uid), Method.ESTIMATE, interval_s=interval_s, start_thread=start_thread
+        )
         if fraction is not None and not 0.0 < fraction <= 1.0:
             raise ValueError(f"a MIG slice's fraction must be in (0, 1], got {fraction!r}")
         self.whole, self._nvml, self._handle = whole, nvml, handle
@@ -116,16 +117,13 @@ class SharedGPUSensor(SensorBase):
         self.update_period_s = float(getattr(whole, "update_period_s", 0.0))
         self.resolution_j = float(getattr(whole, "resolution_j", 0.0))
         self.accuracy = float(getattr(whole, "accuracy", self.accuracy))
-        self._interval_s, self._clock, self._start_thread = interval_s, clock, start_thread
-        self._lock = threading.Lock()
+        self._clock = clock
         self._last_j = float(whole.read_energy_j())
         self._last_s = clock()
         self._since_us = int(time.time() * 1e6)
         self._idle_w: float | None = None
         self.energy_j = self.low_j = self.high_j = 0.0
         self.gpu_energy_j = 0.0  # the whole GPU's, over the same time
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _poll(self) -> None:
         energy_j, now = float(self.whole.read_energy_j()), self._clock()
@@ -151,19 +149,9 @@ class SharedGPUSensor(SensorBase):
             self.low_j += share * active_j
             self.high_j += active_j + idle_share * idle_j
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._poll()
-            except Exception:  # a failing poll must not kill the thread; the next read raises to the Meter
-                continue
-
     def read_energy_j(self) -> float:
         """Return this process's share since the sensor opened, in joules (polling once now)."""
-        self._poll()
-        if self._start_thread and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"greenai-share-{self._name}", daemon=True)
-            self._thread.start()
+        self._poll_now()
         with self._lock:
             return self.energy_j
 
@@ -183,8 +171,5 @@ class SharedGPUSensor(SensorBase):
 
     def close(self) -> None:
         """Stop polling and close the whole GPU's sensor."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            self._thread = None
+        super().close()
         self.whole.close()

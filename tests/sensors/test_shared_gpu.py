@@ -2,6 +2,7 @@
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -22,12 +23,14 @@ class Board:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock, self.power_w, self.energy_mj, self.at = clock, 50.0, 0.0, clock()
+        self.lock = threading.Lock()  # the sensor's polling thread reads it too
 
     def __call__(self) -> int:
-        now = self.clock()
-        self.energy_mj += self.power_w * (now - self.at) * 1e3
-        self.at = now
-        return int(self.energy_mj)
+        with self.lock:
+            now = self.clock()
+            self.energy_mj += self.power_w * (now - self.at) * 1e3
+            self.at = now
+            return int(self.energy_mj)
 
 
 def gpus(clock: FakeClock, **fields) -> tuple[FakeNVML, Board]:
@@ -48,11 +51,11 @@ def test_time_slicing_splits_the_active_energy_by_sm_utilisation_and_the_idle_ev
     found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
     [sensor] = found.sensors
     assert isinstance(sensor, SharedGPUSensor) and sensor.method is Method.ESTIMATE
-    sensor._start_thread = False  # the test drives the polls with its clock
     assert "shared with 1 other process(es): share by SM utilisation" in found.summary()
     with Meter(found.sensors, clock=clock) as meter:
         run(meter, clock, board, 10, 50.0)  # idle: 500 J, seen as the idle power
         run(meter, clock, board, 10, 250.0)  # busy: 500 J idle + 2000 J active
+    sensor.close()  # the polling thread (its polls, if any, see the same fake clock: the same sums)
     spend = meter.spend
     assert spend.methods["gpu:0"] is Method.ESTIMATE and spend.is_estimate
     # idle 1000 J split between the 2 processes, active 2000 J by SM utilisation (75 %)
@@ -87,11 +90,11 @@ def test_a_mig_slice_gets_its_compute_fraction_of_the_gpu():
     found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["MIG-3g"], clock=clock)
     [sensor] = found.sensors
     assert isinstance(sensor, SharedGPUSensor) and sensor.fraction == pytest.approx(3 / 7)
-    sensor._start_thread = False
     assert "MIG slice: 0.429 of the GPU by compute slices, estimate" in found.summary()
     with Meter(found.sensors, clock=clock) as meter:
         run(meter, clock, board, 10, 50.0)
         run(meter, clock, board, 10, 190.0)  # 1400 J active
+    sensor.close()
     assert meter.spend.energy_j["gpu:0"] == pytest.approx(3 / 7 * (1000.0 + 1400.0))
     low, high = meter.spend.energy_bounds_j["gpu:0"]
     edges = 0.001 + 2 * 0.1 * (3 / 7 * 2400.0 / 20.0)
@@ -111,10 +114,10 @@ def test_no_sm_activity_sampled_splits_the_active_energy_evenly():
     clock = FakeClock()
     nvml, board = gpus(clock, sm_util={ME: 0, OTHER: 0})
     found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
-    found.sensors[0]._start_thread = False
     with Meter(found.sensors, clock=clock) as meter:
         run(meter, clock, board, 5, 50.0)
         run(meter, clock, board, 5, 150.0)
+    found.sensors[0].close()
     assert meter.spend.energy_j["gpu:0"] == pytest.approx((500.0 + 500.0) / 2)
 
 
