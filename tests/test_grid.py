@@ -147,3 +147,10 @@ def test_the_price_tag_shows_embodied_water_and_each_cost_line_in_text_and_json(
 def test_a_pue_of_none_is_refused_up_front_not_in_the_middle_of_training():
     with pytest.raises(GridConfigError, match=r"`pue` must be a number >= 1\.0"):
         Grid.from_location("FR", pue=None)
+
+
+@pytest.mark.parametrize("kwargs", [{"country": 5}, {"region": 3}])
+def test_a_location_that_is_not_a_string_is_refused_by_name(kwargs):
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(GridConfigError, match=f"`{name}` must be a string .*got {value}"):
+        Grid.from_location(**kwargs)

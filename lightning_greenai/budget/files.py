@@ -173,7 +173,9 @@ class TrialRecord:
     @staticmethod
     def path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
         """Where job ``job_num`` writes its heartbeat when the sweep talks through files."""
-        return state_dir(sweep_dir) / "trials" / f"{job_num}.json"
+        from lightning_greenai.budget.channel import FileChannel
+
+        return FileChannel(sweep_dir).path("heartbeat", job_num)
 
     @classmethod
     def load(

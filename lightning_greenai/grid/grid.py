@@ -115,6 +115,12 @@ class Grid:
         Raises:
             GridConfigError: an unknown country or region (with close matches), or an out-of-range number.
         """
+        for name, value in (("country", country), ("region", region)):
+            if value is not None and not isinstance(value, str):
+                raise GridConfigError(
+                    f"`{name}` must be a string (an ISO code or name, or a cloud region such as 'aws:eu-west-1'), "
+                    f"got {value!r}."
+                )
         if country is not None and region is not None:
             raise GridConfigError(f"Pass `country` or `region`, not both (got country={country!r}, region={region!r}).")
         record = None

@@ -91,7 +91,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
         for t in summary.trials:
             by[t.get("status", "?")] = by.get(t.get("status", "?"), 0) + 1
         scores = summary.scores()
-        best = (max if summary.direction == "max" else min)(scores) if scores else None
+        best = (max if summary.direction == "max" else min)(scores) + 0.0 if scores else None  # -0.0 reads as 0.0
         lines.append(
             f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {_count(len(summary.trials), 'trial')} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
