@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lightning_greenai.sensors.base import SensorBase
-from lightning_greenai.sensors.nvml import NVMLDiscovery
+from lightning_greenai.sensors.base import GPUDiscovery, SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.spend import Method
 
@@ -161,7 +160,7 @@ def discover_amdsmi(
     sleep: Callable[[float], None] = time.sleep,
     poll_interval_s: float = 0.1,
     validate_s: float = 0.5,
-) -> NVMLDiscovery:
+) -> GPUDiscovery:
     """Open the best energy source for each AMD GPU this process uses (see the module's docstring).
 
     Args:
@@ -173,7 +172,7 @@ def discover_amdsmi(
         poll_interval_s: Power polling period where the counter is not used.
         validate_s: Seconds between the validation's two reads (the GPUs are validated together).
     """
-    found = NVMLDiscovery()
+    found = GPUDiscovery()
     if smi is None:
         return found
     try:

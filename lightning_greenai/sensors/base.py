@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY
 from lightning_greenai.spend import Method
 
-__all__ = ["EnergySensor", "SensorBase"]
+__all__ = ["EnergySensor", "GPUDiscovery", "SensorBase"]
 
 
 @runtime_checkable
@@ -79,3 +80,14 @@ class SensorBase:
 
     def close(self) -> None:
         """Nothing to release by default."""
+
+
+@dataclass
+class GPUDiscovery:
+    """What a GPU vendor's discovery found (NVML, amdsmi, Jetson rails): sensors, domains it could not meter, notes."""
+
+    sensors: list[Any] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Domains whose counter covers the whole module, CPU and memory included (Grace Hopper, Grace Blackwell).
+    module_counters: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_greenai.sensors.nvml import NVMLDiscovery
+from lightning_greenai.sensors.base import GPUDiscovery
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 
 __all__ = ["JETSON_ROOT", "INPUT_RAILS", "Rail", "discover_jetson", "find_rails"]
@@ -83,9 +83,9 @@ def find_rails(root: Path | str = JETSON_ROOT) -> list[Rail]:
 
 def discover_jetson(
     root: Path | str = JETSON_ROOT, *, clock: Callable[[], float] = time.monotonic, poll_interval_s: float = 0.1
-) -> NVMLDiscovery:
+) -> GPUDiscovery:
     """Sensors for a Jetson's rails: the input rail alone where there is one, else every rail; none elsewhere."""
-    found = NVMLDiscovery()
+    found = GPUDiscovery()
     rails = find_rails(root)
     if not rails:
         return found

@@ -10,20 +10,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import psutil
 
-from lightning_greenai.sensors.base import SensorBase
+from lightning_greenai.sensors.base import GPUDiscovery, SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.sensors.shared import SharedGPUSensor, own_pids, running_pids
 from lightning_greenai.spend import Method
 
 __all__ = [
     "SUPERCHIPS",
-    "NVMLDiscovery",
     "NVMLEnergySensor",
     "discover_nvml",
     "is_superchip",
@@ -73,17 +71,6 @@ class NVMLEnergySensor(SensorBase):
     def read_power_w(self) -> float:
         """Return the current board power in watts."""
         return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1e3
-
-
-@dataclass
-class NVMLDiscovery:
-    """What :func:`discover_nvml` found: sensors, domains it could not meter, and notes on each choice."""
-
-    sensors: list[Any] = field(default_factory=list)
-    unavailable: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: Domains whose counter covers the whole module, CPU and memory included (Grace Hopper, Grace Blackwell).
-    module_counters: list[str] = field(default_factory=list)
 
 
 #: Product names of superchips whose NVML energy counter is the whole module's (Grace CPU, GPU, LPDDR and HBM).
@@ -193,7 +180,7 @@ def discover_nvml(
     poll_interval_s: float = 0.1,
     sharing: str = "auto",
     process: psutil.Process | None = None,
-) -> NVMLDiscovery:
+) -> GPUDiscovery:
     """Open the best energy source for each GPU this process uses.
 
     Args:
@@ -212,7 +199,7 @@ def discover_nvml(
     The chain per GPU is: energy counter -> measured power polled and integrated -> enforced power limit times
     utilisation (estimate) -> ``gpu_tdp_w`` times utilisation (estimate) -> unavailable.
     """
-    found = NVMLDiscovery()
+    found = GPUDiscovery()
     if nvml is None:
         if devices:
             found.unavailable.extend(f"gpu:{i}" for i in devices)
