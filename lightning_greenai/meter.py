@@ -280,7 +280,8 @@ class Meter:
                 if domain.failed:
                     domain.extrapolated_j += delta
             self._read_bounds(domain, delta)
-        for hour, joules in split_by_hour(self._last_wall_s or wall_s, wall_s, grown).items():
+        since_s = wall_s if self._last_wall_s is None else self._last_wall_s
+        for hour, joules in split_by_hour(since_s, wall_s, grown).items():
             self._hourly[hour] = self._hourly.get(hour, 0.0) + joules
         self._last_s, self._last_wall_s = now, wall_s
 
@@ -301,6 +302,10 @@ class Meter:
             domain.high_j += delta
             return
         low, high = float(bounds[0]), float(bounds[1])
+        if not (math.isfinite(low) and math.isfinite(high)):
+            domain.low_j += delta
+            domain.high_j += delta
+            return
         if domain.last_bounds_j is not None:
             domain.low_j += max(low - domain.last_bounds_j[0], 0.0)
             domain.high_j += max(high - domain.last_bounds_j[1], 0.0)

@@ -175,7 +175,13 @@ class Spend:
         )
 
     def scaled(self, factor: float) -> Spend:
-        """Return this spend with every amount multiplied by ``factor`` (used for projections)."""
+        """Return this spend with every amount multiplied by ``factor`` (used for projections).
+
+        Raises:
+            ValueError: ``factor`` is not a finite number >= 0.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor < 0:
+            raise ValueError(f"a spend is scaled by a finite number >= 0, got {factor!r}")
         return Spend(
             energy_j={k: v * factor for k, v in self.energy_j.items()},
             methods=dict(self.methods),
@@ -242,17 +248,24 @@ class Spend:
         methods = data.get("methods", {})
         if not isinstance(methods, Mapping):
             raise ValueError(f"methods must be a mapping, got {type(methods).__name__}")
+        energy = amounts("energy_j")
+        intervals = {
+            str(k): (amount(f"energy_bounds_j[{k!r}]", lo), amount(f"energy_bounds_j[{k!r}]", hi))
+            for k, (lo, hi) in bounds.items()
+        }
+        for key, (lo, hi) in intervals.items():
+            point = energy.get(key, 0.0)
+            slack = 1e-9 * max(abs(point), 1.0)  # rounding in a JSON round trip
+            if not lo - slack <= point <= hi + slack:
+                raise ValueError(f"energy_bounds_j[{key!r}] = [{lo}, {hi}] does not contain its energy {point}")
         return cls(
-            energy_j=amounts("energy_j"),
+            energy_j=energy,
             methods={str(k): Method(v) for k, v in methods.items()},
             flops=amount("flops", data.get("flops", 0.0)),
             duration_s=amount("duration_s", data.get("duration_s", 0.0)),
             gpu_s=amount("gpu_s", data.get("gpu_s", 0.0)),
             is_estimate=bool(data.get("is_estimate", False)),
             stage_energy_j=amounts("stage_energy_j"),
-            energy_bounds_j={
-                str(k): (amount(f"energy_bounds_j[{k!r}]", lo), amount(f"energy_bounds_j[{k!r}]", hi))
-                for k, (lo, hi) in bounds.items()
-            },
+            energy_bounds_j=intervals,
             hourly_energy_j=amounts("hourly_energy_j"),
         )

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from lightning_greenai import EnergyMonitor, Grid, GridConfigError, Meter, Spend
+from lightning_greenai import EnergyMonitor, GreenAIWarning, Grid, GridConfigError, Meter, Spend
 from lightning_greenai.grid.timeline import ElectricityMaps, hour_key, read_intensity_csv, split_by_hour
 from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock
@@ -50,7 +50,7 @@ def test_the_grid_prices_each_hour_at_its_intensity_and_the_rest_at_the_yearly_f
     assert figure == f"hourly, mean {grid.intensity_for(spend):.0f} g/kWh"
     assert source.startswith("intensity.csv (user's hourly CSV), 1 of 2 hour(s); the other 1 at Germany")
     tag = PriceTag(spend, grid)
-    assert "hourly, mean" in tag.to_text() and "1 of 2 hour(s)" in tag.to_text()
+    assert "CO2e (DE, hourly)" in tag.to_text() and "at a mean" in tag.to_text() and "1 of 2 hour(s)" in tag.to_text()
     recorded = tag.to_dict()["grid"]
     assert recorded["timeline"] == {"2026-11-26T10": 150.0}  # only the run's hours are written
     assert Grid(**{k: v for k, v in recorded.items() if k not in ("country",)}).co2e_g(spend) == pytest.approx(
@@ -73,9 +73,10 @@ def test_electricity_maps_exports_read_as_they_are(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("when,value\n2026-11-26T10:00Z,1\n", "has no a time column"),
-        ("datetime,carbon_intensity_g_per_kwh\nyesterday,1\n", "line 2: 'yesterday' is not an ISO 8601"),
-        ("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,-3\n", "line 2: the intensity must be a number >= 0"),
+        ("when,value\n2026-11-26T10:00Z,1\n", "has no time column"),
+        ("datetime;intensity\n2026-11-26T10:00Z;1\n", "has no time column \\(it looks separated by ';'"),
+        ("datetime,carbon_intensity_g_per_kwh\nyesterday,1\n", "data row 1: 'yesterday' is not an ISO 8601"),
+        ("\n\ndatetime,intensity\n2026-11-26T10:00Z,-3\n", "data row 1: the intensity must be a number >= 0"),
         ("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,30 mWh\n", "got '30 mWh'"),
         ("", "is empty"),
     ],
@@ -89,11 +90,31 @@ def test_a_bad_timeline_is_refused_by_line_and_value(tmp_path, text, message):
         Grid.from_location(intensity_csv=tmp_path / "missing.csv")
 
 
+def test_a_timeline_that_is_not_utf8_is_refused_with_what_to_do(tmp_path):
+    csv = tmp_path / "latin.csv"
+    csv.write_bytes("datetime,intensity,note\n2026-11-26T10:00Z,1,Z\xfcrich\n".encode("latin-1"))
+    with pytest.raises(GridConfigError, match=r"is not UTF-8 text .*save it as UTF-8"):
+        EnergyMonitor(country="CH", intensity_csv=csv)
+
+
+def test_a_meter_whose_wall_clock_starts_at_zero_files_the_first_hour_too():
+    clock = FakeClock()
+    with Meter([ConstantPowerSensor("gpu:0", 1.0, clock=clock)], clock=clock, wall_clock=clock) as m:
+        for _ in range(2):
+            clock.advance(3600.0)
+            m.sample()
+    assert m.spend.hourly_energy_j == pytest.approx({"1970-01-01T00": 3600.0, "1970-01-01T01": 3600.0})
+
+
 class Replay(BaseHTTPRequestHandler):
-    """Electricity Maps' past-range endpoint, answering with the recorded response re-dated to the asked hours."""
+    """Electricity Maps' past-range endpoint, answering with the recorded response re-dated to the asked hours.
+
+    ``body`` replaces the answer (a damaged one) when set.
+    """
 
     requests: ClassVar[list[dict]] = []
     status = 200
+    body: bytes | None = None
     published = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
     def do_GET(self):
@@ -102,6 +123,11 @@ class Replay(BaseHTTPRequestHandler):
         Replay.requests.append({"path": url.path, "token": self.headers.get("auth-token"), **query})
         if Replay.status != 200:
             self.send_error(Replay.status, "Unauthorized")
+            return
+        if Replay.body is not None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(Replay.body)
             return
         recorded = json.loads(RECORDED.read_text())
         start = datetime.strptime(query["start"], "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
@@ -124,7 +150,7 @@ class Replay(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def electricity_maps_api():
-    Replay.requests, Replay.status = [], 200
+    Replay.requests, Replay.status, Replay.body = [], 200, None
     Replay.published = datetime(2100, 1, 1, tzinfo=timezone.utc)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Replay)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -174,6 +200,70 @@ def test_electricity_maps_is_opt_in_and_says_what_went_wrong(electricity_maps_ap
         gone.intensities(["2026-11-26T10"])
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>busy</html>", "not JSON"),
+        (b'{"data": 5}', "without a list of data"),
+        (b"[1, 2]", "without a list of data"),
+    ],
+)
+def test_a_damaged_answer_is_a_clear_error_and_not_asked_again_within_the_hour(
+    electricity_maps_api, tmp_path, body, message
+):
+    Replay.body = body
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    with pytest.raises(OSError, match=message):
+        api.intensities(["2026-11-26T10"], now_s=T0)
+    assert api.intensities(["2026-11-26T10"], now_s=T0 + 60) == {}  # asked a minute ago: not again
+    assert len(Replay.requests) == 1
+
+
+def test_entries_without_a_time_or_an_intensity_are_left_to_the_yearly_figure(electricity_maps_api, tmp_path):
+    Replay.body = json.dumps(
+        {
+            "data": [
+                {"carbonIntensity": 300},
+                {"datetime": "yesterday", "carbonIntensity": 1},
+                {"datetime": "2026-11-26T11:00:00.000Z", "carbonIntensity": -4},
+                {"datetime": "2026-11-26T10:00:00.000Z", "carbonIntensity": 250},
+            ]
+        }
+    ).encode()
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    assert api.intensities(["2026-11-26T10", "2026-11-26T11"], now_s=T0) == {"2026-11-26T10": 250.0}
+
+
+def test_a_damaged_cache_is_asked_again_where_it_is_damaged(electricity_maps_api, tmp_path):
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    api.cache_path.write_text(
+        json.dumps({"hours": {"2026-11-26T10": "abc", "2026-11-26T11": -1, "2026-11-26T12": 371}, "asked": [1]})
+    )
+    found = api.intensities(["2026-11-26T10", "2026-11-26T11", "2026-11-26T12"], now_s=T0)
+    assert found == {"2026-11-26T10": 412.0, "2026-11-26T11": 398.0, "2026-11-26T12": 371.0}
+    assert Replay.requests[0]["start"] == "2026-11-26T10:00Z" and Replay.requests[0]["end"] == "2026-11-26T12:00Z"
+
+
+def test_a_fit_whose_provider_fails_warns_once_asks_once_and_keeps_the_yearly_figure(
+    electricity_maps_api, tmp_path, tiny_trainer, fake_clock
+):
+    Replay.status = 500
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path / "cache")
+    monitor = EnergyMonitor(
+        country="DE",
+        electricity_maps=api,
+        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
+        clock=fake_clock,
+        verbose=False,
+    )
+    with pytest.warns(GreenAIWarning, match="Electricity Maps answered 500") as caught:
+        tiny_trainer(callbacks=[monitor], max_steps=6, log_every_n_steps=1).fit(ClockedModel(fake_clock))
+    assert sum("Electricity Maps" in str(w.message) for w in caught) == 1
+    assert len(Replay.requests) == 1  # not at every log step
+    yearly = Grid.from_location(country="DE").intensity_g_per_kwh
+    assert monitor.price_tag.co2e_g == pytest.approx(monitor.spend.energy_kwh * yearly)
+
+
 def test_a_fit_priced_by_electricity_maps_says_so(electricity_maps_api, tmp_path, tiny_trainer, fake_clock):
     api = ElectricityMaps("DE", token="secret", url=electricity_maps_api, cache_dir=tmp_path / "cache")
     monitor = EnergyMonitor(
@@ -194,7 +284,7 @@ def test_a_fit_priced_by_electricity_maps_says_so(electricity_maps_api, tmp_path
     )
     assert tag["co2e_kg"] * 1e3 == pytest.approx(expected_g)
     assert len(Replay.requests) <= len(hours)  # one request per hour at most, however often the monitor priced it
-    assert "hourly, mean" in monitor.price_tag.to_text()
+    assert "CO2e (DE, hourly)" in monitor.price_tag.to_text()
 
 
 def test_the_default_never_calls_the_network(tiny_trainer, fake_clock, tmp_path):

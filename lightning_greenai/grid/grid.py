@@ -255,6 +255,11 @@ class Grid:
         it_kwh = j_to_kwh(energy_j)
         return {"on_site": it_kwh * self.wue_l_per_kwh, "off_site": it_kwh * self.pue * self.water_l_per_kwh}
 
+    def water_total_l(self, spend: Spend) -> float | None:
+        """On-site and off-site water together, litres; ``None`` when the energy is unknown."""
+        water = self.water_l(spend)
+        return None if water is None else sum(water.values())
+
     def money_parts(self, spend: Spend) -> dict[str, float]:
         """The cost of ``spend`` line by line: ``electricity`` and ``instance``, each where it is priced and known."""
         parts: dict[str, float] = {}

@@ -20,7 +20,6 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
@@ -94,25 +93,28 @@ def read_intensity_csv(path: str | os.PathLike[str]) -> dict[str, float]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise GridConfigError(
+            f"the intensity timeline {str(path)!r} is not UTF-8 text (byte {err.start}): save it as UTF-8 CSV"
+        ) from None
     except OSError as err:
         raise GridConfigError(f"cannot read the intensity timeline {str(path)!r}: {err.strerror or err}") from None
-    rows = list(csv.reader(text.splitlines()))
+    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
     if not rows:
         raise GridConfigError(f"the intensity timeline {str(path)!r} is empty")
     header = [h.strip().lower() for h in rows[0]]
     time_col = next((header.index(c) for c in _TIME_COLUMNS if c in header), None)
     value_col = next((header.index(c) for c in _INTENSITY_COLUMNS if c in header), None)
     if time_col is None or value_col is None:
-        missing = "a time column" if time_col is None else "an intensity column"
+        missing = "time column" if time_col is None else "intensity column"
+        hint = " (it looks separated by ';': the file must use commas)" if len(header) == 1 and ";" in header[0] else ""
         raise GridConfigError(
-            f"the intensity timeline {str(path)!r} has no {missing}; its header is {rows[0]!r}. It needs one of "
-            f"{', '.join(_TIME_COLUMNS)} and one of {', '.join(_INTENSITY_COLUMNS)}"
+            f"the intensity timeline {str(path)!r} has no {missing}{hint}; its header is {rows[0]!r}. It needs one "
+            f"of {', '.join(_TIME_COLUMNS)} and one of {', '.join(_INTENSITY_COLUMNS)}"
         )
     sums: dict[str, list[float]] = {}
     for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{path.name}, line {line}"
+        where = f"{path.name}, data row {line - 1}"
         if len(row) <= max(time_col, value_col):
             raise GridConfigError(f"{where}: expected {len(header)} columns, got {len(row)}")
         hour = _parse_time(row[time_col], where)
@@ -172,14 +174,20 @@ class ElectricityMaps:
         """Where the figures come from, for the price tag."""
         return f"Electricity Maps, zone {self.zone}, hourly (life-cycle)"
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, dict[str, float]]:
+        """The cache, with whatever is damaged in it dropped (it is asked for again)."""
         try:
             data = json.loads(self.cache_path.read_text())
         except (OSError, ValueError):
-            return {"hours": {}, "asked": {}}
-        if not isinstance(data, dict):
-            return {"hours": {}, "asked": {}}
-        return {"hours": dict(data.get("hours") or {}), "asked": dict(data.get("asked") or {})}
+            data = {}
+        out: dict[str, dict[str, float]] = {"hours": {}, "asked": {}}
+        for key in out:
+            part = data.get(key) if isinstance(data, dict) else None
+            for hour, value in part.items() if isinstance(part, dict) else ():
+                number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                if number and (key == "asked" or value >= 0):
+                    out[key][str(hour)] = float(value)
+        return out
 
     def intensities(self, hours: Iterable[str], *, now_s: float | None = None) -> dict[str, float]:
         """Return the intensity of each hour Electricity Maps has published (requesting the missing ones once).
@@ -195,15 +203,20 @@ class ElectricityMaps:
         with FileLock(str(self.cache_path) + ".lock"):
             cache = self._load()
             missing = [h for h in wanted if h not in cache["hours"] and now - cache["asked"].get(h, -math.inf) > 3600]
+            failure: OSError | None = None
             if missing:
-                found = self._request(missing[0], missing[-1])
-                cache["hours"].update(found)
+                try:
+                    cache["hours"].update(self._request(missing[0], missing[-1]))
+                except OSError as err:
+                    failure = err  # asked all the same: a failing service is not asked again within the hour
                 for hour in missing:
                     cache["asked"][hour] = now
                 tmp = self.cache_path.with_name(f".{self.cache_path.name}.tmp{os.getpid()}")
                 tmp.write_text(json.dumps(cache, sort_keys=True))
                 os.replace(tmp, self.cache_path)
-        return {h: float(cache["hours"][h]) for h in wanted if h in cache["hours"]}
+        if failure is not None:
+            raise failure
+        return {h: cache["hours"][h] for h in wanted if h in cache["hours"]}
 
     def _request(self, first: str, last: str) -> dict[str, float]:
         import urllib.error  # here: importing the package must stay light, and most runs never ask
@@ -221,14 +234,27 @@ class ElectricityMaps:
         self.requests += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                body = json.loads(response.read().decode())
+                raw = response.read()
         except urllib.error.HTTPError as err:
             raise OSError(f"Electricity Maps answered {err.code} {err.reason} for zone {self.zone}") from None
-        except (urllib.error.URLError, TimeoutError, ValueError) as err:
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
             raise OSError(f"Electricity Maps could not be reached at {self.url}: {err}") from None
+        try:
+            body = json.loads(raw.decode())
+        except (UnicodeDecodeError, ValueError):
+            raise OSError(f"Electricity Maps answered with something that is not JSON: {raw[:80]!r}") from None
+        entries = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            raise OSError(f"Electricity Maps answered without a list of data: {str(body)[:120]}")
         out: dict[str, float] = {}
-        for entry in body.get("data", []) if isinstance(body, Mapping) else []:
-            value = entry.get("carbonIntensity") if isinstance(entry, Mapping) else None
-            if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-                out[_parse_time(str(entry["datetime"]), "Electricity Maps")] = float(value)
+        for entry in entries:  # an entry without a time or a readable intensity is left out (the yearly figure)
+            if not isinstance(entry, Mapping):
+                continue
+            value = entry.get("carbonIntensity")
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                continue
+            try:
+                out[_parse_time(str(entry.get("datetime")), "Electricity Maps")] = float(value)
+            except GridConfigError:
+                continue
         return out

@@ -122,18 +122,13 @@ class PriceTag:
         """Return the price tag as JSON-serialisable data. ``is_estimate`` flags every figure derived from energy."""
         spend, grid = self.spend, self.grid
         co2e_g = self.co2e_g
-
-        def water_total(s: Spend) -> float | None:
-            water = grid.water_l(s)
-            return None if water is None else sum(water.values())
-
         out: dict[str, Any] = {
             "title": self.title,
             "energy_kwh": spend.energy_kwh,
             "energy_kwh_bounds": self.bounds(lambda s: s.energy_kwh),
             "co2e_kg_bounds": None if (co2e := self.bounds(grid.co2e_g)) is None else tuple(map(g_to_kg, co2e)),
             "cost_bounds": self.bounds(grid.money) if grid.prices_money else None,
-            "water_l_bounds": self.bounds(water_total),
+            "water_l_bounds": self.bounds(grid.water_total_l),
             "facility_energy_kwh": grid.facility_energy_kwh(spend),
             "co2e_kg": None if co2e_g is None else g_to_kg(co2e_g),
             "cost": self.cost,
@@ -247,9 +242,13 @@ class PriceTag:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
         intensity, intensity_source = grid.intensity_text(spend)
+        hourly = intensity.startswith("hourly")
         row(
-            f"CO2e ({where}, {intensity})",
-            format_mass(self.co2e_g) + est + interval_text(format_mass, self.bounds(grid.co2e_g)),
+            f"CO2e ({where}, {'hourly' if hourly else intensity})",
+            format_mass(self.co2e_g)
+            + est
+            + interval_text(format_mass, self.bounds(grid.co2e_g))
+            + (f" at a mean {grid.intensity_for(spend):.0f} g/kWh" if hourly else ""),
         )
         embodied = self.embodied_co2e_g
         row(
@@ -299,8 +298,8 @@ class PriceTag:
             )
         if spend.is_estimate:
             lines.append(
-                f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): no sensor could be read "
-                "there; treat as approximate"
+                f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): a model, a share of a shared "
+                "device or a window too short for its counter, not a reading; treat as approximate"
             )
         if spend.unavailable_domains:
             lines.append(f"  not metered (unknown, not zero): {', '.join(spend.unavailable_domains)}")

@@ -331,8 +331,20 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ),
         ("CO2e", format_mass(tag.co2e_g) + star + interval_text(format_mass, tag.bounds(grid.co2e_g))),
         ("Embodied CO2e (hardware, apart)", format_mass(sum(tag.embodied_co2e_g.values()))),
-        ("Water", "unknown" if tag.water_l is None else f"{sum(tag.water_l.values()):.3g} L{star}"),
-        ("Cost", "not priced" if cost is None else f"{cost:.3g} {grid.currency}{star}"),
+        (
+            "Water",
+            "unknown"
+            if tag.water_l is None
+            else f"{sum(tag.water_l.values()):.3g} L{star}"
+            + interval_text(lambda v, unit_for=None: f"{v:.3g} L", tag.bounds(grid.water_total_l)),
+        ),
+        (
+            "Cost",
+            "not priced"
+            if cost is None
+            else f"{cost:.3g} {grid.currency}{star}"
+            + interval_text(lambda v, unit_for=None: f"{v:.3g}", tag.bounds(grid.money)),
+        ),
         (
             "Hardware",
             hardware_line(

@@ -128,9 +128,7 @@ def discover_sensors(
         devices = None if isinstance(gpus, str) else list(gpus)
         if module is None and devices is None:
             found.notes.append("NVML: library not found; no GPU metered")
-        gpu = discover_nvml(
-            module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock, sharing=gpu_sharing, process=process
-        )
+        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock, sharing=gpu_sharing)
         if not gpu.sensors:  # no NVIDIA GPU metered: an AMD one?
             smi = load_amdsmi() if isinstance(amdsmi, str) and amdsmi == _AUTO else amdsmi
             amd = discover_amdsmi(smi, devices, clock=clock, sleep=sleep)

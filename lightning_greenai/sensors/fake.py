@@ -264,9 +264,9 @@ class FakeNVML:
         """Return the parent GPU of a MIG slice."""
         return handle[1]  # type: ignore[no-any-return]
 
-    def nvmlDeviceGetUUID(self, handle: FakeGPU) -> str:  # noqa: N802
-        """Return the UUID."""
-        return handle.uuid
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:  # noqa: N802
+        """Return the UUID (a MIG slice's own)."""
+        return str(handle[2]) if isinstance(handle, tuple) else handle.uuid
 
     def nvmlDeviceGetName(self, handle: FakeGPU) -> str:  # noqa: N802
         """Return the product name."""

@@ -13,11 +13,9 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-import psutil
-
 from lightning_greenai.sensors.base import GPUDiscovery, SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
-from lightning_greenai.sensors.shared import SharedGPUSensor, own_pids, running_pids
+from lightning_greenai.sensors.shared import SharedGPUSensor, running_pids
 from lightning_greenai.spend import Method
 
 __all__ = [
@@ -135,23 +133,25 @@ def _share(
     handle: Any,
     mig: Any,
     sharing: str,
-    process: psutil.Process | None,
     clock: Callable[[], float],
 ) -> tuple[Any, str]:
     """The GPU's sensor, wrapped in this process's share where the GPU is shared, and a note saying which."""
     if sensor.method is Method.ESTIMATE or sharing == "exclusive":
         return sensor, " (MIG: whole GPU, shared)" if mig is not None else ""
-    pids = own_pids(process)
     if mig is not None:
         fraction = mig_fraction(nvml, mig, handle)
         if fraction is None:
             return sensor, " (MIG: whole GPU, shared; NVML gives no slice size)"
-        shared = SharedGPUSensor(sensor, nvml, handle, fraction=fraction, pids=pids, clock=clock)
+        try:  # the slice is the counter: two processes on one slice bill it once, two slices add up
+            uid = f"{sensor.uid}:{_as_str(nvml.nvmlDeviceGetUUID(mig))}"
+        except nvml.NVMLError:
+            uid = f"{sensor.uid}:mig"
+        shared = SharedGPUSensor(sensor, nvml, handle, fraction=fraction, uid=uid, clock=clock)
         return shared, f" (MIG slice: {fraction:.3g} of the GPU by compute slices, estimate)"
-    others = {pid for pid in running_pids(nvml, handle) if pid not in pids()}
+    others = running_pids(nvml, handle) - {os.getpid()}
     if sharing == "auto" and not others:
         return sensor, ""
-    shared = SharedGPUSensor(sensor, nvml, handle, pids=pids, clock=clock)
+    shared = SharedGPUSensor(sensor, nvml, handle, clock=clock)
     return shared, f" (shared with {len(others)} other process(es): share by SM utilisation, estimate)"
 
 
@@ -179,7 +179,6 @@ def discover_nvml(
     clock: Callable[[], float] = time.monotonic,
     poll_interval_s: float = 0.1,
     sharing: str = "auto",
-    process: psutil.Process | None = None,
 ) -> GPUDiscovery:
     """Open the best energy source for each GPU this process uses.
 
@@ -194,7 +193,6 @@ def discover_nvml(
         sharing: How a GPU other processes use is attributed (:data:`~lightning_greenai.sensors.shared.GPU_SHARING`):
             ``auto`` charges a MIG slice its compute fraction and, where other processes run on the GPU at start, a
             share by SM utilisation; ``exclusive`` the whole GPU; ``shared`` always a share by SM utilisation.
-        process: The root of this job's process tree (default: this process), whose processes' share is charged.
 
     The chain per GPU is: energy counter -> measured power polled and integrated -> enforced power limit times
     utilisation (estimate) -> ``gpu_tdp_w`` times utilisation (estimate) -> unavailable.
@@ -236,7 +234,7 @@ def discover_nvml(
             continue
         label = {Method.COUNTER: "energy counter", Method.SAMPLED: "power polling", Method.ESTIMATE: "estimate"}
         how = label[sensor.method]
-        sensor, shared = _share(nvml, sensor, handle, mig, sharing, process, clock)
+        sensor, shared = _share(nvml, sensor, handle, mig, sharing, clock)
         found.notes.append(f"NVML: {name} via {how}{shared}")
         found.sensors.append(sensor)
         product = _product(nvml, handle)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +89,8 @@ class SampledPowerSensor(PollingSensor):
 
     def _poll(self) -> None:
         power_w = float(self._power_fn())
+        if not math.isfinite(power_w) or power_w < 0:
+            return  # a glitched sample is dropped: the next good one spans the gap
         now = self._clock()
         with self._lock:
             if self._last is not None:

@@ -2,8 +2,9 @@
 
 A GPU's energy counter is the whole board's. When the process does not have the GPU to itself,
 :class:`SharedGPUSensor` charges it a share, polled every ``interval_s`` on a thread and split into idle and active
-energy (Kepler's rule, kepler PR #2384): the idle power is the lowest power seen on the GPU since the sensor opened,
-and the rest of each interval's energy is active.
+energy (after Kepler, kepler PR #2384): the idle power is the lowest mean power over a second (ten counter periods)
+seen on the GPU since the sensor opened while no process used its SMs (a MIG slice: any second), and the rest of each
+interval's energy is active. Until such a second is seen, all of it is active.
 
 - **MIG**: the slice gets ``fraction`` (its compute slices over the GPU's) of both the idle and the active energy.
 - **Time-slicing and MPS**: the active energy is split by each process's SM utilisation in NVML's per-process
@@ -16,17 +17,15 @@ share of the active energy alone, at most all of the active energy plus this pro
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
-from lightning_greenai.sensors.estimate import process_tree
 from lightning_greenai.sensors.sampling import PollingSensor
 from lightning_greenai.spend import Method
 
-__all__ = ["GPU_SHARING", "SharedGPUSensor", "check_sharing", "own_pids", "running_pids", "utilisation_share"]
+__all__ = ["GPU_SHARING", "SharedGPUSensor", "check_sharing", "running_pids", "utilisation_share"]
 
 #: How a GPU's energy is attributed: ``auto`` (shared when a MIG slice or when other processes run on it at start),
 #: ``exclusive`` (the whole GPU, as when the job has it to itself), ``shared`` (always apportioned by utilisation).
@@ -40,16 +39,6 @@ def check_sharing(value: object) -> str:
     return str(value)
 
 
-def own_pids(process: psutil.Process | None = None) -> Callable[[], set[int]]:
-    """The pids of ``process`` (default: this one) and its descendants, looked up afresh at every call."""
-    root = process or psutil.Process()
-
-    def pids() -> set[int]:
-        return {p.pid for p in process_tree(root)}
-
-    return pids
-
-
 def running_pids(nvml: Any, handle: Any) -> set[int]:
     """The pids NVML lists as running compute work on the GPU (empty where it cannot say)."""
     try:
@@ -58,10 +47,13 @@ def running_pids(nvml: Any, handle: Any) -> set[int]:
         return set()
 
 
-def utilisation_share(nvml: Any, handle: Any, pids: set[int], since_us: int) -> tuple[float | None, int, int]:
-    """This process tree's share of the GPU's SM utilisation in NVML's samples after ``since_us``.
+def utilisation_share(
+    nvml: Any, handle: Any, pids: set[int], since_us: int
+) -> tuple[float | None, set[int], int, float]:
+    """This job's share of the GPU's SM utilisation in NVML's samples after ``since_us``.
 
-    Returns ``(share or None when no process used the SMs, processes seen, newest sample's timestamp)``.
+    Returns ``(share, or None when no process used the SMs; the processes seen; the newest sample's timestamp; the
+    SM utilisation summed over the samples)``.
     """
     try:
         samples = list(nvml.nvmlDeviceGetProcessUtilization(handle, since_us))
@@ -71,13 +63,13 @@ def utilisation_share(nvml: Any, handle: Any, pids: set[int], since_us: int) -> 
     seen: set[int] = set()
     newest = since_us
     for sample in samples:
-        sm = max(float(sample.smUtil), 0.0)
+        sm = min(max(float(sample.smUtil), 0.0), 100.0)
         seen.add(int(sample.pid))
         total += sm
         if int(sample.pid) in pids:
             mine += sm
         newest = max(newest, int(sample.timeStamp))
-    return (mine / total if total > 0 else None), len(seen), newest
+    return (mine / total if total > 0 else None), seen, newest, total
 
 
 class SharedGPUSensor(PollingSensor):
@@ -88,7 +80,10 @@ class SharedGPUSensor(PollingSensor):
         nvml: The NVML module, for the per-process samples (time-slicing and MPS).
         handle: The GPU's NVML handle.
         fraction: A MIG slice's compute fraction of the GPU; ``None`` splits by SM utilisation.
-        pids: Returns the pids of this job's processes.
+        pids: Returns the pids whose share is charged (default: this process; under DDP each rank charges its own,
+            and the shares of the ranks add up).
+        uid: The share's counter id (default: the GPU's UUID with the MIG slice or the pid): distinct shares of one
+            GPU are distinct counters, which ranks and meters sum instead of keeping one.
         interval_s: How often the share is taken.
         clock: Monotonic clock in seconds.
         start_thread: Whether to poll on a thread (tests pass ``False`` and drive reads with a fake clock).
@@ -102,18 +97,19 @@ class SharedGPUSensor(PollingSensor):
         *,
         fraction: float | None = None,
         pids: Callable[[], set[int]] | None = None,
+        uid: str | None = None,
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         start_thread: bool = True,
     ) -> None:
-        super().__init__(
-            str(whole.name), str(whole.uid), Method.ESTIMATE, interval_s=interval_s, start_thread=start_thread
-        )
+        pid = os.getpid()
+        uid = uid or f"{whole.uid}@pid{pid}"
+        super().__init__(str(whole.name), uid, Method.ESTIMATE, interval_s=interval_s, start_thread=start_thread)
         if fraction is not None and not 0.0 < fraction <= 1.0:
             raise ValueError(f"a MIG slice's fraction must be in (0, 1], got {fraction!r}")
         self.whole, self._nvml, self._handle = whole, nvml, handle
         self.fraction = fraction
-        self._pids = pids or own_pids()
+        self._pids = pids or (lambda: {pid})
         self.update_period_s = float(getattr(whole, "update_period_s", 0.0))
         self.resolution_j = float(getattr(whole, "resolution_j", 0.0))
         self.accuracy = float(getattr(whole, "accuracy", self.accuracy))
@@ -122,32 +118,43 @@ class SharedGPUSensor(PollingSensor):
         self._last_s = clock()
         self._since_us = int(time.time() * 1e6)
         self._idle_w: float | None = None
+        self._window = (self._last_s, self._last_j, 0.0)  # (start, GPU energy, SM utilisation) for the idle power
         self.energy_j = self.low_j = self.high_j = 0.0
         self.gpu_energy_j = 0.0  # the whole GPU's, over the same time
 
     def _poll(self) -> None:
         energy_j, now = float(self.whole.read_energy_j()), self._clock()
         with self._lock:
-            delta_j, dt = max(energy_j - self._last_j, 0.0), now - self._last_s
-            if dt <= 0:
+            delta_j, dt = energy_j - self._last_j, now - self._last_s
+            if dt <= 0 or delta_j <= 0:  # the counter has not moved since (it ticks every ~100 ms): wait for it
                 return
             self._last_j, self._last_s = energy_j, now
-            power_w = delta_j / dt
-            self._idle_w = power_w if self._idle_w is None else min(self._idle_w, power_w)
-            idle_j = min(self._idle_w * dt, delta_j)
-            active_j = delta_j - idle_j
             if self.fraction is not None:
-                share, idle_share = self.fraction, self.fraction
+                share, idle_share, busy = self.fraction, self.fraction, 0.0
             else:
-                sampled, processes, self._since_us = utilisation_share(
-                    self._nvml, self._handle, self._pids(), self._since_us
-                )
-                idle_share = 1.0 / max(processes, len(running_pids(self._nvml, self._handle)), 1)
+                ours = self._pids()
+                sampled, seen, self._since_us, busy = utilisation_share(self._nvml, self._handle, ours, self._since_us)
+                idle_share = 1.0 / len(seen | running_pids(self._nvml, self._handle) | ours)
                 share = idle_share if sampled is None else sampled  # no SM activity sampled: split evenly
+            self._learn_idle(now, energy_j, busy)
+            idle_j = 0.0 if self._idle_w is None else min(self._idle_w * dt, delta_j)
+            active_j = delta_j - idle_j
             self.gpu_energy_j += delta_j
             self.energy_j += share * active_j + idle_share * idle_j
             self.low_j += share * active_j
             self.high_j += active_j + idle_share * idle_j
+
+    def _learn_idle(self, now: float, energy_j: float, busy: float) -> None:
+        """Close the idle-power window after a second; a window with no SM activity may lower the idle power."""
+        start_s, start_j, window_busy = self._window
+        window_busy += busy
+        if now - start_s < max(1.0, 10 * self.update_period_s):
+            self._window = (start_s, start_j, window_busy)
+            return
+        if window_busy == 0.0:
+            power_w = (energy_j - start_j) / (now - start_s)
+            self._idle_w = power_w if self._idle_w is None else min(self._idle_w, power_w)
+        self._window = (now, energy_j, 0.0)
 
     def read_energy_j(self) -> float:
         """Return this process's share since the sensor opened, in joules (polling once now)."""

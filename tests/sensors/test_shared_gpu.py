@@ -10,6 +10,7 @@ import pytest
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor, Meter, Method
+from lightning_greenai.distributed import local_record, merge_records
 from lightning_greenai.sensors import discover_sensors
 from lightning_greenai.sensors.fake import FakeClock, FakeGPU, FakeNVML
 from lightning_greenai.sensors.shared import SharedGPUSensor
@@ -19,46 +20,61 @@ OTHER = 999_999_001  # a process of another job on the same GPU
 
 
 class Board:
-    """A GPU's energy counter driven by a fake clock at a power the test sets (idle 50 W)."""
+    """A GPU's energy counter driven by a fake clock at a power the test sets (idle 50 W), and its processes' SM use.
 
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock, self.power_w, self.energy_mj, self.at = clock, 50.0, 0.0, clock()
+    ``tick_s`` > 0 makes the counter move in steps, as NVML's does every ~100 ms.
+    """
+
+    def __init__(self, clock: FakeClock, tick_s: float = 0.0) -> None:
+        self.clock, self.power_w, self.energy_mj, self.at, self.tick_s = clock, 50.0, 0.0, clock(), tick_s
+        self.sm: dict[int, int] = {ME: 0, OTHER: 0}
         self.lock = threading.Lock()  # the sensor's polling thread reads it too
 
     def __call__(self) -> int:
         with self.lock:
             now = self.clock()
-            self.energy_mj += self.power_w * (now - self.at) * 1e3
-            self.at = now
+            if self.tick_s:
+                now = self.tick_s * int(round(now / self.tick_s, 6))  # the last tick
+            self.energy_mj += self.power_w * max(now - self.at, 0.0) * 1e3
+            self.at = max(self.at, now)
             return int(self.energy_mj)
 
-
-def gpus(clock: FakeClock, **fields) -> tuple[FakeNVML, Board]:
-    board = Board(clock)
-    return FakeNVML([FakeGPU("GPU-a", energy_mj=board, power_mw=lambda: int(board.power_w * 1e3), **fields)]), board
+    def utilisation(self) -> dict[int, int]:
+        return dict(self.sm)
 
 
-def run(meter: Meter, clock: FakeClock, board: Board, seconds: int, power_w: float) -> None:
+def gpus(clock: FakeClock, tick_s: float = 0.0, **fields) -> tuple[FakeNVML, Board]:
+    board = Board(clock, tick_s)
+    fields.setdefault("sm_util", board.utilisation)
+    gpu = FakeGPU("GPU-a", energy_mj=board, power_mw=lambda: int(board.power_w * 1e3), **fields)
+    return FakeNVML([gpu]), board
+
+
+def run(meter: Meter, clock: FakeClock, board: Board, seconds: float, power_w: float, sm=None, step_s=1.0) -> None:
     board.power_w = power_w
-    for _ in range(seconds):
-        clock.advance(1.0)
+    if sm is not None:
+        board.sm = sm
+    for _ in range(round(seconds / step_s)):
+        clock.advance(step_s)
         meter.sample()
 
 
 def test_time_slicing_splits_the_active_energy_by_sm_utilisation_and_the_idle_evenly():
     clock = FakeClock()
-    nvml, board = gpus(clock, sm_util={ME: 75, OTHER: 25})
+    nvml, board = gpus(clock)
     found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
     [sensor] = found.sensors
     assert isinstance(sensor, SharedGPUSensor) and sensor.method is Method.ESTIMATE
+    assert sensor.uid == f"GPU-a@pid{ME}"  # each process's share is a counter of its own: ranks add up
     assert "shared with 1 other process(es): share by SM utilisation" in found.summary()
     with Meter(found.sensors, clock=clock) as meter:
-        run(meter, clock, board, 10, 50.0)  # idle: 500 J, seen as the idle power
-        run(meter, clock, board, 10, 250.0)  # busy: 500 J idle + 2000 J active
+        run(meter, clock, board, 10, 50.0, {ME: 0, OTHER: 0})  # idle: 500 J; its power is learnt after a second
+        run(meter, clock, board, 10, 250.0, {ME: 75, OTHER: 25})  # busy: 500 J idle + 2000 J active
     sensor.close()  # the polling thread (its polls, if any, see the same fake clock: the same sums)
     spend = meter.spend
     assert spend.methods["gpu:0"] is Method.ESTIMATE and spend.is_estimate
-    # idle 1000 J split between the 2 processes, active 2000 J by SM utilisation (75 %)
+    # idle 1000 J split between the 2 processes (the idle power is learnt over the first second, with no SM
+    # activity), active 2000 J by SM utilisation (75 %)
     assert spend.energy_j["gpu:0"] == pytest.approx(500.0 + 0.75 * 2000.0)
     low, high = spend.energy_bounds_j["gpu:0"]
     # bounds: the share of the active energy alone .. all of the active energy plus the idle share (5 % calibration
@@ -66,6 +82,69 @@ def test_time_slicing_splits_the_active_energy_by_sm_utilisation_and_the_idle_ev
     edges = 0.001 + 2 * 0.1 * (2000.0 / 20.0)
     assert low == pytest.approx(0.75 * 2000.0 * 0.95 - edges)
     assert high == pytest.approx((2000.0 + 500.0) * 1.05 + edges)
+
+
+def test_a_counter_that_ticks_every_100_ms_read_more_often_keeps_the_rule():
+    clock = FakeClock()
+    nvml, board = gpus(clock, tick_s=0.1)
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 10, 50.0, {ME: 0, OTHER: 0}, step_s=0.05)
+        run(meter, clock, board, 10, 250.0, {ME: 75, OTHER: 25}, step_s=0.05)
+    found.sensors[0].close()
+    energy_j = meter.spend.energy_j["gpu:0"]
+    assert energy_j == pytest.approx(2000.0, rel=0.02)  # no tick-less poll read as a 0 W idle power
+    low, high = meter.spend.energy_bounds_j["gpu:0"]
+    assert low < energy_j < high
+
+
+def test_a_gpu_busy_from_the_start_is_split_by_utilisation_not_evenly():
+    clock = FakeClock()
+    nvml, board = gpus(clock)
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 20, 300.0, {ME: 10, OTHER: 90})  # never idle: no idle power is learnt
+    found.sensors[0].close()
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(0.1 * 6000.0)
+    low, high = meter.spend.energy_bounds_j["gpu:0"]
+    edges = 0.001 + 2 * 0.1 * 30.0
+    assert (low, high) == pytest.approx((600.0 * 0.95 - edges, 6000.0 * 1.05 + edges))
+
+
+def test_the_shares_of_two_ranks_on_one_gpu_add_up_to_the_gpu():
+    clock = FakeClock()
+    nvml, board = gpus(clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    meters = []
+    for pid in (ME, OTHER):
+        whole = discover_sensors(
+            gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock, gpu_sharing="exclusive"
+        )
+        share = SharedGPUSensor(
+            whole.sensors[0], nvml, handle, pids=lambda p=pid: {p}, uid=f"GPU-a@pid{pid}", clock=clock
+        )
+        meters.append(Meter([share], clock=clock, report=False).start())
+    board.power_w, board.sm = 250.0, {ME: 75, OTHER: 25}
+    for _ in range(10):
+        clock.advance(1.0)
+        for m in meters:
+            m.sample()
+    merged = merge_records([local_record(m, rank=r) for r, m in enumerate(meters)])
+    assert merged.total_energy_j == pytest.approx(2500.0)  # 75 % + 25 %: the whole GPU, once
+    for m in meters:
+        m.stop()
+        m.sensors[0].close()
+
+
+def test_our_idle_share_counts_us_when_nvml_does_not_list_us():
+    clock = FakeClock()
+    nvml, board = gpus(clock)
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock, gpu_sharing="shared")
+    board.sm = {OTHER: 0}
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 5, 50.0)
+    found.sensors[0].close()
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(250.0 / 2)  # the idle split between the other and us
 
 
 def test_a_gpu_to_ourselves_is_metered_whole_unless_sharing_is_forced():
@@ -100,6 +179,7 @@ def test_a_mig_slice_gets_its_compute_fraction_of_the_gpu():
     edges = 0.001 + 2 * 0.1 * (3 / 7 * 2400.0 / 20.0)
     assert low == pytest.approx(3 / 7 * 1400.0 * 0.95 - edges)
     assert high == pytest.approx((1400.0 + 3 / 7 * 1000.0) * 1.05 + edges)
+    assert sensor.uid == "GPU-a:MIG-3g"  # the slice is the counter
 
 
 def test_a_mig_slice_nvml_cannot_size_is_metered_whole_and_said():

@@ -51,6 +51,18 @@ def _meter(clock: FakeClock) -> Meter:
     return Meter([gpu, cpu, dram], clock=clock)
 
 
+def test_a_glitched_power_sample_is_dropped_and_the_integral_goes_on():
+    clock = FakeClock()
+    powers = iter([100.0, 100.0, float("nan"), *[100.0] * 10])
+    sensor = SampledPowerSensor("gpu:0", "g", lambda: next(powers), clock=clock, start_thread=False)
+    with Meter([sensor], clock=clock) as meter:
+        for _ in range(6):
+            clock.advance(10.0)
+            meter.sample()
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(6000.0)
+    assert meter.spend.energy_bounds_j["gpu:0"] == pytest.approx((5700.0, 6300.0))
+
+
 def test_a_meter_gives_every_device_its_interval_and_the_total_their_sum():
     clock = FakeClock()
     with _meter(clock) as meter:
@@ -118,6 +130,12 @@ def test_spends_add_scale_and_survive_json_with_their_bounds():
         Spend.from_dict({**a.to_dict(), "energy_bounds_j": {"gpu:0": [1.0]}})
     with pytest.raises(ValueError, match="finite number"):
         Spend.from_dict({**a.to_dict(), "energy_bounds_j": {"gpu:0": [1.0, float("nan")]}})
+    for damaged in ([200.0, 50.0], [10.0, 20.0]):  # low above high; an interval without its energy
+        with pytest.raises(ValueError, match=r"does not contain its energy 100.0"):
+            Spend.from_dict({**a.to_dict(), "energy_bounds_j": {"gpu:0": damaged}})
+    for factor in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="scaled by a finite number >= 0"):
+            a.scaled(factor)
 
 
 def test_the_account_and_the_ranks_carry_each_counters_interval_once(tmp_path):
