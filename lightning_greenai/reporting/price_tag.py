@@ -258,7 +258,8 @@ class PriceTag:
         )
         water = self.water_l
         if water is not None:
-            row("water", f"{water['on_site']:.3g} L on-site, {water['off_site']:.3g} L off-site{est}")
+            total = interval_text(lambda v, unit_for=None: f"{v:.3g} L", self.bounds(grid.water_total_l))
+            row("water", f"{water['on_site']:.3g} L on-site, {water['off_site']:.3g} L off-site{est}{total}")
         cost = self.cost
         parts = grid.money_parts(spend)
         by_line = ""
