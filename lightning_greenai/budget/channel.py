@@ -305,6 +305,18 @@ def check_storage(storage: str) -> str:
             f"hydra.sweeper.storage={storage!r} needs the {backend} driver `{err.name or err}`, which is not "
             f"installed: {install}"
         ) from err
+    if url.get_backend_name() == "sqlite":
+        if url.host:
+            raise BudgetConfigError(
+                f"hydra.sweeper.storage={storage!r} puts {url.host!r} where SQLite has no host: a SQLite URL has three "
+                "slashes before a relative path (sqlite:///sweeps.db) and four before an absolute one "
+                "(sqlite:////path/to/sweeps.db)"
+            )
+        if not url.database or url.database == ":memory:" or "mode=memory" in str(url.query):
+            raise BudgetConfigError(
+                f"hydra.sweeper.storage={storage!r} is an in-memory database, private to one process: the jobs "
+                "could not reach it. Allowed: a file, e.g. sqlite:///sweeps.db"
+            )
     return str(url.get_backend_name())
 
 
@@ -315,9 +327,13 @@ def sqlite_absolute(storage: str, cwd: str | os.PathLike[str]) -> str:
     url = make_url(storage)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return storage
-    if os.path.isabs(url.database):
+    database, prefix = url.database, ""
+    if url.query.get("uri") == "true" and database.startswith("file:"):  # SQLite's URI form: file:path?options
+        prefix, database = "file:", database[len("file:") :]
+    if os.path.isabs(database):
         return storage
-    return str(url.set(database=str(Path(cwd) / url.database)).render_as_string(hide_password=False))
+    absolute = url.set(database=prefix + str(Path(cwd) / database))
+    return str(absolute.render_as_string(hide_password=False)).replace("file%3A", "file:", 1)
 
 
 def open_channel(

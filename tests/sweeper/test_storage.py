@@ -103,6 +103,8 @@ def test_a_job_asks_the_database_for_its_signals_at_most_once_per_signal_s(tmp_p
     [
         ("not a url", "hydra.sweeper.storage='not a url' is not a database URL. Allowed: a SQLAlchemy URL"),
         ("mysql://u@127.0.0.1/db", "needs the mysql driver `MySQLdb`, which is not installed"),
+        ("sqlite://s.db", "puts 's.db' where SQLite has no host: a SQLite URL has three slashes"),
+        ("sqlite:///:memory:", "is an in-memory database, private to one process"),
     ],
 )
 def test_a_bad_storage_is_refused_before_anything_runs(tmp_path, storage, message):
@@ -111,6 +113,14 @@ def test_a_bad_storage_is_refused_before_anything_runs(tmp_path, storage, messag
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+def test_a_relative_sqlite_uri_is_made_absolute_and_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    channel = open_channel(tmp_path / "sweep", "sqlite:///file:signals.db?uri=true", cwd=tmp_path, create=True)
+    channel.put("stop", None, "STOP")
+    assert channel.get("stop", None) == "STOP"
+    assert (tmp_path / "signals.db").exists()  # the file SQLite's URI names, not a "file:signals.db" folder entry
 
 
 @pytest.mark.timeout(300)
