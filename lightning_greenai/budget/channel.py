@@ -170,6 +170,25 @@ def _table() -> Any:
     )
 
 
+#: Database errors that waiting will not mend, and what to do about each (matched in the driver's message).
+_PERMANENT = (
+    ("unable to open database file", "The SQLite file's folder does not exist or cannot be written: create it."),
+    ("file is not a database", "That file is not a SQLite database: give the sweep a new file."),
+    ("readonly database", "The SQLite file is read-only for this user: make it writable or use another."),
+    ("no such table", "The database lacks greenai_signals: the sweeper creates it before any job starts."),
+    ("no such column", "greenai_signals there has another layout (another program's table): use another database."),
+    ("does not exist", "Create the database (or the user) first, or fix the name."),
+    ("password authentication failed", "Fix the user or password in the URL."),
+    ("permission denied", "Grant this user CREATE, SELECT, INSERT, UPDATE and DELETE there."),
+)
+
+
+def _permanent(message: str) -> str | None:
+    """What to do about a database error that retrying will not mend; ``None`` for one worth retrying."""
+    lowered = message.lower()
+    return next((hint for needle, hint in _PERMANENT if needle in lowered), None)
+
+
 class SqlChannel(Channel):
     """Rows of ``greenai_signals`` in a SQL database, one per (sweep, kind, job), through SQLAlchemy.
 
@@ -202,12 +221,14 @@ class SqlChannel(Channel):
             try:
                 return action()
             except (DBAPIError, OperationalError) as err:
-                if attempt >= 2 and time.monotonic() >= deadline:
+                message = str(err.orig or err).strip()
+                hint = _permanent(message)
+                if hint is not None or (attempt >= 2 and time.monotonic() >= deadline):
                     safe = self.engine.url.render_as_string(hide_password=True)
                     raise StateWriteError(
                         f"Cannot {what} the sweep's signals in {safe}: {type(err.orig or err).__name__}: "
-                        f"{str(err.orig or err).strip().splitlines()[0] if str(err.orig or err).strip() else ''}. "
-                        "Check that the database is up and reachable from this host."
+                        f"{message.splitlines()[0] if message else ''}. "
+                        f"{hint or 'Check that the database is up and reachable from this host.'}"
                     ) from err
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)

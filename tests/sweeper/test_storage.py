@@ -15,6 +15,7 @@ import sqlalchemy
 from lightning_greenai.budget.channel import SqlChannel, open_channel
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 from tests.postgres_server import PostgresServer, ensure_installed, postgres_server
 from tests.sweeper.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
@@ -113,6 +114,13 @@ def test_a_bad_storage_is_refused_before_anything_runs(tmp_path, storage, messag
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+def test_a_database_error_waiting_will_not_mend_is_said_at_once_with_what_to_do(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(StateWriteError, match=r"open database file\. The SQLite file.s folder does not exist"):
+        open_channel(tmp_path / "sweep", f"sqlite:///{tmp_path / 'missing' / 's.db'}", create=True)
+    assert time.monotonic() - start < 30  # not retried for the minute a dropped connection gets
 
 
 def test_a_relative_sqlite_uri_is_made_absolute_and_works(tmp_path, monkeypatch):
