@@ -447,6 +447,14 @@ class BudgetSweep:
             # two sweeps on one database are two studies, unless the user names one study for both
             study_name=self.study_name or (str(sweep_dir) if self.storage else None),
         )
+        study = getattr(strategy, "study", None)
+        if study is not None and self.study_name and len(study.trials) > len(book.trials):
+            log.warning(
+                "The Optuna study %r already holds %d trial(s) that this sweep did not run: it continues that study "
+                "(its sampler learns from them). Give hydra.sweeper.study_name a new name for a fresh search.",
+                self.study_name,
+                len(study.trials) - len(book.trials),
+            )
         for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
             self._tell(strategy, trial)
         self._started = time.monotonic()

@@ -272,3 +272,14 @@ def test_two_live_sweeps_given_the_same_study_name_still_keep_their_signals_apar
         assert proc.returncode == 0, proc.stderr[-3000:]
         spent = {job: e["spend"]["energy_j"]["gpu:0"] for job, e in finished(tmp_path / name / "sweep").items()}
         assert spent == dict.fromkeys(range(3), 20.0), (name, spent)  # 20 steps of 1 J: never the other's
+
+
+def test_a_second_sweep_given_an_existing_study_name_is_told_it_continues_that_study(tmp_path):
+    pytest.importorskip("optuna")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = ("x=range(0,5)", "hydra.sweeper.strategy=optuna", "hydra.sweeper.max_trials=2",
+              f"hydra.sweeper.storage={url}", "hydra.sweeper.study_name=mine")  # fmt: skip
+    first = run(tmp_path / "first", *common)
+    assert "already holds" not in first.stdout + first.stderr
+    second = run(tmp_path / "second", *common)
+    assert "The Optuna study 'mine' already holds 2 trial(s) that this sweep did not run" in second.stdout
