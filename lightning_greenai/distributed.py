@@ -41,6 +41,7 @@ def local_record(meter: Meter, *, rank: int = 0, node: int = 0) -> dict[str, Any
         "duration_s": spend.duration_s,
         "flops": spend.flops,
         "hourly_energy_j": dict(spend.hourly_energy_j),
+        "host_share_s": spend.host_share_s,
         "domains": domains,
         "unavailable": spend.unavailable_domains,
     }
@@ -116,6 +117,7 @@ def merge_records(
         stage_energy_j=stages,
         energy_bounds_j=bounds,
         hourly_energy_j=hourly,
+        host_share_s=sum(float(r.get("host_share_s", 0.0)) for r in records),  # one rank per node meters it
     )
 
 

@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid.timeline import split_by_hour
 from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.sensors.estimate import TreeCPUTime
 from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY, window_bounds
 from lightning_greenai.spend import Method, Spend
 
@@ -67,6 +70,9 @@ class Meter:
         report: Whether to write this meter's spend as the heartbeat of a greenai sweep trial; ``None`` does so
             when running inside one (the Lightning monitors pass ``False``: they report all ranks' spend themselves).
         wall_clock: Seconds since the epoch, to file energy under the UTC hour it was spent in.
+        process: Whose CPU time is the run's share of its host (for the host's embodied carbon): this process tree
+            by default (``None``), another root (DDP's spawned ranks: their parent), or ``False`` for none (a rank
+            that does not meter its host).
     """
 
     def __init__(
@@ -79,6 +85,7 @@ class Meter:
         stage: str = "train",
         report: bool | None = None,
         wall_clock: Callable[[], float] = time.time,
+        process: psutil.Process | bool | None = None,
     ) -> None:
         self._given = None if sensors is None else list(sensors)
         self._given_unavailable = list(unavailable)
@@ -87,6 +94,10 @@ class Meter:
         self._wall_clock = wall_clock
         self._last_wall_s: float | None = None
         self._hourly: dict[str, float] = {}
+        root = psutil.Process() if process is None or process is True else process or None
+        self._cpu_s = None if root is None else TreeCPUTime(root)
+        self._cpu_start_s: float | None = None
+        self._host_share_s = 0.0
         self._sync = sync
         self._stage = stage
         self._domains: list[_Domain] = []
@@ -155,6 +166,9 @@ class Meter:
         self._last_flops = None
         self._unavailable = list(self._given_unavailable)
         self._hourly, self._last_wall_s = {}, None
+        self._cpu_start_s, self._host_share_s = None, 0.0
+        if self._cpu_s is not None:
+            self._cpu_s = TreeCPUTime(self._cpu_s.process)
 
     def stop(self) -> Spend:
         """Take a final reading, close the sensors this meter opened, and return the spend."""
@@ -284,6 +298,16 @@ class Meter:
         for hour, joules in split_by_hour(since_s, wall_s, grown).items():
             self._hourly[hour] = self._hourly.get(hour, 0.0) + joules
         self._last_s, self._last_wall_s = now, wall_s
+        self._read_cpu()
+
+    def _read_cpu(self) -> None:
+        """The run's share of its host so far: its processes' CPU-seconds since start over the logical CPUs."""
+        if self._cpu_s is None:
+            return
+        cpu_s = self._cpu_s()
+        if self._cpu_start_s is None:
+            self._cpu_start_s = cpu_s
+        self._host_share_s = max(self._host_share_s, (cpu_s - self._cpu_start_s) / (psutil.cpu_count() or 1))
 
     @staticmethod
     def _read_bounds(domain: _Domain, delta: float) -> None:
@@ -412,6 +436,7 @@ class Meter:
             stage_energy_j=stages,
             energy_bounds_j=bounds,
             hourly_energy_j=dict(self._hourly),
+            host_share_s=self._host_share_s,
         )
 
     @staticmethod

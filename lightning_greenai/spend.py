@@ -75,6 +75,8 @@ class Spend:
         energy_bounds_j: By domain, the interval ``(low, high)`` in joules that the true energy lies in, from how it
             was obtained (see :mod:`lightning_greenai.sensors.uncertainty`); a domain absent here is exact. Bounds add
             linearly (a worst case: a sensor's calibration error is the same in every window).
+        host_share_s: The share of its host(s) the run used, in server-seconds: its processes' CPU-seconds over the
+            host's logical CPUs (the basis of the host's embodied carbon: 1 core of 64 for an hour is 56 s).
         hourly_energy_j: Energy by the UTC hour it was spent in (``"2026-11-27T13"``), in joules: what an hourly
             carbon-intensity timeline prices (see :mod:`lightning_greenai.grid.timeline`). Its shape is what counts:
             a grid spreads :attr:`total_energy_j` over the hours in these proportions.
@@ -95,6 +97,7 @@ class Spend:
     stage_energy_j: Mapping[str, float] = field(default_factory=dict)
     energy_bounds_j: Mapping[str, Bounds] = field(default_factory=dict)
     hourly_energy_j: Mapping[str, float] = field(default_factory=dict)
+    host_share_s: float = 0.0
 
     def bounds_of(self, name: str) -> Bounds:
         """The interval of one domain's energy, in joules (its energy twice when it carries none)."""
@@ -172,6 +175,7 @@ class Spend:
             stage_energy_j=_add_maps(self.stage_energy_j, other.stage_energy_j),
             energy_bounds_j=_add_bounds(self, other),
             hourly_energy_j=_add_maps(self.hourly_energy_j, other.hourly_energy_j),
+            host_share_s=self.host_share_s + other.host_share_s,
         )
 
     def scaled(self, factor: float) -> Spend:
@@ -192,6 +196,7 @@ class Spend:
             stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
             energy_bounds_j={k: (lo * factor, hi * factor) for k, (lo, hi) in self.energy_bounds_j.items()},
             hourly_energy_j={k: v * factor for k, v in self.hourly_energy_j.items()},
+            host_share_s=self.host_share_s * factor,
         )
 
     @property
@@ -216,6 +221,7 @@ class Spend:
             "stage_energy_j": dict(self.stage_energy_j),
             "energy_bounds_j": {k: [lo, hi] for k, (lo, hi) in self.energy_bounds_j.items()},
             "hourly_energy_j": dict(self.hourly_energy_j),
+            "host_share_s": self.host_share_s,
         }
 
     @classmethod
@@ -268,4 +274,5 @@ class Spend:
             stage_energy_j=amounts("stage_energy_j"),
             energy_bounds_j=intervals,
             hourly_energy_j=amounts("hourly_energy_j"),
+            host_share_s=amount("host_share_s", data.get("host_share_s", 0.0)),
         )

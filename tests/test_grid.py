@@ -1,9 +1,12 @@
 import math
+import time
 
+import psutil
 import pytest
 
-from lightning_greenai import Grid, GridConfigError, Method, Spend
+from lightning_greenai import Grid, GridConfigError, Meter, Method, Spend
 from lightning_greenai.grid import tables
+from lightning_greenai.sensors.fake import FakeClock
 
 
 def kwh(value: float) -> Spend:
@@ -88,16 +91,40 @@ def test_common_country_aliases(alias, iso2):
 # -- the rest of the footprint: embodied carbon, water, money line by line ------------------------------------------
 
 
-def test_embodied_carbon_is_per_gpu_hour_and_server_hour_and_never_in_the_operational_co2e():
+def test_embodied_carbon_is_per_gpu_hour_and_cpu_hour_and_never_in_the_operational_co2e():
     grid = Grid.from_location("DE")
-    spend = Spend(energy_j={"gpu:0": 3.6e6}, methods={"gpu:0": Method.COUNTER}, duration_s=7200.0, gpu_s=2 * 7200.0)
+    # 2 GPUs for 2 h, on a server of which the run used a quarter (its CPU-seconds over the logical CPUs: 0.5 h)
+    spend = Spend(
+        energy_j={"gpu:0": 3.6e6},
+        methods={"gpu:0": Method.COUNTER},
+        duration_s=7200.0,
+        gpu_s=2 * 7200.0,
+        host_share_s=1800.0,
+    )
     embodied = grid.embodied_co2e_g(spend, hosts=1)
-    # 150 kgCO2e per GPU and 2,500 kgCO2e per server over 6 years (52,560 h): 2 GPUs x 2 h, 1 server x 2 h
+    # 150 kgCO2e per GPU and 2,500 kgCO2e per server over 6 years (52,560 h): 2 GPUs x 2 h, 0.5 server-hours
     assert embodied["gpu"] == pytest.approx(4 * 150_000 / 52_560)
-    assert embodied["host"] == pytest.approx(2 * 2_500_000 / 52_560)
-    assert grid.embodied_co2e_g(spend, hosts=2)["host"] == pytest.approx(2 * embodied["host"])
+    assert embodied["host"] == pytest.approx(0.5 * 2_500_000 / 52_560)
     assert grid.co2e_g(spend) == pytest.approx(grid.intensity_g_per_kwh)  # 1 kWh: the electricity alone
     assert "Luccioni et al. 2023" in grid.footprint_source
+    # a reserved server: the whole of each host for the metered time
+    reserved = Grid.from_location("DE", embodied_host_basis="server")
+    assert reserved.embodied_co2e_g(spend, hosts=1)["host"] == pytest.approx(2 * 2_500_000 / 52_560)
+    assert reserved.embodied_co2e_g(spend, hosts=2)["host"] == pytest.approx(4 * 2_500_000 / 52_560)
+    with pytest.raises(GridConfigError, match=r"`embodied_host_basis` must be 'cpu' .* got 'node'"):
+        Grid.from_location("DE", embodied_host_basis="node")
+
+
+def test_a_meter_measures_the_runs_cpu_share_of_its_host():
+    clock = FakeClock()
+    with Meter([], clock=clock) as meter:
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # burn 0.3 CPU-seconds in this process
+            pass
+        clock.advance(1.0)
+    cpus = psutil.cpu_count() or 1
+    assert meter.spend.host_share_s == pytest.approx(0.3 / cpus, rel=0.5)
+    assert Meter([], clock=clock, process=False).start().stop().host_share_s == 0.0  # a rank that meters no host
 
 
 def test_water_is_on_site_wue_times_it_energy_and_off_site_grid_water_times_facility_energy():
@@ -130,7 +157,13 @@ def test_the_price_tag_shows_embodied_water_and_each_cost_line_in_text_and_json(
     from lightning_greenai import PriceTag
 
     grid = Grid.from_location("DE", instance_price_per_h=2.0)
-    spend = Spend(energy_j={"gpu:0": 3.6e6}, methods={"gpu:0": Method.COUNTER}, duration_s=3600.0, gpu_s=3600.0)
+    spend = Spend(
+        energy_j={"gpu:0": 3.6e6},
+        methods={"gpu:0": Method.COUNTER},
+        duration_s=3600.0,
+        gpu_s=3600.0,
+        host_share_s=3600.0,
+    )  # the whole server's CPUs for the hour
     tag = PriceTag(spend, grid, title="fit")
     text = tag.to_text()
     assert "  embodied CO2e (apart)          50.4 g CO2e (GPUs 2.85 g CO2e, host 47.6 g CO2e)" in text

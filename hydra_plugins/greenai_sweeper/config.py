@@ -47,6 +47,7 @@ class GridConf:
     # the rest of the footprint (null: the packaged figures of lightning_greenai.grid.footprint)
     embodied_g_per_gpu_hour: Optional[float] = None  # noqa: UP045
     embodied_g_per_host_hour: Optional[float] = None  # noqa: UP045
+    embodied_host_basis: str = "cpu"  # cpu: the run's CPU share of the server; server: the whole server, its time
     wue_l_per_kwh: Optional[float] = None  # noqa: UP045
     water_l_per_kwh: Optional[float] = None  # noqa: UP045
     # an hourly carbon-intensity timeline (CSV: a time and a gCO2e/kWh column); hours it lacks use the figure above

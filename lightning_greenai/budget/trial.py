@@ -31,7 +31,8 @@ from lightning_greenai.spend import Method, Spend
 __all__ = ["TrialReporter", "current_trial"]
 
 _REPORTERS: dict[tuple[str, int], TrialReporter] = {}
-_TIME, _GPU_TIME = "\0duration", "\0gpu_s"  # pseudo-counters: wall time and GPU time, owned like energy counters
+# pseudo-counters: wall time, GPU time and the host's CPU share, owned like energy counters
+_TIME, _GPU_TIME, _HOST_SHARE = "\0duration", "\0gpu_s", "\0host_share_s"
 
 
 @dataclass
@@ -94,6 +95,7 @@ class TrialReporter:
         self._flops = 0.0
         self._duration_s = 0.0
         self._gpu_s = 0.0
+        self._host_share_s = 0.0
         self._is_estimate = False
 
     # -- the account ---------------------------------------------------------------------------------------------
@@ -120,6 +122,7 @@ class TrialReporter:
                 stage_energy_j=dict(self._stages),
                 energy_bounds_j=bounds,
                 hourly_energy_j=dict(self._hourly),
+                host_share_s=self._host_share_s,
             )
 
     @property
@@ -184,6 +187,9 @@ class TrialReporter:
             delta = self._grow(key, mine, _GPU_TIME, spend.gpu_s)
             if self._owner.get(_GPU_TIME) == key:
                 self._gpu_s += delta
+            delta = self._grow(key, mine, _HOST_SHARE, spend.host_share_s)
+            if self._owner.get(_HOST_SHARE) == key:
+                self._host_share_s += delta
             self._is_estimate = self._is_estimate or spend.is_estimate
             return self._write(force=force)
 

@@ -77,6 +77,7 @@ def _minus(total: Spend, before: Spend) -> Spend:
         flops=max(total.flops - before.flops, 0.0),
         duration_s=max(total.duration_s - before.duration_s, 0.0),
         gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
+        host_share_s=max(total.host_share_s - before.host_share_s, 0.0),
         stage_energy_j={k: v for k, v in stages.items() if v > 0},
     )
 
@@ -175,6 +176,8 @@ class EnergyMonitor(Callback):
         embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (default: the packaged figure, see
             :mod:`lightning_greenai.grid.footprint`); shown apart from the electricity's CO2e.
         embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
+        embodied_host_basis: ``"cpu"`` charges the server by the run's CPU share of it (default), ``"server"`` whole
+            for the run's time (a reserved machine).
         wue_l_per_kwh: The facility's on-site water per kWh of IT energy (WUE), litres.
         water_l_per_kwh: The grid's off-site water per kWh generated, litres.
         intensity_csv: An hourly carbon-intensity timeline (a CSV with a time and an intensity column, see
@@ -231,6 +234,7 @@ class EnergyMonitor(Callback):
         instance_price_per_h: float | None = None,
         embodied_g_per_gpu_hour: float | None = None,
         embodied_g_per_host_hour: float | None = None,
+        embodied_host_basis: Literal["cpu", "server"] = "cpu",
         wue_l_per_kwh: float | None = None,
         water_l_per_kwh: float | None = None,
         intensity_csv: str | Path | None = None,
@@ -262,6 +266,7 @@ class EnergyMonitor(Callback):
             instance_price_per_h=instance_price_per_h,
             embodied_g_per_gpu_hour=embodied_g_per_gpu_hour,
             embodied_g_per_host_hour=embodied_g_per_host_hour,
+            embodied_host_basis=embodied_host_basis,
             wue_l_per_kwh=wue_l_per_kwh,
             water_l_per_kwh=water_l_per_kwh,
             intensity_csv=intensity_csv,
@@ -406,7 +411,11 @@ class EnergyMonitor(Callback):
                 for message in found.warnings:
                     warnings.warn(message, GreenAIWarning, stacklevel=2)
                 rank_zero_info(self._sensor_line)
-        self._meter = Meter(sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False)
+        # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
+        process = _run_root(trainer) if trainer.local_rank == 0 else False
+        self._meter = Meter(
+            sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
+        )
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:

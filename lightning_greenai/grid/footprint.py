@@ -4,8 +4,9 @@ Packaged defaults, each overridable (``EnergyMonitor(embodied_g_per_gpu_hour=...
 
 * **Embodied carbon** — manufacturing the hardware, amortised over its life and charged per hour of use: 150 kgCO2e
   per data-centre GPU and 2,500 kgCO2e per server without its GPUs, replaced after 6 years (Luccioni, Viguier &
-  Ligozat 2023, "Estimating the Carbon Footprint of BLOOM", JMLR 24(253)). Always a line of its own: never folded
-  into the operational CO2e of the electricity.
+  Ligozat 2023, "Estimating the Carbon Footprint of BLOOM", JMLR 24(253)). A GPU is charged per GPU-hour; a server
+  per CPU-hour of it the run used (its CPU-seconds over the server's logical CPUs), or whole for a reserved one.
+  Always a line of its own: never folded into the operational CO2e of the electricity.
 * **Water** — on-site, the cooling's water usage effectiveness (WUE) times the IT energy: 1.8 L/kWh, the US
   data-centre average (Shehabi et al. 2016, LBNL "United States Data Center Energy Usage Report"); off-site, the
   water the grid consumes to generate the facility's energy: 3.75 L/kWh, the world-average factor CodeCarbon's water

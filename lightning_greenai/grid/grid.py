@@ -46,6 +46,9 @@ class Grid:
         price_source: Where the price comes from.
         embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (see :mod:`.footprint`).
         embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
+        embodied_host_basis: How the server's hours are counted: ``"cpu"`` (default) by the run's CPU share of it
+            (:attr:`Spend.host_share_s <lightning_greenai.Spend.host_share_s>`: a job on 1 core of a 64-core server is
+            charged 1/64 of its hours), ``"server"`` by the whole server for the metered time (a reserved machine).
         wue_l_per_kwh: On-site water per kWh of IT energy (the facility's WUE), litres.
         water_l_per_kwh: Off-site water per kWh drawn from the grid (its water intensity), litres.
         footprint_source: Where the embodied and water figures come from.
@@ -69,10 +72,16 @@ class Grid:
     wue_l_per_kwh: float = footprint.WUE_L_PER_KWH
     water_l_per_kwh: float = footprint.GRID_WATER_L_PER_KWH
     footprint_source: str = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
+    embodied_host_basis: str = "cpu"
     timeline: Mapping[str, float] = field(default_factory=dict, hash=False)
     timeline_source: str = ""
 
     def __post_init__(self) -> None:
+        if self.embodied_host_basis not in ("cpu", "server"):
+            raise GridConfigError(
+                f"`embodied_host_basis` must be 'cpu' (the run's CPU share of the server) or 'server' (the whole "
+                f"server for the run's time), got {self.embodied_host_basis!r}."
+            )
         if not isinstance(self.timeline, Mapping):
             raise GridConfigError(f"`timeline` must map UTC hours to gCO2e/kWh, got {type(self.timeline).__name__}.")
         for hour, value in self.timeline.items():
@@ -105,6 +114,7 @@ class Grid:
         wue_l_per_kwh: float | None = None,
         water_l_per_kwh: float | None = None,
         intensity_csv: str | os.PathLike[str] | None = None,
+        embodied_host_basis: str | None = None,
     ) -> Grid:
         """Build a grid from a country (ISO code or name) or a cloud region, with optional overrides.
 
@@ -150,7 +160,7 @@ class Grid:
             "wue_l_per_kwh": wue_l_per_kwh,
             "water_l_per_kwh": water_l_per_kwh,
         }
-        overrides = {k: v for k, v in given.items() if v is not None}
+        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         source = f"{footprint.EMBODIED_SOURCE}; {footprint.WATER_SOURCE}"
         if overrides:
             source = f"user ({', '.join(overrides)}); otherwise {source}"
@@ -159,8 +169,10 @@ class Grid:
         if intensity_csv is not None:
             timeline = read_intensity_csv(intensity_csv)
             timeline_source = f"{Path(intensity_csv).name} (user's hourly CSV)"
+        if embodied_host_basis is not None:
+            overrides["embodied_host_basis"] = embodied_host_basis
         return cls(
-            **overrides,  # type: ignore[arg-type]
+            **overrides,
             timeline=timeline,
             timeline_source=timeline_source,
             footprint_source=source,
@@ -241,10 +253,18 @@ class Grid:
         return cost
 
     def embodied_co2e_g(self, spend: Spend, hosts: int = 1) -> dict[str, float]:
-        """The hardware's embodied carbon charged to ``spend``: its GPU-hours, and ``hosts`` servers for its time."""
+        """The hardware's embodied carbon charged to ``spend``: its GPU-hours, and its share of its ``hosts`` servers.
+
+        The servers are charged by the run's CPU share of them (``embodied_host_basis="cpu"``), or whole for the
+        metered time (``"server"``).
+        """
+        if self.embodied_host_basis == "cpu":
+            host_hours = spend.host_share_s / S_PER_HOUR
+        else:
+            host_hours = spend.duration_s / S_PER_HOUR * max(hosts, 1)
         return {
             "gpu": spend.gpu_hours * self.embodied_g_per_gpu_hour,
-            "host": spend.duration_s / S_PER_HOUR * max(hosts, 1) * self.embodied_g_per_host_hour,
+            "host": host_hours * self.embodied_g_per_host_hour,
         }
 
     def water_l(self, spend: Spend) -> dict[str, float] | None:
@@ -288,6 +308,7 @@ class Grid:
             "wue_l_per_kwh": self.wue_l_per_kwh,
             "water_l_per_kwh": self.water_l_per_kwh,
             "footprint_source": self.footprint_source,
+            "embodied_host_basis": self.embodied_host_basis,
             "timeline": timeline,
             "timeline_source": self.timeline_source,
         }

@@ -48,6 +48,7 @@ _GRID_KEYS = (
     "footprint_source",
     "timeline",
     "timeline_source",
+    "embodied_host_basis",
 )
 
 

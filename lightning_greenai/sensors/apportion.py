@@ -12,7 +12,7 @@ from __future__ import annotations
 import psutil
 
 from lightning_greenai.sensors.base import SensorBase
-from lightning_greenai.sensors.estimate import process_tree
+from lightning_greenai.sensors.estimate import TreeCPUTime
 from lightning_greenai.spend import Method
 
 __all__ = ["ApportionedSensor"]
@@ -21,17 +21,6 @@ __all__ = ["ApportionedSensor"]
 def _busy_s() -> float:
     t = psutil.cpu_times()
     return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
-
-
-def _tree_s(process: psutil.Process) -> float:
-    total = 0.0
-    for proc in process_tree(process):
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
 
 
 class ApportionedSensor(SensorBase):
@@ -52,14 +41,15 @@ class ApportionedSensor(SensorBase):
             Method(inner.method),  # type: ignore[attr-defined]
         )
         self._last_inner = float(inner.read_energy_j())  # type: ignore[attr-defined]
-        self._last_busy, self._last_tree = _busy_s(), _tree_s(self._process)
+        self._tree_s = TreeCPUTime(self._process)
+        self._last_busy, self._last_tree = _busy_s(), self._tree_s()
         self._energy_j = 0.0
         self.update_period_s = float(getattr(inner, "update_period_s", 0.0))
         self.accuracy = float(getattr(inner, "accuracy", self.accuracy))
 
     def read_energy_j(self) -> float:
         """Return this process tree's cumulative share of the host counter, in joules."""
-        energy, busy, tree = float(self.inner.read_energy_j()), _busy_s(), _tree_s(self._process)  # type: ignore[attr-defined]
+        energy, busy, tree = float(self.inner.read_energy_j()), _busy_s(), self._tree_s()  # type: ignore[attr-defined]
         d_energy, d_busy, d_tree = energy - self._last_inner, busy - self._last_busy, tree - self._last_tree
         share = 1.0 if d_busy <= 0 else min(1.0, max(0.0, d_tree / d_busy))
         self._energy_j += max(d_energy, 0.0) * share

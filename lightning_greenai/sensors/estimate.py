@@ -118,6 +118,39 @@ def process_tree(process: psutil.Process) -> list[psutil.Process]:
         return [process]
 
 
+class TreeCPUTime:
+    """CPU seconds of a process and its descendants, alive or exited since they were last seen (call it to read).
+
+    The root's ``children_user``/``children_system`` are not used: they gain a child's whole lifetime when it is
+    reaped, which double-counts a child already seen alive, and bills a child that ran before this was created (a
+    previous trial's DDP rank, reaped late) to this one.
+    """
+
+    def __init__(self, process: psutil.Process | None = None) -> None:
+        self.process = process or psutil.Process()
+        self._dead_children_s = 0.0
+        self._seen: dict[int, float] = {}
+
+    def __call__(self) -> float:
+        total = 0.0
+        alive: dict[int, float] = {}
+        for proc in process_tree(self.process):
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            used = t.user + t.system
+            if proc.pid != self.process.pid:
+                alive[proc.pid] = used
+            total += used
+        # Descendants that exited since the last read keep the time we saw last.
+        for pid, used in self._seen.items():
+            if pid not in alive:
+                self._dead_children_s += used
+        self._seen = alive
+        return total + self._dead_children_s
+
+
 class CPUEstimateSensor(SensorBase):
     """Estimate this process tree's CPU energy as its share of the package TDP (see the module docstring).
 
@@ -136,36 +169,10 @@ class CPUEstimateSensor(SensorBase):
             self.tdp_w, self.source = lookup_tdp_w(cpu_model(), self._cpus)
         else:
             self.tdp_w, self.source = float(tdp_w), f"user cpu_tdp_w = {float(tdp_w):g} W"
-        self._dead_children_s = 0.0
-        self._seen: dict[int, float] = {}
+        self._cpu_seconds = TreeCPUTime(self._process)
         self._origin_s = self._cpu_seconds()
         self._host0 = (time.monotonic(), _host_busy_s())
         super().__init__("cpu:estimate", f"cpu-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
-
-    def _cpu_seconds(self) -> float:
-        """CPU seconds of the process and its descendants, alive or exited since they were last seen.
-
-        The root's ``children_user``/``children_system`` are not used: they gain a child's whole lifetime when it is
-        reaped, which double-counts a child already seen alive, and bills a child that ran before this sensor
-        started (a previous trial's DDP rank, reaped late) to this one.
-        """
-        total = 0.0
-        alive: dict[int, float] = {}
-        for proc in process_tree(self._process):
-            try:
-                t = proc.cpu_times()
-            except psutil.Error:
-                continue
-            used = t.user + t.system
-            if proc.pid != self._process.pid:
-                alive[proc.pid] = used
-            total += used
-        # Descendants that exited since the last read keep the time we saw last.
-        for pid, used in self._seen.items():
-            if pid not in alive:
-                self._dead_children_s += used
-        self._seen = alive
-        return total + self._dead_children_s
 
     def read_energy_j(self) -> float:
         """Return estimated joules since construction."""

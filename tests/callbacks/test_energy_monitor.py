@@ -357,7 +357,8 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
 
 
 def test_embodied_carbon_and_water_are_logged_and_in_price_tag_json_apart_from_co2e(tiny_trainer, fake_clock, tmp_path):
-    mon = monitor(fake_clock, wue_l_per_kwh=2.0, embodied_g_per_gpu_hour=100.0)
+    # a reserved server: charged whole for the metered time (the default, by CPU share, is in test_grid.py)
+    mon = monitor(fake_clock, wue_l_per_kwh=2.0, embodied_g_per_gpu_hour=100.0, embodied_host_basis="server")
     trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=0,
                            callbacks=[mon], logger=CSVLogger(tmp_path), log_every_n_steps=1)  # fmt: skip
     trainer.fit(ClockedModel(fake_clock))
@@ -371,3 +372,4 @@ def test_embodied_carbon_and_water_are_logged_and_in_price_tag_json_apart_from_c
     assert tag["water_l"] == pytest.approx(kwh * 5.75)
     assert tag["stages"]["fit"]["embodied_co2e_kg"] == pytest.approx(embodied_g / 1000)
     assert tag["co2e_kg"] == pytest.approx(kwh * 365.477 / 1000)  # the electricity's alone
+    assert tag["spend"]["host_share_s"] > 0  # the fit's CPU share of this machine, for the default basis
