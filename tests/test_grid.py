@@ -1,4 +1,5 @@
 import math
+import multiprocessing
 import time
 
 import psutil
@@ -115,6 +116,12 @@ def test_embodied_carbon_is_per_gpu_hour_and_cpu_hour_and_never_in_the_operation
         Grid.from_location("DE", embodied_host_basis="node")
 
 
+def _burn(seconds: float) -> None:
+    deadline = time.process_time() + seconds
+    while time.process_time() < deadline:
+        pass
+
+
 def test_a_meter_measures_the_runs_cpu_share_of_its_host():
     clock = FakeClock()
     with Meter([], clock=clock) as meter:
@@ -124,6 +131,13 @@ def test_a_meter_measures_the_runs_cpu_share_of_its_host():
         clock.advance(1.0)
     cpus = psutil.cpu_count() or 1
     assert meter.spend.host_share_s == pytest.approx(0.3 / cpus, rel=0.5)
+    # a child that starts and ends between two readings (a DataLoader worker) is counted: its parent reaped it
+    with Meter([], clock=clock) as meter:
+        child = multiprocessing.get_context("fork").Process(target=_burn, args=(0.4,))
+        child.start()
+        child.join()
+        clock.advance(1.0)
+    assert meter.spend.host_share_s == pytest.approx(0.4 / cpus, rel=0.5)
     assert Meter([], clock=clock, process=False).start().stop().host_share_s == 0.0  # a rank that meters no host
 
 

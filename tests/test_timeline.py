@@ -79,6 +79,7 @@ def test_electricity_maps_exports_read_as_they_are(tmp_path):
         ("\n\ndatetime,intensity\n2026-11-26T10:00Z,-3\n", "data row 1: the intensity must be a number >= 0"),
         ("datetime,carbon_intensity_g_per_kwh\n2026-11-26T10:00Z,30 mWh\n", "got '30 mWh'"),
         ("", "is empty"),
+        ("datetime,intensity\n2026-11-26T10:00Z,365000\n", "365000 gCO2e/kWh is not a grid's intensity"),
     ],
 )
 def test_a_bad_timeline_is_refused_by_line_and_value(tmp_path, text, message):
@@ -232,6 +233,32 @@ def test_entries_without_a_time_or_an_intensity_are_left_to_the_yearly_figure(el
     ).encode()
     api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
     assert api.intensities(["2026-11-26T10", "2026-11-26T11"], now_s=T0) == {"2026-11-26T10": 250.0}
+
+
+def test_an_answer_with_no_usable_entry_is_said(electricity_maps_api, tmp_path):
+    Replay.body = json.dumps({"data": [{"datetime": "2026-11-26T10:00:00.000Z", "carbonIntensity": 1e12}]}).encode()
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    with pytest.raises(OSError, match="answered 1 entries, none with a time and an intensity between 0 and 3000"):
+        api.intensities(["2026-11-26T10"], now_s=T0)
+
+
+def test_a_cache_that_cannot_be_written_is_kept_in_memory(electricity_maps_api, tmp_path):
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    api.cache_path.mkdir(parents=True)  # a folder where the cache file should be
+    for _ in range(3):
+        assert api.intensities(["2026-11-26T10"], now_s=T0) == {"2026-11-26T10": 412.0}
+    assert len(Replay.requests) == 1
+    assert not list(tmp_path.glob(".*.tmp*"))  # no temporary file left behind
+
+
+def test_a_stage_that_never_logs_is_priced_by_the_hour_too(electricity_maps_api, tmp_path, tiny_trainer, fake_clock):
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path / "cache")
+    gpu = ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)
+    monitor = EnergyMonitor(country="DE", electricity_maps=api, sensors=[gpu], clock=fake_clock, verbose=False)
+    trainer = tiny_trainer(callbacks=[monitor], log_every_n_steps=50)
+    trainer.test(ClockedModel(fake_clock))  # test alone: no training log step at all
+    tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
+    assert tag["grid"]["timeline"] and tag["grid"]["timeline_source"].startswith("Electricity Maps")
 
 
 def test_a_damaged_cache_is_asked_again_where_it_is_damaged(electricity_maps_api, tmp_path):

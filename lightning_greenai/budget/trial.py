@@ -46,6 +46,9 @@ class _Contributor:
     active: bool = True
     # by counter uid, how far below and above its energy the meter's latest interval reached, while it billed it
     margins: dict[str, tuple[float, float]] = field(default_factory=dict)
+    at: float | None = None  # when it last contributed (the account's clock)
+    previous_at: float | None = None  # when it contributed before that
+    released_at: float | None = None  # when it stopped
 
 
 class TrialReporter:
@@ -152,6 +155,7 @@ class TrialReporter:
         with self._lock:
             mine = self._contributors.setdefault(key, _Contributor())
             mine.active = True
+            mine.previous_at, mine.at = mine.at, self._clock()
             owned = grown = 0.0
             for name, joules in spend.energy_j.items():
                 uid = (uids or {}).get(name, name)
@@ -194,11 +198,23 @@ class TrialReporter:
             return self._write(force=force)
 
     def _grow(self, key: Hashable, mine: _Contributor, uid: str, value: float) -> float:
-        """Return how much ``uid`` grew for meter ``key``, and give ``key`` the counter if no active meter owns it."""
+        """Return how much ``uid`` grew for meter ``key``, and give ``key`` the counter if no active meter owns it.
+
+        A counter passed on by a meter that stopped is billed to its new owner only for the part of the new owner's
+        latest window after the handover (pro rata of time): the part before it, the previous owner billed.
+        """
         delta = max(value - mine.last.get(uid, 0.0), 0.0)
         mine.last[uid] = max(value, mine.last.get(uid, 0.0))
         owner = self._owner.get(uid)
         if owner is None or not self._contributors[owner].active:
+            before = None if owner is None or owner == key else self._contributors[owner].released_at
+            if (
+                before is not None
+                and mine.previous_at is not None
+                and mine.at is not None
+                and mine.at > mine.previous_at
+            ):
+                delta *= min(max((mine.at - before) / (mine.at - mine.previous_at), 0.0), 1.0)
             self._owner[uid] = key
         return delta
 
@@ -208,6 +224,7 @@ class TrialReporter:
             mine = self._contributors.get(key)
             if mine is not None:
                 mine.active = False
+                mine.released_at = self._clock()
             self._write(force=True)
 
     # -- status and heartbeat ------------------------------------------------------------------------------------

@@ -451,6 +451,7 @@ class EnergyMonitor(Callback):
     def _publish_tag(self, trainer: pl.Trainer, title: str, projected: Spend | None, log_dir: str | None) -> None:
         """Print the stage's price tag and write every stage's into ``price_tag.json`` (rank 0)."""
         flop_monitor = self._flop_monitor(trainer)
+        self._resolve_timeline(self._latest)  # the stage's hours since the last log step, and a stage that never logs
         stage_spend = _minus(self._latest, self._stage_start)
         tag = PriceTag(
             self._latest,

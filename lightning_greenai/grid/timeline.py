@@ -20,12 +20,20 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
 from lightning_greenai.errors import GridConfigError
 
-__all__ = ["ElectricityMaps", "hour_key", "read_intensity_csv", "split_by_hour"]
+__all__ = [
+    "MAX_INTENSITY_G_PER_KWH",
+    "ElectricityMaps",
+    "ProviderError",
+    "hour_key",
+    "read_intensity_csv",
+    "split_by_hour",
+]
 
 _HOUR_S = 3600.0
 #: Column names taken for the intensity, best first (Electricity Maps' exports: life-cycle, then direct).
@@ -124,10 +132,23 @@ def read_intensity_csv(path: str | os.PathLike[str]) -> dict[str, float]:
             value = math.nan
         if not math.isfinite(value) or value < 0:
             raise GridConfigError(f"{where}: the intensity must be a number >= 0 (gCO2e/kWh), got {row[value_col]!r}")
+        if value > MAX_INTENSITY_G_PER_KWH:
+            raise GridConfigError(
+                f"{where}: {value:g} gCO2e/kWh is not a grid's intensity (the dirtiest are about 1,100; at most "
+                f"{MAX_INTENSITY_G_PER_KWH:g} is taken): is the column in another unit?"
+            )
         sums.setdefault(hour, []).append(value)
     if not sums:
         raise GridConfigError(f"the intensity timeline {str(path)!r} has no rows")
     return {hour: sum(v) / len(v) for hour, v in sorted(sums.items())}
+
+
+class ProviderError(OSError):
+    """Electricity Maps could not be asked, or answered nothing usable (its hours are not asked again for an hour)."""
+
+
+#: Above this, an hourly intensity is taken for a mistake (the dirtiest grids are about 1,100 gCO2e/kWh).
+MAX_INTENSITY_G_PER_KWH = 3000.0
 
 
 class ElectricityMaps:
@@ -168,6 +189,7 @@ class ElectricityMaps:
         base = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "lightning-greenai"
         self.cache_path = (base if cache_dir is not None else base / "electricitymaps") / f"{self.zone}.json"
         self.requests = 0  # made by this instance
+        self._memory: dict[str, dict[str, float]] = {"hours": {}, "asked": {}}
 
     @property
     def source(self) -> str:
@@ -193,27 +215,43 @@ class ElectricityMaps:
         """Return the intensity of each hour Electricity Maps has published (requesting the missing ones once).
 
         Raises:
-            OSError: the request failed (no network, refused, a bad token: the message says which).
+            ProviderError: the request failed or its answer was unusable (the message says which); an OSError.
         """
         wanted = sorted(set(hours))
         if not wanted:
             return {}
         now = datetime.now(timezone.utc).timestamp() if now_s is None else now_s
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.cache_path) + ".lock"):
-            cache = self._load()
-            missing = [h for h in wanted if h not in cache["hours"] and now - cache["asked"].get(h, -math.inf) > 3600]
-            failure: OSError | None = None
-            if missing:
-                try:
-                    cache["hours"].update(self._request(missing[0], missing[-1]))
-                except OSError as err:
-                    failure = err  # asked all the same: a failing service is not asked again within the hour
-                for hour in missing:
-                    cache["asked"][hour] = now
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            lock: Any = FileLock(str(self.cache_path) + ".lock")
+            with lock:
+                return self._with_cache(wanted, now, shared=True)
+        except ProviderError:
+            raise
+        except OSError:  # the cache cannot be used here: this process keeps what it learns in memory
+            return self._with_cache(wanted, now, shared=False)
+
+    def _with_cache(self, wanted: list[str], now: float, *, shared: bool) -> dict[str, float]:
+        cache = self._load() if shared else {"hours": {}, "asked": {}}
+        for key in ("hours", "asked"):  # what this process learnt, if the file could not keep it
+            cache[key] = {**self._memory[key], **cache[key]}
+        missing = [h for h in wanted if h not in cache["hours"] and now - cache["asked"].get(h, -math.inf) > 3600]
+        failure: ProviderError | None = None
+        if missing:
+            try:
+                cache["hours"].update(self._request(missing[0], missing[-1]))
+            except ProviderError as err:
+                failure = err  # asked all the same: a failing service is not asked again within the hour
+            for hour in missing:
+                cache["asked"][hour] = now
+            self._memory = {"hours": dict(cache["hours"]), "asked": dict(cache["asked"])}
+            if shared:
                 tmp = self.cache_path.with_name(f".{self.cache_path.name}.tmp{os.getpid()}")
-                tmp.write_text(json.dumps(cache, sort_keys=True))
-                os.replace(tmp, self.cache_path)
+                try:
+                    tmp.write_text(json.dumps(cache, sort_keys=True))
+                    os.replace(tmp, self.cache_path)
+                except OSError:
+                    tmp.unlink(missing_ok=True)  # kept in memory: this process asks no more than once an hour
         if failure is not None:
             raise failure
         return {h: cache["hours"][h] for h in wanted if h in cache["hours"]}
@@ -236,25 +274,32 @@ class ElectricityMaps:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as err:
-            raise OSError(f"Electricity Maps answered {err.code} {err.reason} for zone {self.zone}") from None
+            raise ProviderError(f"Electricity Maps answered {err.code} {err.reason} for zone {self.zone}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise OSError(f"Electricity Maps could not be reached at {self.url}: {err}") from None
+            raise ProviderError(f"Electricity Maps could not be reached at {self.url}: {err}") from None
         try:
             body = json.loads(raw.decode())
         except (UnicodeDecodeError, ValueError):
-            raise OSError(f"Electricity Maps answered with something that is not JSON: {raw[:80]!r}") from None
+            raise ProviderError(f"Electricity Maps answered with something that is not JSON: {raw[:80]!r}") from None
         entries = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(entries, list):
-            raise OSError(f"Electricity Maps answered without a list of data: {str(body)[:120]}")
+            raise ProviderError(f"Electricity Maps answered without a list of data: {str(body)[:120]}")
         out: dict[str, float] = {}
-        for entry in entries:  # an entry without a time or a readable intensity is left out (the yearly figure)
+        for entry in entries:  # an entry without a time or a plausible intensity is left out (the yearly figure)
             if not isinstance(entry, Mapping):
                 continue
             value = entry.get("carbonIntensity")
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                continue
+            if not 0 <= value <= MAX_INTENSITY_G_PER_KWH:
                 continue
             try:
                 out[_parse_time(str(entry.get("datetime")), "Electricity Maps")] = float(value)
             except GridConfigError:
                 continue
+        if entries and not out:
+            raise ProviderError(
+                f"Electricity Maps answered {len(entries)} entries, none with a time and an intensity between 0 and "
+                f"{MAX_INTENSITY_G_PER_KWH:g} gCO2e/kWh: {str(entries[0])[:120]}"
+            )
         return out

@@ -119,36 +119,34 @@ def process_tree(process: psutil.Process) -> list[psutil.Process]:
 
 
 class TreeCPUTime:
-    """CPU seconds of a process and its descendants, alive or exited since they were last seen (call it to read).
+    """CPU seconds a process and its descendants used since this was created (call it to read).
 
-    The root's ``children_user``/``children_system`` are not used: they gain a child's whole lifetime when it is
-    reaped, which double-counts a child already seen alive, and bills a child that ran before this was created (a
-    previous trial's DDP rank, reaped late) to this one.
+    Each live process of the tree counts its own time and the time of the children it has reaped
+    (``children_user``/``children_system``: a DataLoader worker that started and ended between two reads is there).
+    A process alive at creation and reaped since enters its parent's reaped time with its whole life, whose part
+    before creation is in the starting total: only the time since is charged, whoever's child it was. The reading
+    never goes back (a descendant reaped outside the tree keeps the time it was last seen at).
     """
 
     def __init__(self, process: psutil.Process | None = None) -> None:
         self.process = process or psutil.Process()
-        self._dead_children_s = 0.0
-        self._seen: dict[int, float] = {}
+        self._start_s = self._total()
+        self._high_s = 0.0
 
-    def __call__(self) -> float:
+    def _total(self) -> float:
         total = 0.0
-        alive: dict[int, float] = {}
         for proc in process_tree(self.process):
             try:
                 t = proc.cpu_times()
             except psutil.Error:
                 continue
-            used = t.user + t.system
-            if proc.pid != self.process.pid:
-                alive[proc.pid] = used
-            total += used
-        # Descendants that exited since the last read keep the time we saw last.
-        for pid, used in self._seen.items():
-            if pid not in alive:
-                self._dead_children_s += used
-        self._seen = alive
-        return total + self._dead_children_s
+            total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+        return total
+
+    def __call__(self) -> float:
+        """CPU seconds since creation."""
+        self._high_s = max(self._high_s, self._total() - self._start_s)
+        return self._high_s
 
 
 class CPUEstimateSensor(SensorBase):
@@ -170,13 +168,12 @@ class CPUEstimateSensor(SensorBase):
         else:
             self.tdp_w, self.source = float(tdp_w), f"user cpu_tdp_w = {float(tdp_w):g} W"
         self._cpu_seconds = TreeCPUTime(self._process)
-        self._origin_s = self._cpu_seconds()
         self._host0 = (time.monotonic(), _host_busy_s())
         super().__init__("cpu:estimate", f"cpu-estimate:{socket.gethostname()}:{self._process.pid}", Method.ESTIMATE)
 
     def read_energy_j(self) -> float:
         """Return estimated joules since construction."""
-        return max(0.0, self._cpu_seconds() - self._origin_s) * self.tdp_w / self._cpus
+        return self._cpu_seconds() * self.tdp_w / self._cpus
 
     def others_share(self) -> float:
         """The share of the machine's CPU capacity that other processes used since construction (0 to 1)."""
@@ -184,7 +181,7 @@ class CPUEstimateSensor(SensorBase):
         elapsed = (time.monotonic() - t0) * self._cpus
         if elapsed <= 0:
             return 0.0
-        others = (_host_busy_s() - busy0) - max(0.0, self._cpu_seconds() - self._origin_s)
+        others = (_host_busy_s() - busy0) - self._cpu_seconds()
         return min(max(others / elapsed, 0.0), 1.0)
 
     def contention_note(self, threads: int | None) -> str | None:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from lightning_greenai import Method
@@ -63,6 +64,15 @@ def _burn(seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+def _burn_elsewhere(seconds: float) -> psutil.Process:
+    """A burner that is not this process's descendant (orphaned at once): another job on the machine."""
+    code = f"import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
+    shell = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -c "{code}" >/dev/null 2>&1 & echo $!'], capture_output=True, text=True
+    )
+    return psutil.Process(int(shell.stdout.strip()))
+
+
 def test_a_child_that_exits_is_counted_once_and_one_from_before_not_at_all():
     import psutil
 
@@ -88,9 +98,9 @@ def test_a_busy_machine_gives_a_multithreaded_runs_estimate_a_note():
     from lightning_greenai.sensors.estimate import CPUEstimateSensor
 
     sensor = CPUEstimateSensor(tdp_w=4.0)
-    burners = [_burn(0.6) for _ in range(len(os.sched_getaffinity(0)))]  # other processes take the whole machine
+    burners = [_burn_elsewhere(0.6) for _ in range(len(os.sched_getaffinity(0)))]  # others take the whole machine
     for burner in burners:
-        burner.wait()
+        burner.wait(timeout=60)
     assert sensor.others_share() >= 0.25
     assert sensor.contention_note(threads=1) is None  # one thread does not spin waiting for another
     note = sensor.contention_note(threads=4)

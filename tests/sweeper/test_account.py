@@ -2,15 +2,17 @@
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor, FlopMonitor, Meter, Method, Spend
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.budget.trial import TrialReporter, current_trial
-from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeSensor
+from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeSensor
 from tests.conftest import ClockedModel
 
 
@@ -19,7 +21,8 @@ def gpu(joules: float, name: str = "gpu:0") -> Spend:
 
 
 def test_account_adds_each_meters_growth_and_bills_a_shared_counter_once(tmp_path):
-    account = TrialReporter(tmp_path, 0, heartbeat_s=0)
+    clock = FakeClock()
+    account = TrialReporter(tmp_path, 0, heartbeat_s=0, clock=clock)
     # pretrain, then finetune: two meters one after the other, on the same GPU
     account.contribute("pretrain", gpu(10.0))
     account.contribute("pretrain", gpu(25.0))
@@ -28,17 +31,38 @@ def test_account_adds_each_meters_growth_and_bills_a_shared_counter_once(tmp_pat
     assert account.spend.energy_j == {"gpu:0": 30.0}
     # a meter around the finetune reading the same counter at the same time: the active owner's growth only
     account.contribute("outer", gpu(7.0))
+    clock.advance(1.0)
     account.contribute("finetune", gpu(9.0))
     assert account.spend.energy_j == {"gpu:0": 34.0}
     account.release("finetune")
-    account.contribute("outer", gpu(12.0))  # the counter passed to the outer meter: its growth from now on
-    assert account.spend.energy_j == {"gpu:0": 39.0}
+    clock.advance(1.0)
+    # the counter passed to the outer meter: of its growth since its previous reading (5 J over 2 s), the second
+    # after the handover is new; the first, the finetune meter billed
+    account.contribute("outer", gpu(12.0))
+    assert account.spend.energy_j == {"gpu:0": 36.5}
+    clock.advance(1.0)
+    account.contribute("outer", gpu(14.0))  # its own from then on
+    assert account.spend.energy_j == {"gpu:0": 38.5}
     # another counter is added, FLOPs add up
     account.contribute("cpu-meter", Spend(energy_j={"cpu:0": 3.0}, methods={"cpu:0": Method.ESTIMATE}, flops=100.0))
-    assert account.spend.energy_j == {"gpu:0": 39.0, "cpu:0": 3.0}
+    assert account.spend.energy_j == {"gpu:0": 38.5, "cpu:0": 3.0}
     assert account.spend.flops == 100.0
     assert account.spend.is_estimate
-    assert TrialRecord.load(tmp_path, 0).spend.energy_j == {"gpu:0": 39.0, "cpu:0": 3.0}
+    assert TrialRecord.load(tmp_path, 0).spend.energy_j == {"gpu:0": 38.5, "cpu:0": 3.0}
+
+
+def test_two_monitors_on_one_trainer_bill_the_trial_once(in_sweep_job, tiny_trainer):
+    # real clocks: the account hands a counter over pro rata of real time, as the energy accrues
+    monitors = [
+        EnergyMonitor(country, sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False)
+        for country in ("DE", "FR")
+    ]
+    # logs every 50 steps: the second monitor's last reading before the end is at the start of the fit
+    tiny_trainer(callbacks=monitors, max_steps=5, limit_val_batches=0, log_every_n_steps=50).fit(BoringModel())
+    billed = TrialRecord.load(in_sweep_job, 7).spend.energy_j["gpu:0"]
+    first, second = (m.spend.energy_j["gpu:0"] for m in monitors)
+    # the counter once: the first monitor's fit and what the second saw after it let go (was first + second)
+    assert first <= billed < first + 0.5 * second
 
 
 def test_account_keys_counters_by_uid_not_by_name(tmp_path):

@@ -112,16 +112,16 @@ def test_deterministic_costs_give_exactly_floor_budget_over_cost_trials(tmp_path
 
 
 def test_a_co2e_budget_prices_each_hour_at_the_intensity_timeline(tmp_path):
-    # 1 g per J in every hour around now (3.6e6 g/kWh): 3 J trials cost 3 g each, so a 10 g budget holds 3 of them;
-    # at Germany's yearly figure they would cost 0.3 mg each and all ten would run
+    # 3,000 g/kWh in every hour around now: 3 J trials cost 2.5 mg each, so an 8.5 mg budget holds 3 of them; at
+    # Germany's yearly figure they would cost 0.3 mg each and all ten would run
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    rows = [f"{(now + timedelta(hours=h)).isoformat()},3600000" for h in range(-2, 4)]
+    rows = [f"{(now + timedelta(hours=h)).isoformat()},3000" for h in range(-2, 4)]
     (tmp_path / "intensity.csv").write_text("datetime,carbon_intensity_g_per_kwh\n" + "\n".join(rows) + "\n")
     sweep_dir = tmp_path / "sweep"
     run(
         sweep_dir,
         GRID,
-        "hydra.sweeper.budget.co2e_kg=10 gCO2e",
+        "hydra.sweeper.budget.co2e_kg=8.5 mgCO2e",
         "hydra.sweeper.prior_cost.energy_kwh=3 J",
         "hydra.sweeper.grid.country=DE",
         f"hydra.sweeper.grid.intensity_csv={tmp_path / 'intensity.csv'}",
