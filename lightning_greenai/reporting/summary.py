@@ -90,19 +90,33 @@ def _sanitize_header(header: dict[str, Any], notes: list[str]) -> dict[str, Any]
 
 def _spend_from_summary_fields(tag: dict[str, Any]) -> Spend:
     """Rebuild a price tag's spend from its summary fields (``devices``, ``flops``, ``duration_s``)."""
-    energy, methods = {}, {}
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        return float(value) if ok else None
+
+    energy, methods, bounds = {}, {}, {}
     for device in tag.get("devices") or []:
-        if isinstance(device, dict) and isinstance(device.get("energy_kwh"), int | float):
-            energy[str(device["name"])] = kwh_to_j(float(device["energy_kwh"]))
-            methods[str(device["name"])] = Method(device.get("method", "estimate"))
-    flops = tag.get("flops")
-    duration = tag.get("duration_s")
+        if isinstance(device, dict) and number(device.get("energy_kwh")) is not None:
+            name = str(device["name"])
+            energy[name] = kwh_to_j(float(device["energy_kwh"]))
+            methods[name] = Method(device.get("method", "estimate"))
+            pair = device.get("energy_kwh_bounds")
+            if isinstance(pair, list) and len(pair) == 2 and None not in (number(pair[0]), number(pair[1])):
+                low, high = kwh_to_j(float(pair[0])), kwh_to_j(float(pair[1]))
+                if low <= energy[name] <= high:
+                    bounds[name] = (low, high)
+    found = tag.get("spend")
+    spend: dict[str, Any] = found if isinstance(found, dict) else {}
     return Spend(
         energy_j=energy,
         methods=methods,
-        flops=float(flops) if isinstance(flops, int | float) and math.isfinite(flops) else 0.0,
-        duration_s=float(duration) if isinstance(duration, int | float) and math.isfinite(duration) else 0.0,
+        flops=number(tag.get("flops")) or 0.0,
+        duration_s=number(tag.get("duration_s")) or 0.0,
         is_estimate=any(m.is_estimate for m in methods.values()),
+        energy_bounds_j=bounds,
+        gpu_s=number(spend.get("gpu_s")) or 0.0,
+        host_share_s=number(spend.get("host_share_s")) or 0.0,
     )
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from lightning_greenai.errors import SensorReadError
 from lightning_greenai.sensors.base import SensorBase
 from lightning_greenai.spend import Method
 
@@ -85,24 +86,45 @@ class SampledPowerSensor(PollingSensor):
         self._clock = clock
         self._energy_j = 0.0
         self._bracket_j = 0.0  # half the gap between the left and right Riemann sums: the sampling error
-        self._last: tuple[float, float] | None = None  # (time_s, power_w)
+        self._last: tuple[float, float] | None = None  # (time_s, power_w) of the last valid sample
+        self._invalid = 0  # glitched samples (NaN, negative)
+        self._first_invalid_s: float | None = None  # when glitches began, before any valid sample
 
     def _poll(self) -> None:
         power_w = float(self._power_fn())
-        if not math.isfinite(power_w) or power_w < 0:
-            return  # a glitched sample is dropped: the next good one spans the gap
         now = self._clock()
         with self._lock:
+            if not math.isfinite(power_w) or power_w < 0:
+                # a glitched sample: the last valid power is held across the gap, bracketed from 0 to twice it
+                self._invalid += 1
+                if self._last is None:
+                    self._first_invalid_s = self._first_invalid_s if self._first_invalid_s is not None else now
+                    return
+                t0, p0 = self._last
+                self._energy_j += (now - t0) * p0
+                self._bracket_j += (now - t0) * p0
+                self._last = (now, p0)
+                return
             if self._last is not None:
                 t0, p0 = self._last
                 self._energy_j += (now - t0) * (p0 + power_w) / 2.0
                 self._bracket_j += (now - t0) * abs(power_w - p0) / 2.0
+            elif self._first_invalid_s is not None:  # glitched from the start: the first valid power held back
+                self._energy_j += (now - self._first_invalid_s) * power_w
+                self._bracket_j += (now - self._first_invalid_s) * power_w
             self._last = (now, power_w)
 
     def read_energy_j(self) -> float:
-        """Return the integrated energy up to now, in joules."""
+        """Return the integrated energy up to now, in joules.
+
+        Raises:
+            SensorReadError: every sample so far was glitched (NaN or negative), three at least: the Meter then warns
+                and flags the device.
+        """
         self._poll_now()
         with self._lock:
+            if self._last is None and self._invalid >= 3:
+                raise SensorReadError(f"{self._name}: every power sample so far was NaN or negative ({self._invalid})")
             return self._energy_j
 
     def read_energy_bounds_j(self) -> tuple[float, float] | None:

@@ -134,14 +134,17 @@ class SharedGPUSensor(PollingSensor):
             else:
                 ours = self._pids()
                 sampled, seen, self._since_us, busy = utilisation_share(self._nvml, self._handle, ours, self._since_us)
-                idle_share = 1.0 / len(seen | running_pids(self._nvml, self._handle) | ours)
+                present = seen | running_pids(self._nvml, self._handle)
+                ours_present = (ours & present) or set(list(ours)[:1])  # this job counts once at least
+                idle_share = len(ours_present) / len(present | ours_present)
                 share = idle_share if sampled is None else sampled  # no SM activity sampled: split evenly
             self._learn_idle(now, energy_j, busy)
             idle_j = 0.0 if self._idle_w is None else min(self._idle_w * dt, delta_j)
             active_j = delta_j - idle_j
             self.gpu_energy_j += delta_j
             self.energy_j += share * active_j + idle_share * idle_j
-            self.low_j += share * active_j
+            # with the idle power unknown, the fair share lies between the utilisation share and the idle share of it
+            self.low_j += share * active_j if self._idle_w is not None else min(share, idle_share) * delta_j
             self.high_j += active_j + idle_share * idle_j
 
     def _learn_idle(self, now: float, energy_j: float, busy: float) -> None:

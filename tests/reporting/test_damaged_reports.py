@@ -10,6 +10,7 @@ import pytest
 from lightning_greenai.reporting.checklists import FORMATS
 from lightning_greenai.reporting.cli import main
 from lightning_greenai.reporting.summary import load
+from lightning_greenai.units import kwh_to_j
 from tests.reporting.test_compare_verdict import write_sweep
 
 VIEWS = [[], ["--json"], ["--markdown"], *[["--format", f] for f in FORMATS]]
@@ -100,6 +101,20 @@ def test_a_price_tag_without_spend_keeps_the_figures_it_still_has(run_dir, capsy
     summary = load(run_dir)
     assert summary.spend.energy_kwh == pytest.approx(energy_kwh)
     assert any("its spend is missing; rebuilt from the tag's devices" in n for n in summary.notes)
+
+
+def test_a_damaged_interval_keeps_the_rest_of_the_spend_and_the_devices_intervals(run_dir, capsys):
+    path = run_tag(run_dir)
+    tag = json.loads(path.read_text())
+    tag["spend"]["host_share_s"] = 2.0
+    tag["spend"]["energy_bounds_j"] = {"gpu:0": [20.0, 10.0]}  # damaged: low above high
+    path.write_text(json.dumps(tag))
+    summary = load(run_dir)
+    assert any("its spend is damaged" in n for n in summary.notes)
+    assert summary.spend.host_share_s == 2.0  # the embodied carbon's basis survives
+    [device] = [d for d in tag["devices"] if d["name"] == "gpu:0"]
+    low, high = (kwh_to_j(v) for v in device["energy_kwh_bounds"])
+    assert summary.spend.energy_bounds_j["gpu:0"] == pytest.approx((low, high))  # from the devices' own intervals
 
 
 @pytest.mark.parametrize("content", ["null", "[1, 2]"])

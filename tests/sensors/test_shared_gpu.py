@@ -111,6 +111,34 @@ def test_a_gpu_busy_from_the_start_is_split_by_utilisation_not_evenly():
     assert (low, high) == pytest.approx((600.0 * 0.95 - edges, 6000.0 * 1.05 + edges))
 
 
+def test_the_heavier_user_of_a_gpu_busy_from_the_start_keeps_the_fair_share_inside_its_interval():
+    clock = FakeClock()
+    nvml, board = gpus(clock)
+    found = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock)
+    with Meter(found.sensors, clock=clock) as meter:
+        run(meter, clock, board, 20, 300.0, {ME: 40, OTHER: 20})
+    found.sensors[0].close()
+    energy_j = meter.spend.energy_j["gpu:0"]
+    assert energy_j == pytest.approx(2 / 3 * 6000.0)  # all active while no idle second is seen
+    low, high = meter.spend.energy_bounds_j["gpu:0"]
+    # whatever the idle power, the fair share (active by utilisation, idle halved) lies in [1/2, 2/3] of it
+    assert low <= 0.5 * 6000.0 < energy_j < high
+
+
+def test_a_job_of_several_processes_gets_their_share_of_the_idle_energy():
+    clock = FakeClock()
+    nvml, board = gpus(clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    ours = {ME, ME + 1}
+    board.sm = {ME: 0, ME + 1: 0, OTHER: 0}
+    whole = discover_sensors(gpus="auto", host=False, nvml=nvml, visible=["0"], clock=clock, gpu_sharing="exclusive")
+    share = SharedGPUSensor(whole.sensors[0], nvml, handle, pids=lambda: ours, uid="GPU-a@job", clock=clock)
+    with Meter([share], clock=clock) as meter:
+        run(meter, clock, board, 6, 50.0)
+    share.close()
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(2 / 3 * 300.0)  # 2 of the 3 processes on the GPU
+
+
 def test_the_shares_of_two_ranks_on_one_gpu_add_up_to_the_gpu():
     clock = FakeClock()
     nvml, board = gpus(clock)

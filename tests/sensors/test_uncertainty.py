@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from lightning_greenai import Grid, Meter, Method, Spend
+from lightning_greenai import GreenAIWarning, Grid, Meter, Method, Spend
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.distributed import local_record, merge_records
@@ -59,8 +59,46 @@ def test_a_glitched_power_sample_is_dropped_and_the_integral_goes_on():
         for _ in range(6):
             clock.advance(10.0)
             meter.sample()
-    assert meter.spend.energy_j["gpu:0"] == pytest.approx(6000.0)
-    assert meter.spend.energy_bounds_j["gpu:0"] == pytest.approx((5700.0, 6300.0))
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(6000.0)  # the 10 s gap held at the last valid 100 W
+    assert meter.spend.energy_bounds_j["gpu:0"] == pytest.approx((0.95 * 5000.0, 1.05 * 7000.0))
+
+
+@pytest.mark.parametrize(
+    ("powers", "energy_j", "bounds_j"),
+    [
+        # glitched at the end: the last valid power held across the gap, bracketed from 0 to twice it
+        ([100.0, 100.0, 100.0, float("nan"), float("nan")], 400.0, (0.95 * 200.0, 1.05 * 600.0)),
+        # glitched at the start: the first valid power held back
+        ([float("nan"), 100.0, 100.0, 100.0, 100.0], 400.0, (0.95 * 300.0, 1.05 * 500.0)),
+    ],
+)
+def test_glitches_at_the_edges_are_held_and_bracketed(powers, energy_j, bounds_j):
+    clock = FakeClock()
+    values = iter(powers)
+    sensor = SampledPowerSensor("gpu:0", "g", lambda: next(values), clock=clock, start_thread=False)
+    with Meter([sensor], clock=clock) as meter:
+        for _ in range(len(powers) - 2):
+            clock.advance(1.0)
+            meter.sample()
+        clock.advance(1.0)
+    assert meter.spend.energy_j["gpu:0"] == pytest.approx(energy_j)
+    assert meter.spend.energy_bounds_j["gpu:0"] == pytest.approx(bounds_j)
+
+
+def test_a_power_that_is_never_valid_is_a_failed_sensor_not_a_silent_zero():
+    clock = FakeClock()
+    sensor = SampledPowerSensor("gpu:0", "g", lambda: float("nan"), clock=clock, start_thread=False)
+    meter = Meter([sensor], clock=clock)
+
+    def run() -> None:
+        with meter:
+            for _ in range(3):
+                clock.advance(1.0)
+                meter.sample()
+
+    with pytest.warns(GreenAIWarning, match="every power sample so far was NaN"):
+        run()
+    assert meter.spend.methods["gpu:0"] is Method.ESTIMATE
 
 
 def test_a_meter_gives_every_device_its_interval_and_the_total_their_sum():
