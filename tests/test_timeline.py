@@ -149,6 +149,12 @@ class Replay(BaseHTTPRequestHandler):
         pass
 
 
+def priced_by(api: ElectricityMaps, clock: FakeClock) -> EnergyMonitor:
+    """A monitor of a 100 W fake GPU in Germany, priced by the hour through ``api``."""
+    gpu = ConstantPowerSensor("gpu:0", 100.0, clock=clock)
+    return EnergyMonitor(country="DE", electricity_maps=api, sensors=[gpu], clock=clock, verbose=False)
+
+
 @pytest.fixture
 def electricity_maps_api():
     Replay.requests, Replay.status, Replay.body = [], 200, None
@@ -253,8 +259,7 @@ def test_a_cache_that_cannot_be_written_is_kept_in_memory(electricity_maps_api, 
 
 def test_a_stage_that_never_logs_is_priced_by_the_hour_too(electricity_maps_api, tmp_path, tiny_trainer, fake_clock):
     api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path / "cache")
-    gpu = ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)
-    monitor = EnergyMonitor(country="DE", electricity_maps=api, sensors=[gpu], clock=fake_clock, verbose=False)
+    monitor = priced_by(api, fake_clock)
     trainer = tiny_trainer(callbacks=[monitor], log_every_n_steps=50)
     trainer.test(ClockedModel(fake_clock))  # test alone: no training log step at all
     tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
@@ -276,13 +281,7 @@ def test_a_fit_whose_provider_fails_warns_once_asks_once_and_keeps_the_yearly_fi
 ):
     Replay.status = 500
     api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path / "cache")
-    monitor = EnergyMonitor(
-        country="DE",
-        electricity_maps=api,
-        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
-        clock=fake_clock,
-        verbose=False,
-    )
+    monitor = priced_by(api, fake_clock)
     with pytest.warns(GreenAIWarning, match="Electricity Maps answered 500") as caught:
         tiny_trainer(callbacks=[monitor], max_steps=6, log_every_n_steps=1).fit(ClockedModel(fake_clock))
     assert sum("Electricity Maps" in str(w.message) for w in caught) == 1
@@ -293,13 +292,7 @@ def test_a_fit_whose_provider_fails_warns_once_asks_once_and_keeps_the_yearly_fi
 
 def test_a_fit_priced_by_electricity_maps_says_so(electricity_maps_api, tmp_path, tiny_trainer, fake_clock):
     api = ElectricityMaps("DE", token="secret", url=electricity_maps_api, cache_dir=tmp_path / "cache")
-    monitor = EnergyMonitor(
-        country="DE",
-        electricity_maps=api,
-        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
-        clock=fake_clock,
-        verbose=False,
-    )
+    monitor = priced_by(api, fake_clock)
     trainer = tiny_trainer(callbacks=[monitor], max_steps=5)
     trainer.fit(ClockedModel(fake_clock))
     tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
