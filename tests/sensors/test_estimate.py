@@ -73,6 +73,19 @@ def _burn_elsewhere(seconds: float) -> psutil.Process:
     return psutil.Process(int(shell.stdout.strip()))
 
 
+def _wait_done(process: psutil.Process, timeout_s: float = 60.0) -> None:
+    """Wait until ``process`` has exited; a zombie counts (init may reap an orphan late)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"burner {process.pid} still running after {timeout_s} s")
+
+
 def test_a_child_that_exits_is_counted_once_and_one_from_before_not_at_all():
     import psutil
 
@@ -100,7 +113,7 @@ def test_a_busy_machine_gives_a_multithreaded_runs_estimate_a_note():
     sensor = CPUEstimateSensor(tdp_w=4.0)
     burners = [_burn_elsewhere(0.6) for _ in range(len(os.sched_getaffinity(0)))]  # others take the whole machine
     for burner in burners:
-        burner.wait(timeout=60)
+        _wait_done(burner)
     assert sensor.others_share() >= 0.25
     assert sensor.contention_note(threads=1) is None  # one thread does not spin waiting for another
     note = sensor.contention_note(threads=4)
