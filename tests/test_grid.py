@@ -62,7 +62,7 @@ def test_default_grid_is_the_table_mean_and_says_so():
         ({"pue": 0.9}, r"`pue` must be a number >= 1.0"),
         ({"pue": float("nan")}, r"`pue` must be a number >= 1.0"),
         ({"price_per_kwh": -0.1, "currency": "EUR"}, r"`price_per_kwh` must be a number >= 0"),
-        ({"price_per_kwh": 0.1}, r"`currency` must be an ISO 4217 currency code"),
+        ({"price_per_kwh": 0.1}, r"`price_per_kwh` needs the currency it is in: pass `currency=`, an ISO 4217 code"),
         ({"price_per_kwh": 0.1, "currency": "euro"}, r"got 'euro'"),
         ({"intensity_g_per_kwh": -5}, r"`intensity_g_per_kwh` must be a number >= 0"),
     ],
@@ -70,6 +70,11 @@ def test_default_grid_is_the_table_mean_and_says_so():
 def test_grid_bad_input(kwargs, match):
     with pytest.raises(GridConfigError, match=match):
         Grid.from_location("US", **kwargs)
+
+
+def test_an_instance_price_without_its_currency_says_what_asked_for_one():
+    with pytest.raises(GridConfigError, match=r"`instance_price_per_h` needs the currency it is in"):
+        Grid.from_location(instance_price_per_h=2.0)
 
 
 def test_data_files_state_source_and_year():

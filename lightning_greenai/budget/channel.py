@@ -82,18 +82,18 @@ class Channel(abc.ABC):
         """:meth:`put` ``data`` as JSON (never a NaN: it is not JSON)."""
         self.put(kind, job_num, json.dumps(data, allow_nan=False), patience_s=patience_s)
 
-    def receive(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0) -> Any | None:
-        """The message as JSON, or ``None`` if there is none, it is not JSON, or the transport failed."""
+    def receive(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, unreadable: Any = None) -> Any | None:
+        """The message as JSON; ``None`` if there is none or the transport failed, ``unreadable`` if it is not JSON."""
         try:
             text = self.get(kind, job_num, max_age_s=max_age_s)
-        except StateWriteError:
+        except OSError:  # StateWriteError included: the transport failed and never answered
             return None
         if text is None:
             return None
         try:
             return json.loads(text)
         except ValueError:
-            return None
+            return unreadable
 
 
 class FileChannel(Channel):

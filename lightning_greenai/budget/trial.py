@@ -14,7 +14,6 @@ it counts.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import warnings
@@ -274,16 +273,11 @@ class TrialReporter:
 
     def stop_request(self) -> dict[str, Any] | None:
         """The sweeper's STOP signal (``{"policy": ..., "reason": ...}``), or ``None``."""
-        try:
-            text = self.channel.get("stop", None, max_age_s=self.signal_s)
-        except OSError:
-            return None  # the database is away and never answered: no STOP heard (the allowance still holds)
-        if text is None:
+        # a STOP present but unreadable still stops the job; the database away and silent: no STOP heard (the
+        # allowance still holds)
+        data = self.channel.receive("stop", None, max_age_s=self.signal_s, unreadable="present")
+        if data is None:
             return None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
         return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP signal present"}
 
     def allowance(self) -> dict[str, Any]:

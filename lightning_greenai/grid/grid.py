@@ -95,6 +95,12 @@ class Grid:
         for name in ("embodied_g_per_gpu_hour", "embodied_g_per_host_hour", "wue_l_per_kwh", "water_l_per_kwh"):
             _check_number(name, getattr(self, name), minimum=0, allowed="a number >= 0")
         priced = self.price_per_kwh is not None or self.instance_price_per_h is not None
+        if priced and self.currency is None:
+            given = "price_per_kwh" if self.price_per_kwh is not None else "instance_price_per_h"
+            raise GridConfigError(
+                f"`{given}` needs the currency it is in: pass `currency=`, an ISO 4217 code such as 'USD', 'EUR' or "
+                "'GBP'."
+            )
         if priced or self.currency is not None:
             check_currency(self.currency, error=GridConfigError)
 

@@ -222,3 +222,12 @@ def test_sample_from_two_threads_never_double_counts(fake_clock):
 
 def test_no_account_outside_a_sweep():
     assert current_trial() is None
+
+
+def test_a_stop_signal_that_is_not_json_still_stops_the_trial(tmp_path):
+    account = TrialReporter(tmp_path, 0, heartbeat_s=0, signal_s=0.0)
+    assert account.stop_request() is None
+    account.channel.put("stop", None, "STOP (written by hand)")
+    assert account.stop_request() == {"policy": "graceful", "reason": "STOP signal present"}
+    account.channel.put("stop", None, '{"policy": "kill", "reason": "budget reached"}')
+    assert account.stop_request() == {"policy": "kill", "reason": "budget reached"}
