@@ -315,18 +315,12 @@ class Meter:
         if domain.failed:
             return  # what is extrapolated from now on gets an estimate's interval of its own
         read = getattr(domain.sensor, "read_energy_bounds_j", None)
-        bounds = None
-        if read is not None:
-            try:
-                bounds = read()
-            except Exception:
-                bounds = None
-        if bounds is None:
-            domain.low_j += delta
-            domain.high_j += delta
-            return
-        low, high = float(bounds[0]), float(bounds[1])
-        if not (math.isfinite(low) and math.isfinite(high)):
+        try:
+            bounds = None if read is None else read()  # None: the sensor keeps no interval of its own
+            low, high = (math.nan, math.nan) if bounds is None else (float(bounds[0]), float(bounds[1]))
+        except Exception:
+            low = high = math.nan
+        if not (math.isfinite(low) and math.isfinite(high)):  # none, or an unreadable one: the energy's own growth
             domain.low_j += delta
             domain.high_j += delta
             return

@@ -28,6 +28,7 @@ __all__ = [
     "format_gpu_time",
     "format_mass",
     "format_quantity",
+    "format_water",
     "g_to_kg",
     "j_to_kwh",
     "kg_to_g",
@@ -294,6 +295,11 @@ def format_mass(co2e_g: float | None, *, unit_for: float | None = None) -> str:
     name, size = display_unit("co2e", co2e_g if unit_for is None else unit_for)
     value = co2e_g / size
     return f"{value:.3g} {name} CO2e" if name == "g" else f"{_number(value, 3)} {name} CO2e"
+
+
+def format_water(litres: float | None, *, unit_for: float | None = None) -> str:
+    """Return a volume of water in litres, to 3 significant digits (``unit_for`` is accepted, as by the others)."""
+    return "unknown" if litres is None else f"{litres:.3g} L"
 
 
 def format_flops(flops: float | None, *, unit_for: float | None = None) -> str:

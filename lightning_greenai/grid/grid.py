@@ -222,21 +222,25 @@ class Grid:
         hours = [h for h, j in spend.hourly_energy_j.items() if j > 0]
         return sum(1 for h in hours if h in self.timeline), len(hours)
 
-    def intensity_text(self, spend: Spend) -> tuple[str, str]:
+    def priced_hourly(self, spend: Spend) -> bool:
+        """Whether ``spend`` is priced by the hour: the timeline has a figure for at least one of its hours."""
+        return bool(self.timeline) and self.timeline_cover(spend)[0] > 0
+
+    def intensity_text(self, spend: Spend, unit: str = "g/kWh") -> tuple[str, str]:
         """How ``spend``'s intensity reads in a report: the figure, and where it comes from.
 
         The figure is ``"61 g/kWh"``, or ``"hourly, mean 61 g/kWh"`` with a timeline; the source then says how many of
         the spend's hours the timeline covered, the rest priced at the yearly figure.
         """
         covered, hours = self.timeline_cover(spend)
-        if not self.timeline or not covered:
+        if not self.priced_hourly(spend):
             source = self.intensity_source
             if self.timeline_source and hours:
                 source += f" ({self.timeline_source} had none of the {hours} hour(s) of this run)"
-            return f"{self.intensity_g_per_kwh:.0f} g/kWh", source
+            return f"{self.intensity_g_per_kwh:.0f} {unit}", source
         rest = "" if covered == hours else f"; the other {hours - covered} at {self.intensity_source}"
         return (
-            f"hourly, mean {self.intensity_for(spend):.0f} g/kWh",
+            f"hourly, mean {self.intensity_for(spend):.0f} {unit}",
             f"{self.timeline_source}, {covered} of {hours} hour(s){rest}",
         )
 

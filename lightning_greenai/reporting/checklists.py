@@ -95,7 +95,7 @@ def facts(summary: RunSummary | SweepSummary) -> dict[str, Any]:
         "measurement": methods or NOT_MEASURED,
         "estimated": spend.estimated_domains,
         "location": grid.country or grid.region or "the table's world mean",
-        "intensity": "{} ({})".format(*grid.intensity_text(spend)).replace("g/kWh", "gCO2e/kWh", 1),
+        "intensity": "{} ({})".format(*grid.intensity_text(spend, unit="gCO2e/kWh")),
         "pue": grid.pue,
         "co2e_g": _co2e_g(summary, spend),
         "versions": _versions(),

@@ -18,6 +18,7 @@ from lightning_greenai.units import (
     format_flops,
     format_gpu_time,
     format_mass,
+    format_water,
     g_to_kg,
     j_to_kwh,
     kwh_to_j,
@@ -136,7 +137,7 @@ class PriceTag:
             "currency": grid.currency,
             "embodied_co2e_kg": g_to_kg(sum(self.embodied_co2e_g.values())),
             "embodied_co2e_kg_by_part": {k: g_to_kg(v) for k, v in self.embodied_co2e_g.items()},
-            "water_l": None if self.water_l is None else sum(self.water_l.values()),
+            "water_l": grid.water_total_l(spend),
             "water_l_by_part": self.water_l,
             "is_estimate": spend.is_estimate,
             "estimated_domains": spend.estimated_domains,
@@ -242,7 +243,7 @@ class PriceTag:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
         where = grid.country or grid.region or "table mean"
         intensity, intensity_source = grid.intensity_text(spend)
-        hourly = intensity.startswith("hourly")
+        hourly = grid.priced_hourly(spend)
         row(
             f"CO2e ({where}, {'hourly' if hourly else intensity})",
             format_mass(self.co2e_g)
@@ -258,8 +259,11 @@ class PriceTag:
         )
         water = self.water_l
         if water is not None:
-            total = interval_text(lambda v, unit_for=None: f"{v:.3g} L", self.bounds(grid.water_total_l))
-            row("water", f"{water['on_site']:.3g} L on-site, {water['off_site']:.3g} L off-site{est}{total}")
+            total = interval_text(format_water, self.bounds(grid.water_total_l))
+            row(
+                "water",
+                f"{format_water(water['on_site'])} on-site, {format_water(water['off_site'])} off-site{est}{total}",
+            )
         cost = self.cost
         parts = grid.money_parts(spend)
         by_line = ""

@@ -26,6 +26,7 @@ from lightning_greenai.units import (
     format_gpu_time,
     format_mass,
     format_quantity,
+    format_water,
     kg_to_g,
     kwh_to_j,
 )
@@ -335,8 +336,9 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             "Water",
             "unknown"
             if tag.water_l is None
-            else f"{sum(tag.water_l.values()):.3g} L{star}"
-            + interval_text(lambda v, unit_for=None: f"{v:.3g} L", tag.bounds(grid.water_total_l)),
+            else format_water(grid.water_total_l(spend))
+            + star
+            + interval_text(format_water, tag.bounds(grid.water_total_l)),
         ),
         (
             "Cost",
@@ -355,7 +357,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Duration", format_duration(spend.duration_s)),
         ("GPU-hours", f"{spend.gpu_hours:.3g}"),
         ("Estimated", ", ".join(estimated) or "nothing"),
-        ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend))),
+        ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend, unit="gCO2e/kWh"))),
     ]
     for stage, p in tag.predictions.items():
         if p["j_per_sample"] is not None or p["flops_per_sample"] is not None:
