@@ -47,7 +47,13 @@ from lightning_greenai.budget.strategies import (
     parse_overrides,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
-from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError, SweepFailedError
+from lightning_greenai.errors import (
+    BudgetConfigError,
+    GridConfigError,
+    MissingDependencyError,
+    StateWriteError,
+    SweepFailedError,
+)
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
@@ -337,7 +343,7 @@ class BudgetSweep:
                 f"The {strategy} strategy with no budget limit and no max_trials would never stop: set "
                 "hydra.sweeper.budget.<quantity> or hydra.sweeper.max_trials."
             )
-        self.grid = Grid.from_location(**{k: v for k, v in dict(grid or {}).items() if v is not None})
+        self.grid = Grid.from_config(grid)
         self.budget.check_grid(self.grid)
         if cost_aware == "money" and not self.grid.prices_money:
             raise BudgetConfigError(
@@ -790,6 +796,7 @@ class BudgetSweep:
                 f"{header.get('max_trials')}; now {budget['budget']}, max_trials {budget['max_trials']}). A resume "
                 "continues toward the same total: restore the original budget, or start a new sweep dir."
             )
+        self._check_grid(header.get("grid"))
         for note in ledger.notes:
             print(f"[greenai] note: {note}")
         history = replay(ledger.events())
@@ -840,6 +847,23 @@ class BudgetSweep:
             + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
         )
         return book, history.proposed, retry, recovered
+
+    def _check_grid(self, recorded: Any) -> None:
+        """Refuse a resume whose grid prices differently from the one the spend so far was priced and held at."""
+        if not isinstance(recorded, Mapping):
+            return  # a ledger from before grids were recorded, or a damaged header: nothing to hold against
+        try:
+            then = Grid.from_dict(recorded)
+        except GridConfigError as err:
+            log.warning("The ledger's recorded grid is unreadable (%s); resuming with the configured grid.", err)
+            return
+        changed = then.differences(self.grid)
+        if changed:
+            raise BudgetConfigError(
+                "The grid changed since this sweep started, so a resume would re-price what was already spent and "
+                f"hold the rest of the budget at other figures ({'; '.join(changed)}; was then vs now). Restore "
+                f"hydra.sweeper.grid to what it was ({then.describe()}), or start a new hydra.sweep.dir."
+            )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
         """What a trial may spend, in grid-free units the job checks alone, written beside it before launch.

@@ -25,9 +25,10 @@ from typing import Any
 from lightning_greenai.budget.channel import Channel, FileChannel, open_channel
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.errors import GreenAIWarning
+from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 
-__all__ = ["TrialReporter", "current_trial"]
+__all__ = ["TrialReporter", "current_trial", "sweep_grid"]
 
 _REPORTERS: dict[tuple[str, int], TrialReporter] = {}
 # pseudo-counters: wall time, GPU time and the host's CPU share, owned like energy counters
@@ -314,8 +315,8 @@ class TrialReporter:
         return None if policy is None else str(policy)
 
 
-def current_trial() -> TrialReporter | None:
-    """Return the account of the greenai sweep job running in this process, or ``None`` outside one."""
+def _sweep_job() -> Any:
+    """Hydra's runtime config when this process is a job of a greenai sweep, else ``None``."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -327,6 +328,16 @@ def current_trial() -> TrialReporter | None:
     cfg: Any = HydraConfig.get()
     if cfg.mode != RunMode.MULTIRUN or "greenai" not in str(OmegaConf.select(cfg, "sweeper._target_", default="")):
         return None
+    return cfg
+
+
+def current_trial() -> TrialReporter | None:
+    """Return the account of the greenai sweep job running in this process, or ``None`` outside one."""
+    cfg = _sweep_job()
+    if cfg is None:
+        return None
+    from omegaconf import OmegaConf
+
     key = (str(cfg.sweep.dir), int(cfg.job.num))
     if key not in _REPORTERS:
         heartbeat_s = float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0))
@@ -337,3 +348,19 @@ def current_trial() -> TrialReporter | None:
         )
         _REPORTERS[key] = TrialReporter(channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)
     return _REPORTERS[key]
+
+
+def sweep_grid() -> Grid | None:
+    """The grid of the greenai sweep this process is a job of (``hydra.sweeper.grid``), or ``None`` outside one.
+
+    The sweep holds its budget at this grid's figures, so the trial's monitors price with it too.
+    """
+    cfg = _sweep_job()
+    if cfg is None:
+        return None
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.select(cfg, "sweeper.grid", default=None)
+    plain = OmegaConf.to_container(config, resolve=True) if config is not None else {}
+    grid = {str(k): v for k, v in plain.items()} if isinstance(plain, dict) else {}
+    return Grid.from_config(grid, cwd=OmegaConf.select(cfg, "runtime.cwd", default=None))

@@ -17,11 +17,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
 from lightning_greenai.budget.files import write_json_atomic
-from lightning_greenai.budget.trial import current_trial
+from lightning_greenai.budget.trial import current_trial, sweep_grid
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
 from lightning_greenai.distributed import gather_records, merge_records, refresh_own
-from lightning_greenai.errors import GreenAIWarning, StateWriteError
+from lightning_greenai.errors import GreenAIWarning, GridConfigError, StateWriteError
 from lightning_greenai.grid import Grid
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
@@ -166,9 +166,13 @@ class EnergyMonitor(Callback):
     ``price_tag.json`` into ``trainer.log_dir``.
 
     Args:
-        country: ISO 3166 code or name of the country whose grid powers the run (carbon intensity and price).
+        country: ISO 3166 code or name of the country whose grid powers the run (carbon intensity and price). This
+            and the grid arguments after it (to ``intensity_csv``) describe the :class:`~lightning_greenai.Grid`;
+            left unset in a greenai sweep's trial, the sweep's ``hydra.sweeper.grid`` prices the run (set there, the
+            grid is set once for the budget and every trial); set to a grid that prices differently, the trial is
+            refused with both named. Outside a sweep, unset means the packaged table's mean intensity and PUE 1.
         region: A cloud region instead of a country, e.g. ``"aws:eu-west-1"``.
-        pue: Power usage effectiveness of the data centre (>= 1).
+        pue: Power usage effectiveness of the data centre (>= 1; unset: 1.0, or the sweep's).
         intensity_g_per_kwh: Override the carbon intensity, gCO2e/kWh.
         price_per_kwh: Electricity price per kWh in ``currency`` (defaults to the country's indicative price).
         currency: ISO 4217 code of the prices.
@@ -227,14 +231,14 @@ class EnergyMonitor(Callback):
         country: str | None = None,
         region: str | None = None,
         *,
-        pue: float = 1.0,
+        pue: float | None = None,
         intensity_g_per_kwh: float | None = None,
         price_per_kwh: float | None = None,
         currency: str | None = None,
         instance_price_per_h: float | None = None,
         embodied_g_per_gpu_hour: float | None = None,
         embodied_g_per_host_hour: float | None = None,
-        embodied_host_basis: Literal["cpu", "server"] = "cpu",
+        embodied_host_basis: Literal["cpu", "server"] | None = None,
         wue_l_per_kwh: float | None = None,
         water_l_per_kwh: float | None = None,
         intensity_csv: str | Path | None = None,
@@ -256,21 +260,24 @@ class EnergyMonitor(Callback):
         opentelemetry: OpenTelemetryExporter | bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.grid = Grid.from_location(
-            country,
-            region,
-            pue=pue,
-            intensity_g_per_kwh=intensity_g_per_kwh,
-            price_per_kwh=price_per_kwh,
-            currency=currency,
-            instance_price_per_h=instance_price_per_h,
-            embodied_g_per_gpu_hour=embodied_g_per_gpu_hour,
-            embodied_g_per_host_hour=embodied_g_per_host_hour,
-            embodied_host_basis=embodied_host_basis,
-            wue_l_per_kwh=wue_l_per_kwh,
-            water_l_per_kwh=water_l_per_kwh,
-            intensity_csv=intensity_csv,
-        )
+        given = {
+            "country": country,
+            "region": region,
+            "pue": pue,
+            "intensity_g_per_kwh": intensity_g_per_kwh,
+            "price_per_kwh": price_per_kwh,
+            "currency": currency,
+            "instance_price_per_h": instance_price_per_h,
+            "embodied_g_per_gpu_hour": embodied_g_per_gpu_hour,
+            "embodied_g_per_host_hour": embodied_g_per_host_hour,
+            "embodied_host_basis": embodied_host_basis,
+            "wue_l_per_kwh": wue_l_per_kwh,
+            "water_l_per_kwh": water_l_per_kwh,
+            "intensity_csv": intensity_csv,
+        }
+        self._grid_given = {k: v for k, v in given.items() if v is not None}  # what this monitor set itself
+        self.grid = Grid.from_config(self._grid_given)
+        self._own_place = (self.grid.country, self.grid.region)
         if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
             raise ValueError(
                 f"`electricity_maps` must be an ElectricityMaps(zone=..., token=...) or None, got {electricity_maps!r}."
@@ -354,7 +361,10 @@ class EnergyMonitor(Callback):
     @property
     def state_key(self) -> str:
         """One key per configuration, so two monitors in a checkpoint do not collide (the automatic one apart)."""
-        return self._generate_state_key(country=self.grid.country, region=self.grid.region, auto=self._auto)
+        # from the monitor's own settings: a trial's monitor that takes its sweep's grid keeps the key it had at init,
+        # so its checkpoint restores outside the sweep too
+        extra = {k: v for k, v in self._grid_given.items() if k not in ("country", "region")}
+        return self._generate_state_key(country=self._own_place[0], region=self._own_place[1], auto=self._auto, **extra)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -363,6 +373,7 @@ class EnergyMonitor(Callback):
         if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):  # type: ignore[attr-defined]
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
+        self._adopt_sweep_grid()
         self._node_rank = trainer.node_rank
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
             self._prometheus = PrometheusExporter.on_port(self._prometheus)
@@ -416,6 +427,32 @@ class EnergyMonitor(Callback):
         self._meter = Meter(
             sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
         )
+
+    def _adopt_sweep_grid(self) -> None:
+        """In a greenai sweep's trial, price with the sweep's grid: the one its budget is held at (one grid, not two).
+
+        A monitor that sets no grid takes the sweep's; one that sets a grid pricing differently is refused, naming
+        both, since its price tag and the sweep's books would disagree.
+        """
+        sweep = sweep_grid()
+        if sweep is None:
+            return
+        own = ", ".join(f"{k}={v!r}" for k, v in self._grid_given.items())
+        if self._electricity_maps is not None:
+            raise GridConfigError(
+                "EnergyMonitor(electricity_maps=...) runs in a greenai sweep, which holds its budget at "
+                f"hydra.sweeper.grid ({sweep.describe()}), not at Electricity Maps' hours. Give the sweep the hourly "
+                "figures instead: hydra.sweeper.grid.intensity_csv=<a CSV exported from Electricity Maps>."
+            )
+        if self._grid_given and self.grid.differences(sweep):
+            raise GridConfigError(
+                f"EnergyMonitor({own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds the "
+                f"budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
+                "monitor's vs the sweep's). Set the grid once, in hydra.sweeper.grid (e.g. "
+                f"hydra.sweeper.grid.{next(iter(self._grid_given))}=...), and remove it from the monitor: a trial's "
+                "EnergyMonitor that sets no grid prices with the sweep's."
+            )
+        self.grid = sweep
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:

@@ -16,7 +16,7 @@ from lightning_greenai.grid.timeline import read_intensity_csv
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import S_PER_HOUR, check_currency, j_to_kwh
 
-__all__ = ["Grid"]
+__all__ = ["GRID_OPTIONS", "Grid"]
 
 
 def _check_number(name: str, value: float | None, *, minimum: float, allowed: str) -> None:
@@ -26,6 +26,24 @@ def _check_number(name: str, value: float | None, *, minimum: float, allowed: st
         raise GridConfigError(f"`{name}` must be {allowed}, got {value!r}.")
     if math.isinf(value):
         raise GridConfigError(f"`{name}` must be finite, got {value!r}.")
+
+
+# what a grid config may set: Grid.from_location's arguments, spelled once (hydra.sweeper.grid, EnergyMonitor)
+GRID_OPTIONS = (
+    "country",
+    "region",
+    "pue",
+    "intensity_g_per_kwh",
+    "price_per_kwh",
+    "currency",
+    "instance_price_per_h",
+    "embodied_g_per_gpu_hour",
+    "embodied_g_per_host_hour",
+    "embodied_host_basis",
+    "wue_l_per_kwh",
+    "water_l_per_kwh",
+    "intensity_csv",
+)
 
 
 @dataclass(frozen=True)
@@ -193,6 +211,69 @@ class Grid:
             price_source=price_source,
         )
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, *, cwd: str | os.PathLike[str] | None = None) -> Grid:
+        """Build a grid from a config mapping (``hydra.sweeper.grid``): :meth:`from_location`'s arguments, nulls unset.
+
+        The one reading of a grid config, shared by the sweeper and its trials' monitors so that both price alike. A
+        relative ``intensity_csv`` is read from ``cwd`` (the folder the sweep was launched from), not from wherever
+        the reader runs.
+
+        Raises:
+            GridConfigError: an unknown key (naming the allowed ones), or anything :meth:`from_location` refuses.
+        """
+        given = {str(k): v for k, v in dict(config or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(GRID_OPTIONS))
+        if unknown:
+            raise GridConfigError(f"Unknown grid option(s) {unknown}. Allowed: {', '.join(GRID_OPTIONS)}.")
+        csv = given.get("intensity_csv")
+        if csv is not None and cwd is not None and not Path(str(csv)).is_absolute():
+            given["intensity_csv"] = str(Path(cwd) / str(csv))
+        return cls.from_location(**given)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Grid:
+        """Rebuild a grid that :meth:`to_dict` recorded (a ledger header, a price tag); unknown keys are ignored.
+
+        Raises:
+            GridConfigError: the record is not a mapping, or a figure in it is damaged.
+        """
+        if not isinstance(data, Mapping):
+            raise GridConfigError(f"a recorded grid must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (TypeError, ValueError, AttributeError) as err:
+            raise GridConfigError(str(err)) from None
+
+    def differences(self, other: Grid) -> list[str]:
+        """What prices differently in ``other``, one readable line per figure (empty when both price alike)."""
+        out = []
+        for name in _PRICING_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "timeline":
+                changed = sorted(h for h in set(mine) | set(theirs) if mine.get(h) != theirs.get(h))
+                if changed:
+                    out.append(f"timeline: {len(changed)} hour(s) differ, e.g. {changed[0]}")
+            elif mine != theirs:
+                out.append(f"{name}: {_shown(mine)} vs {_shown(theirs)}")
+        return out
+
+    def describe(self) -> str:
+        """The grid in one line: where, intensity, PUE and price, as a user would set them."""
+        where = self.region or self.country or "no country (the packaged table's mean)"
+        price = (
+            "no price"
+            if not self.prices_money
+            else ", ".join(
+                f"{value:g} {self.currency}{unit}"
+                for value, unit in ((self.price_per_kwh, "/kWh"), (self.instance_price_per_h, "/h"))
+                if value is not None
+            )
+        )
+        hourly = f", hourly timeline of {len(self.timeline)} h" if self.timeline else ""
+        return f"{where}, {self.intensity_g_per_kwh:.0f} gCO2e/kWh{hourly}, PUE {self.pue:g}, {price}"
+
     @property
     def prices_money(self) -> bool:
         """Whether this grid can turn a spend into money."""
@@ -322,3 +403,11 @@ class Grid:
             "timeline": timeline,
             "timeline_source": self.timeline_source,
         }
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
+# the fields that change a figure (the *_source texts only say where figures come from)
+_PRICING_FIELDS = tuple(f.name for f in dataclasses.fields(Grid) if not f.name.endswith("_source"))

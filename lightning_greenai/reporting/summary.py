@@ -20,6 +20,7 @@ from lightning_greenai.budget.evp import expected_max_curve
 from lightning_greenai.budget.extrapolate import MIN_SCORES, Extrapolation, extrapolate
 from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.units import kwh_to_j
@@ -31,42 +32,19 @@ class NothingToReportError(FileNotFoundError):
     """The folder holds neither a run's price tag nor a sweep's ledger."""
 
 
-_GRID_KEYS = (
-    "intensity_g_per_kwh",
-    "pue",
-    "price_per_kwh",
-    "currency",
-    "instance_price_per_h",
-    "country",
-    "region",
-    "intensity_source",
-    "price_source",
-    "embodied_g_per_gpu_hour",
-    "embodied_g_per_host_hour",
-    "wue_l_per_kwh",
-    "water_l_per_kwh",
-    "footprint_source",
-    "timeline",
-    "timeline_source",
-    "embodied_host_basis",
-)
-
-
 def _grid(data: Any) -> Grid:
     """The grid a file recorded; the table's world mean if the record is damaged (see :func:`_check_grid`)."""
     try:
-        return Grid(**{k: data[k] for k in _GRID_KEYS if k in data})
-    except (TypeError, ValueError, KeyError):
+        return Grid.from_dict(data)
+    except GridConfigError:
         return Grid.from_location()
 
 
 def _check_grid(data: Any, where: str, notes: list[str]) -> None:
     try:
-        Grid(**{k: data[k] for k in _GRID_KEYS if k in data})
-    except (TypeError, ValueError, KeyError) as err:
-        notes.append(
-            f"{where}'s grid is damaged ({type(err).__name__}: {err}); CO2e and money use the table's world mean"
-        )
+        Grid.from_dict(data)
+    except GridConfigError as err:
+        notes.append(f"{where}'s grid is damaged ({err}); CO2e and money use the table's world mean")
 
 
 def _sanitize_header(header: dict[str, Any], notes: list[str]) -> dict[str, Any]:

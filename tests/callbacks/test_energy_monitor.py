@@ -346,6 +346,7 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
     out = tmp_path / "multirun" / "7"
     cfg = HydraConfig.get()
     OmegaConf.update(cfg, "runtime", {"output_dir": str(out)}, force_add=True)
+    OmegaConf.update(cfg, "sweeper.grid", {"country": "DE"})  # the monitor's own grid, set once for the sweep
     monkeypatch.chdir(tmp_path)
     mon = monitor(fake_clock)
     L.Trainer(

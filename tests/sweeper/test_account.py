@@ -6,8 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
+from omegaconf import OmegaConf
 
 from lightning_greenai import EnergyMonitor, FlopMonitor, Meter, Method, Spend
 from lightning_greenai.budget.files import TrialRecord
@@ -53,9 +55,11 @@ def test_account_adds_each_meters_growth_and_bills_a_shared_counter_once(tmp_pat
 
 def test_two_monitors_on_one_trainer_bill_the_trial_once(in_sweep_job, tiny_trainer):
     # real clocks: the account hands a counter over pro rata of real time, as the energy accrues
+    OmegaConf.update(HydraConfig.get(), "sweeper.grid", {"country": "DE"})
+    # two settings of one grid (the sweep's, which each must price at), so Lightning takes two stateful monitors
     monitors = [
-        EnergyMonitor(country, sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False)
-        for country in ("DE", "FR")
+        EnergyMonitor("DE", sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False, **pue)
+        for pue in ({}, {"pue": 1.0})
     ]
     # logs every 50 steps: the second monitor's last reading before the end is at the start of the fit
     tiny_trainer(callbacks=monitors, max_steps=5, limit_val_batches=0, log_every_n_steps=50).fit(BoringModel())

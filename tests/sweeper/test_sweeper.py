@@ -36,10 +36,10 @@ class TestGreenAISweeperBatched(BatchedSweeperTestSuite):
     """Hydra's batched-sweeper suite: max_batch_size=2 gives 3 batches of 2."""
 
 
-def run(sweep_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(sweep_dir: Path, *overrides: str, check: bool = True, task: Path = TASK) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
     proc = subprocess.run(
-        [sys.executable, str(TASK), "-m", f"hydra.sweep.dir={sweep_dir}", *overrides],
+        [sys.executable, str(task), "-m", f"hydra.sweep.dir={sweep_dir}", *overrides],
         capture_output=True,
         text=True,
         timeout=300,
