@@ -33,6 +33,16 @@ class ClockedModel(BoringModel):
         return super().test_step(batch, batch_idx)
 
 
+SERVICES = ("slurm", "ray", "postgresql", "prometheus")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a service ``services``, so ``-m "not services"`` is the fast subset."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SERVICES):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock(100.0)

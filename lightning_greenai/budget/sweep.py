@@ -832,7 +832,12 @@ class BudgetSweep:
             book.add(trial)
         retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
         retry.sort(key=lambda t: t.job_num)
-        ledger.append("resumed", trials=len(history.finished), rerun=[t.job_num for t in retry])
+        ledger.append(
+            "resumed",
+            trials=len(history.finished),
+            rerun=[t.job_num for t in retry],
+            earlier_wall_s=self._elapsed_before,
+        )
         billed = sum((t.spend for t in interrupted), Spend())
         print(
             f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "

@@ -41,6 +41,7 @@ def test_a_bad_port_is_refused_naming_it(port):
         EnergyMonitor(prometheus=port)
 
 
+@pytest.mark.prometheus
 @pytest.mark.timeout(180)
 def test_a_real_prometheus_scrapes_the_runs_joules_and_flops(tiny_trainer, fake_clock, tmp_path):
     reason = ensure_installed()
