@@ -97,7 +97,8 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
         if kind in ("header", "resumed") or not sessions:
             sessions.append(Session(start=when, last=when))
         session = sessions[-1]
-        session.last = max(session.last, when)
+        if not event.get("recovered"):  # a resume's record of a crashed session's job: written after the downtime
+            session.last = max(session.last, when)
         if kind == "launched":
             job = int(event["job"])
             launched[job] = Trial(

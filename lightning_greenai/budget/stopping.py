@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 
 from lightning_greenai.budget.budget import Budget
 from lightning_greenai.budget.trial import TrialReporter
@@ -31,23 +32,33 @@ def stop_reason(
         if request is not None and request.get("policy") != "finish":
             return BudgetStoppingReason.SWEEP_BUDGET, str(request.get("reason", ""))
         allowance = reporter.allowance()
-        # allowances are written in grid-free units (IT energy, FLOPs, GPU-hours): no grid needed here
-        if allowance.get("trial"):
-            spent = Budget.parse(allowance["trial"]).exceeded_by(spend)
-            if spent:
-                return BudgetStoppingReason.TRIAL_ALLOWANCE, f"allowance spent: {', '.join(spent)}"
-        if allowance.get("sweep"):
-            spent = Budget.parse(allowance["sweep"]).exceeded_by(spend)
-            if spent:
-                return (
-                    BudgetStoppingReason.SWEEP_BUDGET,
-                    f"this trial spent what was left of the budget: {', '.join(spent)}",
-                )
+        # the caps are in the budget's own quantities, priced as the sweeper prices them: with the sweep's grid
+        for part, why, text in (
+            ("trial", BudgetStoppingReason.TRIAL_ALLOWANCE, "allowance spent"),
+            ("sweep", BudgetStoppingReason.SWEEP_BUDGET, "this trial spent what was left of the budget"),
+        ):
+            caps = allowance.get(part)
+            if caps:
+                spent = _caps(caps, reporter.grid).exceeded_by(spend, reporter.grid)
+                if spent:
+                    return why, f"{text}: {', '.join(spent)}"
+        deadline = allowance.get("deadline_unix_s")
+        if deadline is not None and time.time() >= deadline:
+            return BudgetStoppingReason.SWEEP_BUDGET, "the sweep's wall-time budget ran out"
     if own is not None:
         spent = own.exceeded_by(spend, grid)
         if spent:
             return BudgetStoppingReason.OWN_BUDGET, f"budget spent: {', '.join(spent)}"
     return None
+
+
+def _caps(caps: dict[str, float], grid: Grid | None) -> Budget:
+    """The caps a job can check: without the sweep's grid, CO2e and money are left to the sweeper's STOP signal."""
+    if grid is None:
+        caps = {q: v for q, v in caps.items() if q not in ("co2e_kg", "money")}
+    elif not grid.prices_money:
+        caps = {q: v for q, v in caps.items() if q != "money"}
+    return Budget.parse({q: max(v, 0.0) for q, v in caps.items()})
 
 
 def record_stop(

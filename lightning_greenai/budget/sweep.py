@@ -57,7 +57,7 @@ from lightning_greenai.errors import (
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import QUANTITIES, format_duration, format_quantity
+from lightning_greenai.units import QUANTITIES, S_PER_HOUR, format_duration, format_quantity
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
 
@@ -819,7 +819,8 @@ class BudgetSweep:
                 trial.status = "interrupted"
                 trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
                 interrupted.append(trial)
-            ledger.append("finished", **trial.finished_event())
+            # written now, but of the session that crashed: its time must not stretch that session over the downtime
+            ledger.append("finished", **trial.finished_event(), recovered=True)
             history.finished[job_num] = trial
         last_alive = {
             job: record.updated_at
@@ -871,20 +872,24 @@ class BudgetSweep:
             )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
-        """What a trial may spend, in grid-free units the job checks alone, written beside it before launch.
+        """What a trial may spend, in the budget's own quantities, written beside it before launch.
 
         ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
-        (see :meth:`_share`): the job stops itself there, at the step that reaches it, without waiting for the
-        watchdog's next poll; the watchdog raises the share of the jobs still running when one finishes under its
-        own. So the jobs of a batch never spend more than what was left by more than one step each (under
+        (see :meth:`_share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
+        :func:`~lightning_greenai.budget.trial.sweep_grid`) and stops itself at the step that reaches a cap,
+        without waiting for the watchdog's next poll; the watchdog raises the share of the jobs still running when
+        one finishes under its own. Wall time is a deadline (``deadline_unix_s``, the clock time the sweep's wall
+        budget runs out), not a duration: a job's start-up counts, as it does on the sweep's clock. So the jobs of a
+        batch never spend more than what was left by more than one step each, on every axis (under
         ``stop_policy=finish`` running trials finish: no ``sweep`` caps then).
         """
         out: dict[str, Any] = {"policy": self.stop_policy}
         if self.trial_allowance is not None:
-            allowance = {q: e * self.trial_allowance for q, e in estimates.items() if e is not None}
-            out["trial"] = self._grid_free(allowance)
+            out["trial"] = {q: e * self.trial_allowance for q, e in estimates.items() if e is not None}
         if self.stop_policy != "finish":
-            out["sweep"] = self._grid_free(remaining)
+            out["sweep"] = {q: left for q, left in remaining.items() if q != "wall_hours"}
+            if "wall_hours" in remaining:
+                out["deadline_unix_s"] = time.time() + max(remaining["wall_hours"], 0.0) * S_PER_HOUR
         return out
 
     def _share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
@@ -892,28 +897,9 @@ class BudgetSweep:
         return {q: left if q == "wall_hours" else max(left, 0.0) / max(jobs, 1) for q, left in remaining.items()}
 
     def job_caps(self, spend: Spend, share: Mapping[str, float]) -> dict[str, float]:
-        """A running job's ``sweep`` caps: what it spent so far plus its share of the headroom, in grid-free units."""
-        measured = {
-            "energy_kwh": spend.energy_kwh or 0.0,
-            "flops": spend.flops,
-            "gpu_hours": spend.gpu_hours,
-            "wall_hours": spend.wall_hours,
-        }
-        return {q: measured[q] + limit for q, limit in self._grid_free(share).items()}
-
-    def _grid_free(self, limits: Mapping[str, float]) -> dict[str, float]:
-        """Limits in the budget's quantities as limits a job can check on its own spend (IT energy, FLOPs, time)."""
-        out: dict[str, float] = {}
-        grid = self.grid
-        for quantity, limit in limits.items():
-            if quantity == "energy_kwh":  # the budget counts facility energy; the job meters IT energy
-                out["energy_kwh"] = min(out.get("energy_kwh", float("inf")), limit / grid.pue)
-            elif quantity == "co2e_kg" and grid.intensity_g_per_kwh > 0:
-                energy = limit * 1000 / (grid.intensity_g_per_kwh * grid.pue)
-                out["energy_kwh"] = min(out.get("energy_kwh", float("inf")), energy)
-            elif quantity in ("flops", "gpu_hours", "wall_hours"):
-                out[quantity] = limit
-        return out
+        """A running job's ``sweep`` caps: what it spent so far plus its share of the headroom (wall time apart)."""
+        measured = self.budget.spent(spend, self.grid)
+        return {q: (measured.get(q) or 0.0) + limit for q, limit in share.items() if q != "wall_hours"}
 
     def _settle(self, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
         """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""

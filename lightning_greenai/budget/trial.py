@@ -14,6 +14,7 @@ it counts.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -62,6 +63,8 @@ class TrialReporter:
         warmup: Whether this is the first trial its process runs (it pays the process's one-off start-up costs).
         signal_s: A STOP signal or allowance read this recently is not read again (a database is not asked every
             step); files are always read.
+        grid: The sweep's grid (:func:`sweep_grid`), which prices this trial's spend against its CO2e and money
+            caps as the sweeper prices it; ``None`` leaves those caps to the sweeper's STOP signal.
     """
 
     def __init__(
@@ -73,10 +76,12 @@ class TrialReporter:
         *,
         warmup: bool = False,
         signal_s: float = 1.0,
+        grid: Grid | None = None,
     ) -> None:
         self.channel = channel if isinstance(channel, Channel) else FileChannel(channel)
         self.job_num = job_num
         self.heartbeat_s, self.signal_s = heartbeat_s, signal_s
+        self.grid = grid
         self._clock = clock
         self._last_write: float | None = None
         self._lock = threading.RLock()
@@ -284,7 +289,8 @@ class TrialReporter:
     def allowance(self) -> dict[str, Any]:
         """What this trial may spend, written by the sweeper before launch (see ``BudgetSweep._allowance``).
 
-        ``{"trial": {...}, "sweep": {...}, "policy": ...}``; limits in grid-free units. Empty if none was written.
+        ``{"trial": {...}, "sweep": {...}, "policy": ..., "deadline_unix_s": ...}``; caps in the budget's quantities
+        (priced with :attr:`grid`), the wall budget as a clock time. Empty if none was written.
         """
         data = self.channel.receive("allowance", self.job_num, max_age_s=self.signal_s)
         if not isinstance(data, dict):
@@ -299,12 +305,18 @@ class TrialReporter:
                     out[part] = {str(k): float(v) for k, v in limits.items()}
                 except (TypeError, ValueError):
                     continue
+        deadline = data.get("deadline_unix_s")
+        if isinstance(deadline, int | float) and not isinstance(deadline, bool) and math.isfinite(deadline):
+            out["deadline_unix_s"] = float(deadline)
         return out
 
     def nothing_left(self) -> bool:
         """Whether this trial's share of the sweep's budget was already spent before it began."""
-        caps = self.allowance().get("sweep") or {}
-        return any(limit <= 0.0 for limit in caps.values())
+        allowance = self.allowance()
+        deadline = allowance.get("deadline_unix_s")
+        return any(limit <= 0.0 for limit in (allowance.get("sweep") or {}).values()) or (
+            deadline is not None and time.time() >= deadline
+        )
 
     def policy(self) -> str | None:
         """The sweep's stop policy, from its STOP signal or this trial's allowance."""
@@ -346,7 +358,9 @@ def current_trial() -> TrialReporter | None:
             OmegaConf.select(cfg, "sweeper.storage", default=None),
             cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
         )
-        _REPORTERS[key] = TrialReporter(channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS)
+        _REPORTERS[key] = TrialReporter(
+            channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS, grid=sweep_grid()
+        )
     return _REPORTERS[key]
 
 

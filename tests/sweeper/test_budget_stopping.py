@@ -1,5 +1,7 @@
 """BudgetStopping inside a (simulated) sweep job: STOP signal, trial allowance, own budget, kill policy."""
 
+import time
+
 import pytest
 
 from lightning_greenai import BudgetStopping, EnergyMonitor
@@ -82,3 +84,35 @@ def test_the_budget_outranks_min_epochs_and_says_so_once(tiny_trainer, fake_cloc
     messages = [r.getMessage() for r in caplog.records if "BudgetStopping" in r.getMessage()]
     assert len(messages) == 1
     assert "outranks min_epochs=5" in messages[0]
+
+
+def test_a_sweeps_wall_budget_is_a_deadline_the_trial_stops_at(in_sweep_job, tiny_trainer, fake_clock):
+    # the deadline is a clock time: a job's start-up counts against the sweep's wall budget, as on its clock
+    allowance = {"policy": "graceful", "sweep": {"energy_kwh": 1.0}, "deadline_unix_s": time.time() - 1.0}
+    write_json_atomic(state_dir(in_sweep_job) / "trials" / "7.allowance.json", allowance)
+    stopper = BudgetStopping()
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), stopper], max_steps=20, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    assert trainer.global_step <= 1
+    assert stopper.stopping_reason is BudgetStoppingReason.SWEEP_BUDGET
+    assert "wall-time budget ran out" in stopper.stopping_reason_message
+
+
+def test_a_sweeps_co2e_caps_are_priced_with_the_sweeps_grid_by_the_hour(in_sweep_job, tiny_trainer, fake_clock):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    csv = in_sweep_job / "hourly.csv"
+    # the meter files energy under the real UTC hour: this one and its neighbours, should the fit straddle one
+    hours = [time.strftime("%Y-%m-%dT%H:00:00", time.gmtime(time.time() + d)) for d in (-3600, 0, 3600)]
+    csv.write_text("datetime,carbon_intensity_g_per_kwh\n" + "".join(f"{h},1000\n" for h in hours))
+    OmegaConf.update(HydraConfig.get(), "sweeper.grid", {"intensity_g_per_kwh": 1.0, "intensity_csv": str(csv)})
+    # 100 W steps of 1 s: 100 J = 0.0278 g at 1000 g/kWh; the cap 0.1 g is reached at the 4th step (at the yearly
+    # 1 g/kWh it would take 3,600 steps)
+    allowance = {"policy": "graceful", "sweep": {"co2e_kg": 1e-4}}
+    write_json_atomic(state_dir(in_sweep_job) / "trials" / "7.allowance.json", allowance)
+    stopper = BudgetStopping()
+    trainer = tiny_trainer(callbacks=[monitor(fake_clock), stopper], max_steps=20, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    assert stopper.stopping_reason is BudgetStoppingReason.SWEEP_BUDGET
+    assert trainer.global_step == 4

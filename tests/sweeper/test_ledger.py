@@ -53,3 +53,18 @@ def test_cost_estimate_is_the_larger_of_prior_and_a_high_percentile():
     assert estimate_trial_cost(2.0, []) == 2.0
     assert estimate_trial_cost(1.0, [1.0, 2.0, 3.0, 4.0, 5.0], 0.9) == 4.6
     assert estimate_trial_cost(9.0, [1.0, 2.0], 0.9) == 9.0
+
+
+def test_a_resumes_record_of_a_crashed_sessions_jobs_does_not_stretch_that_session_over_the_downtime():
+    from lightning_greenai.budget.history import replay
+
+    events = [
+        {"event": "header", "time": 0.0},
+        {"event": "launched", "time": 1.0, "job": 0, "overrides": ["x=0"]},
+        # the sweeper crashed at ~2 s; a resume 100 s later records job 0 (of the crashed session) and starts anew
+        {"event": "finished", "time": 100.0, "job": 0, "status": "interrupted", "recovered": True},
+        {"event": "resumed", "time": 100.0},
+        {"event": "stopped", "time": 110.0},
+    ]
+    history = replay(events)
+    assert history.elapsed_s({0: 2.0}) == 2.0 + 10.0  # both sessions, not the 98 s the sweeper was down
