@@ -15,7 +15,7 @@ import psutil
 
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid.timeline import split_by_hour
-from lightning_greenai.sensors.base import EnergySensor
+from lightning_greenai.sensors.base import CounterGuard, EnergySensor
 from lightning_greenai.sensors.estimate import TreeCPUTime
 from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY, window_bounds
 from lightning_greenai.spend import Method, Spend
@@ -32,7 +32,7 @@ class _Domain:
     def __init__(self, sensor: EnergySensor) -> None:
         self.sensor = sensor
         self.method = sensor.method
-        self.last_j: float | None = None
+        self.guard = CounterGuard(sensor)  # turns the sensor's cumulative readings into energy, skipping glitches
         self.energy_j = 0.0
         self.by_stage: dict[str, float] = {}
         # the sensor's own interval, where it keeps one: cumulative (low, high) at the last reading, and summed
@@ -42,7 +42,6 @@ class _Domain:
         self.extrapolated_j = 0.0  # energy charged at the mean power after the sensor failed
         self.failed = False
         self.power_after_failure_w = 0.0
-        self.bad_reading_warned = False
 
 
 class Meter:
@@ -58,7 +57,9 @@ class Meter:
         print(meter.spend.energy_kwh)
 
     A sensor that raises mid-run is warned about once; the energy it counted so far is kept, and from then on it
-    is extrapolated at its mean power so far, flagged as an estimate. A window shorter than a counter's update
+    is extrapolated at its mean power so far, flagged as an estimate. A glitched reading (not a number, below the
+    last good one, or above it by more than the device's maximum power allows) is skipped and warned about once
+    (:class:`~lightning_greenai.sensors.base.CounterGuard`). A window shorter than a counter's update
     period is priced as instantaneous power times time, also flagged.
 
     Args:
@@ -286,7 +287,7 @@ class Meter:
         dt = 0.0 if self._last_s is None else now - self._last_s
         grown = 0.0
         for domain in self._domains:
-            delta = self._read_domain(domain, dt)
+            delta = self._read_domain(domain, dt, now)
             grown += delta
             if delta:
                 domain.energy_j += delta
@@ -330,7 +331,7 @@ class Meter:
             domain.has_bounds = True
         domain.last_bounds_j = (low, high)
 
-    def _read_domain(self, domain: _Domain, dt: float) -> float:
+    def _read_domain(self, domain: _Domain, dt: float, now: float) -> float:
         if domain.failed:
             return domain.power_after_failure_w * dt
         try:
@@ -348,23 +349,7 @@ class Meter:
                 stacklevel=3,
             )
             return domain.power_after_failure_w * dt
-        if not math.isfinite(value):
-            # one bad reading (a driver glitch) is dropped; the next good one charges the whole interval
-            if not domain.bad_reading_warned:
-                domain.bad_reading_warned = True
-                warnings.warn(
-                    f"Energy sensor {domain.sensor.name!r} returned {value}; the reading is discarded and the next "
-                    "valid one covers the interval.",
-                    GreenAIWarning,
-                    stacklevel=3,
-                )
-            return 0.0
-        if domain.last_j is None:
-            domain.last_j = value
-            return 0.0
-        delta = value - domain.last_j
-        domain.last_j = value
-        return max(delta, 0.0)  # a sensor must never go back; if one does, charge nothing rather than negative
+        return domain.guard.step(value, now)
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -379,6 +364,11 @@ class Meter:
         if self._start_s is None or self._last_s is None:
             return 0.0
         return self._last_s - self._start_s
+
+    @property
+    def glitches(self) -> dict[str, int]:
+        """How many readings of each domain were skipped as glitches (see :class:`CounterGuard`)."""
+        return {d.sensor.name: d.guard.glitches for d in self._domains}
 
     def domain_uids(self) -> dict[str, str]:
         """Map each domain name to the unique id of its physical counter."""
@@ -413,7 +403,8 @@ class Meter:
                     energy_j = power_w * duration_s
                     stages[self._stage] = stages.get(self._stage, 0.0) + energy_j
             energy[name] = energy.get(name, 0.0) + energy_j
-            low, high = self._bounds(d, energy_j, duration_s, power_w)
+            unread_high_j = d.guard.unread_high_j(self._last_s) if self._last_s is not None and not d.failed else 0.0
+            low, high = self._bounds(d, energy_j, duration_s, power_w, unread_high_j)
             previous = bounds.get(name, (0.0, 0.0))
             bounds[name] = (previous[0] + low, previous[1] + high)
             methods[name] = method
@@ -434,7 +425,9 @@ class Meter:
         )
 
     @staticmethod
-    def _bounds(d: _Domain, energy_j: float, duration_s: float, power_w: float | None) -> tuple[float, float]:
+    def _bounds(
+        d: _Domain, energy_j: float, duration_s: float, power_w: float | None, unread_high_j: float
+    ) -> tuple[float, float]:
         """The interval of one domain's energy over the window (:mod:`lightning_greenai.sensors.uncertainty`)."""
         sensor = d.sensor
         low, high = window_bounds(
@@ -446,6 +439,7 @@ class Meter:
             resolution_j=float(getattr(sensor, "resolution_j", 0.0)),
             update_period_s=float(getattr(sensor, "update_period_s", 0.0)),
             power_w=power_w,
+            unread_high_j=unread_high_j,
         )
         if d.extrapolated_j:
             ext_low, ext_high = window_bounds(Method.ESTIMATE, d.extrapolated_j, duration_s)

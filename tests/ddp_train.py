@@ -31,7 +31,11 @@ class Model(BoringModel):
         return super().training_step(batch, batch_idx)
 
 
-nvml = FakeNVML([FakeGPU(f"GPU-{i}", energy_mj=counter(gpu_files[i])) for i in range(2)])
+# the fake counters rise by a bump per step, however fast the machine: no power limit may call that a glitch
+BUMPS_NOT_WATTS_MW = 10**15
+nvml = FakeNVML(
+    [FakeGPU(f"GPU-{i}", energy_mj=counter(gpu_files[i]), power_limit_mw=BUMPS_NOT_WATTS_MW) for i in range(2)]
+)
 monitor = EnergyMonitor(
     gpus=[0 if mode == "shared" else local_rank], nvml=nvml, rapl_root=powercap, verbose=False, log_every_n_steps=1
 )

@@ -14,7 +14,9 @@ SCRIPT = Path(__file__).with_name("ddp_train.py")
 
 
 def run(tmp_path: Path, mode: str) -> tuple[Spend, Spend]:
-    powercap = make_rapl_tree(tmp_path / "powercap", packages=(0,), dram=False, energy_uj=0)
+    powercap = make_rapl_tree(
+        tmp_path / "powercap", packages=(0,), dram=False, energy_uj=0, max_power_w=1e12
+    )  # bumped per step, not per second
     for i in range(2):
         (tmp_path / f"gpu{i}_mj").write_text("0\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}

@@ -22,7 +22,9 @@ def test_two_nodes_count_each_cpu_once_per_node_and_each_gpu_once(tmp_path):
     procs = []
     for node in (0, 1):
         node_dir = tmp_path / f"node{node}"
-        make_rapl_tree(node_dir / "powercap", packages=(0,), dram=False, energy_uj=0)
+        make_rapl_tree(
+            node_dir / "powercap", packages=(0,), dram=False, energy_uj=0, max_power_w=1e12
+        )  # bumped per step, not per second
         for i in range(2):
             (node_dir / f"gpu{i}_mj").write_text("0\n")
         env = {

@@ -31,11 +31,13 @@ def test_meter_splits_energy_by_stage():
     assert meter.stop().stage_energy_j == {"train": 500.0, "validate": 100.0}
 
 
-def test_scripted_readings_and_a_decreasing_reading_charges_nothing():
+def test_scripted_readings_and_a_reading_that_goes_back_is_skipped():
     meter = Meter([FakeSensor("gpu:0", [10.0, 15.0, 12.0, 20.0])]).start()
     meter.sample()
-    meter.sample()
-    assert meter.stop().energy_j == {"gpu:0": 13.0}  # +5, +0 (went back), +8
+    with pytest.warns(GreenAIWarning, match="'gpu:0' read 12.0 J, 3 J below the last good reading: a glitch"):
+        meter.sample()
+    assert meter.stop().energy_j == {"gpu:0": 10.0}  # +5, skipped (went back), +5 from the last good reading
+    assert meter.glitches == {"gpu:0": 1}
 
 
 def test_sensor_failure_warns_once_keeps_energy_and_flags_estimate():
@@ -98,7 +100,7 @@ def test_flops_are_carried_in_the_spend():
 def test_one_nan_or_inf_reading_is_discarded_with_a_warning_not_kept(bad):
     meter = Meter([FakeSensor("gpu:0", [10.0, 15.0, bad, 20.0, 26.0])]).start()
     meter.sample()
-    with pytest.warns(GreenAIWarning, match=rf"'gpu:0' returned {bad}; the reading is discarded"):
+    with pytest.warns(GreenAIWarning, match=rf"'gpu:0' read {bad} J, not a number: a glitch. The reading is skipped"):
         meter.sample()
     meter.sample()  # the next good reading covers the interval
     spend = meter.stop()  # and the sensor stays trusted: no estimate, no second warning

@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 
 from lightning_greenai import EnergyMonitor, GreenAIWarning, Grid, GridConfigError, Meter, Spend
-from lightning_greenai.grid.timeline import ElectricityMaps, hour_key, read_intensity_csv, split_by_hour
+from lightning_greenai.grid.timeline import ElectricityMaps, ProviderError, hour_key, read_intensity_csv, split_by_hour
 from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock
 from tests.conftest import ClockedModel
@@ -110,7 +110,8 @@ def test_a_meter_whose_wall_clock_starts_at_zero_files_the_first_hour_too():
 class Replay(BaseHTTPRequestHandler):
     """Electricity Maps' past-range endpoint, answering with the recorded response re-dated to the asked hours.
 
-    ``body`` replaces the answer (a damaged one) when set.
+    ``body`` replaces the answer (a damaged one) when set; a path under ``/moved`` is redirected to the same path
+    without it.
     """
 
     requests: ClassVar[list[dict]] = []
@@ -120,6 +121,11 @@ class Replay(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
+        if url.path.startswith("/moved/"):  # moved on the same server
+            self.send_response(301)
+            self.send_header("Location", self.path.removeprefix("/moved"))
+            self.end_headers()
+            return
         query = dict(urllib.parse.parse_qsl(url.query))
         Replay.requests.append({"path": url.path, "token": self.headers.get("auth-token"), **query})
         if Replay.status != 200:
@@ -315,3 +321,65 @@ def test_the_default_never_calls_the_network(tiny_trainer, fake_clock, tmp_path)
     trainer.fit(ClockedModel(fake_clock))
     tag = json.loads((Path(trainer.log_dir) / "price_tag.json").read_text())
     assert tag["grid"]["timeline"] == {} and tag["grid"]["timeline_source"] == ""
+
+
+def test_a_cached_intensity_is_bounded_like_the_apis_answers(electricity_maps_api, tmp_path):
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path)
+    api.cache_path.write_text(json.dumps({"hours": {"2026-11-26T10": 1e9, "2026-11-26T11": 3000.0}, "asked": {}}))
+    found = api.intensities(["2026-11-26T10", "2026-11-26T11"], now_s=T0)
+    assert found == {"2026-11-26T10": 412.0, "2026-11-26T11": 3000.0}  # 1e9 g/kWh is not a grid's: asked again
+    assert [(r["start"], r["end"]) for r in Replay.requests] == [("2026-11-26T10:00Z", "2026-11-26T11:00Z")]
+
+
+def test_a_deeply_nested_cache_is_asked_again_and_the_fit_goes_on(
+    electricity_maps_api, tmp_path, tiny_trainer, fake_clock
+):
+    api = ElectricityMaps("DE", token="t", url=electricity_maps_api, cache_dir=tmp_path / "cache")
+    api.cache_path.parent.mkdir(parents=True)
+    api.cache_path.write_text('{"hours": ' + "[" * 100_000 + "]" * 100_000 + "}")  # it raised RecursionError
+    monitor = priced_by(api, fake_clock)
+    tiny_trainer(callbacks=[monitor], max_steps=3).fit(ClockedModel(fake_clock))
+    assert Replay.requests and monitor.price_tag.grid.timeline  # priced by the hour from a fresh answer
+    assert json.loads(api.cache_path.read_text())["hours"]  # and the cache rewritten
+
+
+class Redirect(BaseHTTPRequestHandler):
+    """Answers every request with a redirect to ``Redirect.to`` (the path and query kept)."""
+
+    to = ""
+
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", Redirect.to + self.path)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def redirecting_api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_the_token_never_follows_a_redirect_to_another_host(electricity_maps_api, redirecting_api, tmp_path, host):
+    # the replay server listens on 127.0.0.1: "localhost" reaches it under another host name, 127.0.0.1 on another port
+    Redirect.to = electricity_maps_api.replace("127.0.0.1", host).removesuffix("/v3")
+    api = ElectricityMaps("DE", token="secret", url=redirecting_api + "/v3", cache_dir=tmp_path)
+    with pytest.raises(ProviderError, match=r"redirected to http://.*, another host: not followed"):
+        api.intensities(["2026-11-26T10"], now_s=T0)
+    assert Replay.requests == []  # the token never reached the other server
+
+
+def test_a_redirect_on_the_same_host_is_followed_with_the_token(electricity_maps_api, tmp_path):
+    api = ElectricityMaps(
+        "DE", token="secret", url=electricity_maps_api.replace("/v3", "/moved/v3"), cache_dir=tmp_path
+    )
+    assert api.intensities(["2026-11-26T10"], now_s=T0) == {"2026-11-26T10": 412.0}
+    assert [(r["path"], r["token"]) for r in Replay.requests] == [("/v3/carbon-intensity/past-range", "secret")]

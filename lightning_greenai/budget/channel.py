@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError
+from lightning_greenai.jsonfile import parse_json
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -91,7 +92,7 @@ class Channel(abc.ABC):
         if text is None:
             return None
         try:
-            return json.loads(text)
+            return parse_json(text)
         except ValueError:
             return unreadable
 

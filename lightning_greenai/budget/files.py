@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import StateWriteError
+from lightning_greenai.jsonfile import JSONDepthError, parse_json, read_json
 from lightning_greenai.spend import Spend
 
 if TYPE_CHECKING:
@@ -88,14 +89,6 @@ def replace_text(path: Path, text: str) -> None:
             f"Cannot write {path}: {err.strerror or err}. Make the folder writable (or free disk space); what was "
             "written before is unchanged."
         ) from err
-
-
-def read_json(path: Path) -> Any | None:
-    """Return the JSON in ``path``, or ``None`` if it is missing or unreadable (a writer may be mid-replace)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
 
 
 def slurm_job_id() -> str | None:
@@ -205,10 +198,11 @@ class TrialRecord:
             return None
         where = channel.where("heartbeat", job_num)
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = parse_json(text)
+        except ValueError as err:
             if notes is not None and text.strip():
-                notes.append(f"heartbeat {where} is not valid JSON: ignored")
+                detail = f" ({err})" if isinstance(err, JSONDepthError) else ""
+                notes.append(f"heartbeat {where} is not valid JSON{detail}: ignored")
             return None
         try:
             return cls.from_dict(data)

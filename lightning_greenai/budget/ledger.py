@@ -1,9 +1,9 @@
 """The sweep's append-only ledger: one JSON line per event, fsync'd, so a killed sweeper loses nothing.
 
 Events: ``header`` (first line: config fingerprint, budget, grid), ``launched``, ``finished`` (status, objective,
-spend), ``stopped`` (reason), ``resumed``. Reading tolerates a truncated last line (the sweeper died mid-write) and
-damaged lines (not JSON, the wrong shape, a NaN): each is skipped and described in :attr:`Ledger.notes`, and every
-readable event is kept.
+spend), ``stopped`` (reason), ``resumed``. Reading is streamed, a line at a time. It tolerates a truncated last line
+(the sweeper died mid-write) and damaged lines (not JSON, nested too deep, longer than :data:`MAX_LINE_BYTES`, the
+wrong shape, a NaN): each is skipped and described in :attr:`Ledger.notes`, and every readable event is kept.
 """
 
 from __future__ import annotations
@@ -14,13 +14,18 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lightning_greenai.budget.files import TRIAL_STATUSES
 from lightning_greenai.errors import StateWriteError
+from lightning_greenai.jsonfile import JSONDepthError, parse_json
 from lightning_greenai.spend import Spend
 
-__all__ = ["Ledger", "check_event"]
+__all__ = ["MAX_LINE_BYTES", "Ledger", "check_event"]
+
+#: A longer line is damaged (a year's hourly energy in a finished event, or a header's timeline, is about 1 MB).
+MAX_LINE_BYTES = 16 * 2**20
+_CHUNK_BYTES = 2**20
 
 
 def check_event(event: Any) -> str | None:
@@ -56,8 +61,8 @@ def check_event(event: Any) -> str | None:
 class Ledger:
     """Append and read events of ``<sweep.dir>/.greenai/ledger.jsonl``.
 
-    Reading is incremental: :meth:`events` keeps its offset, so each call reads only lines appended since the last
-    one and a long sweep never re-parses its history.
+    Reading is incremental and streamed: iterating keeps the offset, so each pass reads only lines appended since the
+    last one, one line at a time, and a long sweep never re-parses its history.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -102,35 +107,68 @@ class Ledger:
 
     def events(self) -> list[dict[str, Any]]:
         """Return every readable event so far, reading only what was appended since the last call."""
-        if not self.path.exists():
-            return self._events
-        with open(self.path, "rb") as fh:
-            fh.seek(self._offset)
-            data = fh.read()
-        end = data.rfind(b"\n")
-        self.truncated_tail = end + 1 < len(data)  # a writer died mid-line: left unread until completed
-        if end < 0:
-            return self._events
-        for line in data[:end].split(b"\n"):
-            self._lines += 1
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-                problem = check_event(event)
-            except (ValueError, UnicodeDecodeError):
-                problem = "not valid JSON"
-            if problem is None:
-                self._events.append(event)
-            else:
-                self.corrupt_lines.append(self._lines)
-                self.notes.append(f"ledger line {self._lines} skipped: {problem}")
-        self._offset += end + 1
+        for _ in self:
+            pass
         return self._events
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.events())
+        """Every readable event: those read before, then the file's new lines, one line at a time as asked for.
+
+        A ledger of any size is streamed: at most one line (:data:`MAX_LINE_BYTES`) is held at a time, and a reader
+        that stops early (:meth:`header`) reads no further.
+        """
+        index = 0
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
+        except FileNotFoundError:
+            fh = None
+        try:
+            while True:
+                if index < len(self._events):
+                    index += 1
+                    yield self._events[index - 1]
+                elif fh is None or not self._read_line(fh):
+                    return
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _read_line(self, fh: BinaryIO) -> bool:
+        """Read the line at the offset, keeping its event if it is readable; ``False`` when no complete line is left."""
+        if fh.tell() != self._offset:
+            fh.seek(self._offset)
+        chunks: list[bytes] = []
+        size = 0
+        while not (chunks and chunks[-1].endswith(b"\n")):
+            chunk = fh.readline(_CHUNK_BYTES)
+            if not chunk:  # a writer died mid-line (or is writing it): left unread until completed
+                self.truncated_tail = size > 0
+                return False
+            size += len(chunk)
+            chunks = [chunk] if size > MAX_LINE_BYTES else [*chunks, chunk]  # too long: only its end is kept
+        self.truncated_tail = False
+        self._offset += size
+        self._lines += 1
+        if size > MAX_LINE_BYTES:
+            problem: str | None = f"longer than {MAX_LINE_BYTES // 2**20} MiB ({size} bytes)"
+        else:
+            line = b"".join(chunks)
+            if not line.strip():
+                return True
+            try:
+                event = parse_json(line)
+                problem = check_event(event)
+            except JSONDepthError as err:
+                problem = f"not valid JSON ({err})"
+            except ValueError:
+                problem = "not valid JSON"
+        if problem is None:
+            self._events.append(event)
+        else:
+            self.corrupt_lines.append(self._lines)
+            self.notes.append(f"ledger line {self._lines} skipped: {problem}")
+        return True
 
     def header(self) -> dict[str, Any] | None:
         """The sweep's header: the first ``header`` event (a damaged first line leaves a later, repaired one)."""
-        return next((e for e in self.events() if e.get("event") == "header"), None)
+        return next((e for e in self if e.get("event") == "header"), None)

@@ -25,6 +25,7 @@ from typing import Any
 from filelock import FileLock
 
 from lightning_greenai.errors import GridConfigError
+from lightning_greenai.jsonfile import JSONDepthError, parse_json
 
 __all__ = [
     "MAX_INTENSITY_G_PER_KWH",
@@ -151,6 +152,40 @@ class ProviderError(OSError):
 MAX_INTENSITY_G_PER_KWH = 3000.0
 
 
+def _finite(value: Any) -> float | None:
+    """A finite number as a float, else ``None``."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _intensity(value: Any) -> float | None:
+    """An hourly intensity as Electricity Maps may give it (a number from 0 to the maximum), else ``None``."""
+    number = _finite(value)
+    return number if number is not None and 0 <= number <= MAX_INTENSITY_G_PER_KWH else None
+
+
+def _open_same_host(request: Any, timeout_s: float) -> Any:
+    """Open ``request``, following a redirect only to the same scheme, host and port: the token stays with the API."""
+    import urllib.parse  # here: importing the package must stay light, and most runs never ask
+    import urllib.request
+
+    class RefuseOtherHosts(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+        ) -> urllib.request.Request | None:
+            old = urllib.parse.urlsplit(req.full_url)
+            new = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl))
+            if (old.scheme, old.hostname, old.port) != (new.scheme, new.hostname, new.port):
+                raise ProviderError(
+                    f"Electricity Maps at {old.scheme}://{old.netloc} redirected to {new.scheme}://{new.netloc}, "
+                    "another host: not followed, so the token is not sent there (pass url= the API's own address)"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(RefuseOtherHosts).open(request, timeout=timeout_s)
+
+
 class ElectricityMaps:
     """Hourly carbon intensity from Electricity Maps' API (``/carbon-intensity/past-range``), cached on disk.
 
@@ -199,16 +234,16 @@ class ElectricityMaps:
     def _load(self) -> dict[str, dict[str, float]]:
         """The cache, with whatever is damaged in it dropped (it is asked for again)."""
         try:
-            data = json.loads(self.cache_path.read_text())
-        except (OSError, ValueError):
+            data = parse_json(self.cache_path.read_bytes())
+        except (OSError, ValueError):  # missing, not JSON, or nested deeper than any cache of ours
             data = {}
         out: dict[str, dict[str, float]] = {"hours": {}, "asked": {}}
         for key in out:
             part = data.get(key) if isinstance(data, dict) else None
             for hour, value in part.items() if isinstance(part, dict) else ():
-                number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                if number and (key == "asked" or value >= 0):
-                    out[key][str(hour)] = float(value)
+                number = _intensity(value) if key == "hours" else _finite(value)  # bounded as the API's answers
+                if number is not None:
+                    out[key][str(hour)] = number
         return out
 
     def intensities(self, hours: Iterable[str], *, now_s: float | None = None) -> dict[str, float]:
@@ -257,7 +292,7 @@ class ElectricityMaps:
         return {h: cache["hours"][h] for h in wanted if h in cache["hours"]}
 
     def _request(self, first: str, last: str) -> dict[str, float]:
-        import urllib.error  # here: importing the package must stay light, and most runs never ask
+        import urllib.error
         import urllib.parse
         import urllib.request
 
@@ -271,15 +306,19 @@ class ElectricityMaps:
         )
         self.requests += 1
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with _open_same_host(request, self.timeout_s) as response:
                 raw = response.read()
+        except ProviderError:
+            raise
         except urllib.error.HTTPError as err:
             raise ProviderError(f"Electricity Maps answered {err.code} {err.reason} for zone {self.zone}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             raise ProviderError(f"Electricity Maps could not be reached at {self.url}: {err}") from None
         try:
-            body = json.loads(raw.decode())
-        except (UnicodeDecodeError, ValueError):
+            body = parse_json(raw)
+        except JSONDepthError as err:
+            raise ProviderError(f"Electricity Maps answered with JSON {err}: {raw[:80]!r}") from None
+        except ValueError:
             raise ProviderError(f"Electricity Maps answered with something that is not JSON: {raw[:80]!r}") from None
         entries = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(entries, list):
@@ -288,13 +327,11 @@ class ElectricityMaps:
         for entry in entries:  # an entry without a time or a plausible intensity is left out (the yearly figure)
             if not isinstance(entry, Mapping):
                 continue
-            value = entry.get("carbonIntensity")
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                continue
-            if not 0 <= value <= MAX_INTENSITY_G_PER_KWH:
+            value = _intensity(entry.get("carbonIntensity"))
+            if value is None:
                 continue
             try:
-                out[_parse_time(str(entry.get("datetime")), "Electricity Maps")] = float(value)
+                out[_parse_time(str(entry.get("datetime")), "Electricity Maps")] = value
             except GridConfigError:
                 continue
         if entries and not out:

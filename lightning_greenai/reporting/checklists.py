@@ -15,12 +15,12 @@ measured says "not measured" instead of being left out or guessed. Formats:
 
 from __future__ import annotations
 
-import json
 import math
 from importlib import metadata
 from typing import Any
 
 from lightning_greenai.hardware import hardware_line
+from lightning_greenai.jsonfile import parse_json
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import format_duration, format_energy, format_flops, format_mass, format_quantity
@@ -76,8 +76,8 @@ def _parameters_of_best(summary: SweepSummary, job: int | None) -> dict[str, int
         return None
     for tag in sorted((summary.path / str(job)).glob("**/price_tag.json")):
         try:
-            parameters = json.loads(tag.read_text()).get("parameters")
-        except (OSError, ValueError):
+            parameters = parse_json(tag.read_bytes()).get("parameters")
+        except (OSError, ValueError, AttributeError):
             continue
         if parameters:
             return dict(parameters)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from lightning_greenai.budget.files import STATE_DIR, is_scored
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import Grid
+from lightning_greenai.jsonfile import parse_json
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.units import kwh_to_j
 
@@ -421,7 +421,7 @@ def load(path: str | Path) -> RunSummary | SweepSummary:
         newest = max(tags, key=lambda p: p.stat().st_mtime)
         notes = [f"{len(tags)} price tags under {path}: reporting the newest, {newest}"] if len(tags) > 1 else []
         try:
-            tag = json.loads(newest.read_text())
+            tag = parse_json(newest.read_bytes())
         except ValueError as err:
             raise NothingToReportError(f"{newest} is not valid JSON ({err}).") from err
         except OSError as err:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lightning_greenai.sensors.base import GPUDiscovery, SensorBase
+from lightning_greenai.sensors.base import DEFAULT_GPU_MAX_POWER_W, GPUDiscovery, SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.spend import Method
 
@@ -61,7 +61,13 @@ def _board_power(smi: Any, handle: Any) -> Callable[[], float]:
 
 
 class AMDEnergySensor(SensorBase):
-    """An AMD GPU's energy accumulator, in joules since the sensor was opened."""
+    """An AMD GPU's energy accumulator, in joules since the sensor was opened.
+
+    amdsmi's power limit comes in units that changed between ROCm releases, so the most the board is taken to draw
+    (a faster rise is a glitch) is :data:`~lightning_greenai.sensors.base.DEFAULT_GPU_MAX_POWER_W`.
+    """
+
+    max_power_w = DEFAULT_GPU_MAX_POWER_W
 
     def __init__(self, smi: Any, handle: Any, name: str, uid: str) -> None:
         super().__init__(name, uid, Method.COUNTER)

@@ -9,9 +9,12 @@ other processes is charged to no job.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import psutil
 
-from lightning_greenai.sensors.base import SensorBase
+from lightning_greenai.sensors.base import CounterGuard, SensorBase
 from lightning_greenai.sensors.estimate import TreeCPUTime
 from lightning_greenai.spend import Method
 
@@ -29,9 +32,12 @@ class ApportionedSensor(SensorBase):
     Args:
         inner: The host-wide sensor.
         process: The process whose tree is charged (default: this one).
+        clock: Monotonic clock in seconds, to tell the counter's glitches from its growth.
     """
 
-    def __init__(self, inner: object, process: psutil.Process | None = None) -> None:
+    def __init__(
+        self, inner: object, process: psutil.Process | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.inner = inner
         self._process = process or psutil.Process()
         # per process: each job's share is its own; splitting a measured counter is not itself an energy estimate
@@ -40,20 +46,27 @@ class ApportionedSensor(SensorBase):
             f"{inner.uid}@pid{self._process.pid}",  # type: ignore[attr-defined]
             Method(inner.method),  # type: ignore[attr-defined]
         )
-        self._last_inner = float(inner.read_energy_j())  # type: ignore[attr-defined]
+        self._clock = clock
+        self._guard = CounterGuard(inner)  # the host counter's wraps and glitches
+        self._guard.step(float(inner.read_energy_j()), clock())  # type: ignore[attr-defined]
         self._tree_s = TreeCPUTime(self._process)
         self._last_busy, self._last_tree = _busy_s(), self._tree_s()
         self._energy_j = 0.0
         self.update_period_s = float(getattr(inner, "update_period_s", 0.0))
         self.accuracy = float(getattr(inner, "accuracy", self.accuracy))
+        self.max_power_w = self._guard.max_power_w  # a share draws no more than the whole host counter
 
     def read_energy_j(self) -> float:
         """Return this process tree's cumulative share of the host counter, in joules."""
         energy, busy, tree = float(self.inner.read_energy_j()), _busy_s(), self._tree_s()  # type: ignore[attr-defined]
-        d_energy, d_busy, d_tree = energy - self._last_inner, busy - self._last_busy, tree - self._last_tree
+        d_energy, d_busy, d_tree = (
+            self._guard.step(energy, self._clock()),
+            busy - self._last_busy,
+            tree - self._last_tree,
+        )
         share = 1.0 if d_busy <= 0 else min(1.0, max(0.0, d_tree / d_busy))
-        self._energy_j += max(d_energy, 0.0) * share
-        self._last_inner, self._last_busy, self._last_tree = energy, busy, tree
+        self._energy_j += d_energy * share
+        self._last_busy, self._last_tree = busy, tree
         return self._energy_j
 
     def close(self) -> None:

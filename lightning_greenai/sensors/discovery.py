@@ -163,7 +163,7 @@ def discover_sensors(
             found.warnings.append(RAPL_FIX)
         if rapl.sensors:
             if apportion_host:
-                found.sensors.extend(ApportionedSensor(s, process) for s in rapl.sensors)
+                found.sensors.extend(ApportionedSensor(s, process, clock=clock) for s in rapl.sensors)
                 found.notes.append("RAPL: apportioned to this process tree by its share of the host's CPU time")
             else:
                 found.sensors.extend(rapl.sensors)

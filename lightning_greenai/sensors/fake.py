@@ -288,6 +288,11 @@ class FakeNVML:
         """Return the power limit in mW."""
         return self._value(handle.power_limit_mw)
 
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: FakeGPU) -> list[int]:  # noqa: N802
+        """Return the lowest and highest power limits the board accepts, in mW (the enforced limit is the highest)."""
+        highest = self._value(handle.power_limit_mw)
+        return [highest // 2, highest]
+
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGPU) -> _Utilization:  # noqa: N802
         """Return utilisation rates in percent."""
         return _Utilization(gpu=handle.utilization, memory=0)
@@ -400,6 +405,7 @@ def make_rapl_tree(
     psys: bool = False,
     energy_uj: int | Sequence[int] = 0,
     max_energy_range_uj: int = 262_143_328_850,
+    max_power_w: float = 250.0,
 ) -> Path:
     """Build a fake powercap tree under ``root`` and return ``root``.
 
@@ -407,7 +413,8 @@ def make_rapl_tree(
     ``intel-rapl:N:1`` (``core``); ``mmio`` adds ``intel-rapl-mmio:N`` copies; ``psys`` adds a ``psys`` zone.
     Change a counter by writing its ``energy_uj`` file. ``energy_uj`` is the starting value of every counter, or
     one value per package; a single int is offset by 10^10 µJ per package so that separate sockets read
-    differently (identical readings are how mirrored per-die counters are recognised).
+    differently (identical readings are how mirrored per-die counters are recognised). Every zone's power
+    constraints (``constraint_0_power_limit_uw``, ``constraint_0_max_power_uw``) are ``max_power_w``.
     """
     root = Path(root)
     starts = [energy_uj + i * 10**10 for i in range(len(packages))] if isinstance(energy_uj, int) else list(energy_uj)
@@ -418,6 +425,8 @@ def make_rapl_tree(
         (path / "name").write_text(f"{name}\n")
         (path / "energy_uj").write_text(f"{start_uj}\n")
         (path / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
+        (path / "constraint_0_power_limit_uw").write_text(f"{round(max_power_w * 1e6)}\n")
+        (path / "constraint_0_max_power_uw").write_text(f"{round(max_power_w * 1e6)}\n")
 
     for n, start in zip(packages, starts, strict=True):
         zone(f"intel-rapl:{n}", f"package-{n}", start)

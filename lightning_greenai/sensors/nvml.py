@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from lightning_greenai.sensors.base import GPUDiscovery, SensorBase
+from lightning_greenai.sensors.base import DEFAULT_GPU_MAX_POWER_W, GPUDiscovery, SensorBase
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.sensors.shared import SharedGPUSensor, running_pids
 from lightning_greenai.spend import Method
@@ -48,6 +48,10 @@ def load_nvml() -> Any | None:
 class NVMLEnergySensor(SensorBase):
     """A GPU's NVML total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since driver load).
 
+    Its ``max_power_w`` is the highest power limit the board accepts (else its enforced limit, else
+    :data:`~lightning_greenai.sensors.base.DEFAULT_GPU_MAX_POWER_W`), so that
+    a reading that rises faster is taken for a glitch.
+
     Args:
         nvml: The NVML module (``pynvml`` or a fake with the same functions).
         handle: The device handle.
@@ -61,6 +65,7 @@ class NVMLEnergySensor(SensorBase):
         self._origin_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
         self.update_period_s = _COUNTER_PERIOD_S
         self.resolution_j = 1e-3  # the counter is in millijoules
+        self.max_power_w = _max_power_w(nvml, handle)
 
     def read_energy_j(self) -> float:
         """Return joules since construction."""
@@ -69,6 +74,22 @@ class NVMLEnergySensor(SensorBase):
     def read_power_w(self) -> float:
         """Return the current board power in watts."""
         return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1e3
+
+
+def _max_power_w(nvml: Any, handle: Any) -> float:
+    """The most the board can draw: its highest settable power limit, else its enforced one, else a default."""
+    readers: tuple[Callable[[], Any], ...] = (
+        lambda: nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)[1],
+        lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle),
+    )
+    for read in readers:
+        try:
+            limit_w = float(read()) / 1e3
+        except (nvml.NVMLError, AttributeError, TypeError, ValueError, IndexError):
+            continue
+        if limit_w > 0:
+            return limit_w
+    return DEFAULT_GPU_MAX_POWER_W
 
 
 #: Product names of superchips whose NVML energy counter is the whole module's (Grace CPU, GPU, LPDDR and HBM).

@@ -9,10 +9,13 @@ Layout read (``root`` defaults to ``/sys/class/powercap``)::
     intel-rapl-mmio:0/   name=package-0 (MMIO copy of the MSR counter)    <- duplicate: skipped
 
 Some multi-die AMD parts expose the same counter once per die; zones that read the same value are counted once.
+A zone's maximum power is the highest of its ``constraint_*_max_power_uw`` and ``constraint_*_power_limit_uw``
+(twice the CPU's TDP where it has none): a reading that rises faster is a glitch, not a wrap.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_greenai.sensors.base import SensorBase
+from lightning_greenai.sensors.estimate import cpu_model, lookup_tdp_w
 from lightning_greenai.spend import Method
 
 __all__ = ["RAPL_ROOT", "RAPLDiscovery", "RAPLSensor", "discover_rapl"]
@@ -37,10 +41,12 @@ def _read_text(path: Path) -> str:
 
 
 class RAPLSensor(SensorBase):
-    """One RAPL zone's ``energy_uj`` counter, with wrap-around handled through ``max_energy_range_uj``.
+    """One RAPL zone's ``energy_uj`` counter: joules since construction, wrapping at ``max_energy_range_uj``.
 
-    Read the counter at least once per wrap period (``max_energy_range_uj`` / peak power, typically minutes):
-    two wraps between reads cannot be told from one.
+    The reader of the counter (the :class:`~lightning_greenai.Meter`'s
+    :class:`~lightning_greenai.sensors.base.CounterGuard`) adds ``wrap_j`` when it wraps, and tells a wrap from a
+    glitch by ``max_power_w``. Read it at least once per wrap period (``max_energy_range_uj`` / peak power,
+    typically minutes): two wraps between reads cannot be told from one.
 
     Args:
         zone_dir: The zone's sysfs directory.
@@ -53,23 +59,32 @@ class RAPLSensor(SensorBase):
         super().__init__(name, f"rapl:{socket.gethostname()}:{self.zone_dir.resolve()}", Method.COUNTER)
         self._reader = reader
         self._max_uj = int(reader(self.zone_dir / "max_energy_range_uj"))
-        self._last_uj = self._read_uj()
-        self._total_uj = 0
+        self._first_uj = self._read_uj()
         self.update_period_s = 0.001
         self.resolution_j = 1e-6  # energy_uj is in microjoules
+        self.wrap_j = (self._max_uj + 1) / 1e6
+        self.max_power_w = self._max_power_w()
 
     def _read_uj(self) -> int:
         return int(self._reader(self.zone_dir / "energy_uj"))
 
+    def _max_power_w(self) -> float:
+        """The zone's highest power constraint, or twice the CPU's TDP where it has none."""
+        limits_uw = []
+        for path in sorted(self.zone_dir.glob("constraint_*_max_power_uw")) + sorted(
+            self.zone_dir.glob("constraint_*_power_limit_uw")
+        ):
+            try:
+                limits_uw.append(int(self._reader(path)))
+            except (OSError, ValueError):
+                continue
+        if limits_uw and max(limits_uw) > 0:
+            return max(limits_uw) / 1e6
+        return 2.0 * lookup_tdp_w(cpu_model(), os.cpu_count() or 1)[0]
+
     def read_energy_j(self) -> float:
-        """Return joules since construction, adding ``max_energy_range_uj`` when the counter wrapped."""
-        now_uj = self._read_uj()
-        delta = now_uj - self._last_uj
-        if delta < 0:
-            delta += self._max_uj + 1
-        self._total_uj += delta
-        self._last_uj = now_uj
-        return self._total_uj / 1e6
+        """Return joules since construction, modulo ``wrap_j`` (the counter's ``max_energy_range_uj`` + 1 µJ)."""
+        return ((self._read_uj() - self._first_uj) % (self._max_uj + 1)) / 1e6
 
 
 @dataclass
@@ -153,7 +168,7 @@ def discover_rapl(root: Path | str = RAPL_ROOT, *, reader: Reader = _read_text) 
                 (
                     n
                     for v, m, n in seen_values
-                    if m == sensor._max_uj and abs(v - sensor._last_uj) <= _MIRROR_TOLERANCE_UJ
+                    if m == sensor._max_uj and abs(v - sensor._first_uj) <= _MIRROR_TOLERANCE_UJ
                 ),
                 None,
             )
@@ -162,6 +177,6 @@ def discover_rapl(root: Path | str = RAPL_ROOT, *, reader: Reader = _read_text) 
                     f"RAPL: {z.path.name} ({z.name}) mirrors {mirror} (same counter per die); counted once"
                 )
                 continue
-            seen_values.append((sensor._last_uj, sensor._max_uj, name))
+            seen_values.append((sensor._first_uj, sensor._max_uj, name))
         found.sensors.append(sensor)
     return found

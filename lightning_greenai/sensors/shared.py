@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lightning_greenai.sensors.base import CounterGuard
 from lightning_greenai.sensors.sampling import PollingSensor
 from lightning_greenai.spend import Method
 
@@ -114,8 +115,11 @@ class SharedGPUSensor(PollingSensor):
         self.resolution_j = float(getattr(whole, "resolution_j", 0.0))
         self.accuracy = float(getattr(whole, "accuracy", self.accuracy))
         self._clock = clock
+        self._guard = CounterGuard(whole)  # the whole GPU's counter, its glitches skipped
+        self.max_power_w = self._guard.max_power_w  # a share draws no more than the whole GPU
         self._last_j = float(whole.read_energy_j())
         self._last_s = clock()
+        self._guard.step(self._last_j, self._last_s)
         self._since_us = int(time.time() * 1e6)
         self._idle_w: float | None = None
         self._window = (self._last_s, self._last_j, 0.0)  # (start, GPU energy, SM utilisation) for the idle power
@@ -125,8 +129,9 @@ class SharedGPUSensor(PollingSensor):
     def _poll(self) -> None:
         energy_j, now = float(self.whole.read_energy_j()), self._clock()
         with self._lock:
-            delta_j, dt = energy_j - self._last_j, now - self._last_s
-            if dt <= 0 or delta_j <= 0:  # the counter has not moved since (it ticks every ~100 ms): wait for it
+            dt = now - self._last_s
+            delta_j = self._guard.step(energy_j, now) if dt > 0 else 0.0
+            if delta_j <= 0:  # the counter has not moved since (it ticks every ~100 ms), or glitched: wait for it
                 return
             self._last_j, self._last_s = energy_j, now
             if self.fraction is not None:

@@ -200,3 +200,22 @@ def test_a_price_tag_file_can_be_named_directly(run_dir, capsys):
     assert "lightning-greenai price tag" in capsys.readouterr().out
     assert main(["report", str(run_dir), "--no-plots", "--score-bounds", "0", "1"]) == 0
     assert "--score-bounds applies to sweeps" in capsys.readouterr().out
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # parsed as it is, it raised RecursionError
+
+
+def test_a_deeply_nested_price_tag_is_one_clear_line(run_dir, capsys):
+    run_tag(run_dir).write_text(DEEP)
+    assert main(["report", str(run_dir), "--no-plots"]) == 2
+    assert "is not valid JSON (nested 100000 levels deep, more than the 64 levels" in capsys.readouterr().err
+
+
+def test_a_deeply_nested_ledger_line_is_skipped_with_a_note(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6], energy_j=5.0)
+    ledger = sweep / ".greenai" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    ledger.write_text("\n".join([*lines[:2], DEEP, *lines[2:]]) + "\n")
+    assert main(["report", str(sweep), "--no-plots"]) == 0
+    assert "ledger line 3 skipped: not valid JSON (nested 100000 levels deep" in capsys.readouterr().out
+    assert len(load(sweep).trials) == 3  # every other line is kept

@@ -30,13 +30,19 @@ def test_energy_is_the_counter_delta_in_joules(tmp_path):
 
 def test_counter_wrap_around_uses_max_energy_range(tmp_path):
     root = make_rapl_tree(tmp_path, packages=(0,), energy_uj=900_000_000, max_energy_range_uj=999_999_999)
+    clock = FakeClock()
     sensor = RAPLSensor(root / "intel-rapl:0", "cpu:package-0")
-    write(root / "intel-rapl:0", 100_000_000)  # wrapped: 100 J to the top, then 100 J
-    assert sensor.read_energy_j() == pytest.approx(200.0)
-    write(root / "intel-rapl:0", 999_000_000)
-    assert sensor.read_energy_j() == pytest.approx(1099.0)
-    write(root / "intel-rapl:0", 500)  # wraps again
-    assert sensor.read_energy_j() == pytest.approx(1100.0005)
+    assert sensor.wrap_j == pytest.approx(1000.0)  # max_energy_range_uj + 1 uJ
+    with Meter([sensor], clock=clock, process=False) as meter:
+        clock.advance(10.0)
+        write(root / "intel-rapl:0", 100_000_000)  # wrapped: 100 J to the top, then 100 J
+        assert meter.sample().energy_j["cpu:package-0"] == pytest.approx(200.0)
+        clock.advance(10.0)
+        write(root / "intel-rapl:0", 999_000_000)
+        assert meter.sample().energy_j["cpu:package-0"] == pytest.approx(1099.0)
+        clock.advance(10.0)
+        write(root / "intel-rapl:0", 500)  # wraps again
+    assert meter.spend.energy_j["cpu:package-0"] == pytest.approx(1100.0005)
 
 
 def test_mmio_copy_of_a_package_is_counted_once(tmp_path):

@@ -1,7 +1,13 @@
+import time
+import tracemalloc
+
+import pytest
+
 from lightning_greenai import Method, Spend
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
+from lightning_greenai.budget.channel import FileChannel
 from lightning_greenai.budget.files import TrialRecord, read_json, write_json_atomic
-from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.budget.ledger import MAX_LINE_BYTES, Ledger
 
 
 def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
@@ -19,6 +25,51 @@ def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
     assert [e["event"] for e in events] == ["header", "launched", "launched"]
     assert events[-1]["job"] == 1
     assert reader.corrupt_lines == [3]
+
+
+def test_a_large_ledger_is_streamed_a_line_at_a_time(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("header", fingerprint="abc")
+    ledger.append("launched", job=0, overrides=[])
+    with open(ledger.path, "a") as fh:
+        for _ in range(4 * MAX_LINE_BYTES // 2**20):  # one damaged line of 64 MiB, written a MiB at a time
+            fh.write("x" * 2**20)
+        fh.write("\n" + "[" * 100_000 + "]" * 100_000 + "\n")  # and one nested too deep for Python's parser
+    ledger.append("finished", job=0, status="completed", objective=0.5)
+    size = ledger.path.stat().st_size
+
+    reader = Ledger(ledger.path)
+    events = iter(reader)
+    assert iter(events) is events  # an iterator: lines are read as they are asked for
+    assert next(events)["event"] == "header"
+    assert reader.notes == []  # the damaged lines further on are not read yet
+    assert reader.header() == {"event": "header", "time": pytest.approx(time.time(), abs=600), "fingerprint": "abc"}
+
+    tracemalloc.start()
+    try:
+        kinds = [e["event"] for e in reader.events()]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kinds == ["header", "launched", "finished"]
+    assert peak < size / 3  # at most one line's worth (16 MiB) at a time, not the whole 64 MiB file
+    assert reader.corrupt_lines == [3, 4]
+    assert reader.notes[0] == f"ledger line 3 skipped: longer than 16 MiB ({4 * MAX_LINE_BYTES + 1} bytes)"
+    assert reader.notes[1].startswith("ledger line 4 skipped: not valid JSON (nested 100000 levels deep")
+
+
+def test_a_deeply_nested_heartbeat_or_message_is_damaged_not_a_recursion_error(tmp_path):
+    path = TrialRecord.path(tmp_path, 3)
+    path.parent.mkdir(parents=True)
+    path.write_text("{" + '"a":{' * 100_000 + "}" * 100_001)
+    notes: list[str] = []
+    assert TrialRecord.load(tmp_path, 3, notes) is None
+    assert notes == [
+        f"heartbeat {path} is not valid JSON (nested 100001 levels deep, more than the 64 levels JSON is read to): "
+        "ignored"
+    ]
+    assert read_json(path) is None
+    assert FileChannel(tmp_path).receive("heartbeat", 3, unreadable="damaged") == "damaged"
 
 
 def test_trial_record_round_trip_and_atomic_write(tmp_path):
