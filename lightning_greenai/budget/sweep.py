@@ -46,7 +46,7 @@ from lightning_greenai.budget.strategies import (
     make_strategy,
     parse_overrides,
 )
-from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
+from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper, carried_record
 from lightning_greenai.errors import (
     BudgetConfigError,
     GridConfigError,
@@ -909,6 +909,15 @@ class BudgetSweep:
         record = TrialRecord.load(self._channel, job.job_num, notes, patience_s=60.0)
         if record is None and self.watchdog is not None:
             record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
+        carried = carried_record(ret)  # a final record the channel could not take came back with the result
+        if carried is not None:
+            try:
+                brought = TrialRecord.from_dict(carried)
+            except ValueError as err:
+                notes.append(f"job {job.job_num}'s final record came back damaged ({err})")
+            else:
+                if record is None or brought.seq >= record.seq:
+                    record = brought
         for note in notes:
             log.warning("%s", note)
         job.take_heartbeat(record)

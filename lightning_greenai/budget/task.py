@@ -8,13 +8,14 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from lightning_greenai.budget.objective import ObjectiveError, extract_objective
-from lightning_greenai.budget.trial import current_trial
+from lightning_greenai.budget.trial import TrialReporter, current_trial
 from lightning_greenai.errors import TrialKilledError
 
-__all__ = ["SweepInterrupted", "TaskWrapper"]
+__all__ = ["SweepInterrupted", "TaskWrapper", "Undelivered", "carried_record"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,41 @@ def _distributed_initialized() -> bool:
     return bool(dist is not None and dist.is_available() and dist.is_initialized())
 
 
+@dataclass(frozen=True)
+class Undelivered:
+    """A task's result with the trial's final record that the channel could not take (its database was away).
+
+    The record travels back with the job's result, through the launcher (in process, pickled by joblib, submitit or
+    Ray), so the sweeper bills the trial what its job metered, not a stale heartbeat. A failed task's record rides on
+    its exception instead, as :data:`RECORD_ATTRIBUTE`.
+    """
+
+    value: Any
+    record: dict[str, Any]
+
+
+RECORD_ATTRIBUTE = "greenai_final_record"
+
+
+def carried_record(ret: Any) -> dict[str, Any] | None:
+    """The final record a JobReturn carries back (and the task's own value put back in its place), if any."""
+    value = getattr(ret, "_return_value", None)
+    if isinstance(value, Undelivered):
+        ret._return_value = value.value
+        return value.record
+    record = getattr(value, RECORD_ATTRIBUTE, None) if isinstance(value, BaseException) else None
+    return record if isinstance(record, dict) else None
+
+
+def _finish(reporter: TrialReporter, status: str, objective: float | None = None) -> dict[str, Any] | None:
+    """Write the final record; return it when it could not be delivered."""
+    return None if reporter.finish(status, objective) else reporter.record.to_dict()
+
+
+def _carry(value: Any, record: dict[str, Any] | None) -> Any:
+    return value if record is None else Undelivered(value, record)
+
+
 class TaskWrapper:
     """Runs the user's task in the job process and writes the trial's final record (status, objective, spend).
 
@@ -111,26 +147,28 @@ class TaskWrapper:
             request = {"kind": "budget", "reason": "nothing was left of the budget when it began"}
         if request is not None:
             interrupted = request.get("kind") == "interrupt"
-            reporter.finish("interrupted" if interrupted else "not_started")
+            undelivered = _finish(reporter, "interrupted" if interrupted else "not_started")
             log.info("Job %d not started: %s", reporter.job_num, request.get("reason", "the sweep stopped"))
-            return None
+            return _carry(None, undelivered)
         reporter.set_status("running")
         try:
             with _single_run_argv(), _leave_the_process_as_found():
                 value = self.task(cfg)
-        except TrialKilledError:
-            reporter.finish("killed")
-            raise
-        except (KeyboardInterrupt, SystemExit, SweepInterrupted):
-            reporter.finish("interrupted")
-            raise
-        except BaseException:
-            reporter.finish("failed")
+        except BaseException as err:
+            if isinstance(err, TrialKilledError):
+                status = "killed"
+            elif isinstance(err, KeyboardInterrupt | SystemExit | SweepInterrupted):
+                status = "interrupted"
+            else:
+                status = "failed"
+            undelivered = _finish(reporter, status)
+            if undelivered is not None:
+                with suppress(AttributeError, TypeError):  # an exception that takes no attributes goes without
+                    setattr(err, RECORD_ATTRIBUTE, undelivered)
             raise
         try:
             objective: float | None = extract_objective(value, self.objective_key)
         except ObjectiveError:
             objective = None  # the sweeper decides whether that fails the trial (it sees the return value)
         status = "budget_stopped" if reporter.record.status == "budget_stopped" else "completed"
-        reporter.finish(status, objective)
-        return value
+        return _carry(value, _finish(reporter, status, objective))

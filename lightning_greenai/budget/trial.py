@@ -242,13 +242,16 @@ class TrialReporter:
                 self.record.objective = objective
             self._write(force=True)
 
-    def finish(self, status: str, objective: float | None = None) -> None:
-        """Write the final record: the latest spend, the final status and the objective (retried for a minute)."""
+    def finish(self, status: str, objective: float | None = None) -> bool:
+        """Write the final record: the latest spend, the final status and the objective (retried for a minute).
+
+        Returns whether it was delivered; the task wrapper sends one that was not back with the job's result.
+        """
         with self._lock:
             self.record.status = status
             if objective is not None:
                 self.record.objective = objective
-            self._write(force=True, patience_s=60.0)
+            return self._write(force=True, patience_s=60.0)
 
     def _write(self, *, force: bool, patience_s: float = 0.0) -> bool:
         now = self._clock()
@@ -266,8 +269,9 @@ class TrialReporter:
                 self._write_warned = True
                 where = self.channel.where("heartbeat", self.job_num)
                 warnings.warn(
-                    f"Cannot write the trial's heartbeat {where}: {err}. The sweeper bills this trial at its last "
-                    "written heartbeat until a write succeeds.",
+                    f"Cannot write the trial's heartbeat {where}: {str(err).rstrip('.')}. Until a write succeeds the "
+                    "sweeper sees this trial's last written heartbeat; its final record goes back with the job's "
+                    "result if it cannot be written either.",
                     GreenAIWarning,
                     stacklevel=3,
                 )

@@ -4,7 +4,8 @@ Each trial runs ``blocks`` Meter blocks (pretrain, finetune ...) of ``steps`` (+
 ``joules_per_step`` J each (a fake counter), sleeping ``step_s`` per step, and returns ``{"objective": -(x - 3)^2}``.
 At step ``crash_at`` of the trial with ``x == crash_x`` (once only if ``crash_once_file`` is set) it dies as
 ``crash_mode`` says: ``exit`` (os._exit, a SIGKILL-like death), ``sysexit`` (SystemExit, as Lightning turns SIGTERM
-into), ``sigterm`` or ``sigint`` (a real signal to its own process). ``fail`` raises; ``bad_objective`` returns a
+into), ``sigterm`` or ``sigint`` (a real signal to its own process), or ``lose_channel`` (it lives on, but no
+heartbeat or final record it writes from then on reaches the sweeper). ``fail`` raises; ``bad_objective`` returns a
 string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no
 energy; ``needs`` names a module the trial imports first.
 """
@@ -35,6 +36,17 @@ def crash(cfg: DictConfig) -> None:
     time.sleep(5.0)  # the signal arrives here
 
 
+def lose_channel() -> None:
+    """From now on, no heartbeat of this job reaches the sweeper (its file's place is taken by a folder)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from lightning_greenai.budget.files import TrialRecord
+
+    path = TrialRecord.path(HydraConfig.get().sweep.dir, HydraConfig.get().job.num)
+    path.unlink()
+    path.mkdir()
+
+
 @hydra.main(version_base="1.3", config_path=".", config_name="meter_task")
 def main(cfg: DictConfig) -> dict:
     if cfg.needs is not None:
@@ -48,7 +60,10 @@ def main(cfg: DictConfig) -> dict:
                 if meter.should_stop():
                     break
                 if cfg.crash_at is not None and step == cfg.crash_at and cfg.x == cfg.crash_x:
-                    crash(cfg)
+                    if cfg.crash_mode == "lose_channel":
+                        lose_channel()
+                    else:
+                        crash(cfg)
                 energy["j"] += cfg.joules_per_step
                 meter.add_flops(cfg.flops_per_step)
                 time.sleep(cfg.step_s)

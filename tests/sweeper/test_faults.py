@@ -319,6 +319,60 @@ def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
     assert rep["wall_s"] >= earlier_s + sum(Spend.from_dict(e["spend"]).duration_s for e in again)
 
 
+def test_a_final_record_the_channel_cannot_take_comes_back_with_the_result(tmp_path):
+    # job 0 loses its channel at its 2nd step and meters 5 J in all: its heartbeats and final record never arrive
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, "x=0,1", "steps=5", "crash_mode=lose_channel", "crash_at=1", "crash_x=0")
+    jobs = finished(sweep_dir)
+    assert jobs[0]["status"] == "completed" and jobs[0]["objective"] == -9.0
+    assert jobs[0]["spend"]["energy_j"] == {"gpu:0": 5.0}  # what the job metered, not its last heartbeat's 1 J
+    assert "Cannot write the trial's heartbeat" in proc.stderr
+    assert_books_balance(sweep_dir, proc.stdout)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_the_wrapper_sends_an_undelivered_final_record_back_with_the_value_or_the_error(in_sweep_job, status):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from lightning_greenai import Meter
+    from lightning_greenai.budget.task import TaskWrapper, Undelivered, carried_record
+    from lightning_greenai.errors import GreenAIWarning
+    from lightning_greenai.sensors.fake import FakeSensor
+
+    def task(cfg):
+        joules = {"j": 0.0}
+        with Meter([FakeSensor("gpu:0", lambda: joules["j"])]) as meter:
+            for _ in range(3):
+                joules["j"] += 2.0
+                meter.sample()
+                heartbeat = in_sweep_job / ".greenai" / "trials" / "7.json"
+                if not heartbeat.is_dir():
+                    heartbeat.unlink(missing_ok=True)
+                    heartbeat.mkdir()  # no write lands from now on
+        if status == "failed":
+            raise RuntimeError("the task failed")
+        return {"objective": 0.5}
+
+    OmegaConf.update(HydraConfig.get(), "overrides", {"task": []}, force_add=True)
+    wrapper = TaskWrapper(task, "objective")
+
+    def call():
+        try:
+            return JobReturn(status=JobStatus.COMPLETED, _return_value=wrapper(None))
+        except RuntimeError as err:
+            return JobReturn(status=JobStatus.FAILED, _return_value=err)
+
+    with pytest.warns(GreenAIWarning, match="its final record goes back with the job's result"):
+        ret = call()
+    assert isinstance(ret._return_value, Undelivered if status == "completed" else RuntimeError)
+    record = carried_record(ret)
+    assert record is not None and record["status"] == status and record["spend"]["energy_j"] == {"gpu:0": 6.0}
+    if status == "completed":
+        assert ret.return_value == {"objective": 0.5}  # the task's own value back in its place
+
+
 # -- bad scores -----------------------------------------------------------------------------------------------------
 
 
