@@ -43,8 +43,10 @@ from lightning_greenai.budget.strategies import (
     GridStrategy,
     RandomStrategy,
     SearchStrategy,
+    canonical_overrides,
     make_strategy,
     parse_overrides,
+    varies,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError, SweepFailedError
@@ -73,6 +75,17 @@ _MEASURED_BY = {
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _search_key(search: Any) -> str | None:
+    """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
+    if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
+        return None
+    try:
+        arguments = canonical_overrides([str(a) for a in search["arguments"]])
+    except Exception:  # a recorded override Hydra cannot parse: no search this one can be
+        return None
+    return _fingerprint({**search, "arguments": arguments})
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, allowed: str) -> float:
@@ -410,6 +423,13 @@ class BudgetSweep:
         if self.strategy_name == "grid":
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
+        if self.strategy_name != "grid" and not varies(arguments):
+            print(
+                f"[greenai] the search space has nothing to vary ({' '.join(arguments) or 'no parameters'}: "
+                f"hydra.sweeper.params and the command line give no interval and no choice of two values or more), "
+                f"so the {self.strategy_name} search runs it once, as Hydra's basic sweeper runs one job. Give "
+                "hydra.sweeper.params to search, e.g. `model.lr: tag(log, interval(1e-4, 1e-1))`."
+            )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled = None
         self.channel = open_channel(sweep_dir, self.storage, create=True)
@@ -759,7 +779,7 @@ class BudgetSweep:
             ledger.append(
                 "header",
                 search=search,
-                fingerprint=_fingerprint(search),
+                fingerprint=_search_key(search),
                 **budget,
                 grid=self.grid.to_dict(),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
@@ -775,7 +795,7 @@ class BudgetSweep:
                 f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
                 "another hydra.sweep.dir."
             )
-        if header.get("fingerprint") != _fingerprint(search):
+        if _search_key(header.get("search")) != _search_key(search):
             raise BudgetConfigError(
                 "The search space changed since this sweep started, so it cannot be resumed: was "
                 f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."

@@ -282,15 +282,49 @@ def test_a_resume_with_the_budget_in_other_units_is_the_same_budget(tmp_path):
     assert "resuming" in resumed.stdout
 
 
+RANDOM = ("hydra.sweeper.strategy=random", "hydra.sweeper.max_trials=2")
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
-    [("x=interval(0,1)", "The grid strategy needs discrete values"), ("nokey=1,2", "nokey")],
+    [
+        (("x=interval(0,1)",), "The grid strategy needs discrete values"),
+        (("nokey=1,2",), "nokey"),
+        # not a bare "math domain error" from the first draw
+        (
+            ("x=tag(log, interval(0, 1))", *RANDOM),
+            "(parameter `x`): a log interval, tag(log, interval(a, b)), needs 0 < a",
+        ),
+        (("x=interval(1, 0)", *RANDOM), "(parameter `x`): an interval(a, b) needs finite ends with a < b, got a=1"),
+    ],
 )
 def test_a_bad_search_space_never_writes_the_ledger(tmp_path, space, message):
     sweep_dir = tmp_path / "sweep"
-    proc = run(sweep_dir, space, check=False)
+    proc = run(sweep_dir, *space, check=False)
     assert proc.returncode != 0 and message in proc.stderr
+    assert ("Traceback" not in proc.stderr) == ("nokey" not in message)  # ours are one line; Hydra's own is its
     assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+def test_a_resume_compares_the_search_space_as_parsed_not_as_spelled(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, "x=choice(0, 1,2)", "hydra.sweeper.max_trials=1")
+    resumed = run(sweep_dir, "x=choice(0,1,2)", "hydra.sweeper.max_trials=1", "hydra.sweeper.resume=true")
+    assert "resuming" in resumed.stdout
+    proc = run(sweep_dir, "x=choice(0,1,3)", "hydra.sweeper.max_trials=1", "hydra.sweeper.resume=true", check=False)
+    assert proc.returncode != 0 and "The search space changed" in proc.stderr
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_a_search_space_with_nothing_to_vary_runs_one_trial_and_says_so(tmp_path, strategy):
+    sweep_dir = tmp_path / "sweep"
+    # hydra.sweeper.params is null in meter_task.yaml, and the command line sweeps nothing
+    proc = run(sweep_dir, "x=2", f"hydra.sweeper.strategy={strategy}", "hydra.sweeper.max_trials=5")
+    assert "the search space has nothing to vary (x=2: " in proc.stdout
+    assert f"so the {strategy} search runs it once" in proc.stdout
+    rep = report(sweep_dir)
+    assert rep["trials_by_status"] == {"completed": 1}  # not five identical trials
+    assert rep["stop_reason"] == "search space exhausted"
 
 
 def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
