@@ -34,6 +34,12 @@ class Trial:
     rerun_of: int | None = None
     slurm_job: str | None = None
 
+    @property
+    def failed_unmetered(self) -> bool:
+        """Whether it failed before metering anything (no energy, FLOPs or time): a trial no budget can see."""
+        spend = self.spend
+        return self.status == "failed" and not (spend.total_energy_j or spend.flops or spend.duration_s)
+
     def take_heartbeat(self, record: TrialRecord | None) -> None:
         """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
         self.spend = record.spend if record is not None else Spend()

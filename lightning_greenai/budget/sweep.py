@@ -59,6 +59,9 @@ __all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
 
+#: Trials in a row that fail without metering anything before the sweep stops, whatever max_failure_rate (at least:
+#: 3x the longest such run that a trial which metered has ended before, so a space with some invalid corners runs on)
+UNMETERED_FAILURES_IN_A_ROW = 10
 STOP_POLICIES = ("graceful", "finish", "kill")
 STRATEGIES = ("grid", "random", "optuna")
 #: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
@@ -175,6 +178,8 @@ class _Book:
         self.trials: list[Trial] = []
         self.done = 0  # trials that completed or stopped at the budget: they report what they spent
         self.measured: set[str] = set()  # the limited quantities some such trial reported
+        self.unmetered_run = 0  # trials in a row (job order) that failed without metering anything, up to now
+        self.longest_unmetered_run = 0  # the longest such run that a trial which metered has ended
         self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
         self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
 
@@ -186,6 +191,11 @@ class _Book:
             return  # an interrupted trial runs again; one that never started is no trial
         self.counted += 1
         self.failed += trial.status == "failed"
+        if trial.failed_unmetered:
+            self.unmetered_run += 1
+        else:
+            self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
+            self.unmetered_run = 0
         if trial.status not in ("completed", "budget_stopped"):
             return  # a failed or killed trial's cost says nothing about a trial's cost
         self.done += 1
@@ -195,6 +205,20 @@ class _Book:
                 self.measured.add(quantity)
             if cost is not None and quantity in costs:
                 bisect.insort(costs[quantity], cost)
+
+    def unmetered_failures(self) -> str | None:
+        """Why the last trials' failures end the sweep: they metered nothing, so no budget would ever stop it.
+
+        ``UNMETERED_FAILURES_IN_A_ROW`` such trials in a row, or 3x the longest run of them the sweep has come out of
+        (a search space with corners that fail at once still runs), whichever is more.
+        """
+        limit = max(UNMETERED_FAILURES_IN_A_ROW, 3 * self.longest_unmetered_run)
+        if self.unmetered_run < limit:
+            return None
+        return (
+            f"{self.unmetered_run} trials in a row failed without metering anything (no energy, FLOPs or time), so "
+            "no budget can stop the sweep; it stops whatever max_failure_rate"
+        )
 
     def estimates(self) -> dict[str, float | None]:
         """Per-trial cost of each limited quantity.
@@ -524,8 +548,9 @@ class BudgetSweep:
                 if results is not None:
                     returns.append(results)
                 next_job += len(jobs)
-                if book.counted and book.failed / book.counted > self.max_failure_rate:
-                    reason = f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
+                failing = self._failing(book)
+                if failing is not None:
+                    reason = failing
                     self._finish(ledger, sweep_dir, book, reason)
                     missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
                     if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
@@ -549,6 +574,12 @@ class BudgetSweep:
             self._interrupted(cause, sweep_dir, jobs, settled, strategy, ledger, book)
         self._finish(ledger, sweep_dir, book, reason)
         return returns
+
+    def _failing(self, book: _Book) -> str | None:
+        """Why failed trials end the sweep: more of them than ``max_failure_rate``, or a run that metered nothing."""
+        if book.counted and book.failed / book.counted > self.max_failure_rate:
+            return f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
+        return book.unmetered_failures()
 
     def _cap(self, strategy: SearchStrategy, retry: list[Trial]) -> int:
         """The most trials one batch may hold.
