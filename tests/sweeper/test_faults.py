@@ -19,6 +19,8 @@ import pytest
 from lightning_greenai import Spend
 from lightning_greenai.budget.files import TrialRecord, write_json_atomic
 from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.reporting.render import to_json
+from lightning_greenai.reporting.summary import load
 from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
@@ -341,6 +343,11 @@ def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
     assert rep["wall_s"] <= 8.0 + 1.5
     completed = rep["trials_by_status"]["completed"]
     assert completed <= 7  # 8 s of 1 s trials, whichever session ran them
+    # the price tag's duration is that wall time (both sessions); the trials' times are summed under their own name
+    tag = json.loads(to_json(load(sweep_dir)))["price_tag"]
+    assert tag["duration_s"] == rep["wall_s"]
+    trial_time_s = sum(Spend.from_dict(e["spend"]).duration_s for e in finished(sweep_dir).values())
+    assert tag["trial_time_sum_s"] == pytest.approx(trial_time_s)
 
 
 # -- bad scores -----------------------------------------------------------------------------------------------------
