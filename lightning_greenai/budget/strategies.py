@@ -30,7 +30,7 @@ __all__ = [
     "make_strategy",
     "parse_overrides",
     "parse_search_space",
-    "varies",
+    "sweeps_anything",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,12 @@ def parse_search_space(arguments: Sequence[str]) -> list[Override]:
     return overrides
 
 
-def varies(arguments: Sequence[str]) -> bool:
-    """Whether the search space has a parameter with more than one value (an interval, or two distinct choices)."""
-    for override in parse_overrides(arguments):
-        if override.is_interval_sweep():
-            return True
-        if override.is_sweep_override() and len(set(override.sweep_string_iterator())) > 1:
-            return True
-    return False
+def sweeps_anything(arguments: Sequence[str]) -> bool:
+    """Whether any parameter is swept (an interval, a choice, a range or a comma list), not only set to a value.
+
+    A ``choice()`` of one value is a sweep: written on purpose, its repeated trials are what was asked for.
+    """
+    return any(override.is_sweep_override() for override in parse_overrides(arguments))
 
 
 def canonical_overrides(arguments: Sequence[str]) -> list[str]:
@@ -402,10 +400,10 @@ def make_strategy(
 ) -> SearchStrategy:
     """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed.
 
-    A search space with nothing to vary (see :func:`varies`) is one point, whatever the strategy: it is proposed
-    once, as Hydra's basic sweeper runs one job, rather than drawn again and again until the budget is spent.
+    A search space that sweeps nothing (see :func:`sweeps_anything`) is one point, whatever the strategy: it is
+    proposed once, as Hydra's basic sweeper runs one job, rather than drawn again and again until the budget is spent.
     """
-    if name == "grid" or (name in ("random", "optuna") and not varies(arguments)):
+    if name == "grid" or (name in ("random", "optuna") and not sweeps_anything(arguments)):
         return GridStrategy(arguments, skip=skip)
     if name == "random":
         return RandomStrategy(arguments, seed=seed, skip=skip)

@@ -46,7 +46,7 @@ from lightning_greenai.budget.strategies import (
     canonical_overrides,
     make_strategy,
     parse_overrides,
-    varies,
+    sweeps_anything,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError, SweepFailedError
@@ -447,10 +447,10 @@ class BudgetSweep:
         if self.strategy_name == "grid":
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
-        if self.strategy_name != "grid" and not varies(arguments):
+        if self.strategy_name != "grid" and not sweeps_anything(arguments):
             print(
-                f"[greenai] the search space has nothing to vary ({' '.join(arguments) or 'no parameters'}: "
-                f"hydra.sweeper.params and the command line give no interval and no choice of two values or more), "
+                f"[greenai] the search space sweeps nothing ({' '.join(arguments) or 'no parameters'}: "
+                "hydra.sweeper.params and the command line give no interval, choice, range or comma list), "
                 f"so the {self.strategy_name} search runs it once, as Hydra's basic sweeper runs one job. Give "
                 "hydra.sweeper.params to search, e.g. `model.lr: tag(log, interval(1e-4, 1e-1))`."
             )

@@ -318,11 +318,11 @@ def test_a_resume_compares_the_search_space_as_parsed_not_as_spelled(tmp_path):
 
 
 @pytest.mark.parametrize("strategy", ["random", "optuna"])
-def test_a_search_space_with_nothing_to_vary_runs_one_trial_and_says_so(tmp_path, strategy):
+def test_a_search_space_that_sweeps_nothing_runs_one_trial_and_says_so(tmp_path, strategy):
     sweep_dir = tmp_path / "sweep"
     # hydra.sweeper.params is null in meter_task.yaml, and the command line sweeps nothing
     proc = run(sweep_dir, "x=2", f"hydra.sweeper.strategy={strategy}", "hydra.sweeper.max_trials=5")
-    assert "the search space has nothing to vary (x=2: " in proc.stdout
+    assert "the search space sweeps nothing (x=2: " in proc.stdout
     assert f"so the {strategy} search runs it once" in proc.stdout
     rep = report(sweep_dir)
     assert rep["trials_by_status"] == {"completed": 1}  # not five identical trials
