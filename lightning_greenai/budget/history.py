@@ -15,7 +15,7 @@ from typing import Any
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.spend import Spend
 
-__all__ = ["History", "Session", "Trial", "replay"]
+__all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
 
 
 @dataclass
@@ -125,3 +125,15 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
             session.end = when
     open_ = {job: trial for job, trial in launched.items() if job not in finished}
     return History(finished, open_, proposed, rerun, sessions)
+
+
+def limits_in_force(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The event that holds the budget and ``max_trials`` the sweep's latest session ran with.
+
+    The header's, or the last ``resumed`` event's that records them: a resume may raise or lower the budget.
+    """
+    found = None
+    for event in events:
+        if event.get("event") == "header" or (event.get("event") == "resumed" and "budget" in event):
+            found = event
+    return found

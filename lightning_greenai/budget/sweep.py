@@ -34,7 +34,7 @@ from lightning_greenai.budget.budget import Budget, measure
 from lightning_greenai.budget.channel import Channel, check_storage, open_channel
 from lightning_greenai.budget.files import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
-from lightning_greenai.budget.history import Trial, replay
+from lightning_greenai.budget.history import Trial, limits_in_force, replay
 from lightning_greenai.budget.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.budget.lock import SweepLock
@@ -831,16 +831,6 @@ class BudgetSweep:
                 "The search space changed since this sweep started, so it cannot be resumed: was "
                 f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
             )
-        try:
-            same_budget = self.budget.same_as(header.get("budget") or {})
-        except BudgetConfigError:
-            same_budget = False
-        if not same_budget or header.get("max_trials") != self.max_trials:
-            raise BudgetConfigError(
-                f"The budget changed since this sweep started (was {header.get('budget')}, max_trials "
-                f"{header.get('max_trials')}; now {budget['budget']}, max_trials {budget['max_trials']}). A resume "
-                "continues toward the same total: restore the original budget, or start a new sweep dir."
-            )
         for note in ledger.notes:
             print(f"[greenai] note: {note}")
         history = replay(ledger.events())
@@ -874,9 +864,10 @@ class BudgetSweep:
         self._elapsed_before = history.elapsed_s(last_alive)
         for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
             book.add(trial)
+        self._say_budget_change(limits_in_force(ledger.events()) or header, book)
         retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
         retry.sort(key=lambda t: t.job_num)
-        ledger.append("resumed", trials=len(history.finished), rerun=[t.job_num for t in retry])
+        ledger.append("resumed", trials=len(history.finished), rerun=[t.job_num for t in retry], **budget)
         billed = sum((t.spend for t in interrupted), Spend())
         print(
             f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "
@@ -891,6 +882,44 @@ class BudgetSweep:
             + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
         )
         return book, history.proposed, retry, recovered
+
+    def _say_budget_change(self, recorded: Mapping[str, Any], book: _Book) -> None:
+        """A resume may raise (or lower) the budget and ``max_trials``: say how, and whether any of it is left.
+
+        The sweep then spends up to the new budget; one already spent stops it at once (``_why_stop``), running
+        nothing. ``recorded``: the ledger event holding the limits of the session before.
+        """
+        was, was_trials = recorded.get("budget") or {}, recorded.get("max_trials")
+        try:
+            same = self.budget.same_as(was)
+            was_text = _budget_text(Budget.parse(was), was_trials)
+        except (BudgetConfigError, TypeError, AttributeError):  # a damaged record: whatever it said, this one holds now
+            same, was_text = False, f"unreadable ({was!r})"
+        if same and was_trials == self.max_trials:
+            return
+        now_text = _budget_text(self.budget, self.max_trials)
+        used = self.budget.spent(book.spend, self.grid, wall_s=self._elapsed_before)
+        spent = ", ".join(f"{q} {format_quantity(q, v, self.budget.currency)}" for q, v in used.items())
+        spent += f"{', ' if spent else ''}{book.counted} trial{'' if book.counted == 1 else 's'}"
+        over = self.budget.exceeded_by(book.spend, self.grid, wall_s=self._elapsed_before)
+        if self.max_trials is not None and book.counted >= self.max_trials:
+            over.append("max_trials")
+        if over:
+            log.warning(
+                "The budget changed on resume (was %s, now %s), and the new one is already spent (%s so far: %s): "
+                "the sweep stops at once and runs nothing. To continue, resume with a budget above what was spent.",
+                was_text,
+                now_text,
+                spent,
+                ", ".join(over),
+            )
+        else:
+            log.info(
+                "The budget changed on resume (was %s, now %s): the sweep continues up to the new budget (%s so far).",
+                was_text,
+                now_text,
+                spent,
+            )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
         """What a trial may spend, in grid-free units the job checks alone, written beside it before launch.
@@ -1193,6 +1222,12 @@ class _Watchdog:
                 sweep._channel.send("allowance", job_num, allowance)
             except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
                 log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
+
+
+def _budget_text(budget: Budget, max_trials: int | None) -> str:
+    """``10.0 J, max_trials 5``: a budget's limits in readable units."""
+    parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
+    return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
 
 
 def write_report(

@@ -19,7 +19,7 @@ from lightning_greenai.budget.bands import Bands, band_method, check_bounds, tun
 from lightning_greenai.budget.evp import expected_max_curve
 from lightning_greenai.budget.extrapolate import MIN_SCORES, Extrapolation, extrapolate
 from lightning_greenai.budget.files import STATE_DIR, is_scored
-from lightning_greenai.budget.history import replay
+from lightning_greenai.budget.history import limits_in_force, replay
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
@@ -466,7 +466,11 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
     notes.extend(ledger.notes)  # each damaged line: where, and what is wrong with it
     if ledger.truncated_tail:
         notes.append("the ledger's last line is incomplete (the sweep was killed mid-write); it was skipped")
-    header = _sanitize_header(next((e for e in events if e.get("event") == "header"), {}), notes)
+    header = next((e for e in events if e.get("event") == "header"), {})
+    limits = limits_in_force(events)
+    if limits is not None and limits.get("event") == "resumed":  # a resume changed them: the latest hold
+        header = {**header, "budget": limits.get("budget"), "max_trials": limits.get("max_trials")}
+    header = _sanitize_header(header, notes)
     if not header:
         notes.append("the ledger has no readable header: search, budget and grid are unknown (the table's world mean)")
     launched = {e["job"]: e for e in events if e.get("event") == "launched"}

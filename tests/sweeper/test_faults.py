@@ -282,6 +282,35 @@ def test_a_resume_with_the_budget_in_other_units_is_the_same_budget(tmp_path):
         "hydra.sweeper.resume=true",
     )
     assert "resuming" in resumed.stdout
+    assert "The budget changed" not in resumed.stdout
+
+
+def test_a_resume_with_a_larger_budget_spends_up_to_it_and_a_spent_one_stops_at_once(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    prior = "hydra.sweeper.prior_cost.energy_kwh=3 J"
+    run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=10 J", prior)
+    assert report(sweep_dir)["trials_by_status"] == {"completed": 3}  # 3 J trials: 9 J of 10 J
+    raised = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=20 J", prior, "hydra.sweeper.resume=true")
+    assert (
+        "The budget changed on resume (was 10.0 J, now 20.0 J): the sweep continues up to the new budget "
+        "(energy_kwh 9.0 J, 3 trials so far)." in raised.stdout
+    )
+    rep = assert_books_balance(sweep_dir, raised.stdout)
+    assert rep["trials_by_status"] == {"completed": 6}  # 18 J of 20 J: the grid went on where it stopped
+    launched = [e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "launched"]
+    assert [e["overrides"] for e in launched] == [[f"x={i}"] for i in range(6)]
+    assert rep["budget"] == {"energy_kwh": pytest.approx(20 / 3.6e6)}
+    assert "budget: 20.0 J" in raised.stdout  # the price tag's budget line: the one in force
+    # lowered below what was spent: nothing runs, and the log says why
+    lowered = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=5 J", prior, "hydra.sweeper.resume=true")
+    assert (
+        "The budget changed on resume (was 20.0 J, now 5.0 J), and the new one is already spent (energy_kwh 18.0 J, "
+        "6 trials so far: energy_kwh): the sweep stops at once and runs nothing." in lowered.stdout
+    )
+    rep = assert_books_balance(sweep_dir, lowered.stdout)
+    assert rep["trials_by_status"] == {"completed": 6}
+    assert rep["stop_reason"] == "budget spent: energy_kwh"
+    assert load(sweep_dir).header["budget"] == {"energy_kwh": pytest.approx(5 / 3.6e6)}
 
 
 RANDOM = ("hydra.sweeper.strategy=random", "hydra.sweeper.max_trials=2")
