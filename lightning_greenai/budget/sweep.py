@@ -84,9 +84,11 @@ def _search_key(search: Any) -> str | None:
     """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
     if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
         return None
+    from hydra.errors import HydraException
+
     try:
         arguments = canonical_overrides([str(a) for a in search["arguments"]])
-    except Exception:  # a recorded override Hydra cannot parse: no search this one can be
+    except (HydraException, ValueError):  # a recorded override Hydra cannot parse: no search this one can be
         return None
     return _fingerprint({**search, "arguments": arguments})
 
