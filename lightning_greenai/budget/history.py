@@ -15,7 +15,7 @@ from typing import Any
 from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.spend import Spend
 
-__all__ = ["History", "Session", "Trial", "replay"]
+__all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
 
 
 @dataclass
@@ -33,6 +33,12 @@ class Trial:
     strategy_id: int | None = None
     rerun_of: int | None = None
     slurm_job: str | None = None
+
+    @property
+    def failed_unmetered(self) -> bool:
+        """Whether it failed before metering anything (no energy, FLOPs or time): a trial no budget can see."""
+        spend = self.spend
+        return self.status == "failed" and not (spend.total_energy_j or spend.flops or spend.duration_s)
 
     def take_heartbeat(self, record: TrialRecord | None) -> None:
         """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
@@ -120,3 +126,15 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
             session.end = when
     open_ = {job: trial for job, trial in launched.items() if job not in finished}
     return History(finished, open_, proposed, rerun, sessions)
+
+
+def limits_in_force(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The event that holds the budget and ``max_trials`` the sweep's latest session ran with.
+
+    The header's, or the last ``resumed`` event's that records them: a resume may raise or lower the budget.
+    """
+    found = None
+    for event in events:
+        if event.get("event") == "header" or (event.get("event") == "resumed" and "budget" in event):
+            found = event
+    return found

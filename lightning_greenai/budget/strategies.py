@@ -19,9 +19,19 @@ from typing import Any, Protocol
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
-from lightning_greenai.errors import MissingDependencyError
+from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
 
-__all__ = ["GridStrategy", "OptunaStrategy", "RandomStrategy", "SearchStrategy", "make_strategy", "parse_overrides"]
+__all__ = [
+    "GridStrategy",
+    "OptunaStrategy",
+    "RandomStrategy",
+    "SearchStrategy",
+    "canonical_overrides",
+    "make_strategy",
+    "parse_overrides",
+    "parse_search_space",
+    "sweeps_anything",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,62 @@ def parse_overrides(arguments: Sequence[str]) -> list[Override]:
     return OverridesParser.create().parse_overrides(list(arguments))
 
 
+def parse_search_space(arguments: Sequence[str]) -> list[Override]:
+    """Parse the search space's overrides and check every ``interval()`` can be sampled.
+
+    Raises:
+        BudgetConfigError: an interval whose ends are not finite or not in order, or a log interval that does not
+            start above 0 (log-uniform sampling takes the log of its ends), naming the parameter.
+    """
+    overrides = parse_overrides(arguments)
+    for override in overrides:
+        value: Any = override.value() if override.is_interval_sweep() else None
+        if not isinstance(value, IntervalSweep):
+            continue
+        start, end, log_scale = value.start, value.end, "log" in (value.tags or set())
+        given = f"`{override.input_line}` (parameter `{override.get_key_element()}`)"
+        if start is None or end is None or not (math.isfinite(start) and math.isfinite(end) and start < end):
+            raise BudgetConfigError(f"{given}: an interval(a, b) needs finite ends with a < b, got a={start}, b={end}.")
+        if log_scale and start <= 0:
+            raise BudgetConfigError(
+                f"{given}: a log interval, tag(log, interval(a, b)), needs 0 < a < b (it draws log-uniformly, and "
+                f"log(a) is undefined for a={start:g}): start at a small positive value such as 1e-6, or drop the "
+                "log tag for a uniform draw."
+            )
+    return overrides
+
+
+def sweeps_anything(arguments: Sequence[str]) -> bool:
+    """Whether any parameter is swept (an interval, a choice, a range or a comma list), not only set to a value.
+
+    A ``choice()`` of one value is a sweep: written on purpose, its repeated trials are what was asked for.
+    """
+    return any(override.is_sweep_override() for override in parse_overrides(arguments))
+
+
+def canonical_overrides(arguments: Sequence[str]) -> list[str]:
+    """The search space as parsed, one spelling per meaning, sorted: ``choice(32, 64,128)`` is ``choice(32,64,128)``.
+
+    What is compared is the key and the parsed value (types included: ``'1'`` is not ``1``); the choices' order is
+    kept, and a bare comma list is the ``choice()`` it stands for.
+    """
+    out = []
+    for override in parse_overrides(arguments):
+        value: Any = override.value()
+        tags = sorted(getattr(value, "tags", None) or ())
+        body: tuple[Any, ...]
+        if isinstance(value, ChoiceSweep):
+            body = ("choice", value.list, value.shuffle, tags)
+        elif isinstance(value, RangeSweep):
+            body = ("range", value.start, value.stop, value.step, value.shuffle, tags)
+        elif isinstance(value, IntervalSweep):
+            body = ("interval", value.start, value.end, tags)
+        else:
+            body = ("value", value)
+        out.append(f"{override.get_key_element()}={body!r}")
+    return sorted(out)
+
+
 class GridStrategy:
     """Every combination of the sweep overrides, in the basic sweeper's order (the last key varies fastest)."""
 
@@ -79,7 +145,7 @@ class GridStrategy:
                 if override.is_discrete_sweep():
                     lists.append([f"{key}={v}" for v in override.sweep_string_iterator()])
                 else:
-                    raise ValueError(
+                    raise BudgetConfigError(
                         f"The grid strategy needs discrete values, got {override.input_line!r}: use "
                         "hydra.sweeper.strategy=random or optuna for interval() sweeps."
                     )
@@ -152,7 +218,7 @@ class RandomStrategy:
     iid = True
 
     def __init__(self, arguments: Sequence[str], seed: int = 0, skip: int = 0) -> None:
-        self._overrides = parse_overrides(arguments)
+        self._overrides = parse_search_space(arguments)
         self._rng = random.Random(seed)
         self.ids: list[int | None] = []
         for _ in range(skip):  # resume: replay the draws already made, so the sequence continues
@@ -213,7 +279,7 @@ class OptunaStrategy:
             ) from err
 
         self._optuna = optuna
-        self._overrides = parse_overrides(arguments)
+        self._overrides = parse_search_space(arguments)
         storage_dir.mkdir(parents=True, exist_ok=True)
         if sampler is not None:
             from hydra.utils import instantiate
@@ -332,8 +398,12 @@ def make_strategy(
     storage: str | None = None,
     study_name: str | None = None,
 ) -> SearchStrategy:
-    """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed."""
-    if name == "grid":
+    """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed.
+
+    A search space that sweeps nothing (see :func:`sweeps_anything`) is one point, whatever the strategy: it is
+    proposed once, as Hydra's basic sweeper runs one job, rather than drawn again and again until the budget is spent.
+    """
+    if name == "grid" or (name in ("random", "optuna") and not sweeps_anything(arguments)):
         return GridStrategy(arguments, skip=skip)
     if name == "random":
         return RandomStrategy(arguments, seed=seed, skip=skip)

@@ -34,7 +34,7 @@ from lightning_greenai.budget.budget import Budget, measure
 from lightning_greenai.budget.channel import Channel, check_storage, open_channel
 from lightning_greenai.budget.files import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
-from lightning_greenai.budget.history import Trial, replay
+from lightning_greenai.budget.history import Trial, limits_in_force, replay
 from lightning_greenai.budget.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.budget.lock import SweepLock
@@ -43,8 +43,10 @@ from lightning_greenai.budget.strategies import (
     GridStrategy,
     RandomStrategy,
     SearchStrategy,
+    canonical_overrides,
     make_strategy,
     parse_overrides,
+    sweeps_anything,
 )
 from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper, carried_record
 from lightning_greenai.errors import (
@@ -63,6 +65,9 @@ __all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
 
+#: Trials in a row that fail without metering anything before the sweep stops, whatever max_failure_rate (at least:
+#: 3x the longest such run that a trial which metered has ended before, so a space with some invalid corners runs on)
+UNMETERED_FAILURES_IN_A_ROW = 10
 STOP_POLICIES = ("graceful", "finish", "kill")
 STRATEGIES = ("grid", "random", "optuna")
 #: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
@@ -79,6 +84,19 @@ _MEASURED_BY = {
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _search_key(search: Any) -> str | None:
+    """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
+    if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
+        return None
+    from hydra.errors import HydraException
+
+    try:
+        arguments = canonical_overrides([str(a) for a in search["arguments"]])
+    except (HydraException, ValueError):  # a recorded override Hydra cannot parse: no search this one can be
+        return None
+    return _fingerprint({**search, "arguments": arguments})
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, allowed: str) -> float:
@@ -168,6 +186,8 @@ class _Book:
         self.trials: list[Trial] = []
         self.done = 0  # trials that completed or stopped at the budget: they report what they spent
         self.measured: set[str] = set()  # the limited quantities some such trial reported
+        self.unmetered_run = 0  # trials in a row (job order) that failed without metering anything, up to now
+        self.longest_unmetered_run = 0  # the longest such run that a trial which metered has ended
         self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
         self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
 
@@ -179,6 +199,11 @@ class _Book:
             return  # an interrupted trial runs again; one that never started is no trial
         self.counted += 1
         self.failed += trial.status == "failed"
+        if trial.failed_unmetered:
+            self.unmetered_run += 1
+        else:
+            self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
+            self.unmetered_run = 0
         if trial.status not in ("completed", "budget_stopped"):
             return  # a failed or killed trial's cost says nothing about a trial's cost
         self.done += 1
@@ -188,6 +213,20 @@ class _Book:
                 self.measured.add(quantity)
             if cost is not None and quantity in costs:
                 bisect.insort(costs[quantity], cost)
+
+    def unmetered_failures(self) -> str | None:
+        """Why the last trials' failures end the sweep: they metered nothing, so no budget would ever stop it.
+
+        ``UNMETERED_FAILURES_IN_A_ROW`` such trials in a row, or 3x the longest run of them the sweep has come out of
+        (a search space with corners that fail at once still runs), whichever is more.
+        """
+        limit = max(UNMETERED_FAILURES_IN_A_ROW, 3 * self.longest_unmetered_run)
+        if self.unmetered_run < limit:
+            return None
+        return (
+            f"{self.unmetered_run} trials in a row failed without metering anything (no energy, FLOPs or time), so "
+            "no budget can stop the sweep; it stops whatever max_failure_rate"
+        )
 
     def estimates(self) -> dict[str, float | None]:
         """Per-trial cost of each limited quantity.
@@ -416,6 +455,13 @@ class BudgetSweep:
         if self.strategy_name == "grid":
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
+        if self.strategy_name != "grid" and not sweeps_anything(arguments):
+            print(
+                f"[greenai] the search space sweeps nothing ({' '.join(arguments) or 'no parameters'}: "
+                "hydra.sweeper.params and the command line give no interval, choice, range or comma list), "
+                f"so the {self.strategy_name} search runs it once, as Hydra's basic sweeper runs one job. Give "
+                "hydra.sweeper.params to search, e.g. `model.lr: tag(log, interval(1e-4, 1e-1))`."
+            )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled = None
         self.channel = open_channel(sweep_dir, self.storage, create=True)
@@ -510,8 +556,9 @@ class BudgetSweep:
                 if results is not None:
                     returns.append(results)
                 next_job += len(jobs)
-                if book.counted and book.failed / book.counted > self.max_failure_rate:
-                    reason = f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
+                failing = self._failing(book)
+                if failing is not None:
+                    reason = failing
                     self._finish(ledger, sweep_dir, book, reason)
                     missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
                     if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
@@ -535,6 +582,12 @@ class BudgetSweep:
             self._interrupted(cause, sweep_dir, jobs, settled, strategy, ledger, book)
         self._finish(ledger, sweep_dir, book, reason)
         return returns
+
+    def _failing(self, book: _Book) -> str | None:
+        """Why failed trials end the sweep: more of them than ``max_failure_rate``, or a run that metered nothing."""
+        if book.counted and book.failed / book.counted > self.max_failure_rate:
+            return f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
+        return book.unmetered_failures()
 
     def _cap(self, strategy: SearchStrategy, retry: list[Trial]) -> int:
         """The most trials one batch may hold.
@@ -765,7 +818,7 @@ class BudgetSweep:
             ledger.append(
                 "header",
                 search=search,
-                fingerprint=_fingerprint(search),
+                fingerprint=_search_key(search),
                 **budget,
                 grid=self.grid.to_dict(),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
@@ -781,20 +834,10 @@ class BudgetSweep:
                 f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
                 "another hydra.sweep.dir."
             )
-        if header.get("fingerprint") != _fingerprint(search):
+        if _search_key(header.get("search")) != _search_key(search):
             raise BudgetConfigError(
                 "The search space changed since this sweep started, so it cannot be resumed: was "
                 f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
-            )
-        try:
-            same_budget = self.budget.same_as(header.get("budget") or {})
-        except BudgetConfigError:
-            same_budget = False
-        if not same_budget or header.get("max_trials") != self.max_trials:
-            raise BudgetConfigError(
-                f"The budget changed since this sweep started (was {header.get('budget')}, max_trials "
-                f"{header.get('max_trials')}; now {budget['budget']}, max_trials {budget['max_trials']}). A resume "
-                "continues toward the same total: restore the original budget, or start a new sweep dir."
             )
         self._check_grid(header.get("grid"))
         for note in ledger.notes:
@@ -831,6 +874,7 @@ class BudgetSweep:
         self._elapsed_before = history.elapsed_s(last_alive)
         for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
             book.add(trial)
+        self._say_budget_change(limits_in_force(ledger.events()) or header, book)
         retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
         retry.sort(key=lambda t: t.job_num)
         ledger.append(
@@ -838,6 +882,7 @@ class BudgetSweep:
             trials=len(history.finished),
             rerun=[t.job_num for t in retry],
             earlier_wall_s=self._elapsed_before,
+            **budget,
         )
         billed = sum((t.spend for t in interrupted), Spend())
         print(
@@ -869,6 +914,44 @@ class BudgetSweep:
                 "The grid changed since this sweep started, so a resume would re-price what was already spent and "
                 f"hold the rest of the budget at other figures ({'; '.join(changed)}; was then vs now). Restore "
                 f"hydra.sweeper.grid to what it was ({then.describe()}), or start a new hydra.sweep.dir."
+            )
+
+    def _say_budget_change(self, recorded: Mapping[str, Any], book: _Book) -> None:
+        """A resume may raise (or lower) the budget and ``max_trials``: say how, and whether any of it is left.
+
+        The sweep then spends up to the new budget; one already spent stops it at once (``_why_stop``), running
+        nothing. ``recorded``: the ledger event holding the limits of the session before.
+        """
+        was, was_trials = recorded.get("budget") or {}, recorded.get("max_trials")
+        try:
+            same = self.budget.same_as(was)
+            was_text = _budget_text(Budget.parse(was), was_trials)
+        except (BudgetConfigError, TypeError, AttributeError):  # a damaged record: whatever it said, this one holds now
+            same, was_text = False, f"unreadable ({was!r})"
+        if same and was_trials == self.max_trials:
+            return
+        now_text = _budget_text(self.budget, self.max_trials)
+        used = self.budget.spent(book.spend, self.grid, wall_s=self._elapsed_before)
+        spent = ", ".join(f"{q} {format_quantity(q, v, self.budget.currency)}" for q, v in used.items())
+        spent += f"{', ' if spent else ''}{book.counted} trial{'' if book.counted == 1 else 's'}"
+        over = self.budget.exceeded_by(book.spend, self.grid, wall_s=self._elapsed_before)
+        if self.max_trials is not None and book.counted >= self.max_trials:
+            over.append("max_trials")
+        if over:
+            log.warning(
+                "The budget changed on resume (was %s, now %s), and the new one is already spent (%s so far: %s): "
+                "the sweep stops at once and runs nothing. To continue, resume with a budget above what was spent.",
+                was_text,
+                now_text,
+                spent,
+                ", ".join(over),
+            )
+        else:
+            log.info(
+                "The budget changed on resume (was %s, now %s): the sweep continues up to the new budget (%s so far).",
+                was_text,
+                now_text,
+                spent,
             )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
@@ -1166,6 +1249,12 @@ class _Watchdog:
                 sweep._channel.send("allowance", job_num, allowance)
             except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
                 log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
+
+
+def _budget_text(budget: Budget, max_trials: int | None) -> str:
+    """``10.0 J, max_trials 5``: a budget's limits in readable units."""
+    parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
+    return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
 
 
 def write_report(

@@ -53,6 +53,7 @@ class BudgetStopping(Callback):
         self._batches = 0
         self._stopped = False  # decided once: the message is printed once, whatever runs after
         self._due = False
+        self._minimums: tuple[int | None, int | None] | None = None  # min_epochs, min_steps lifted by a stop
 
     def _spend(self, trainer: pl.Trainer) -> tuple[Spend, Any]:
         callbacks = trainer.callbacks  # type: ignore[attr-defined]
@@ -64,6 +65,7 @@ class BudgetStopping(Callback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_minimums(trainer)  # a fit that ended by an exception never reached on_fit_end
         self._stopped, self._due, self._batches = False, False, 0  # a second fit in the same trial checks again
 
     @override
@@ -103,13 +105,33 @@ class BudgetStopping(Callback):
         self._stopped = True
         trainer.should_stop = True
         message = f"BudgetStopping: {self.stopping_reason_message or 'budget spent'}; stopping training."
+        rank_zero_info(message + self._outrank_minimums(trainer))
+
+    def _outrank_minimums(self, trainer: pl.Trainer) -> str:
+        """Lift ``min_epochs``/``min_steps`` for the rest of this fit, so that ``should_stop`` ends it now.
+
+        Lightning honours ``should_stop`` only once ``min_epochs`` epochs have *ended* and ``global_step`` reached
+        ``min_steps`` (``FitLoop._can_stop_early``); until then it trains on ("Training will continue..."), the
+        template's ``min_epochs: 1`` included. Returns what to add to the stop message (nothing if none was unmet).
+        """
         loop = trainer.fit_loop
-        if (loop.min_epochs and trainer.current_epoch + 1 < loop.min_epochs) or (loop.epoch_loop.min_steps or 0) > 0:
-            # Lightning ignores should_stop until min_epochs/min_steps: the budget outranks them
-            message += f" The budget outranks min_epochs={loop.min_epochs}, min_steps={loop.epoch_loop.min_steps}."
-            loop.min_epochs = 0
-            loop.epoch_loop.min_steps = 0
-        rank_zero_info(message)
+        min_epochs, min_steps = loop.min_epochs, loop.epoch_loop.min_steps
+        if not min_epochs and not min_steps:
+            return ""
+        self._minimums = (min_epochs, min_steps)  # given back at the fit's end
+        loop.min_epochs, loop.epoch_loop.min_steps = 0, None
+        # the epoch in progress has not ended: epochs ended so far = its index
+        unmet = trainer.current_epoch < (min_epochs or 0) or trainer.global_step < (min_steps or 0)
+        return f" The budget outranks min_epochs={min_epochs}, min_steps={min_steps}." if unmet else ""
+
+    def _restore_minimums(self, trainer: pl.Trainer) -> None:
+        if self._minimums is not None:
+            trainer.fit_loop.min_epochs, trainer.fit_loop.epoch_loop.min_steps = self._minimums
+            self._minimums = None
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_minimums(trainer)  # a later fit on this trainer keeps its minimums until its own stop
 
     @override
     def state_dict(self) -> dict[str, Any]:

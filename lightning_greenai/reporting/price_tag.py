@@ -59,6 +59,9 @@ class PriceTag:
         samples: By evaluation stage, the samples (and tokens) it processed: the price of a prediction (see
             :mod:`lightning_greenai.reporting.prediction`).
         nodes: In a run on several nodes, the node of each device (``"node 1 (host)"``): the energy by node.
+        wall_s: The elapsed wall time, when it is not ``spend.duration_s``: a sweep's, whose spend adds up its
+            trials' times (trials that run together overlap). It is then the duration, and the sum is
+            ``trial_time_sum_s``.
     """
 
     spend: Spend
@@ -72,6 +75,12 @@ class PriceTag:
     notes: tuple[str, ...] = ()
     samples: Mapping[str, Mapping[str, Any]] | None = None
     nodes: Mapping[str, str] | None = None
+    wall_s: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """How long it took: the wall time when given, else the spend's metered time."""
+        return self.spend.duration_s if self.wall_s is None else self.wall_s
 
     @property
     def node_energy_j(self) -> dict[str, float]:
@@ -142,7 +151,8 @@ class PriceTag:
             "is_estimate": spend.is_estimate,
             "estimated_domains": spend.estimated_domains,
             "unavailable_domains": spend.unavailable_domains,
-            "duration_s": spend.duration_s,
+            "duration_s": self.duration_s,
+            **({} if self.wall_s is None else {"trial_time_sum_s": spend.duration_s}),
             "gpu_hours": spend.gpu_hours,
             "flops": spend.flops,
             "power_w": spend.power_w,
@@ -275,7 +285,9 @@ class PriceTag:
             if cost is None
             else f"{cost:.4g} {grid.currency}{est}{interval_text(_money, self.bounds(grid.money))}{by_line}",
         )
-        row("duration", format_duration(spend.duration_s))
+        row("duration", format_duration(self.duration_s))
+        if self.wall_s is not None:
+            row("trial time (sum)", format_duration(spend.duration_s))
         if spend.gpu_s:
             row("GPU time", format_gpu_time(spend.gpu_s))
         if spend.flops:

@@ -41,7 +41,7 @@ def _count(n: int | float, noun: str) -> str:
 
 def _tag(summary: RunSummary | SweepSummary) -> PriceTag:
     if isinstance(summary, SweepSummary):
-        return PriceTag(summary.spend, summary.grid, title="sweep")
+        return PriceTag(summary.spend, summary.grid, title="sweep", wall_s=summary.wall_s)
     tag = summary.tag
     return PriceTag(
         summary.spend,
@@ -318,7 +318,11 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         f"{what}{trials} used {format_energy(spend.total_energy_j)} of electricity "
         f"({format_mass(tag.co2e_g)} at {grid.intensity_for(spend):.0f} gCO2e/kWh, PUE {grid.pue:g}), "
         f"{format_flops(spend.flops) if spend.flops else 'FLOPs not measured'} and "
-        f"{format_duration(spend.duration_s)} of metered time"
+        + (
+            f"{format_duration(tag.duration_s)} of metered time"
+            if tag.wall_s is None
+            else f"{format_duration(tag.duration_s)} of wall time ({format_duration(spend.duration_s)} of trial time)"
+        )
         + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
         + f". Energy was measured with lightning-greenai: {devices}."
         + (f" Figures marked * include an estimate ({', '.join(estimated)})." if estimated else "")
@@ -354,7 +358,8 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             ),
         ),
         ("Measured per device", devices),
-        ("Duration", format_duration(spend.duration_s)),
+        ("Duration", format_duration(tag.duration_s)),
+        *([] if tag.wall_s is None else [("Trial time (sum)", format_duration(spend.duration_s))]),
         ("GPU-hours", f"{spend.gpu_hours:.3g}"),
         ("Estimated", ", ".join(estimated) or "nothing"),
         ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend, unit="gCO2e/kWh"))),

@@ -18,6 +18,7 @@ from lightning_greenai.budget.bands import Bands, band_method, check_bounds, tun
 from lightning_greenai.budget.evp import expected_max_curve
 from lightning_greenai.budget.extrapolate import MIN_SCORES, Extrapolation, extrapolate
 from lightning_greenai.budget.files import STATE_DIR, is_scored
+from lightning_greenai.budget.history import limits_in_force, replay
 from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import Grid
@@ -160,6 +161,8 @@ class SweepSummary:
     notes: list[str] = field(default_factory=list)
     #: The range the score can take (the sweep's ``score_bounds``, or ``greenai report --score-bounds``).
     score_bounds: tuple[float, float] | None = None
+    #: The sweep's wall time, every session's (the sweeper's own figure when it stopped last); ``None`` if unknown.
+    wall_s: float | None = None
     #: Simultaneous coverage of the tuning-curve bands.
     confidence: float = 0.95
     band_method: str | None = None
@@ -441,7 +444,11 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
     notes.extend(ledger.notes)  # each damaged line: where, and what is wrong with it
     if ledger.truncated_tail:
         notes.append("the ledger's last line is incomplete (the sweep was killed mid-write); it was skipped")
-    header = _sanitize_header(next((e for e in events if e.get("event") == "header"), {}), notes)
+    header = next((e for e in events if e.get("event") == "header"), {})
+    limits = limits_in_force(events)
+    if limits is not None and limits.get("event") == "resumed":  # a resume changed them: the latest hold
+        header = {**header, "budget": limits.get("budget"), "max_trials": limits.get("max_trials")}
+    header = _sanitize_header(header, notes)
     if not header:
         notes.append("the ledger has no readable header: search, budget and grid are unknown (the table's world mean)")
     launched = {e["job"]: e for e in events if e.get("event") == "launched"}
@@ -458,4 +465,25 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
             f"the sweep is still running or was interrupted: {len(running)} trial(s) in flight, "
             "reported as far as the ledger goes"
         )
-    return SweepSummary(path, header, trials, stopped[-1]["reason"] if stopped else None, notes)
+    return SweepSummary(
+        path, header, trials, stopped[-1]["reason"] if stopped else None, notes, wall_s=_wall_s(events, notes)
+    )
+
+
+def _wall_s(events: Sequence[dict[str, Any]], notes: list[str]) -> float | None:
+    """The sweep's wall time: what its sweeper said when it stopped last, else its sessions' as far as the ledger goes.
+
+    Not the trials' times added up: trials that run together overlap, and the sweeper's own time between them counts.
+    """
+    last = events[-1] if events else {}
+    wall_s = last.get("wall_s")
+    if last.get("event") == "stopped" and isinstance(wall_s, int | float) and math.isfinite(wall_s) and wall_s >= 0:
+        return float(wall_s)
+    try:
+        return replay(events).elapsed_s({})
+    except (KeyError, TypeError, ValueError) as err:
+        notes.append(
+            f"the sweep's wall time is unknown (a damaged ledger event: {err}); the duration shown adds up its "
+            "trials' times"
+        )
+        return None

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -205,3 +206,57 @@ def test_compare_without_a_price_says_which_unit_is_missing(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(out), str(out), "--unit", "money"]) == 2
     assert "has no money axis" in capsys.readouterr().err
+
+
+def write_timed_ledger(path, sessions):
+    """A ledger written by hand, each event at a given time: ``sessions`` is a list of event lists."""
+    folder = path / ".greenai"
+    folder.mkdir(parents=True)
+    lines = []
+    for events in sessions:
+        lines.extend(json.dumps(e) for e in events)
+    (folder / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def trial_events(job, start, end):
+    spend = {"energy_j": {"gpu:0": 10.0}, "methods": {"gpu:0": "counter"}, "duration_s": end - start}
+    return [
+        {"event": "launched", "time": start, "job": job, "overrides": [f"x={job}"]},
+        {"event": "finished", "time": end, "job": job, "status": "completed", "objective": 1.0, "spend": spend},
+    ]
+
+
+HEADER = {"event": "header", "time": 1000.0, "search": {"arguments": ["x=0,1"], "strategy": "grid"}, "budget": {}}
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "still-running"])
+def test_a_sweeps_duration_is_its_wall_time_and_its_trials_time_is_summed_apart(tmp_path, capsys, stopped):
+    # two trials of 600 s each that ran together, in a sweep of 700 s: 700 s long, 1200 s of trial time
+    events = [HEADER, *trial_events(0, 1050.0, 1650.0), *trial_events(1, 1050.0, 1650.0)]
+    if stopped:
+        events.append({"event": "stopped", "time": 1700.0, "reason": "search space exhausted", "wall_s": 700.0})
+    sweep = write_timed_ledger(tmp_path / "s", [events])
+    wall_s = 700.0 if stopped else 650.0  # still running: as far as the ledger goes (its last event)
+    assert main(["report", str(sweep), "--json"]) == 0
+    tag = json.loads(capsys.readouterr().out)["price_tag"]
+    assert (tag["duration_s"], tag["trial_time_sum_s"]) == (wall_s, 1200.0)
+    assert main(["report", str(sweep), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    minutes = "0:11:40" if stopped else "0:10:50"
+    assert re.search(rf"^  duration +{minutes}$", out, re.MULTILINE), out
+    assert re.search(r"^  trial time \(sum\) +0:20:00$", out, re.MULTILINE), out
+    assert main(["report", str(sweep), "--markdown", "--no-plots"]) == 0
+    md = capsys.readouterr().out
+    assert f"{minutes} of wall time (0:20:00 of trial time)" in md
+    assert f"| Duration | {minutes} |" in md and "| Trial time (sum) | 0:20:00 |" in md
+
+
+def test_a_resumed_sweeps_duration_counts_every_session(tmp_path, capsys):
+    first = [HEADER, *trial_events(0, 1010.0, 1110.0)]  # crashed after its last event at 1110 s
+    second = [
+        {"event": "resumed", "time": 5000.0, "trials": 1, "rerun": []},
+        *trial_events(1, 5010.0, 5110.0),
+    ]
+    sweep = write_timed_ledger(tmp_path / "s", [first, second])
+    assert load(sweep).wall_s == 110.0 + 110.0  # not the hours between the sessions

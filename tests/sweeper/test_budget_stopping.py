@@ -68,22 +68,41 @@ def test_bad_check_interval():
         BudgetStopping(check_every_n_steps=0)
 
 
-def test_the_budget_outranks_min_epochs_and_says_so_once(tiny_trainer, fake_clock, capsys, caplog):
-    stopper = BudgetStopping("250 J")
+@pytest.mark.parametrize(
+    ("minimums", "batches_per_epoch", "budget", "stop_step", "outranks"),
+    [
+        # the lightning-hydra-template's default: Lightning counts an epoch toward min_epochs once it has ended
+        pytest.param({"min_epochs": 1}, 40, "250 J", 3, "min_epochs=1, min_steps=None", id="min_epochs=1"),
+        pytest.param({"min_epochs": 5}, 4, "250 J", 3, "min_epochs=5, min_steps=None", id="min_epochs=5"),
+        # in the last epoch that min_epochs asks for (epoch 2 of 3): not the end of that epoch (step 9)
+        pytest.param({"min_epochs": 3}, 3, "650 J", 7, "min_epochs=3, min_steps=None", id="min_epochs=3-last"),
+        # Lightning sets min_epochs=1 beside min_steps
+        pytest.param({"min_steps": 30}, 4, "250 J", 3, "min_epochs=1, min_steps=30", id="min_steps=30"),
+        pytest.param({"min_epochs": 1}, 3, "650 J", 7, None, id="min_epochs=1-met"),  # nothing to outrank
+    ],
+)
+def test_the_budget_outranks_min_epochs_and_min_steps_and_says_so_once(
+    tiny_trainer, fake_clock, caplog, minimums, batches_per_epoch, budget, stop_step, outranks
+):
+    stopper = BudgetStopping(budget)
     trainer = tiny_trainer(
         callbacks=[monitor(fake_clock), stopper],
         max_steps=-1,
         max_epochs=10,
-        min_epochs=5,
-        limit_train_batches=4,
+        limit_train_batches=batches_per_epoch,
         limit_val_batches=0,
+        **minimums,
     )
     with caplog.at_level("INFO"):
         trainer.fit(ClockedModel(fake_clock))
-    assert trainer.global_step == 3  # not 5 epochs x 4 steps: min_epochs would have kept it training
+    assert trainer.global_step == stop_step  # 100 J a step: the first step whose total reaches the budget
     messages = [r.getMessage() for r in caplog.records if "BudgetStopping" in r.getMessage()]
     assert len(messages) == 1
-    assert "outranks min_epochs=5" in messages[0]
+    assert (f"outranks {outranks}." in messages[0]) if outranks else ("outranks" not in messages[0])
+    assert not any("Training will continue" in r.getMessage() for r in caplog.records)
+    # the trainer keeps its minimums (as the fit began with them: min_steps brings min_epochs=1) for a later fit
+    min_epochs = minimums.get("min_epochs", 1 if "min_steps" in minimums else None)
+    assert (trainer.fit_loop.min_epochs, trainer.min_steps) == (min_epochs, minimums.get("min_steps"))
 
 
 def test_a_sweeps_wall_budget_is_a_deadline_the_trial_stops_at(in_sweep_job, tiny_trainer, fake_clock):

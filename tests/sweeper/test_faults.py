@@ -19,6 +19,8 @@ import pytest
 from lightning_greenai import Spend
 from lightning_greenai.budget.files import TrialRecord, write_json_atomic
 from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.reporting.render import to_json
+from lightning_greenai.reporting.summary import load
 from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
@@ -280,17 +282,80 @@ def test_a_resume_with_the_budget_in_other_units_is_the_same_budget(tmp_path):
         "hydra.sweeper.resume=true",
     )
     assert "resuming" in resumed.stdout
+    assert "The budget changed" not in resumed.stdout
+
+
+def test_a_resume_with_a_larger_budget_spends_up_to_it_and_a_spent_one_stops_at_once(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    prior = "hydra.sweeper.prior_cost.energy_kwh=3 J"
+    run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=10 J", prior)
+    assert report(sweep_dir)["trials_by_status"] == {"completed": 3}  # 3 J trials: 9 J of 10 J
+    raised = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=20 J", prior, "hydra.sweeper.resume=true")
+    assert (
+        "The budget changed on resume (was 10.0 J, now 20.0 J): the sweep continues up to the new budget "
+        "(energy_kwh 9.0 J, 3 trials so far)." in raised.stdout
+    )
+    rep = assert_books_balance(sweep_dir, raised.stdout)
+    assert rep["trials_by_status"] == {"completed": 6}  # 18 J of 20 J: the grid went on where it stopped
+    launched = [e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "launched"]
+    assert [e["overrides"] for e in launched] == [[f"x={i}"] for i in range(6)]
+    assert rep["budget"] == {"energy_kwh": pytest.approx(20 / 3.6e6)}
+    assert "budget: 20.0 J" in raised.stdout  # the price tag's budget line: the one in force
+    # lowered below what was spent: nothing runs, and the log says why
+    lowered = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=5 J", prior, "hydra.sweeper.resume=true")
+    assert (
+        "The budget changed on resume (was 20.0 J, now 5.0 J), and the new one is already spent (energy_kwh 18.0 J, "
+        "6 trials so far: energy_kwh): the sweep stops at once and runs nothing." in lowered.stdout
+    )
+    rep = assert_books_balance(sweep_dir, lowered.stdout)
+    assert rep["trials_by_status"] == {"completed": 6}
+    assert rep["stop_reason"] == "budget spent: energy_kwh"
+    assert load(sweep_dir).header["budget"] == {"energy_kwh": pytest.approx(5 / 3.6e6)}
+
+
+RANDOM = ("hydra.sweeper.strategy=random", "hydra.sweeper.max_trials=2")
 
 
 @pytest.mark.parametrize(
     ("space", "message"),
-    [("x=interval(0,1)", "The grid strategy needs discrete values"), ("nokey=1,2", "nokey")],
+    [
+        (("x=interval(0,1)",), "The grid strategy needs discrete values"),
+        (("nokey=1,2",), "nokey"),
+        # not a bare "math domain error" from the first draw
+        (
+            ("x=tag(log, interval(0, 1))", *RANDOM),
+            "(parameter `x`): a log interval, tag(log, interval(a, b)), needs 0 < a",
+        ),
+        (("x=interval(1, 0)", *RANDOM), "(parameter `x`): an interval(a, b) needs finite ends with a < b, got a=1"),
+    ],
 )
 def test_a_bad_search_space_never_writes_the_ledger(tmp_path, space, message):
     sweep_dir = tmp_path / "sweep"
-    proc = run(sweep_dir, space, check=False)
+    proc = run(sweep_dir, *space, check=False)
     assert proc.returncode != 0 and message in proc.stderr
+    assert ("Traceback" not in proc.stderr) == ("nokey" not in message)  # ours are one line; Hydra's own is its
     assert not (sweep_dir / ".greenai" / "ledger.jsonl").exists()
+
+
+def test_a_resume_compares_the_search_space_as_parsed_not_as_spelled(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, "x=choice(0, 1,2)", "hydra.sweeper.max_trials=1")
+    resumed = run(sweep_dir, "x=choice(0,1,2)", "hydra.sweeper.max_trials=1", "hydra.sweeper.resume=true")
+    assert "resuming" in resumed.stdout
+    proc = run(sweep_dir, "x=choice(0,1,3)", "hydra.sweeper.max_trials=1", "hydra.sweeper.resume=true", check=False)
+    assert proc.returncode != 0 and "The search space changed" in proc.stderr
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_a_search_space_that_sweeps_nothing_runs_one_trial_and_says_so(tmp_path, strategy):
+    sweep_dir = tmp_path / "sweep"
+    # hydra.sweeper.params is null in meter_task.yaml, and the command line sweeps nothing
+    proc = run(sweep_dir, "x=2", f"hydra.sweeper.strategy={strategy}", "hydra.sweeper.max_trials=5")
+    assert "the search space sweeps nothing (x=2: " in proc.stdout
+    assert f"so the {strategy} search runs it once" in proc.stdout
+    rep = report(sweep_dir)
+    assert rep["trials_by_status"] == {"completed": 1}  # not five identical trials
+    assert rep["stop_reason"] == "search space exhausted"
 
 
 def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
@@ -317,6 +382,11 @@ def test_a_resume_after_a_crash_counts_the_crashed_sessions_wall_time(tmp_path):
     again = [e for job, e in finished(sweep_dir).items() if job != 0 and e["status"] == "completed"]
     assert len(again) == 2  # job 1 run again, then job 2
     assert rep["wall_s"] >= earlier_s + sum(Spend.from_dict(e["spend"]).duration_s for e in again)
+    # the price tag's duration is that wall time (both sessions); the trials' times are summed under their own name
+    tag = json.loads(to_json(load(sweep_dir)))["price_tag"]
+    assert tag["duration_s"] == rep["wall_s"]
+    trial_time_s = sum(Spend.from_dict(e["spend"]).duration_s for e in finished(sweep_dir).values())
+    assert tag["trial_time_sum_s"] == pytest.approx(trial_time_s)
 
 
 def test_a_final_record_the_channel_cannot_take_comes_back_with_the_result(tmp_path):

@@ -107,6 +107,30 @@ def test_failed_and_stopped_trials_do_not_make_the_estimate():
     assert book.counted == 1 and book.failed == 1
 
 
+def test_a_run_of_trials_that_fail_before_metering_ends_the_sweep_unless_it_has_come_out_of_such_runs():
+    sweep = BudgetSweep(budget={"energy_kwh": "80 J"}, strategy="random", max_failure_rate=1.0)
+    book = _Book(sweep, Spend())
+    job = iter(range(100))
+
+    def add(status: str, spend: Spend, times: int = 1) -> None:
+        for _ in range(times):
+            book.add(Trial(next(job), [], status=status, spend=spend))
+
+    add("failed", Spend(), 8)  # a corner of the space that fails at start-up
+    add("failed", joules(1.0))  # failed after metering: the budget sees it
+    add("failed", Spend(), 9)
+    assert sweep._failing(book) is None  # 9 in a row, not 10
+    add("completed", joules(5.0))
+    add("not_started", Spend(), 3)  # never ran: neither ends nor extends the run
+    add("failed", Spend(), 26)
+    assert sweep._failing(book) is None  # the sweep came out of 9 in a row: 3 x 9 = 27 is a run it would not
+    add("failed", Spend())
+    assert sweep._failing(book) == (
+        "27 trials in a row failed without metering anything (no energy, FLOPs or time), so no budget can stop the "
+        "sweep; it stops whatever max_failure_rate"
+    )
+
+
 def test_the_command_line_replaces_the_same_parameter_of_the_yaml():
     params = {"model.lr": "interval(1e-3,1e-2)", "model.width": "choice(32,64)", "seed": "1"}
     merged = merge_search_space(params, ["model.lr=interval(1e-4,1e-1)", "model.width=choice(64,128,256)", "x=1,2"])

@@ -200,6 +200,28 @@ def test_a_failed_trial_over_max_failure_rate_stops_with_a_clear_error_and_keeps
     assert report(sweep_dir)["trials_by_status"] == {"failed": 1}
 
 
+def test_trials_that_fail_before_metering_stop_the_sweep_even_at_max_failure_rate_1(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir,
+        "x=interval(0,6)",
+        "blocks=0",  # no Meter block: each trial fails before metering anything
+        "fail=true",
+        "hydra.sweeper.strategy=random",
+        "hydra.sweeper.max_trials=25",
+        "hydra.sweeper.max_failure_rate=1.0",
+        "hydra.sweeper.budget.energy_kwh=10 J",  # never spent: the trials spend nothing
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert (
+        "[greenai] error: Budget sweep stopped: 10 trials in a row failed without metering anything (no energy, "
+        "FLOPs or time)" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert report(sweep_dir)["trials_by_status"] == {"failed": 10}  # not 25, and without max_trials: never ending
+
+
 def test_an_objective_that_is_not_a_number_is_a_recorded_failure(tmp_path):
     sweep_dir = tmp_path / "sweep"
     run(sweep_dir, "x=0,1", "bad_objective=true", "hydra.sweeper.max_failure_rate=1.0")
