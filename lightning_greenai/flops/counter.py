@@ -36,8 +36,21 @@ _LIGHT = frozenset(
      aten.constant_pad_nd, aten.masked_select, aten.embedding_dense_backward, aten.nll_loss_forward,
      aten.nll_loss_backward, aten.mse_loss, aten.mse_loss_backward, aten._log_softmax_backward_data,
      aten._softmax_backward_data, aten.native_layer_norm_backward, aten.native_batch_norm_backward,
-     aten.native_group_norm_backward, aten.expand, aten.view, aten.add, aten.sub, aten.mul, aten.div]
+     aten.native_group_norm_backward, aten.expand, aten.view, aten.add, aten.sub, aten.mul, aten.div,
+     aten.glu_backward]
 )  # fmt: skip
+#: Name parts of ATen operator families that move, pick, scatter, pool, pad or resample data without contracting
+#: operands: their operand shapes can still match a product's by chance (a pooling backward's gradient and input).
+_LIGHT_FAMILIES = ("pool", "unpool", "pad", "index", "scatter", "gather", "sampler", "upsample", "ctc", "embedding")
+
+
+def _is_light(func: Any) -> bool:
+    """Whether ``func`` is an ATen operator known to do no matrix product, whatever its operands' shapes."""
+    if func.namespace != "aten":
+        return False
+    if func.overloadpacket in _LIGHT:
+        return True
+    return any(part.startswith(_LIGHT_FAMILIES) for part in func.overloadpacket.__name__.split("_") if part)
 
 
 @dataclass
@@ -103,8 +116,7 @@ class FlopCounter(TorchDispatchMode):
         if formula is None:
             name = str(func)
             # by name (matmul, conv, fft ...) or by what it did (a product of weight-sized operands, any name)
-            light = func.namespace == "aten" and func.overloadpacket in _LIGHT
-            if is_heavy(name) or (not light and looks_heavy(args, kwargs, out)):
+            if is_heavy(name) or (not _is_light(func) and looks_heavy(args, kwargs, out)):
                 self.count.uncounted[name] += 1
             return out
         model, recompute = formula(args, kwargs, out, self.causal_halving)
