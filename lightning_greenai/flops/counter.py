@@ -160,7 +160,7 @@ class FlopCounter(TorchDispatchMode):
         out = func(*args, **kwargs)
         if formula is None:
             name = str(func)
-            # by name (matmul, conv, fft ...) or by what it did (a product of weight-sized operands, any name)
+            # by name (matmul, conv, fft ...) or by what it did (a contraction of weight-sized operands, any name)
             if is_heavy(name) or (not _is_light(func) and looks_heavy(args, kwargs, out)):
                 self.count.uncounted[name] += 1
             return out
