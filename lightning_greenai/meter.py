@@ -254,7 +254,8 @@ class Meter:
 
         The same counter as :class:`~lightning_greenai.FlopMonitor`'s. With a ``signature`` (e.g. the input shapes),
         the block is counted the first time and the count reused for later blocks with the same signature, so
-        metering is almost free; without one, every block is counted (slower, exact for dynamic code)::
+        metering is almost free; without one, every block is counted (slower, exact for dynamic code). A
+        ``torch.compile``d model runs eagerly inside a counted block and stays compiled after it::
 
             with meter.count_flops(signature=tuple(x.shape)):
                 loss_fn(model(x), y).backward()

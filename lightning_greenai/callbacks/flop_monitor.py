@@ -37,6 +37,8 @@ KEYS = (
     "predict/forward",
 )
 _TRAINING = ("train/forward", "train/backward", "train/optimizer")
+#: The forward FLOPs of each evaluation stage, by the stage's name in :class:`SampleCounter`.
+_EVALUATION = {"validate": "val/forward", "test": "test/forward", "predict": "predict/forward"}
 
 
 class FlopMonitor(Callback):
@@ -61,6 +63,8 @@ class FlopMonitor(Callback):
 
     And the price of a prediction, when ``validate``, ``test`` or ``predict`` ends (validation in a fit: when the
     fit ends): ``greenai/<stage>/flops_per_sample`` and, with ``tokens_key``, ``greenai/<stage>/flops_per_token``.
+    Each call has its own: a second ``predict`` on the same trainer is priced alone, not averaged with the first
+    (:attr:`totals` and :attr:`samples` go on adding up every call).
 
     Args:
         causal_halving: Count causal attention as half the full products.
@@ -112,6 +116,7 @@ class FlopMonitor(Callback):
         self._stage_prefix = "train"
         self._samples = SampleCounter(tokens_key)
         self._restored_samples: dict[str, Any] | None = None
+        self._call_start = dict.fromkeys(_EVALUATION.values(), 0.0)  # each stage's FLOPs when its latest call began
 
     # -- results -----------------------------------------------------------------------------------------------
 
@@ -143,9 +148,14 @@ class FlopMonitor(Callback):
 
     @property
     def predictions(self) -> dict[str, dict[str, Any]]:
-        """FLOPs per sample (and per token) of each evaluation stage that ran."""
-        counts = {stage: c.to_dict() for stage, c in self.samples.items()}
-        return prediction_costs(counts, {}, self.totals)
+        """FLOPs per sample (and per token) of the latest call of each evaluation stage that ran.
+
+        A fit's validation loops together are one call; :attr:`totals` and :attr:`samples` add up every call.
+        """
+        counts = {stage: c.to_dict() for stage, c in self._samples.calls.items()}
+        totals = self.totals
+        flops = {key: totals[key] - self._call_start[key] for key in _EVALUATION.values()}
+        return prediction_costs(counts, {}, flops)
 
     @property
     def uncounted_ops(self) -> collections.Counter[str]:
@@ -203,19 +213,29 @@ class FlopMonitor(Callback):
             self._resumed = self._restored  # only a resumed fit continues the checkpoint's counts
             self._samples.resume(self._restored_samples or {})
         self._restored = self._restored_samples = None
+        self._begin_call("validate")  # the fit's validation loops, priced when the fit ends
 
     @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn != "fit":
             self._restored = self._restored_samples = None  # validate/test/predict count on top of this run's
+            self._begin_call("validate")
 
     @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restored = self._restored_samples = None
+        self._begin_call("test")
 
     @override
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restored = self._restored_samples = None
+        self._begin_call("predict")
+
+    def _begin_call(self, stage: str) -> None:
+        """Price the evaluation stage's coming call on its own (its FLOPs and samples from here)."""
+        key = _EVALUATION[stage]
+        self._call_start[key] = self.totals[key]
+        self._samples.begin_call(stage)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -114,7 +114,15 @@ class SampleCounter:
         self._local = {stage: StageSamples(tokens=None if tokens_key is None else 0) for stage in EVAL_STAGES}
         self._synced = {stage: StageSamples(tokens=None if tokens_key is None else 0) for stage in EVAL_STAGES}
         self._resumed = {stage: StageSamples(tokens=None) for stage in EVAL_STAGES}
+        self._call = {stage: StageSamples(tokens=None if tokens_key is None else 0) for stage in EVAL_STAGES}
         self._warned = False
+
+    def begin_call(self, stage: str) -> None:
+        """Start a new call of ``stage``: :attr:`calls` counts from here, :attr:`totals` goes on.
+
+        A call is a ``validate``, ``test`` or ``predict``, or a fit's validation loops together.
+        """
+        self._call[stage] = StageSamples(tokens=None if self.tokens_key is None else 0)
 
     def add(self, stage: str, batch: Any) -> None:
         """Count one batch of ``stage`` (``"validate"``, ``"test"`` or ``"predict"``) on this rank."""
@@ -183,12 +191,14 @@ class SampleCounter:
                 batch_size=int(sizes[i]),
             )
             self._synced[stage] = self._synced[stage] + new
+            self._call[stage] = self._call[stage] + new
         self._local = {stage: StageSamples(tokens=None if self.tokens_key is None else 0) for stage in EVAL_STAGES}
 
     def settle_locally(self) -> None:
         """Fold this rank's unsynced counts into the totals without a collective (a single process, or a failure)."""
         for stage in EVAL_STAGES:
             self._synced[stage] = self._synced[stage] + self._local[stage]
+            self._call[stage] = self._call[stage] + self._local[stage]
         self._local = {stage: StageSamples(tokens=None if self.tokens_key is None else 0) for stage in EVAL_STAGES}
 
     @property
@@ -200,6 +210,14 @@ class SampleCounter:
             if total.batches:
                 out[stage] = total
         return out
+
+    @property
+    def calls(self) -> dict[str, StageSamples]:
+        """Counts by stage over all ranks of each stage's latest call (:meth:`begin_call`), as of the last sync.
+
+        Stages never run are left out.
+        """
+        return {stage: counts for stage, counts in self._call.items() if counts.batches}
 
     def state_dict(self) -> dict[str, Any]:
         """Counts for a checkpoint: the totals plus this rank's unsynced counts (no collective: any rank, any hook)."""

@@ -7,9 +7,12 @@ Operators running inside the autograd engine are backward; those running there w
 activation-checkpoint recompute (hardware FLOPs, not model FLOPs).
 
 :class:`StepFlops` counts a step once per *signature* (input shapes and dtypes, train/eval, grad mode, which
-parameters train) and reuses the count, so metering costs nothing after the first step of each shape. The counted
-step of a ``torch.compile``d model runs eagerly (dynamo's ``force_eager`` stance) so that compilation is not
-disabled; later steps compile and run as they would without metering.
+parameters train) and reuses the count, so metering costs nothing after the first step of each shape.
+
+A counted block runs ``torch.compile``d code eagerly (dynamo's ``force_eager`` stance, entered by every
+:class:`FlopCounter`) so that compilation is not disabled: calls after the block compile and run as they would
+without metering, whether the block was a bare ``FlopCounter``, a :class:`StepFlops` step, ``Meter.count_flops`` or
+the :class:`~lightning_greenai.FlopMonitor`'s counted step.
 """
 
 from __future__ import annotations
@@ -36,8 +39,21 @@ _LIGHT = frozenset(
      aten.constant_pad_nd, aten.masked_select, aten.embedding_dense_backward, aten.nll_loss_forward,
      aten.nll_loss_backward, aten.mse_loss, aten.mse_loss_backward, aten._log_softmax_backward_data,
      aten._softmax_backward_data, aten.native_layer_norm_backward, aten.native_batch_norm_backward,
-     aten.native_group_norm_backward, aten.expand, aten.view, aten.add, aten.sub, aten.mul, aten.div]
+     aten.native_group_norm_backward, aten.expand, aten.view, aten.add, aten.sub, aten.mul, aten.div,
+     aten.glu_backward]
 )  # fmt: skip
+#: Name parts of ATen operator families that move, pick, scatter, pool, pad or resample data without contracting
+#: operands: their operand shapes can still match a product's by chance (a pooling backward's gradient and input).
+_LIGHT_FAMILIES = ("pool", "unpool", "pad", "index", "scatter", "gather", "sampler", "upsample", "ctc", "embedding")
+
+
+def _is_light(func: Any) -> bool:
+    """Whether ``func`` is an ATen operator known to do no matrix product, whatever its operands' shapes."""
+    if func.namespace != "aten":
+        return False
+    if func.overloadpacket in _LIGHT:
+        return True
+    return any(part.startswith(_LIGHT_FAMILIES) for part in func.overloadpacket.__name__.split("_") if part)
 
 
 @dataclass
@@ -67,8 +83,25 @@ class FlopCount:
         return self
 
 
+def _eager_stance() -> Any:
+    """Run ``torch.compile``d code eagerly while a block is counted, leaving dynamo's cache untouched.
+
+    Under a dispatch mode dynamo would skip the frame it meets and remember the skip for good: the model would then
+    run eagerly for the whole run. With the ``force_eager`` stance it is not asked at all; the next step compiles.
+    Returns the entered context (``None`` on a torch without stances, before 2.6).
+    """
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    if set_stance is None:
+        return None
+    stance = set_stance("force_eager")
+    stance.__enter__()
+    return stance
+
+
 class FlopCounter(TorchDispatchMode):
     """Count FLOPs of the operators dispatched while active (see the module docstring).
+
+    While active, ``torch.compile``d code runs eagerly (so its operators are seen) and stays compiled afterwards.
 
     Args:
         causal_halving: Count causal attention as half the full L x S products (off: the full products run).
@@ -86,6 +119,31 @@ class FlopCounter(TorchDispatchMode):
         super().__init__()
         self.causal_halving = causal_halving
         self.count = FlopCount()
+        self._depth = 0  # the mode re-enters itself to decompose composite operators: the stance is the outermost's
+        self._stance: Any = None
+
+    def __enter__(self) -> FlopCounter:
+        if self._depth == 0:
+            self._stance = _eager_stance()
+        self._depth += 1
+        try:
+            super().__enter__()
+        except BaseException:
+            self._leave()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._stance is not None:
+            stance, self._stance = self._stance, None
+            stance.__exit__(None, None, None)
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
@@ -102,9 +160,8 @@ class FlopCounter(TorchDispatchMode):
         out = func(*args, **kwargs)
         if formula is None:
             name = str(func)
-            # by name (matmul, conv, fft ...) or by what it did (a product of weight-sized operands, any name)
-            light = func.namespace == "aten" and func.overloadpacket in _LIGHT
-            if is_heavy(name) or (not light and looks_heavy(args, kwargs, out)):
+            # by name (matmul, conv, fft ...) or by what it did (a contraction of weight-sized operands, any name)
+            if is_heavy(name) or (not _is_light(func) and looks_heavy(args, kwargs, out)):
                 self.count.uncounted[name] += 1
             return out
         model, recompute = formula(args, kwargs, out, self.causal_halving)
@@ -117,21 +174,6 @@ class FlopCounter(TorchDispatchMode):
             self.count.backward += model
             self.count.recompute += recompute
         return out
-
-
-def _eager_stance() -> Any:
-    """Run ``torch.compile``d code eagerly while a step is counted, leaving dynamo's cache untouched.
-
-    Under a dispatch mode dynamo would skip the frame it meets and remember the skip for good: the model would then
-    run eagerly for the whole run. With the ``force_eager`` stance it is not asked at all; the next step compiles.
-    Returns the entered context (``None`` on a torch without stances, before 2.6).
-    """
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    if set_stance is None:
-        return None
-    stance = set_stance("force_eager")
-    stance.__enter__()
-    return stance
 
 
 def batch_signature(batch: Any) -> tuple[Hashable, ...]:
@@ -158,7 +200,6 @@ class StepFlops:
         self.cache: dict[Hashable, FlopCount] = {}
         self.uncounted: collections.Counter[str] = collections.Counter()
         self._counter: FlopCounter | None = None
-        self._stance: Any = None
         self._key: Hashable = None
 
     def begin(self, key: Hashable) -> bool:
@@ -166,7 +207,6 @@ class StepFlops:
         self._key = key
         if key in self.cache or self._counter is not None:
             return False
-        self._stance = _eager_stance()
         self._counter = FlopCounter(self.causal_halving)
         self._counter.__enter__()
         return True
@@ -176,7 +216,6 @@ class StepFlops:
         if self._counter is not None:
             counter, self._counter = self._counter, None
             counter.__exit__(None, None, None)
-            self._leave_stance()
             self.cache[self._key] = counter.count
             self.uncounted.update(counter.count.uncounted)
         return self.cache.get(self._key, FlopCount())
@@ -186,12 +225,6 @@ class StepFlops:
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
             self._counter = None
-            self._leave_stance()
-
-    def _leave_stance(self) -> None:
-        if self._stance is not None:
-            stance, self._stance = self._stance, None
-            stance.__exit__(None, None, None)
 
     @contextmanager
     def step(self, key: Hashable) -> Iterator[None]:

@@ -248,21 +248,30 @@ def test_gradient_clipping_is_not_reported_as_an_uncounted_heavy_op(tmp_path):
     assert mon.totals["train/forward"] == 2 * forward
 
 
-@pytest.mark.timeout(600)
-def test_a_compiled_model_stays_compiled_and_counts_as_its_eager_self(tmp_path):
-    from torch._dynamo.utils import counters
+class Predictor(Wrapper):
+    def predict_step(self, batch, batch_idx):
+        return self.net(batch[0])
 
-    def fit(compiled):
-        torch.manual_seed(0)
-        mlp = MLP()
-        mon = FlopMonitor()
-        trainer(tmp_path, [mon]).fit(Wrapper(torch.compile(mlp) if compiled else mlp), loader(4), loader(2))
-        return mon.totals
 
-    eager = fit(compiled=False)
-    torch._dynamo.reset()
-    counters.clear()
-    compiled = fit(compiled=True)
-    assert compiled == eager  # the counted step ran eagerly; every later step reused its count
-    assert counters["stats"]["unique_graphs"] >= 1  # and the model was compiled, not skipped for the whole fit
-    assert counters["frames"]["ok"] >= 1
+def test_each_predict_call_gets_its_own_figures(tmp_path):
+    torch.manual_seed(0)
+    gpt = GPT()
+    mon = FlopMonitor(tokens_key=0)
+    t = trainer(tmp_path, [mon], logger=CSVLogger(tmp_path))
+    model = Predictor(gpt)
+
+    def tokens(n, length):
+        return DataLoader(TensorDataset(torch.randint(0, 256, (n, length))), batch_size=4)
+
+    short, long = gpt.analytic(1, 8)[0], gpt.analytic(1, 32)[0]  # forward FLOPs of one sequence
+    t.predict(model, tokens(8, 8))
+    assert mon.predictions["predict"]["flops_per_sample"] == short
+    t.predict(model, tokens(4, 32))
+    second = mon.predictions["predict"]
+    assert second["samples"] == 4 and second["flops_per_sample"] == long  # not (8 short + 4 long) / 12
+    assert second["flops_per_token"] == pytest.approx(long / 32)
+    assert mon.totals["predict/forward"] == 8 * short + 4 * long  # the totals still add up every call
+    assert mon.samples["predict"].samples == 12
+    rows = read_csv(Path(t.log_dir) / "metrics.csv")
+    logged = [float(r["greenai/predict/flops_per_sample"]) for r in rows if r.get("greenai/predict/flops_per_sample")]
+    assert logged == [short, long]
