@@ -231,6 +231,9 @@ class SqlChannel(Channel):
                         f"{message.splitlines()[0] if message else ''}. "
                         f"{hint or 'Check that the database is up and reachable from this host.'}"
                     ) from err
+                # the pool's connections may carry the failure with them (a session made read-only during a
+                # failover stays so after it): the next try takes fresh ones
+                self.engine.dispose()
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
 

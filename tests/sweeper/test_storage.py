@@ -283,3 +283,31 @@ def test_a_second_sweep_given_an_existing_study_name_is_told_it_continues_that_s
     assert "already holds" not in first.stdout + first.stderr
     second = run(tmp_path / "second", *common)
     assert "The Optuna study 'mine' already holds 2 trial(s) that this sweep did not run" in second.stdout
+
+
+def read_only(server: PostgresServer, on: bool) -> None:
+    """A failover's read-only episode: sessions opened now cannot write (those open before are unchanged)."""
+    engine = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SET default_transaction_read_only = off"))  # this session may always write
+            setting = "on" if on else "off"
+            conn.execute(sqlalchemy.text(f"ALTER DATABASE postgres SET default_transaction_read_only = {setting}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(120)
+def test_a_read_only_episode_leaves_no_pooled_connection_read_only(server, tmp_path):
+    channel = SqlChannel(server.url, f"read-only-{tmp_path.name}", create=True)
+    channel.put("heartbeat", 0, '{"seq": 1}')
+    try:
+        read_only(server, True)
+        server.drop_connections()  # the pool reconnects during the episode: a read-only session
+        with pytest.raises(StateWriteError, match="read-only transaction"):
+            channel.put("heartbeat", 0, '{"seq": 2}')
+    finally:
+        read_only(server, False)
+    channel.put("heartbeat", 0, '{"seq": 3}', patience_s=5.0)  # the episode is over: a fresh session writes
+    assert channel.get("heartbeat", 0) == '{"seq": 3}'
