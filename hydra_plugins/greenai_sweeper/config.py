@@ -109,6 +109,8 @@ class GreenAISweeperConf:
     study_name: Optional[str] = None  # noqa: UP045
     search_space: Any = None
     custom_search_space: Optional[str] = None  # noqa: UP045
+    # set by the sweeper on its jobs: the id in its ledger that keys its signals in a storage; never set it yourself
+    sweep_id: Optional[str] = None  # noqa: UP045
 
 
 # The schema; hydra/sweeper=greenai is the YAML shipped in lightning_greenai/conf/hydra/sweeper/greenai.yaml (found

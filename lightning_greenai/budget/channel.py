@@ -28,7 +28,16 @@ from lightning_greenai.jsonfile import parse_json
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["KINDS", "Channel", "FileChannel", "SqlChannel", "open_channel"]
+__all__ = [
+    "KINDS",
+    "Channel",
+    "FileChannel",
+    "SqlChannel",
+    "check_no_password",
+    "masked",
+    "open_channel",
+    "storage_url",
+]
 
 Kind = Literal["heartbeat", "allowance", "stop"]
 #: What travels: a job's heartbeat (and final record), the allowance the sweeper gives it, the sweep's STOP signal.
@@ -316,18 +325,18 @@ def check_storage(storage: str) -> str:
         load_driver()
     except (ArgumentError, ValueError) as err:
         raise BudgetConfigError(
-            f"hydra.sweeper.storage={storage!r} is not a database URL. Allowed: a SQLAlchemy URL such as "
+            f"hydra.sweeper.storage={masked(storage)!r} is not a database URL. Allowed: a SQLAlchemy URL such as "
             "sqlite:////path/to/sweeps.db or postgresql://user@host:5432/db"
         ) from err
     except NoSuchModuleError as err:
         raise BudgetConfigError(
-            f"hydra.sweeper.storage={storage!r}: unknown database. Allowed: sqlite:///... or postgresql://..."
+            f"hydra.sweeper.storage={masked(storage)!r}: unknown database. Allowed: sqlite:///... or postgresql://..."
         ) from err
     except ImportError as err:
         backend = url.get_backend_name()
         install = "pip install 'lightning-greenai[postgresql]'" if backend == "postgresql" else "install it"
         raise MissingDependencyError(
-            f"hydra.sweeper.storage={storage!r} needs the {backend} driver `{err.name or err}`, which is not "
+            f"hydra.sweeper.storage={masked(storage)!r} needs the {backend} driver `{err.name or err}`, which is not "
             f"installed: {install}"
         ) from err
     if url.get_backend_name() == "sqlite":
@@ -365,22 +374,65 @@ def open_channel(
     sweep_dir: str | os.PathLike[str],
     storage: str | None = None,
     *,
+    key: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     create: bool = False,
 ) -> Channel:
-    """The channel of a sweep: files in its dir, or ``storage``'s database keyed by the sweep dir.
+    """The channel of a sweep: files in its dir, or ``storage``'s database keyed by the sweep's id.
 
-    The key is the sweep dir, never an Optuna study name a user may give two sweeps: one sweeper at a time holds a
-    sweep dir (its lock), so two live sweeps never share a key.
+    The key is the id the sweep wrote into its ledger when it began (``sweep_id``), never a path or an Optuna study
+    name: a sweep dir reached through a symlink, or two machines' sweep dirs of the same path, would otherwise meet
+    the wrong rows. (Sweeps begun before ids were recorded are keyed by their sweep dir, as they were then.)
 
     Args:
         sweep_dir: The sweep's absolute folder (``hydra.sweep.dir`` as the sweeper passes it to each job).
         storage: ``hydra.sweeper.storage``; ``None`` for files.
+        key: The sweep's id (default: the sweep dir).
         cwd: The folder a relative SQLite path is relative to (default: the current one).
         create: Create the database table if missing.
     """
     if not storage:
         return FileChannel(sweep_dir)
     check_storage(storage)
-    url = sqlite_absolute(storage, cwd if cwd is not None else os.getcwd())
-    return SqlChannel(url, str(sweep_dir), create=create)
+    return SqlChannel(storage_url(storage, cwd), key or str(sweep_dir), create=create)
+
+
+def storage_url(storage: str, cwd: str | os.PathLike[str] | None = None) -> str:
+    """The database a storage URL reaches from ``cwd`` (a relative SQLite path made absolute), as a URL."""
+    return sqlite_absolute(storage, cwd if cwd is not None else os.getcwd())
+
+
+def masked(storage: str) -> str:
+    """A storage URL fit to print or record: its password, if any, hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(storage).render_as_string(hide_password=True))
+    except Exception:  # not a URL at all: nothing in it parses as a password
+        return storage
+
+
+def check_no_password(raw: Any) -> None:
+    """Refuse a storage URL written with its password: Hydra would write it into every job's config files.
+
+    ``raw`` is the option as written (unresolved): a password that comes through ``${oc.env:...}`` is not written
+    anywhere, and libpq reads ``PGPASSWORD`` and ``~/.pgpass`` by itself.
+
+    Raises:
+        BudgetConfigError: the URL holds a literal password (the message does not repeat it).
+    """
+    if not isinstance(raw, str) or "${" in raw:
+        return
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(raw).password
+    except Exception:
+        return  # check_storage says what is wrong with it
+    if password:
+        raise BudgetConfigError(
+            f"hydra.sweeper.storage={masked(raw)!r} holds a password, which Hydra would write into multirun.yaml "
+            "and every job's .hydra/hydra.yaml. Give it through the environment instead: PGPASSWORD or ~/.pgpass "
+            "(PostgreSQL reads both), or an interpolation such as "
+            "'postgresql://user:${oc.env:DB_PASSWORD}@host:5432/db' (written as it is, resolved when used)."
+        )

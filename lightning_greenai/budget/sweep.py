@@ -21,6 +21,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ from typing import Any
 from lightning_greenai.budget.admission import admit, estimate_trial_cost
 from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.budget.budget import Budget, measure
-from lightning_greenai.budget.channel import Channel, check_storage, open_channel
+from lightning_greenai.budget.channel import (
+    Channel,
+    check_no_password,
+    check_storage,
+    masked,
+    open_channel,
+    storage_url,
+)
 from lightning_greenai.budget.files import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
 from lightning_greenai.budget.gain import GainRule
 from lightning_greenai.budget.history import Trial, limits_in_force, replay
@@ -243,6 +251,18 @@ class _Book:
         }
 
 
+def _sweep_id(ledger: Ledger, sweep_dir: Path) -> str:
+    """The id that keys a sweep's signals in a storage: its ledger's, or a new one for a new sweep.
+
+    A sweep begun before ids were recorded keeps its sweep dir as its key, so its resume finds its rows.
+    """
+    header = ledger.header()
+    if header is None:
+        return uuid.uuid4().hex
+    recorded = header.get("sweep_id")
+    return recorded if isinstance(recorded, str) and recorded else str(sweep_dir)
+
+
 class BudgetSweep:
     """Run a budget-limited search (see the module docstring and ``conf/hydra/sweeper/greenai.yaml``).
 
@@ -282,6 +302,7 @@ class BudgetSweep:
         study_name: str | None = None,
         search_space: Any = None,
         custom_search_space: str | None = None,
+        sweep_id: str | None = None,
     ) -> None:
         self.budget = Budget.parse({k: v for k, v in dict(budget or {}).items() if v is not None})
         max_trials = _alias("max_trials", max_trials, "n_trials", n_trials)
@@ -329,7 +350,13 @@ class BudgetSweep:
             raise BudgetConfigError(f"`hydra.sweeper.storage` must be a database URL or null, got {storage!r}.")
         if storage:
             check_storage(storage)
+        if sweep_id is not None:
+            raise BudgetConfigError(
+                f"hydra.sweeper.sweep_id is set by the sweeper on its jobs (the id its ledger records), got "
+                f"{sweep_id!r}: remove it."
+            )
         self.storage, self.study_name = storage or None, study_name
+        self.sweep_id = ""  # the id that keys this sweep's signals: its ledger's (see _sweep_id)
         self.channel: Channel | None = None
         if strategy not in STRATEGIES:
             raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
@@ -416,7 +443,12 @@ class BudgetSweep:
     def setup(self, *, hydra_context: Any, task_function: Callable[[Any], Any], config: Any) -> None:
         """Build the configured launcher around a task wrapped to write its trial record."""
         from hydra.core.plugins import Plugins
+        from omegaconf import OmegaConf
 
+        sweeper = config.hydra.get("sweeper")
+        written = OmegaConf.to_container(sweeper, resolve=False) if sweeper is not None else None
+        if isinstance(written, dict):  # the option as written: a password through ${oc.env:...} is never written out
+            check_no_password(written.get("storage"))
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=TaskWrapper(task_function, self.objective_key), config=config
@@ -464,7 +496,8 @@ class BudgetSweep:
             )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled = None
-        self.channel = open_channel(sweep_dir, self.storage, create=True)
+        self.sweep_id = _sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
+        self.channel = open_channel(sweep_dir, self.storage, key=self.sweep_id, create=True)
         with SweepLock(folder), _signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
@@ -656,7 +689,8 @@ class BudgetSweep:
     def _launch(self, sweep_dir: Path, jobs: list[Trial], book: _Book) -> Sequence[Any] | None:
         watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
         watchdog.start()
-        launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'"] for job in jobs]
+        keyed = [f"hydra.sweeper.sweep_id='{self.sweep_id}'"] if self.storage else []
+        launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'", *keyed] for job in jobs]
         try:
             results: Sequence[Any] | None = self.launcher.launch(launch_overrides, initial_job_idx=jobs[0].job_num)
         except Exception as err:  # a launcher that lost the batch's JobReturns (killed array job)
@@ -821,6 +855,8 @@ class BudgetSweep:
                 fingerprint=_search_key(search),
                 **budget,
                 grid=self.grid.to_dict(),
+                sweep_id=self.sweep_id,
+                storage=None if self.storage is None else masked(storage_url(self.storage)),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
                 hardware=describe_hardware(),
                 stop_when=None if self.gain_rule is None else dict(self.stop_when),
@@ -840,6 +876,7 @@ class BudgetSweep:
                 f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
             )
         self._check_grid(header.get("grid"))
+        self._check_storage(header)
         for note in ledger.notes:
             print(f"[greenai] note: {note}")
         history = replay(ledger.events())
@@ -914,6 +951,20 @@ class BudgetSweep:
                 "The grid changed since this sweep started, so a resume would re-price what was already spent and "
                 f"hold the rest of the budget at other figures ({'; '.join(changed)}; was then vs now). Restore "
                 f"hydra.sweeper.grid to what it was ({then.describe()}), or start a new hydra.sweep.dir."
+            )
+
+    def _check_storage(self, header: Mapping[str, Any]) -> None:
+        """Refuse a resume whose storage is another database than the one its jobs' records are in."""
+        if "storage" not in header:
+            return  # a ledger from before storages were recorded
+        then, now = header.get("storage"), None if self.storage is None else masked(storage_url(self.storage))
+        if then != now:
+            files = "none: files in the sweep dir"
+            raise BudgetConfigError(
+                f"hydra.sweeper.storage reaches another database than when this sweep started (was {then or files}, "
+                f"now {now or files}): its jobs' records and signals are there, and a resume without them would bill "
+                f"and run its trials again. Resume with hydra.sweeper.storage={then or 'null'} (a relative SQLite "
+                "path is read from the launch folder), or start a new hydra.sweep.dir."
             )
 
     def _say_budget_change(self, recorded: Mapping[str, Any], book: _Book) -> None:

@@ -360,6 +360,7 @@ def current_trial() -> TrialReporter | None:
         channel = open_channel(
             key[0],
             OmegaConf.select(cfg, "sweeper.storage", default=None),
+            key=OmegaConf.select(cfg, "sweeper.sweep_id", default=None),
             cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
         )
         _REPORTERS[key] = TrialReporter(

@@ -14,6 +14,7 @@ import sqlalchemy
 
 from lightning_greenai.budget.channel import SqlChannel, open_channel
 from lightning_greenai.budget.files import TrialRecord
+from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
@@ -36,6 +37,13 @@ def rows(url: str) -> dict[str, dict[tuple[str, int], str]]:
     for sweep, kind, job, body in found:
         out.setdefault(sweep, {})[(kind, job)] = body
     return out
+
+
+def key(sweep_dir: Path) -> str:
+    """The id that keys a sweep's signals: the one its ledger's header records."""
+    header = Ledger(sweep_dir / ".greenai" / "ledger.jsonl").header()
+    assert header is not None and header["sweep_id"]
+    return str(header["sweep_id"])
 
 
 def no_job_wrote_in_the_sweep_dir(sweep_dir: Path) -> None:
@@ -137,7 +145,7 @@ def test_a_budget_sweep_through_sqlite_holds_its_budget_and_writes_no_trial_file
     # a relative SQLite path is the launch folder's (the sweep dir's parent here), for the sweeper and every job
     two_jobs_in_flight_overshoot_by_at_most_one_step_each(sweep_dir, *JOBLIB, "hydra.sweeper.storage=sqlite:///s.db")
     assert not (sweep_dir / ".greenai" / "trials").exists()
-    signals = rows(f"sqlite:///{tmp_path / 's.db'}")[str(sweep_dir)]
+    signals = rows(f"sqlite:///{tmp_path / 's.db'}")[key(sweep_dir)]
     assert {job for kind, job in signals if kind == "heartbeat"} == set(finished(sweep_dir))
     for job, event in finished(sweep_dir).items():
         heartbeat = json.loads(signals[("heartbeat", job)])
@@ -170,7 +178,7 @@ def test_a_budget_sweep_on_postgresql_holds_with_each_job_in_its_own_dir(server,
     )
     no_job_wrote_in_the_sweep_dir(sweep_dir)
     assert sorted(int(p.name[3:]) for p in (tmp_path / "hosts").iterdir()) == sorted(finished(sweep_dir))
-    signals = rows(server.url)[str(sweep_dir)]
+    signals = rows(server.url)[key(sweep_dir)]
     for job, event in finished(sweep_dir).items():  # the final records the sweeper billed are the jobs' own
         heartbeat = json.loads(signals[("heartbeat", job)])
         assert heartbeat["status"] == event["status"]
@@ -208,7 +216,7 @@ def test_two_sweeps_on_one_postgresql_database_at_once_are_kept_apart(server, tm
         sweep_dir = d / "sweep"
         assert report(sweep_dir)["trials_by_status"] == {"completed": 4}  # each its own 4 trials, 5 J each
         assert report(sweep_dir)["spend"]["energy_j"] == {"gpu:0": pytest.approx(20.0)}
-        assert {job for kind, job in signals[str(sweep_dir)] if kind == "heartbeat"} == {0, 1, 2, 3}
+        assert {job for kind, job in signals[key(sweep_dir)] if kind == "heartbeat"} == {0, 1, 2, 3}
         assert str(sweep_dir) in studies  # and each its own Optuna study
 
 
@@ -311,3 +319,73 @@ def test_a_read_only_episode_leaves_no_pooled_connection_read_only(server, tmp_p
         read_only(server, False)
     channel.put("heartbeat", 0, '{"seq": 3}', patience_s=5.0)  # the episode is over: a fresh session writes
     assert channel.get("heartbeat", 0) == '{"seq": 3}'
+
+
+# -- one sweep, one key, one database --------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_a_resume_through_a_symlinked_sweep_dir_finds_its_jobs_records(tmp_path):
+    # the jobs' signals are keyed by the id in the ledger, not by the path the sweep dir is reached by
+    real, link = tmp_path / "real", tmp_path / "link"
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}"
+    common = ("x=0,1,2", "steps=4", storage, "crash_at=2", "crash_x=1", f"crash_once_file={tmp_path / 'once'}")
+    assert run(real, *common, check=False).returncode == 17  # died at job 1's 3rd step: 2 J on its heartbeat
+    link.symlink_to(real, target_is_directory=True)
+    resumed = run(link, *common, "hydra.sweeper.resume=true")
+    jobs = finished(real)
+    assert jobs[1]["status"] == "interrupted"
+    assert jobs[1]["spend"]["energy_j"] == {"gpu:0": 2.0}  # billed at its heartbeat, found under the sweep's id
+    assert "resuming" in resumed.stdout
+    assert set(rows(f"sqlite:///{tmp_path / 's.db'}")) == {key(real)}
+
+
+@pytest.mark.timeout(300)
+def test_a_resume_reaching_another_database_is_refused_naming_both(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, "x=0,1", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'a.db'}")
+    proc = run(
+        sweep_dir, "x=0,1", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'b.db'}", "hydra.sweeper.resume=true",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"was sqlite:///{tmp_path / 'a.db'}, now sqlite:///{tmp_path / 'b.db'}" in proc.stderr
+    assert f"Resume with hydra.sweeper.storage=sqlite:///{tmp_path / 'a.db'}" in proc.stderr
+
+
+def test_two_sweeps_of_one_path_are_two_keys(tmp_path):
+    # two machines' sweep dirs of the same path (here: the same dir, used again after the first was moved away)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    sweep_dir = tmp_path / "sweep"
+    run(sweep_dir, "x=0,1", f"hydra.sweeper.storage={url}")
+    first = key(sweep_dir)
+    sweep_dir.rename(tmp_path / "moved")
+    run(sweep_dir, "x=0,1", f"hydra.sweeper.storage={url}")
+    assert key(sweep_dir) != first and set(rows(url)) == {first, key(sweep_dir)}
+
+
+def test_a_literal_password_in_the_storage_url_is_refused_and_never_printed(tmp_path):
+    proc = run(
+        tmp_path / "sweep", "x=0,1", "hydra.sweeper.storage=postgresql://user:s3cret@127.0.0.1:1/db", check=False
+    )
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "holds a password" in said and "PGPASSWORD" in said and "${oc.env:DB_PASSWORD}" in said
+    assert "s3cret" not in said
+    assert (
+        not (tmp_path / "sweep" / "multirun.yaml").exists()
+        or "s3cret" not in (tmp_path / "sweep" / "multirun.yaml").read_text()
+    )
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(300)
+def test_a_password_from_the_environment_reaches_the_database_and_no_file(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("GREENAI_TEST_DB_PASSWORD", "s3cret")
+    url = server.url.replace("postgres@", "postgres:${oc.env:GREENAI_TEST_DB_PASSWORD}@")
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, "x=0,1", f"hydra.sweeper.storage='{url}'")
+    assert report(sweep_dir)["trials_by_status"] == {"completed": 2}
+    assert "s3cret" not in proc.stdout + proc.stderr
+    written = [p for p in sweep_dir.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
+    assert written == []
