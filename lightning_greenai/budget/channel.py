@@ -189,6 +189,8 @@ _PERMANENT = (
     ("no such column", "greenai_signals there has another layout (another program's table): use another database."),
     ("does not exist", "Create the database (or the user) first, or fix the name."),
     ("password authentication failed", "Fix the user or password in the URL."),
+    ("no password supplied", "Give the password through PGPASSWORD or ~/.pgpass (never in the URL)."),
+    ("no pg_hba.conf entry", "The server refuses this host or user: add a pg_hba.conf entry for it."),
     ("permission denied", "Grant this user CREATE, SELECT, INSERT, UPDATE and DELETE there."),
 )
 

@@ -389,3 +389,31 @@ def test_a_password_from_the_environment_reaches_the_database_and_no_file(server
     assert "s3cret" not in proc.stdout + proc.stderr
     written = [p for p in sweep_dir.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
     assert written == []
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(120)
+def test_a_postgresql_login_that_waiting_will_not_mend_is_said_at_once(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    hba = server.data / "pg_hba.conf"
+    saved = hba.read_text()
+    engine = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("DROP ROLE IF EXISTS pwuser"))
+            conn.execute(sqlalchemy.text("CREATE ROLE pwuser LOGIN PASSWORD 'x'"))
+        lines = (
+            "host all postgres 127.0.0.1/32 trust\nhost all pwuser 127.0.0.1/32 scram-sha-256\nlocal all all trust\n"
+        )
+        hba.write_text(lines)
+        assert server.pg_ctl("reload").returncode == 0
+        for user, said in (("pwuser", "no password supplied"), ("stranger", "no pg_hba.conf entry")):
+            start = time.monotonic()
+            with pytest.raises(StateWriteError, match=said):
+                open_channel(tmp_path / "sweep", server.url.replace("postgres@", f"{user}@"), create=True)
+            assert time.monotonic() - start < 30  # not retried for the minute a dropped connection gets
+    finally:
+        hba.write_text(saved)
+        server.pg_ctl("reload")
+        engine.dispose()
