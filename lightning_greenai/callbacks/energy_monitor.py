@@ -96,16 +96,18 @@ def _run_root(trainer: pl.Trainer) -> psutil.Process | None:
 
 
 def _output_dir(trainer: pl.Trainer, *, collective: bool = True) -> str | None:
-    """Where the run's files go: the logger's folder; with no logger, the Hydra job's output dir if in a Hydra job.
+    """Where the run's files go: the logger's folder, else the Hydra job's output dir or ``default_root_dir``.
 
-    ``trainer.log_dir`` broadcasts under DDP (every rank must call it); ``collective=False`` avoids it (teardown after
+    A logger that keeps no folder here (MLflow on a database or a server) counts as none. ``trainer.log_dir``
+    broadcasts under DDP (every rank must call it); ``collective=False`` avoids it (teardown after
     a failure, when another rank may be gone).
     """
     if trainer.loggers:
-        if collective:
-            return trainer.log_dir
         logger = trainer.loggers[0]
-        return str(logger.log_dir or logger.save_dir or trainer.default_root_dir)
+        found = trainer.log_dir if collective else (logger.log_dir or logger.save_dir)
+        if found is not None:
+            return str(found)
+        # a logger that keeps no folder here (MLflow on a database or a server): the run's folder, as with none
     root = trainer.default_root_dir
     try:
         from hydra.core.hydra_config import HydraConfig

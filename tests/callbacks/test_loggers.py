@@ -1,5 +1,6 @@
 """The monitors inside real trackers: fit, then test from the best checkpoint, read back from each store."""
 
+import json
 import os
 import subprocess
 import sys
@@ -109,6 +110,9 @@ def test_mlflow_fit_then_test(tiny_trainer, fake_clock, tmp_path, monkeypatch, s
     logger = mlflow_logger(uri, tmp_path)
     monitor = fit_then_test(tiny_trainer, fake_clock, tmp_path, logger)
     check_mlflow_run(uri, logger.run_id, monitor)
+    # price_tag.json in the run's folder (the file store's, else the Trainer's root), where `greenai report` reads it
+    tag = json.loads(((tmp_path / "mlruns" if store == "file" else tmp_path) / "price_tag.json").read_text())
+    assert set(tag["stages"]) == {"fit", "test"}
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +147,7 @@ def test_mlflow_fit_then_test_on_a_real_tracking_server(tiny_trainer, fake_clock
     logger = mlflow_logger(mlflow_server, tmp_path)
     monitor = fit_then_test(tiny_trainer, fake_clock, tmp_path, logger)
     check_mlflow_run(mlflow_server, logger.run_id, monitor)
+    assert set(json.loads((tmp_path / "price_tag.json").read_text())["stages"]) == {"fit", "test"}
 
 
 def test_tensorboard_hparams_view_gets_the_price_tag(tiny_trainer, fake_clock, tmp_path):
