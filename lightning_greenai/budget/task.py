@@ -84,6 +84,27 @@ def _leave_the_process_as_found() -> Iterator[None]:
         os.environ.update(environ)
 
 
+@contextmanager
+def _finish_wandb_runs_left_open() -> Iterator[None]:
+    """Finish a W&B run the trial started and left open (no ``wandb.finish()`` in the task).
+
+    Otherwise the next trial in the process (the basic launcher runs them all in one), and the sweep's own summary run,
+    would log into it: W&B hands the open run to every later ``wandb.init``.
+    """
+    wandb = sys.modules.get("wandb")
+    before = getattr(wandb, "run", None)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        wandb = sys.modules.get("wandb")  # the task may have imported it
+        run = getattr(wandb, "run", None)
+        if wandb is not None and run is not None and run is not before:
+            with suppress(Exception):  # a tracker that cannot close must not change the trial's outcome
+                wandb.finish(exit_code=1 if failed else 0)
+
+
 def _distributed_initialized() -> bool:
     dist = sys.modules.get("torch.distributed")  # never imports torch: a task without it has no process group
     return bool(dist is not None and dist.is_available() and dist.is_initialized())
@@ -152,7 +173,7 @@ class TaskWrapper:
             return _carry(None, undelivered)
         reporter.set_status("running")
         try:
-            with _single_run_argv(), _leave_the_process_as_found():
+            with _single_run_argv(), _leave_the_process_as_found(), _finish_wandb_runs_left_open():
                 value = self.task(cfg)
         except BaseException as err:
             if isinstance(err, TrialKilledError):

@@ -1,7 +1,8 @@
 """A Lightning trial metered by an EnergyMonitor on a constant 100 W fake GPU: used by the one-grid tests.
 
 ``monitor_grid`` holds the grid arguments the trial's own monitor sets (none by default: it takes the sweep's).
-Returns ``{"objective": -(x - 3)^2}``; the price tag lands in the trial's output dir (``logger=False``).
+Returns ``{"objective": -(x - 3)^2}``; the price tag lands in the trial's output dir (with no ``logger`` config; one
+given, as ``+logger=wandb``, is used and never finished, as many tasks leave it).
 """
 
 import time
@@ -19,8 +20,9 @@ from lightning_greenai.sensors.fake import ConstantPowerSensor
 def main(cfg: DictConfig) -> dict:
     grid = OmegaConf.to_container(cfg.monitor_grid, resolve=True)
     monitor = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False, **grid)
+    logger = hydra.utils.instantiate(cfg.logger) if OmegaConf.select(cfg, "logger") is not None else False
     trainer = L.Trainer(
-        callbacks=[monitor], logger=False, max_steps=cfg.steps, limit_val_batches=0, enable_progress_bar=False,
+        callbacks=[monitor], logger=logger, max_steps=cfg.steps, limit_val_batches=0, enable_progress_bar=False,
         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
     )  # fmt: skip
     trainer.fit(BoringModel())

@@ -133,3 +133,22 @@ def test_a_resume_with_a_changed_grid_is_refused_and_the_same_grid_resumes(tmp_p
         out, "x=0,1,2,3", "hydra.sweeper.grid.country=FR", "hydra.sweeper.max_trials=2", "hydra.sweeper.resume=true"
     )
     assert "resuming" in same.stdout and len(finished(out)) == 2
+
+
+@pytest.mark.timeout(600)
+def test_each_trial_and_the_sweep_get_their_own_wandb_run_when_the_task_never_finishes_one(tmp_path, monkeypatch):
+    from lightning_greenai.testing import read_wandb_run
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B offline
+    out = tmp_path / "sweep"
+    run(out, "x=0,1", "+logger=wandb", task=MONITOR_TASK)  # the basic launcher: both trials in one process
+    trials = [read_wandb_run(out / str(job) / "wandb") for job in (0, 1)]
+    for trial in trials:  # each trial's run is its own, closed, and holds its own metrics only
+        assert trial.complete and trial.column("greenai/energy_kwh")
+        assert not trial.column("greenai/sweep/best_vs_energy_kwh")
+    assert len(list((out / "0" / "wandb").glob("offline-run-*"))) == 1
+    sweep = read_wandb_run(out / "wandb")  # the sweep's summary run exists, apart from the trials'
+    assert len(sweep.column("greenai/sweep/best_vs_energy_kwh")) == 2
+    assert not sweep.column("greenai/energy_kwh")
