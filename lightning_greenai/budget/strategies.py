@@ -278,6 +278,7 @@ class OptunaStrategy:
                 "hydra.sweeper.strategy=optuna needs Optuna (2.10 or newer): pip install optuna"
             ) from err
 
+        check_optuna_storage(optuna.__version__)
         self._optuna = optuna
         self._overrides = parse_search_space(arguments)
         storage_dir.mkdir(parents=True, exist_ok=True)
@@ -366,6 +367,29 @@ class OptunaStrategy:
     def exhausted(self) -> bool:
         """Never."""
         return False
+
+
+def check_optuna_storage(optuna_version: str) -> None:
+    """Refuse Optuna 2.x beside SQLAlchemy 2: its database storage cannot work there, and the study lives in one.
+
+    The study is kept in a database (``optuna.db`` in the sweep's state folder, or ``hydra.sweeper.storage``) so that
+    a resume continues it. Projects that pin hydra-optuna-sweeper (Optuna 2.10) often install SQLAlchemy 2 for other
+    packages; Optuna 2.10's storage then fails deep inside SQLAlchemy.
+
+    Raises:
+        MissingDependencyError: Optuna older than 3 with SQLAlchemy 2 or newer, with both ways out.
+    """
+    import sqlalchemy
+
+    optuna_major = int(optuna_version.split(".")[0])
+    sqlalchemy_major = int(str(sqlalchemy.__version__).split(".")[0])
+    if optuna_major < 3 and sqlalchemy_major >= 2:
+        raise MissingDependencyError(
+            f"hydra.sweeper.strategy=optuna keeps its study in a database (so a resume continues it), which Optuna "
+            f"{optuna_version} cannot open with SQLAlchemy {sqlalchemy.__version__} (Optuna 2 needs SQLAlchemy < 2). "
+            "Either pip install 'sqlalchemy<2' (keeps Optuna 2.10, as hydra-optuna-sweeper pins it), or pip install "
+            "'optuna>=3'."
+        )
 
 
 def _create_study(optuna: Any, **kwargs: Any) -> Any:

@@ -52,6 +52,7 @@ from lightning_greenai.budget.strategies import (
     RandomStrategy,
     SearchStrategy,
     canonical_overrides,
+    check_optuna_storage,
     make_strategy,
     parse_overrides,
     sweeps_anything,
@@ -360,6 +361,13 @@ class BudgetSweep:
         self.channel: Channel | None = None
         if strategy not in STRATEGIES:
             raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
+        if strategy == "optuna":  # before anything is written: a sweep dir is not left holding a ledger it cannot run
+            try:
+                import optuna
+            except ImportError:
+                pass  # OptunaStrategy says how to install it
+            else:
+                check_optuna_storage(optuna.__version__)
         if stop_policy not in STOP_POLICIES:
             raise BudgetConfigError(f"Unknown stop_policy {stop_policy!r}. Allowed: {', '.join(STOP_POLICIES)}.")
         if direction not in ("max", "min"):
