@@ -63,14 +63,16 @@ class MLP(L.LightningModule):
 class StepTimer(L.Callback):
     def __init__(self, rss_at: tuple[int, ...] = ()) -> None:
         self.times: list[float] = []
+        self.cpu_times: list[float] = []  # the main thread's CPU time: what other processes' load does not stretch
         self.rss: dict[int, int] = {}
         self.rss_at = rss_at
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.t = time.perf_counter()
+        self.t, self.cpu_t = time.perf_counter(), time.thread_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.times.append(time.perf_counter() - self.t)
+        self.cpu_times.append(time.thread_time() - self.cpu_t)
         if trainer.global_step in self.rss_at:
             self.rss[trainer.global_step] = psutil.Process().memory_info().rss
 
@@ -133,21 +135,25 @@ def memory(steps: int) -> dict[str, float]:
 
 
 class HookTimer(EnergyMonitor):
-    """An EnergyMonitor that times its training-batch hooks: ``seconds[i]`` is the time spent in them at step i."""
+    """An EnergyMonitor that times its training-batch hooks: ``seconds[i]`` (``cpu_seconds[i]``: the thread's CPU
+    time) is the time spent in them at step i."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_train_batch_start(self, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         super().on_train_batch_start(*args, **kwargs)
         self.seconds.append(time.perf_counter() - t0)
+        self.cpu_seconds.append(time.thread_time() - cpu0)
 
     def on_train_batch_end(self, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         super().on_train_batch_end(*args, **kwargs)
         self.seconds[-1] += time.perf_counter() - t0
+        self.cpu_seconds[-1] += time.thread_time() - cpu0
 
 
 HOOK_DIMS = (512, 1024, 1024, 10)
@@ -160,20 +166,25 @@ def hook_time(rounds: int, steps: int) -> dict[str, float]:
         torch.manual_seed(0)
         model, data = MLP(HOOK_DIMS), loader(64 * 100, HOOK_DIMS[0], 64)
         bare: list[float] = []
+        bare_cpu: list[float] = []
         hooks: list[list[float]] = []
+        hooks_cpu: list[list[float]] = []
         with tempfile.TemporaryDirectory() as root:
             for _ in range(rounds):
                 timer = StepTimer()
                 fit(model, data, [timer], steps, root)
                 bare.extend(timer.times[5:])
+                bare_cpu.extend(timer.cpu_times[5:])
                 monitor = HookTimer(country="FR", verbose=False)
                 fit(model, data, [monitor], steps, root)
                 hooks.append(monitor.seconds)
+                hooks_cpu.append(monitor.cpu_seconds)
     finally:
         torch.set_num_threads(threads)
     step_s = statistics.median(bare)
     every = 50  # the trainer's log_every_n_steps: a reading at every 50th step
     per_step_s = sum(map(sum, hooks)) / sum(map(len, hooks))
+    step_cpu_s, per_step_cpu_s = statistics.median(bare_cpu), sum(map(sum, hooks_cpu)) / sum(map(len, hooks_cpu))
     return {
         "bare step (ms)": 1e3 * step_s,
         "hooks per step (ms)": 1e3 * per_step_s,
@@ -181,6 +192,9 @@ def hook_time(rounds: int, steps: int) -> dict[str, float]:
         "first reading (ms)": 1e3 * statistics.median(h[every - 1] for h in hooks),
         "later readings (ms)": 1e3 * statistics.median(t for h in hooks for t in h[2 * every - 1 :: every]),
         "hook-time ratio": (step_s + per_step_s) / step_s,
+        "bare step CPU (ms)": 1e3 * step_cpu_s,
+        "hooks per step CPU (ms)": 1e3 * per_step_cpu_s,
+        "hook-CPU ratio": (step_cpu_s + per_step_cpu_s) / step_cpu_s,
     }
 
 
@@ -288,8 +302,8 @@ def main() -> None:
         for name, results in runs_of.items():
             figures = {key: statistics.median(r[key] for r in results) for key in results[0]}
             print(f"  {name}: " + ", ".join(f"{key} {value:.4f}" for key, value in figures.items()))
-            ratios = ", ".join(f"{r['hook-time ratio']:.4f}" for r in results)
-            print(f"    hook-time ratio of each run: {ratios}")
+            for key in ("hook-time ratio", "hook-CPU ratio"):
+                print(f"    {key} of each run: {', '.join(f'{r[key]:.4f}' for r in results)}")
     if "reading" in sections:
         trees = {"this tree": os.getcwd()} | ({} if args.against is None else {args.against: args.against})
         cost = reading_cost(runs, reads, {name: os.path.abspath(path) for name, path in trees.items()})
