@@ -189,40 +189,38 @@ def test_one_reading_block_reads_the_tree_once_for_every_consumer():
     assert tree.reads == reads + 2
 
 
-def _family() -> tuple[subprocess.Popen, subprocess.Popen]:
-    """A child that started a grandchild, and a child started from another thread; both wait for stdin to close."""
-    code = (
-        "import subprocess, sys\n"
-        "g = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], stdin=subprocess.PIPE)\n"
-        "print(g.pid, flush=True); sys.stdin.read(); g.stdin.close(); g.wait()"
-    )
-    started: list[subprocess.Popen] = []
+def test_the_tree_read_in_proc_is_the_tree_psutil_walks():
     import threading
 
-    def start() -> None:
-        started.append(subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE))
-
-    thread = threading.Thread(target=start)
-    thread.start()
-    thread.join()
-    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert parent.stdout is not None
-    parent.stdout.readline()  # the grandchild is running
-    return parent, started[0]
-
-
-def test_the_tree_read_in_proc_is_the_tree_psutil_walks():
     from lightning_greenai.sensors.estimate import ProcessTree
 
     me = psutil.Process()
-    family = _family()
+    waiter = [sys.executable, "-c", "import sys; sys.stdin.read()"]  # runs until its stdin closes
+    family: list[subprocess.Popen] = []
+    started, done = threading.Event(), threading.Event()
+
+    def start_and_stay() -> None:  # a child of another thread: in that thread's task/<tid>/children while it lives
+        family.append(subprocess.Popen(waiter, stdin=subprocess.PIPE))
+        started.set()
+        done.wait()
+
+    thread = threading.Thread(target=start_and_stay)
+    thread.start()
+    code = f"import subprocess, sys; g = subprocess.Popen({waiter!r}, stdin=subprocess.PIPE); print(g.pid, flush=True)"
+    code += "; sys.stdin.read(); g.stdin.close(); g.wait()"
     try:
+        family.append(subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        assert family[-1].stdout is not None
+        grandchild = int(family[-1].stdout.readline())
+        assert started.wait(60)
         fast, walked = ProcessTree(me).read(), ProcessTree(me, procfs=None).read()
         assert set(fast.pids) == set(walked.pids) == {me.pid, *(p.pid for p in me.children(recursive=True))}
-        assert len(fast.pids) >= 4  # this process, its two children and the grandchild
+        assert {p.pid for p in family} | {grandchild} <= set(fast.pids)
         assert fast.cpu_s == pytest.approx(walked.cpu_s, abs=0.05)
         assert fast.rss_b == pytest.approx(walked.rss_b, rel=0.05)
     finally:
+        done.set()
+        thread.join()
         for p in family:
             assert p.stdin is not None
             p.stdin.close()
