@@ -7,7 +7,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -169,7 +169,7 @@ class Meter:
         self._hourly, self._last_wall_s = {}, None
         self._cpu_start_s, self._host_share_s = None, 0.0
         if self._cpu_s is not None:
-            self._cpu_s = TreeCPUTime(self._cpu_s.process)
+            self._cpu_s = TreeCPUTime(tree=self._cpu_s.tree)
 
     def stop(self) -> Spend:
         """Take a final reading, close the sensors this meter opened, and return the spend."""
@@ -284,6 +284,12 @@ class Meter:
     def _read(self) -> None:
         if self._sync is not None:
             self._sync()
+        # the CPU and DRAM estimates, apportioned counters and the host share read the run's process tree once
+        with nullcontext() if self._cpu_s is None else self._cpu_s.tree.reading():
+            self._read_sensors()
+            self._read_cpu()
+
+    def _read_sensors(self) -> None:
         now, wall_s = self._clock(), self._wall_clock()
         dt = 0.0 if self._last_s is None else now - self._last_s
         grown = 0.0
@@ -300,7 +306,6 @@ class Meter:
         for hour, joules in split_by_hour(since_s, wall_s, grown).items():
             self._hourly[hour] = self._hourly.get(hour, 0.0) + joules
         self._last_s, self._last_wall_s = now, wall_s
-        self._read_cpu()
 
     def _read_cpu(self) -> None:
         """The run's share of its host so far: its processes' CPU-seconds since start over the logical CPUs."""

@@ -112,3 +112,26 @@ def test_one_nan_or_inf_reading_is_discarded_with_a_warning_not_kept(bad):
 def test_add_flops_refuses_what_is_not_a_count(flops):
     with pytest.raises(ValueError, match="`flops` must be a finite number >= 0"):
         Meter([]).add_flops(flops)
+
+
+def test_one_reading_reads_the_process_tree_once_for_the_estimates_and_the_host_share():
+    import time
+
+    import psutil
+
+    from lightning_greenai.sensors.estimate import CPUEstimateSensor, DRAMEstimateSensor, ProcessTree
+
+    cpus = psutil.cpu_count() or 1
+    sensors = [CPUEstimateSensor(tdp_w=float(cpus), logical_cpus=cpus), DRAMEstimateSensor()]  # 1 W a CPU: J = CPU s
+    meter = Meter(sensors).start()
+    tree = ProcessTree.of(psutil.Process())  # the one the sensors and the meter share
+    reads = tree.reads
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    spend = meter.sample()
+    assert tree.reads == reads + 1
+    # the CPU estimate and the host share took the same reading: the same CPU seconds since the start
+    assert spend.energy_j["cpu:estimate"] >= 0.04
+    assert spend.energy_j["cpu:estimate"] == pytest.approx(spend.host_share_s * cpus, rel=1e-9)
+    meter.stop()

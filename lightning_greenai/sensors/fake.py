@@ -1,4 +1,4 @@
-"""Public test doubles: fake sensors, a fake clock, fake NVML and amdsmi modules, fake powercap and Jetson trees.
+"""Public test doubles: fake sensors, a fake clock, fake NVML and amdsmi modules, fake powercap, Jetson and /proc trees.
 
 Use them in your own tests to check energy accounting without hardware::
 
@@ -12,7 +12,8 @@ Use them in your own tests to check energy accounting without hardware::
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,10 @@ __all__ = [
     "FakeClock",
     "FakeGPU",
     "FakeNVML",
+    "FakeProcess",
     "FakeSensor",
     "make_jetson_tree",
+    "make_proc_tree",
     "make_rapl_tree",
     "set_jetson_power",
 ]
@@ -437,6 +440,50 @@ def make_rapl_tree(
             zone(f"intel-rapl-mmio:{n}", f"package-{n}", start)
     if psys:
         zone(f"intel-rapl:{max(packages, default=-1) + 1}", "psys", 5 * 10**10)
+    return root
+
+
+@dataclass
+class FakeProcess:
+    """One process of a fake ``/proc`` (:func:`make_proc_tree`): CPU times in clock ticks, resident memory in pages.
+
+    ``threads`` maps each thread id to the pids of the children that thread started (default: the main thread, whose
+    id is the pid, with none); ``start`` is the start time in ticks after boot, which tells a reused pid apart.
+    """
+
+    utime: int = 0
+    stime: int = 0
+    cutime: int = 0
+    cstime: int = 0
+    rss_pages: int = 0
+    start: int = 1000
+    state: str = "S"
+    comm: str = "python"
+    threads: dict[int, list[int]] = field(default_factory=dict)
+
+
+def make_proc_tree(root: Path | str, processes: Mapping[int, FakeProcess]) -> Path:
+    """Write ``processes`` as a fake ``/proc`` under ``root`` (each pid's ``stat`` and ``task/<tid>/children``).
+
+    Processes already there and not in ``processes`` are removed (they exited); call it again to change the tree.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in root.iterdir():
+        if folder.name.isdigit() and int(folder.name) not in processes:
+            shutil.rmtree(folder)
+    for pid, p in processes.items():
+        folder = root / str(pid)
+        shutil.rmtree(folder / "task", ignore_errors=True)
+        # after the command name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+        # cutime cstime priority nice num_threads itrealvalue starttime vsize rss (proc(5))
+        fields = [p.state, 0, pid, pid, 0, -1, 0, 0, 0, 0, 0, p.utime, p.stime, p.cutime, p.cstime, 20, 0]
+        fields += [max(len(p.threads), 1), 0, p.start, 4096 * p.rss_pages, p.rss_pages]
+        folder.mkdir(exist_ok=True)
+        (folder / "stat").write_text(f"{pid} ({p.comm}) {' '.join(map(str, fields))}\n")
+        for tid, children in (p.threads or {pid: []}).items():
+            (folder / "task" / str(tid)).mkdir(parents=True)
+            (folder / "task" / str(tid) / "children").write_text("".join(f"{c} " for c in children))
     return root
 
 
