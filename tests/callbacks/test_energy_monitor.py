@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -357,12 +358,23 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
     assert not (tmp_path / "price_tag.json").exists()
 
 
+class BusyModel(ClockedModel):
+    """Each training step also spends 50 ms of this process's CPU time, whatever the machine's speed: the fit's CPU
+    share is then above the kernel's 10 ms accounting tick, not a race against it."""
+
+    def training_step(self, batch, batch_idx):
+        start = time.process_time()
+        while time.process_time() - start < 0.05:
+            pass
+        return super().training_step(batch, batch_idx)
+
+
 def test_embodied_carbon_and_water_are_logged_and_in_price_tag_json_apart_from_co2e(tiny_trainer, fake_clock, tmp_path):
     # a reserved server: charged whole for the metered time (the default, by CPU share, is in test_grid.py)
     mon = monitor(fake_clock, wue_l_per_kwh=2.0, embodied_g_per_gpu_hour=100.0, embodied_host_basis="server")
     trainer = tiny_trainer(max_steps=-1, max_epochs=1, limit_train_batches=4, limit_val_batches=0,
                            callbacks=[mon], logger=CSVLogger(tmp_path), log_every_n_steps=1)  # fmt: skip
-    trainer.fit(ClockedModel(fake_clock))
+    trainer.fit(BusyModel(fake_clock))
     rows = read_metrics(trainer.log_dir)
     kwh = 400.0 / J_PER_KWH  # 4 steps x 1 s at 100 W
     assert last(rows, "greenai/water_l") == pytest.approx(kwh * (2.0 + 3.75))
