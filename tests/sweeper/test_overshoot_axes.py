@@ -54,7 +54,7 @@ class StepLauncher:
     def launch(self, job_overrides, initial_job_idx):
         jobs = {}
         for i, _ in enumerate(job_overrides):
-            channel = open_channel(self.sweep_dir, self.storage)
+            channel = open_channel(self.sweep_dir, self.storage, key=self.sweep.sweep_id)
             reporter = TrialReporter(channel, initial_job_idx + i, heartbeat_s=0, signal_s=0, grid=self.sweep.grid)
             jobs[initial_job_idx + i] = {"step": 0, "done": False, "reporter": reporter}
         rounds = 0
