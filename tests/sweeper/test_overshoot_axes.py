@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from lightning_greenai import Method, Spend
@@ -23,6 +22,7 @@ from lightning_greenai.budget.stopping import record_stop, stop_reason
 from lightning_greenai.budget.sweep import BudgetSweep
 from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.errors import TrialKilledError
+from tests.sweeper.test_overshoot_property import completed
 
 HOUR = "2026-12-07T10"
 STEP_J, STEP_FLOPS, STEP_S = 10.0, 1e9, 60.0  # one step of a job: 10 J, 1 GFLOP, one minute of one GPU
@@ -91,18 +91,7 @@ class StepLauncher:
                     )
             if rounds % WATCHDOG_ROUNDS == 0:
                 self.sweep.watchdog.check_once()
-        return [
-            JobReturn(
-                overrides=list(o),
-                cfg=None,
-                hydra_cfg=None,
-                working_dir="",
-                task_name="t",
-                status=JobStatus.COMPLETED,
-                _return_value=1.0,
-            )
-            for o in job_overrides
-        ]
+        return completed(job_overrides, [1.0] * len(job_overrides))
 
 
 def run_sweep(tmp_path: Path, axis: str, policy: str, jobs: int, transport: str) -> tuple[dict, float, float]:

@@ -55,18 +55,23 @@ class LockstepLauncher:
                     )
             self.max_round_j = max(self.max_round_j, round_j)
             self.sweep.watchdog.check_once()
-        return [
-            JobReturn(
-                overrides=list(o),
-                cfg=None,
-                hydra_cfg=None,
-                working_dir="",
-                task_name="t",
-                status=JobStatus.COMPLETED,
-                _return_value=float(jobs[initial_job_idx + i]["x"]),
-            )
-            for i, o in enumerate(job_overrides)
-        ]
+        return completed(job_overrides, [float(jobs[initial_job_idx + i]["x"]) for i in range(len(job_overrides))])
+
+
+def completed(job_overrides, values):
+    """The JobReturns of a batch whose jobs all completed, with these return values."""
+    return [
+        JobReturn(
+            overrides=list(o),
+            cfg=None,
+            hydra_cfg=None,
+            working_dir="",
+            task_name="t",
+            status=JobStatus.COMPLETED,
+            _return_value=value,
+        )
+        for o, value in zip(job_overrides, values, strict=True)
+    ]
 
 
 def sweep(tmp_path, budget_j, prior_j, batch, step_costs):
