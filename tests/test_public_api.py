@@ -15,6 +15,7 @@ def test_all_is_sorted_and_complete():
         "flops",
         "grid",
         "hardware",
+        "jsonfile",
         "meter",
         "reporting",
         "sensors",
