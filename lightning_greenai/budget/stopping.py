@@ -82,5 +82,9 @@ def record_stop(
             reporter.finish("killed")
         raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")
     if write:
+        request = reporter.stop_request()
+        if request is not None and request.get("kind") == "interrupt":
+            reporter.set_status("interrupted")  # the sweep was interrupted: billed so far, run again on resume
+            return
         reporter.record.partial = reason is BudgetStoppingReason.SWEEP_BUDGET
         reporter.set_status("budget_stopped")

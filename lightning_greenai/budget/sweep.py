@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -250,6 +250,37 @@ class _Book:
             )
             for q in sweep.budget.limits
         }
+
+
+#: Seconds an interrupted sweep waits for its running jobs' final records (they stop at their next step).
+INTERRUPT_GRACE_S = 20.0
+
+
+def _stop_local_workers() -> None:
+    """End the launcher's worker processes on this machine (joblib's loky pool), so an interrupt leaves none running.
+
+    Their jobs have written their final records or were given the grace period to; loky keeps idle workers alive for
+    the next call, which an interrupted sweep never makes.
+    """
+    import psutil
+
+    def is_worker(process: psutil.Process) -> bool:
+        try:
+            return "loky" in " ".join(process.cmdline())
+        except psutil.Error:
+            return False
+
+    try:
+        workers = [p for p in psutil.Process().children(recursive=True) if is_worker(p)]
+    except psutil.Error:
+        return
+    for worker in workers:
+        with suppress(psutil.Error):
+            worker.terminate()
+    _, alive = psutil.wait_procs(workers, timeout=5.0)
+    for worker in alive:
+        with suppress(psutil.Error):
+            worker.kill()
 
 
 def _sweep_id(ledger: Ledger, sweep_dir: Path) -> str:
@@ -804,6 +835,9 @@ class BudgetSweep:
             log.warning("Could not signal STOP to the running jobs: %s", err)
         if self.watchdog is not None:
             self.watchdog.stop()
+        running = [job for job in jobs if job.job_num not in settled and job.job_num in self._launched]
+        self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
+        _stop_local_workers()
         for job in jobs:
             if job.job_num in settled:
                 continue
@@ -817,10 +851,45 @@ class BudgetSweep:
         reruns = [t.job_num for t in book.trials if t.status == "interrupted"]
         print(
             f"[greenai] sweep {reason}. Every trial so far is recorded"
-            + (f"; job(s) {reruns} were billed at their last heartbeat and run again on resume" if reruns else "")
+            + (
+                f"; job(s) {reruns} were billed what they had metered (their final record, else their last "
+                "heartbeat) and run again on resume"
+                if reruns
+                else ""
+            )
             + f". Resume with the same command and: hydra.sweep.dir={sweep_dir} hydra.sweeper.resume=true"
         )
         raise SystemExit(code) from interrupt
+
+    def stop_running_jobs(self, why: str) -> None:
+        """Tell the jobs in flight to stop (the sweep was interrupted) and give them time to write final records."""
+        watchdog = self.watchdog
+        if self.channel is None or watchdog is None:
+            return
+        try:
+            self._channel.send("stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=5.0)
+        except StateWriteError as err:
+            log.warning("Could not signal STOP to the running jobs: %s", err)
+            return
+        launched, done = self._launched, watchdog.finished
+        running = [job for job in watchdog.jobs if job.job_num in launched and job.job_num not in done]
+        self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
+
+    def _await_final_records(self, jobs: list[Trial], *, grace_s: float) -> None:
+        """After an interrupt, give the jobs still running (told to stop) ``grace_s`` to write their final records.
+
+        A job stops at its next step and writes what it metered up to then; without the wait it would be billed at its
+        last heartbeat, up to ``heartbeat_s`` old. A second Ctrl-C ends the wait.
+        """
+        deadline = time.monotonic() + grace_s
+        try:
+            while time.monotonic() < deadline:
+                records = [TrialRecord.load(self._channel, job.job_num) for job in jobs]
+                if not any(r is not None and r.status == "running" and job_alive(r) is not False for r in records):
+                    return
+                time.sleep(min(self.poll_s, 0.2))
+        except KeyboardInterrupt:
+            log.warning("Interrupted again: the jobs still running are billed at their last heartbeat.")
 
     def _unmeasured(self, book: _Book) -> str | None:
         """Name a budget quantity that no finished trial reports (the budget could never stop the sweep)."""
@@ -1208,6 +1277,10 @@ def _logger_nodes(cfg: Any) -> list[Any]:
 def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
     """While the sweep runs (main thread): SIGTERM raises :class:`SweepInterrupted`, SIGINT ``KeyboardInterrupt``.
 
+    The first signal first tells the running jobs to stop and waits (``INTERRUPT_GRACE_S`` at most; a second signal
+    ends the wait) for their final records, so each is billed what it metered up to the interrupt, before the launcher
+    hears of it: joblib kills its workers at once on a ``KeyboardInterrupt``.
+
     Each also marks ``sweep.signalled``: an interrupt that lands inside a launcher's or Hydra's own code may come out
     as some other exception (or a failed job), and the sweep must still read it as the interrupt it was.
     """
@@ -1216,7 +1289,10 @@ def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
         return
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        first = sweep.signalled is None
         sweep.signalled = signum
+        if first:  # before the launcher hears of it (joblib kills its workers): the jobs stop and write their records
+            sweep.stop_running_jobs(f"the sweeper received {signal.Signals(signum).name}")
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SweepInterrupted(signum)

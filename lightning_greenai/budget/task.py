@@ -191,5 +191,5 @@ class TaskWrapper:
             objective: float | None = extract_objective(value, self.objective_key)
         except ObjectiveError:
             objective = None  # the sweeper decides whether that fails the trial (it sees the return value)
-        status = "budget_stopped" if reporter.record.status == "budget_stopped" else "completed"
+        status = reporter.record.status if reporter.record.status in ("budget_stopped", "interrupted") else "completed"
         return _carry(value, _finish(reporter, status, objective))

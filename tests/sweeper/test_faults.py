@@ -36,6 +36,9 @@ def popen(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
     )
 
 
+JOBLIB_2 = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+
+
 def wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
     """Wait until ``predicate()`` holds while ``proc`` runs; a process that died first fails with its stderr."""
     deadline = time.monotonic() + timeout_s
@@ -231,6 +234,29 @@ def test_a_signal_at_any_moment_keeps_the_books_and_a_resume_completes_them(tmp_
     rep = assert_books_balance(sweep_dir, resumed.stdout)
     assert rep["trials_by_status"].get("completed", 0) + rep["trials_by_status"].get("interrupted", 0) >= 6
     assert rep["spend"]["energy_j"]["gpu:0"] <= 20.0 + 1.0
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_with_joblib_bills_what_each_job_metered_and_leaves_no_worker_running(tmp_path):
+    # heartbeats every 2 s: without waiting for the jobs' final records, they would be billed up to 2 s stale
+    common = ("x=0,1", "steps=400", "step_s=0.1", "hydra.sweeper.heartbeat_s=2", *JOBLIB_2)
+    sweep_dir = tmp_path / "sweep"
+    proc = popen(sweep_dir, *common)
+    wait_for(lambda: spent_at_least(sweep_dir, range(2), 1.0), proc, timeout_s=120)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "loky" in " ".join(p.cmdline())]
+    assert workers
+    proc.send_signal(signal.SIGINT)  # Ctrl-C to the sweeper alone
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert_books_balance(sweep_dir, out)
+    for job, event in finished(sweep_dir).items():
+        record = TrialRecord.load(sweep_dir, job)
+        assert record is not None and record.status == "interrupted"  # the job's own final record, not a heartbeat
+        assert event["status"] == "interrupted"
+        assert Spend.from_dict(event["spend"]).energy_j == record.spend.energy_j  # billed what it metered
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []  # nothing left running
+    assert "job(s) [0, 1] were billed what they had metered" in out and "run again on resume" in out
 
 
 def test_a_second_sweeper_on_the_same_dir_is_refused(tmp_path):
