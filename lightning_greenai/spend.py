@@ -178,6 +178,32 @@ class Spend:
             host_share_s=self.host_share_s + other.host_share_s,
         )
 
+    def since(self, before: Spend) -> Spend:
+        """What this running total added to an earlier one, ``before`` (a stage's own spend, another writer's growth).
+
+        Amounts never go below zero; the interval keeps only the margins this total added beyond ``before``'s.
+        """
+        energy = {k: max(v - before.energy_j.get(k, 0.0), 0.0) for k, v in self.energy_j.items()}
+        stages = {k: max(v - before.stage_energy_j.get(k, 0.0), 0.0) for k, v in self.stage_energy_j.items()}
+        bounds = {}
+        for k, v in energy.items():
+            (low_t, high_t), (low_b, high_b) = self.bounds_of(k), before.bounds_of(k)
+            below = max((self.energy_j[k] - low_t) - (before.energy_j.get(k, 0.0) - low_b), 0.0)
+            above = max((high_t - self.energy_j[k]) - (high_b - before.energy_j.get(k, 0.0)), 0.0)
+            bounds[k] = (max(v - below, 0.0), v + above)
+        hourly = {k: max(v - before.hourly_energy_j.get(k, 0.0), 0.0) for k, v in self.hourly_energy_j.items()}
+        return dataclasses.replace(
+            self,
+            energy_j=energy,
+            energy_bounds_j=bounds,
+            hourly_energy_j={k: v for k, v in hourly.items() if v > 0},
+            flops=max(self.flops - before.flops, 0.0),
+            duration_s=max(self.duration_s - before.duration_s, 0.0),
+            gpu_s=max(self.gpu_s - before.gpu_s, 0.0),
+            host_share_s=max(self.host_share_s - before.host_share_s, 0.0),
+            stage_energy_j={k: v for k, v in stages.items() if v > 0},
+        )
+
     def scaled(self, factor: float) -> Spend:
         """Return this spend with every amount multiplied by ``factor`` (used for projections).
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_greenai.budget.objective import ObjectiveError, extract_objective
-from lightning_greenai.budget.trial import TrialReporter, current_trial
+from lightning_greenai.budget.trial import TrialReporter, current_trial, job_context
 from lightning_greenai.errors import TrialKilledError
 
 __all__ = ["SweepInterrupted", "TaskWrapper", "Undelivered", "carried_record"]
@@ -174,6 +174,9 @@ class TaskWrapper:
         reporter.set_status("running")
         try:
             with _single_run_argv(), _leave_the_process_as_found(), _finish_wandb_runs_left_open():
+                context = job_context()
+                if context is not None:  # ranks a DDP spawn starts have no Hydra: they report to this trial through it
+                    context.export()
                 value = self.task(cfg)
         except BaseException as err:
             if isinstance(err, TrialKilledError):

@@ -14,7 +14,10 @@ it counts.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
 import threading
 import time
 import warnings
@@ -29,7 +32,7 @@ from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 
-__all__ = ["TrialReporter", "current_trial", "sweep_grid"]
+__all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
 
 _REPORTERS: dict[tuple[str, int], TrialReporter] = {}
 # pseudo-counters: wall time, GPU time and the host's CPU share, owned like energy counters
@@ -94,6 +97,7 @@ class TrialReporter:
         # a requeued job (same number, e.g. a preempted Slurm job) continues the spend of its earlier attempt; the
         # sweeper deletes a stale file before it launches a job, so this never bills a new trial for an old one
         self.base = previous.spend if previous is not None else Spend()
+        self._written = self.base  # the spend of the record as this process last wrote (or found) it
         self._contributors: dict[Hashable, _Contributor] = {}
         self._owner: dict[str, Hashable] = {}
         self._energy: dict[str, tuple[str, float]] = {}  # uid -> (display name, joules)
@@ -258,6 +262,7 @@ class TrialReporter:
         due = self._last_write is None or now - self._last_write >= self.heartbeat_s
         if not (force or due):
             return False
+        self._adopt_other_writers()
         self.record.spend = self.total
         self.record.seq += 1
         self.record.updated_at = time.time()
@@ -277,7 +282,24 @@ class TrialReporter:
                 )
             return False
         self._last_write = now
+        self._written = self.record.spend
         return True
+
+    def _adopt_other_writers(self) -> None:
+        """Fold in what another process of this trial wrote since this one last did (the ranks a DDP spawn started).
+
+        Their account began from this trial's record as it was then: what they added beyond it is theirs, and this
+        process's record, written after them, must keep it.
+        """
+        try:
+            latest = TrialRecord.load(self.channel, self.job_num)
+        except OSError:
+            return  # the channel is away: the write below says so
+        if latest is None or latest.seq <= self.record.seq or latest.pid == os.getpid():
+            return
+        self.base = self.base + latest.spend.since(self._written)
+        self._written = latest.spend
+        self.record.seq = latest.seq
 
     # -- the sweeper's signals -----------------------------------------------------------------------------------
 
@@ -331,6 +353,39 @@ class TrialReporter:
         return None if policy is None else str(policy)
 
 
+#: The environment variable that carries a sweep job's context to processes it starts without Hydra (ddp_spawn).
+TRIAL_ENV = "LIGHTNING_GREENAI_TRIAL"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a process needs to report to its trial: the sweep, the job, the transport, and the sweep's grid."""
+
+    sweep_dir: str
+    job_num: int
+    storage: str | None = None
+    sweep_id: str | None = None
+    heartbeat_s: float = 10.0
+    cwd: str | None = None
+    grid: dict[str, Any] = field(default_factory=dict)
+
+    def export(self) -> None:
+        """Put this context in the environment, for the processes this one starts (spawned DDP ranks inherit it)."""
+        os.environ[TRIAL_ENV] = json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_environment(cls) -> JobContext | None:
+        """The context a parent process exported, or ``None`` (none, or not one we can read)."""
+        text = os.environ.get(TRIAL_ENV)
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(**data) if isinstance(data, dict) else None
+        except (ValueError, TypeError):
+            return None
+
+
 def _sweep_job() -> Any:
     """Hydra's runtime config when this process is a job of a greenai sweep, else ``None``."""
     try:
@@ -347,24 +402,36 @@ def _sweep_job() -> Any:
     return cfg
 
 
-def current_trial() -> TrialReporter | None:
-    """Return the account of the greenai sweep job running in this process, or ``None`` outside one."""
+def job_context() -> JobContext | None:
+    """This process's greenai sweep job: from Hydra's runtime config, else from its parent's environment."""
     cfg = _sweep_job()
     if cfg is None:
-        return None
+        return JobContext.from_environment()
     from omegaconf import OmegaConf
 
-    key = (str(cfg.sweep.dir), int(cfg.job.num))
+    grid = OmegaConf.select(cfg, "sweeper.grid", default=None)
+    plain = OmegaConf.to_container(grid, resolve=True) if grid is not None else {}
+    return JobContext(
+        sweep_dir=str(cfg.sweep.dir),
+        job_num=int(cfg.job.num),
+        storage=OmegaConf.select(cfg, "sweeper.storage", default=None),
+        sweep_id=OmegaConf.select(cfg, "sweeper.sweep_id", default=None),
+        heartbeat_s=float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0)),
+        cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
+        grid={str(k): v for k, v in plain.items()} if isinstance(plain, dict) else {},
+    )
+
+
+def current_trial() -> TrialReporter | None:
+    """Return the account of the greenai sweep job running in this process, or ``None`` outside one."""
+    context = job_context()
+    if context is None:
+        return None
+    key = (context.sweep_dir, context.job_num)
     if key not in _REPORTERS:
-        heartbeat_s = float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0))
-        channel = open_channel(
-            key[0],
-            OmegaConf.select(cfg, "sweeper.storage", default=None),
-            key=OmegaConf.select(cfg, "sweeper.sweep_id", default=None),
-            cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
-        )
+        channel = open_channel(context.sweep_dir, context.storage, key=context.sweep_id, cwd=context.cwd)
         _REPORTERS[key] = TrialReporter(
-            channel, key[1], heartbeat_s=heartbeat_s, warmup=not _REPORTERS, grid=sweep_grid()
+            channel, key[1], heartbeat_s=context.heartbeat_s, warmup=not _REPORTERS, grid=sweep_grid()
         )
     return _REPORTERS[key]
 
@@ -374,12 +441,5 @@ def sweep_grid() -> Grid | None:
 
     The sweep holds its budget at this grid's figures, so the trial's monitors price with it too.
     """
-    cfg = _sweep_job()
-    if cfg is None:
-        return None
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.select(cfg, "sweeper.grid", default=None)
-    plain = OmegaConf.to_container(config, resolve=True) if config is not None else {}
-    grid = {str(k): v for k, v in plain.items()} if isinstance(plain, dict) else {}
-    return Grid.from_config(grid, cwd=OmegaConf.select(cfg, "runtime.cwd", default=None))
+    context = job_context()
+    return None if context is None else Grid.from_config(context.grid, cwd=context.cwd)

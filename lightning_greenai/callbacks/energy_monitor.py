@@ -58,30 +58,6 @@ _STAGE_FIELDS = (
 )
 
 
-def _minus(total: Spend, before: Spend) -> Spend:
-    """What ``total`` adds to ``before`` (a stage's own spend, from two running totals)."""
-    energy = {k: max(v - before.energy_j.get(k, 0.0), 0.0) for k, v in total.energy_j.items()}
-    stages = {k: max(v - before.stage_energy_j.get(k, 0.0), 0.0) for k, v in total.stage_energy_j.items()}
-    bounds = {}
-    for k, v in energy.items():
-        (low_t, high_t), (low_b, high_b) = total.bounds_of(k), before.bounds_of(k)
-        below = max((total.energy_j[k] - low_t) - (before.energy_j.get(k, 0.0) - low_b), 0.0)
-        above = max((high_t - total.energy_j[k]) - (high_b - before.energy_j.get(k, 0.0)), 0.0)
-        bounds[k] = (max(v - below, 0.0), v + above)
-    hourly = {k: max(v - before.hourly_energy_j.get(k, 0.0), 0.0) for k, v in total.hourly_energy_j.items()}
-    return dataclasses.replace(
-        total,
-        energy_j=energy,
-        energy_bounds_j=bounds,
-        hourly_energy_j={k: v for k, v in hourly.items() if v > 0},
-        flops=max(total.flops - before.flops, 0.0),
-        duration_s=max(total.duration_s - before.duration_s, 0.0),
-        gpu_s=max(total.gpu_s - before.gpu_s, 0.0),
-        host_share_s=max(total.host_share_s - before.host_share_s, 0.0),
-        stage_energy_j={k: v for k, v in stages.items() if v > 0},
-    )
-
-
 def _run_root(trainer: pl.Trainer) -> psutil.Process | None:
     """The process whose tree is this run on the host: spawned DDP workers are siblings, so their parent is it."""
     from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
@@ -491,7 +467,7 @@ class EnergyMonitor(Callback):
         """Print the stage's price tag and write every stage's into ``price_tag.json`` (rank 0)."""
         flop_monitor = self._flop_monitor(trainer)
         self._resolve_timeline(self._latest)  # the stage's hours since the last log step, and a stage that never logs
-        stage_spend = _minus(self._latest, self._stage_start)
+        stage_spend = self._latest.since(self._stage_start)
         tag = PriceTag(
             self._latest,
             self.grid,

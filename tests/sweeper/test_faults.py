@@ -469,6 +469,43 @@ def test_the_wrapper_sends_an_undelivered_final_record_back_with_the_value_or_th
         assert ret.return_value == {"objective": 0.5}  # the task's own value back in its place
 
 
+def meter_7_j_in_a_spawned_process() -> None:
+    """A DDP-spawn rank's share of a trial: a new interpreter without Hydra, metering 7 J (module-level: picklable)."""
+    from lightning_greenai import Meter
+    from lightning_greenai.sensors.fake import FakeSensor
+
+    joules = {"j": 0.0}
+    with Meter([FakeSensor("gpu:0", lambda: joules["j"])]) as meter:
+        joules["j"] = 7.0
+        meter.sample()
+
+
+def test_a_process_the_trial_spawns_reports_to_the_trial_and_its_spend_is_billed(in_sweep_job):
+    # as Lightning's ddp_spawn starts its ranks: a fresh interpreter, no Hydra context, the trial's job still open
+    import multiprocessing
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lightning_greenai.budget.task import TaskWrapper
+    from lightning_greenai.budget.trial import TRIAL_ENV
+
+    OmegaConf.update(HydraConfig.get(), "overrides", {"task": []}, force_add=True)
+
+    def task(cfg):
+        rank = multiprocessing.get_context("spawn").Process(target=meter_7_j_in_a_spawned_process)
+        rank.start()
+        rank.join(timeout=120)
+        assert rank.exitcode == 0
+        return {"objective": 0.5}
+
+    assert TaskWrapper(task, "objective")(None) == {"objective": 0.5}
+    record = TrialRecord.load(in_sweep_job, 7)
+    assert record.status == "completed" and record.objective == 0.5
+    assert record.spend.energy_j == {"gpu:0": 7.0}  # the spawned rank's, kept by the job's final record
+    assert TRIAL_ENV not in os.environ  # the context lived only while the task ran
+
+
 # -- bad scores -----------------------------------------------------------------------------------------------------
 
 
