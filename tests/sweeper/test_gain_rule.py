@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetConfigError, Method, Spend
@@ -12,6 +11,7 @@ from lightning_greenai.budget.gain import GainRule, gain_upper_bound
 from lightning_greenai.budget.sweep import BudgetSweep
 from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.reporting.summary import load
+from tests.sweeper.test_overshoot_property import completed
 
 
 def true_gain(a: float, best: float, k: int) -> float:
@@ -70,25 +70,14 @@ class PlateauLauncher:
         self.sweep, self.sweep_dir = sweep, sweep_dir
 
     def launch(self, job_overrides, initial_job_idx):
-        returns = []
+        scores = []
         for i, overrides in enumerate(job_overrides):
             x = int(overrides[0].split("=")[1])
             reporter = TrialReporter(self.sweep_dir, initial_job_idx + i, heartbeat_s=0)
             reporter.contribute("job", Spend(energy_j={"gpu:0": 1.0}, methods={"gpu:0": Method.COUNTER}))
-            score = min(x, 6) / 10
-            reporter.finish("completed", objective=score)
-            returns.append(
-                JobReturn(
-                    overrides=list(overrides),
-                    cfg=None,
-                    hydra_cfg=None,
-                    working_dir="",
-                    task_name="t",
-                    status=JobStatus.COMPLETED,
-                    _return_value=score,
-                )
-            )
-        return returns
+            scores.append(min(x, 6) / 10)
+            reporter.finish("completed", objective=scores[-1])
+        return completed(job_overrides, scores)
 
 
 def run_plateau_sweep(tmp_path, bounds):
