@@ -124,7 +124,7 @@ def test_mixtral_counts_only_the_routed_tokens(impl, experts_impl):
     check(*mixtral(impl, experts_impl))
 
 
-def test_mixtral_with_eager_experts_trains_under_flop_monitor_without_a_warning(tmp_path):
+def test_mixtral_with_eager_experts_trains_under_flop_monitor_without_a_warning(tiny_trainer):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -144,16 +144,7 @@ def test_mixtral_with_eager_experts_trains_under_flop_monitor_without_a_warning(
     torch.manual_seed(0)
     model, forward = mixtral("eager", "eager")
     monitor = FlopMonitor()
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=1,
-        accelerator="cpu",
-        callbacks=[monitor],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = tiny_trainer(max_steps=-1, max_epochs=1, callbacks=[monitor], logger=False)
     tokens = torch.randint(0, V, (2 * B, T))
     trainer.fit(LM(model), DataLoader(TensorDataset(tokens), batch_size=B))  # a GreenAIWarning fails the test here
     assert not monitor.uncounted_ops

@@ -210,20 +210,11 @@ class Classifier(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_a_cnn_with_pooling_trains_without_a_false_alarm(tmp_path):
+def test_a_cnn_with_pooling_trains_without_a_false_alarm(tiny_trainer):
     batch = 4
     data = TensorDataset(torch.randn(3 * batch, 3, 16, 16), torch.randint(0, 10, (3 * batch,)))
     monitor = FlopMonitor()
-    trainer = L.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=1,
-        accelerator="cpu",
-        callbacks=[monitor],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = tiny_trainer(max_steps=-1, max_epochs=1, callbacks=[monitor], logger=False)
     trainer.fit(Classifier(), DataLoader(data, batch_size=batch))  # a GreenAIWarning (a false alarm) fails here
     assert not monitor.uncounted_ops
     forward, backward = PoolingCNN.analytic(batch)
