@@ -827,16 +827,11 @@ class BudgetSweep:
             what, code = f"a trial exited (SystemExit({interrupt.code!r}), e.g. SIGTERM in Lightning)", exit_code
         else:
             what, code = type(interrupt).__name__, 1
-        # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
-        try:
-            stop = {"policy": "graceful", "kind": "interrupt", "reason": what}
-            self._channel.send("stop", None, stop, patience_s=30.0)
-        except StateWriteError as err:  # the books below still get written; the jobs stop at their allowances
-            log.warning("Could not signal STOP to the running jobs: %s", err)
         if self.watchdog is not None:
             self.watchdog.stop()
+        # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
         running = [job for job in jobs if job.job_num not in settled and job.job_num in self._launched]
-        self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
+        self._stop_for_interrupt(what, running, patience_s=30.0)
         _stop_local_workers()
         for job in jobs:
             if job.job_num in settled:
@@ -866,13 +861,20 @@ class BudgetSweep:
         watchdog = self.watchdog
         if self.channel is None or watchdog is None:
             return
+        launched, done = self._launched, watchdog.finished
+        self._stop_for_interrupt(
+            why, [job for job in watchdog.jobs if job.job_num in launched and job.job_num not in done]
+        )
+
+    def _stop_for_interrupt(self, why: str, running: list[Trial], *, patience_s: float = 5.0) -> None:
+        """Write STOP (kind interrupt) and wait up to ``INTERRUPT_GRACE_S`` for ``running`` jobs' final records."""
         try:
-            self._channel.send("stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=5.0)
-        except StateWriteError as err:
+            self._channel.send(
+                "stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=patience_s
+            )
+        except StateWriteError as err:  # the books still get written; the jobs stop at their allowances
             log.warning("Could not signal STOP to the running jobs: %s", err)
             return
-        launched, done = self._launched, watchdog.finished
-        running = [job for job in watchdog.jobs if job.job_num in launched and job.job_num not in done]
         self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
 
     def _await_final_records(self, jobs: list[Trial], *, grace_s: float) -> None:
