@@ -35,7 +35,7 @@ sa = load(a)
 t0 = time.perf_counter(); sa.evp(); warm = time.perf_counter() - t0
 t0 = time.perf_counter(); sa.extrapolation(); extra = time.perf_counter() - t0
 t0 = time.perf_counter(); compare_at_budgets(sa, sb, "energy_kwh"); cmp = time.perf_counter() - t0
-from lightning_greenai.budget.gain import GainRule
+from lightning_greenai.stats.gain import GainRule
 rule = GainRule.parse({{"gain_per_kwh": 1.0}})
 scores = sa.scores()
 rule.verdict(scores[:-1], {{"energy_kwh": 1e-6}}, bounds=(0, 1), direction="max")  # the previous batch's n
@@ -75,7 +75,7 @@ def coverage(repetitions: int = 100) -> None:
     import numpy as np
     from opda.parametric import NoisyQuadraticDistribution, QuadraticDistribution
 
-    from lightning_greenai.budget.extrapolate import extrapolate
+    from lightning_greenai.stats.extrapolate import extrapolate
 
     truths = {
         "quadratic, c=4": QuadraticDistribution(0.5, 0.95, 4, convex=False),

@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lightning_greenai import Method, Spend  # noqa: E402
-from lightning_greenai.budget.sweep import BudgetSweep  # noqa: E402
-from lightning_greenai.budget.trial import TrialReporter  # noqa: E402
+from lightning_greenai.sweep.engine import BudgetSweep  # noqa: E402
+from lightning_greenai.trial.account import TrialReporter  # noqa: E402
 
 LAUNCHERS = {
     "basic": [],

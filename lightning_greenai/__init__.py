@@ -22,14 +22,14 @@ from lightning_greenai.errors import (
     SweepLockedError,
     TrialKilledError,
 )
+from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
+from lightning_greenai.exporters.prometheus import PrometheusExporter
 from lightning_greenai.grid import Grid
 from lightning_greenai.grid.timeline import ElectricityMaps
-from lightning_greenai.meter import Meter
+from lightning_greenai.metering.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
-from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
-from lightning_greenai.trackers.prometheus import PrometheusExporter
 
 if TYPE_CHECKING:
     from lightning_greenai.callbacks import BudgetStopping, EnergyMonitor, FlopMonitor

@@ -8,9 +8,9 @@ from hydra.types import RunMode
 from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 
-from lightning_greenai.budget import trial as trial_module
-from lightning_greenai.budget.sweep import BudgetSweep
 from lightning_greenai.sensors.fake import FakeClock
+from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.trial import account as trial_module
 
 
 class ClockedModel(BoringModel):

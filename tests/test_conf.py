@@ -60,7 +60,7 @@ GRIDS = sorted(p.stem for p in (CONF / "greenai" / "grid").glob("*.yaml"))
 
 @pytest.mark.parametrize("preset", GRIDS)
 def test_every_grid_preset_composes_into_the_sweep_example(preset):
-    from lightning_greenai.budget.sweep import BudgetSweep
+    from lightning_greenai.sweep.engine import BudgetSweep
 
     examples = Path(__file__).parents[1] / "examples" / "conf"
     with initialize_config_dir(config_dir=str(examples), version_base="1.3"):

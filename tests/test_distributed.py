@@ -1,5 +1,5 @@
 from lightning_greenai import Method
-from lightning_greenai.distributed import merge_records
+from lightning_greenai.metering.distributed import merge_records
 
 
 def record(rank, host, domains, duration=10.0, flops=0.0, unavailable=()):

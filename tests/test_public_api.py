@@ -10,20 +10,22 @@ def test_all_is_sorted_and_complete():
     modules = {
         "budget",
         "callbacks",
-        "distributed",
+        "conf",
         "errors",
+        "exporters",
         "flops",
         "grid",
         "hardware",
-        "jsonfile",
-        "meter",
+        "io",
+        "metering",
         "reporting",
         "sensors",
         "spend",
-        "units",
-        "conf",
+        "stats",
+        "sweep",
         "testing",
-        "trackers",
+        "trial",
+        "units",
     }
     typing_names = {"annotations", "TYPE_CHECKING", "Any"}
     public = {n for n in dir(lightning_greenai) if not n.startswith("_")} - modules - typing_names
@@ -40,7 +42,7 @@ def run_python(code: str) -> str:
 
 def test_metering_core_does_not_import_pandas_lightning_or_hydra():
     out = run_python(
-        "import sys; from lightning_greenai.meter import Meter; from lightning_greenai.budget import Budget; "
+        "import sys; from lightning_greenai.metering.meter import Meter; from lightning_greenai.budget import Budget; "
         "from lightning_greenai.sensors import discover_sensors; "
         "print(sorted(m for m in ('pandas', 'lightning', 'hydra', 'pynvml') if m in sys.modules))"
     )

@@ -1,4 +1,4 @@
-"""The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``; the work is in ``lightning_greenai.budget.sweep``."""
+"""The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``; the work is in ``lightning_greenai.sweep.engine``."""
 
 import sys
 from typing import Any, List, Sequence  # noqa: UP035
@@ -15,7 +15,7 @@ class GreenAISweeper(Sweeper):
 
     def __init__(self, **kwargs: Any) -> None:
         # imported here: Hydra imports this module at every start-up, and the implementation need not load then
-        from lightning_greenai.budget.sweep import BudgetSweep
+        from lightning_greenai.sweep.engine import BudgetSweep
 
         self._impl = BudgetSweep(**kwargs)
         self._impl.validate_batch = self.validate_batch_is_legal

@@ -9,12 +9,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_greenai.budget.budget import Budget
-from lightning_greenai.budget.stopping import BudgetStoppingReason, record_stop, stop_reason
-from lightning_greenai.budget.trial import current_trial
+from lightning_greenai.budget import Budget
 from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.spend import Spend
+from lightning_greenai.trial.account import current_trial
+from lightning_greenai.trial.stopping import BudgetStoppingReason, record_stop, stop_reason
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl

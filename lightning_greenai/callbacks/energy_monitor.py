@@ -16,25 +16,25 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
-from lightning_greenai.budget.files import write_json_atomic
-from lightning_greenai.budget.trial import current_trial, sweep_grid
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
-from lightning_greenai.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.errors import GreenAIWarning, GridConfigError, StateWriteError
+from lightning_greenai.exporters.export import SpendExporter
+from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
+from lightning_greenai.exporters.prometheus import PrometheusExporter, check_port
 from lightning_greenai.grid import Grid
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
-from lightning_greenai.meter import Meter
+from lightning_greenai.metering.distributed import gather_records, merge_records, refresh_own
+from lightning_greenai.metering.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
 from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
-from lightning_greenai.trackers.export import SpendExporter
-from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
-from lightning_greenai.trackers.prometheus import PrometheusExporter, check_port
+from lightning_greenai.trial.account import current_trial, sweep_grid
+from lightning_greenai.trial.record import write_json_atomic
 from lightning_greenai.units import g_to_kg, j_to_kwh
 
 if TYPE_CHECKING:
@@ -188,10 +188,10 @@ class EnergyMonitor(Callback):
             default a FlopMonitor's on the same trainer.
         verbose: Print the price tag at the end.
         prometheus: Serve the run's energy, FLOPs and power to Prometheus (opt-in): a port (0: a free one), or a
-            :class:`~lightning_greenai.trackers.prometheus.PrometheusExporter`; global rank 0 serves it for as long
+            :class:`~lightning_greenai.exporters.prometheus.PrometheusExporter`; global rank 0 serves it for as long
             as the process lives.
         opentelemetry: Record them in OpenTelemetry instruments (opt-in): ``True`` for the global meter provider, or
-            an :class:`~lightning_greenai.trackers.opentelemetry.OpenTelemetryExporter` (global rank 0).
+            an :class:`~lightning_greenai.exporters.opentelemetry.OpenTelemetryExporter` (global rank 0).
         clock: Monotonic clock in seconds (tests pass a fake one).
 
     Raises:

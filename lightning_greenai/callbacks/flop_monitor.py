@@ -445,7 +445,7 @@ class FlopMonitor(Callback):
 
         The EnergyMonitor leaves FLOPs to this contribution, so they are billed once whatever monitors run.
         """
-        from lightning_greenai.budget.trial import current_trial
+        from lightning_greenai.trial.account import current_trial
 
         if not trainer.is_global_zero:
             return

@@ -25,7 +25,7 @@ from typing import Any
 from filelock import FileLock
 
 from lightning_greenai.errors import GridConfigError
-from lightning_greenai.jsonfile import JSONDepthError, parse_json
+from lightning_greenai.io import JSONDepthError, parse_json
 
 __all__ = [
     "MAX_INTENSITY_G_PER_KWH",

@@ -20,7 +20,7 @@ from importlib import metadata
 from typing import Any
 
 from lightning_greenai.hardware import hardware_line
-from lightning_greenai.jsonfile import parse_json
+from lightning_greenai.io import parse_json
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import format_duration, format_energy, format_flops, format_mass, format_quantity

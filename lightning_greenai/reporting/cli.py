@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_greenai.budget.bands import check_bounds
 from lightning_greenai.reporting.checklists import FORMATS, render_checklist
 from lightning_greenai.reporting.render import (
     axis_unit,
@@ -21,6 +20,7 @@ from lightning_greenai.reporting.render import (
 )
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
+from lightning_greenai.stats.bands import check_bounds
 from lightning_greenai.units import DISPLAY_UNITS, set_display_units
 
 __all__ = ["compare", "main"]

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.budget.extrapolate import MIN_SCORES, unfit_reason
 from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
@@ -17,6 +16,7 @@ from lightning_greenai.reporting.price_tag import PriceTag, interval_text
 from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.stats.extrapolate import MIN_SCORES, unfit_reason
 from lightning_greenai.units import (
     S_PER_HOUR,
     display_unit,
@@ -129,7 +129,7 @@ def _cost_aware_label(summary: SweepSummary) -> str:
 
 def marginal_line(summary: SweepSummary, rows: list[dict[str, Any]]) -> str:
     """What the last trial's energy bought, and the most the next trials can (``stop_when.next_trials``), per unit."""
-    from lightning_greenai.budget.gain import gain_upper_bound
+    from lightning_greenai.stats.gain import gain_upper_bound
 
     next_trials = summary.next_trials
     unit, size = axis_unit("energy_kwh", rows[-1]["spent"])

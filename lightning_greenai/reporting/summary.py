@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.budget.bands import Bands, band_method, check_bounds, tuning_curve_bands
-from lightning_greenai.budget.evp import expected_max_curve
-from lightning_greenai.budget.extrapolate import MIN_SCORES, Extrapolation, extrapolate
-from lightning_greenai.budget.files import STATE_DIR, is_scored
-from lightning_greenai.budget.history import limits_in_force, replay
-from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import Grid
-from lightning_greenai.jsonfile import parse_json
+from lightning_greenai.io import parse_json
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.stats.bands import Bands, band_method, check_bounds, tuning_curve_bands
+from lightning_greenai.stats.evp import expected_max_curve
+from lightning_greenai.stats.extrapolate import MIN_SCORES, Extrapolation, extrapolate
+from lightning_greenai.sweep.history import limits_in_force, replay
+from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.trial.record import STATE_DIR, is_scored
 from lightning_greenai.units import kwh_to_j
 
 __all__ = ["NothingToReportError", "RunSummary", "SweepSummary", "load"]
@@ -279,7 +279,7 @@ class SweepSummary:
         return [dict(r) for r in rows]
 
     def bands(self, n: Sequence[float], *, confidence: float | None = None) -> Bands:
-        """The tuning curves at ``n`` trials with their simultaneous bands (:mod:`lightning_greenai.budget.bands`)."""
+        """The tuning curves at ``n`` trials with their simultaneous bands (:mod:`lightning_greenai.stats.bands`)."""
         return tuning_curve_bands(
             self.scores(),
             n,
@@ -295,8 +295,8 @@ class SweepSummary:
     def extrapolation(self) -> Extrapolation | None:
         """The expected best of N to 4N trials (N: the scored trials), from the quadratic tail of the scores.
 
-        Random search only (:mod:`lightning_greenai.budget.extrapolate`); ``None`` for other strategies, with fewer
-        than :data:`~lightning_greenai.budget.extrapolate.MIN_SCORES` scores, or with too few distinct top scores.
+        Random search only (:mod:`lightning_greenai.stats.extrapolate`); ``None`` for other strategies, with fewer
+        than :data:`~lightning_greenai.stats.extrapolate.MIN_SCORES` scores, or with too few distinct top scores.
         At most 40 values of n, always including N, 2N and 4N.
         """
         if self._extrapolation is None:
@@ -345,7 +345,7 @@ class SweepSummary:
         on, ``upper_gain_per_unit`` (the stop rule's 95 % upper bound on what the next ``next_trials`` trials add,
         per unit, from the first n scores in launch order; at most ``points`` of them). Empty for other strategies.
         """
-        from lightning_greenai.budget.gain import gain_upper_bound
+        from lightning_greenai.stats.gain import gain_upper_bound
 
         next_trials = next_trials or self.next_trials
         rows = self.evp() if self.iid else []

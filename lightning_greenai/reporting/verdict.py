@@ -1,7 +1,7 @@
 """Is sweep A better than sweep B at a given budget, and with what confidence? Where do their curves cross?
 
 Each sweep's tuning curve is read at the number of its average trials a budget buys (``budget / mean trial cost``,
-fractional allowed), with a simultaneous confidence band from :mod:`lightning_greenai.budget.bands`. Each band is
+fractional allowed), with a simultaneous confidence band from :mod:`lightning_greenai.stats.bands`. Each band is
 built at ``1 - (1 - confidence) / 2``, so that both hold together with probability ``confidence`` (Bonferroni): "A
 is better" is said only where A's band lies wholly above B's (below, for a loss). The budgets compared are those
 both sweeps measured: from the dearer one-trial cost to the cheaper whole sweep; nothing is extrapolated.

@@ -6,10 +6,10 @@ import urllib.request
 import pytest
 
 from lightning_greenai import EnergyMonitor, FlopMonitor
+from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
+from lightning_greenai.exporters.prometheus import PrometheusExporter
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from lightning_greenai.spend import Method, Spend
-from lightning_greenai.trackers.opentelemetry import OpenTelemetryExporter
-from lightning_greenai.trackers.prometheus import PrometheusExporter
 from tests.conftest import ClockedModel
 from tests.prometheus_server import ensure_installed, prometheus_server
 

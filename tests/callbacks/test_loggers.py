@@ -68,8 +68,8 @@ class RecordingLogger(Logger):
 
 
 def test_no_logged_key_is_a_path_prefix_of_another(tiny_trainer, fake_clock, tmp_path, sweep_dir):
+    from lightning_greenai.reporting.publish import publish
     from lightning_greenai.reporting.summary import load
-    from lightning_greenai.trackers import publish
 
     logger = RecordingLogger()
     fit_then_test(tiny_trainer, fake_clock, tmp_path, logger)

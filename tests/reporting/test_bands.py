@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightning_greenai.budget.bands import check_bounds, tuning_curve_bands
-from lightning_greenai.budget.evp import expected_max
+from lightning_greenai.stats.bands import check_bounds, tuning_curve_bands
+from lightning_greenai.stats.evp import expected_max
 
 
 def true_curves(a: float, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,13 @@ import json
 import pytest
 import yaml
 
-from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.reporting.checklists import render_checklist
 from lightning_greenai.reporting.cli import main
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.sensors.fake import FakeGPU, FakeNVML
+from lightning_greenai.sweep.ledger import Ledger
 
 J = {"gpu:0": "counter"}
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_greenai.budget.gain import gain_upper_bound
-from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.grid import Grid
 from lightning_greenai.reporting.cli import main
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.reporting.verdict import compare_at_budgets
+from lightning_greenai.stats.gain import gain_upper_bound
+from lightning_greenai.sweep.ledger import Ledger
 
 
 def write_sweep(path: Path, scores, energy_j: float, *, bounds=(0, 1), direction="max", strategy="random") -> Path:

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from lightning_greenai.budget.evp import expected_max, expected_max_curve, unbiased_expected_max
+from lightning_greenai.stats.evp import expected_max, expected_max_curve, unbiased_expected_max
 
 SCORES = [0.80, 0.72, 0.90, 0.85, 0.60]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from opda.parametric import NoisyQuadraticDistribution, QuadraticDistribution
 
-from lightning_greenai.budget.extrapolate import MIN_SCORES, extrapolate, unfit_reason
+from lightning_greenai.stats.extrapolate import MIN_SCORES, extrapolate, unfit_reason
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from lightning_greenai.budget.sweep import BudgetSweep
 from lightning_greenai.reporting.cli import main
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+from lightning_greenai.sweep.engine import BudgetSweep
 from tests.sweeper.test_overshoot_property import LockstepLauncher
 
 

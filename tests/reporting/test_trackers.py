@@ -4,9 +4,9 @@ import csv
 
 import pytest
 
+from lightning_greenai.reporting.publish import curve_points, publish, step_unit
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.testing import read_wandb_run
-from lightning_greenai.trackers import curve_points, publish, step_unit
 
 
 def expected_best(summary):

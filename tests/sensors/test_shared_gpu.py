@@ -10,7 +10,7 @@ import pytest
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_greenai import EnergyMonitor, Meter, Method
-from lightning_greenai.distributed import local_record, merge_records
+from lightning_greenai.metering.distributed import local_record, merge_records
 from lightning_greenai.sensors import discover_sensors
 from lightning_greenai.sensors.fake import FakeClock, FakeGPU, FakeNVML
 from lightning_greenai.sensors.shared import SharedGPUSensor

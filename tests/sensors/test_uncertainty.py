@@ -5,14 +5,14 @@ import itertools
 import pytest
 
 from lightning_greenai import GreenAIWarning, Grid, Meter, Method, Spend
-from lightning_greenai.budget.files import TrialRecord
-from lightning_greenai.budget.trial import TrialReporter
-from lightning_greenai.distributed import local_record, merge_records
+from lightning_greenai.metering.distributed import local_record, merge_records
 from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeGPU, FakeNVML
 from lightning_greenai.sensors.nvml import discover_nvml
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.sensors.uncertainty import window_bounds
+from lightning_greenai.trial.account import TrialReporter
+from lightning_greenai.trial.record import TrialRecord
 
 
 def test_the_rules_by_method():

@@ -40,7 +40,7 @@ def lose_channel() -> None:
     """From now on, no heartbeat of this job reaches the sweeper (its file's place is taken by a folder)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from lightning_greenai.budget.files import TrialRecord
+    from lightning_greenai.trial.record import TrialRecord
 
     path = TrialRecord.path(HydraConfig.get().sweep.dir, HydraConfig.get().job.num)
     path.unlink()

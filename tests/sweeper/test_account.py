@@ -12,9 +12,9 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 
 from lightning_greenai import EnergyMonitor, FlopMonitor, Meter, Method, Spend
-from lightning_greenai.budget.files import TrialRecord
-from lightning_greenai.budget.trial import TrialReporter, current_trial
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeSensor
+from lightning_greenai.trial.account import TrialReporter, current_trial
+from lightning_greenai.trial.record import TrialRecord
 from tests.conftest import ClockedModel
 
 

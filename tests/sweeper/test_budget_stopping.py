@@ -5,10 +5,10 @@ import time
 import pytest
 
 from lightning_greenai import BudgetStopping, EnergyMonitor
-from lightning_greenai.budget.files import TrialRecord, state_dir, write_json_atomic
-from lightning_greenai.budget.stopping import BudgetStoppingReason
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.sensors.fake import ConstantPowerSensor
+from lightning_greenai.trial.record import TrialRecord, state_dir, write_json_atomic
+from lightning_greenai.trial.stopping import BudgetStoppingReason
 from tests.conftest import ClockedModel
 
 

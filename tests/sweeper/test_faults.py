@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 from lightning_greenai import Spend
-from lightning_greenai.budget.files import TrialRecord, write_json_atomic
-from lightning_greenai.budget.ledger import Ledger
 from lightning_greenai.reporting.render import to_json
 from lightning_greenai.reporting.summary import load
+from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.trial.record import TrialRecord, write_json_atomic
 from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
@@ -433,9 +433,9 @@ def test_the_wrapper_sends_an_undelivered_final_record_back_with_the_value_or_th
     from omegaconf import OmegaConf
 
     from lightning_greenai import Meter
-    from lightning_greenai.budget.task import TaskWrapper, Undelivered, carried_record
     from lightning_greenai.errors import GreenAIWarning
     from lightning_greenai.sensors.fake import FakeSensor
+    from lightning_greenai.trial.task import TaskWrapper, Undelivered, carried_record
 
     def task(cfg):
         joules = {"j": 0.0}
@@ -487,8 +487,8 @@ def test_a_process_the_trial_spawns_reports_to_the_trial_and_its_spend_is_billed
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from lightning_greenai.budget.task import TaskWrapper
-    from lightning_greenai.budget.trial import TRIAL_ENV
+    from lightning_greenai.trial.account import TRIAL_ENV
+    from lightning_greenai.trial.task import TaskWrapper
 
     OmegaConf.update(HydraConfig.get(), "overrides", {"task": []}, force_add=True)
 
@@ -594,7 +594,7 @@ def _write_into_a_file(tmp_path):
 
 def test_a_heartbeat_that_cannot_be_written_warns_and_the_trial_goes_on(tmp_path):
     from lightning_greenai import GreenAIWarning, Method
-    from lightning_greenai.budget.trial import TrialReporter
+    from lightning_greenai.trial.account import TrialReporter
 
     (tmp_path / ".greenai").write_text("a file where the state folder must be")
     account = TrialReporter(tmp_path, 0, heartbeat_s=0)
@@ -674,7 +674,7 @@ def two_jobs_in_flight_overshoot_by_at_most_one_step_each(sweep_dir, *launcher):
     [("wandb_is_not_here", "pip install wandb_is_not_here"), ("sklearn", "pip install 'lightning-greenai[examples]'")],
 )
 def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, install, monkeypatch):
-    from lightning_greenai.budget.sweep import _missing_package
+    from lightning_greenai.sweep.engine import _missing_package
 
     assert _missing_package([f"ModuleNotFoundError: No module named '{module}'"]).endswith(install)
     if module == "sklearn":

@@ -7,10 +7,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetConfigError, Method, Spend
-from lightning_greenai.budget.gain import GainRule, gain_upper_bound
-from lightning_greenai.budget.sweep import BudgetSweep
-from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.reporting.summary import load
+from lightning_greenai.stats.gain import GainRule, gain_upper_bound
+from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.trial.account import TrialReporter
 from tests.sweeper.test_overshoot_property import completed
 
 

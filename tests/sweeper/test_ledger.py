@@ -4,10 +4,10 @@ import tracemalloc
 import pytest
 
 from lightning_greenai import Method, Spend
-from lightning_greenai.budget.admission import admit, estimate_trial_cost
-from lightning_greenai.budget.channel import FileChannel
-from lightning_greenai.budget.files import TrialRecord, read_json, write_json_atomic
-from lightning_greenai.budget.ledger import MAX_LINE_BYTES, Ledger
+from lightning_greenai.sweep.admission import admit, estimate_trial_cost
+from lightning_greenai.sweep.ledger import MAX_LINE_BYTES, Ledger
+from lightning_greenai.trial.channel import FileChannel
+from lightning_greenai.trial.record import TrialRecord, read_json, write_json_atomic
 
 
 def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
@@ -107,7 +107,7 @@ def test_cost_estimate_is_the_larger_of_prior_and_a_high_percentile():
 
 
 def test_a_resumes_record_of_a_crashed_sessions_jobs_does_not_stretch_that_session_over_the_downtime():
-    from lightning_greenai.budget.history import replay
+    from lightning_greenai.sweep.history import replay
 
     events = [
         {"event": "header", "time": 0.0},

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import sys, tempfile
     from pathlib import Path
     import optuna
-    from lightning_greenai.budget.strategies import OptunaStrategy
+    from lightning_greenai.sweep.strategies import OptunaStrategy
 
     folder = Path(tempfile.mkdtemp())
     strategy = OptunaStrategy(["x=interval(0,1)", "y=choice(a,b)", "n=range(1,4)"], storage_dir=folder, direction="max")

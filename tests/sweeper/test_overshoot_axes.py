@@ -16,12 +16,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from lightning_greenai import Method, Spend
-from lightning_greenai.budget.budget import measure
-from lightning_greenai.budget.channel import open_channel
-from lightning_greenai.budget.stopping import record_stop, stop_reason
-from lightning_greenai.budget.sweep import BudgetSweep
-from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.budget import measure
 from lightning_greenai.errors import TrialKilledError
+from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.trial.account import TrialReporter
+from lightning_greenai.trial.channel import open_channel
+from lightning_greenai.trial.stopping import record_stop, stop_reason
 from tests.sweeper.test_overshoot_property import completed
 
 HOUR = "2026-12-07T10"

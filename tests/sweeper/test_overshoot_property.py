@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from lightning_greenai import Method, Spend
-from lightning_greenai.budget.sweep import BudgetSweep
-from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.trial.account import TrialReporter
 
 
 class LockstepLauncher:

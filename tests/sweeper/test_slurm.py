@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lightning_greenai.budget.files import TrialRecord
+from lightning_greenai.trial.record import TrialRecord
 from tests.slurm_cluster import ensure_installed, slurm_cluster
 from tests.sweeper.test_faults import (
     popen,

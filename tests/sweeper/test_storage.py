@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from lightning_greenai.budget.channel import SqlChannel, open_channel
-from lightning_greenai.budget.files import TrialRecord
-from lightning_greenai.budget.ledger import Ledger
-from lightning_greenai.budget.trial import TrialReporter
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
+from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.trial.account import TrialReporter
+from lightning_greenai.trial.channel import SqlChannel, open_channel
+from lightning_greenai.trial.record import TrialRecord
 from tests.postgres_server import PostgresServer, ensure_installed, postgres_server
 from tests.sweeper.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
 from tests.sweeper.test_sweeper import finished, report, run

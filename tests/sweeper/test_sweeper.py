@@ -14,7 +14,7 @@ from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, Laun
 
 from hydra_plugins.greenai_sweeper.greenai_sweeper import GreenAISweeper
 from lightning_greenai import Spend
-from lightning_greenai.budget.ledger import Ledger
+from lightning_greenai.sweep.ledger import Ledger
 
 TASK = Path(__file__).with_name("meter_task.py")
 ROOT = Path(__file__).parents[2]

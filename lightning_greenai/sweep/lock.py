@@ -10,8 +10,8 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from lightning_greenai.budget.files import read_json, write_json_atomic
 from lightning_greenai.errors import SweepLockedError
+from lightning_greenai.trial.record import read_json, write_json_atomic
 
 __all__ = ["SweepLock"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError
-from lightning_greenai.jsonfile import parse_json
+from lightning_greenai.io import parse_json
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -114,7 +114,7 @@ class FileChannel(Channel):
 
     def path(self, kind: Kind, job_num: int | None) -> Path:
         """The file of a message."""
-        from lightning_greenai.budget.files import state_dir
+        from lightning_greenai.trial.record import state_dir
 
         folder = state_dir(self.sweep_dir)
         if kind == "stop":
@@ -124,7 +124,7 @@ class FileChannel(Channel):
 
     def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
         """Write the file atomically (temporary name, fsync, ``os.replace``)."""
-        from lightning_greenai.budget.files import replace_text
+        from lightning_greenai.trial.record import replace_text
 
         replace_text(self.path(kind, job_num), text)
 

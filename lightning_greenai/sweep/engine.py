@@ -29,35 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lightning_greenai.budget.admission import admit, estimate_trial_cost
-from lightning_greenai.budget.bands import check_bounds
-from lightning_greenai.budget.budget import Budget, measure
-from lightning_greenai.budget.channel import (
-    Channel,
-    check_no_password,
-    check_storage,
-    masked,
-    open_channel,
-    storage_url,
-)
-from lightning_greenai.budget.files import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
-from lightning_greenai.budget.gain import GainRule
-from lightning_greenai.budget.history import Trial, limits_in_force, replay
-from lightning_greenai.budget.launchers import launcher_parallelism, prepare_launcher
-from lightning_greenai.budget.ledger import Ledger
-from lightning_greenai.budget.lock import SweepLock
-from lightning_greenai.budget.objective import ObjectiveError, extract_objective
-from lightning_greenai.budget.strategies import (
-    GridStrategy,
-    RandomStrategy,
-    SearchStrategy,
-    canonical_overrides,
-    check_optuna_storage,
-    make_strategy,
-    parse_overrides,
-    sweeps_anything,
-)
-from lightning_greenai.budget.task import SweepInterrupted, TaskWrapper, carried_record
+from lightning_greenai.budget import Budget, measure
 from lightning_greenai.errors import (
     BudgetConfigError,
     GridConfigError,
@@ -68,6 +40,34 @@ from lightning_greenai.errors import (
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
+from lightning_greenai.stats.bands import check_bounds
+from lightning_greenai.stats.gain import GainRule
+from lightning_greenai.sweep.admission import admit, estimate_trial_cost
+from lightning_greenai.sweep.history import Trial, limits_in_force, replay
+from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
+from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.sweep.lock import SweepLock
+from lightning_greenai.sweep.strategies import (
+    GridStrategy,
+    RandomStrategy,
+    SearchStrategy,
+    canonical_overrides,
+    check_optuna_storage,
+    make_strategy,
+    parse_overrides,
+    sweeps_anything,
+)
+from lightning_greenai.trial.channel import (
+    Channel,
+    check_no_password,
+    check_storage,
+    masked,
+    open_channel,
+    storage_url,
+)
+from lightning_greenai.trial.objective import ObjectiveError, extract_objective
+from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
+from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
 from lightning_greenai.units import QUANTITIES, S_PER_HOUR, format_duration, format_quantity
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
@@ -1089,7 +1089,7 @@ class BudgetSweep:
 
         ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
         (see :meth:`_share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
-        :func:`~lightning_greenai.budget.trial.sweep_grid`) and stops itself at the step that reaches a cap,
+        :func:`~lightning_greenai.trial.account.sweep_grid`) and stops itself at the step that reaches a cap,
         without waiting for the watchdog's next poll; the watchdog raises the share of the jobs still running when
         one finishes under its own. Wall time is a deadline (``deadline_unix_s``, the clock time the sweep's wall
         budget runs out), not a duration: a job's start-up counts, as it does on the sweep's clock. So the jobs of a
@@ -1246,7 +1246,7 @@ class BudgetSweep:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
-        from lightning_greenai.trackers import publish
+        from lightning_greenai.reporting.publish import publish
 
         if not HydraConfig.initialized() and self.config is not None and "hydra" in self.config:
             HydraConfig.instance().set_config(self.config)  # ${hydra:...} in the logger config resolve as in a job

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lightning_greenai.budget.files import TRIAL_STATUSES
 from lightning_greenai.errors import StateWriteError
-from lightning_greenai.jsonfile import JSONDepthError, parse_json
+from lightning_greenai.io import JSONDepthError, parse_json
 from lightning_greenai.spend import Spend
+from lightning_greenai.trial.record import TRIAL_STATUSES
 
 __all__ = ["MAX_LINE_BYTES", "Ledger", "check_event"]
 

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from lightning_greenai.meter import Meter
+from lightning_greenai.metering.meter import Meter
 from lightning_greenai.spend import Method, Spend
 
 __all__ = ["gather_records", "gather_spend", "local_record", "merge_records", "node_label", "refresh_own"]

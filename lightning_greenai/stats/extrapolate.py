@@ -16,7 +16,7 @@ trials then follows for any ``n``, including ``n`` larger than the trials run.
   2 and 5 x the trials run in 90-98 % of repetitions (10 to 1,000 trials; 86 % for a single effective
   hyperparameter at 1,000 trials, where error and width are both under 1e-4; ``benchmarks/evp_bands.py``), so it
   is reported as an approximate 95 % interval. It is a model-based interval, unlike the distribution-free bands of
-  :mod:`lightning_greenai.budget.bands`: it holds only as far as the quadratic tail does.
+  :mod:`lightning_greenai.stats.bands`: it holds only as far as the quadratic tail does.
 
 Deterministic: the bootstrap draws from a generator seeded by the number of scores.
 """

@@ -292,7 +292,7 @@ class OptunaStrategy:
                     f"hydra.sweeper.cost_aware needs Optuna 3.2 or newer (this is {optuna.__version__}): "
                     "pip install 'optuna>=3.2', or remove cost_aware."
                 )
-            from lightning_greenai.budget.cost_aware import CostAwareSampler
+            from lightning_greenai.sweep.cost_aware import CostAwareSampler
 
             optuna_sampler = CostAwareSampler(seed=seed, pending=lambda: set(self._asked))
         else:
@@ -350,7 +350,7 @@ class OptunaStrategy:
             return
         asked = self._asked.pop(strategy_id, None)
         if cost is not None and asked is not None and status == "completed":
-            from lightning_greenai.budget.cost_aware import COST_ATTR
+            from lightning_greenai.sweep.cost_aware import COST_ATTR
 
             asked.set_user_attr(COST_ATTR, float(cost))
         state = self._optuna.trial.TrialState

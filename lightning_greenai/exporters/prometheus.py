@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning_greenai.errors import MissingDependencyError
-from lightning_greenai.trackers.export import SpendExporter
+from lightning_greenai.exporters.export import SpendExporter
 
 __all__ = ["PrometheusExporter", "check_port"]
 

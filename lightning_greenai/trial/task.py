@@ -11,9 +11,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_greenai.budget.objective import ObjectiveError, extract_objective
-from lightning_greenai.budget.trial import TrialReporter, current_trial, job_context
 from lightning_greenai.errors import TrialKilledError
+from lightning_greenai.trial.account import TrialReporter, current_trial, job_context
+from lightning_greenai.trial.objective import ObjectiveError, extract_objective
 
 __all__ = ["SweepInterrupted", "TaskWrapper", "Undelivered", "carried_record"]
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_greenai.budget.channel import Channel, FileChannel, open_channel
-from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trial.channel import Channel, FileChannel, open_channel
+from lightning_greenai.trial.record import TrialRecord
 
 __all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_greenai.budget.files import TrialRecord
 from lightning_greenai.spend import Spend
+from lightning_greenai.trial.record import TrialRecord
 
 __all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
 

@@ -3,8 +3,8 @@
 A monitor hands over its cumulative spend at each log; an exporter turns it into monotonic counters (energy by
 device, FLOPs) by adding what grew since the last update, and a power gauge per device (the mean power since then:
 what its energy grew over what the spend's metered time grew).
-:class:`~lightning_greenai.trackers.prometheus.PrometheusExporter` serves them to a Prometheus scrape;
-:class:`~lightning_greenai.trackers.opentelemetry.OpenTelemetryExporter` records them in OpenTelemetry instruments.
+:class:`~lightning_greenai.exporters.prometheus.PrometheusExporter` serves them to a Prometheus scrape;
+:class:`~lightning_greenai.exporters.opentelemetry.OpenTelemetryExporter` records them in OpenTelemetry instruments.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 import time
 
-from lightning_greenai.budget.budget import Budget
-from lightning_greenai.budget.trial import TrialReporter
+from lightning_greenai.budget import Budget
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
+from lightning_greenai.trial.account import TrialReporter
 
 __all__ = ["BudgetStoppingReason", "record_stop", "stop_reason"]
 

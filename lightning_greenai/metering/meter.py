@@ -139,8 +139,8 @@ class Meter:
                 self._reset()
             sensors = self._given
             if sensors is None:
-                from lightning_greenai.budget.trial import current_trial
                 from lightning_greenai.sensors.discovery import discover_sensors
+                from lightning_greenai.trial.account import current_trial
 
                 in_sweep = self._report is not False and current_trial() is not None
                 self.discovery = discover_sensors(clock=self._clock, apportion_host=in_sweep)
@@ -154,7 +154,7 @@ class Meter:
             self._stopped = False
             self._session = object()  # the account's key for this measurement
             if self._report is not False:
-                from lightning_greenai.budget.trial import current_trial
+                from lightning_greenai.trial.account import current_trial
 
                 self._reporter = current_trial()
                 self._heartbeat()  # claims its counters in the trial's account from the start
@@ -231,7 +231,7 @@ class Meter:
         A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep. Under the sweep's
         ``stop_policy=kill`` it raises :class:`~lightning_greenai.errors.TrialKilledError` instead.
         """
-        from lightning_greenai.budget.stopping import record_stop, stop_reason
+        from lightning_greenai.trial.stopping import record_stop, stop_reason
 
         if self._reporter is None:
             return False

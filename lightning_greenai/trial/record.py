@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import StateWriteError
-from lightning_greenai.jsonfile import JSONDepthError, parse_json, read_json
+from lightning_greenai.io import JSONDepthError, parse_json, read_json
 from lightning_greenai.spend import Spend
 
 if TYPE_CHECKING:
-    from lightning_greenai.budget.channel import Channel
+    from lightning_greenai.trial.channel import Channel
 
 __all__ = [
     "STATE_DIR",
@@ -166,7 +166,7 @@ class TrialRecord:
     @staticmethod
     def path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
         """Where job ``job_num`` writes its heartbeat when the sweep talks through files."""
-        from lightning_greenai.budget.channel import FileChannel
+        from lightning_greenai.trial.channel import FileChannel
 
         return FileChannel(sweep_dir).path("heartbeat", job_num)
 
@@ -185,7 +185,7 @@ class TrialRecord:
         NaN) is never trusted; what is wrong is appended to ``notes``. A database that stays unreachable for
         ``patience_s`` reads as no heartbeat, with a note.
         """
-        from lightning_greenai.budget.channel import Channel, FileChannel
+        from lightning_greenai.trial.channel import Channel, FileChannel
 
         channel = channel if isinstance(channel, Channel) else FileChannel(channel)
         try:

@@ -1,0 +1,1 @@
+"""Live exporters of a run's spend: Prometheus and OpenTelemetry."""

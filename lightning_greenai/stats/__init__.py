@@ -1,0 +1,1 @@
+"""What compute buys, pure statistics: expected validation performance, bands, extrapolation, the gain bound."""
