@@ -149,19 +149,7 @@ class Grid:
         Raises:
             GridConfigError: an unknown country or region (with close matches), or an out-of-range number.
         """
-        for name, value in (("country", country), ("region", region)):
-            if value is not None and not isinstance(value, str):
-                raise GridConfigError(
-                    f"`{name}` must be a string (an ISO code or name, or a cloud region such as 'aws:eu-west-1'), "
-                    f"got {value!r}."
-                )
-        if country is not None and region is not None:
-            raise GridConfigError(f"Pass `country` or `region`, not both (got country={country!r}, region={region!r}).")
-        record = None
-        if region is not None:
-            record = tables.region_country(region)
-        elif country is not None:
-            record = tables.country(country)
+        record = _location_record(country, region)
         intensity_source = "user"
         if intensity_g_per_kwh is None:
             if record is not None:
@@ -411,3 +399,18 @@ def _shown(value: Any) -> str:
 
 # the fields that change a figure (the *_source texts only say where figures come from)
 _PRICING_FIELDS = tuple(f.name for f in dataclasses.fields(Grid) if not f.name.endswith("_source"))
+
+
+def _location_record(country: str | None, region: str | None) -> tables.CountryRecord | None:
+    """The packaged table's record of a country or a cloud region's country; ``None`` when neither is given."""
+    for name, value in (("country", country), ("region", region)):
+        if value is not None and not isinstance(value, str):
+            raise GridConfigError(
+                f"`{name}` must be a string (an ISO code or name, or a cloud region such as 'aws:eu-west-1'), "
+                f"got {value!r}."
+            )
+    if country is not None and region is not None:
+        raise GridConfigError(f"Pass `country` or `region`, not both (got country={country!r}, region={region!r}).")
+    if region is not None:
+        return tables.region_country(region)
+    return tables.country(country) if country is not None else None

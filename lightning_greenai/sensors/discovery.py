@@ -123,58 +123,110 @@ def discover_sensors(
             for sensor in jetson.sensors:
                 sensor.close()
         return found
-    if gpus is not None and not (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
-        module = load_nvml() if isinstance(nvml, str) and nvml == _AUTO else nvml
-        devices = None if isinstance(gpus, str) else list(gpus)
-        if module is None and devices is None:
-            found.notes.append("NVML: library not found; no GPU metered")
-        gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock, sharing=gpu_sharing)
-        if not gpu.sensors:  # no NVIDIA GPU metered: an AMD one?
-            smi = load_amdsmi() if isinstance(amdsmi, str) and amdsmi == _AUTO else amdsmi
-            amd = discover_amdsmi(smi, devices, clock=clock, sleep=sleep)
-            if amd.sensors:
-                gpu = amd
-        found.sensors.extend(gpu.sensors)
-        found.unavailable.extend(gpu.unavailable)
-        if gpu.unavailable:
-            found.warnings.append(
-                f"Energy of {', '.join(gpu.unavailable)} is unavailable (reported as unknown, not 0): "
-                f"{'; '.join(gpu.notes)}. Pass gpu_tdp_w= to estimate it."
-            )
-        found.notes.extend(gpu.notes)
-        if host and gpu.module_counters:
-            # a Grace superchip's counter is the whole module's: RAPL or an estimate on top would count the CPU twice
-            host = False
-            found.notes.append(f"host: not metered apart, {', '.join(gpu.module_counters)} include(s) the CPU")
-    if host and platform == "darwin":
-        why = powermetrics_unavailable() if powermetrics is None else None
-        if why is None:
-            found.sensors.extend([PowermetricsSensor(powermetrics), DRAMEstimateSensor(clock=clock, process=process)])
-            found.notes.append("Apple: the SoC (CPU, GPU, ANE) from powermetrics; unified memory: estimate")
-            return found
-        found.warnings.append(
-            f"Apple Silicon: {why}. The CPU is estimated and the GPU (MPS) is not metered; run the job under sudo "
-            "(or give powermetrics to it in sudoers) to measure the SoC."
-        )
+    host = _discover_gpus(
+        found,
+        gpus,
+        host,
+        nvml,
+        amdsmi,
+        gpu_tdp_w=gpu_tdp_w,
+        visible=visible,
+        clock=clock,
+        sleep=sleep,
+        sharing=gpu_sharing,
+    )
+    if host and platform == "darwin" and _discover_apple(found, powermetrics, clock=clock, process=process):
+        return found
     if host:
-        rapl = discover_rapl(rapl_root, reader=rapl_reader)
-        found.notes.extend(rapl.notes)
-        if rapl.permission_denied:
-            found.warnings.append(RAPL_FIX)
-        if rapl.sensors:
-            if apportion_host:
-                found.sensors.extend(ApportionedSensor(s, process, clock=clock) for s in rapl.sensors)
-                found.notes.append("RAPL: apportioned to this process tree by its share of the host's CPU time")
-            else:
-                found.sensors.extend(rapl.sensors)
-            if not any(s.name.startswith("dram:") for s in rapl.sensors):
-                found.unavailable.append("dram")
-                found.notes.append("RAPL: no dram zone; DRAM energy not metered")
-        else:
-            cpu = CPUEstimateSensor(cpu_tdp_w, process=process)
-            dram = DRAMEstimateSensor(clock=clock, process=process)
-            found.sensors.extend([cpu, dram])
-            found.notes.append(
-                f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})"
-            )
+        _discover_host(
+            found, rapl_root, rapl_reader, cpu_tdp_w, apportion_host=apportion_host, clock=clock, process=process
+        )
     return found
+
+
+def _discover_gpus(
+    found: Discovery,
+    gpus: Sequence[int] | str | None,
+    host: bool,
+    nvml: Any | None,
+    amdsmi: Any | None,
+    *,
+    gpu_tdp_w: float | None,
+    visible: Sequence[str] | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    sharing: str,
+) -> bool:
+    """Add the GPUs' sensors (NVIDIA, else AMD) to ``found``; returns whether the host is still to be metered."""
+    if gpus is None or (isinstance(gpus, Sequence) and not isinstance(gpus, str) and len(gpus) == 0):
+        return host
+    module = load_nvml() if isinstance(nvml, str) and nvml == _AUTO else nvml
+    devices = None if isinstance(gpus, str) else list(gpus)
+    if module is None and devices is None:
+        found.notes.append("NVML: library not found; no GPU metered")
+    gpu = discover_nvml(module, devices, gpu_tdp_w=gpu_tdp_w, visible=visible, clock=clock, sharing=sharing)
+    if not gpu.sensors:  # no NVIDIA GPU metered: an AMD one?
+        smi = load_amdsmi() if isinstance(amdsmi, str) and amdsmi == _AUTO else amdsmi
+        amd = discover_amdsmi(smi, devices, clock=clock, sleep=sleep)
+        if amd.sensors:
+            gpu = amd
+    found.sensors.extend(gpu.sensors)
+    found.unavailable.extend(gpu.unavailable)
+    if gpu.unavailable:
+        found.warnings.append(
+            f"Energy of {', '.join(gpu.unavailable)} is unavailable (reported as unknown, not 0): "
+            f"{'; '.join(gpu.notes)}. Pass gpu_tdp_w= to estimate it."
+        )
+    found.notes.extend(gpu.notes)
+    if host and gpu.module_counters:
+        # a Grace superchip's counter is the whole module's: RAPL or an estimate on top would count the CPU twice
+        found.notes.append(f"host: not metered apart, {', '.join(gpu.module_counters)} include(s) the CPU")
+        return False
+    return host
+
+
+def _discover_apple(
+    found: Discovery, powermetrics: Sequence[str] | None, *, clock: Callable[[], float], process: psutil.Process | None
+) -> bool:
+    """Add Apple Silicon's SoC sensors to ``found``; returns whether they meter the host (else it is estimated)."""
+    why = powermetrics_unavailable() if powermetrics is None else None
+    if why is None:
+        found.sensors.extend([PowermetricsSensor(powermetrics), DRAMEstimateSensor(clock=clock, process=process)])
+        found.notes.append("Apple: the SoC (CPU, GPU, ANE) from powermetrics; unified memory: estimate")
+        return True
+    found.warnings.append(
+        f"Apple Silicon: {why}. The CPU is estimated and the GPU (MPS) is not metered; run the job under sudo "
+        "(or give powermetrics to it in sudoers) to measure the SoC."
+    )
+    return False
+
+
+def _discover_host(
+    found: Discovery,
+    rapl_root: Path | str,
+    rapl_reader: Reader,
+    cpu_tdp_w: float | None,
+    *,
+    apportion_host: bool,
+    clock: Callable[[], float],
+    process: psutil.Process | None,
+) -> None:
+    """Add the host's CPU and DRAM sensors to ``found``: RAPL (apportioned in a parallel sweep), else estimates."""
+    rapl = discover_rapl(rapl_root, reader=rapl_reader)
+    found.notes.extend(rapl.notes)
+    if rapl.permission_denied:
+        found.warnings.append(RAPL_FIX)
+    if not rapl.sensors:
+        cpu = CPUEstimateSensor(cpu_tdp_w, process=process)
+        dram = DRAMEstimateSensor(clock=clock, process=process)
+        found.sensors.extend([cpu, dram])
+        found.notes.append(f"CPU: estimate ({cpu.source}) x this process's CPU time; DRAM: estimate ({dram.source})")
+        return
+    if apportion_host:
+        found.sensors.extend(ApportionedSensor(s, process, clock=clock) for s in rapl.sensors)
+        found.notes.append("RAPL: apportioned to this process tree by its share of the host's CPU time")
+    else:
+        found.sensors.extend(rapl.sensors)
+    if not any(s.name.startswith("dram:") for s in rapl.sensors):
+        found.unavailable.append("dram")
+        found.notes.append("RAPL: no dram zone; DRAM energy not metered")
