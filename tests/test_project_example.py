@@ -27,15 +27,24 @@ def run(tmp_path: Path, script: str, *overrides: str, env: dict | None = None) -
     return proc
 
 
-def test_callbacks_dict_composes_with_the_greenai_bundle_and_fit_then_test_are_priced(tmp_path):
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("trainer", ["default", "ddp_sim"])  # ddp_sim: the template's DDP preset (ddp_spawn, 2 ranks)
+def test_callbacks_dict_composes_with_the_greenai_bundle_and_fit_then_test_are_priced(tmp_path, trainer):
     out = tmp_path / "run"
-    proc = run(tmp_path, "train.py", "callbacks=[default,greenai]", "trainer.max_epochs=1", f"hydra.run.dir={out}")
+    proc = run(
+        tmp_path,
+        "train.py",
+        "callbacks=[default,greenai]",
+        f"trainer={trainer}",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={out}",
+    )
     assert proc.stdout.count("lightning-greenai price tag (fit)") == 1
     assert proc.stdout.count("lightning-greenai price tag (test; running total") == 1
     (tag_path,) = out.glob("csv/version_0/price_tag.json")  # the first logger of the dict
     tag = json.loads(tag_path.read_text())
     assert set(tag["stages"]) == {"fit", "test"}
-    assert tag["flops_by_phase"]["test/forward"] > 0
+    assert tag["flops_by_phase"]["train/forward"] > 0 and tag["flops_by_phase"]["test/forward"] > 0
     hparams = (tag_path.parent / "hparams.yaml").read_text()
     assert "greenai/price_tag/fit/energy_kwh" in hparams and "greenai/price_tag/test/energy_kwh" in hparams
 
