@@ -417,3 +417,53 @@ def test_a_postgresql_login_that_waiting_will_not_mend_is_said_at_once(server, t
         hba.write_text(saved)
         server.pg_ctl("reload")
         engine.dispose()
+
+
+@pytest.mark.postgresql
+@pytest.mark.timeout(400)
+def test_the_database_down_for_over_a_minute_mid_trial_never_books_a_stale_heartbeat(server, tmp_path):
+    """Issue 20: a trial was recorded ``completed`` at its last heartbeat (186 J booked for 220 J) after an outage."""
+    sweep_dir = tmp_path / "sweep"
+    down = threading.Event()
+    outage_s = 65.0
+
+    def outage() -> None:  # once trial 0 has beaten through the database, the server is down for over a minute
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ("heartbeat", 0) not in _signals(server.url, sweep_dir):
+            time.sleep(0.2)
+        server.pg_ctl("-m", "fast", "stop")
+        down.set()
+        time.sleep(outage_s)
+        server.start()
+
+    cutter = threading.Thread(target=outage)
+    cutter.start()
+    try:
+        proc = run(
+            sweep_dir,
+            "x=0,1",
+            "steps=60",
+            "step_s=0.5",  # trial 0 runs 30 s: it ends, and tries to deliver its final record, while the server is down
+            "hydra.sweeper.heartbeat_s=1",
+            "hydra.sweeper.budget.energy_kwh=1000 J",
+            f"hydra.sweeper.storage={server.url}",
+            check=False,
+        )
+    finally:
+        cutter.join()
+    assert down.is_set()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    booked = finished(sweep_dir)
+    # each trial's 60 steps of 1 J reached the books in full: its final record, kept by the job through the outage
+    assert {job: (e["status"], e["spend"]["energy_j"]) for job, e in booked.items()} == {
+        job: ("completed", {"gpu:0": 60.0}) for job in (0, 1)
+    }
+    assert report(sweep_dir)["spend"]["energy_j"] == {"gpu:0": pytest.approx(120.0)}
+
+
+def _signals(url: str, sweep_dir: Path) -> set[tuple[str, int]]:
+    """The (kind, job) of a sweep's rows in the signal table; none before its ledger or table exist."""
+    try:
+        return set(rows(url).get(key(sweep_dir), {}))
+    except (sqlalchemy.exc.SQLAlchemyError, OSError, AssertionError):
+        return set()
