@@ -27,18 +27,9 @@ def run(tmp_path: Path, script: str, *overrides: str, env: dict | None = None) -
     return proc
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("trainer", ["default", "ddp_sim"])  # ddp_sim: the template's DDP preset (ddp_spawn, 2 ranks)
-def test_callbacks_dict_composes_with_the_greenai_bundle_and_fit_then_test_are_priced(tmp_path, trainer):
+def test_callbacks_dict_composes_with_the_greenai_bundle_and_fit_then_test_are_priced(tmp_path):
     out = tmp_path / "run"
-    proc = run(
-        tmp_path,
-        "train.py",
-        "callbacks=[default,greenai]",
-        f"trainer={trainer}",
-        "trainer.max_epochs=1",
-        f"hydra.run.dir={out}",
-    )
+    proc = run(tmp_path, "train.py", "callbacks=[default,greenai]", "trainer.max_epochs=1", f"hydra.run.dir={out}")
     assert proc.stdout.count("lightning-greenai price tag (fit)") == 1
     assert proc.stdout.count("lightning-greenai price tag (test; running total") == 1
     (tag_path,) = out.glob("csv/version_0/price_tag.json")  # the first logger of the dict
@@ -47,6 +38,25 @@ def test_callbacks_dict_composes_with_the_greenai_bundle_and_fit_then_test_are_p
     assert tag["flops_by_phase"]["train/forward"] > 0 and tag["flops_by_phase"]["test/forward"] > 0
     hparams = (tag_path.parent / "hparams.yaml").read_text()
     assert "greenai/price_tag/fit/energy_kwh" in hparams and "greenai/price_tag/test/energy_kwh" in hparams
+
+
+@pytest.mark.timeout(600)
+def test_the_templates_ddp_sim_preset_prices_fit_and_test_each_with_its_flops(tmp_path):
+    """ddp_sim is ddp_spawn: each entry point spawns its ranks afresh from the main process's callbacks and loggers.
+
+    So fit and test each get their own price tag (and, Lightning's doing, their own logger version); neither may keep
+    only one stage or lose its FLOPs (issue 20: the JSON kept only the test stage, with 0 FLOPs).
+    """
+    out = tmp_path / "run"
+    args = ("callbacks=[default,greenai]", "trainer=ddp_sim", "trainer.max_epochs=1", f"hydra.run.dir={out}")
+    proc = run(tmp_path, "train.py", *args)
+    assert proc.stdout.count("lightning-greenai price tag (fit)") == 1
+    assert proc.stdout.count("lightning-greenai price tag (test)") == 1
+    fit, test = (json.loads(p.read_text()) for p in sorted(out.glob("csv/version_*/price_tag.json")))
+    assert list(fit["stages"]) == ["fit"] and list(test["stages"]) == ["test"]
+    assert fit["flops_by_phase"]["train/forward"] > 0 and fit["flops_by_phase"]["val/forward"] > 0
+    assert test["flops_by_phase"]["test/forward"] > 0
+    assert sum(fit["spend"]["energy_j"].values()) > 0 and sum(test["spend"]["energy_j"].values()) > 0
 
 
 @pytest.mark.timeout(600)
@@ -67,8 +77,8 @@ def test_the_templates_optuna_search_runs_on_the_greenai_sweeper_with_ddp_trials
     assert report["trials_by_status"] == {"completed": 2}
     assert report["strategy"] == "optuna" and report["direction"] == "max"
     assert 0.0 < report["best"]["objective"] <= 1.0
-    # each trial ran its own 2 ranks, not a sweep of its own in rank 1
-    assert (proc.stdout + proc.stderr).count("Initializing distributed: GLOBAL_RANK: 1") == 2
+    # each trial spawned its own 2 ranks for its fit and again for its test, never a sweep of its own in rank 1
+    assert (proc.stdout + proc.stderr).count("Initializing distributed: GLOBAL_RANK: 1") == 4
     assert "A new study created" in proc.stderr + proc.stdout  # Optuna, with the template's TPE sampler
     # the dict of loggers: the sweep's curves went to each of them
     assert "logged to TensorBoardLogger" in proc.stdout and "logged to CSVLogger" in proc.stdout
