@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import warnings
@@ -25,8 +24,8 @@ from lightning_greenai.exporters.prometheus import PrometheusExporter, check_por
 from lightning_greenai.grid import Grid
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
-from lightning_greenai.metering.distributed import gather_records, merge_records, refresh_own
 from lightning_greenai.metering.meter import Meter
+from lightning_greenai.metering.run import RunTotals
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
@@ -35,7 +34,6 @@ from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import current_trial, sweep_grid
 from lightning_greenai.trial.record import write_json_atomic
-from lightning_greenai.units import g_to_kg, j_to_kwh
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -101,11 +99,6 @@ def _cuda_uuids() -> list[str] | None:
         return [f"GPU-{torch.cuda.get_device_properties(i).uuid}" for i in range(torch.cuda.device_count())]
     except (AttributeError, RuntimeError):
         return None
-
-
-def _key(domain: str) -> str:
-    # Some trackers (MLflow) reject ':' in metric names.
-    return domain.replace(":", "_").replace("@", "_at_")
 
 
 class EnergyMonitor(Callback):
@@ -254,14 +247,13 @@ class EnergyMonitor(Callback):
             "intensity_csv": intensity_csv,
         }
         self._grid_given = {k: v for k, v in given.items() if v is not None}  # what this monitor set itself
-        self.grid = Grid.from_config(self._grid_given)
-        self._own_place = (self.grid.country, self.grid.region)
+        grid = Grid.from_config(self._grid_given)
+        self._own_place = (grid.country, grid.region)
         if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
             raise ValueError(
                 f"`electricity_maps` must be an ElectricityMaps(zone=..., token=...) or None, got {electricity_maps!r}."
             )
-        self._electricity_maps = electricity_maps
-        self._timeline_warned = False
+        self._totals = RunTotals(grid, per_device=per_device, electricity_maps=electricity_maps)
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
         self._sensors = None if sensors is None else list(sensors)
@@ -271,7 +263,7 @@ class EnergyMonitor(Callback):
         self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
         self._gpu_sharing = check_sharing(gpu_sharing)
         self._log_every = log_every_n_steps
-        self._prog_bar, self._per_device, self._verbose = prog_bar, per_device, verbose
+        self._prog_bar, self._verbose = prog_bar, verbose
         self._clock = clock
         if prometheus is not None and not isinstance(prometheus, PrometheusExporter):
             check_port(prometheus, name="prometheus", allowed="a PrometheusExporter, or None")
@@ -288,26 +280,12 @@ class EnergyMonitor(Callback):
         self._sensor_line = ""
         self._sensor_line_shown = False
         self._restored: Spend | None = None  # a checkpoint's spend, continued only if ``fit`` resumes from it
-        self._resumed = Spend()  # the spend of the run a resumed fit continues (not metered in this process)
-        self._done = Spend()  # what this monitor metered in earlier entry points (fit, then test ...), all ranks
-        self._current = Spend()  # what the running entry point metered so far, all ranks
-        self._uids: dict[str, str] = {}  # domain name -> physical counter, for the trial's account
-        self._nodes: dict[str, str] = {}  # domain name -> its node, in a run on several nodes
-        self._node_rank = 0
-        self._account_key = object()
-        self._stage_start = Spend()  # the running total when the current entry point began
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
-        self._latest = Spend()  # the run's total so far: resumed + done + current
-        self._projected: Spend | None = None
-        self._records: list[dict[str, Any]] = []  # every rank's reading at the last gather
-        self._notes: list[str] = []  # for the price tag: how far to trust its figures
         self._flop_monitor_of_last_trainer: FlopMonitor | None = None
         self._batches = 0
         self._due = False  # a sample is due at the next training batch's start
-        self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
-        self._timeline: list[tuple[float, float]] = []  # (duration_s, energy_j) at each log, for power plots
         self._samples = SampleCounter(tokens_key)  # what validate, test and predict processed: per-sample figures
         self._restored_samples: dict[str, Any] | None = None
         self._hardware: dict[str, Any] | None = None  # the machine, for reports that ask for the compute workers
@@ -316,21 +294,31 @@ class EnergyMonitor(Callback):
     # -- results -----------------------------------------------------------------------------------------------
 
     @property
+    def grid(self) -> Grid:
+        """The grid that prices the run (in a sweep's trial, the sweep's unless the monitor set its own)."""
+        return self._totals.grid
+
+    @property
+    def totals(self) -> RunTotals:
+        """The run's totals across entry points, its forecast and metrics (Trainer-free)."""
+        return self._totals
+
+    @property
     def spend(self) -> Spend:
         """Everything metered so far on all ranks, plus the spend of the run a resumed ``fit`` continues."""
-        return self._latest
+        return self._totals.latest
 
     @property
     def price_tag(self) -> PriceTag:
         """The price tag of :attr:`spend`."""
         return PriceTag(
-            self._latest,
+            self._totals.latest,
             self.grid,
-            projected=self._projected,
+            projected=self._totals.projected,
             sensors=self._sensor_line,
             flops_by_phase=self._flops_by_phase,
             samples=self._sample_counts(),
-            nodes=self._nodes,
+            nodes=self._totals.nodes,
         )
 
     def _sample_counts(self) -> dict[str, dict[str, Any]]:
@@ -352,7 +340,7 @@ class EnergyMonitor(Callback):
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
         self._adopt_sweep_grid()
-        self._node_rank = trainer.node_rank
+        self._totals.node_rank = trainer.node_rank
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
             self._prometheus = PrometheusExporter.on_port(self._prometheus)
             rank_zero_info(f"lightning-greenai: Prometheus metrics at {self._prometheus.url}")
@@ -416,7 +404,7 @@ class EnergyMonitor(Callback):
         if sweep is None:
             return
         own = ", ".join(f"{k}={v!r}" for k, v in self._grid_given.items())
-        if self._electricity_maps is not None:
+        if self._totals.electricity_maps is not None:
             raise GridConfigError(
                 "EnergyMonitor(electricity_maps=...) runs in a greenai sweep, which holds its budget at "
                 f"hydra.sweeper.grid ({sweep.describe()}), not at Electricity Maps' hours. Give the sweep the hourly "
@@ -430,21 +418,21 @@ class EnergyMonitor(Callback):
                 f"hydra.sweeper.grid.{next(iter(self._grid_given))}=...), and remove it from the monitor: a trial's "
                 "EnergyMonitor that sets no grid prices with the sweep's."
             )
-        self.grid = sweep
+        self._totals.grid = sweep
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:
             return
         self._meter.set_stage(stage)  # before start: the first interval belongs to this stage
         if not self._meter.started:
-            if stage == "train" and self._restored is not None:
-                self._resumed = self._restored  # only a resumed fit continues the checkpoint's total
+            resumed = self._restored if stage == "train" else None  # only a resumed fit continues the checkpoint's
+            if resumed is not None:
                 self._samples.resume(self._restored_samples or {})
             self._restored = self._restored_samples = None
-            self._stage_start = self._resumed + self._done
+            self._totals.begin(resumed)
             self._meter.start()
-            self._last_log = None
-            self._claim(trainer)
+            if trainer.is_global_zero:  # in a sweep, take this process's counters before a meter started later does
+                self._totals.claim(current_trial(), self._meter)
 
     def _finish(self, trainer: pl.Trainer, title: str) -> None:
         """Take the final all-rank reading, fold it into what is done, and report. Every rank calls this together."""
@@ -454,36 +442,36 @@ class EnergyMonitor(Callback):
         self._gather(trainer)
         self._samples.sync(trainer)  # a collective too: every rank is here
         self._report(trainer, release=True)
-        self._log_metrics(trainer, self._latest)
+        self._log_metrics(trainer, self._totals.latest)
         self._close()
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
-        projected = self._projected if stopped_early else None  # a finished run's actual total replaces it
+        projected = self._totals.projected if stopped_early else None  # a finished run's actual total replaces it
         log_dir = _output_dir(trainer)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             self._publish_tag(trainer, title, projected, log_dir)
-        self._projected = None  # the run is over: its actual total replaces the forecast
+        self._totals.projected = None  # the run is over: its actual total replaces the forecast
 
     def _publish_tag(self, trainer: pl.Trainer, title: str, projected: Spend | None, log_dir: str | None) -> None:
         """Print the stage's price tag and write every stage's into ``price_tag.json`` (rank 0)."""
         flop_monitor = self._flop_monitor(trainer)
-        self._resolve_timeline(self._latest)  # the stage's hours since the last log step, and a stage that never logs
-        stage_spend = self._latest.since(self._stage_start)
+        totals = self._totals
+        totals.resolve_timeline()  # the stage's hours since the last log step, and a stage that never logs
         tag = PriceTag(
-            self._latest,
+            totals.latest,
             self.grid,
             projected=projected,
             sensors=self._sensor_line,
             title=title,
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
             extra={
-                "timeline": [list(p) for p in self._timeline],
+                "timeline": [list(p) for p in totals.timeline],
                 "hardware": self._hardware,
                 "parameters": self._parameters,
             },
-            stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
-            notes=tuple(self._notes),
+            stage_spend=totals.stage_spend,
+            notes=tuple(totals.notes),
             samples=self._sample_counts(),
-            nodes=self._nodes,
+            nodes=totals.nodes,
         )
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
@@ -511,11 +499,8 @@ class EnergyMonitor(Callback):
             return
         for sensor in self._meter.sensors:
             contention = getattr(sensor, "contention_note", None)
-            note = contention(torch.get_num_threads()) if contention is not None else None
-            if note is not None and note not in self._notes:
-                self._notes.append(note)
-        self._done = self._done + self._current
-        self._current = Spend()
+            self._totals.note(contention(torch.get_num_threads()) if contention is not None else None)
+        self._totals.close()
         if self._owns_sensors:
             for sensor in self._meter.sensors:
                 sensor.close()
@@ -636,11 +621,7 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
-        self._refresh(
-            trainer,
-            merge_records(refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes),
-            sync_flops=False,
-        )
+        self._refresh(trainer, self._totals.local(self._meter), sync_flops=False)
         if trainer.world_size == 1:
             self._samples.settle_locally()
         self._report(trainer, release=True)
@@ -668,15 +649,11 @@ class EnergyMonitor(Callback):
         # now; other ranks' counters are as of the last gather (at most log_every_n_steps batches old).
         if self._meter is not None and self._meter.started and not self._meter.stopped:
             self._meter.sample()
-            current = merge_records(
-                refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes
-            )
-            latest = self._resumed + self._done + current
             flop_monitor = self._flop_monitor_of_last_trainer
-            if flop_monitor is not None:
-                latest = dataclasses.replace(latest, flops=flop_monitor.training_flops)
+            flops = None if flop_monitor is None else flop_monitor.training_flops
+            latest = self._totals.total(self._totals.local(self._meter), flops)
             return {"spend": latest.to_dict(), "samples": self._samples.state_dict()}
-        return {"spend": self._latest.to_dict(), "samples": self._samples.state_dict()}
+        return {"spend": self._totals.latest.to_dict(), "samples": self._samples.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -692,49 +669,27 @@ class EnergyMonitor(Callback):
         self._meter.sample()
         self._gather(trainer)  # collectives: every rank samples at the same hooks
         self._report(trainer)
-        self._projected = self._project(trainer, self._latest)
-        self._resolve_timeline(self._latest)
-        self._log_metrics(trainer, self._latest)
-        return self._latest
-
-    def _resolve_timeline(self, spend: Spend) -> None:
-        """Add the hours ``spend`` was spent in to the grid's timeline, from Electricity Maps where it is opted in."""
-        provider = self._electricity_maps
-        if provider is None or not spend.hourly_energy_j:
-            return
-        try:
-            found = provider.intensities(spend.hourly_energy_j)
-        except OSError as err:
-            if not self._timeline_warned:
-                self._timeline_warned = True
-                warnings.warn(
-                    f"{err}; the hours it could not give are priced at {self.grid.intensity_source}",
-                    GreenAIWarning,
-                    stacklevel=2,
-                )
-            found = {}
-        self.grid = self.grid.with_timeline(found, provider.source)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._totals.project(
+                total_steps=trainer.estimated_stepping_batches,
+                steps_done=trainer.global_step,
+                epoch=trainer.current_epoch,
+            )
+        self._totals.resolve_timeline()
+        self._log_metrics(trainer, self._totals.latest)
+        return self._totals.latest
 
     def _gather(self, trainer: pl.Trainer) -> None:
         """Gather every rank's reading (a collective) and refresh the totals from it."""
         assert self._meter is not None
-        self._records = gather_records(self._meter, node=self._node_rank)
-        self._refresh(trainer, merge_records(self._records, self._uids, self._nodes))
+        self._refresh(trainer, self._totals.gather(self._meter))
 
     def _refresh(self, trainer: pl.Trainer, current: Spend, *, sync_flops: bool = True) -> None:
-        """Take a new all-rank reading of the running entry point."""
-        self._current = current
-        self._latest = self._with_flops(trainer, self._resumed + self._done + current, sync=sync_flops)
-
-    def _claim(self, trainer: pl.Trainer) -> None:
-        """In a sweep, take this process's counters in the trial's account now, before a meter started later does."""
-        reporter = current_trial() if trainer.is_global_zero and self._meter is not None else None
-        if reporter is None or self._meter is None:
-            return
-        local = self._meter.domain_uids()
-        self._uids.update({name: uid for name, uid in local.items() if name not in self._uids})
-        zeros = Spend(energy_j=dict.fromkeys(local, 0.0))
-        reporter.contribute(self._account_key, dataclasses.replace(zeros + self._done, flops=0.0), uids=self._uids)
+        """Take a new all-rank reading of the running entry point, with a FlopMonitor's training FLOPs."""
+        flop_monitor = self._flop_monitor_of_last_trainer = self._flop_monitor(trainer)
+        if flop_monitor is not None and sync_flops:
+            flop_monitor.sync(trainer)
+        self._totals.refresh(current, None if flop_monitor is None else flop_monitor.training_flops)
 
     def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
         """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0).
@@ -742,93 +697,22 @@ class EnergyMonitor(Callback):
         FLOPs are left to the FlopMonitor's own contribution, and a resumed checkpoint's spend to the earlier attempt's
         record: the account bills each once.
         """
-        if not trainer.is_global_zero:
-            return
-        reporter = current_trial()
-        if reporter is None:
-            return
-        metered = dataclasses.replace(self._done + self._current, flops=0.0)
-        reporter.contribute(self._account_key, metered, uids=self._uids, force=release)
-        if release:
-            reporter.release(self._account_key)
+        if trainer.is_global_zero:
+            self._totals.report(current_trial(), release=release)
 
     @staticmethod
     def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:
         callbacks = trainer.callbacks  # type: ignore[attr-defined]
         return next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
 
-    def _with_flops(self, trainer: pl.Trainer, spend: Spend, *, sync: bool = True) -> Spend:
-        """Carry the training FLOPs of a FlopMonitor on the same trainer, so one spend holds energy and FLOPs."""
-        flop_monitor = self._flop_monitor_of_last_trainer = self._flop_monitor(trainer)
-        if flop_monitor is None:
-            return spend
-        if sync:
-            flop_monitor.sync(trainer)
-        return dataclasses.replace(spend, flops=flop_monitor.training_flops)
-
-    def _project(self, trainer: pl.Trainer, spend: Spend) -> Spend | None:
-        if trainer.state.fn != "fit" or trainer.sanity_checking:
-            return self._projected
-        total = trainer.estimated_stepping_batches
-        done = trainer.global_step
-        if not (done > 0 and 0 < total < float("inf")):
-            return self._projected
-        if trainer.current_epoch < 1 and done < 0.05 * total:
-            return self._projected
-        return spend.scaled(total / done)
-
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
         if trainer.is_global_zero:
             for exporter in (self._prometheus, self._opentelemetry):
                 if isinstance(exporter, SpendExporter):
-                    exporter.update(spend, source=self._account_key)
-        if spend.total_energy_j is not None:
-            self._timeline.append((spend.duration_s, spend.total_energy_j))
-            if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point
-                self._timeline = self._timeline[::2]
-        if not trainer.loggers:
-            return
-        metrics = self._metrics(spend)
-        self._emit(trainer, metrics)
-
-    def _metrics(self, spend: Spend) -> dict[str, float]:
-        metrics: dict[str, float] = {"greenai/is_estimate": float(spend.is_estimate)}
-        energy_j = spend.total_energy_j
-        if energy_j is not None:
-            metrics["greenai/energy_kwh"] = j_to_kwh(energy_j)
-            low_j, high_j = spend.total_energy_bounds_j or (energy_j, energy_j)
-            metrics["greenai/energy_kwh_low"], metrics["greenai/energy_kwh_high"] = j_to_kwh(low_j), j_to_kwh(high_j)
-            if self._last_log is not None and spend.duration_s > self._last_log[0]:
-                metrics["greenai/power_w"] = (energy_j - self._last_log[1]) / (spend.duration_s - self._last_log[0])
-            self._last_log = (spend.duration_s, energy_j)
-        co2e_g = self.grid.co2e_g(spend)
-        if co2e_g is not None:
-            metrics["greenai/co2e_kg"] = g_to_kg(co2e_g)
-            for side in ("low", "high"):
-                metrics[f"greenai/co2e_kg_{side}"] = g_to_kg(self.grid.co2e_g(spend.bound(side)) or 0.0)
-        hosts = max(len(set(self._nodes.values())), 1)
-        metrics["greenai/embodied_co2e_kg"] = g_to_kg(sum(self.grid.embodied_co2e_g(spend, hosts).values()))
-        water = self.grid.water_l(spend)
-        if water is not None:
-            metrics["greenai/water_l"] = sum(water.values())
-        cost = self.grid.money(spend)
-        if cost is not None:
-            metrics["greenai/cost"] = cost
-        if self._per_device:
-            for name, value in spend.energy_j.items():
-                # not under greenai/energy_kwh/: no key may be a path prefix of another (MLflow's file store)
-                metrics[f"greenai/device_energy_kwh/{_key(name)}"] = j_to_kwh(value)
-        if self._projected is not None:
-            p_energy = self._projected.energy_kwh
-            if p_energy is not None:
-                metrics["greenai/projected_energy_kwh"] = self.grid.pue * p_energy
-            p_co2e = self.grid.co2e_g(self._projected)
-            if p_co2e is not None:
-                metrics["greenai/projected_co2e_kg"] = g_to_kg(p_co2e)
-            p_cost = self.grid.money(self._projected)
-            if p_cost is not None:
-                metrics["greenai/projected_cost"] = p_cost
-        return metrics
+                    exporter.update(spend, source=self._totals.account_key)
+        self._totals.record(spend)
+        if trainer.loggers:
+            self._emit(trainer, self._totals.metrics(spend))
 
     @staticmethod
     def _log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:
