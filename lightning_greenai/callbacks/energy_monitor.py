@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
 from lightning_greenai.errors import GreenAIWarning, GridConfigError, StateWriteError
@@ -101,7 +101,7 @@ def _cuda_uuids() -> list[str] | None:
         return None
 
 
-class EnergyMonitor(Callback):
+class EnergyMonitor(BatchCallback):
     r"""Meter the energy of a run from real sensors, price it in CO2e and money, and report it.
 
     Each rank meters its own GPU (by UUID) and one rank per node meters the host's CPU and DRAM; logged totals are
@@ -231,6 +231,7 @@ class EnergyMonitor(Callback):
         opentelemetry: OpenTelemetryExporter | bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         given = {
             "country": country,
             "region": region,
@@ -282,8 +283,6 @@ class EnergyMonitor(Callback):
         self._restored: Spend | None = None  # a checkpoint's spend, continued only if ``fit`` resumes from it
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
         self._flop_monitor_of_last_trainer: FlopMonitor | None = None
-        self._batches = 0
-        self._due = False  # a sample is due at the next training batch's start
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
         self._samples = SampleCounter(tokens_key)  # what validate, test and predict processed: per-sample figures
@@ -523,31 +522,16 @@ class EnergyMonitor(Callback):
         self._begin(trainer, "predict")
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not self._active or self._meter is None:
-            return
-        self._batches += 1
-        every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
-        self._due = self._batches % every == 0
-        if trainer.world_size == 1:
-            self._sample_if_due(trainer, pl_module)
+    def batch_hooks_active(self) -> bool:
+        return self._active and self._meter is not None
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # Under DDP a sample (a collective) waits for the next batch's start: progress bars read metrics on rank 0
-        # only in *_end hooks, which may issue a collective (a sync_dist metric) that ours on the other ranks would
-        # cross, and every rank would wait forever.
-        if self._active and self._meter is not None:
-            self._sample_if_due(trainer, pl_module)
+    def every_n_steps(self, trainer: pl.Trainer) -> int:
+        return self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
 
-    def _sample_if_due(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._due:
-            return
-        self._due = False
+    @override
+    def every_n_steps_work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Sample every rank's meter, log the totals, and show energy and CO2e in the progress bar."""
         spend = self._sample(trainer)
         if self._prog_bar:
             # Progress bars print 3 decimals: Wh and g stay readable where kWh and kg would show 0.000.
@@ -559,43 +543,9 @@ class EnergyMonitor(Callback):
                 pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("validate", batch)
-
-    @override
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("test", batch)
-
-    @override
-    def on_predict_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("predict", batch)
+    def batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
+        if stage != "train":
+            self._samples.add(stage, batch)  # what validate, test and predict processed: per-sample figures
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
