@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +22,7 @@ from lightning_greenai.exporters.export import SpendExporter
 from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.exporters.prometheus import PrometheusExporter, check_port
 from lightning_greenai.grid import Grid
+from lightning_greenai.grid.grid import GRID_OPTIONS
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.metering.meter import Meter
@@ -101,6 +102,23 @@ def _cuda_uuids() -> list[str] | None:
         return None
 
 
+def _own_grid(grid: Grid | Mapping[str, Any] | None) -> tuple[dict[str, Any], Grid]:
+    """The grid options a monitor set itself (what its checkpoint key and a sweep's check see), and its grid.
+
+    Raises:
+        GridConfigError: ``grid`` is neither a Grid nor a mapping, or :meth:`Grid.from_config` refuses it.
+    """
+    if isinstance(grid, Grid):
+        return {k: getattr(grid, k) for k in GRID_OPTIONS if hasattr(grid, k)}, grid
+    if grid is not None and not isinstance(grid, Mapping):
+        raise GridConfigError(
+            f"`grid` must be a Grid, a mapping of Grid.from_location's options ({', '.join(GRID_OPTIONS)}) or None, "
+            f"got {grid!r}."
+        )
+    given = {str(k): v for k, v in dict(grid or {}).items() if v is not None}
+    return given, Grid.from_config(given)
+
+
 class EnergyMonitor(BatchCallback):
     r"""Meter the energy of a run from real sensors, price it in CO2e and money, and report it.
 
@@ -137,26 +155,13 @@ class EnergyMonitor(BatchCallback):
     ``price_tag.json`` into ``trainer.log_dir``.
 
     Args:
-        country: ISO 3166 code or name of the country whose grid powers the run (carbon intensity and price). This
-            and the grid arguments after it (to ``intensity_csv``) describe the :class:`~lightning_greenai.Grid`;
-            left unset in a greenai sweep's trial, the sweep's ``hydra.sweeper.grid`` prices the run (set there, the
-            grid is set once for the budget and every trial); set to a grid that prices differently, the trial is
-            refused with both named. Outside a sweep, unset means the packaged table's mean intensity and PUE 1.
-        region: A cloud region instead of a country, e.g. ``"aws:eu-west-1"``.
-        pue: Power usage effectiveness of the data centre (>= 1; unset: 1.0, or the sweep's).
-        intensity_g_per_kwh: Override the carbon intensity, gCO2e/kWh.
-        price_per_kwh: Electricity price per kWh in ``currency`` (defaults to the country's indicative price).
-        currency: ISO 4217 code of the prices.
-        instance_price_per_h: An hourly machine price added to the cost (the price tag shows each line apart).
-        embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (default: the packaged figure, see
-            :mod:`lightning_greenai.grid.footprint`); shown apart from the electricity's CO2e.
-        embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
-        embodied_host_basis: ``"cpu"`` charges the server by the run's CPU share of it (default), ``"server"`` whole
-            for the run's time (a reserved machine).
-        wue_l_per_kwh: The facility's on-site water per kWh of IT energy (WUE), litres.
-        water_l_per_kwh: The grid's off-site water per kWh generated, litres.
-        intensity_csv: An hourly carbon-intensity timeline (a CSV with a time and an intensity column, see
-            :func:`~lightning_greenai.grid.timeline.read_intensity_csv`): each hour's energy is priced at its figure.
+        grid: The electricity grid that prices the run (carbon intensity, PUE, prices, embodied carbon, water): a
+            :class:`~lightning_greenai.Grid`, or a mapping of :meth:`Grid.from_location
+            <lightning_greenai.Grid.from_location>`'s options (``{"country": "DE", "pue": 1.2}``; a Hydra config of
+            them; nulls unset). Left unset in a greenai sweep's trial, the sweep's ``hydra.sweeper.grid`` prices the
+            run (set there, the grid is set once for the budget and every trial); set to a grid that prices
+            differently, the trial is refused with both named. Outside a sweep, unset means the packaged table's mean
+            intensity and PUE 1.
         electricity_maps: Hourly intensity from Electricity Maps' API (opt-in: an
             :class:`~lightning_greenai.grid.timeline.ElectricityMaps` with a token; cached, one request per hour).
         sensors: Sensors to read instead of discovering them (the same on every rank: you decide what each meters).
@@ -188,31 +193,20 @@ class EnergyMonitor(BatchCallback):
         clock: Monotonic clock in seconds (tests pass a fake one).
 
     Raises:
-        GridConfigError: unknown country or region (with close matches), bad PUE, price or currency.
+        GridConfigError: unknown country or region (with close matches), an unknown grid option (naming the allowed
+            ones), bad PUE, price or currency.
 
     Example::
 
-        trainer = L.Trainer(callbacks=[EnergyMonitor(country="DE")])
+        trainer = L.Trainer(callbacks=[EnergyMonitor(grid={"country": "DE"})])
         trainer.fit(model, datamodule)
         print(trainer.callbacks[0].spend.energy_kwh)
     """
 
     def __init__(
         self,
-        country: str | None = None,
-        region: str | None = None,
+        grid: Mapping[str, Any] | Grid | None = None,  # Mapping first: LightningCLI then reads a YAML mapping as one
         *,
-        pue: float | None = None,
-        intensity_g_per_kwh: float | None = None,
-        price_per_kwh: float | None = None,
-        currency: str | None = None,
-        instance_price_per_h: float | None = None,
-        embodied_g_per_gpu_hour: float | None = None,
-        embodied_g_per_host_hour: float | None = None,
-        embodied_host_basis: Literal["cpu", "server"] | None = None,
-        wue_l_per_kwh: float | None = None,
-        water_l_per_kwh: float | None = None,
-        intensity_csv: str | Path | None = None,
         electricity_maps: ElectricityMaps | None = None,
         sensors: Sequence[EnergySensor] | None = None,
         gpus: Sequence[int] | Literal["auto"] | None = "auto",
@@ -232,23 +226,7 @@ class EnergyMonitor(BatchCallback):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        given = {
-            "country": country,
-            "region": region,
-            "pue": pue,
-            "intensity_g_per_kwh": intensity_g_per_kwh,
-            "price_per_kwh": price_per_kwh,
-            "currency": currency,
-            "instance_price_per_h": instance_price_per_h,
-            "embodied_g_per_gpu_hour": embodied_g_per_gpu_hour,
-            "embodied_g_per_host_hour": embodied_g_per_host_hour,
-            "embodied_host_basis": embodied_host_basis,
-            "wue_l_per_kwh": wue_l_per_kwh,
-            "water_l_per_kwh": water_l_per_kwh,
-            "intensity_csv": intensity_csv,
-        }
-        self._grid_given = {k: v for k, v in given.items() if v is not None}  # what this monitor set itself
-        grid = Grid.from_config(self._grid_given)
+        self._grid_given, grid = _own_grid(grid)  # the options this monitor set itself, and the grid they make
         self._own_place = (grid.country, grid.region)
         if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
             raise ValueError(
@@ -402,7 +380,7 @@ class EnergyMonitor(BatchCallback):
         sweep = sweep_grid()
         if sweep is None:
             return
-        own = ", ".join(f"{k}={v!r}" for k, v in self._grid_given.items())
+        own = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._grid_given.items()) + "}"
         if self._totals.electricity_maps is not None:
             raise GridConfigError(
                 "EnergyMonitor(electricity_maps=...) runs in a greenai sweep, which holds its budget at "
@@ -411,8 +389,8 @@ class EnergyMonitor(BatchCallback):
             )
         if self._grid_given and self.grid.differences(sweep):
             raise GridConfigError(
-                f"EnergyMonitor({own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds the "
-                f"budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
+                f"EnergyMonitor(grid={own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds "
+                f"the budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
                 "monitor's vs the sweep's). Set the grid once, in hydra.sweeper.grid (e.g. "
                 f"hydra.sweeper.grid.{next(iter(self._grid_given))}=...), and remove it from the monitor: a trial's "
                 "EnergyMonitor that sets no grid prices with the sweep's."
