@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import psutil
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
 from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.callbacks.outputs import (
+    cuda_uuids,
+    log_price_tag,
+    output_dir,
+    prediction_metrics,
+    run_root,
+    write_price_tags,
+)
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
-from lightning_greenai.errors import GreenAIWarning, GridConfigError, StateWriteError
+from lightning_greenai.errors import GreenAIWarning, GridConfigError
 from lightning_greenai.exporters.export import SpendExporter
 from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.exporters.prometheus import PrometheusExporter, check_port
@@ -34,72 +40,11 @@ from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import current_trial, sweep_grid
-from lightning_greenai.trial.record import write_json_atomic
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = ["EnergyMonitor"]
-
-_STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
-#: The fields of each stage kept in ``price_tag.json["stages"]`` and logged as run fields.
-_STAGE_FIELDS = (
-    "energy_kwh",
-    "co2e_kg",
-    "embodied_co2e_kg",
-    "water_l",
-    "cost",
-    "currency",
-    "flops",
-    "duration_s",
-    "gpu_hours",
-    "is_estimate",
-)
-
-
-def _run_root(trainer: pl.Trainer) -> psutil.Process | None:
-    """The process whose tree is this run on the host: spawned DDP workers are siblings, so their parent is it."""
-    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
-
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if isinstance(launcher, _MultiProcessingLauncher) and trainer.world_size > 1:
-        try:
-            return psutil.Process().parent()
-        except psutil.Error:
-            return None
-    return None  # this process: with DDP launched as subprocesses, the other ranks are its children
-
-
-def _output_dir(trainer: pl.Trainer, *, collective: bool = True) -> str | None:
-    """Where the run's files go: the logger's folder, else the Hydra job's output dir or ``default_root_dir``.
-
-    A logger that keeps no folder here (MLflow on a database or a server) counts as none. ``trainer.log_dir``
-    broadcasts under DDP (every rank must call it); ``collective=False`` avoids it (teardown after
-    a failure, when another rank may be gone).
-    """
-    if trainer.loggers:
-        logger = trainer.loggers[0]
-        found = trainer.log_dir if collective else (logger.log_dir or logger.save_dir)
-        if found is not None:
-            return str(found)
-        # a logger that keeps no folder here (MLflow on a database or a server): the run's folder, as with none
-    root = trainer.default_root_dir
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized() and os.path.abspath(root) == os.getcwd():
-            return str(HydraConfig.get().runtime.output_dir)  # not the shared cwd every trial of a sweep has
-    except ImportError:
-        pass
-    return root
-
-
-def _cuda_uuids() -> list[str] | None:
-    """The UUIDs of the GPUs torch sees, in CUDA order (robust to CUDA_DEVICE_ORDER), or None if unknown."""
-    try:
-        return [f"GPU-{torch.cuda.get_device_properties(i).uuid}" for i in range(torch.cuda.device_count())]
-    except (AttributeError, RuntimeError):
-        return None
 
 
 def _own_grid(grid: Grid | Mapping[str, Any] | None) -> tuple[dict[str, Any], Grid]:
@@ -346,7 +291,7 @@ class EnergyMonitor(BatchCallback):
                 gpus = [device.index or 0] if device.type == "cuda" else None
             found = discover_sensors(
                 gpus=gpus,
-                visible=_cuda_uuids() if device.type == "cuda" else None,
+                visible=cuda_uuids() if device.type == "cuda" else None,
                 host=trainer.local_rank == 0,
                 nvml=self._nvml,
                 amdsmi=self._amdsmi,
@@ -357,7 +302,7 @@ class EnergyMonitor(BatchCallback):
                 clock=self._clock,
                 # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
                 apportion_host=current_trial() is not None,
-                process=_run_root(trainer),
+                process=run_root(trainer),
             )
             sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
             if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
@@ -366,7 +311,7 @@ class EnergyMonitor(BatchCallback):
                     warnings.warn(message, GreenAIWarning, stacklevel=2)
                 rank_zero_info(self._sensor_line)
         # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
-        process = _run_root(trainer) if trainer.local_rank == 0 else False
+        process = run_root(trainer) if trainer.local_rank == 0 else False
         self._meter = Meter(
             sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
         )
@@ -423,7 +368,7 @@ class EnergyMonitor(BatchCallback):
         self._close()
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
         projected = self._totals.projected if stopped_early else None  # a finished run's actual total replaces it
-        log_dir = _output_dir(trainer)  # a collective under DDP: every rank asks
+        log_dir = output_dir(trainer)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             self._publish_tag(trainer, title, projected, log_dir)
         self._totals.projected = None  # the run is over: its actual total replaces the forecast
@@ -453,14 +398,11 @@ class EnergyMonitor(BatchCallback):
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
         if log_dir is not None:
-            data = dict(self._tags[title])
-            data["stages"] = {k: {f: v[f] for f in _STAGE_FIELDS if f in v} for k, v in self._tags.items()}
-            try:
-                write_json_atomic(Path(log_dir) / self._tag_file(trainer), data)
-            except StateWriteError as err:
-                warnings.warn(str(err), GreenAIWarning, stacklevel=2)
-        self._log_price_tag(trainer, tag)
-        self._log_predictions(trainer, tag)
+            write_price_tags(Path(log_dir) / self._tag_file(trainer), self._tags, title)
+        log_price_tag(trainer, tag)
+        predictions = prediction_metrics(tag)
+        if predictions:
+            self._emit(trainer, predictions)
         if self._verbose:
             print(tag.to_text())
 
@@ -557,7 +499,7 @@ class EnergyMonitor(BatchCallback):
         failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
         title = f"{getattr(trainer.state.fn, 'value', None) or 'run'} (interrupted: {failure})"
         if trainer.is_global_zero:
-            self._publish_tag(trainer, title, None, _output_dir(trainer, collective=False))
+            self._publish_tag(trainer, title, None, output_dir(trainer, collective=False))
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -641,33 +583,6 @@ class EnergyMonitor(BatchCallback):
         self._totals.record(spend)
         if trainer.loggers:
             self._emit(trainer, self._totals.metrics(spend))
-
-    @staticmethod
-    def _log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:
-        """Put each stage's price tag in every logger's run fields (W&B config, MLflow params, hparams.yaml ...).
-
-        Keys carry the stage (``greenai/price_tag/fit/energy_kwh``, then ``.../test/...``): a tracker that refuses
-        to change a param (MLflow) gets each once.
-        """
-        data = tag.to_dict()
-        stage = tag.title.split(" ", 1)[0]
-        fields = {f"greenai/price_tag/{stage}/{k}": data[k] for k in _STAGE_FIELDS if data.get(k) is not None}
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "TensorBoardLogger" and data.get("energy_kwh") is not None:
-                # with a metric, the fields appear in TensorBoard's HParams view against the run's energy
-                logger.log_hyperparams(fields, metrics={f"greenai/price_tag/{stage}/energy_kwh": data["energy_kwh"]})
-            else:
-                logger.log_hyperparams(fields)
-
-    def _log_predictions(self, trainer: pl.Trainer, tag: PriceTag) -> None:
-        """Log the price of a prediction of each evaluation stage that ran (rank 0, at a stage's end)."""
-        metrics: dict[str, float] = {}
-        for stage, figures in tag.predictions.items():
-            for key in ("j_per_sample", "co2e_g_per_sample", "j_per_token"):
-                if figures.get(key) is not None:
-                    metrics[f"greenai/{stage}/{key}"] = figures[key]
-        if metrics:
-            self._emit(trainer, metrics)
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
