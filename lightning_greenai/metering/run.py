@@ -12,30 +12,20 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Hashable
-from typing import Any, Protocol
+from typing import Any
 
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.metering.distributed import gather_records, merge_records, refresh_own
-from lightning_greenai.metering.meter import Meter
+from lightning_greenai.metering.meter import Meter, TrialAccount
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import g_to_kg, j_to_kwh
 
-__all__ = ["RunTotals", "TrialAccount"]
+__all__ = ["RunTotals"]
 
 #: Points kept in the energy timeline before it is thinned (every other point): bounded memory on long runs.
 MAX_TIMELINE_POINTS = 2000
-
-
-class TrialAccount(Protocol):
-    """What RunTotals needs of a sweep trial's account: add a contribution, and release it when metering ends."""
-
-    def contribute(self, key: Hashable, spend: Spend, *, uids: dict[str, str] | None = ..., force: bool = ...) -> Any:
-        """Bill ``spend`` (a running total) under ``key``."""
-
-    def release(self, key: Hashable) -> None:
-        """``key`` meters no more: its counters may be claimed by another meter."""
 
 
 def metric_key(domain: str) -> str:
