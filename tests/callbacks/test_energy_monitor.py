@@ -363,6 +363,19 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
     assert not (tmp_path / "price_tag.json").exists()
 
 
+def test_logger_false_outside_hydra_writes_under_the_trainers_default_root_dir(tiny_trainer, fake_clock, tmp_path,
+                                                                             monkeypatch):  # fmt: skip
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], logger=False, default_root_dir=root, max_steps=2, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    trainer.test(ClockedModel(fake_clock), verbose=False)
+    assert set(json.loads((root / "price_tag.json").read_text())["stages"]) == {"fit", "test"}
+    assert list(elsewhere.iterdir()) == []  # nothing in the current folder
+
+
 class BusyModel(ClockedModel):
     """Each training step also spends 50 ms of this process's CPU time, whatever the machine's speed: the fit's CPU
     share is then above the kernel's 10 ms accounting tick, not a race against it."""
