@@ -31,7 +31,7 @@ from lightning_greenai.grid import Grid
 from lightning_greenai.grid.grid import GRID_OPTIONS
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
-from lightning_greenai.metering.meter import Meter
+from lightning_greenai.metering.meter import Meter, TrialAccount
 from lightning_greenai.metering.run import RunTotals
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
@@ -200,6 +200,7 @@ class EnergyMonitor(BatchCallback):
         self._auto = False  # set by the callbacks_factory entry point
         self._active = True
         self._meter: Meter | None = None
+        self._account: TrialAccount | None = None  # a greenai trial's, set up with the meter
         self._owns_sensors = sensors is None
         self._sensor_line = ""
         self._sensor_line_shown = False
@@ -261,6 +262,7 @@ class EnergyMonitor(BatchCallback):
         if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):  # type: ignore[attr-defined]
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
+        self._account = current_trial()  # the greenai trial's account this run bills, looked up once an entry point
         self._adopt_sweep_grid()
         self._totals.node_rank = trainer.node_rank
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
@@ -270,6 +272,20 @@ class EnergyMonitor(BatchCallback):
             self._opentelemetry = OpenTelemetryExporter()
         if self._meter is not None:
             return
+        self._describe_run(trainer, pl_module)
+        device = trainer.strategy.root_device
+        sync: Callable[[], None] | None = None
+        if device.type == "cuda":
+            sync = lambda: torch.cuda.synchronize(device)  # noqa: E731 (charge queued kernels to this window)
+        sensors, unavailable = self._find_sensors(trainer, device)
+        # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
+        process = run_root(trainer) if trainer.local_rank == 0 else False
+        self._meter = Meter(
+            sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
+        )
+
+    def _describe_run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the machine and the model's size for the price tag, and count tokens as a FlopMonitor does."""
         if self._hardware is None and trainer.is_global_zero:
             self._hardware = describe_hardware(self._nvml)
         self._parameters = {
@@ -278,43 +294,38 @@ class EnergyMonitor(BatchCallback):
         }
         flop_monitor = self._flop_monitor(trainer)
         if self._samples.tokens_key is None and flop_monitor is not None and not self._samples.totals:
-            self._samples = SampleCounter(flop_monitor.tokens_key)  # count tokens as the FlopMonitor does
-        device = trainer.strategy.root_device
-        sync: Callable[[], None] | None = None
-        if device.type == "cuda":
-            sync = lambda: torch.cuda.synchronize(device)  # noqa: E731 (charge queued kernels to this window)
+            self._samples = SampleCounter(flop_monitor.tokens_key)
+
+    def _find_sensors(self, trainer: pl.Trainer, device: torch.device) -> tuple[list[EnergySensor], list[str]]:
+        """The sensors this rank reads (its own GPU; the host's CPU and DRAM on one rank a node), and the unmetered."""
         if self._sensors is not None:
-            sensors, unavailable, self._sensor_line = self._sensors, [], "user-supplied sensors"
-        else:
-            gpus: Sequence[int] | str | None = self._gpus
-            if gpus == "auto":
-                gpus = [device.index or 0] if device.type == "cuda" else None
-            found = discover_sensors(
-                gpus=gpus,
-                visible=cuda_uuids() if device.type == "cuda" else None,
-                host=trainer.local_rank == 0,
-                nvml=self._nvml,
-                amdsmi=self._amdsmi,
-                rapl_root=self._rapl_root,
-                cpu_tdp_w=self._cpu_tdp_w,
-                gpu_tdp_w=self._gpu_tdp_w,
-                gpu_sharing=self._gpu_sharing,
-                clock=self._clock,
-                # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
-                apportion_host=current_trial() is not None,
-                process=run_root(trainer),
-            )
-            sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
-            if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
-                self._sensor_line_shown = True
-                for message in found.warnings:
-                    warnings.warn(message, GreenAIWarning, stacklevel=2)
-                rank_zero_info(self._sensor_line)
-        # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
-        process = run_root(trainer) if trainer.local_rank == 0 else False
-        self._meter = Meter(
-            sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
+            self._sensor_line = "user-supplied sensors"
+            return self._sensors, []
+        gpus: Sequence[int] | str | None = self._gpus
+        if gpus == "auto":
+            gpus = [device.index or 0] if device.type == "cuda" else None
+        found = discover_sensors(
+            gpus=gpus,
+            visible=cuda_uuids() if device.type == "cuda" else None,
+            host=trainer.local_rank == 0,
+            nvml=self._nvml,
+            amdsmi=self._amdsmi,
+            rapl_root=self._rapl_root,
+            cpu_tdp_w=self._cpu_tdp_w,
+            gpu_tdp_w=self._gpu_tdp_w,
+            gpu_sharing=self._gpu_sharing,
+            clock=self._clock,
+            # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
+            apportion_host=self._account is not None,
+            process=run_root(trainer),
         )
+        self._sensor_line = found.summary()
+        if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
+            self._sensor_line_shown = True
+            for message in found.warnings:
+                warnings.warn(message, GreenAIWarning, stacklevel=3)
+            rank_zero_info(self._sensor_line)
+        return list(found.sensors), list(found.unavailable)
 
     def _adopt_sweep_grid(self) -> None:
         """In a greenai sweep's trial, price with the sweep's grid: the one its budget is held at (one grid, not two).
@@ -354,7 +365,7 @@ class EnergyMonitor(BatchCallback):
             self._totals.begin(resumed)
             self._meter.start()
             if trainer.is_global_zero:  # in a sweep, take this process's counters before a meter started later does
-                self._totals.claim(current_trial(), self._meter)
+                self._totals.claim(self._account, self._meter)
 
     def _finish(self, trainer: pl.Trainer, title: str) -> None:
         """Take the final all-rank reading, fold it into what is done, and report. Every rank calls this together."""
@@ -420,9 +431,12 @@ class EnergyMonitor(BatchCallback):
             contention = getattr(sensor, "contention_note", None)
             self._totals.note(contention(torch.get_num_threads()) if contention is not None else None)
         self._totals.close()
-        if self._owns_sensors:
-            for sensor in self._meter.sensors:
-                sensor.close()
+        self._release_sensors()
+
+    def _release_sensors(self) -> None:
+        """Close the sensors this monitor opened and drop its meter."""
+        for sensor in self._meter.sensors if self._meter is not None and self._owns_sensors else ():
+            sensor.close()
         self._meter = None
 
     @override
@@ -505,11 +519,7 @@ class EnergyMonitor(BatchCallback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "validate":
             self._finish(trainer, "validate")  # every rank, past the hooks where progress bars read metrics
-        if self._meter is not None:  # set up but never started (the run ended before its first hook)
-            if self._owns_sensors:
-                for sensor in self._meter.sensors:
-                    sensor.close()
-            self._meter = None
+        self._release_sensors()  # set up but never started (the run ended before its first hook)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -562,18 +572,13 @@ class EnergyMonitor(BatchCallback):
         self._totals.refresh(current, None if flop_monitor is None else flop_monitor.training_flops)
 
     def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
-        """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0).
-
-        FLOPs are left to the FlopMonitor's own contribution, and a resumed checkpoint's spend to the earlier attempt's
-        record: the account bills each once.
-        """
+        """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0)."""
         if trainer.is_global_zero:
-            self._totals.report(current_trial(), release=release)
+            self._totals.report(self._account, release=release)
 
     @staticmethod
     def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:
-        callbacks = trainer.callbacks  # type: ignore[attr-defined]
-        return next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
+        return next((cb for cb in trainer.callbacks if isinstance(cb, FlopMonitor)), None)  # type: ignore[attr-defined]
 
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
         if trainer.is_global_zero:

@@ -125,7 +125,11 @@ class RunTotals:
         account.contribute(self.account_key, dataclasses.replace(zeros + self.done, flops=0.0), uids=self.uids)
 
     def report(self, account: TrialAccount | None, *, release: bool = False) -> None:
-        """Add what was metered in this process to a trial's account; ``release`` when metering ends."""
+        """Add what was metered in this process to a trial's account; ``release`` when metering ends.
+
+        FLOPs are left to the FlopMonitor's own contribution, and a resumed checkpoint's spend to the earlier attempt's
+        record: the account bills each once.
+        """
         if account is None:
             return
         account.contribute(self.account_key, self.metered, uids=self.uids, force=release)
