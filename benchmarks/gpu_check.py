@@ -134,7 +134,7 @@ def main() -> None:
     print(json.dumps(info, indent=2), flush=True)
 
     # 1. ~30 s fit: monitor vs direct counter vs polling
-    monitor = EnergyMonitor(country="US", verbose=True)
+    monitor = EnergyMonitor(grid={"country": "US"}, verbose=True)
     direct = DirectNVML(handle)
     trainer([monitor, direct], max_time={"seconds": 30}).fit(Burner())
     gpu_j = monitor.spend.energy_j["gpu:0"]

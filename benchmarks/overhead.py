@@ -109,7 +109,7 @@ def step_times(rounds: int, steps: int) -> dict[str, float]:
                 callbacks: list[L.Callback] = [timer]
                 tracker = contextlib.nullcontext()
                 if mode == "EnergyMonitor":
-                    callbacks.insert(0, EnergyMonitor(country="FR", verbose=False))
+                    callbacks.insert(0, EnergyMonitor(grid={"country": "FR"}, verbose=False))
                 elif mode == "CodeCarbon":
                     tracker = OfflineEmissionsTracker(
                         country_iso_code="FRA", output_dir=root, log_level="error", save_to_file=False

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> EnergyMonitor:
     args = parser.parse_args(argv)
 
     L.seed_everything(0, verbose=False)
-    monitor = EnergyMonitor(country=args.country)
+    monitor = EnergyMonitor(grid={"country": args.country})
     trainer = L.Trainer(
         max_epochs=args.max_epochs,
         callbacks=[monitor],

@@ -13,7 +13,8 @@ CONF = Path(__file__).parents[1] / "conf"
 
 def test_callbacks_config_instantiates_the_bundle_with_overrides():
     cfg = OmegaConf.load(CONF / "callbacks" / "greenai.yaml")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(["greenai_energy.country=FR", "greenai_energy.pue=1.3"]))
+    overrides = ["greenai_energy.grid.country=FR", "greenai_energy.grid.pue=1.3"]
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     monitor = instantiate(cfg.greenai_energy)
     assert isinstance(monitor, EnergyMonitor)
     assert (monitor.grid.country, monitor.grid.pue) == ("FR", 1.3)

@@ -135,3 +135,57 @@ def test_one_reading_reads_the_process_tree_once_for_the_estimates_and_the_host_
     assert spend.energy_j["cpu:estimate"] >= 0.04
     assert spend.energy_j["cpu:estimate"] == pytest.approx(spend.host_share_s * cpus, rel=1e-9)
     meter.stop()
+
+
+class _Account:
+    """A trial's account that records what a meter bills it."""
+
+    def __init__(self) -> None:
+        self.billed: list[tuple[object, dict[str, float], bool]] = []
+        self.released: list[object] = []
+
+    def contribute(self, key, spend, *, uids=None, force=False):
+        self.billed.append((key, dict(spend.energy_j), force))
+
+    def release(self, key):
+        self.released.append(key)
+
+
+def test_a_meter_reports_to_the_account_it_is_given():
+    clock = FakeClock()
+    account = _Account()
+    with Meter([ConstantPowerSensor("gpu:0", 10.0, clock=clock)], clock=clock, account=account) as meter:
+        clock.advance(2.0)
+        meter.sample()
+    assert account.billed[0][1] == {"gpu:0": 0.0}  # claimed from the start
+    assert account.billed[-1][1:] == ({"gpu:0": 20.0}, True)  # the final figure, forced out at the stop
+    assert account.released == [account.billed[0][0]]
+
+
+def test_a_meter_that_does_not_report_uses_no_account():
+    account = _Account()
+    with Meter([FakeSensor("gpu:0", [0.0, 5.0])], report=False, account=account) as meter:
+        meter.sample()
+        assert not meter.should_stop()
+    assert account.billed == [] and account.released == []
+
+
+def test_the_default_account_is_the_current_trials_looked_up_once(monkeypatch):
+    from lightning_greenai.trial import account as trial_account
+
+    account, lookups = _Account(), []
+    monkeypatch.setattr(trial_account, "current_trial", lambda: lookups.append(1) or account)
+    meter = Meter([FakeSensor("gpu:0", [0.0, 1.0, 2.0])])
+    with meter:
+        meter.sample()
+    assert lookups == [1] and account.billed[-1][1] == {"gpu:0": 2.0}
+
+
+def test_outside_a_sweep_a_meter_has_no_account_and_never_stops():
+    with Meter([]) as meter:
+        assert not meter.should_stop()
+
+
+def test_an_account_that_is_not_one_is_refused():
+    with pytest.raises(ValueError, match="`account` must be a trial's account, 'current' or None, got 'trial'"):
+        Meter([], account="trial")

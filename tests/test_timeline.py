@@ -95,7 +95,7 @@ def test_a_timeline_that_is_not_utf8_is_refused_with_what_to_do(tmp_path):
     csv = tmp_path / "latin.csv"
     csv.write_bytes("datetime,intensity,note\n2026-11-26T10:00Z,1,Z\xfcrich\n".encode("latin-1"))
     with pytest.raises(GridConfigError, match=r"is not UTF-8 text .*save it as UTF-8"):
-        EnergyMonitor(country="CH", intensity_csv=csv)
+        EnergyMonitor(grid={"country": "CH", "intensity_csv": csv})
 
 
 def test_a_meter_whose_wall_clock_starts_at_zero_files_the_first_hour_too():
@@ -158,7 +158,7 @@ class Replay(BaseHTTPRequestHandler):
 def priced_by(api: ElectricityMaps, clock: FakeClock) -> EnergyMonitor:
     """A monitor of a 100 W fake GPU in Germany, priced by the hour through ``api``."""
     gpu = ConstantPowerSensor("gpu:0", 100.0, clock=clock)
-    return EnergyMonitor(country="DE", electricity_maps=api, sensors=[gpu], clock=clock, verbose=False)
+    return EnergyMonitor(grid={"country": "DE"}, electricity_maps=api, sensors=[gpu], clock=clock, verbose=False)
 
 
 @pytest.fixture
@@ -315,7 +315,10 @@ def test_a_fit_priced_by_electricity_maps_says_so(electricity_maps_api, tmp_path
 
 def test_the_default_never_calls_the_network(tiny_trainer, fake_clock, tmp_path):
     monitor = EnergyMonitor(
-        country="DE", sensors=[ConstantPowerSensor("gpu:0", 10.0, clock=fake_clock)], clock=fake_clock, verbose=False
+        grid={"country": "DE"},
+        sensors=[ConstantPowerSensor("gpu:0", 10.0, clock=fake_clock)],
+        clock=fake_clock,
+        verbose=False,
     )
     trainer = tiny_trainer(callbacks=[monitor], max_steps=2)
     trainer.fit(ClockedModel(fake_clock))

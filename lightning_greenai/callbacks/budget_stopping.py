@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_greenai.budget import Budget
+from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
 from lightning_greenai.spend import Spend
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["BudgetStopping"]
 
 
-class BudgetStopping(Callback):
+class BudgetStopping(BatchCallback):
     """Stop training when the budget is spent, like ``EarlyStopping`` stops when a metric stalls.
 
     In a ``hydra/sweeper=greenai`` sweep it obeys the sweeper: a STOP signal (the sweep's budget is reached by the
@@ -46,13 +46,12 @@ class BudgetStopping(Callback):
     def __init__(self, budget: Budget | str | Mapping[str, Any] | None = None, *, check_every_n_steps: int = 1) -> None:
         if check_every_n_steps < 1:
             raise ValueError(f"`check_every_n_steps` must be >= 1, got {check_every_n_steps}.")
+        super().__init__()
         self.budget = budget if isinstance(budget, Budget) or budget is None else Budget.parse(budget)
         self.check_every_n_steps = check_every_n_steps
         self.stopping_reason: BudgetStoppingReason | None = None
         self.stopping_reason_message: str | None = None
-        self._batches = 0
         self._stopped = False  # decided once: the message is printed once, whatever runs after
-        self._due = False
         self._minimums: tuple[int | None, int | None] | None = None  # min_epochs, min_steps lifted by a stop
 
     def _spend(self, trainer: pl.Trainer) -> tuple[Spend, Any]:
@@ -69,26 +68,17 @@ class BudgetStopping(Callback):
         self._stopped, self._due, self._batches = False, False, 0  # a second fit in the same trial checks again
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._batches += 1
-        self._due = self._batches % self.check_every_n_steps == 0
-        if trainer.world_size == 1:
-            self._check(trainer)
+    def every_n_steps(self, trainer: pl.Trainer) -> int:
+        return self.check_every_n_steps
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # Under DDP the decision (a collective) is taken at the next batch's start, not at this one's end: progress
-        # bars issue rank-0-only collectives in *_end hooks. A stop then ends training after that step.
+    def every_n_steps_work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Decide whether to stop (a collective); a stop then ends training after the step."""
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
-        if not self._due or self._stopped:
+        if self._stopped:
             return
-        self._due = False
         reporter = current_trial()
         spend, grid = self._spend(trainer)
         # the sweep's signals are about the whole trial (every trainer it ran): its account's total

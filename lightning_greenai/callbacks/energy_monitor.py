@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import psutil
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.callbacks.outputs import (
+    cuda_uuids,
+    log_price_tag,
+    output_dir,
+    prediction_metrics,
+    run_root,
+    write_price_tags,
+)
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
-from lightning_greenai.errors import GreenAIWarning, GridConfigError, StateWriteError
+from lightning_greenai.errors import GreenAIWarning, GridConfigError
 from lightning_greenai.exporters.export import SpendExporter
 from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.exporters.prometheus import PrometheusExporter, check_port
 from lightning_greenai.grid import Grid
+from lightning_greenai.grid.grid import GRID_OPTIONS
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
-from lightning_greenai.metering.distributed import gather_records, merge_records, refresh_own
-from lightning_greenai.metering.meter import Meter
+from lightning_greenai.metering.meter import Meter, TrialAccount
+from lightning_greenai.metering.run import RunTotals
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors.base import EnergySensor
 from lightning_greenai.sensors.discovery import discover_sensors
@@ -34,81 +40,31 @@ from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import current_trial, sweep_grid
-from lightning_greenai.trial.record import write_json_atomic
-from lightning_greenai.units import g_to_kg, j_to_kwh
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = ["EnergyMonitor"]
 
-_STAGE_OF_FN = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
-#: The fields of each stage kept in ``price_tag.json["stages"]`` and logged as run fields.
-_STAGE_FIELDS = (
-    "energy_kwh",
-    "co2e_kg",
-    "embodied_co2e_kg",
-    "water_l",
-    "cost",
-    "currency",
-    "flops",
-    "duration_s",
-    "gpu_hours",
-    "is_estimate",
-)
 
+def _own_grid(grid: Grid | Mapping[str, Any] | None) -> tuple[dict[str, Any], Grid]:
+    """The grid options a monitor set itself (what its checkpoint key and a sweep's check see), and its grid.
 
-def _run_root(trainer: pl.Trainer) -> psutil.Process | None:
-    """The process whose tree is this run on the host: spawned DDP workers are siblings, so their parent is it."""
-    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
-
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if isinstance(launcher, _MultiProcessingLauncher) and trainer.world_size > 1:
-        try:
-            return psutil.Process().parent()
-        except psutil.Error:
-            return None
-    return None  # this process: with DDP launched as subprocesses, the other ranks are its children
-
-
-def _output_dir(trainer: pl.Trainer, *, collective: bool = True) -> str | None:
-    """Where the run's files go: the logger's folder, else the Hydra job's output dir or ``default_root_dir``.
-
-    A logger that keeps no folder here (MLflow on a database or a server) counts as none. ``trainer.log_dir``
-    broadcasts under DDP (every rank must call it); ``collective=False`` avoids it (teardown after
-    a failure, when another rank may be gone).
+    Raises:
+        GridConfigError: ``grid`` is neither a Grid nor a mapping, or :meth:`Grid.from_config` refuses it.
     """
-    if trainer.loggers:
-        logger = trainer.loggers[0]
-        found = trainer.log_dir if collective else (logger.log_dir or logger.save_dir)
-        if found is not None:
-            return str(found)
-        # a logger that keeps no folder here (MLflow on a database or a server): the run's folder, as with none
-    root = trainer.default_root_dir
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized() and os.path.abspath(root) == os.getcwd():
-            return str(HydraConfig.get().runtime.output_dir)  # not the shared cwd every trial of a sweep has
-    except ImportError:
-        pass
-    return root
+    if isinstance(grid, Grid):
+        return {k: getattr(grid, k) for k in GRID_OPTIONS if hasattr(grid, k)}, grid
+    if grid is not None and not isinstance(grid, Mapping):
+        raise GridConfigError(
+            f"`grid` must be a Grid, a mapping of Grid.from_location's options ({', '.join(GRID_OPTIONS)}) or None, "
+            f"got {grid!r}."
+        )
+    given = {str(k): v for k, v in dict(grid or {}).items() if v is not None}
+    return given, Grid.from_config(given)
 
 
-def _cuda_uuids() -> list[str] | None:
-    """The UUIDs of the GPUs torch sees, in CUDA order (robust to CUDA_DEVICE_ORDER), or None if unknown."""
-    try:
-        return [f"GPU-{torch.cuda.get_device_properties(i).uuid}" for i in range(torch.cuda.device_count())]
-    except (AttributeError, RuntimeError):
-        return None
-
-
-def _key(domain: str) -> str:
-    # Some trackers (MLflow) reject ':' in metric names.
-    return domain.replace(":", "_").replace("@", "_at_")
-
-
-class EnergyMonitor(Callback):
+class EnergyMonitor(BatchCallback):
     r"""Meter the energy of a run from real sensors, price it in CO2e and money, and report it.
 
     Each rank meters its own GPU (by UUID) and one rank per node meters the host's CPU and DRAM; logged totals are
@@ -144,26 +100,13 @@ class EnergyMonitor(Callback):
     ``price_tag.json`` into ``trainer.log_dir``.
 
     Args:
-        country: ISO 3166 code or name of the country whose grid powers the run (carbon intensity and price). This
-            and the grid arguments after it (to ``intensity_csv``) describe the :class:`~lightning_greenai.Grid`;
-            left unset in a greenai sweep's trial, the sweep's ``hydra.sweeper.grid`` prices the run (set there, the
-            grid is set once for the budget and every trial); set to a grid that prices differently, the trial is
-            refused with both named. Outside a sweep, unset means the packaged table's mean intensity and PUE 1.
-        region: A cloud region instead of a country, e.g. ``"aws:eu-west-1"``.
-        pue: Power usage effectiveness of the data centre (>= 1; unset: 1.0, or the sweep's).
-        intensity_g_per_kwh: Override the carbon intensity, gCO2e/kWh.
-        price_per_kwh: Electricity price per kWh in ``currency`` (defaults to the country's indicative price).
-        currency: ISO 4217 code of the prices.
-        instance_price_per_h: An hourly machine price added to the cost (the price tag shows each line apart).
-        embodied_g_per_gpu_hour: A GPU's embodied carbon per hour of use, gCO2e (default: the packaged figure, see
-            :mod:`lightning_greenai.grid.footprint`); shown apart from the electricity's CO2e.
-        embodied_g_per_host_hour: A server's (without GPUs) embodied carbon per hour of use, gCO2e.
-        embodied_host_basis: ``"cpu"`` charges the server by the run's CPU share of it (default), ``"server"`` whole
-            for the run's time (a reserved machine).
-        wue_l_per_kwh: The facility's on-site water per kWh of IT energy (WUE), litres.
-        water_l_per_kwh: The grid's off-site water per kWh generated, litres.
-        intensity_csv: An hourly carbon-intensity timeline (a CSV with a time and an intensity column, see
-            :func:`~lightning_greenai.grid.timeline.read_intensity_csv`): each hour's energy is priced at its figure.
+        grid: The electricity grid that prices the run (carbon intensity, PUE, prices, embodied carbon, water): a
+            :class:`~lightning_greenai.Grid`, or a mapping of :meth:`Grid.from_location
+            <lightning_greenai.Grid.from_location>`'s options (``{"country": "DE", "pue": 1.2}``; a Hydra config of
+            them; nulls unset). Left unset in a greenai sweep's trial, the sweep's ``hydra.sweeper.grid`` prices the
+            run (set there, the grid is set once for the budget and every trial); set to a grid that prices
+            differently, the trial is refused with both named. Outside a sweep, unset means the packaged table's mean
+            intensity and PUE 1.
         electricity_maps: Hourly intensity from Electricity Maps' API (opt-in: an
             :class:`~lightning_greenai.grid.timeline.ElectricityMaps` with a token; cached, one request per hour).
         sensors: Sensors to read instead of discovering them (the same on every rank: you decide what each meters).
@@ -195,31 +138,20 @@ class EnergyMonitor(Callback):
         clock: Monotonic clock in seconds (tests pass a fake one).
 
     Raises:
-        GridConfigError: unknown country or region (with close matches), bad PUE, price or currency.
+        GridConfigError: unknown country or region (with close matches), an unknown grid option (naming the allowed
+            ones), bad PUE, price or currency.
 
     Example::
 
-        trainer = L.Trainer(callbacks=[EnergyMonitor(country="DE")])
+        trainer = L.Trainer(callbacks=[EnergyMonitor(grid={"country": "DE"})])
         trainer.fit(model, datamodule)
         print(trainer.callbacks[0].spend.energy_kwh)
     """
 
     def __init__(
         self,
-        country: str | None = None,
-        region: str | None = None,
+        grid: Mapping[str, Any] | Grid | None = None,  # Mapping first: LightningCLI then reads a YAML mapping as one
         *,
-        pue: float | None = None,
-        intensity_g_per_kwh: float | None = None,
-        price_per_kwh: float | None = None,
-        currency: str | None = None,
-        instance_price_per_h: float | None = None,
-        embodied_g_per_gpu_hour: float | None = None,
-        embodied_g_per_host_hour: float | None = None,
-        embodied_host_basis: Literal["cpu", "server"] | None = None,
-        wue_l_per_kwh: float | None = None,
-        water_l_per_kwh: float | None = None,
-        intensity_csv: str | Path | None = None,
         electricity_maps: ElectricityMaps | None = None,
         sensors: Sequence[EnergySensor] | None = None,
         gpus: Sequence[int] | Literal["auto"] | None = "auto",
@@ -238,30 +170,14 @@ class EnergyMonitor(Callback):
         opentelemetry: OpenTelemetryExporter | bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        given = {
-            "country": country,
-            "region": region,
-            "pue": pue,
-            "intensity_g_per_kwh": intensity_g_per_kwh,
-            "price_per_kwh": price_per_kwh,
-            "currency": currency,
-            "instance_price_per_h": instance_price_per_h,
-            "embodied_g_per_gpu_hour": embodied_g_per_gpu_hour,
-            "embodied_g_per_host_hour": embodied_g_per_host_hour,
-            "embodied_host_basis": embodied_host_basis,
-            "wue_l_per_kwh": wue_l_per_kwh,
-            "water_l_per_kwh": water_l_per_kwh,
-            "intensity_csv": intensity_csv,
-        }
-        self._grid_given = {k: v for k, v in given.items() if v is not None}  # what this monitor set itself
-        self.grid = Grid.from_config(self._grid_given)
-        self._own_place = (self.grid.country, self.grid.region)
+        super().__init__()
+        self._grid_given, grid = _own_grid(grid)  # the options this monitor set itself, and the grid they make
+        self._own_place = (grid.country, grid.region)
         if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
             raise ValueError(
                 f"`electricity_maps` must be an ElectricityMaps(zone=..., token=...) or None, got {electricity_maps!r}."
             )
-        self._electricity_maps = electricity_maps
-        self._timeline_warned = False
+        self._totals = RunTotals(grid, per_device=per_device, electricity_maps=electricity_maps)
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
         self._sensors = None if sensors is None else list(sensors)
@@ -271,7 +187,7 @@ class EnergyMonitor(Callback):
         self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
         self._gpu_sharing = check_sharing(gpu_sharing)
         self._log_every = log_every_n_steps
-        self._prog_bar, self._per_device, self._verbose = prog_bar, per_device, verbose
+        self._prog_bar, self._verbose = prog_bar, verbose
         self._clock = clock
         if prometheus is not None and not isinstance(prometheus, PrometheusExporter):
             check_port(prometheus, name="prometheus", allowed="a PrometheusExporter, or None")
@@ -284,30 +200,15 @@ class EnergyMonitor(Callback):
         self._auto = False  # set by the callbacks_factory entry point
         self._active = True
         self._meter: Meter | None = None
+        self._account: TrialAccount | None = None  # a greenai trial's, set up with the meter
         self._owns_sensors = sensors is None
         self._sensor_line = ""
         self._sensor_line_shown = False
         self._restored: Spend | None = None  # a checkpoint's spend, continued only if ``fit`` resumes from it
-        self._resumed = Spend()  # the spend of the run a resumed fit continues (not metered in this process)
-        self._done = Spend()  # what this monitor metered in earlier entry points (fit, then test ...), all ranks
-        self._current = Spend()  # what the running entry point metered so far, all ranks
-        self._uids: dict[str, str] = {}  # domain name -> physical counter, for the trial's account
-        self._nodes: dict[str, str] = {}  # domain name -> its node, in a run on several nodes
-        self._node_rank = 0
-        self._account_key = object()
-        self._stage_start = Spend()  # the running total when the current entry point began
         self._tags: dict[str, dict[str, Any]] = {}  # every stage's price tag, written together to price_tag.json
-        self._latest = Spend()  # the run's total so far: resumed + done + current
-        self._projected: Spend | None = None
-        self._records: list[dict[str, Any]] = []  # every rank's reading at the last gather
-        self._notes: list[str] = []  # for the price tag: how far to trust its figures
         self._flop_monitor_of_last_trainer: FlopMonitor | None = None
-        self._batches = 0
-        self._due = False  # a sample is due at the next training batch's start
-        self._last_log: tuple[float, float] | None = None  # (duration_s, energy_j) at the previous log
         self._currency_logged = False
         self._flops_by_phase: dict[str, float] | None = None
-        self._timeline: list[tuple[float, float]] = []  # (duration_s, energy_j) at each log, for power plots
         self._samples = SampleCounter(tokens_key)  # what validate, test and predict processed: per-sample figures
         self._restored_samples: dict[str, Any] | None = None
         self._hardware: dict[str, Any] | None = None  # the machine, for reports that ask for the compute workers
@@ -316,21 +217,31 @@ class EnergyMonitor(Callback):
     # -- results -----------------------------------------------------------------------------------------------
 
     @property
+    def grid(self) -> Grid:
+        """The grid that prices the run (in a sweep's trial, the sweep's unless the monitor set its own)."""
+        return self._totals.grid
+
+    @property
+    def totals(self) -> RunTotals:
+        """The run's totals across entry points, its forecast and metrics (Trainer-free)."""
+        return self._totals
+
+    @property
     def spend(self) -> Spend:
         """Everything metered so far on all ranks, plus the spend of the run a resumed ``fit`` continues."""
-        return self._latest
+        return self._totals.latest
 
     @property
     def price_tag(self) -> PriceTag:
         """The price tag of :attr:`spend`."""
         return PriceTag(
-            self._latest,
+            self._totals.latest,
             self.grid,
-            projected=self._projected,
+            projected=self._totals.projected,
             sensors=self._sensor_line,
             flops_by_phase=self._flops_by_phase,
             samples=self._sample_counts(),
-            nodes=self._nodes,
+            nodes=self._totals.nodes,
         )
 
     def _sample_counts(self) -> dict[str, dict[str, Any]]:
@@ -351,8 +262,9 @@ class EnergyMonitor(Callback):
         if self._auto and any(isinstance(cb, EnergyMonitor) and not cb._auto for cb in trainer.callbacks):  # type: ignore[attr-defined]
             self._active = False  # the user passed their own monitor: the auto-registered one steps aside
             return
+        self._account = current_trial()  # the greenai trial's account this run bills, looked up once an entry point
         self._adopt_sweep_grid()
-        self._node_rank = trainer.node_rank
+        self._totals.node_rank = trainer.node_rank
         if isinstance(self._prometheus, int) and trainer.is_global_zero:
             self._prometheus = PrometheusExporter.on_port(self._prometheus)
             rank_zero_info(f"lightning-greenai: Prometheus metrics at {self._prometheus.url}")
@@ -360,6 +272,20 @@ class EnergyMonitor(Callback):
             self._opentelemetry = OpenTelemetryExporter()
         if self._meter is not None:
             return
+        self._describe_run(trainer, pl_module)
+        device = trainer.strategy.root_device
+        sync: Callable[[], None] | None = None
+        if device.type == "cuda":
+            sync = lambda: torch.cuda.synchronize(device)  # noqa: E731 (charge queued kernels to this window)
+        sensors, unavailable = self._find_sensors(trainer, device)
+        # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
+        process = run_root(trainer) if trainer.local_rank == 0 else False
+        self._meter = Meter(
+            sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
+        )
+
+    def _describe_run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the machine and the model's size for the price tag, and count tokens as a FlopMonitor does."""
         if self._hardware is None and trainer.is_global_zero:
             self._hardware = describe_hardware(self._nvml)
         self._parameters = {
@@ -368,43 +294,38 @@ class EnergyMonitor(Callback):
         }
         flop_monitor = self._flop_monitor(trainer)
         if self._samples.tokens_key is None and flop_monitor is not None and not self._samples.totals:
-            self._samples = SampleCounter(flop_monitor.tokens_key)  # count tokens as the FlopMonitor does
-        device = trainer.strategy.root_device
-        sync: Callable[[], None] | None = None
-        if device.type == "cuda":
-            sync = lambda: torch.cuda.synchronize(device)  # noqa: E731 (charge queued kernels to this window)
+            self._samples = SampleCounter(flop_monitor.tokens_key)
+
+    def _find_sensors(self, trainer: pl.Trainer, device: torch.device) -> tuple[list[EnergySensor], list[str]]:
+        """The sensors this rank reads (its own GPU; the host's CPU and DRAM on one rank a node), and the unmetered."""
         if self._sensors is not None:
-            sensors, unavailable, self._sensor_line = self._sensors, [], "user-supplied sensors"
-        else:
-            gpus: Sequence[int] | str | None = self._gpus
-            if gpus == "auto":
-                gpus = [device.index or 0] if device.type == "cuda" else None
-            found = discover_sensors(
-                gpus=gpus,
-                visible=_cuda_uuids() if device.type == "cuda" else None,
-                host=trainer.local_rank == 0,
-                nvml=self._nvml,
-                amdsmi=self._amdsmi,
-                rapl_root=self._rapl_root,
-                cpu_tdp_w=self._cpu_tdp_w,
-                gpu_tdp_w=self._gpu_tdp_w,
-                gpu_sharing=self._gpu_sharing,
-                clock=self._clock,
-                # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
-                apportion_host=current_trial() is not None,
-                process=_run_root(trainer),
-            )
-            sensors, unavailable, self._sensor_line = found.sensors, found.unavailable, found.summary()
-            if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
-                self._sensor_line_shown = True
-                for message in found.warnings:
-                    warnings.warn(message, GreenAIWarning, stacklevel=2)
-                rank_zero_info(self._sensor_line)
-        # the run's share of each host (its embodied carbon): the CPU time of the run's processes, by one rank a node
-        process = _run_root(trainer) if trainer.local_rank == 0 else False
-        self._meter = Meter(
-            sensors, unavailable=unavailable, clock=self._clock, sync=sync, report=False, process=process
+            self._sensor_line = "user-supplied sensors"
+            return self._sensors, []
+        gpus: Sequence[int] | str | None = self._gpus
+        if gpus == "auto":
+            gpus = [device.index or 0] if device.type == "cuda" else None
+        found = discover_sensors(
+            gpus=gpus,
+            visible=cuda_uuids() if device.type == "cuda" else None,
+            host=trainer.local_rank == 0,
+            nvml=self._nvml,
+            amdsmi=self._amdsmi,
+            rapl_root=self._rapl_root,
+            cpu_tdp_w=self._cpu_tdp_w,
+            gpu_tdp_w=self._gpu_tdp_w,
+            gpu_sharing=self._gpu_sharing,
+            clock=self._clock,
+            # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
+            apportion_host=self._account is not None,
+            process=run_root(trainer),
         )
+        self._sensor_line = found.summary()
+        if not self._sensor_line_shown:  # once per monitor, not after each of fit, validate and test
+            self._sensor_line_shown = True
+            for message in found.warnings:
+                warnings.warn(message, GreenAIWarning, stacklevel=3)
+            rank_zero_info(self._sensor_line)
+        return list(found.sensors), list(found.unavailable)
 
     def _adopt_sweep_grid(self) -> None:
         """In a greenai sweep's trial, price with the sweep's grid: the one its budget is held at (one grid, not two).
@@ -415,8 +336,8 @@ class EnergyMonitor(Callback):
         sweep = sweep_grid()
         if sweep is None:
             return
-        own = ", ".join(f"{k}={v!r}" for k, v in self._grid_given.items())
-        if self._electricity_maps is not None:
+        own = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._grid_given.items()) + "}"
+        if self._totals.electricity_maps is not None:
             raise GridConfigError(
                 "EnergyMonitor(electricity_maps=...) runs in a greenai sweep, which holds its budget at "
                 f"hydra.sweeper.grid ({sweep.describe()}), not at Electricity Maps' hours. Give the sweep the hourly "
@@ -424,27 +345,27 @@ class EnergyMonitor(Callback):
             )
         if self._grid_given and self.grid.differences(sweep):
             raise GridConfigError(
-                f"EnergyMonitor({own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds the "
-                f"budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
+                f"EnergyMonitor(grid={own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds "
+                f"the budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
                 "monitor's vs the sweep's). Set the grid once, in hydra.sweeper.grid (e.g. "
                 f"hydra.sweeper.grid.{next(iter(self._grid_given))}=...), and remove it from the monitor: a trial's "
                 "EnergyMonitor that sets no grid prices with the sweep's."
             )
-        self.grid = sweep
+        self._totals.grid = sweep
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:
             return
         self._meter.set_stage(stage)  # before start: the first interval belongs to this stage
         if not self._meter.started:
-            if stage == "train" and self._restored is not None:
-                self._resumed = self._restored  # only a resumed fit continues the checkpoint's total
+            resumed = self._restored if stage == "train" else None  # only a resumed fit continues the checkpoint's
+            if resumed is not None:
                 self._samples.resume(self._restored_samples or {})
             self._restored = self._restored_samples = None
-            self._stage_start = self._resumed + self._done
+            self._totals.begin(resumed)
             self._meter.start()
-            self._last_log = None
-            self._claim(trainer)
+            if trainer.is_global_zero:  # in a sweep, take this process's counters before a meter started later does
+                self._totals.claim(self._account, self._meter)
 
     def _finish(self, trainer: pl.Trainer, title: str) -> None:
         """Take the final all-rank reading, fold it into what is done, and report. Every rank calls this together."""
@@ -454,48 +375,45 @@ class EnergyMonitor(Callback):
         self._gather(trainer)
         self._samples.sync(trainer)  # a collective too: every rank is here
         self._report(trainer, release=True)
-        self._log_metrics(trainer, self._latest)
+        self._log_metrics(trainer, self._totals.latest)
         self._close()
         stopped_early = title == "fit" and trainer.global_step < trainer.estimated_stepping_batches
-        projected = self._projected if stopped_early else None  # a finished run's actual total replaces it
-        log_dir = _output_dir(trainer)  # a collective under DDP: every rank asks
+        projected = self._totals.projected if stopped_early else None  # a finished run's actual total replaces it
+        log_dir = output_dir(trainer)  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
             self._publish_tag(trainer, title, projected, log_dir)
-        self._projected = None  # the run is over: its actual total replaces the forecast
+        self._totals.projected = None  # the run is over: its actual total replaces the forecast
 
     def _publish_tag(self, trainer: pl.Trainer, title: str, projected: Spend | None, log_dir: str | None) -> None:
         """Print the stage's price tag and write every stage's into ``price_tag.json`` (rank 0)."""
         flop_monitor = self._flop_monitor(trainer)
-        self._resolve_timeline(self._latest)  # the stage's hours since the last log step, and a stage that never logs
-        stage_spend = self._latest.since(self._stage_start)
+        totals = self._totals
+        totals.resolve_timeline()  # the stage's hours since the last log step, and a stage that never logs
         tag = PriceTag(
-            self._latest,
+            totals.latest,
             self.grid,
             projected=projected,
             sensors=self._sensor_line,
             title=title,
             flops_by_phase=None if flop_monitor is None else flop_monitor.totals,
             extra={
-                "timeline": [list(p) for p in self._timeline],
+                "timeline": [list(p) for p in totals.timeline],
                 "hardware": self._hardware,
                 "parameters": self._parameters,
             },
-            stage_spend=stage_spend if self._stage_start.total_energy_j or self._stage_start.duration_s else None,
-            notes=tuple(self._notes),
+            stage_spend=totals.stage_spend,
+            notes=tuple(totals.notes),
             samples=self._sample_counts(),
-            nodes=self._nodes,
+            nodes=totals.nodes,
         )
         self._flops_by_phase = tag.flops_by_phase
         self._tags[title] = tag.to_dict()
         if log_dir is not None:
-            data = dict(self._tags[title])
-            data["stages"] = {k: {f: v[f] for f in _STAGE_FIELDS if f in v} for k, v in self._tags.items()}
-            try:
-                write_json_atomic(Path(log_dir) / self._tag_file(trainer), data)
-            except StateWriteError as err:
-                warnings.warn(str(err), GreenAIWarning, stacklevel=2)
-        self._log_price_tag(trainer, tag)
-        self._log_predictions(trainer, tag)
+            write_price_tags(Path(log_dir) / self._tag_file(trainer), self._tags, title)
+        log_price_tag(trainer, tag)
+        predictions = prediction_metrics(tag)
+        if predictions:
+            self._emit(trainer, predictions)
         if self._verbose:
             print(tag.to_text())
 
@@ -511,14 +429,14 @@ class EnergyMonitor(Callback):
             return
         for sensor in self._meter.sensors:
             contention = getattr(sensor, "contention_note", None)
-            note = contention(torch.get_num_threads()) if contention is not None else None
-            if note is not None and note not in self._notes:
-                self._notes.append(note)
-        self._done = self._done + self._current
-        self._current = Spend()
-        if self._owns_sensors:
-            for sensor in self._meter.sensors:
-                sensor.close()
+            self._totals.note(contention(torch.get_num_threads()) if contention is not None else None)
+        self._totals.close()
+        self._release_sensors()
+
+    def _release_sensors(self) -> None:
+        """Close the sensors this monitor opened and drop its meter."""
+        for sensor in self._meter.sensors if self._meter is not None and self._owns_sensors else ():
+            sensor.close()
         self._meter = None
 
     @override
@@ -538,31 +456,16 @@ class EnergyMonitor(Callback):
         self._begin(trainer, "predict")
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not self._active or self._meter is None:
-            return
-        self._batches += 1
-        every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
-        self._due = self._batches % every == 0
-        if trainer.world_size == 1:
-            self._sample_if_due(trainer, pl_module)
+    def batch_hooks_active(self) -> bool:
+        return self._active and self._meter is not None
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # Under DDP a sample (a collective) waits for the next batch's start: progress bars read metrics on rank 0
-        # only in *_end hooks, which may issue a collective (a sync_dist metric) that ours on the other ranks would
-        # cross, and every rank would wait forever.
-        if self._active and self._meter is not None:
-            self._sample_if_due(trainer, pl_module)
+    def every_n_steps(self, trainer: pl.Trainer) -> int:
+        return self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
 
-    def _sample_if_due(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._due:
-            return
-        self._due = False
+    @override
+    def every_n_steps_work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Sample every rank's meter, log the totals, and show energy and CO2e in the progress bar."""
         spend = self._sample(trainer)
         if self._prog_bar:
             # Progress bars print 3 decimals: Wh and g stay readable where kWh and kg would show 0.000.
@@ -574,43 +477,9 @@ class EnergyMonitor(Callback):
                 pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("validate", batch)
-
-    @override
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("test", batch)
-
-    @override
-    def on_predict_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._active and self._meter is not None:
-            self._samples.add("predict", batch)
+    def batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
+        if stage != "train":
+            self._samples.add(stage, batch)  # what validate, test and predict processed: per-sample figures
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -636,11 +505,7 @@ class EnergyMonitor(Callback):
         if not self._active or self._meter is None or not self._meter.started:
             return
         self._meter.stop()
-        self._refresh(
-            trainer,
-            merge_records(refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes),
-            sync_flops=False,
-        )
+        self._refresh(trainer, self._totals.local(self._meter), sync_flops=False)
         if trainer.world_size == 1:
             self._samples.settle_locally()
         self._report(trainer, release=True)
@@ -648,17 +513,13 @@ class EnergyMonitor(Callback):
         failure = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
         title = f"{getattr(trainer.state.fn, 'value', None) or 'run'} (interrupted: {failure})"
         if trainer.is_global_zero:
-            self._publish_tag(trainer, title, None, _output_dir(trainer, collective=False))
+            self._publish_tag(trainer, title, None, output_dir(trainer, collective=False))
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "validate":
             self._finish(trainer, "validate")  # every rank, past the hooks where progress bars read metrics
-        if self._meter is not None:  # set up but never started (the run ended before its first hook)
-            if self._owns_sensors:
-                for sensor in self._meter.sensors:
-                    sensor.close()
-            self._meter = None
+        self._release_sensors()  # set up but never started (the run ended before its first hook)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -668,15 +529,11 @@ class EnergyMonitor(Callback):
         # now; other ranks' counters are as of the last gather (at most log_every_n_steps batches old).
         if self._meter is not None and self._meter.started and not self._meter.stopped:
             self._meter.sample()
-            current = merge_records(
-                refresh_own(self._records, self._meter, node=self._node_rank), self._uids, self._nodes
-            )
-            latest = self._resumed + self._done + current
             flop_monitor = self._flop_monitor_of_last_trainer
-            if flop_monitor is not None:
-                latest = dataclasses.replace(latest, flops=flop_monitor.training_flops)
+            flops = None if flop_monitor is None else flop_monitor.training_flops
+            latest = self._totals.total(self._totals.local(self._meter), flops)
             return {"spend": latest.to_dict(), "samples": self._samples.state_dict()}
-        return {"spend": self._latest.to_dict(), "samples": self._samples.state_dict()}
+        return {"spend": self._totals.latest.to_dict(), "samples": self._samples.state_dict()}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -692,170 +549,45 @@ class EnergyMonitor(Callback):
         self._meter.sample()
         self._gather(trainer)  # collectives: every rank samples at the same hooks
         self._report(trainer)
-        self._projected = self._project(trainer, self._latest)
-        self._resolve_timeline(self._latest)
-        self._log_metrics(trainer, self._latest)
-        return self._latest
-
-    def _resolve_timeline(self, spend: Spend) -> None:
-        """Add the hours ``spend`` was spent in to the grid's timeline, from Electricity Maps where it is opted in."""
-        provider = self._electricity_maps
-        if provider is None or not spend.hourly_energy_j:
-            return
-        try:
-            found = provider.intensities(spend.hourly_energy_j)
-        except OSError as err:
-            if not self._timeline_warned:
-                self._timeline_warned = True
-                warnings.warn(
-                    f"{err}; the hours it could not give are priced at {self.grid.intensity_source}",
-                    GreenAIWarning,
-                    stacklevel=2,
-                )
-            found = {}
-        self.grid = self.grid.with_timeline(found, provider.source)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._totals.project(
+                total_steps=trainer.estimated_stepping_batches,
+                steps_done=trainer.global_step,
+                epoch=trainer.current_epoch,
+            )
+        self._totals.resolve_timeline()
+        self._log_metrics(trainer, self._totals.latest)
+        return self._totals.latest
 
     def _gather(self, trainer: pl.Trainer) -> None:
         """Gather every rank's reading (a collective) and refresh the totals from it."""
         assert self._meter is not None
-        self._records = gather_records(self._meter, node=self._node_rank)
-        self._refresh(trainer, merge_records(self._records, self._uids, self._nodes))
+        self._refresh(trainer, self._totals.gather(self._meter))
 
     def _refresh(self, trainer: pl.Trainer, current: Spend, *, sync_flops: bool = True) -> None:
-        """Take a new all-rank reading of the running entry point."""
-        self._current = current
-        self._latest = self._with_flops(trainer, self._resumed + self._done + current, sync=sync_flops)
-
-    def _claim(self, trainer: pl.Trainer) -> None:
-        """In a sweep, take this process's counters in the trial's account now, before a meter started later does."""
-        reporter = current_trial() if trainer.is_global_zero and self._meter is not None else None
-        if reporter is None or self._meter is None:
-            return
-        local = self._meter.domain_uids()
-        self._uids.update({name: uid for name, uid in local.items() if name not in self._uids})
-        zeros = Spend(energy_j=dict.fromkeys(local, 0.0))
-        reporter.contribute(self._account_key, dataclasses.replace(zeros + self._done, flops=0.0), uids=self._uids)
+        """Take a new all-rank reading of the running entry point, with a FlopMonitor's training FLOPs."""
+        flop_monitor = self._flop_monitor_of_last_trainer = self._flop_monitor(trainer)
+        if flop_monitor is not None and sync_flops:
+            flop_monitor.sync(trainer)
+        self._totals.refresh(current, None if flop_monitor is None else flop_monitor.training_flops)
 
     def _report(self, trainer: pl.Trainer, *, release: bool = False) -> None:
-        """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0).
-
-        FLOPs are left to the FlopMonitor's own contribution, and a resumed checkpoint's spend to the earlier attempt's
-        record: the account bills each once.
-        """
-        if not trainer.is_global_zero:
-            return
-        reporter = current_trial()
-        if reporter is None:
-            return
-        metered = dataclasses.replace(self._done + self._current, flops=0.0)
-        reporter.contribute(self._account_key, metered, uids=self._uids, force=release)
-        if release:
-            reporter.release(self._account_key)
+        """In a greenai sweep, add what this monitor metered in this process to the trial's account (rank 0)."""
+        if trainer.is_global_zero:
+            self._totals.report(self._account, release=release)
 
     @staticmethod
     def _flop_monitor(trainer: pl.Trainer) -> FlopMonitor | None:
-        callbacks = trainer.callbacks  # type: ignore[attr-defined]
-        return next((cb for cb in callbacks if isinstance(cb, FlopMonitor)), None)
-
-    def _with_flops(self, trainer: pl.Trainer, spend: Spend, *, sync: bool = True) -> Spend:
-        """Carry the training FLOPs of a FlopMonitor on the same trainer, so one spend holds energy and FLOPs."""
-        flop_monitor = self._flop_monitor_of_last_trainer = self._flop_monitor(trainer)
-        if flop_monitor is None:
-            return spend
-        if sync:
-            flop_monitor.sync(trainer)
-        return dataclasses.replace(spend, flops=flop_monitor.training_flops)
-
-    def _project(self, trainer: pl.Trainer, spend: Spend) -> Spend | None:
-        if trainer.state.fn != "fit" or trainer.sanity_checking:
-            return self._projected
-        total = trainer.estimated_stepping_batches
-        done = trainer.global_step
-        if not (done > 0 and 0 < total < float("inf")):
-            return self._projected
-        if trainer.current_epoch < 1 and done < 0.05 * total:
-            return self._projected
-        return spend.scaled(total / done)
+        return next((cb for cb in trainer.callbacks if isinstance(cb, FlopMonitor)), None)  # type: ignore[attr-defined]
 
     def _log_metrics(self, trainer: pl.Trainer, spend: Spend) -> None:
         if trainer.is_global_zero:
             for exporter in (self._prometheus, self._opentelemetry):
                 if isinstance(exporter, SpendExporter):
-                    exporter.update(spend, source=self._account_key)
-        if spend.total_energy_j is not None:
-            self._timeline.append((spend.duration_s, spend.total_energy_j))
-            if len(self._timeline) > 2000:  # bounded memory on long runs: keep every other point
-                self._timeline = self._timeline[::2]
-        if not trainer.loggers:
-            return
-        metrics = self._metrics(spend)
-        self._emit(trainer, metrics)
-
-    def _metrics(self, spend: Spend) -> dict[str, float]:
-        metrics: dict[str, float] = {"greenai/is_estimate": float(spend.is_estimate)}
-        energy_j = spend.total_energy_j
-        if energy_j is not None:
-            metrics["greenai/energy_kwh"] = j_to_kwh(energy_j)
-            low_j, high_j = spend.total_energy_bounds_j or (energy_j, energy_j)
-            metrics["greenai/energy_kwh_low"], metrics["greenai/energy_kwh_high"] = j_to_kwh(low_j), j_to_kwh(high_j)
-            if self._last_log is not None and spend.duration_s > self._last_log[0]:
-                metrics["greenai/power_w"] = (energy_j - self._last_log[1]) / (spend.duration_s - self._last_log[0])
-            self._last_log = (spend.duration_s, energy_j)
-        co2e_g = self.grid.co2e_g(spend)
-        if co2e_g is not None:
-            metrics["greenai/co2e_kg"] = g_to_kg(co2e_g)
-            for side in ("low", "high"):
-                metrics[f"greenai/co2e_kg_{side}"] = g_to_kg(self.grid.co2e_g(spend.bound(side)) or 0.0)
-        hosts = max(len(set(self._nodes.values())), 1)
-        metrics["greenai/embodied_co2e_kg"] = g_to_kg(sum(self.grid.embodied_co2e_g(spend, hosts).values()))
-        water = self.grid.water_l(spend)
-        if water is not None:
-            metrics["greenai/water_l"] = sum(water.values())
-        cost = self.grid.money(spend)
-        if cost is not None:
-            metrics["greenai/cost"] = cost
-        if self._per_device:
-            for name, value in spend.energy_j.items():
-                # not under greenai/energy_kwh/: no key may be a path prefix of another (MLflow's file store)
-                metrics[f"greenai/device_energy_kwh/{_key(name)}"] = j_to_kwh(value)
-        if self._projected is not None:
-            p_energy = self._projected.energy_kwh
-            if p_energy is not None:
-                metrics["greenai/projected_energy_kwh"] = self.grid.pue * p_energy
-            p_co2e = self.grid.co2e_g(self._projected)
-            if p_co2e is not None:
-                metrics["greenai/projected_co2e_kg"] = g_to_kg(p_co2e)
-            p_cost = self.grid.money(self._projected)
-            if p_cost is not None:
-                metrics["greenai/projected_cost"] = p_cost
-        return metrics
-
-    @staticmethod
-    def _log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:
-        """Put each stage's price tag in every logger's run fields (W&B config, MLflow params, hparams.yaml ...).
-
-        Keys carry the stage (``greenai/price_tag/fit/energy_kwh``, then ``.../test/...``): a tracker that refuses
-        to change a param (MLflow) gets each once.
-        """
-        data = tag.to_dict()
-        stage = tag.title.split(" ", 1)[0]
-        fields = {f"greenai/price_tag/{stage}/{k}": data[k] for k in _STAGE_FIELDS if data.get(k) is not None}
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "TensorBoardLogger" and data.get("energy_kwh") is not None:
-                # with a metric, the fields appear in TensorBoard's HParams view against the run's energy
-                logger.log_hyperparams(fields, metrics={f"greenai/price_tag/{stage}/energy_kwh": data["energy_kwh"]})
-            else:
-                logger.log_hyperparams(fields)
-
-    def _log_predictions(self, trainer: pl.Trainer, tag: PriceTag) -> None:
-        """Log the price of a prediction of each evaluation stage that ran (rank 0, at a stage's end)."""
-        metrics: dict[str, float] = {}
-        for stage, figures in tag.predictions.items():
-            for key in ("j_per_sample", "co2e_g_per_sample", "j_per_token"):
-                if figures.get(key) is not None:
-                    metrics[f"greenai/{stage}/{key}"] = figures[key]
-        if metrics:
-            self._emit(trainer, metrics)
+                    exporter.update(spend, source=self._totals.account_key)
+        self._totals.record(spend)
+        if trainer.loggers:
+            self._emit(trainer, self._totals.metrics(spend))
 
     @rank_zero_only
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -23,9 +23,10 @@ def auto_callbacks() -> list[Callback]:
     """Return the monitors to add to every Trainer when ``LIGHTNING_GREENAI`` is set, else nothing."""
     if os.environ.get(ENV_VAR, "").strip().lower() not in _TRUE:
         return []
-    monitor = EnergyMonitor(
-        country=os.environ.get(f"{ENV_VAR}_COUNTRY") or None,
-        region=os.environ.get(f"{ENV_VAR}_REGION") or None,
-    )
+    grid = {
+        "country": os.environ.get(f"{ENV_VAR}_COUNTRY") or None,
+        "region": os.environ.get(f"{ENV_VAR}_REGION") or None,
+    }
+    monitor = EnergyMonitor(grid=grid)
     monitor._auto = True
     return [monitor]

@@ -9,10 +9,10 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.samples import SampleCounter, StageSamples, TokensKey
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.flops.counter import FlopCount, StepFlops, batch_signature
@@ -39,9 +39,11 @@ KEYS = (
 _TRAINING = ("train/forward", "train/backward", "train/optimizer")
 #: The forward FLOPs of each evaluation stage, by the stage's name in :class:`SampleCounter`.
 _EVALUATION = {"validate": "val/forward", "test": "test/forward", "predict": "predict/forward"}
+#: The counters' prefix of each stage.
+_PHASE = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
 
 
-class FlopMonitor(Callback):
+class FlopMonitor(BatchCallback):
     r"""Count the FLOPs a run performs — forward, backward and optimizer, training and evaluation apart.
 
     No ``flops_per_batch`` to write: the first step of each distinct signature (input shapes and dtypes, stage,
@@ -94,6 +96,7 @@ class FlopMonitor(Callback):
             raise ValueError(f"`log_every_n_steps` must be >= 1 or None, got {log_every_n_steps}.")
         if peak_flops_per_s is not None and not peak_flops_per_s > 0:
             raise ValueError(f"`peak_flops_per_s` must be > 0 or None, got {peak_flops_per_s}.")
+        super().__init__()
         self._steps = StepFlops(causal_halving)
         self._peak_arg = peak_flops_per_s
         self._log_every = log_every_n_steps
@@ -106,8 +109,6 @@ class FlopMonitor(Callback):
         self._optimizer_estimated = False
         self._warned: set[str] = set()
         self._params_key: Hashable = None
-        self._batches = 0
-        self._due = False  # a sync is due at the next training batch's start
         self._step_time_s = 0.0
         self._t0 = 0.0
         self._window: tuple[float, float, int] = (0.0, 0.0, 0)  # (train flops, step time, optimizer steps)
@@ -242,25 +243,6 @@ class FlopMonitor(Callback):
         self._params_key = self._params(pl_module)  # fine-tuning callbacks unfreeze at epoch starts
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # Under DDP a sync (a collective) waits for the next batch's start: progress bars read metrics on rank 0 only
-        # in *_end hooks, which may issue a collective that ours on the other ranks would cross (a DDP hang).
-        self._sync_if_due(trainer, pl_module)
-        self._begin(trainer, pl_module, "train", batch)
-
-    def _sync_if_due(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._due:
-            return
-        self._due = False
-        metrics = self._sync_and_log(trainer, pl_module)
-        if self._prog_bar:
-            for key in ("greenai/flops_per_s", "greenai/mfu"):
-                if key in metrics:
-                    pl_module.log(key, metrics[key], prog_bar=True, logger=False, batch_size=1)
-
-    @override
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
@@ -277,73 +259,29 @@ class FlopMonitor(Callback):
             )
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._end("train")
-        self._step_time_s += time.perf_counter() - self._t0
-        self._batches += 1
-        every = self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
-        self._due = self._batches % every == 0
-        if trainer.world_size == 1:
-            self._sync_if_due(trainer, pl_module)
+    def every_n_steps(self, trainer: pl.Trainer) -> int:
+        return self._log_every or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
 
     @override
-    def on_validation_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self._begin(trainer, pl_module, "val", batch)
+    def every_n_steps_work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Sync every rank's counts, log them, and show the rate in the progress bar."""
+        metrics = self._sync_and_log(trainer, pl_module)
+        if self._prog_bar:
+            for key in ("greenai/flops_per_s", "greenai/mfu"):
+                if key in metrics:
+                    pl_module.log(key, metrics[key], prog_bar=True, logger=False, batch_size=1)
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._end("val")
-        self._samples.add("validate", batch)
+    def batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
+        self._begin(trainer, pl_module, _PHASE[stage], batch)
 
     @override
-    def on_test_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self._begin(trainer, pl_module, "test", batch)
-
-    @override
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._end("test")
-        self._samples.add("test", batch)
-
-    @override
-    def on_predict_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self._begin(trainer, pl_module, "predict", batch)
-
-    @override
-    def on_predict_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._end("predict")
-        self._samples.add("predict", batch)
+    def batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
+        self._end(_PHASE[stage])
+        if stage == "train":
+            self._step_time_s += time.perf_counter() - self._t0
+        else:
+            self._samples.add(stage, batch)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import psutil
 
@@ -23,7 +23,27 @@ from lightning_greenai.spend import Method, Spend
 if TYPE_CHECKING:
     from lightning_greenai.flops.counter import FlopCount, StepFlops
 
-__all__ = ["Meter"]
+__all__ = ["CURRENT_TRIAL", "Meter", "TrialAccount", "current_account"]
+
+#: ``Meter(account=...)``'s default: the account of the greenai trial this process runs, looked up once.
+CURRENT_TRIAL = "current"
+
+
+class TrialAccount(Protocol):
+    """What a meter needs of a sweep trial's account: add a contribution, and release it when metering ends."""
+
+    def contribute(self, key: Hashable, spend: Spend, *, uids: dict[str, str] | None = ..., force: bool = ...) -> Any:
+        """Bill ``spend`` (a running total) under ``key``."""
+
+    def release(self, key: Hashable) -> None:
+        """``key`` meters no more: its counters may be claimed by another meter."""
+
+
+def current_account() -> TrialAccount | None:
+    """The account of the greenai trial this process runs (its sweep job's), or ``None`` outside a sweep."""
+    from lightning_greenai.trial.account import current_trial
+
+    return current_trial()
 
 
 class _Domain:
@@ -70,6 +90,9 @@ class Meter:
         stage: The initial stage name (``"train"``, ``"validate"``, ``"test"``, ``"predict"``, or your own).
         report: Whether to write this meter's spend as the heartbeat of a greenai sweep trial; ``None`` does so
             when running inside one (the Lightning monitors pass ``False``: they report all ranks' spend themselves).
+        account: The trial's account this meter reports to and asks whether to stop: by default
+            (:data:`CURRENT_TRIAL`) the current greenai trial's, looked up once here (``None`` outside a sweep);
+            ``None`` for none. Unused when ``report`` is ``False``.
         wall_clock: Seconds since the epoch, to file energy under the UTC hour it was spent in.
         process: Whose CPU time is the run's share of its host (for the host's embodied carbon): this process tree
             by default (``None``), another root (DDP's spawned ranks: their parent), or ``False`` for none (a rank
@@ -87,7 +110,10 @@ class Meter:
         report: bool | None = None,
         wall_clock: Callable[[], float] = time.time,
         process: psutil.Process | bool | None = None,
+        account: TrialAccount | Literal["current"] | None = CURRENT_TRIAL,
     ) -> None:
+        if isinstance(account, str) and account != CURRENT_TRIAL:
+            raise ValueError(f"`account` must be a trial's account, {CURRENT_TRIAL!r} or None, got {account!r}.")
         self._given = None if sensors is None else list(sensors)
         self._given_unavailable = list(unavailable)
         self._unavailable = list(unavailable)
@@ -107,8 +133,11 @@ class Meter:
         self._last_s: float | None = None
         self._flops = 0.0
         self._step_flops: StepFlops | None = None
-        self._report = report
-        self._reporter: Any = None
+        if report is False:
+            account = None
+        elif account == CURRENT_TRIAL:
+            account = current_account()
+        self._account: Any = account  # a TrialAccount (should_stop hands it to the trial's stop rules)
         self._stopped = False
         self._session: object = object()
         self._last_flops: FlopCount | None = None
@@ -140,10 +169,9 @@ class Meter:
             sensors = self._given
             if sensors is None:
                 from lightning_greenai.sensors.discovery import discover_sensors
-                from lightning_greenai.trial.account import current_trial
 
-                in_sweep = self._report is not False and current_trial() is not None
-                self.discovery = discover_sensors(clock=self._clock, apportion_host=in_sweep)
+                # parallel sweep jobs share the host's CPU package: each is charged its CPU-time share
+                self.discovery = discover_sensors(clock=self._clock, apportion_host=self._account is not None)
                 for message in self.discovery.warnings:
                     warnings.warn(message, GreenAIWarning, stacklevel=2)
                 sensors = self.discovery.sensors
@@ -153,11 +181,7 @@ class Meter:
             self._read()
             self._stopped = False
             self._session = object()  # the account's key for this measurement
-            if self._report is not False:
-                from lightning_greenai.trial.account import current_trial
-
-                self._reporter = current_trial()
-                self._heartbeat()  # claims its counters in the trial's account from the start
+            self._heartbeat()  # claims its counters in the trial's account from the start
             return self
 
     def _reset(self) -> None:
@@ -183,8 +207,8 @@ class Meter:
                     for domain in self._domains:
                         domain.sensor.close()
                 self._heartbeat(force=True)
-                if self._reporter is not None:
-                    self._reporter.release(self._session)
+                if self._account is not None:
+                    self._account.release(self._session)
             return self.spend
 
     def __enter__(self) -> Meter:
@@ -222,8 +246,8 @@ class Meter:
             return self.spend
 
     def _heartbeat(self, force: bool = False) -> None:
-        if self._reporter is not None:
-            self._reporter.contribute(self._session, self.spend, uids=self.domain_uids(), force=force)
+        if self._account is not None:
+            self._account.contribute(self._session, self.spend, uids=self.domain_uids(), force=force)
 
     def should_stop(self) -> bool:
         """Whether this trial of a greenai sweep must stop: the sweep's budget or this trial's allowance is spent.
@@ -231,14 +255,14 @@ class Meter:
         A plain loop checks it (e.g. every step) and ends cleanly; always ``False`` outside a sweep. Under the sweep's
         ``stop_policy=kill`` it raises :class:`~lightning_greenai.errors.TrialKilledError` instead.
         """
-        from lightning_greenai.trial.stopping import record_stop, stop_reason
-
-        if self._reporter is None:
+        if self._account is None or not self.started:
             return False
-        found = stop_reason(self._reporter, self._reporter.total, None)
+        from lightning_greenai.trial.stopping import record_stop, stop_reason  # the sweep's stop rules
+
+        found = stop_reason(self._account, self._account.total, None)
         if found is None:
             return False
-        record_stop(self._reporter, found[1], found[0])
+        record_stop(self._account, found[1], found[0])
         return True
 
     def add_flops(self, flops: float) -> None:

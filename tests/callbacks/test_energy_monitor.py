@@ -7,8 +7,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 from lightning.pytorch.loggers import CSVLogger
+from omegaconf import OmegaConf
 
-from lightning_greenai import EnergyMonitor, GreenAIWarning, GridConfigError, Method
+from lightning_greenai import EnergyMonitor, GreenAIWarning, Grid, GridConfigError, Method
 from lightning_greenai.callbacks.factory import ENV_VAR, auto_callbacks
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeGPU, FakeNVML, FakeSensor, make_rapl_tree
 from tests.conftest import ClockedModel
@@ -26,9 +27,12 @@ def last(rows, key):
     return values[-1]
 
 
-def monitor(clock, power_w=100.0, **kwargs):
+def monitor(clock, power_w=100.0, **grid):
     return EnergyMonitor(
-        country="DE", sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)], clock=clock, verbose=False, **kwargs
+        grid={"country": "DE", **grid},
+        sensors=[ConstantPowerSensor("gpu:0", power_w, clock=clock)],
+        clock=clock,
+        verbose=False,
     )
 
 
@@ -89,7 +93,7 @@ def test_price_tag_is_printed_once_with_estimates_flagged(tiny_trainer, fake_clo
         ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
         ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock, method=Method.ESTIMATE),
     ]
-    mon = EnergyMonitor(country="FR", sensors=sensors, clock=fake_clock)
+    mon = EnergyMonitor(grid={"country": "FR"}, sensors=sensors, clock=fake_clock)
     tiny_trainer(callbacks=[mon], logger=False).fit(ClockedModel(fake_clock))
     out = capsys.readouterr().out
     assert out.count("lightning-greenai price tag (fit)") == 1
@@ -170,7 +174,7 @@ def test_discovery_with_fake_nvml_and_fake_rapl(tiny_trainer, fake_clock, tmp_pa
 
 def test_unknown_country_fails_at_construction():
     with pytest.raises(GridConfigError, match="Did you mean: Germany"):
-        EnergyMonitor(country="Germny")
+        EnergyMonitor(grid={"country": "Germny"})
 
 
 def test_bad_log_interval():
@@ -220,8 +224,9 @@ def test_lightning_cli_yaml_config(tmp_path, monkeypatch):
         "  callbacks:\n"
         "    - class_path: lightning_greenai.EnergyMonitor\n"
         "      init_args:\n"
-        "        country: DE\n"
-        "        pue: 1.2\n"
+        "        grid:\n"
+        "          country: DE\n"
+        "          pue: 1.2\n"
         "        verbose: false\n"
     )
     monkeypatch.setattr("sys.argv", ["cli", "fit", f"--config={config}"])
@@ -241,7 +246,7 @@ def test_no_network_connection_is_attempted(tiny_trainer, fake_clock, tmp_path, 
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    mon = EnergyMonitor(country="DE", rapl_root=tmp_path / "none", clock=fake_clock, verbose=False)
+    mon = EnergyMonitor(grid={"country": "DE"}, rapl_root=tmp_path / "none", clock=fake_clock, verbose=False)
     tiny_trainer(callbacks=[mon], max_steps=2).fit(ClockedModel(fake_clock))
     assert attempts == []
     assert mon.spend.total_energy_j is not None
@@ -298,7 +303,7 @@ def test_two_monitors_write_two_price_tags(tiny_trainer, fake_clock, tmp_path):
     de, fr = (
         monitor(fake_clock),
         EnergyMonitor(
-            country="FR",
+            grid={"country": "FR"},
             sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)],
             clock=fake_clock,
             verbose=False,
@@ -358,6 +363,19 @@ def test_logger_false_in_a_sweep_writes_into_the_trials_output_dir(
     assert not (tmp_path / "price_tag.json").exists()
 
 
+def test_logger_false_outside_hydra_writes_under_the_trainers_default_root_dir(tiny_trainer, fake_clock, tmp_path,
+                                                                             monkeypatch):  # fmt: skip
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    mon = monitor(fake_clock)
+    trainer = tiny_trainer(callbacks=[mon], logger=False, default_root_dir=root, max_steps=2, limit_val_batches=0)
+    trainer.fit(ClockedModel(fake_clock))
+    trainer.test(ClockedModel(fake_clock), verbose=False)
+    assert set(json.loads((root / "price_tag.json").read_text())["stages"]) == {"fit", "test"}
+    assert list(elsewhere.iterdir()) == []  # nothing in the current folder
+
+
 class BusyModel(ClockedModel):
     """Each training step also spends 50 ms of this process's CPU time, whatever the machine's speed: the fit's CPU
     share is then above the kernel's 10 ms accounting tick, not a race against it."""
@@ -386,3 +404,23 @@ def test_embodied_carbon_and_water_are_logged_and_in_price_tag_json_apart_from_c
     assert tag["stages"]["fit"]["embodied_co2e_kg"] == pytest.approx(embodied_g / 1000)
     assert tag["co2e_kg"] == pytest.approx(kwh * 365.477 / 1000)  # the electricity's alone
     assert tag["spend"]["host_share_s"] > 0  # the fit's CPU share of this machine, for the default basis
+
+
+def test_the_grid_is_a_grid_or_a_mapping_of_its_options():
+    grid = Grid.from_location("FR", pue=1.1)
+    assert EnergyMonitor(grid=grid).grid is grid
+    assert EnergyMonitor(grid={"country": "FR", "pue": 1.1, "region": None}).grid == grid  # nulls are unset
+    assert EnergyMonitor(grid=OmegaConf.create({"country": "FR", "pue": 1.1})).grid == grid  # a Hydra config
+
+
+@pytest.mark.parametrize(
+    ("grid", "named"),
+    [
+        ("DE", r"`grid` must be a Grid, a mapping of Grid.from_location's options \(country, region, pue, .*got 'DE'"),
+        ({"contry": "DE"}, r"Unknown grid option\(s\) \['contry'\]. Allowed: country, region"),
+        ({"pue": 0.5}, r"`pue` must be a number >= 1.0 .*got 0.5"),
+    ],
+)
+def test_a_bad_grid_names_the_value_and_what_is_allowed(grid, named):
+    with pytest.raises(GridConfigError, match=named):
+        EnergyMonitor(grid=grid)

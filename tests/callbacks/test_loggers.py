@@ -19,7 +19,7 @@ from tests.services import free_port, wait_for_http
 def fit_then_test(tiny_trainer, fake_clock, tmp_path, logger):
     monitors = [
         EnergyMonitor(
-            country="DE",
+            grid={"country": "DE"},
             sensors=[
                 ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
                 ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock),

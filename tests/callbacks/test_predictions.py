@@ -55,7 +55,7 @@ class PricedModel(ClockedModel):
 
 def monitors(clock, **flop_kwargs):
     energy = EnergyMonitor(
-        country="DE", sensors=[ConstantPowerSensor("gpu:0", POWER_W, clock=clock)], clock=clock, verbose=False
+        grid={"country": "DE"}, sensors=[ConstantPowerSensor("gpu:0", POWER_W, clock=clock)], clock=clock, verbose=False
     )
     return energy, FlopMonitor(**flop_kwargs)
 

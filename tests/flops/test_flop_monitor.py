@@ -213,7 +213,7 @@ def test_checkpoint_resume_keeps_the_totals(tmp_path):
 def test_energy_monitor_price_tag_gains_the_flop_lines(tmp_path):
     clock = FakeClock()
     energy = EnergyMonitor(
-        country="DE", sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock, verbose=False
+        grid={"country": "DE"}, sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock, verbose=False
     )
     flops = FlopMonitor()
     trainer(tmp_path, [energy, flops]).fit(Wrapper(MLP()), loader(3))

@@ -19,7 +19,9 @@ from lightning_greenai.sensors.fake import ConstantPowerSensor
 @hydra.main(version_base="1.3", config_path=".", config_name="monitor_task")
 def main(cfg: DictConfig) -> dict:
     grid = OmegaConf.to_container(cfg.monitor_grid, resolve=True)
-    monitor = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False, **grid)
+    monitor = EnergyMonitor(
+        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False, grid=grid
+    )
     logger = hydra.utils.instantiate(cfg.logger) if OmegaConf.select(cfg, "logger") is not None else False
     trainer = L.Trainer(
         callbacks=[monitor], logger=logger, max_steps=cfg.steps, limit_val_batches=0, enable_progress_bar=False,

@@ -58,7 +58,11 @@ def test_two_monitors_on_one_trainer_bill_the_trial_once(in_sweep_job, tiny_trai
     OmegaConf.update(HydraConfig.get(), "sweeper.grid", {"country": "DE"})
     # two settings of one grid (the sweep's, which each must price at), so Lightning takes two stateful monitors
     monitors = [
-        EnergyMonitor("DE", sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)], verbose=False, **pue)
+        EnergyMonitor(
+            grid={"country": "DE", **pue},
+            sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=time.monotonic)],
+            verbose=False,
+        )
         for pue in ({}, {"pue": 1.0})
     ]
     # logs every 50 steps: the second monitor's last reading before the end is at the start of the fit

@@ -19,7 +19,9 @@ FR = Grid.from_location("FR")
 
 
 def monitor(clock, **grid):
-    return EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock, verbose=False, **grid)
+    return EnergyMonitor(
+        sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=clock)], clock=clock, verbose=False, grid=grid
+    )
 
 
 def sweep_grid_is(grid: dict) -> None:
@@ -46,7 +48,7 @@ def test_a_trials_monitor_with_another_grid_is_refused_naming_both(in_sweep_job,
     with pytest.raises(GridConfigError) as err:
         tiny_trainer(callbacks=[monitor(fake_clock, country="FR")], max_steps=2).fit(ClockedModel(fake_clock))
     message = str(err.value)
-    assert "EnergyMonitor(country='FR')" in message and "FR, 67 gCO2e/kWh" in message
+    assert "EnergyMonitor(grid={'country': 'FR'})" in message and "FR, 67 gCO2e/kWh" in message
     assert "hydra.sweeper.grid: no country (the packaged table's mean), 444 gCO2e/kWh" in message
     assert "price_per_kwh: 0.15 vs None" in message
 
@@ -107,7 +109,7 @@ def test_a_real_sweep_refuses_a_trial_whose_monitor_prices_at_another_grid(tmp_p
     proc = run(out, "x=0,1", "+monitor_grid.country=FR", task=MONITOR_TASK, check=False)
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
-    assert "EnergyMonitor(country='FR') prices this trial at FR, 67 gCO2e/kWh" in said
+    assert "EnergyMonitor(grid={'country': 'FR'}) prices this trial at FR, 67 gCO2e/kWh" in said
     assert "Set the grid once, in hydra.sweeper.grid" in said
 
 
