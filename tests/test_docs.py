@@ -1,0 +1,59 @@
+"""The docs site (mkdocs.yml, docs/): it builds with --strict, and every ``python`` block of every page runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted(p for p in (ROOT / "docs").rglob("*.md") if "hooks" not in p.parts)
+
+mkdocs = pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+mktestdocs = pytest.importorskip("mktestdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_site_builds_strict(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-10000:]
+    index = (site / "index.html").read_text()
+    assert "lightning-greenai" in index
+    assert not (site / "hooks").exists(), "the build hook is not a page of the site"
+    callbacks = (site / "callbacks" / "index.html").read_text()
+    sweeper = (site / "sweeper" / "index.html").read_text()
+    api = (site / "api" / "index.html").read_text()
+    for page in (callbacks, sweeper, api):
+        assert "greenai:" not in page, "a generation marker was left in a page"
+    # generated from a real run, not copied: keys only a run of both callbacks logs
+    for key in ("greenai/energy_kwh", "greenai/flops_per_step", "greenai/validate/j_per_sample"):
+        assert key in callbacks
+    # generated from the config dataclass: nested options and their defaults
+    for option in ("hydra.sweeper.stop_when.next_trials", "hydra.sweeper.grid.embodied_host_basis"):
+        assert option in sweeper
+    # every public name has its section, generated from its docstring
+    import lightning_greenai
+
+    for name in lightning_greenai.__all__:
+        if not name.startswith("__"):
+            obj = getattr(lightning_greenai, name)
+            assert f'id="{obj.__module__}.{obj.__qualname__}"' in api, name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT / "docs")) for p in PAGES])
+def test_every_python_block_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # whatever a block writes (logs, price tags) goes into the test's folder
+    mktestdocs.check_md_file(page, memory=True)
