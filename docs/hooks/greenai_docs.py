@@ -28,6 +28,9 @@ SWEEPER_YAML = ROOT / "lightning_greenai" / "conf" / "hydra" / "sweeper" / "gree
 MARK_OPTIONS = "<!-- greenai:sweeper-options -->"
 MARK_KEYS = "<!-- greenai:logged-keys -->"
 MARK_API = "<!-- greenai:api -->"
+MARK_DB_ERRORS = "<!-- greenai:database-errors -->"
+#: ``<!-- greenai:message lightning_greenai.sensors.discovery.RAPL_FIX -->``: a message constant, as the code says it
+MARK_MESSAGE = re.compile(r"<!-- greenai:message ([\w.]+) -->")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -38,7 +41,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         markdown = markdown.replace(MARK_KEYS, logged_keys_markdown())
     if MARK_API in markdown:
         markdown = markdown.replace(MARK_API, api_markdown())
-    return markdown
+    if MARK_DB_ERRORS in markdown:
+        markdown = markdown.replace(MARK_DB_ERRORS, database_errors_markdown())
+    return MARK_MESSAGE.sub(lambda m: message_markdown(m.group(1)), markdown)
 
 
 # -- hydra.sweeper.* options ------------------------------------------------------------------------------------
@@ -358,6 +363,29 @@ def _stage_fields_comment() -> str:
     source = Path(energy_monitor.__file__).read_text()
     match = re.search(r"#: (.*)\n_STAGE_FIELDS = ", source)
     return _rst_inline(match.group(1).rstrip(".")) if match else "the stage's price-tag figures"
+
+
+# -- messages, as the code words them -----------------------------------------------------------------------
+
+
+def message_markdown(dotted: str) -> str:
+    """A message constant of the package, as a text block (so the docs quote it, never paraphrase it)."""
+    import importlib
+    import textwrap
+
+    module, name = dotted.rsplit(".", 1)
+    text = getattr(importlib.import_module(module), name)
+    if not isinstance(text, str):
+        raise TypeError(f"{dotted} is not a message string")
+    return "```text\n" + "\n".join(textwrap.wrap(text, 110)) + "\n```"
+
+
+def database_errors_markdown() -> str:
+    """The database errors a sweep's SQL storage says at once (retrying would not mend them), and what to do."""
+    from lightning_greenai.trial import channel
+
+    rows = [f"| `{match}` | {_cell(advice)} |" for match, advice in channel._PERMANENT]
+    return "\n".join(["| the driver's message holds | what to do |", "|---|---|", *rows])
 
 
 # -- API reference ---------------------------------------------------------------------------------------------
