@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -42,8 +45,8 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     for key in ("greenai/energy_kwh", "greenai/flops_per_step", "greenai/validate/j_per_sample"):
         assert key in callbacks
     # generated from the config dataclass: nested options and their defaults
-    for option in ("hydra.sweeper.stop_when.next_trials", "hydra.sweeper.grid.embodied_host_basis"):
-        assert option in sweeper
+    for option in ("hydra.sweeper.stop_when.*", "next_trials", "hydra.sweeper.grid.*", "embodied_host_basis"):
+        assert option in sweeper, option
     # every public name has its section, generated from its docstring
     import lightning_greenai
 
@@ -51,6 +54,37 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
         if not name.startswith("__"):
             obj = getattr(lightning_greenai, name)
             assert f'id="{obj.__module__}.{obj.__qualname__}"' in api, name
+
+
+def _hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("greenai_docs", ROOT / "docs" / "hooks" / "greenai_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_options_table_has_every_option_of_the_dataclass_and_the_yaml() -> None:
+    pytest.importorskip("hydra")
+    from hydra_plugins.greenai_sweeper.config import GreenAISweeperConf
+
+    def fields(cls: type, prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for field in dataclasses.fields(cls):
+            if not field.name.startswith("_"):
+                found.add(prefix + field.name)
+                if dataclasses.is_dataclass(field.type):
+                    found |= fields(field.type, f"{prefix}{field.name}.")
+        return found
+
+    hook = _hook()
+    options = fields(GreenAISweeperConf)
+    documented = {k for k in hook.yaml_comments() if not k.startswith("_") and k != "defaults"}
+    assert documented == options, "greenai.yaml and GreenAISweeperConf differ"
+    table = hook.sweeper_options_markdown()
+    for option in options:
+        section, _, name = option.rpartition(".")
+        assert f"| `{name}` |" in table and (not section or f"hydra.sweeper.{section}.*" in table), option
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT / "docs")) for p in PAGES])

@@ -110,7 +110,11 @@ def _default(field: dataclasses.Field[Any]) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|") or "—"
+    """Text for a Markdown table cell: code spans kept, Markdown and HTML outside them escaped."""
+    parts = re.split(r"(`[^`]*`)", text)
+    for i in range(0, len(parts), 2):  # the text between code spans
+        parts[i] = re.sub(r"([_*\[\]])", r"\\\1", parts[i]).replace("<", "&lt;").replace(">", "&gt;")
+    return "".join(parts).replace("|", "\\|") or "—"
 
 
 def sweeper_options_markdown() -> str:
@@ -132,7 +136,7 @@ def sweeper_options_markdown() -> str:
             dotted = f"{prefix}{name}"
             tp = hints[name]
             comment = comments.get(dotted, "")
-            rows.append(f"| `{dotted}` | {_type_name(tp)} | {_default(field)} | {_cell(comment)} |")
+            rows.append(f"| `{name}` | {_type_name(tp)} | {_default(field)} | {_cell(comment)} |")
             if dataclasses.is_dataclass(tp):
                 nested.append((tp, f"{dotted}.", dotted))
         sections.append((title, doc, rows))
@@ -147,8 +151,8 @@ def sweeper_options_markdown() -> str:
         out.append(f"### `{name}`\n")
         if doc:
             out.append(f"{doc}\n")
-        out.append("| option | type | default | what it does |\n|---|---|---|---|")
-        out.extend(f"| `hydra.sweeper.{row[3:]}" if row.startswith("| `") else row for row in rows)
+        out.append(f"| `{name}.*` | type | default | what it does |\n|---|---|---|---|")
+        out.extend(rows)
         out.append("")
     source = (
         "*Generated at build time from `GreenAISweeperConf` in `hydra_plugins/greenai_sweeper/config.py` and the "
