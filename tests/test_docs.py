@@ -42,7 +42,7 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     for page in site.rglob("*.html"):
         assert "<!-- greenai:" not in page.read_text(), f"a generation marker was left in {page}"
     # generated from a real run, not copied: keys only a run of both callbacks logs
-    for key in ("greenai/energy_kwh", "greenai/flops_per_step", "greenai/validate/j_per_sample"):
+    for key in ("greenai/energy_kwh", "greenai/flops_per_step", "greenai/&lt;stage&gt;/j_per_sample"):
         assert key in callbacks
     # generated from the config dataclass: nested options and their defaults
     for option in ("hydra.sweeper.stop_when.*", "next_trials", "hydra.sweeper.grid.*", "embodied_host_basis"):

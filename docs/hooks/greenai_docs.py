@@ -342,13 +342,22 @@ def logged_keys_markdown() -> str:
         if not members:
             continue
         out.append(f"#### {title}\n\n| key | meaning |\n|---|---|")
-        out.extend(f"| `{key}` | {meaning_of(key)} |" for key in members)
+        stages: dict[str, list[str]] = {}  # greenai/<stage>/x: one row, with the stages this run logged it for
+        for key in members:
+            found = re.match(r"^greenai/(validate|test|predict)/(.+)$", key)
+            if found is None:
+                out.append(f"| `{key}` | {meaning_of(key)} |")
+            else:
+                stages.setdefault(found.group(2), []).append(found.group(1))
+        for name, seen in stages.items():
+            logged = f" *(this run: {', '.join(seen)})*"
+            out.append(f"| `greenai/<stage>/{name}` | {meaning_of(f'greenai/{seen[0]}/{name}')}{logged} |")
         out.append("")
     if fields:
         out.append(
             "#### Run fields (logged once as hyperparameters)\n\n"
             "Each stage's price tag goes into the run's fields once per stage (`fit`, `validate`, `test`, `predict`): "
-            "the same names in each.\n\n| field | |\n|---|---|"
+            "the same names in each.\n\n| field | what it holds |\n|---|---|"
         )
         stage_fields = sorted({re.sub(r"^greenai/price_tag/[^/]+/", "", f) for f in fields if "/price_tag/" in f})
         for field in fields:
