@@ -46,6 +46,16 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return MARK_MESSAGE.sub(lambda m: message_markdown(m.group(1)), markdown)
 
 
+#: A Sphinx role the docstrings use (``:class:`~lightning_greenai.Grid```), as mkdocstrings renders it.
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|exc|data|obj):<code>(~?)([\w.]+)(?: &lt;[\w.]+&gt;)?</code>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Docstrings are written for Sphinx too: show their roles as code, ``~`` keeping the last name only."""
+    html = _ROLE.sub(lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>", html)
+    return re.sub(r"(\w)::</p>", r"\1:</p>", html)  # reST's "Example::" before a literal block
+
+
 # -- hydra.sweeper.* options ------------------------------------------------------------------------------------
 
 
