@@ -73,26 +73,29 @@ class EnergyMonitor(BatchCallback):
 
     Logged keys (to every attached logger, every ``log_every_n_steps`` training batches and at stage ends):
 
-    ===================================== ==========================================================================
-    ``greenai/energy_kwh``                energy so far, all ranks, in kWh (includes estimates when
-                                          ``greenai/is_estimate`` is 1)
-    ``greenai/energy_kwh_low``, ``_high`` the interval the energy lies in, from how each device was read
-                                          (:mod:`lightning_greenai.sensors.uncertainty`); ``greenai/co2e_kg_low``
-                                          and ``_high`` likewise
-    ``greenai/power_w``                   mean power since the previous log, in W
-    ``greenai/co2e_kg``                   emissions so far, kg CO2e (energy x PUE x intensity)
-    ``greenai/cost``                      cost so far in the grid's currency (logged as hyperparameter
-                                          ``greenai/currency``); only when a price is known
-    ``greenai/is_estimate``               1 if any figure above includes an estimate, else 0
-    ``greenai/device_energy_kwh/<dev>``   energy per device (``gpu_0``, ``cpu_package-0``, ``dram_0``,
-                                          ``cpu_estimate`` ...), in kWh
-    ``greenai/projected_energy_kwh``,     projected totals of the whole fit, once the first epoch (or 5 % of the
-    ``greenai/projected_co2e_kg``,        steps) is done; flagged like the totals
+    ====================================== =========================================================================
+    ``greenai/energy_kwh``                 energy so far, all ranks, in kWh (includes estimates when
+                                           ``greenai/is_estimate`` is 1)
+    ``greenai/energy_kwh_low``, ``_high``  the interval the energy lies in, from how each device was read
+                                           (:mod:`lightning_greenai.sensors.uncertainty`); ``greenai/co2e_kg_low``
+                                           and ``_high`` likewise
+    ``greenai/power_w``                    mean power since the previous log, in W
+    ``greenai/co2e_kg``                    emissions so far, kg CO2e (energy x PUE x intensity)
+    ``greenai/cost``                       cost so far in the grid's currency (logged as hyperparameter
+                                           ``greenai/currency``); only when a price is known
+    ``greenai/embodied_co2e_kg``           the hardware's embodied carbon for the run's share of it, kg CO2e, apart
+                                           from the electricity's (:mod:`lightning_greenai.grid.footprint`)
+    ``greenai/water_l``                    water, on-site (WUE x IT energy) plus off-site (the grid's), litres
+    ``greenai/is_estimate``                1 if any figure above includes an estimate, else 0
+    ``greenai/device_energy_kwh/<dev>``    energy per device (``gpu_0``, ``cpu_package-0``, ``dram_0``,
+                                           ``cpu_estimate`` ...), in kWh
+    ``greenai/projected_energy_kwh``,      projected totals of the whole fit, once the first epoch (or 5 % of the
+    ``greenai/projected_co2e_kg``,         steps) is done; flagged like the totals
     ``greenai/projected_cost``
-    ``greenai/<stage>/j_per_sample``,     the price of a prediction, for ``validate``, ``test`` and ``predict``,
-    ``greenai/<stage>/co2e_g_per_sample`` logged when the stage ends (validation in a fit: when the fit ends); with
-    ``greenai/<stage>/j_per_token``       ``tokens_key``, per token too. The price tag has them with the batch size.
-    ===================================== ==========================================================================
+    ``greenai/<stage>/j_per_sample``,      the price of a prediction, for ``validate``, ``test`` and ``predict``,
+    ``greenai/<stage>/co2e_g_per_sample``, logged when the stage ends (validation in a fit: when the fit ends); with
+    ``greenai/<stage>/j_per_token``        ``tokens_key``, per token too. The price tag has them with the batch size.
+    ====================================== =========================================================================
 
     The progress bar shows ``greenai/energy_wh`` and ``greenai/co2e_g`` (smaller units, readable at 3 decimals).
 
