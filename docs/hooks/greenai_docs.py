@@ -277,7 +277,7 @@ def run_tiny_fit() -> tuple[list[str], list[str]]:
         warnings.simplefilter("ignore")  # the docs build needs the keys, not advice about this machine's sensors
         trainer = L.Trainer(
             max_epochs=1,
-            callbacks=[EnergyMonitor(country="DE", verbose=False), FlopMonitor()],
+            callbacks=[EnergyMonitor(grid={"country": "DE"}, verbose=False), FlopMonitor()],
             logger=CSVLogger(tmp, name="keys"),
             log_every_n_steps=1,
             enable_progress_bar=False,

@@ -1,6 +1,6 @@
 """The rest of the footprint: embodied carbon of the hardware and water, per unit, with their sources.
 
-Packaged defaults, each overridable (``EnergyMonitor(embodied_g_per_gpu_hour=...)``, ``hydra.sweeper.grid``):
+Packaged defaults, each overridable (``EnergyMonitor(grid={"embodied_g_per_gpu_hour": ...})``, ``hydra.sweeper.grid``):
 
 * **Embodied carbon** — manufacturing the hardware, amortised over its life and charged per hour of use: 150 kgCO2e
   per data-centre GPU and 2,500 kgCO2e per server without its GPUs, replaced after 6 years (Luccioni, Viguier &
