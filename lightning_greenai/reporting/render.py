@@ -17,6 +17,7 @@ from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.extrapolate import MIN_SCORES, unfit_reason
+from lightning_greenai.trial.record import TrialStatus
 from lightning_greenai.units import (
     S_PER_HOUR,
     display_unit,
@@ -430,12 +431,12 @@ def save_figure(plt: Any, fig: Any, path: Path) -> Path:
 
 
 _STATUS_COLORS = {
-    "completed": ("#4a7", "completed"),
-    "budget_stopped": ("#e93", "stopped by the budget"),
-    "killed": ("#b55", "killed at the budget"),
-    "failed": ("#c33", "failed"),
-    "interrupted": ("#999", "interrupted"),
-    "not_started": ("#ddd", "not started"),
+    TrialStatus.COMPLETED: ("#4a7", "completed"),
+    TrialStatus.BUDGET_STOPPED: ("#e93", "stopped by the budget"),
+    TrialStatus.KILLED: ("#b55", "killed at the budget"),
+    TrialStatus.FAILED: ("#c33", "failed"),
+    TrialStatus.INTERRUPTED: ("#999", "interrupted"),
+    TrialStatus.NOT_STARTED: ("#ddd", "not started"),
 }
 
 

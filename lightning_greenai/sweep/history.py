@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.record import TrialRecord, TrialStatus
 
 __all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
 
@@ -24,7 +24,7 @@ class Trial:
 
     job_num: int
     overrides: list[str]
-    status: str = "running"
+    status: TrialStatus = TrialStatus.RUNNING
     objective: float | None = None
     spend: Spend = field(default_factory=Spend)
     error: str | None = None
@@ -38,7 +38,7 @@ class Trial:
     def failed_unmetered(self) -> bool:
         """Whether it failed before metering anything (no energy, FLOPs or time): a trial no budget can see."""
         spend = self.spend
-        return self.status == "failed" and not (spend.total_energy_j or spend.flops or spend.duration_s)
+        return self.status == TrialStatus.FAILED and not (spend.total_energy_j or spend.flops or spend.duration_s)
 
     def take_heartbeat(self, record: TrialRecord | None) -> None:
         """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
@@ -117,7 +117,7 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
                 rerun.add(int(event["rerun_of"]))
         elif kind == "finished":
             trial = launched.get(int(event["job"]), Trial(int(event["job"]), []))
-            trial.status, trial.objective = event["status"], event.get("objective")
+            trial.status, trial.objective = TrialStatus(event["status"]), event.get("objective")
             trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
             trial.warmup, trial.partial = bool(event.get("warmup", False)), bool(event.get("partial", False))
             trial.slurm_job = event.get("slurm_job") if isinstance(event.get("slurm_job"), str) else None

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.io import JSONDepthError, parse_json
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TRIAL_STATUSES
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = ["MAX_LINE_BYTES", "Ledger", "check_event"]
 
@@ -42,7 +42,7 @@ def check_event(event: Any) -> str | None:
     ):
         return "launched event without a list of overrides"
     if kind == "finished":
-        if event.get("status") not in TRIAL_STATUSES:
+        if TrialStatus.parse(event.get("status")) is None:
             return f"finished event with unknown status {event.get('status')!r}"
         objective = event.get("objective")
         if objective is not None and (

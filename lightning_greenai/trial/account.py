@@ -30,7 +30,7 @@ from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.trial.channel import Channel, FileChannel, open_channel
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.record import TrialRecord, TrialStatus
 
 __all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
 
@@ -238,21 +238,21 @@ class TrialReporter:
 
     # -- status and heartbeat ------------------------------------------------------------------------------------
 
-    def set_status(self, status: str, objective: float | None = None) -> None:
+    def set_status(self, status: TrialStatus, objective: float | None = None) -> None:
         """Record the trial's status (and objective) and write the heartbeat now."""
         with self._lock:
-            self.record.status = status
+            self.record.status = TrialStatus(status)
             if objective is not None:
                 self.record.objective = objective
             self._write(force=True)
 
-    def finish(self, status: str, objective: float | None = None) -> bool:
+    def finish(self, status: TrialStatus, objective: float | None = None) -> bool:
         """Write the final record: the latest spend, the final status and the objective (retried for a minute).
 
         Returns whether it was delivered; the task wrapper sends one that was not back with the job's result.
         """
         with self._lock:
-            self.record.status = status
+            self.record.status = TrialStatus(status)
             if objective is not None:
                 self.record.objective = objective
             return self._write(force=True, patience_s=60.0)

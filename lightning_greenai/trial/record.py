@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATE_DIR",
-    "TRIAL_STATUSES",
     "TrialRecord",
+    "TrialStatus",
     "is_scored",
     "job_alive",
     "read_json",
@@ -41,8 +42,31 @@ __all__ = [
 ]
 
 STATE_DIR = ".greenai"
-#: What a trial can be: ``running`` until its task ends; ``not_started`` if it began after the sweep's STOP.
-TRIAL_STATUSES = ("running", "completed", "budget_stopped", "not_started", "killed", "failed", "interrupted")
+
+
+class TrialStatus(str, Enum):
+    """What a trial can be, as the job and the ledger record it.
+
+    A ``str`` so that the value written to JSON or SQL is the bare word (``"completed"``) and compares equal to it:
+    files written before this type existed read the same.
+    """
+
+    RUNNING = "running"  # until its task ends
+    COMPLETED = "completed"
+    BUDGET_STOPPED = "budget_stopped"  # stopped at its allowance (or, ``partial``, by the sweep's STOP)
+    NOT_STARTED = "not_started"  # began after the sweep's STOP
+    KILLED = "killed"  # stopped under ``stop_policy=kill``: billed, no score, not a failure
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: billed so far, run again on resume
+
+    def __str__(self) -> str:
+        """The bare value (``completed``), in messages and f-strings as in files."""
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any) -> TrialStatus | None:
+        """The status ``value`` names, or ``None`` if it names none (any type: a damaged file holds anything)."""
+        return cls._value2member_map_.get(value) if isinstance(value, str) else None  # type: ignore[return-value]
 
 
 def is_scored(status: str | None, partial: bool = False) -> bool:
@@ -51,7 +75,7 @@ def is_scored(status: str | None, partial: bool = False) -> bool:
     A trial must have completed, or stopped at its own allowance; one stopped by the sweep's STOP signal (``partial``)
     trained for less than the others, and one that never started has no score.
     """
-    return status == "completed" or (status == "budget_stopped" and not partial)
+    return status == TrialStatus.COMPLETED or (status == TrialStatus.BUDGET_STOPPED and not partial)
 
 
 def state_dir(sweep_dir: str | os.PathLike[str]) -> Path:
@@ -105,7 +129,7 @@ class TrialRecord:
 
     job_num: int
     seq: int = 0
-    status: str = "running"  # running | completed | budget_stopped | not_started | failed
+    status: TrialStatus = TrialStatus.RUNNING
     spend: Spend = field(default_factory=Spend)
     objective: float | None = None
     pid: int = field(default_factory=os.getpid)
@@ -115,12 +139,15 @@ class TrialRecord:
     partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
     slurm_job: str | None = field(default_factory=slurm_job_id)  # the SLURM job (array task) it ran as
 
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)  # a bare word ("completed") names its status
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
         return {
             "job_num": self.job_num,
             "seq": self.seq,
-            "status": self.status,
+            "status": self.status.value,
             "spend": self.spend.to_dict(),
             "objective": self.objective,
             "pid": self.pid,
@@ -141,13 +168,15 @@ class TrialRecord:
         if not isinstance(data, dict):
             raise ValueError(f"a heartbeat is a JSON object, got {type(data).__name__}")
         try:
+            raw_status = str(data.get("status", TrialStatus.RUNNING))
+            status = TrialStatus.parse(raw_status)
             objective = data.get("objective")
             if objective is not None and (isinstance(objective, bool) or not math.isfinite(float(objective))):
                 raise ValueError(f"objective {objective!r} is not a finite number")
             record = cls(
                 job_num=int(data["job_num"]),
                 seq=int(data.get("seq", 0)),
-                status=str(data.get("status", "running")),
+                status=status or TrialStatus.RUNNING,
                 spend=Spend.from_dict(data.get("spend", {})),
                 objective=None if objective is None else float(objective),
                 pid=int(data.get("pid", 0)),
@@ -159,8 +188,8 @@ class TrialRecord:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a heartbeat: {type(err).__name__}: {err}") from err
-        if record.status not in TRIAL_STATUSES:
-            raise ValueError(f"unknown status {record.status!r}")
+        if status is None:
+            raise ValueError(f"unknown status {raw_status!r}")
         return record
 
     @staticmethod

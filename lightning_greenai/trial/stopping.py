@@ -10,6 +10,7 @@ from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import TrialReporter
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = ["BudgetStoppingReason", "record_stop", "stop_reason"]
 
@@ -79,12 +80,13 @@ def record_stop(
         return
     if reporter.policy() == "kill":
         if write:
-            reporter.finish("killed")
+            reporter.finish(TrialStatus.KILLED)
         raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")
     if write:
         request = reporter.stop_request()
         if request is not None and request.get("kind") == "interrupt":
-            reporter.set_status("interrupted")  # the sweep was interrupted: billed so far, run again on resume
+            # the sweep was interrupted: billed so far, run again on resume
+            reporter.set_status(TrialStatus.INTERRUPTED)
             return
         reporter.record.partial = reason is BudgetStoppingReason.SWEEP_BUDGET
-        reporter.set_status("budget_stopped")
+        reporter.set_status(TrialStatus.BUDGET_STOPPED)
