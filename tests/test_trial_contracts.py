@@ -35,3 +35,52 @@ def test_record_takes_a_bare_word_and_writes_it_back():
 def test_record_with_an_unknown_status_is_refused():
     with pytest.raises(ValueError, match="unknown status 'done'"):
         TrialRecord.from_dict({"job_num": 1, "status": "done"})
+
+
+def test_allowance_and_stop_are_written_byte_for_byte_as_before(tmp_path):
+    from lightning_greenai.trial.channel import FileChannel
+    from lightning_greenai.trial.record import Allowance, StopSignal
+
+    channel = FileChannel(tmp_path)
+    # the dicts the sweeper wrote before these types existed, and the same messages typed
+    before = {"policy": "graceful", "trial": {"energy_kwh": 0.5}, "sweep": {"energy_kwh": 2.0}, "deadline_unix_s": 9.5}
+    typed = Allowance(policy="graceful", trial={"energy_kwh": 0.5}, sweep={"energy_kwh": 2.0}, deadline_unix_s=9.5)
+    channel.send_allowance(4, typed)
+    assert channel.get("allowance", 4) == json.dumps(before)
+    assert channel.allowance(4) == typed == before
+    stop = {"policy": "kill", "kind": "budget", "reason": "budget reached (101.0% spent)"}
+    channel.send_stop(StopSignal(policy="kill", kind="budget", reason="budget reached (101.0% spent)"))
+    assert channel.get("stop", None) == json.dumps(stop)
+    assert channel.stop_signal() == StopSignal(policy="kill", kind="budget", reason="budget reached (101.0% spent)")
+
+
+def test_damaged_allowances_and_stops_read_as_before(tmp_path):
+    from lightning_greenai.trial.channel import FileChannel
+    from lightning_greenai.trial.record import Allowance, StopSignal
+
+    channel = FileChannel(tmp_path)
+    assert channel.allowance(1) == Allowance() and channel.stop_signal() is None  # none written
+    channel.put("allowance", 1, "{not json")
+    assert channel.allowance(1) == Allowance()
+    channel.put("allowance", 1, json.dumps({"energy_kwh": 3}))  # a plain mapping of limits: the trial's own
+    assert channel.allowance(1).trial == {"energy_kwh": 3.0}
+    damaged = {"policy": "graceful", "trial": {"energy_kwh": "x"}, "sweep": [1], "deadline_unix_s": True}
+    channel.put("allowance", 1, json.dumps(damaged))
+    assert channel.allowance(1) == Allowance(policy="graceful")
+    assert Allowance(sweep={"energy_kwh": 0.0}).nothing_left(0.0)
+    assert Allowance(deadline_unix_s=5.0).nothing_left(5.0) and not Allowance(deadline_unix_s=5.0).nothing_left(4.0)
+    channel.put("stop", None, "STOP")  # written by hand: still a STOP, graceful
+    assert channel.stop_signal() == StopSignal(policy="graceful", reason="STOP signal present")
+    channel.put("stop", None, json.dumps({"policy": "graceful", "kind": "interrupt", "reason": "Ctrl-C"}))
+    signal = channel.stop_signal()
+    assert signal is not None and signal.interrupted and signal.reason == "Ctrl-C"
+
+
+def test_a_channel_carries_only_its_kinds_types(tmp_path):
+    from lightning_greenai.trial.channel import FileChannel
+    from lightning_greenai.trial.record import StopSignal
+
+    channel = FileChannel(tmp_path)
+    with pytest.raises(TypeError, match="allowance messages are Allowances, not StopSignals"):
+        channel.send("allowance", 1, StopSignal())
+    assert channel.get("allowance", 1) is None

@@ -17,6 +17,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATE_DIR",
+    "Allowance",
+    "Message",
+    "StopSignal",
     "TrialRecord",
     "TrialStatus",
     "is_scored",
@@ -239,6 +243,132 @@ class TrialRecord:
             if notes is not None:
                 notes.append(f"heartbeat {where} is damaged ({err}): ignored")
             return None
+
+
+class _JsonMapping(Mapping[str, Any]):
+    """A message that also reads as its JSON object (``to_json``): by key, and equal to the dict it was sent as."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
+def _caps(limits: Any) -> dict[str, float] | None:
+    """A mapping of caps by budget quantity as floats, or ``None`` if ``limits`` is not one (damaged: ignored)."""
+    if not isinstance(limits, dict):
+        return None
+    try:
+        return {str(k): float(v) for k, v in limits.items()}
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class Allowance(_JsonMapping):
+    """What one trial may spend, written by the sweeper before launch (and raised when a sibling finishes).
+
+    Caps are in the budget's own quantities (``energy_kwh``, ``co2e_kg`` ...): ``trial`` its own allowance
+    (``trial_allowance`` x its estimate), ``sweep`` its share of what is left of the sweep's budget. Wall time is a
+    clock time, ``deadline_unix_s``, so a job's start-up counts as on the sweep's clock. ``policy`` is the sweep's
+    ``stop_policy``. Wire form: ``{"policy": ..., "trial": {...}, "sweep": {...}, "deadline_unix_s": ...}``, the
+    absent parts left out.
+    """
+
+    policy: str | None = None
+    trial: Mapping[str, float] | None = None
+    sweep: Mapping[str, float] | None = None
+    deadline_unix_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (absent parts left out; ``policy`` always written)."""
+        out: dict[str, Any] = {"policy": self.policy}
+        if self.trial is not None:
+            out["trial"] = dict(self.trial)
+        if self.sweep is not None:
+            out["sweep"] = dict(self.sweep)
+        if self.deadline_unix_s is not None:
+            out["deadline_unix_s"] = self.deadline_unix_s
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Allowance:
+        """Read the wire form leniently: a damaged part is left out (the job then falls back on the STOP signal).
+
+        Anything but a JSON object is no allowance; a plain mapping of limits (no ``trial``, ``sweep`` or
+        ``policy`` key) is the trial's own.
+        """
+        if not isinstance(data, dict):
+            return cls()
+        if not any(k in data for k in ("trial", "sweep", "policy")):
+            data = {"trial": data}
+        deadline = data.get("deadline_unix_s")
+        finite = isinstance(deadline, int | float) and not isinstance(deadline, bool) and math.isfinite(deadline)
+        policy = data.get("policy")
+        return cls(
+            policy=None if policy is None else str(policy),
+            trial=_caps(data.get("trial")),
+            sweep=_caps(data.get("sweep")),
+            deadline_unix_s=float(deadline) if finite else None,
+        )
+
+    def nothing_left(self, now_unix_s: float) -> bool:
+        """Whether the trial's share of the sweep's budget was spent already (a cap at zero, or the deadline past)."""
+        return any(limit <= 0.0 for limit in (self.sweep or {}).values()) or (
+            self.deadline_unix_s is not None and now_unix_s >= self.deadline_unix_s
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class StopSignal(_JsonMapping):
+    """The sweep's STOP signal: no new trial starts, and running ones stop as ``policy`` says.
+
+    ``policy`` is the sweep's ``stop_policy`` (``graceful``, ``kill``; under ``finish`` running trials finish);
+    ``kind`` why: ``budget`` (spent) or ``interrupt`` (the sweep was interrupted: its trials run again on resume).
+    Wire form: ``{"policy": ..., "kind": ..., "reason": ...}``, an absent kind or reason left out. A STOP that is
+    not a JSON object (written by hand: ``echo STOP > STOP``) still stops the sweep, gracefully.
+    """
+
+    policy: str | None = "graceful"
+    kind: str | None = None
+    reason: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the sweep itself was interrupted (its trials are run again on resume)."""
+        return self.kind == "interrupt"
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (``policy`` always written)."""
+        out: dict[str, Any] = {"policy": self.policy}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> StopSignal:
+        """Read the wire form; anything but a JSON object is a STOP present, graceful."""
+        if not isinstance(data, dict):
+            return cls(reason="STOP signal present")
+        policy, kind, reason = data.get("policy"), data.get("kind"), data.get("reason")
+        return cls(
+            policy=None if policy is None else str(policy),
+            kind=None if kind is None else str(kind),
+            reason=None if reason is None else str(reason),
+        )
+
+
+#: What travels on a sweep's channel: a job's heartbeat, its allowance, the sweep's STOP signal.
+Message = TrialRecord | Allowance | StopSignal
 
 
 def job_alive(record: TrialRecord) -> bool | None:

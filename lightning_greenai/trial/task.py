@@ -14,7 +14,7 @@ from typing import Any
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.trial.account import TrialReporter, current_trial, job_context
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialStatus
+from lightning_greenai.trial.record import StopSignal, TrialStatus
 
 __all__ = ["SweepInterrupted", "TaskWrapper", "Undelivered", "carried_record"]
 
@@ -166,11 +166,12 @@ class TaskWrapper:
             return self.task(cfg)
         request = reporter.stop_request()
         if request is None and reporter.nothing_left():
-            request = {"kind": "budget", "reason": "nothing was left of the budget when it began"}
+            request = StopSignal(policy=None, kind="budget", reason="nothing was left of the budget when it began")
         if request is not None:
-            interrupted = request.get("kind") == "interrupt"
-            undelivered = _finish(reporter, TrialStatus.INTERRUPTED if interrupted else TrialStatus.NOT_STARTED)
-            log.info("Job %d not started: %s", reporter.job_num, request.get("reason", "the sweep stopped"))
+            status = TrialStatus.INTERRUPTED if request.interrupted else TrialStatus.NOT_STARTED
+            undelivered = _finish(reporter, status)
+            reason = request.reason if request.reason is not None else "the sweep stopped"
+            log.info("Job %d not started: %s", reporter.job_num, reason)
             return _carry(None, undelivered)
         reporter.set_status(TrialStatus.RUNNING)
         try:
