@@ -19,9 +19,10 @@ from lightning_greenai.grid import Grid
 from lightning_greenai.io import parse_json
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.bands import Bands, band_method, check_bounds, tuning_curve_bands
+from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.stats.evp import expected_max_curve
 from lightning_greenai.stats.extrapolate import MIN_SCORES, Extrapolation, extrapolate
-from lightning_greenai.sweep.history import limits_in_force, replay
+from lightning_greenai.sweep.history import curve_axes, limits_in_force, replay
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.trial.record import STATE_DIR, is_scored
 from lightning_greenai.units import kwh_to_j
@@ -232,30 +233,16 @@ class SweepSummary:
         return [float(t["objective"]) for t in self.trials if _ranked(t)]
 
     def curve(self) -> list[dict[str, Any]]:
-        """Best score so far against cumulative spend, in launch order (valid for any strategy)."""
-        better = max if self.direction == "max" else min
-        rows, cumulative, best = [], Spend(), None
-        grid = self.grid
-        for t in self.trials:
-            cumulative = cumulative + Spend.from_dict(t.get("spend", {}))
-            objective = t.get("objective")
-            if _ranked(t):
-                best = objective if best is None else better(best, objective)
-            co2e_g = grid.co2e_g(cumulative)
-            rows.append(
-                {
-                    "job": t["job"],
-                    "status": t.get("status"),
-                    "score": objective,
-                    "best_so_far": best,
-                    "energy_kwh": cumulative.energy_kwh or 0.0,
-                    "flops": cumulative.flops,
-                    "co2e_kg": 0.0 if co2e_g is None else co2e_g / 1000,
-                    "money": grid.money(cumulative),
-                    "gpu_hours": cumulative.gpu_hours,
-                }
-            )
-        return rows
+        """Best score so far against cumulative spend, in launch order (valid for any strategy; see ``stats.curve``)."""
+        spends = [Spend.from_dict(t.get("spend", {})) for t in self.trials]
+        scores = [t["objective"] if _ranked(t) else None for t in self.trials]
+        direction = "max" if self.direction == "max" else "min"  # a damaged header's direction: min, as always
+        points = budget_curve(spends, scores, curve_axes(self.grid), direction=direction)
+        return [
+            {"job": t["job"], "status": t.get("status"), "score": t.get("objective"), "best_so_far": p.best_so_far}
+            | dict(p.spent)
+            for t, p in zip(self.trials, points, strict=True)
+        ]
 
     def evp(self) -> list[dict[str, Any]]:
         """Expected best of n trials (both estimators) with its confidence band, and the budget n trials cost.

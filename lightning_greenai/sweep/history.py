@@ -8,14 +8,15 @@ a wall-time budget counts the crashed session too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.record import TrialRecord, TrialStatus
 
-__all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
+__all__ = ["History", "Session", "Trial", "curve_axes", "limits_in_force", "replay"]
 
 
 @dataclass
@@ -138,3 +139,23 @@ def limits_in_force(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         if event.get("event") == "header" or (event.get("event") == "resumed" and "budget" in event):
             found = event
     return found
+
+
+def curve_axes(grid: Grid) -> dict[str, Callable[[Spend], float | None]]:
+    """How the budget curve prices a cumulative spend on each budget axis, with the sweep's grid.
+
+    The axes of :func:`~lightning_greenai.stats.curve.budget_curve` as ``budget_curve.csv`` and the reports show them,
+    in this order.
+    """
+
+    def co2e_kg(spend: Spend) -> float | None:
+        co2e_g = grid.co2e_g(spend)
+        return None if co2e_g is None else co2e_g / 1000
+
+    return {
+        "energy_kwh": lambda spend: spend.energy_kwh,
+        "flops": lambda spend: spend.flops,
+        "co2e_kg": co2e_kg,
+        "money": grid.money,
+        "gpu_hours": lambda spend: spend.gpu_hours,
+    }
