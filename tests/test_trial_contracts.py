@@ -84,3 +84,57 @@ def test_a_channel_carries_only_its_kinds_types(tmp_path):
     with pytest.raises(TypeError, match="allowance messages are Allowances, not StopSignals"):
         channel.send("allowance", 1, StopSignal())
     assert channel.get("allowance", 1) is None
+
+
+def write_ledger(path):
+    from lightning_greenai.spend import Spend
+    from lightning_greenai.sweep.history import Trial
+    from lightning_greenai.sweep.ledger import Ledger
+
+    ledger = Ledger(path / ".greenai" / "ledger.jsonl")
+    ledger.append("header", search={"strategy": "random", "direction": "max"}, budget={})
+    for job, (status, score) in enumerate([("completed", 0.5), ("failed", None), ("budget_stopped", 0.7)]):
+        ledger.append("launched", job=job, overrides=[f"x={job}"], rerun_of=None, strategy_id=job)
+        trial = Trial(job, [f"x={job}"], status=status, objective=score, spend=Spend(energy_j={"gpu:0": 10.0 * job}))
+        trial.slurm_job = "7_1" if job == 2 else None
+        ledger.append("finished", **trial.finished_event(), **({"recovered": True} if job == 1 else {}))
+    ledger.append("launched", job=3, overrides=["x=3"], rerun_of=None, strategy_id=3)  # still running
+    return ledger
+
+
+def test_the_report_reads_the_ledger_as_the_sweeper_does(tmp_path):
+    from lightning_greenai.reporting.summary import load
+    from lightning_greenai.sweep.history import replay
+
+    ledger = write_ledger(tmp_path)
+    summary = load(tmp_path)
+    history = replay(ledger.events())
+    assert summary.trials == sorted(history.finished.values(), key=lambda t: t.job_num)
+    assert [t.job_num for t in summary.ranked_trials()] == [0, 2] and summary.scores() == [0.5, 0.7]
+    assert any("1 trial(s) in flight" in n for n in summary.notes)
+    # each trial still reads as the finished event the ledger holds, with its launch's overrides
+    finished = [e for e in ledger.events() if e["event"] == "finished"]
+    for trial, event in zip(summary.trials, finished, strict=True):
+        assert json.dumps(trial.to_json()) == json.dumps(event | {"overrides": [f"x={event['job']}"]})
+        assert trial["objective"] == event["objective"] and trial.get("slurm_job") == event.get("slurm_job")
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ({"event": "finished", "time": "noon", "job": 9, "status": "completed"}, "time 'noon', not a finite number"),
+        ({"event": "launched", "job": 9, "overrides": [], "rerun_of": "2"}, "rerun_of '2', not an integer"),
+    ],
+)
+def test_a_ledger_line_the_sweeper_could_not_replay_is_skipped_with_a_note(tmp_path, line, problem):
+    from lightning_greenai.reporting.summary import load
+    from lightning_greenai.sweep.history import replay
+    from lightning_greenai.sweep.ledger import Ledger
+
+    ledger = write_ledger(tmp_path)
+    with open(ledger.path, "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+    again = Ledger(ledger.path)
+    replay(again.events())  # never a traceback on resume
+    assert any(problem in n for n in again.notes)
+    assert len(load(tmp_path).trials) == 3

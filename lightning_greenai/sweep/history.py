@@ -8,20 +8,23 @@ a wall-time budget counts the crashed session too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TrialRecord, TrialStatus
+from lightning_greenai.trial.record import TrialRecord, TrialStatus, is_scored
 
 __all__ = ["History", "Session", "Trial", "curve_axes", "limits_in_force", "replay"]
 
 
 @dataclass
-class Trial:
-    """What the sweeper knows of one job."""
+class Trial(Mapping[str, Any]):
+    """One job of a sweep: what the sweeper knows of it, and what the reports read from the ledger.
+
+    It also reads as its ledger form (:meth:`to_json`: the ``finished`` event with the launch's overrides), by key.
+    """
 
     job_num: int
     overrides: list[str]
@@ -34,6 +37,13 @@ class Trial:
     strategy_id: int | None = None
     rerun_of: int | None = None
     slurm_job: str | None = None
+    finished_at: float | None = None  # the clock time of its ``finished`` event
+    recovered: bool = False  # finished while the sweeper was down: recorded by the resume
+
+    @property
+    def ranks(self) -> bool:
+        """Whether its score may rank as the sweep's best and enter EVP (see ``is_scored``)."""
+        return self.objective is not None and is_scored(self.status, self.partial)
 
     @property
     def failed_unmetered(self) -> bool:
@@ -51,13 +61,32 @@ class Trial:
         """The fields of this trial's ``finished`` ledger event."""
         return {
             "job": self.job_num,
-            "status": self.status,
+            "status": str(self.status),
             "objective": self.objective,
             "spend": self.spend.to_dict(),
             "error": self.error,
             "warmup": self.warmup,
             "partial": self.partial,
         } | ({"slurm_job": self.slurm_job} if self.slurm_job else {})
+
+    def to_json(self) -> dict[str, Any]:
+        """Its ledger form: the ``finished`` event (as the ledger holds it) and the overrides it was launched with."""
+        return (
+            {"event": "finished"}
+            | ({} if self.finished_at is None else {"time": self.finished_at})
+            | self.finished_event()
+            | ({"recovered": True} if self.recovered else {})
+            | {"overrides": list(self.overrides)}
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
 
 
 @dataclass
@@ -93,7 +122,10 @@ class History:
 
 
 def replay(events: Sequence[dict[str, Any]]) -> History:
-    """Rebuild a sweep's history from its (well-formed) ledger events."""
+    """Rebuild a sweep's history from its well-formed ledger events (:class:`~.ledger.Ledger` reads only those).
+
+    The one reading of a ledger: the sweeper resumes from it, and the reports summarise it.
+    """
     launched: dict[int, Trial] = {}
     finished: dict[int, Trial] = {}
     rerun: set[int] = set()
@@ -122,6 +154,8 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
             trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
             trial.warmup, trial.partial = bool(event.get("warmup", False)), bool(event.get("partial", False))
             trial.slurm_job = event.get("slurm_job") if isinstance(event.get("slurm_job"), str) else None
+            trial.finished_at = float(event["time"]) if "time" in event else None
+            trial.recovered = bool(event.get("recovered", False))
             finished[trial.job_num] = trial
         elif kind == "stopped":
             session.end = when

@@ -33,6 +33,9 @@ def check_event(event: Any) -> str | None:
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         return "not a ledger event"
     kind = event["event"]
+    when = event.get("time", 0.0)
+    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+        return f"{kind} event with time {when!r}, not a finite number"
     if kind in ("launched", "finished") and (
         isinstance(event.get("job"), bool) or not isinstance(event.get("job"), int)
     ):
@@ -41,6 +44,11 @@ def check_event(event: Any) -> str | None:
         isinstance(event.get("overrides"), list) and all(isinstance(o, str) for o in event["overrides"])
     ):
         return "launched event without a list of overrides"
+    if kind == "launched":
+        for key in ("rerun_of", "strategy_id"):
+            value = event.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return f"launched event with {key} {value!r}, not an integer"
     if kind == "finished":
         if TrialStatus.parse(event.get("status")) is None:
             return f"finished event with unknown status {event.get('status')!r}"
