@@ -168,9 +168,10 @@ class Spend:
         methods = dict(self.methods)
         for key, method in other.methods.items():
             methods[key] = Method.worst(methods[key], method) if key in methods else method
+        sums: dict[str, Any] = {f: getattr(self, f) + getattr(other, f) for f in AMOUNT_FIELDS}
+        sums |= {f: _add_maps(getattr(self, f), getattr(other, f)) for f in JOULE_MAP_FIELDS}
         return Spend(
-            **{f: getattr(self, f) + getattr(other, f) for f in AMOUNT_FIELDS},
-            **{f: _add_maps(getattr(self, f), getattr(other, f)) for f in JOULE_MAP_FIELDS},
+            **sums,
             methods=methods,
             is_estimate=self.is_estimate or other.is_estimate,
             energy_bounds_j=_add_bounds(self, other),
@@ -207,9 +208,10 @@ class Spend:
         """
         if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor < 0:
             raise ValueError(f"a spend is scaled by a finite number >= 0, got {factor!r}")
+        parts: dict[str, Any] = {f: getattr(self, f) * factor for f in AMOUNT_FIELDS}
+        parts |= {f: {k: v * factor for k, v in getattr(self, f).items()} for f in JOULE_MAP_FIELDS}
         return Spend(
-            **{f: getattr(self, f) * factor for f in AMOUNT_FIELDS},
-            **{f: {k: v * factor for k, v in getattr(self, f).items()} for f in JOULE_MAP_FIELDS},
+            **parts,
             methods=dict(self.methods),
             is_estimate=self.is_estimate,
             energy_bounds_j={k: (lo * factor, hi * factor) for k, (lo, hi) in self.energy_bounds_j.items()},
@@ -281,12 +283,11 @@ class Spend:
             "energy_bounds_j": lambda: intervals,
         }
         # read in field order, so that of two damaged fields the first is the one named
-        return cls(
-            **{
-                f: special[f]() if f in special else amount(f, data.get(f, 0.0)) if f in AMOUNT_FIELDS else amounts(f)
-                for f in SPEND_FIELDS
-            }
-        )
+        values: dict[str, Any] = {
+            f: special[f]() if f in special else amount(f, data.get(f, 0.0)) if f in AMOUNT_FIELDS else amounts(f)
+            for f in SPEND_FIELDS
+        }
+        return cls(**values)
 
 
 def _plain(value: Any) -> Any:

@@ -430,7 +430,7 @@ def save_figure(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-_STATUS_COLORS = {
+_STATUS_COLORS: dict[str, tuple[str, str]] = {
     TrialStatus.COMPLETED: ("#4a7", "completed"),
     TrialStatus.BUDGET_STOPPED: ("#e93", "stopped by the budget"),
     TrialStatus.KILLED: ("#b55", "killed at the budget"),
