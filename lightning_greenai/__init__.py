@@ -30,6 +30,7 @@ from lightning_greenai.metering.meter import Meter
 from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.trial.record import TrialStatus
 
 if TYPE_CHECKING:
     from lightning_greenai.callbacks import BudgetStopping, EnergyMonitor, FlopMonitor
@@ -79,6 +80,7 @@ __all__ = [
     "SweepFailedError",
     "SweepLockedError",
     "TrialKilledError",
+    "TrialStatus",
     "__version__",
     "discover_sensors",
 ]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_greenai.units import S_PER_HOUR, j_to_kwh
 
-__all__ = ["Bounds", "Method", "Spend"]
+__all__ = ["AMOUNT_FIELDS", "JOULE_MAP_FIELDS", "SPEND_FIELDS", "Bounds", "Method", "Spend"]
 
 
 class Method(str, enum.Enum):
@@ -46,6 +46,8 @@ def _add_maps(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float
 
 
 Bounds = tuple[float, float]
+_AMOUNT = {"adds": "amount"}  # one number >= 0: added, subtracted (floored at 0), scaled
+_JOULE_MAP = {"adds": "joules by key"}  # joules by domain, stage or hour: added and scaled key by key
 
 
 def _add_bounds(a: Spend, b: Spend) -> dict[str, Bounds]:
@@ -88,16 +90,17 @@ class Spend:
         2.0
     """
 
-    energy_j: Mapping[str, float] = field(default_factory=dict)
+    # ``adds``: how a field adds up (see AMOUNT_FIELDS and JOULE_MAP_FIELDS); the others have rules of their own
+    energy_j: Mapping[str, float] = field(default_factory=dict, metadata=_JOULE_MAP)
     methods: Mapping[str, Method] = field(default_factory=dict)
-    flops: float = 0.0
-    duration_s: float = 0.0
-    gpu_s: float = 0.0
+    flops: float = field(default=0.0, metadata=_AMOUNT)
+    duration_s: float = field(default=0.0, metadata=_AMOUNT)
+    gpu_s: float = field(default=0.0, metadata=_AMOUNT)
     is_estimate: bool = False
-    stage_energy_j: Mapping[str, float] = field(default_factory=dict)
+    stage_energy_j: Mapping[str, float] = field(default_factory=dict, metadata=_JOULE_MAP)
     energy_bounds_j: Mapping[str, Bounds] = field(default_factory=dict)
-    hourly_energy_j: Mapping[str, float] = field(default_factory=dict)
-    host_share_s: float = 0.0
+    hourly_energy_j: Mapping[str, float] = field(default_factory=dict, metadata=_JOULE_MAP)
+    host_share_s: float = field(default=0.0, metadata=_AMOUNT)
 
     def bounds_of(self, name: str) -> Bounds:
         """The interval of one domain's energy, in joules (its energy twice when it carries none)."""
@@ -165,17 +168,13 @@ class Spend:
         methods = dict(self.methods)
         for key, method in other.methods.items():
             methods[key] = Method.worst(methods[key], method) if key in methods else method
+        sums: dict[str, Any] = {f: getattr(self, f) + getattr(other, f) for f in AMOUNT_FIELDS}
+        sums |= {f: _add_maps(getattr(self, f), getattr(other, f)) for f in JOULE_MAP_FIELDS}
         return Spend(
-            energy_j=_add_maps(self.energy_j, other.energy_j),
+            **sums,
             methods=methods,
-            flops=self.flops + other.flops,
-            duration_s=self.duration_s + other.duration_s,
-            gpu_s=self.gpu_s + other.gpu_s,
             is_estimate=self.is_estimate or other.is_estimate,
-            stage_energy_j=_add_maps(self.stage_energy_j, other.stage_energy_j),
             energy_bounds_j=_add_bounds(self, other),
-            hourly_energy_j=_add_maps(self.hourly_energy_j, other.hourly_energy_j),
-            host_share_s=self.host_share_s + other.host_share_s,
         )
 
     def since(self, before: Spend) -> Spend:
@@ -194,13 +193,10 @@ class Spend:
         hourly = {k: max(v - before.hourly_energy_j.get(k, 0.0), 0.0) for k, v in self.hourly_energy_j.items()}
         return dataclasses.replace(
             self,
+            **{f: max(getattr(self, f) - getattr(before, f), 0.0) for f in AMOUNT_FIELDS},
             energy_j=energy,
             energy_bounds_j=bounds,
             hourly_energy_j={k: v for k, v in hourly.items() if v > 0},
-            flops=max(self.flops - before.flops, 0.0),
-            duration_s=max(self.duration_s - before.duration_s, 0.0),
-            gpu_s=max(self.gpu_s - before.gpu_s, 0.0),
-            host_share_s=max(self.host_share_s - before.host_share_s, 0.0),
             stage_energy_j={k: v for k, v in stages.items() if v > 0},
         )
 
@@ -212,17 +208,13 @@ class Spend:
         """
         if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor < 0:
             raise ValueError(f"a spend is scaled by a finite number >= 0, got {factor!r}")
+        parts: dict[str, Any] = {f: getattr(self, f) * factor for f in AMOUNT_FIELDS}
+        parts |= {f: {k: v * factor for k, v in getattr(self, f).items()} for f in JOULE_MAP_FIELDS}
         return Spend(
-            energy_j={k: v * factor for k, v in self.energy_j.items()},
+            **parts,
             methods=dict(self.methods),
-            flops=self.flops * factor,
-            duration_s=self.duration_s * factor,
-            gpu_s=self.gpu_s * factor,
             is_estimate=self.is_estimate,
-            stage_energy_j={k: v * factor for k, v in self.stage_energy_j.items()},
             energy_bounds_j={k: (lo * factor, hi * factor) for k, (lo, hi) in self.energy_bounds_j.items()},
-            hourly_energy_j={k: v * factor for k, v in self.hourly_energy_j.items()},
-            host_share_s=self.host_share_s * factor,
         )
 
     @property
@@ -237,18 +229,12 @@ class Spend:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (see :meth:`from_dict`)."""
-        return {
-            "energy_j": dict(self.energy_j),
+        special = {
             "methods": {k: m.value for k, m in self.methods.items()},
-            "flops": self.flops,
-            "duration_s": self.duration_s,
-            "gpu_s": self.gpu_s,
             "is_estimate": self.is_estimate,
-            "stage_energy_j": dict(self.stage_energy_j),
             "energy_bounds_j": {k: [lo, hi] for k, (lo, hi) in self.energy_bounds_j.items()},
-            "hourly_energy_j": dict(self.hourly_energy_j),
-            "host_share_s": self.host_share_s,
         }
+        return {f: special[f] if f in special else _plain(getattr(self, f)) for f in SPEND_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spend:
@@ -290,15 +276,28 @@ class Spend:
             slack = 1e-9 * max(abs(point), 1.0)  # rounding in a JSON round trip
             if not lo - slack <= point <= hi + slack:
                 raise ValueError(f"energy_bounds_j[{key!r}] = [{lo}, {hi}] does not contain its energy {point}")
-        return cls(
-            energy_j=energy,
-            methods={str(k): Method(v) for k, v in methods.items()},
-            flops=amount("flops", data.get("flops", 0.0)),
-            duration_s=amount("duration_s", data.get("duration_s", 0.0)),
-            gpu_s=amount("gpu_s", data.get("gpu_s", 0.0)),
-            is_estimate=bool(data.get("is_estimate", False)),
-            stage_energy_j=amounts("stage_energy_j"),
-            energy_bounds_j=intervals,
-            hourly_energy_j=amounts("hourly_energy_j"),
-            host_share_s=amount("host_share_s", data.get("host_share_s", 0.0)),
-        )
+        special: dict[str, Callable[[], Any]] = {
+            "energy_j": lambda: energy,
+            "methods": lambda: {str(k): Method(v) for k, v in methods.items()},
+            "is_estimate": lambda: bool(data.get("is_estimate", False)),
+            "energy_bounds_j": lambda: intervals,
+        }
+        # read in field order, so that of two damaged fields the first is the one named
+        values: dict[str, Any] = {
+            f: special[f]() if f in special else amount(f, data.get(f, 0.0)) if f in AMOUNT_FIELDS else amounts(f)
+            for f in SPEND_FIELDS
+        }
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """A field's JSON form: a mapping as a dict, a number as it is."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+#: Every field of :class:`Spend`, in order (the keys of :meth:`Spend.to_dict`).
+SPEND_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Spend))
+#: The fields that are one amount (FLOPs, seconds): added, subtracted (never below zero) and scaled as numbers.
+AMOUNT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Spend) if f.metadata == _AMOUNT)
+#: The fields that are joules by key (domain, stage, UTC hour): added and scaled key by key.
+JOULE_MAP_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Spend) if f.metadata == _JOULE_MAP)

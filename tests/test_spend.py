@@ -54,3 +54,27 @@ def test_spend_units_and_power():
     assert s.wall_hours == 2.0
     assert s.power_w == 1000.0
     assert s.scaled(0.5).energy_kwh == 1.0
+
+
+def test_the_field_lists_are_declared_once_and_cover_every_field():
+    import dataclasses
+
+    from lightning_greenai.spend import AMOUNT_FIELDS, JOULE_MAP_FIELDS, SPEND_FIELDS
+
+    assert tuple(f.name for f in dataclasses.fields(Spend)) == SPEND_FIELDS
+    assert AMOUNT_FIELDS == ("flops", "duration_s", "gpu_s", "host_share_s")
+    assert JOULE_MAP_FIELDS == ("energy_j", "stage_energy_j", "hourly_energy_j")
+    assert tuple(Spend().to_dict()) == SPEND_FIELDS
+    # every amount and every map of joules adds, subtracts and scales: none is left out of the arithmetic
+    one = Spend(**dict.fromkeys(AMOUNT_FIELDS, 2.0), **{f: {"k": 2.0} for f in JOULE_MAP_FIELDS})
+    assert all(getattr(one + one, f) == 4.0 for f in AMOUNT_FIELDS)
+    assert all(getattr(one.scaled(0.5), f) == {"k": 1.0} for f in JOULE_MAP_FIELDS)
+    assert all(getattr((one + one).since(one), f) == 2.0 for f in AMOUNT_FIELDS)
+    assert Spend.from_dict(one.to_dict()) == one
+
+
+def test_of_two_damaged_fields_the_first_is_named():
+    import pytest
+
+    with pytest.raises(ValueError, match="flops must be a finite number"):
+        Spend.from_dict({"flops": -1, "stage_energy_j": {"train": -1}, "host_share_s": -1})

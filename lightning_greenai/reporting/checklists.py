@@ -113,22 +113,22 @@ def facts(summary: RunSummary | SweepSummary) -> dict[str, Any]:
         return out
     header = summary.header
     ranked = summary.ranked_trials()
-    reported = sum((Spend.from_dict(t.get("spend", {})) for t in ranked), Spend())
-    unreported = [t for t in summary.trials if t not in ranked]
+    reported = sum((t.spend for t in ranked), Spend())
+    unreported = [t for t in summary.trials if not t.ranks]
     statuses: dict[str, int] = {}
     for t in summary.trials:
-        statuses[t.get("status", "?")] = statuses.get(t.get("status", "?"), 0) + 1
+        statuses[str(t.status)] = statuses.get(str(t.status), 0) + 1
     scores = summary.scores()
     better = max if summary.direction == "max" else min
-    best = next((t for t in ranked if float(t["objective"]) == better(scores)), None) if scores else None
+    best = next((t for t in ranked if t.objective == better(scores)), None) if scores else None
     search = header.get("search", {})
     evp = summary.evp() if summary.iid else []
     out.update(
         hardware=hardware_line(header.get("hardware")),
-        parameters=_parameters_of_best(summary, None if best is None else int(best["job"])),
+        parameters=_parameters_of_best(summary, None if best is None else best.job_num),
         per_run=reported.scaled(1 / len(ranked)) if ranked else None,
         reported=reported,
-        unreported=sum((Spend.from_dict(t.get("spend", {})) for t in unreported), Spend()) if unreported else None,
+        unreported=sum((t.spend for t in unreported), Spend()) if unreported else None,
         trials={
             "count": len(summary.trials),
             "ranked": len(ranked),
@@ -140,8 +140,8 @@ def facts(summary: RunSummary | SweepSummary) -> dict[str, Any]:
                 f"the {'highest' if summary.direction == 'max' else 'lowest'} "
                 f"{search.get('objective') or 'value the task returns'} (validation score)"
             ),
-            "best": None if best is None else {"job": best["job"], "score": best["objective"],
-                                               "overrides": best.get("overrides", [])},
+            "best": None if best is None else {"job": best.job_num, "score": best.objective,
+                                               "overrides": best.overrides},
             "budget": header.get("budget") or {},
             "stop_reason": summary.stop_reason or "not stopped (running or interrupted)",
             "mean": sum(scores) / len(scores) if scores else None,

@@ -51,9 +51,9 @@ def trial_points(summary: SweepSummary, axis: str) -> list[Point]:
     """The ranked trials of a sweep as (score, cost) points on ``axis``; trials without that cost are left out."""
     points = []
     for trial in summary.ranked_trials():
-        cost = trial_cost(Spend.from_dict(trial.get("spend", {})), axis, summary.grid)
-        if cost is not None:
-            points.append(Point(int(trial["job"]), float(trial["objective"]), cost, tuple(trial.get("overrides", []))))
+        cost = trial_cost(trial.spend, axis, summary.grid)
+        if cost is not None and trial.objective is not None:
+            points.append(Point(trial.job_num, float(trial.objective), cost, tuple(trial.overrides)))
     return points
 
 

@@ -17,6 +17,7 @@ from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.extrapolate import MIN_SCORES, unfit_reason
+from lightning_greenai.trial.record import TrialStatus
 from lightning_greenai.units import (
     S_PER_HOUR,
     display_unit,
@@ -90,7 +91,7 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
     if isinstance(summary, SweepSummary):
         by: dict[str, int] = {}
         for t in summary.trials:
-            by[t.get("status", "?")] = by.get(t.get("status", "?"), 0) + 1
+            by[str(t.status)] = by.get(str(t.status), 0) + 1
         scores = summary.scores()
         best = (max if summary.direction == "max" else min)(scores) + 0.0 if scores else None  # -0.0 reads as 0.0
         lines.append(
@@ -279,7 +280,7 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                 "strategy": summary.strategy,
                 "iid": summary.iid,
                 "budget": summary.header.get("budget"),
-                "trials": summary.trials,
+                "trials": [t.to_json() for t in summary.trials],
                 "curve": summary.curve(),
                 "evp": summary.evp() if summary.iid else None,
                 "pareto": pareto_summary(summary),
@@ -429,13 +430,13 @@ def save_figure(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-_STATUS_COLORS = {
-    "completed": ("#4a7", "completed"),
-    "budget_stopped": ("#e93", "stopped by the budget"),
-    "killed": ("#b55", "killed at the budget"),
-    "failed": ("#c33", "failed"),
-    "interrupted": ("#999", "interrupted"),
-    "not_started": ("#ddd", "not started"),
+_STATUS_COLORS: dict[str, tuple[str, str]] = {
+    TrialStatus.COMPLETED: ("#4a7", "completed"),
+    TrialStatus.BUDGET_STOPPED: ("#e93", "stopped by the budget"),
+    TrialStatus.KILLED: ("#b55", "killed at the budget"),
+    TrialStatus.FAILED: ("#c33", "failed"),
+    TrialStatus.INTERRUPTED: ("#999", "interrupted"),
+    TrialStatus.NOT_STARTED: ("#ddd", "not started"),
 }
 
 
@@ -512,10 +513,10 @@ def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    jobs = [t["job"] for t in summary.trials]
-    energy_j = [Spend.from_dict(t.get("spend", {})).total_energy_j or 0.0 for t in summary.trials]
+    jobs = [t.job_num for t in summary.trials]
+    energy_j = [t.spend.total_energy_j or 0.0 for t in summary.trials]
     unit, size = display_unit("energy", max(energy_j, default=0.0))
-    statuses = [str(t.get("status")) for t in summary.trials]
+    statuses = [str(t.status) for t in summary.trials]
     ax.bar(jobs, [e / size for e in energy_j], color=[_STATUS_COLORS.get(s, ("#999", s))[0] for s in statuses])
     shown = [s for s in _STATUS_COLORS if s in statuses]
     ax.legend(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ def parse_sacct(text: str) -> dict[str, float]:
     return out
 
 
-def slurm_energy(trials: Sequence[dict[str, Any]], *, timeout_s: float = 10.0) -> SlurmEnergy | None:
+def slurm_energy(trials: Sequence[Mapping[str, Any]], *, timeout_s: float = 10.0) -> SlurmEnergy | None:
     """SLURM's figures for the finished ``trials`` (ledger events) that ran as SLURM jobs; ``None`` if none did."""
     runs: dict[str, list[int]] = {}
     ours: dict[str, float] = {}

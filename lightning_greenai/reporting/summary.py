@@ -19,11 +19,12 @@ from lightning_greenai.grid import Grid
 from lightning_greenai.io import parse_json
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.bands import Bands, band_method, check_bounds, tuning_curve_bands
+from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.stats.evp import expected_max_curve
 from lightning_greenai.stats.extrapolate import MIN_SCORES, Extrapolation, extrapolate
-from lightning_greenai.sweep.history import limits_in_force, replay
+from lightning_greenai.sweep.history import History, Trial, curve_axes, limits_in_force, replay
 from lightning_greenai.sweep.ledger import Ledger
-from lightning_greenai.trial.record import STATE_DIR, is_scored
+from lightning_greenai.trial.record import STATE_DIR
 from lightning_greenai.units import kwh_to_j
 
 __all__ = ["NothingToReportError", "RunSummary", "SweepSummary", "load"]
@@ -152,11 +153,11 @@ class RunSummary:
 
 @dataclass
 class SweepSummary:
-    """A budget sweep: its trials in launch order, budget, grid, and why it stopped (if it did)."""
+    """A budget sweep: its finished trials in launch order, budget, grid, and why it stopped (if it did)."""
 
     path: Path
     header: dict[str, Any]
-    trials: list[dict[str, Any]]
+    trials: list[Trial]
     stop_reason: str | None
     notes: list[str] = field(default_factory=list)
     #: The range the score can take (the sweep's ``score_bounds``, or ``greenai report --score-bounds``).
@@ -221,41 +222,27 @@ class SweepSummary:
     @property
     def spend(self) -> Spend:
         """Total spend of every finished trial."""
-        return sum((Spend.from_dict(t.get("spend", {})) for t in self.trials), Spend())
+        return sum((t.spend for t in self.trials), Spend())
 
-    def ranked_trials(self) -> list[dict[str, Any]]:
+    def ranked_trials(self) -> list[Trial]:
         """Trials that may rank (see :meth:`scores`), in launch order."""
-        return [t for t in self.trials if _ranked(t)]
+        return [t for t in self.trials if t.ranks]
 
     def scores(self) -> list[float]:
         """Objectives of trials that may rank (completed, or stopped at their own allowance; see ``is_scored``)."""
-        return [float(t["objective"]) for t in self.trials if _ranked(t)]
+        return [float(t.objective) for t in self.trials if t.ranks and t.objective is not None]
 
     def curve(self) -> list[dict[str, Any]]:
-        """Best score so far against cumulative spend, in launch order (valid for any strategy)."""
-        better = max if self.direction == "max" else min
-        rows, cumulative, best = [], Spend(), None
-        grid = self.grid
-        for t in self.trials:
-            cumulative = cumulative + Spend.from_dict(t.get("spend", {}))
-            objective = t.get("objective")
-            if _ranked(t):
-                best = objective if best is None else better(best, objective)
-            co2e_g = grid.co2e_g(cumulative)
-            rows.append(
-                {
-                    "job": t["job"],
-                    "status": t.get("status"),
-                    "score": objective,
-                    "best_so_far": best,
-                    "energy_kwh": cumulative.energy_kwh or 0.0,
-                    "flops": cumulative.flops,
-                    "co2e_kg": 0.0 if co2e_g is None else co2e_g / 1000,
-                    "money": grid.money(cumulative),
-                    "gpu_hours": cumulative.gpu_hours,
-                }
-            )
-        return rows
+        """Best score so far against cumulative spend, in launch order (valid for any strategy; see ``stats.curve``)."""
+        spends = [t.spend for t in self.trials]
+        scores = [t.objective if t.ranks else None for t in self.trials]
+        direction = "max" if self.direction == "max" else "min"  # a damaged header's direction: min, as always
+        points = budget_curve(spends, scores, curve_axes(self.grid), direction=direction)
+        return [
+            {"job": t.job_num, "status": str(t.status), "score": t.objective, "best_so_far": p.best_so_far}
+            | dict(p.spent)
+            for t, p in zip(self.trials, points, strict=True)
+        ]
 
     def evp(self) -> list[dict[str, Any]]:
         """Expected best of n trials (both estimators) with its confidence band, and the budget n trials cost.
@@ -379,8 +366,7 @@ class SweepSummary:
 
     def mean_trial_cost(self) -> dict[str, float]:
         """The mean cost of one scored trial on each budget axis (``money`` only when priced)."""
-        trials = [t for t in self.trials if _ranked(t)]
-        spends = [Spend.from_dict(t.get("spend", {})) for t in trials]
+        spends = [t.spend for t in self.trials if t.ranks]
         if not spends:
             return {}
         count = len(spends)
@@ -394,10 +380,6 @@ class SweepSummary:
         if money:
             means["money"] = sum(money) / len(money)
         return means
-
-
-def _ranked(trial: dict[str, Any]) -> bool:
-    return trial.get("objective") is not None and is_scored(trial.get("status"), bool(trial.get("partial", False)))
 
 
 def load(path: str | Path) -> RunSummary | SweepSummary:
@@ -451,26 +433,20 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
     header = _sanitize_header(header, notes)
     if not header:
         notes.append("the ledger has no readable header: search, budget and grid are unknown (the table's world mean)")
-    launched = {e["job"]: e for e in events if e.get("event") == "launched"}
-    finished = {e["job"]: e for e in events if e.get("event") == "finished"}
-    trials = []
-    for job in sorted(finished):
-        event = dict(finished[job])
-        event["overrides"] = launched.get(job, {}).get("overrides", [])
-        trials.append(event)
+    history = replay(events)  # the sweeper's own reading of its ledger
+    trials = sorted(history.finished.values(), key=lambda t: t.job_num)
     stopped = [e for e in events if e.get("event") == "stopped"]
-    running = sorted(set(launched) - set(finished))
     if not stopped or (stopped and events and events[-1].get("event") != "stopped"):
         notes.append(
-            f"the sweep is still running or was interrupted: {len(running)} trial(s) in flight, "
+            f"the sweep is still running or was interrupted: {len(history.open)} trial(s) in flight, "
             "reported as far as the ledger goes"
         )
     return SweepSummary(
-        path, header, trials, stopped[-1]["reason"] if stopped else None, notes, wall_s=_wall_s(events, notes)
+        path, header, trials, stopped[-1]["reason"] if stopped else None, notes, wall_s=_wall_s(events, history)
     )
 
 
-def _wall_s(events: Sequence[dict[str, Any]], notes: list[str]) -> float | None:
+def _wall_s(events: Sequence[dict[str, Any]], history: History) -> float:
     """The sweep's wall time: what its sweeper said when it stopped last, else its sessions' as far as the ledger goes.
 
     Not the trials' times added up: trials that run together overlap, and the sweeper's own time between them counts.
@@ -479,11 +455,4 @@ def _wall_s(events: Sequence[dict[str, Any]], notes: list[str]) -> float | None:
     wall_s = last.get("wall_s")
     if last.get("event") == "stopped" and isinstance(wall_s, int | float) and math.isfinite(wall_s) and wall_s >= 0:
         return float(wall_s)
-    try:
-        return replay(events).elapsed_s({})
-    except (KeyError, TypeError, ValueError) as err:
-        notes.append(
-            f"the sweep's wall time is unknown (a damaged ledger event: {err}); the duration shown adds up its "
-            "trials' times"
-        )
-        return None
+    return history.elapsed_s({})

@@ -8,23 +8,27 @@ a wall-time budget counts the crashed session too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.record import TrialRecord, TrialStatus, is_scored
 
-__all__ = ["History", "Session", "Trial", "limits_in_force", "replay"]
+__all__ = ["History", "Session", "Trial", "curve_axes", "limits_in_force", "replay"]
 
 
 @dataclass
-class Trial:
-    """What the sweeper knows of one job."""
+class Trial(Mapping[str, Any]):
+    """One job of a sweep: what the sweeper knows of it, and what the reports read from the ledger.
+
+    It also reads as its ledger form (:meth:`to_json`: the ``finished`` event with the launch's overrides), by key.
+    """
 
     job_num: int
     overrides: list[str]
-    status: str = "running"
+    status: TrialStatus = TrialStatus.RUNNING
     objective: float | None = None
     spend: Spend = field(default_factory=Spend)
     error: str | None = None
@@ -33,12 +37,19 @@ class Trial:
     strategy_id: int | None = None
     rerun_of: int | None = None
     slurm_job: str | None = None
+    finished_at: float | None = None  # the clock time of its ``finished`` event
+    recovered: bool = False  # finished while the sweeper was down: recorded by the resume
+
+    @property
+    def ranks(self) -> bool:
+        """Whether its score may rank as the sweep's best and enter EVP (see ``is_scored``)."""
+        return self.objective is not None and is_scored(self.status, self.partial)
 
     @property
     def failed_unmetered(self) -> bool:
         """Whether it failed before metering anything (no energy, FLOPs or time): a trial no budget can see."""
         spend = self.spend
-        return self.status == "failed" and not (spend.total_energy_j or spend.flops or spend.duration_s)
+        return self.status == TrialStatus.FAILED and not (spend.total_energy_j or spend.flops or spend.duration_s)
 
     def take_heartbeat(self, record: TrialRecord | None) -> None:
         """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
@@ -50,13 +61,32 @@ class Trial:
         """The fields of this trial's ``finished`` ledger event."""
         return {
             "job": self.job_num,
-            "status": self.status,
+            "status": str(self.status),
             "objective": self.objective,
             "spend": self.spend.to_dict(),
             "error": self.error,
             "warmup": self.warmup,
             "partial": self.partial,
         } | ({"slurm_job": self.slurm_job} if self.slurm_job else {})
+
+    def to_json(self) -> dict[str, Any]:
+        """Its ledger form: the ``finished`` event (as the ledger holds it) and the overrides it was launched with."""
+        return (
+            {"event": "finished"}
+            | ({} if self.finished_at is None else {"time": self.finished_at})
+            | self.finished_event()
+            | ({"recovered": True} if self.recovered else {})
+            | {"overrides": list(self.overrides)}
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
 
 
 @dataclass
@@ -92,7 +122,10 @@ class History:
 
 
 def replay(events: Sequence[dict[str, Any]]) -> History:
-    """Rebuild a sweep's history from its (well-formed) ledger events."""
+    """Rebuild a sweep's history from its well-formed ledger events (:class:`~.ledger.Ledger` reads only those).
+
+    The one reading of a ledger: the sweeper resumes from it, and the reports summarise it.
+    """
     launched: dict[int, Trial] = {}
     finished: dict[int, Trial] = {}
     rerun: set[int] = set()
@@ -117,10 +150,12 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
                 rerun.add(int(event["rerun_of"]))
         elif kind == "finished":
             trial = launched.get(int(event["job"]), Trial(int(event["job"]), []))
-            trial.status, trial.objective = event["status"], event.get("objective")
+            trial.status, trial.objective = TrialStatus(event["status"]), event.get("objective")
             trial.spend, trial.error = Spend.from_dict(event.get("spend", {})), event.get("error")
             trial.warmup, trial.partial = bool(event.get("warmup", False)), bool(event.get("partial", False))
             trial.slurm_job = event.get("slurm_job") if isinstance(event.get("slurm_job"), str) else None
+            trial.finished_at = float(event["time"]) if "time" in event else None
+            trial.recovered = bool(event.get("recovered", False))
             finished[trial.job_num] = trial
         elif kind == "stopped":
             session.end = when
@@ -138,3 +173,23 @@ def limits_in_force(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         if event.get("event") == "header" or (event.get("event") == "resumed" and "budget" in event):
             found = event
     return found
+
+
+def curve_axes(grid: Grid) -> dict[str, Callable[[Spend], float | None]]:
+    """How the budget curve prices a cumulative spend on each budget axis, with the sweep's grid.
+
+    The axes of :func:`~lightning_greenai.stats.curve.budget_curve` as ``budget_curve.csv`` and the reports show them,
+    in this order.
+    """
+
+    def co2e_kg(spend: Spend) -> float | None:
+        co2e_g = grid.co2e_g(spend)
+        return None if co2e_g is None else co2e_g / 1000
+
+    return {
+        "energy_kwh": lambda spend: spend.energy_kwh,
+        "flops": lambda spend: spend.flops,
+        "co2e_kg": co2e_kg,
+        "money": grid.money,
+        "gpu_hours": lambda spend: spend.gpu_hours,
+    }

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.io import JSONDepthError, parse_json
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TRIAL_STATUSES
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = ["MAX_LINE_BYTES", "Ledger", "check_event"]
 
@@ -33,6 +33,9 @@ def check_event(event: Any) -> str | None:
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         return "not a ledger event"
     kind = event["event"]
+    when = event.get("time", 0.0)
+    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+        return f"{kind} event with time {when!r}, not a finite number"
     if kind in ("launched", "finished") and (
         isinstance(event.get("job"), bool) or not isinstance(event.get("job"), int)
     ):
@@ -41,8 +44,13 @@ def check_event(event: Any) -> str | None:
         isinstance(event.get("overrides"), list) and all(isinstance(o, str) for o in event["overrides"])
     ):
         return "launched event without a list of overrides"
+    if kind == "launched":
+        for key in ("rerun_of", "strategy_id"):
+            value = event.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return f"launched event with {key} {value!r}, not an integer"
     if kind == "finished":
-        if event.get("status") not in TRIAL_STATUSES:
+        if TrialStatus.parse(event.get("status")) is None:
             return f"finished event with unknown status {event.get('status')!r}"
         objective = event.get("objective")
         if objective is not None and (

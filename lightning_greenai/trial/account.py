@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import threading
 import time
@@ -30,7 +29,7 @@ from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.trial.channel import Channel, FileChannel, open_channel
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.record import Allowance, StopSignal, TrialRecord, TrialStatus
 
 __all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
 
@@ -238,21 +237,21 @@ class TrialReporter:
 
     # -- status and heartbeat ------------------------------------------------------------------------------------
 
-    def set_status(self, status: str, objective: float | None = None) -> None:
+    def set_status(self, status: TrialStatus, objective: float | None = None) -> None:
         """Record the trial's status (and objective) and write the heartbeat now."""
         with self._lock:
-            self.record.status = status
+            self.record.status = TrialStatus(status)
             if objective is not None:
                 self.record.objective = objective
             self._write(force=True)
 
-    def finish(self, status: str, objective: float | None = None) -> bool:
+    def finish(self, status: TrialStatus, objective: float | None = None) -> bool:
         """Write the final record: the latest spend, the final status and the objective (retried for a minute).
 
         Returns whether it was delivered; the task wrapper sends one that was not back with the job's result.
         """
         with self._lock:
-            self.record.status = status
+            self.record.status = TrialStatus(status)
             if objective is not None:
                 self.record.objective = objective
             return self._write(force=True, patience_s=60.0)
@@ -267,7 +266,7 @@ class TrialReporter:
         self.record.seq += 1
         self.record.updated_at = time.time()
         try:
-            self.channel.send("heartbeat", self.job_num, self.record.to_dict(), patience_s=patience_s)
+            self.channel.send_heartbeat(self.record, patience_s=patience_s)
         except OSError as err:
             # the trial goes on: its spend is still in memory and reaches the sweeper with the next good write
             if not self._write_warned:
@@ -303,54 +302,27 @@ class TrialReporter:
 
     # -- the sweeper's signals -----------------------------------------------------------------------------------
 
-    def stop_request(self) -> dict[str, Any] | None:
-        """The sweeper's STOP signal (``{"policy": ..., "reason": ...}``), or ``None``."""
-        # a STOP present but unreadable still stops the job; the database away and silent: no STOP heard (the
-        # allowance still holds)
-        data = self.channel.receive("stop", None, max_age_s=self.signal_s, unreadable="present")
-        if data is None:
-            return None
-        return data if isinstance(data, dict) else {"policy": "graceful", "reason": "STOP signal present"}
+    def stop_request(self) -> StopSignal | None:
+        """The sweeper's STOP signal (read at most every ``signal_s``), or ``None``."""
+        return self.channel.stop_signal(max_age_s=self.signal_s)
 
-    def allowance(self) -> dict[str, Any]:
-        """What this trial may spend, written by the sweeper before launch (see ``BudgetSweep._allowance``).
+    def allowance(self) -> Allowance:
+        """What this trial may spend, written by the sweeper before launch (empty if none was written).
 
-        ``{"trial": {...}, "sweep": {...}, "policy": ..., "deadline_unix_s": ...}``; caps in the budget's quantities
-        (priced with :attr:`grid`), the wall budget as a clock time. Empty if none was written.
+        Caps in the budget's quantities, priced with :attr:`grid`; the wall budget as a clock time.
         """
-        data = self.channel.receive("allowance", self.job_num, max_age_s=self.signal_s)
-        if not isinstance(data, dict):
-            return {}
-        if not any(k in data for k in ("trial", "sweep", "policy")):
-            data = {"trial": data}  # a plain mapping of limits: the trial's own
-        out: dict[str, Any] = {"policy": data.get("policy")}
-        for part in ("trial", "sweep"):
-            limits = data.get(part)
-            if isinstance(limits, dict):
-                try:
-                    out[part] = {str(k): float(v) for k, v in limits.items()}
-                except (TypeError, ValueError):
-                    continue
-        deadline = data.get("deadline_unix_s")
-        if isinstance(deadline, int | float) and not isinstance(deadline, bool) and math.isfinite(deadline):
-            out["deadline_unix_s"] = float(deadline)
-        return out
+        return self.channel.allowance(self.job_num, max_age_s=self.signal_s)
 
     def nothing_left(self) -> bool:
         """Whether this trial's share of the sweep's budget was already spent before it began."""
-        allowance = self.allowance()
-        deadline = allowance.get("deadline_unix_s")
-        return any(limit <= 0.0 for limit in (allowance.get("sweep") or {}).values()) or (
-            deadline is not None and time.time() >= deadline
-        )
+        return self.allowance().nothing_left(time.time())
 
     def policy(self) -> str | None:
         """The sweep's stop policy, from its STOP signal or this trial's allowance."""
         request = self.stop_request()
-        if request is not None and request.get("policy"):
-            return str(request["policy"])
-        policy = self.allowance().get("policy")
-        return None if policy is None else str(policy)
+        if request is not None and request.policy:
+            return request.policy
+        return self.allowance().policy
 
 
 #: The environment variable that carries a sweep job's context to processes it starts without Hydra (ddp_spawn).

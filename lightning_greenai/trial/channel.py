@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError
 from lightning_greenai.io import parse_json
+from lightning_greenai.trial.record import Allowance, Message, StopSignal, TrialRecord, replace_text, state_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -42,6 +43,12 @@ __all__ = [
 Kind = Literal["heartbeat", "allowance", "stop"]
 #: What travels: a job's heartbeat (and final record), the allowance the sweeper gives it, the sweep's STOP signal.
 KINDS: tuple[Kind, ...] = ("heartbeat", "allowance", "stop")
+#: The message type of each kind: nothing else travels.
+_MESSAGE_TYPES: dict[Kind, type[TrialRecord] | type[Allowance] | type[StopSignal]] = {
+    "heartbeat": TrialRecord,
+    "allowance": Allowance,
+    "stop": StopSignal,
+}
 _SWEEP_WIDE = -1  # the job number of a sweep-wide signal (STOP)
 
 
@@ -88,9 +95,49 @@ class Channel(abc.ABC):
     def where(self, kind: Kind, job_num: int | None) -> str:
         """Where the message lives, for messages to the user."""
 
-    def send(self, kind: Kind, job_num: int | None, data: Any, *, patience_s: float = 0.0) -> None:
-        """:meth:`put` ``data`` as JSON (never a NaN: it is not JSON)."""
-        self.put(kind, job_num, json.dumps(data, allow_nan=False), patience_s=patience_s)
+    def send(self, kind: Kind, job_num: int | None, message: Message | Any, *, patience_s: float = 0.0) -> None:
+        """:meth:`put` a message of ``kind`` as JSON (never a NaN: it is not JSON).
+
+        ``message`` is the kind's type (:class:`TrialRecord`, :class:`Allowance`, :class:`StopSignal`), or any JSON
+        value, written as it is: a message made by hand (a test's damaged heartbeat, a sweeper not yet typed).
+
+        Raises:
+            TypeError: ``message`` is another kind's type.
+            ValueError: the message holds a NaN.
+        """
+        expected = _MESSAGE_TYPES[kind]
+        if isinstance(message, TrialRecord | Allowance | StopSignal) and not isinstance(message, expected):
+            raise TypeError(f"{kind} messages are {expected.__name__}s, not {type(message).__name__}s")
+        if isinstance(message, TrialRecord):
+            message = message.to_dict()
+        elif isinstance(message, Allowance | StopSignal):
+            message = message.to_json()
+        self.put(kind, job_num, json.dumps(message, allow_nan=False), patience_s=patience_s)
+
+    def send_heartbeat(self, record: TrialRecord, *, patience_s: float = 0.0) -> None:
+        """Write a job's heartbeat (or final record), under its own job number."""
+        self.send("heartbeat", record.job_num, record, patience_s=patience_s)
+
+    def send_allowance(self, job_num: int, allowance: Allowance, *, patience_s: float = 0.0) -> None:
+        """Write what job ``job_num`` may spend."""
+        self.send("allowance", job_num, allowance, patience_s=patience_s)
+
+    def send_stop(self, signal: StopSignal, *, patience_s: float = 0.0) -> None:
+        """Write the sweep's STOP signal."""
+        self.send("stop", None, signal, patience_s=patience_s)
+
+    def allowance(self, job_num: int, *, max_age_s: float = 0.0) -> Allowance:
+        """What job ``job_num`` may spend: empty (no caps) if none was written, it is damaged, or none can be read."""
+        return Allowance.from_json(self.receive("allowance", job_num, max_age_s=max_age_s))
+
+    def stop_signal(self, *, max_age_s: float = 0.0) -> StopSignal | None:
+        """The sweep's STOP signal, or ``None``.
+
+        A STOP present but unreadable still stops (gracefully); a database away and silent means no STOP heard (the
+        job's allowance still holds).
+        """
+        data = self.receive("stop", None, max_age_s=max_age_s, unreadable="present")
+        return None if data is None else StopSignal.from_json(data)
 
     def receive(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, unreadable: Any = None) -> Any | None:
         """The message as JSON; ``None`` if there is none or the transport failed, ``unreadable`` if it is not JSON."""
@@ -114,8 +161,6 @@ class FileChannel(Channel):
 
     def path(self, kind: Kind, job_num: int | None) -> Path:
         """The file of a message."""
-        from lightning_greenai.trial.record import state_dir
-
         folder = state_dir(self.sweep_dir)
         if kind == "stop":
             return folder / "STOP"
@@ -124,8 +169,6 @@ class FileChannel(Channel):
 
     def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
         """Write the file atomically (temporary name, fsync, ``os.replace``)."""
-        from lightning_greenai.trial.record import replace_text
-
         replace_text(self.path(kind, job_num), text)
 
     def get(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, patience_s: float = 0.0) -> str | None:

@@ -17,7 +17,9 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATE_DIR",
-    "TRIAL_STATUSES",
+    "Allowance",
+    "Message",
+    "StopSignal",
     "TrialRecord",
+    "TrialStatus",
     "is_scored",
     "job_alive",
     "read_json",
@@ -41,8 +46,31 @@ __all__ = [
 ]
 
 STATE_DIR = ".greenai"
-#: What a trial can be: ``running`` until its task ends; ``not_started`` if it began after the sweep's STOP.
-TRIAL_STATUSES = ("running", "completed", "budget_stopped", "not_started", "killed", "failed", "interrupted")
+
+
+class TrialStatus(str, Enum):
+    """What a trial can be, as the job and the ledger record it.
+
+    A ``str`` so that the value written to JSON or SQL is the bare word (``"completed"``) and compares equal to it:
+    files written before this type existed read the same.
+    """
+
+    RUNNING = "running"  # until its task ends
+    COMPLETED = "completed"
+    BUDGET_STOPPED = "budget_stopped"  # stopped at its allowance (or, ``partial``, by the sweep's STOP)
+    NOT_STARTED = "not_started"  # began after the sweep's STOP
+    KILLED = "killed"  # stopped under ``stop_policy=kill``: billed, no score, not a failure
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: billed so far, run again on resume
+
+    def __str__(self) -> str:
+        """The bare value (``completed``), in messages and f-strings as in files."""
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any) -> TrialStatus | None:
+        """The status ``value`` names, or ``None`` if it names none (any type: a damaged file holds anything)."""
+        return cls._value2member_map_.get(value) if isinstance(value, str) else None  # type: ignore[return-value]
 
 
 def is_scored(status: str | None, partial: bool = False) -> bool:
@@ -51,7 +79,7 @@ def is_scored(status: str | None, partial: bool = False) -> bool:
     A trial must have completed, or stopped at its own allowance; one stopped by the sweep's STOP signal (``partial``)
     trained for less than the others, and one that never started has no score.
     """
-    return status == "completed" or (status == "budget_stopped" and not partial)
+    return status == TrialStatus.COMPLETED or (status == TrialStatus.BUDGET_STOPPED and not partial)
 
 
 def state_dir(sweep_dir: str | os.PathLike[str]) -> Path:
@@ -105,7 +133,7 @@ class TrialRecord:
 
     job_num: int
     seq: int = 0
-    status: str = "running"  # running | completed | budget_stopped | not_started | failed
+    status: TrialStatus = TrialStatus.RUNNING
     spend: Spend = field(default_factory=Spend)
     objective: float | None = None
     pid: int = field(default_factory=os.getpid)
@@ -115,12 +143,15 @@ class TrialRecord:
     partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
     slurm_job: str | None = field(default_factory=slurm_job_id)  # the SLURM job (array task) it ran as
 
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)  # a bare word ("completed") names its status
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
         return {
             "job_num": self.job_num,
             "seq": self.seq,
-            "status": self.status,
+            "status": self.status.value,
             "spend": self.spend.to_dict(),
             "objective": self.objective,
             "pid": self.pid,
@@ -141,13 +172,15 @@ class TrialRecord:
         if not isinstance(data, dict):
             raise ValueError(f"a heartbeat is a JSON object, got {type(data).__name__}")
         try:
+            raw_status = str(data.get("status", TrialStatus.RUNNING))
+            status = TrialStatus.parse(raw_status)
             objective = data.get("objective")
             if objective is not None and (isinstance(objective, bool) or not math.isfinite(float(objective))):
                 raise ValueError(f"objective {objective!r} is not a finite number")
             record = cls(
                 job_num=int(data["job_num"]),
                 seq=int(data.get("seq", 0)),
-                status=str(data.get("status", "running")),
+                status=status or TrialStatus.RUNNING,
                 spend=Spend.from_dict(data.get("spend", {})),
                 objective=None if objective is None else float(objective),
                 pid=int(data.get("pid", 0)),
@@ -159,8 +192,8 @@ class TrialRecord:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a heartbeat: {type(err).__name__}: {err}") from err
-        if record.status not in TRIAL_STATUSES:
-            raise ValueError(f"unknown status {record.status!r}")
+        if status is None:
+            raise ValueError(f"unknown status {raw_status!r}")
         return record
 
     @staticmethod
@@ -210,6 +243,132 @@ class TrialRecord:
             if notes is not None:
                 notes.append(f"heartbeat {where} is damaged ({err}): ignored")
             return None
+
+
+class _JsonMapping(Mapping[str, Any]):
+    """A message that also reads as its JSON object (``to_json``): by key, and equal to the dict it was sent as."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
+def _caps(limits: Any) -> dict[str, float] | None:
+    """A mapping of caps by budget quantity as floats, or ``None`` if ``limits`` is not one (damaged: ignored)."""
+    if not isinstance(limits, dict):
+        return None
+    try:
+        return {str(k): float(v) for k, v in limits.items()}
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class Allowance(_JsonMapping):
+    """What one trial may spend, written by the sweeper before launch (and raised when a sibling finishes).
+
+    Caps are in the budget's own quantities (``energy_kwh``, ``co2e_kg`` ...): ``trial`` its own allowance
+    (``trial_allowance`` x its estimate), ``sweep`` its share of what is left of the sweep's budget. Wall time is a
+    clock time, ``deadline_unix_s``, so a job's start-up counts as on the sweep's clock. ``policy`` is the sweep's
+    ``stop_policy``. Wire form: ``{"policy": ..., "trial": {...}, "sweep": {...}, "deadline_unix_s": ...}``, the
+    absent parts left out.
+    """
+
+    policy: str | None = None
+    trial: Mapping[str, float] | None = None
+    sweep: Mapping[str, float] | None = None
+    deadline_unix_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (absent parts left out; ``policy`` always written)."""
+        out: dict[str, Any] = {"policy": self.policy}
+        if self.trial is not None:
+            out["trial"] = dict(self.trial)
+        if self.sweep is not None:
+            out["sweep"] = dict(self.sweep)
+        if self.deadline_unix_s is not None:
+            out["deadline_unix_s"] = self.deadline_unix_s
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Allowance:
+        """Read the wire form leniently: a damaged part is left out (the job then falls back on the STOP signal).
+
+        Anything but a JSON object is no allowance; a plain mapping of limits (no ``trial``, ``sweep`` or
+        ``policy`` key) is the trial's own.
+        """
+        if not isinstance(data, dict):
+            return cls()
+        if not any(k in data for k in ("trial", "sweep", "policy")):
+            data = {"trial": data}
+        deadline = data.get("deadline_unix_s")
+        finite = isinstance(deadline, int | float) and not isinstance(deadline, bool) and math.isfinite(deadline)
+        policy = data.get("policy")
+        return cls(
+            policy=None if policy is None else str(policy),
+            trial=_caps(data.get("trial")),
+            sweep=_caps(data.get("sweep")),
+            deadline_unix_s=float(deadline) if finite else None,
+        )
+
+    def nothing_left(self, now_unix_s: float) -> bool:
+        """Whether the trial's share of the sweep's budget was spent already (a cap at zero, or the deadline past)."""
+        return any(limit <= 0.0 for limit in (self.sweep or {}).values()) or (
+            self.deadline_unix_s is not None and now_unix_s >= self.deadline_unix_s
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class StopSignal(_JsonMapping):
+    """The sweep's STOP signal: no new trial starts, and running ones stop as ``policy`` says.
+
+    ``policy`` is the sweep's ``stop_policy`` (``graceful``, ``kill``; under ``finish`` running trials finish);
+    ``kind`` why: ``budget`` (spent) or ``interrupt`` (the sweep was interrupted: its trials run again on resume).
+    Wire form: ``{"policy": ..., "kind": ..., "reason": ...}``, an absent kind or reason left out. A STOP that is
+    not a JSON object (written by hand: ``echo STOP > STOP``) still stops the sweep, gracefully.
+    """
+
+    policy: str | None = "graceful"
+    kind: str | None = None
+    reason: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the sweep itself was interrupted (its trials are run again on resume)."""
+        return self.kind == "interrupt"
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (``policy`` always written)."""
+        out: dict[str, Any] = {"policy": self.policy}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> StopSignal:
+        """Read the wire form; anything but a JSON object is a STOP present, graceful."""
+        if not isinstance(data, dict):
+            return cls(reason="STOP signal present")
+        policy, kind, reason = data.get("policy"), data.get("kind"), data.get("reason")
+        return cls(
+            policy=None if policy is None else str(policy),
+            kind=None if kind is None else str(kind),
+            reason=None if reason is None else str(reason),
+        )
+
+
+#: What travels on a sweep's channel: a job's heartbeat, its allowance, the sweep's STOP signal.
+Message = TrialRecord | Allowance | StopSignal
 
 
 def job_alive(record: TrialRecord) -> bool | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 
 from lightning_greenai.budget import Budget
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import TrialReporter
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = ["BudgetStoppingReason", "record_stop", "stop_reason"]
 
@@ -29,20 +31,19 @@ def stop_reason(
     if reporter is not None:
         request = reporter.stop_request()
         # under stop_policy=finish the STOP signal only keeps new trials from starting; running ones finish
-        if request is not None and request.get("policy") != "finish":
-            return BudgetStoppingReason.SWEEP_BUDGET, str(request.get("reason", ""))
+        if request is not None and request.policy != "finish":
+            return BudgetStoppingReason.SWEEP_BUDGET, request.reason or ""
         allowance = reporter.allowance()
         # the caps are in the budget's own quantities, priced as the sweeper prices them: with the sweep's grid
-        for part, why, text in (
-            ("trial", BudgetStoppingReason.TRIAL_ALLOWANCE, "allowance spent"),
-            ("sweep", BudgetStoppingReason.SWEEP_BUDGET, "this trial spent what was left of the budget"),
+        for caps, why, text in (
+            (allowance.trial, BudgetStoppingReason.TRIAL_ALLOWANCE, "allowance spent"),
+            (allowance.sweep, BudgetStoppingReason.SWEEP_BUDGET, "this trial spent what was left of the budget"),
         ):
-            caps = allowance.get(part)
             if caps:
                 spent = _caps(caps, reporter.grid).exceeded_by(spend, reporter.grid)
                 if spent:
                     return why, f"{text}: {', '.join(spent)}"
-        deadline = allowance.get("deadline_unix_s")
+        deadline = allowance.deadline_unix_s
         if deadline is not None and time.time() >= deadline:
             return BudgetStoppingReason.SWEEP_BUDGET, "the sweep's wall-time budget ran out"
     if own is not None:
@@ -52,7 +53,7 @@ def stop_reason(
     return None
 
 
-def _caps(caps: dict[str, float], grid: Grid | None) -> Budget:
+def _caps(caps: Mapping[str, float], grid: Grid | None) -> Budget:
     """The caps a job can check: without the sweep's grid, CO2e and money are left to the sweeper's STOP signal."""
     if grid is None:
         caps = {q: v for q, v in caps.items() if q not in ("co2e_kg", "money")}
@@ -79,12 +80,13 @@ def record_stop(
         return
     if reporter.policy() == "kill":
         if write:
-            reporter.finish("killed")
+            reporter.finish(TrialStatus.KILLED)
         raise TrialKilledError(f"Trial stopped by the budget sweeper (stop_policy=kill): {message}")
     if write:
         request = reporter.stop_request()
-        if request is not None and request.get("kind") == "interrupt":
-            reporter.set_status("interrupted")  # the sweep was interrupted: billed so far, run again on resume
+        if request is not None and request.interrupted:
+            # the sweep was interrupted: billed so far, run again on resume
+            reporter.set_status(TrialStatus.INTERRUPTED)
             return
         reporter.record.partial = reason is BudgetStoppingReason.SWEEP_BUDGET
-        reporter.set_status("budget_stopped")
+        reporter.set_status(TrialStatus.BUDGET_STOPPED)

@@ -14,6 +14,7 @@ from typing import Any
 from lightning_greenai.errors import TrialKilledError
 from lightning_greenai.trial.account import TrialReporter, current_trial, job_context
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
+from lightning_greenai.trial.record import StopSignal, TrialStatus
 
 __all__ = ["SweepInterrupted", "TaskWrapper", "Undelivered", "carried_record"]
 
@@ -136,7 +137,7 @@ def carried_record(ret: Any) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _finish(reporter: TrialReporter, status: str, objective: float | None = None) -> dict[str, Any] | None:
+def _finish(reporter: TrialReporter, status: TrialStatus, objective: float | None = None) -> dict[str, Any] | None:
     """Write the final record; return it when it could not be delivered."""
     return None if reporter.finish(status, objective) else reporter.record.to_dict()
 
@@ -165,13 +166,14 @@ class TaskWrapper:
             return self.task(cfg)
         request = reporter.stop_request()
         if request is None and reporter.nothing_left():
-            request = {"kind": "budget", "reason": "nothing was left of the budget when it began"}
+            request = StopSignal(policy=None, kind="budget", reason="nothing was left of the budget when it began")
         if request is not None:
-            interrupted = request.get("kind") == "interrupt"
-            undelivered = _finish(reporter, "interrupted" if interrupted else "not_started")
-            log.info("Job %d not started: %s", reporter.job_num, request.get("reason", "the sweep stopped"))
+            status = TrialStatus.INTERRUPTED if request.interrupted else TrialStatus.NOT_STARTED
+            undelivered = _finish(reporter, status)
+            reason = request.reason if request.reason is not None else "the sweep stopped"
+            log.info("Job %d not started: %s", reporter.job_num, reason)
             return _carry(None, undelivered)
-        reporter.set_status("running")
+        reporter.set_status(TrialStatus.RUNNING)
         try:
             with _single_run_argv(), _leave_the_process_as_found(), _finish_wandb_runs_left_open():
                 context = job_context()
@@ -180,11 +182,11 @@ class TaskWrapper:
                 value = self.task(cfg)
         except BaseException as err:
             if isinstance(err, TrialKilledError):
-                status = "killed"
+                status = TrialStatus.KILLED
             elif isinstance(err, KeyboardInterrupt | SystemExit | SweepInterrupted):
-                status = "interrupted"
+                status = TrialStatus.INTERRUPTED
             else:
-                status = "failed"
+                status = TrialStatus.FAILED
             undelivered = _finish(reporter, status)
             if undelivered is not None:
                 with suppress(AttributeError, TypeError):  # an exception that takes no attributes goes without
@@ -194,5 +196,7 @@ class TaskWrapper:
             objective: float | None = extract_objective(value, self.objective_key)
         except ObjectiveError:
             objective = None  # the sweeper decides whether that fails the trial (it sees the return value)
-        status = reporter.record.status if reporter.record.status in ("budget_stopped", "interrupted") else "completed"
+        status = reporter.record.status
+        if status not in (TrialStatus.BUDGET_STOPPED, TrialStatus.INTERRUPTED):
+            status = TrialStatus.COMPLETED
         return _carry(value, _finish(reporter, status, objective))
