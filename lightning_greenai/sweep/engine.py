@@ -12,7 +12,6 @@ finished; and the wall time of a crashed session still counts.
 from __future__ import annotations
 
 import bisect
-import csv
 import hashlib
 import json
 import logging
@@ -66,11 +65,11 @@ from lightning_greenai.trial.channel import (
     storage_url,
 )
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
+from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir
 from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
 from lightning_greenai.units import QUANTITIES, S_PER_HOUR, format_duration, format_quantity
 
-__all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
+__all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +249,19 @@ class _Book:
             )
             for q in sweep.budget.limits
         }
+
+
+@dataclass(frozen=True)
+class SweepStopped:
+    """A stopped sweep's result, for whoever reports it: where, why, its trials and what they spent."""
+
+    sweep_dir: Path
+    reason: str
+    trials: list[Trial]
+    spend: Spend  # the sum of the trials' spends
+    spent: Mapping[str, float | None]  # of each limited quantity (wall time: the sweep's), empty when unlimited
+    wall_s: float  # the sweep's wall time, earlier sessions included
+    interrupted: bool = False  # stopped by an interrupt: it can be resumed
 
 
 #: Seconds an interrupted sweep waits for its running jobs' final records (they stop at their next step).
@@ -476,6 +488,9 @@ class BudgetSweep:
         self._elapsed_before = 0.0
         self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
         self._launched: set[int] = set()  # jobs with a "launched" event in this session
+        #: Called once when the sweep stops, its books closed: what reports it (the engine neither prints nor publishes)
+        self.on_stop: Callable[[SweepStopped], None] | None = None
+        self.stopped: SweepStopped | None = None  # this sweep's result, once it stopped
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
 
@@ -534,7 +549,7 @@ class BudgetSweep:
                 "hydra.sweeper.params to search, e.g. `model.lr: tag(log, interval(1e-4, 1e-1))`."
             )
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.signalled = None
+        self.signalled, self.stopped = None, None
         self.sweep_id = _sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
         self.channel = open_channel(sweep_dir, self.storage, key=self.sweep_id, create=True)
         with SweepLock(folder), _signals_raise(self):
@@ -815,7 +830,7 @@ class BudgetSweep:
         ledger: Ledger,
         book: _Book,
     ) -> None:
-        """Record every open trial, write the report, say how to resume, and exit non-zero."""
+        """Record every open trial, close the books (``on_stop`` says how to resume), and exit non-zero."""
         if isinstance(interrupt, SweepInterrupted):
             what, code = f"the sweeper received {interrupt}", 128 + interrupt.signum
         elif isinstance(interrupt, KeyboardInterrupt):
@@ -841,19 +856,7 @@ class BudgetSweep:
                 self._record(job, strategy, ledger, book)
             else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
                 strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
-        reason = f"interrupted: {what}"
-        self._finish(ledger, sweep_dir, book, reason)
-        reruns = [t.job_num for t in book.trials if t.status == "interrupted"]
-        print(
-            f"[greenai] sweep {reason}. Every trial so far is recorded"
-            + (
-                f"; job(s) {reruns} were billed what they had metered (their final record, else their last "
-                "heartbeat) and run again on resume"
-                if reruns
-                else ""
-            )
-            + f". Resume with the same command and: hydra.sweep.dir={sweep_dir} hydra.sweeper.resume=true"
-        )
+        self._finish(ledger, sweep_dir, book, f"interrupted: {what}", interrupted=True)
         raise SystemExit(code) from interrupt
 
     def stop_running_jobs(self, why: str) -> None:
@@ -1195,84 +1198,17 @@ class BudgetSweep:
         else:
             job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
 
-    def _finish(self, ledger: Ledger, sweep_dir: Path, book: _Book, reason: str) -> None:
+    def _finish(self, ledger: Ledger, sweep_dir: Path, book: _Book, reason: str, *, interrupted: bool = False) -> None:
+        """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report)."""
         wall_s = self.wall_s()
         spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
         session_s = time.monotonic() - self._started if self._started else 0.0
         ledger.append("stopped", reason=reason, elapsed_s=session_s, wall_s=wall_s, trials=len(book.trials))
-        write_report(sweep_dir, self, book.trials, book.spend, spent, reason, wall_s)
         count = len(book.trials)
         log.info("Budget sweep stopped: %s (%d trial%s).", reason, count, "" if count == 1 else "s")
-        print(
-            f"[greenai] sweep stopped: {reason}; {count} trial{'s' if count != 1 else ''}; "
-            f"see {sweep_dir / 'budget_report.json'}"
-        )
-        self._present(sweep_dir)
-
-    def _present(self, sweep_dir: Path) -> None:
-        """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``)."""
-        from lightning_greenai.reporting.render import to_text, write_plots
-        from lightning_greenai.reporting.summary import SweepSummary, load
-
-        summary = load(sweep_dir)
-        assert isinstance(summary, SweepSummary)
-        summary.set_score_bounds(self.score_bounds or summary.score_bounds)  # this session's config, if resumed
-        if self.report:
-            print(to_text(summary))
-            try:
-                plots = write_plots(summary, sweep_dir / "greenai_report", within=sweep_dir)
-                print("[greenai] plots: " + ", ".join(str(p) for p in plots))
-            except ImportError:
-                print("[greenai] plots need matplotlib: pip install matplotlib")
-            except ValueError as err:
-                print(f"[greenai] no plots: {err}")
-        logger_cfg = self.config.get("logger") if self.config is not None else None
-        if not self.log_curves or logger_cfg is None:
-            return
-        nodes = _logger_nodes(logger_cfg)
-        if not nodes:
-            log.warning(
-                "cfg.logger holds no logger config with a _target_ (a node, a dict or a list of them): the sweep's "
-                "budget curves were not logged."
-            )
-        for node in nodes:
-            try:
-                self._publish(summary, node, sweep_dir)
-            except Exception as err:  # a tracker problem must not hide a finished sweep's results
-                log.warning("Could not log the sweep's curves to %s: %s", node.get("_target_"), err)
-
-    def _publish(self, summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        from lightning_greenai.reporting.publish import publish
-
-        if not HydraConfig.initialized() and self.config is not None and "hydra" in self.config:
-            HydraConfig.instance().set_config(self.config)  # ${hydra:...} in the logger config resolve as in a job
-
-        target = str(logger_cfg["_target_"])
-        name_key = "run_name" if target.endswith("MLFlowLogger") else "name"
-        overrides: dict[str, Any] = {name_key: "greenai-sweep"}
-        node = OmegaConf.to_container(logger_cfg, resolve=False)
-        if isinstance(node, dict) and "save_dir" in node:
-            overrides["save_dir"] = str(sweep_dir)  # the jobs' output dirs are theirs; the summary run is the sweep's
-        logger = instantiate(logger_cfg, **overrides)
-        publish(summary, logger)
-        print(f"[greenai] budget curves logged to {type(logger).__name__} (run 'greenai-sweep')")
-
-
-def _logger_nodes(cfg: Any) -> list[Any]:
-    """The logger configs in ``cfg.logger``: one node with a ``_target_``, or a dict or list of them (templates)."""
-    from omegaconf import DictConfig, ListConfig
-
-    if isinstance(cfg, DictConfig):
-        if "_target_" in cfg:
-            return [cfg]
-        return [node for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
-    if isinstance(cfg, ListConfig):
-        return [node for node in cfg if isinstance(node, DictConfig) and "_target_" in node]
-    return []
+        self.stopped = SweepStopped(sweep_dir, reason, list(book.trials), book.spend, spent, wall_s, interrupted)
+        if self.on_stop is not None:
+            self.on_stop(self.stopped)
 
 
 @contextmanager
@@ -1392,77 +1328,6 @@ def _budget_text(budget: Budget, max_trials: int | None) -> str:
     """``10.0 J, max_trials 5``: a budget's limits in readable units."""
     parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
     return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
-
-
-def write_report(
-    sweep_dir: Path,
-    sweep: BudgetSweep,
-    trials: Sequence[Trial],
-    spend: Spend,
-    spent: Mapping[str, float | None],
-    reason: str,
-    wall_s: float,
-) -> None:
-    """Write ``budget_report.json`` and ``budget_curve.csv`` into the sweep dir.
-
-    ``spend`` is the sum of the trials' spends (money prices their metered hours); ``wall_s`` the sweep's wall time.
-    """
-    by_status: dict[str, int] = {}
-    for t in trials:
-        by_status[t.status] = by_status.get(t.status, 0) + 1
-    better = max if sweep.direction == "max" else min
-    scored = [t for t in trials if t.objective is not None and is_scored(t.status, t.partial)]
-    best = better(scored, key=lambda t: t.objective) if scored else None  # type: ignore[arg-type, return-value]
-    report = {
-        "stop_reason": reason,
-        "budget": sweep.budget.to_dict(),
-        "spent": dict(spent),
-        "spend": spend.to_dict(),
-        "energy_kwh": spend.energy_kwh,
-        "co2e_kg": None if (g := sweep.grid.co2e_g(spend)) is None else g / 1000,
-        "money": sweep.grid.money(spend),
-        "currency": sweep.grid.currency,
-        "wall_s": wall_s,
-        "is_estimate": spend.is_estimate,
-        "trials": len(trials),
-        "trials_by_status": by_status,
-        "strategy": sweep.strategy_name,
-        "iid": sweep.strategy_name == "random",
-        "direction": sweep.direction,
-        "best": None
-        if best is None
-        else {"job": best.job_num, "objective": best.objective, "overrides": best.overrides},
-        "grid": sweep.grid.to_dict(),
-        "stop_policy": sweep.stop_policy,
-        "max_batch_size": sweep.batch_size,
-    }
-    write_json_atomic(sweep_dir / "budget_report.json", report)
-    rows = []
-    cumulative = Spend()
-    best_so_far: float | None = None
-    for t in sorted(trials, key=lambda t: t.job_num):
-        cumulative = cumulative + t.spend
-        if t.objective is not None and is_scored(t.status, t.partial):
-            best_so_far = t.objective if best_so_far is None else better(best_so_far, t.objective)
-        co2e_g = sweep.grid.co2e_g(cumulative)
-        rows.append(
-            {
-                "job": t.job_num,
-                "status": t.status,
-                "score": t.objective,
-                "best_so_far": best_so_far,
-                "energy_kwh": cumulative.energy_kwh,
-                "flops": cumulative.flops,
-                "co2e_kg": None if co2e_g is None else co2e_g / 1000,
-                "money": sweep.grid.money(cumulative),
-                "gpu_hours": cumulative.gpu_hours,
-                "overrides": " ".join(t.overrides),
-            }
-        )
-    with open(sweep_dir / "budget_curve.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["job"])
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _check_cost_aware(axis: Any, strategy: str | None, sampler: Any) -> None:
