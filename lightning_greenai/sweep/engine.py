@@ -39,9 +39,8 @@ from lightning_greenai.errors import (
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
-from lightning_greenai.stats.bands import check_bounds
-from lightning_greenai.stats.gain import GainRule
 from lightning_greenai.sweep.admission import admit, estimate_trial_cost
+from lightning_greenai.sweep.config import SweepConfig
 from lightning_greenai.sweep.history import Trial, limits_in_force, replay
 from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.sweep.ledger import Ledger
@@ -51,7 +50,6 @@ from lightning_greenai.sweep.strategies import (
     RandomStrategy,
     SearchStrategy,
     canonical_overrides,
-    check_optuna_storage,
     make_strategy,
     parse_overrides,
     sweeps_anything,
@@ -59,7 +57,6 @@ from lightning_greenai.sweep.strategies import (
 from lightning_greenai.trial.channel import (
     Channel,
     check_no_password,
-    check_storage,
     masked,
     open_channel,
     storage_url,
@@ -67,7 +64,7 @@ from lightning_greenai.trial.channel import (
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
 from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir
 from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
-from lightning_greenai.units import QUANTITIES, S_PER_HOUR, format_duration, format_quantity
+from lightning_greenai.units import S_PER_HOUR, format_duration, format_quantity
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Trial"]
 
@@ -76,10 +73,6 @@ log = logging.getLogger(__name__)
 #: Trials in a row that fail without metering anything before the sweep stops, whatever max_failure_rate (at least:
 #: 3x the longest such run that a trial which metered has ended before, so a space with some invalid corners runs on)
 UNMETERED_FAILURES_IN_A_ROW = 10
-STOP_POLICIES = ("graceful", "finish", "kill")
-STRATEGIES = ("grid", "random", "optuna")
-#: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
-COST_AXES = tuple(q for q in QUANTITIES if q != "wall_hours")
 #: What a trial must report for each budget quantity, and what to attach when it does not.
 _MEASURED_BY = {
     "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
@@ -107,12 +100,6 @@ def _search_key(search: Any) -> str | None:
     return _fingerprint({**search, "arguments": arguments})
 
 
-def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (low <= value <= high):
-        raise BudgetConfigError(f"`hydra.sweeper.{name}` must be {allowed}, got {value!r}.")
-    return float(value)
-
-
 #: Packages a trial may need for an option the README suggests, and the extra that installs each.
 _EXTRAS = {
     "wandb": "wandb",
@@ -136,29 +123,6 @@ def _missing_package(errors: Sequence[str | None]) -> str | None:
             install = f"pip install 'lightning-greenai[{extra}]'" if extra else f"pip install {module}"
             return f"The trials need the package `{module}`, which is not installed: {install}"
     return None
-
-
-def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
-    """Take an option from its hydra-optuna-sweeper spelling too; the two must agree when both are given."""
-    if alias_value is None:
-        return value
-    if value is not None and value != alias_value:
-        raise BudgetConfigError(
-            f"`hydra.sweeper.{alias}` ({alias_value!r}) is hydra-optuna-sweeper's name for `{name}`, which is "
-            f"{value!r}: give one of them."
-        )
-    return alias_value
-
-
-def _plain(node: Any) -> Any:
-    """A Hydra/OmegaConf node as plain Python (dicts and lists), for fingerprints and instantiation."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:
-        return node
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
 
 
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
@@ -307,6 +271,24 @@ def _sweep_id(ledger: Ledger, sweep_dir: Path) -> str:
     return recorded if isinstance(recorded, str) and recorded else str(sweep_dir)
 
 
+class _Option:
+    """A read-only view of one :class:`SweepConfig` field on the sweep, under the name the sweep's code reads."""
+
+    def __init__(self, field: str | None = None) -> None:
+        self.field = field
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = self.field or name
+
+    def __get__(self, sweep: BudgetSweep | None, owner: type) -> Any:
+        if sweep is None:
+            return self
+        return getattr(sweep.options, str(self.field))
+
+    def __set__(self, sweep: BudgetSweep, value: Any) -> None:
+        raise AttributeError(f"{self.field} is an option of the sweep: set it in hydra.sweeper")
+
+
 class BudgetSweep:
     """Run a budget-limited search (see the module docstring and ``conf/hydra/sweeper/greenai.yaml``).
 
@@ -314,171 +296,40 @@ class BudgetSweep:
         BudgetConfigError: an option out of range, naming it, the value and what is allowed.
     """
 
-    def __init__(
-        self,
-        *,
-        budget: Mapping[str, Any] | None = None,
-        strategy: str | None = None,
-        max_trials: int | None = None,
-        max_batch_size: int | None = None,
-        params: Mapping[str, str] | None = None,
-        seed: int = 0,
-        direction: str = "max",
-        score_bounds: Any = None,
-        stop_when: Mapping[str, Any] | None = None,
-        objective: str | None = None,
-        stop_policy: str = "graceful",
-        heartbeat_s: float = 10.0,
-        poll_s: float = 1.0,
-        prior_cost: Mapping[str, Any] | None = None,
-        cost_quantile: float = 0.9,
-        trial_allowance: float | None = None,
-        max_failure_rate: float = 0.0,
-        resume: bool = False,
-        grid: Mapping[str, Any] | None = None,
-        report: bool = True,
-        log_curves: bool = True,
-        n_trials: int | None = None,
-        n_jobs: int | None = None,
-        sampler: Any = None,
-        cost_aware: str | None = None,
-        storage: str | None = None,
-        study_name: str | None = None,
-        search_space: Any = None,
-        custom_search_space: str | None = None,
-        sweep_id: str | None = None,
-    ) -> None:
-        self.budget = Budget.parse({k: v for k, v in dict(budget or {}).items() if v is not None})
-        max_trials = _alias("max_trials", max_trials, "n_trials", n_trials)
-        max_batch_size = _alias("max_batch_size", max_batch_size, "n_jobs", n_jobs)
-        direction = (
-            {"maximize": "max", "minimize": "min"}.get(direction, direction)
-            if isinstance(direction, str)
-            else direction
-        )
-        if search_space is not None or custom_search_space is not None:
-            raise BudgetConfigError(
-                "hydra.sweeper.search_space / custom_search_space are hydra-optuna-sweeper options the greenai sweeper "
-                "does not take: write each parameter under hydra.sweeper.params in Hydra's sweep syntax, e.g. "
-                "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
-            )
-        self.sampler = _plain(sampler)
-        if cost_aware is not None:
-            _check_cost_aware(cost_aware, strategy, self.sampler)
-            strategy = "optuna"
-        if self.sampler is not None:
-            if not isinstance(self.sampler, dict) or "_target_" not in self.sampler:
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.sampler` must be an Optuna sampler config with a _target_, e.g. "
-                    f"{{_target_: optuna.samplers.TPESampler, seed: 1234}}; got {sampler!r}."
-                )
-            if str(self.sampler["_target_"]).endswith("RandomSampler") and strategy in (None, "random", "optuna"):
-                # Optuna's random sampler is an i.i.d. search: run it as ours, whose curves may be called "expected"
-                strategy, seed = "random", int(self.sampler.get("seed", seed) or seed)
-                self.sampler = None
-            elif strategy is None:
-                strategy = "optuna"
-            elif strategy != "optuna":
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.sampler` is an Optuna sampler but strategy is {strategy!r}: set "
-                    "hydra.sweeper.strategy=optuna, or remove the sampler."
-                )
-        self.cost_aware, self._cost_warned = cost_aware, False
-        strategy = strategy or "grid"
-        if not isinstance(direction, str):
-            raise BudgetConfigError(
-                f"The greenai sweeper optimises one objective: `hydra.sweeper.direction` must be max or min "
-                f"(maximize or minimize), got {direction!r}."
-            )
-        if storage is not None and not isinstance(storage, str):
-            raise BudgetConfigError(f"`hydra.sweeper.storage` must be a database URL or null, got {storage!r}.")
-        if storage:
-            check_storage(storage)
-        if sweep_id is not None:
-            raise BudgetConfigError(
-                f"hydra.sweeper.sweep_id is set by the sweeper on its jobs (the id its ledger records), got "
-                f"{sweep_id!r}: remove it."
-            )
-        self.storage, self.study_name = storage or None, study_name
+    budget = _Option()
+    grid = _Option()
+    strategy_name = _Option("strategy")
+    max_trials = _Option()
+    max_batch_size = _Option()
+    params = _Option()
+    seed = _Option()
+    direction = _Option()
+    score_bounds = _Option()
+    stop_when = _Option()
+    objective_key = _Option("objective")
+    stop_policy = _Option()
+    heartbeat_s = _Option()
+    poll_s = _Option()
+    prior_cost = _Option()
+    cost_quantile = _Option()
+    trial_allowance = _Option()
+    max_failure_rate = _Option()
+    resume = _Option()
+    report = _Option()
+    log_curves = _Option()
+    sampler = _Option()
+    cost_aware = _Option()
+    storage = _Option()
+    study_name = _Option()
+    needs_objective = _Option()
+
+    def __init__(self, **options: Any) -> None:
+        """``options``: ``hydra.sweeper``'s, checked by :meth:`SweepConfig.parse` (a BudgetConfigError names one)."""
+        self.options = SweepConfig.parse(**options)
+        self.gain_rule = self.options.gain_rule  # turned off when a score falls outside score_bounds
+        self._cost_warned = False
         self.sweep_id = ""  # the id that keys this sweep's signals: its ledger's (see _sweep_id)
         self.channel: Channel | None = None
-        if strategy not in STRATEGIES:
-            raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
-        if strategy == "optuna":  # before anything is written: a sweep dir is not left holding a ledger it cannot run
-            try:
-                import optuna
-            except ImportError:
-                pass  # OptunaStrategy says how to install it
-            else:
-                check_optuna_storage(optuna.__version__)
-        if stop_policy not in STOP_POLICIES:
-            raise BudgetConfigError(f"Unknown stop_policy {stop_policy!r}. Allowed: {', '.join(STOP_POLICIES)}.")
-        if direction not in ("max", "min"):
-            raise BudgetConfigError(f"`hydra.sweeper.direction` must be 'max' or 'min', got {direction!r}.")
-        for name, value in (("max_trials", max_trials), ("max_batch_size", max_batch_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be an integer >= 1 or null, got {value!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
-        try:
-            self.score_bounds = check_bounds(_plain(score_bounds), name="hydra.sweeper.score_bounds")
-            self.stop_when = _plain(stop_when)
-            self.gain_rule = GainRule.parse(self.stop_when)
-        except ValueError as err:
-            raise BudgetConfigError(str(err)) from None
-        if self.gain_rule is not None and strategy != "random":
-            why = (
-                "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
-            )
-            raise BudgetConfigError(
-                f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
-                f"holds only for independent draws, and {why}. Set hydra.sweeper.strategy=random, or remove "
-                "stop_when."
-            )
-        if self.gain_rule is not None and self.score_bounds is None:
-            raise BudgetConfigError(
-                "hydra.sweeper.stop_when needs hydra.sweeper.score_bounds, the range the score can take (e.g. [0, 1] "
-                "for accuracy): without it a better score can never be ruled out, so the sweep could never stop."
-            )
-        _check_number("max_failure_rate", max_failure_rate, low=0.0, high=1.0, allowed="a number in [0, 1]")
-        _check_number("cost_quantile", cost_quantile, low=0.0, high=1.0, allowed="a quantile in [0, 1], e.g. 0.9")
-        _check_number("heartbeat_s", heartbeat_s, low=0.0, high=1e6, allowed="a number of seconds >= 0")
-        _check_number("poll_s", poll_s, low=0.01, high=1e6, allowed="a number of seconds >= 0.01 (0 would spin)")
-        if trial_allowance is not None:
-            _check_number(
-                "trial_allowance",
-                trial_allowance,
-                low=1e-9,
-                high=1e6,
-                allowed="a multiple > 0 of a trial's cost, or null",
-            )
-        for name, value in (("resume", resume), ("report", report), ("log_curves", log_curves)):
-            if not isinstance(value, bool):
-                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be true or false, got {value!r}.")
-        if self.budget.is_unlimited and max_trials is None and strategy != "grid":
-            raise BudgetConfigError(
-                f"The {strategy} strategy with no budget limit and no max_trials would never stop: set "
-                "hydra.sweeper.budget.<quantity> or hydra.sweeper.max_trials."
-            )
-        self.grid = Grid.from_config(grid)
-        self.budget.check_grid(self.grid)
-        if cost_aware == "money" and not self.grid.prices_money:
-            raise BudgetConfigError(
-                "`hydra.sweeper.cost_aware=money` needs a price: set hydra.sweeper.grid.price_per_kwh and currency "
-                "(or instance_price_per_h), or a country whose price is in the packaged table."
-            )
-        # the same units and spellings as the budget: numbers in the field's unit, or strings such as "3 J"
-        self.prior_cost = Budget.parse({k: v for k, v in dict(prior_cost or {}).items() if v is not None}).limits
-        self.strategy_name, self.max_trials, self.max_batch_size = strategy, max_trials, max_batch_size
-        self.params = dict(params or {})
-        self.seed, self.direction, self.objective_key = seed, direction, objective
-        self.stop_policy, self.heartbeat_s, self.poll_s = stop_policy, heartbeat_s, poll_s
-        self.cost_quantile, self.trial_allowance = cost_quantile, trial_allowance
-        self.max_failure_rate, self.resume = max_failure_rate, resume
-        self.report, self.log_curves = report, log_curves
-        # a number to optimise is required when a key names it or a strategy learns or ranks by it; a plain grid sweep
-        # (Hydra's own launcher tests) accepts tasks that return anything
-        self.needs_objective = objective is not None or strategy != "grid"
         self.config: Any = None
         self.launcher: Any = None
         self.parallelism, self.parallelism_source = 1, "default"
@@ -1328,22 +1179,3 @@ def _budget_text(budget: Budget, max_trials: int | None) -> str:
     """``10.0 J, max_trials 5``: a budget's limits in readable units."""
     parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
     return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
-
-
-def _check_cost_aware(axis: Any, strategy: str | None, sampler: Any) -> None:
-    """``cost_aware`` names a cost axis, and goes with the optuna strategy and no sampler of the user's."""
-    if axis not in COST_AXES:
-        raise BudgetConfigError(
-            f"`hydra.sweeper.cost_aware` must name the cost to weigh, one of {', '.join(COST_AXES)}; got {axis!r}."
-        )
-    if sampler is not None:
-        raise BudgetConfigError(
-            "`hydra.sweeper.cost_aware` brings its own Optuna sampler (expected improvement per unit of predicted "
-            "cost): remove hydra.sweeper.sampler, or cost_aware."
-        )
-    if strategy not in (None, "optuna"):
-        why = "a grid proposes without learning" if strategy == "grid" else "a random search must stay i.i.d."
-        raise BudgetConfigError(
-            f"`hydra.sweeper.cost_aware` is a proposal rule of the optuna strategy, but strategy is {strategy!r} "
-            f"({why}): set hydra.sweeper.strategy=optuna, or remove cost_aware."
-        )
