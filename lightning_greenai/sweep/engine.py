@@ -11,12 +11,10 @@ finished; and the wall time of a crashed session still counts.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import logging
 import math
-import re
 import signal
 import threading
 import time
@@ -32,19 +30,30 @@ from lightning_greenai.budget import Budget, measure
 from lightning_greenai.errors import (
     BudgetConfigError,
     GridConfigError,
-    MissingDependencyError,
     StateWriteError,
-    SweepFailedError,
 )
 from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
-from lightning_greenai.sweep.admission import admit, estimate_trial_cost
+from lightning_greenai.sweep.admission import admit
+from lightning_greenai.sweep.books import Book
 from lightning_greenai.sweep.config import SweepConfig
 from lightning_greenai.sweep.history import Trial, limits_in_force, replay
 from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.lock import SweepLock
+from lightning_greenai.sweep.rules import (
+    BudgetSpent,
+    FailingRule,
+    FailureRate,
+    GainStop,
+    MaxTrials,
+    SearchSpaceExhausted,
+    StopRule,
+    SweepState,
+    UnmeasuredBudget,
+    first_reason,
+)
 from lightning_greenai.sweep.strategies import (
     GridStrategy,
     RandomStrategy,
@@ -62,25 +71,13 @@ from lightning_greenai.trial.channel import (
     storage_url,
 )
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir
+from lightning_greenai.trial.record import TrialRecord, job_alive, state_dir
 from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
 from lightning_greenai.units import S_PER_HOUR, format_duration, format_quantity
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
-
-#: Trials in a row that fail without metering anything before the sweep stops, whatever max_failure_rate (at least:
-#: 3x the longest such run that a trial which metered has ended before, so a space with some invalid corners runs on)
-UNMETERED_FAILURES_IN_A_ROW = 10
-#: What a trial must report for each budget quantity, and what to attach when it does not.
-_MEASURED_BY = {
-    "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
-    "co2e_kg": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
-    "money": "an EnergyMonitor on the Trainer (or a Meter with sensors), or a grid instance_price_per_h",
-    "flops": "a FlopMonitor on the Trainer (or Meter.count_flops / Meter.add_flops in a plain loop)",
-    "gpu_hours": "an EnergyMonitor on a Trainer that runs on GPUs",
-}
 
 
 def _fingerprint(data: Mapping[str, Any]) -> str:
@@ -98,31 +95,6 @@ def _search_key(search: Any) -> str | None:
     except (HydraException, ValueError):  # a recorded override Hydra cannot parse: no search this one can be
         return None
     return _fingerprint({**search, "arguments": arguments})
-
-
-#: Packages a trial may need for an option the README suggests, and the extra that installs each.
-_EXTRAS = {
-    "wandb": "wandb",
-    "mlflow": "mlflow",
-    "tensorboard": "tensorboard",
-    "tensorboardX": "tensorboard",
-    "optuna": "optuna",
-    "sklearn": "examples",
-    "matplotlib": "plots",
-    "rich": "examples",
-}
-
-
-def _missing_package(errors: Sequence[str | None]) -> str | None:
-    """If trials failed for want of an optional package, one line saying which and how to install it."""
-    for error in errors:
-        found = re.search(r"No module named '([\w.]+)'", error or "")
-        if found is not None:
-            module = found.group(1).split(".")[0]
-            extra = _EXTRAS.get(module)
-            install = f"pip install 'lightning-greenai[{extra}]'" if extra else f"pip install {module}"
-            return f"The trials need the package `{module}`, which is not installed: {install}"
-    return None
 
 
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
@@ -143,76 +115,6 @@ def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> l
         seen.add(key)
         merged[key] = str(override.input_line)
     return list(merged.values())
-
-
-@dataclass
-class _Book:
-    """The sweep's running totals, so each batch's bookkeeping costs the same however long the sweep."""
-
-    sweep: BudgetSweep
-    spend: Spend
-    counted: int = 0  # trials that count toward max_trials and the failure rate
-    failed: int = 0
-
-    def __post_init__(self) -> None:
-        self.trials: list[Trial] = []
-        self.done = 0  # trials that completed or stopped at the budget: they report what they spent
-        self.measured: set[str] = set()  # the limited quantities some such trial reported
-        self.unmetered_run = 0  # trials in a row (job order) that failed without metering anything, up to now
-        self.longest_unmetered_run = 0  # the longest such run that a trial which metered has ended
-        self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
-        self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
-
-    def add(self, trial: Trial) -> None:
-        """Count a finished trial."""
-        self.trials.append(trial)
-        self.spend = self.spend + trial.spend
-        if trial.status in ("interrupted", "not_started"):
-            return  # an interrupted trial runs again; one that never started is no trial
-        self.counted += 1
-        self.failed += trial.status == "failed"
-        if trial.failed_unmetered:
-            self.unmetered_run += 1
-        else:
-            self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
-            self.unmetered_run = 0
-        if trial.status not in ("completed", "budget_stopped"):
-            return  # a failed or killed trial's cost says nothing about a trial's cost
-        self.done += 1
-        costs = self.warmup_costs if trial.warmup else self.costs
-        for quantity, cost in self.sweep.costs(trial).items():
-            if cost:
-                self.measured.add(quantity)
-            if cost is not None and quantity in costs:
-                bisect.insort(costs[quantity], cost)
-
-    def unmetered_failures(self) -> str | None:
-        """Why the last trials' failures end the sweep: they metered nothing, so no budget would ever stop it.
-
-        ``UNMETERED_FAILURES_IN_A_ROW`` such trials in a row, or 3x the longest run of them the sweep has come out of
-        (a search space with corners that fail at once still runs), whichever is more.
-        """
-        limit = max(UNMETERED_FAILURES_IN_A_ROW, 3 * self.longest_unmetered_run)
-        if self.unmetered_run < limit:
-            return None
-        return (
-            f"{self.unmetered_run} trials in a row failed without metering anything (no energy, FLOPs or time), so "
-            "no budget can stop the sweep; it stops whatever max_failure_rate"
-        )
-
-    def estimates(self) -> dict[str, float | None]:
-        """Per-trial cost of each limited quantity.
-
-        The larger of the prior and a high quantile of finished trials, where the first trial of each process (which
-        pays imports and logger start-up once) counts only until a trial without those costs has finished.
-        """
-        sweep = self.sweep
-        return {
-            q: estimate_trial_cost(
-                sweep.prior_cost.get(q), self.costs[q] or self.warmup_costs[q], sweep.cost_quantile, presorted=True
-            )
-            for q in sweep.budget.limits
-        }
 
 
 @dataclass(frozen=True)
@@ -326,7 +228,10 @@ class BudgetSweep:
     def __init__(self, **options: Any) -> None:
         """``options``: ``hydra.sweeper``'s, checked by :meth:`SweepConfig.parse` (a BudgetConfigError names one)."""
         self.options = SweepConfig.parse(**options)
-        self.gain_rule = self.options.gain_rule  # turned off when a score falls outside score_bounds
+        o = self.options
+        #: Before each batch: the first reason ends the sweep; after each: a reason ends it with the rule's error
+        self.stop_rules: list[StopRule] = [BudgetSpent(o), MaxTrials(o), SearchSpaceExhausted(), GainStop(o)]
+        self.failing_rules: list[FailingRule] = [FailureRate(o), UnmeasuredBudget(o)]
         self._cost_warned = False
         self.sweep_id = ""  # the id that keys this sweep's signals: its ledger's (see _sweep_id)
         self.channel: Channel | None = None
@@ -455,9 +360,9 @@ class BudgetSweep:
         reason = ""
         try:
             while True:
-                why_stop = self._why_stop(book, strategy, retry)
-                if why_stop is not None:
-                    reason = why_stop
+                stop = first_reason(self.stop_rules, SweepState(book, self.wall_s(), strategy, retry))
+                if stop is not None:
+                    reason = stop[1]
                     break
                 used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
                 # nothing metered yet (no trial has run) is 0 spent here, not unknown
@@ -494,19 +399,11 @@ class BudgetSweep:
                 if results is not None:
                     returns.append(results)
                 next_job += len(jobs)
-                failing = self._failing(book)
+                failing = first_reason(self.failing_rules, SweepState(book, self.wall_s(), strategy, retry))
                 if failing is not None:
-                    reason = failing
+                    rule, reason = failing
                     self._finish(ledger, sweep_dir, book, reason)
-                    missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
-                    if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
-                        raise MissingDependencyError(missing)
-                    errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
-                    raise SweepFailedError(f"Budget sweep stopped: {reason}. {errors}")
-                unmeasured = self._unmeasured(book)
-                if unmeasured:
-                    self._finish(ledger, sweep_dir, book, unmeasured)
-                    raise BudgetConfigError(unmeasured)
+                    raise rule.error(reason, book)
         except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
             self._interrupted(interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
         except Exception as err:
@@ -521,11 +418,9 @@ class BudgetSweep:
         self._finish(ledger, sweep_dir, book, reason)
         return returns
 
-    def _failing(self, book: _Book) -> str | None:
+    def _failing(self, book: Book) -> str | None:
         """Why failed trials end the sweep: more of them than ``max_failure_rate``, or a run that metered nothing."""
-        if book.counted and book.failed / book.counted > self.max_failure_rate:
-            return f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
-        return book.unmetered_failures()
+        return self.failing_rules[0].check(SweepState(book))
 
     def _cap(self, strategy: SearchStrategy, retry: list[Trial]) -> int:
         """The most trials one batch may hold.
@@ -538,50 +433,6 @@ class BudgetSweep:
             return max(strategy.remaining + len(retry), 1)
         return self.batch_size
 
-    def _why_stop(self, book: _Book, strategy: SearchStrategy, retry: list[Trial]) -> str | None:
-        exceeded = self.budget.exceeded_by(book.spend, self.grid, wall_s=self.wall_s())
-        if exceeded:
-            return f"budget spent: {', '.join(exceeded)}"
-        if self.max_trials is not None and book.counted >= self.max_trials:
-            return f"max_trials reached ({self.max_trials})"
-        if strategy.exhausted() and not retry:
-            return "search space exhausted"
-        return self._gain_stop(book)
-
-    def _gain_stop(self, book: _Book) -> str | None:
-        """``stop_when``: stop when the next trials cannot be expected to buy enough per unit of compute."""
-        if self.gain_rule is None or self.score_bounds is None:
-            return None
-        scored = [t for t in book.trials if t.objective is not None and is_scored(t.status, t.partial)]
-        if not scored:
-            return None
-        mean_cost: dict[str, float | None] = {}
-        for quantity in self.gain_rule.thresholds:
-            costs = [measure(quantity, t.spend, self.grid, None) for t in scored]
-            known = [c for c in costs if c is not None]
-            mean_cost[quantity] = sum(known) / len(known) if known else None
-        scores = [float(t.objective) for t in scored if t.objective is not None]
-        low, high = self.score_bounds
-        outside = [s for s in scores if not low <= s <= high]
-        if outside:  # a misread range: the bound would be wrong, so the rule steps aside rather than stop the sweep
-            log.warning(
-                "stop_when is off for the rest of this sweep: score %s lies outside score_bounds [%s, %s] (the range "
-                "the score can take); the budget and max_trials still stop it.",
-                outside[0],
-                low,
-                high,
-            )
-            self.gain_rule = None
-            return None
-        return self.gain_rule.verdict(
-            scores,
-            mean_cost,
-            bounds=self.score_bounds,
-            direction=self.direction,
-            currency=self.grid.currency,
-            objective=self.objective_key or "score",
-        )
-
     def _prepare(self, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
         self._channel.delete("heartbeat", job.job_num)
@@ -591,7 +442,7 @@ class BudgetSweep:
         )
         self._launched.add(job.job_num)
 
-    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: _Book) -> Sequence[Any] | None:
+    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: Book) -> Sequence[Any] | None:
         watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
         watchdog.start()
         keyed = [f"hydra.sweeper.sweep_id='{self.sweep_id}'"] if self.storage else []
@@ -666,7 +517,7 @@ class BudgetSweep:
             )
         strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id, cost=cost)
 
-    def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
+    def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: Book) -> None:
         self._tell(strategy, job)
         ledger.append("finished", **job.finished_event())
         book.add(job)
@@ -679,7 +530,7 @@ class BudgetSweep:
         settled: set[int],
         strategy: SearchStrategy,
         ledger: Ledger,
-        book: _Book,
+        book: Book,
     ) -> None:
         """Record every open trial, close the books (``on_stop`` says how to resume), and exit non-zero."""
         if isinstance(interrupt, SweepInterrupted):
@@ -747,23 +598,11 @@ class BudgetSweep:
         except KeyboardInterrupt:
             log.warning("Interrupted again: the jobs still running are billed at their last heartbeat.")
 
-    def _unmeasured(self, book: _Book) -> str | None:
-        """Name a budget quantity that no finished trial reports (the budget could never stop the sweep)."""
-        if not book.done:
-            return None
-        for quantity in self.budget.limits:
-            if quantity != "wall_hours" and quantity not in book.measured:
-                return (
-                    f"budget `{quantity}` is not measured: {book.done} trial(s) finished and none reported it, so the "
-                    f"budget could never stop the sweep. Attach {_MEASURED_BY[quantity]}."
-                )
-        return None
-
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def _load(
         self, ledger: Ledger, sweep_dir: Path, search: dict[str, Any]
-    ) -> tuple[_Book, int, list[Trial], list[Trial]]:
+    ) -> tuple[Book, int, list[Trial], list[Trial]]:
         """Start a ledger, or (resume) rebuild the sweep from one.
 
         Returns the book of trials so far, how many jobs the strategy had proposed, the trials to run again (billed
@@ -771,7 +610,7 @@ class BudgetSweep:
         """
         header = ledger.header()
         budget = {"budget": self.budget.to_dict(), "max_trials": self.max_trials}
-        book = _Book(self, Spend())
+        book = Book(self, Spend())
         if header is None:
             events = ledger.events()
             if events or ledger.corrupt_lines:
@@ -792,7 +631,7 @@ class BudgetSweep:
                 storage=None if self.storage is None else masked(storage_url(self.storage)),
                 score_bounds=None if self.score_bounds is None else list(self.score_bounds),
                 hardware=describe_hardware(),
-                stop_when=None if self.gain_rule is None else dict(self.stop_when),
+                stop_when=None if self.options.gain_rule is None else dict(self.stop_when),
             )
             if not events:
                 return book, 0, [], []
@@ -900,10 +739,10 @@ class BudgetSweep:
                 "path is read from the launch folder), or start a new hydra.sweep.dir."
             )
 
-    def _say_budget_change(self, recorded: Mapping[str, Any], book: _Book) -> None:
+    def _say_budget_change(self, recorded: Mapping[str, Any], book: Book) -> None:
         """A resume may raise (or lower) the budget and ``max_trials``: say how, and whether any of it is left.
 
-        The sweep then spends up to the new budget; one already spent stops it at once (``_why_stop``), running
+        The sweep then spends up to the new budget; one already spent stops it at once (its stop rules), running
         nothing. ``recorded``: the ledger event holding the limits of the session before.
         """
         was, was_trials = recorded.get("budget") or {}, recorded.get("max_trials")
@@ -1049,7 +888,7 @@ class BudgetSweep:
         else:
             job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
 
-    def _finish(self, ledger: Ledger, sweep_dir: Path, book: _Book, reason: str, *, interrupted: bool = False) -> None:
+    def _finish(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool = False) -> None:
         """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report)."""
         wall_s = self.wall_s()
         spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
@@ -1097,7 +936,7 @@ def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
 class _Watchdog:
     """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached."""
 
-    def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: _Book) -> None:
+    def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: Book) -> None:
         self.sweep, self.sweep_dir, self.jobs, self.book = sweep, sweep_dir, jobs, book
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenai-watchdog", daemon=True)

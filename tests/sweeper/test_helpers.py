@@ -6,7 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetConfigError, Method, Spend
-from lightning_greenai.sweep.engine import BudgetSweep, _Book, merge_search_space
+from lightning_greenai.sweep.books import Book as _Book
+from lightning_greenai.sweep.engine import BudgetSweep, merge_search_space
 from lightning_greenai.sweep.history import Trial, replay
 from lightning_greenai.sweep.launchers import launcher_parallelism
 from lightning_greenai.sweep.ledger import Ledger
