@@ -11,34 +11,24 @@ finished; and the wall time of a crashed session still counts.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import signal
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from lightning_greenai.budget import Budget, measure
+from lightning_greenai.budget import measure
 from lightning_greenai.errors import (
     BudgetConfigError,
-    GridConfigError,
-    StateWriteError,
 )
-from lightning_greenai.grid import Grid
-from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
+from lightning_greenai.sweep import interrupts, resume, settle
 from lightning_greenai.sweep.admission import admit
 from lightning_greenai.sweep.books import Book
 from lightning_greenai.sweep.config import SweepConfig
-from lightning_greenai.sweep.history import Trial, limits_in_force, replay
+from lightning_greenai.sweep.history import Trial
 from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.lock import SweepLock
@@ -58,43 +48,23 @@ from lightning_greenai.sweep.strategies import (
     GridStrategy,
     RandomStrategy,
     SearchStrategy,
-    canonical_overrides,
     make_strategy,
     parse_overrides,
     sweeps_anything,
 )
+from lightning_greenai.sweep.watchdog import Watchdog
 from lightning_greenai.trial.channel import (
     Channel,
     check_no_password,
-    masked,
     open_channel,
-    storage_url,
 )
-from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialRecord, job_alive, state_dir
-from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
-from lightning_greenai.units import S_PER_HOUR, format_duration, format_quantity
+from lightning_greenai.trial.record import state_dir
+from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper
+from lightning_greenai.units import S_PER_HOUR
 
 __all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
-
-
-def _fingerprint(data: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _search_key(search: Any) -> str | None:
-    """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
-    if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
-        return None
-    from hydra.errors import HydraException
-
-    try:
-        arguments = canonical_overrides([str(a) for a in search["arguments"]])
-    except (HydraException, ValueError):  # a recorded override Hydra cannot parse: no search this one can be
-        return None
-    return _fingerprint({**search, "arguments": arguments})
 
 
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
@@ -128,49 +98,6 @@ class SweepStopped:
     spent: Mapping[str, float | None]  # of each limited quantity (wall time: the sweep's), empty when unlimited
     wall_s: float  # the sweep's wall time, earlier sessions included
     interrupted: bool = False  # stopped by an interrupt: it can be resumed
-
-
-#: Seconds an interrupted sweep waits for its running jobs' final records (they stop at their next step).
-INTERRUPT_GRACE_S = 20.0
-
-
-def _stop_local_workers() -> None:
-    """End the launcher's worker processes on this machine (joblib's loky pool), so an interrupt leaves none running.
-
-    Their jobs have written their final records or were given the grace period to; loky keeps idle workers alive for
-    the next call, which an interrupted sweep never makes.
-    """
-    import psutil
-
-    def is_worker(process: psutil.Process) -> bool:
-        try:
-            return "loky" in " ".join(process.cmdline())
-        except psutil.Error:
-            return False
-
-    try:
-        workers = [p for p in psutil.Process().children(recursive=True) if is_worker(p)]
-    except psutil.Error:
-        return
-    for worker in workers:
-        with suppress(psutil.Error):
-            worker.terminate()
-    _, alive = psutil.wait_procs(workers, timeout=5.0)
-    for worker in alive:
-        with suppress(psutil.Error):
-            worker.kill()
-
-
-def _sweep_id(ledger: Ledger, sweep_dir: Path) -> str:
-    """The id that keys a sweep's signals in a storage: its ledger's, or a new one for a new sweep.
-
-    A sweep begun before ids were recorded keeps its sweep dir as its key, so its resume finds its rows.
-    """
-    header = ledger.header()
-    if header is None:
-        return uuid.uuid4().hex
-    recorded = header.get("sweep_id")
-    return recorded if isinstance(recorded, str) and recorded else str(sweep_dir)
 
 
 class _Option:
@@ -239,11 +166,11 @@ class BudgetSweep:
         self.launcher: Any = None
         self.parallelism, self.parallelism_source = 1, "default"
         self.validate_batch: Callable[[Sequence[Sequence[str]]], None] = lambda batch: None
-        self.watchdog: _Watchdog | None = None
+        self.watchdog: Watchdog | None = None
         self._started = 0.0
-        self._elapsed_before = 0.0
+        self.elapsed_before_s = 0.0
         self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
-        self._launched: set[int] = set()  # jobs with a "launched" event in this session
+        self.launched: set[int] = set()  # jobs with a "launched" event in this session
         #: Called once when the sweep stops, its books closed: what reports it (the engine neither prints nor publishes)
         self.on_stop: Callable[[SweepStopped], None] | None = None
         self.stopped: SweepStopped | None = None  # this sweep's result, once it stopped
@@ -267,7 +194,7 @@ class BudgetSweep:
         self.parallelism, self.parallelism_source = launcher_parallelism(config.hydra.get("launcher"))
 
     @property
-    def _channel(self) -> Channel:
+    def jobs_channel(self) -> Channel:
         """How this sweep talks to its jobs (opened by :meth:`sweep`)."""
         if self.channel is None:
             raise RuntimeError("the sweep's channel is opened by BudgetSweep.sweep()")
@@ -280,7 +207,7 @@ class BudgetSweep:
 
     def wall_s(self) -> float:
         """Wall time of this sweep so far, earlier sessions (crashed ones too) included."""
-        return self._elapsed_before + (time.monotonic() - self._started if self._started else 0.0)
+        return self.elapsed_before_s + (time.monotonic() - self._started if self._started else 0.0)
 
     def costs(self, trial: Trial) -> dict[str, float | None]:
         """What one trial cost in each limited quantity (wall time: its own metered duration)."""
@@ -306,9 +233,9 @@ class BudgetSweep:
             )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.signalled, self.stopped = None, None
-        self.sweep_id = _sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
+        self.sweep_id = resume.sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
         self.channel = open_channel(sweep_dir, self.storage, key=self.sweep_id, create=True)
-        with SweepLock(folder), _signals_raise(self):
+        with SweepLock(folder), interrupts.signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
     def _sweep(self, sweep_dir: Path, folder: Path, arguments: list[str]) -> list[Sequence[Any]]:
@@ -326,9 +253,9 @@ class BudgetSweep:
         if self.cost_aware is not None:
             search["cost_aware"] = self.cost_aware
         ledger = Ledger(folder / "ledger.jsonl")
-        book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
+        book, proposed, retry, recovered = resume.load(self, ledger, sweep_dir, search)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self._channel.delete("stop", None)
+        self.jobs_channel.delete("stop", None)
         strategy = make_strategy(
             self.strategy_name,
             arguments,
@@ -387,14 +314,14 @@ class BudgetSweep:
                     reason = "search space exhausted"
                     break
                 self.validate_batch([job.overrides for job in jobs])
-                self._channel.delete("stop", None)
-                allowance = self._allowance(estimates, self._share(remaining, min(len(jobs), self.parallelism)))
+                self.jobs_channel.delete("stop", None)
+                allowance = self._allowance(estimates, self.share(remaining, min(len(jobs), self.parallelism)))
                 for job in jobs:
                     self._prepare(job, allowance, ledger)
                 results = self._launch(sweep_dir, jobs, book)
                 for i, job in enumerate(jobs):
-                    self._settle(job, None if results is None else results[i])
-                    self._record(job, strategy, ledger, book)
+                    settle.settle(self, job, None if results is None else results[i])
+                    self.record(job, strategy, ledger, book)
                     settled.add(job.job_num)
                 if results is not None:
                     returns.append(results)
@@ -402,10 +329,10 @@ class BudgetSweep:
                 failing = first_reason(self.failing_rules, SweepState(book, self.wall_s(), strategy, retry))
                 if failing is not None:
                     rule, reason = failing
-                    self._finish(ledger, sweep_dir, book, reason)
+                    self.finish(ledger, sweep_dir, book, reason)
                     raise rule.error(reason, book)
         except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
-            self._interrupted(interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
+            interrupts.interrupted(self, interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
         except Exception as err:
             if self.signalled is None:
                 raise
@@ -414,8 +341,8 @@ class BudgetSweep:
                 KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
             )
             cause.__cause__ = err
-            self._interrupted(cause, sweep_dir, jobs, settled, strategy, ledger, book)
-        self._finish(ledger, sweep_dir, book, reason)
+            interrupts.interrupted(self, cause, sweep_dir, jobs, settled, strategy, ledger, book)
+        self.finish(ledger, sweep_dir, book, reason)
         return returns
 
     def _failing(self, book: Book) -> str | None:
@@ -435,15 +362,15 @@ class BudgetSweep:
 
     def _prepare(self, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
-        self._channel.delete("heartbeat", job.job_num)
-        self._channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
+        self.jobs_channel.delete("heartbeat", job.job_num)
+        self.jobs_channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
-        self._launched.add(job.job_num)
+        self.launched.add(job.job_num)
 
     def _launch(self, sweep_dir: Path, jobs: list[Trial], book: Book) -> Sequence[Any] | None:
-        watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
+        watchdog = self.watchdog = Watchdog(self, sweep_dir, jobs, book)
         watchdog.start()
         keyed = [f"hydra.sweeper.sweep_id='{self.sweep_id}'"] if self.storage else []
         launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'", *keyed] for job in jobs]
@@ -453,48 +380,11 @@ class BudgetSweep:
             self._raise_if_signalled(err)
             log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
             results = None
-            self._await_siblings(jobs)
+            settle.await_siblings(self, jobs)
         finally:
             watchdog.stop()
         self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
         return results
-
-    def _await_siblings(self, jobs: list[Trial], why: str = "still running after the launcher raised") -> None:
-        """Wait for the jobs of a batch still running after the launcher raised for one of them.
-
-        Hydra's submitit and Ray launchers wait for the jobs in order and raise at the first one that failed (a SLURM
-        job cancelled with ``scancel`` or past its time limit, a Ray task that died): its siblings may still be
-        running (and a resumed sweep finds those its crashed sweeper left). A job is waited for while its record is
-        not final and it is alive: its process, on this host; its
-        SLURM job, in ``squeue``; elsewhere, while its heartbeat moves (``max(6 x heartbeat_s, 60 s)`` of silence ends
-        the wait). A job with no heartbeat yet (queued) is waited for while a sibling runs. Jobs given up on are
-        billed at their last heartbeat.
-        """
-        quiet_s = max(6.0 * self.heartbeat_s, 60.0)
-        seen: dict[int, tuple[int, float]] = {}  # job -> (last heartbeat seq, when this sweeper saw it change)
-        told = False
-        while True:
-            now, running, queued = time.monotonic(), [], []
-            for job in jobs:
-                record = TrialRecord.load(self._channel, job.job_num)
-                if record is None:
-                    queued.append(job.job_num)
-                    continue
-                if record.status != "running":
-                    continue
-                if seen.get(job.job_num, (None,))[0] != record.seq:
-                    seen[job.job_num] = (record.seq, now)
-                alive = job_alive(record)
-                if alive and time.time() - record.updated_at > 10 * quiet_s:
-                    alive = None  # alive but silent for so long: a reused pid, or a job that hangs; heard no more
-                if alive or (alive is None and now - seen[job.job_num][1] < quiet_s):
-                    running.append(job.job_num)
-            if not running:
-                return
-            if not told:
-                told = True
-                print(f"[greenai] waiting for job(s) {running}, {why}")
-            time.sleep(max(self.poll_s, 0.2))
 
     def _raise_if_signalled(self, cause: BaseException | None) -> None:
         if self.signalled == signal.SIGINT:
@@ -517,271 +407,17 @@ class BudgetSweep:
             )
         strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id, cost=cost)
 
-    def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: Book) -> None:
+    def record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: Book) -> None:
+        """Tell the strategy a settled job's result, write it to the ledger and count it in the books."""
         self._tell(strategy, job)
         ledger.append("finished", **job.finished_event())
         book.add(job)
-
-    def _interrupted(
-        self,
-        interrupt: BaseException,
-        sweep_dir: Path,
-        jobs: list[Trial],
-        settled: set[int],
-        strategy: SearchStrategy,
-        ledger: Ledger,
-        book: Book,
-    ) -> None:
-        """Record every open trial, close the books (``on_stop`` says how to resume), and exit non-zero."""
-        if isinstance(interrupt, SweepInterrupted):
-            what, code = f"the sweeper received {interrupt}", 128 + interrupt.signum
-        elif isinstance(interrupt, KeyboardInterrupt):
-            what, code = "interrupted (Ctrl-C)", 130
-        elif isinstance(interrupt, SystemExit) and isinstance(interrupt.__context__, KeyboardInterrupt):
-            what, code = "interrupted (Ctrl-C)", 130  # Lightning turns Ctrl-C in a fit into sys.exit(1)
-        elif isinstance(interrupt, SystemExit):
-            exit_code = interrupt.code if isinstance(interrupt.code, int) and interrupt.code else 1
-            what, code = f"a trial exited (SystemExit({interrupt.code!r}), e.g. SIGTERM in Lightning)", exit_code
-        else:
-            what, code = type(interrupt).__name__, 1
-        if self.watchdog is not None:
-            self.watchdog.stop()
-        # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
-        running = [job for job in jobs if job.job_num not in settled and job.job_num in self._launched]
-        self._stop_for_interrupt(what, running, patience_s=30.0)
-        _stop_local_workers()
-        for job in jobs:
-            if job.job_num in settled:
-                continue
-            if job.job_num in self._launched:
-                self._settle(job, None, interrupted=True)
-                self._record(job, strategy, ledger, book)
-            else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
-                strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
-        self._finish(ledger, sweep_dir, book, f"interrupted: {what}", interrupted=True)
-        raise SystemExit(code) from interrupt
-
-    def stop_running_jobs(self, why: str) -> None:
-        """Tell the jobs in flight to stop (the sweep was interrupted) and give them time to write final records."""
-        watchdog = self.watchdog
-        if self.channel is None or watchdog is None:
-            return
-        launched, done = self._launched, watchdog.finished
-        self._stop_for_interrupt(
-            why, [job for job in watchdog.jobs if job.job_num in launched and job.job_num not in done]
-        )
-
-    def _stop_for_interrupt(self, why: str, running: list[Trial], *, patience_s: float = 5.0) -> None:
-        """Write STOP (kind interrupt) and wait up to ``INTERRUPT_GRACE_S`` for ``running`` jobs' final records."""
-        try:
-            self._channel.send(
-                "stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=patience_s
-            )
-        except StateWriteError as err:  # the books still get written; the jobs stop at their allowances
-            log.warning("Could not signal STOP to the running jobs: %s", err)
-            return
-        self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
-
-    def _await_final_records(self, jobs: list[Trial], *, grace_s: float) -> None:
-        """After an interrupt, give the jobs still running (told to stop) ``grace_s`` to write their final records.
-
-        A job stops at its next step and writes what it metered up to then; without the wait it would be billed at its
-        last heartbeat, up to ``heartbeat_s`` old. A second Ctrl-C ends the wait.
-        """
-        deadline = time.monotonic() + grace_s
-        try:
-            while time.monotonic() < deadline:
-                records = [TrialRecord.load(self._channel, job.job_num) for job in jobs]
-                if not any(r is not None and r.status == "running" and job_alive(r) is not False for r in records):
-                    return
-                time.sleep(min(self.poll_s, 0.2))
-        except KeyboardInterrupt:
-            log.warning("Interrupted again: the jobs still running are billed at their last heartbeat.")
-
-    # -- helpers -------------------------------------------------------------------------------------------------
-
-    def _load(
-        self, ledger: Ledger, sweep_dir: Path, search: dict[str, Any]
-    ) -> tuple[Book, int, list[Trial], list[Trial]]:
-        """Start a ledger, or (resume) rebuild the sweep from one.
-
-        Returns the book of trials so far, how many jobs the strategy had proposed, the trials to run again (billed
-        at their last heartbeat, recorded ``interrupted``), and trials that finished while no sweeper watched.
-        """
-        header = ledger.header()
-        budget = {"budget": self.budget.to_dict(), "max_trials": self.max_trials}
-        book = Book(self, Spend())
-        if header is None:
-            events = ledger.events()
-            if events or ledger.corrupt_lines:
-                if not self.resume:
-                    raise BudgetConfigError(
-                        f"{ledger.path} has no readable header line. If it is this sweep's ledger, resume it with "
-                        "hydra.sweeper.resume=true (its readable events are kept); otherwise choose another "
-                        "hydra.sweep.dir."
-                    )
-                log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
-            ledger.append(
-                "header",
-                search=search,
-                fingerprint=_search_key(search),
-                **budget,
-                grid=self.grid.to_dict(),
-                sweep_id=self.sweep_id,
-                storage=None if self.storage is None else masked(storage_url(self.storage)),
-                score_bounds=None if self.score_bounds is None else list(self.score_bounds),
-                hardware=describe_hardware(),
-                stop_when=None if self.options.gain_rule is None else dict(self.stop_when),
-            )
-            if not events:
-                return book, 0, [], []
-            header = ledger.header()
-            assert header is not None
-        elif not self.resume:
-            raise BudgetConfigError(
-                f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
-                "another hydra.sweep.dir."
-            )
-        if _search_key(header.get("search")) != _search_key(search):
-            raise BudgetConfigError(
-                "The search space changed since this sweep started, so it cannot be resumed: was "
-                f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
-            )
-        self._check_grid(header.get("grid"))
-        self._check_storage(header)
-        for note in ledger.notes:
-            print(f"[greenai] note: {note}")
-        history = replay(ledger.events())
-        recovered, interrupted = [], []
-        # a job the crashed sweeper left running (an orphaned worker, a SLURM job) finishes and is taken as it ends
-        self._await_siblings(list(history.open.values()), why="still running from the sweeper that stopped")
-        for job_num, trial in sorted(history.open.items()):
-            notes: list[str] = []
-            record = TrialRecord.load(self._channel, job_num, notes, patience_s=60.0)
-            for note in notes:
-                print(f"[greenai] note: {note}")
-            trial.take_heartbeat(record)
-            if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
-                trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
-                recovered.append(trial)
-            elif record is not None and record.status == "failed":
-                trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
-                recovered.append(trial)
-            else:
-                trial.status = "interrupted"
-                trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
-                interrupted.append(trial)
-            # written now, but of the session that crashed: its time must not stretch that session over the downtime
-            ledger.append("finished", **trial.finished_event(), recovered=True)
-            history.finished[job_num] = trial
-        last_alive = {
-            job: record.updated_at
-            for session in history.sessions
-            for job in session.jobs
-            if (record := TrialRecord.load(self._channel, job, patience_s=60.0)) is not None
-        }
-        self._elapsed_before = history.elapsed_s(last_alive)
-        for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
-            book.add(trial)
-        self._say_budget_change(limits_in_force(ledger.events()) or header, book)
-        retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
-        retry.sort(key=lambda t: t.job_num)
-        ledger.append(
-            "resumed",
-            trials=len(history.finished),
-            rerun=[t.job_num for t in retry],
-            earlier_wall_s=self._elapsed_before,
-            **budget,
-        )
-        billed = sum((t.spend for t in interrupted), Spend())
-        print(
-            f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "
-            f"{format_duration(self._elapsed_before)} of wall time in earlier sessions"
-            + (f"; recovered from their records: jobs {[t.job_num for t in recovered]}" if recovered else "")
-            + (
-                f"; billed at their last heartbeat ({format_quantity('energy_kwh', billed.energy_kwh)}): jobs "
-                f"{[t.job_num for t in interrupted]}"
-                if interrupted
-                else ""
-            )
-            + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
-        )
-        return book, history.proposed, retry, recovered
-
-    def _check_grid(self, recorded: Any) -> None:
-        """Refuse a resume whose grid prices differently from the one the spend so far was priced and held at."""
-        if not isinstance(recorded, Mapping):
-            return  # a ledger from before grids were recorded, or a damaged header: nothing to hold against
-        try:
-            then = Grid.from_dict(recorded)
-        except GridConfigError as err:
-            log.warning("The ledger's recorded grid is unreadable (%s); resuming with the configured grid.", err)
-            return
-        changed = then.differences(self.grid)
-        if changed:
-            raise BudgetConfigError(
-                "The grid changed since this sweep started, so a resume would re-price what was already spent and "
-                f"hold the rest of the budget at other figures ({'; '.join(changed)}; was then vs now). Restore "
-                f"hydra.sweeper.grid to what it was ({then.describe()}), or start a new hydra.sweep.dir."
-            )
-
-    def _check_storage(self, header: Mapping[str, Any]) -> None:
-        """Refuse a resume whose storage is another database than the one its jobs' records are in."""
-        if "storage" not in header:
-            return  # a ledger from before storages were recorded
-        then, now = header.get("storage"), None if self.storage is None else masked(storage_url(self.storage))
-        if then != now:
-            files = "none: files in the sweep dir"
-            raise BudgetConfigError(
-                f"hydra.sweeper.storage reaches another database than when this sweep started (was {then or files}, "
-                f"now {now or files}): its jobs' records and signals are there, and a resume without them would bill "
-                f"and run its trials again. Resume with hydra.sweeper.storage={then or 'null'} (a relative SQLite "
-                "path is read from the launch folder), or start a new hydra.sweep.dir."
-            )
-
-    def _say_budget_change(self, recorded: Mapping[str, Any], book: Book) -> None:
-        """A resume may raise (or lower) the budget and ``max_trials``: say how, and whether any of it is left.
-
-        The sweep then spends up to the new budget; one already spent stops it at once (its stop rules), running
-        nothing. ``recorded``: the ledger event holding the limits of the session before.
-        """
-        was, was_trials = recorded.get("budget") or {}, recorded.get("max_trials")
-        try:
-            same = self.budget.same_as(was)
-            was_text = _budget_text(Budget.parse(was), was_trials)
-        except (BudgetConfigError, TypeError, AttributeError):  # a damaged record: whatever it said, this one holds now
-            same, was_text = False, f"unreadable ({was!r})"
-        if same and was_trials == self.max_trials:
-            return
-        now_text = _budget_text(self.budget, self.max_trials)
-        used = self.budget.spent(book.spend, self.grid, wall_s=self._elapsed_before)
-        spent = ", ".join(f"{q} {format_quantity(q, v, self.budget.currency)}" for q, v in used.items())
-        spent += f"{', ' if spent else ''}{book.counted} trial{'' if book.counted == 1 else 's'}"
-        over = self.budget.exceeded_by(book.spend, self.grid, wall_s=self._elapsed_before)
-        if self.max_trials is not None and book.counted >= self.max_trials:
-            over.append("max_trials")
-        if over:
-            log.warning(
-                "The budget changed on resume (was %s, now %s), and the new one is already spent (%s so far: %s): "
-                "the sweep stops at once and runs nothing. To continue, resume with a budget above what was spent.",
-                was_text,
-                now_text,
-                spent,
-                ", ".join(over),
-            )
-        else:
-            log.info(
-                "The budget changed on resume (was %s, now %s): the sweep continues up to the new budget (%s so far).",
-                was_text,
-                now_text,
-                spent,
-            )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
         """What a trial may spend, in the budget's own quantities, written beside it before launch.
 
         ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
-        (see :meth:`_share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
+        (see :meth:`share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
         :func:`~lightning_greenai.trial.account.sweep_grid`) and stops itself at the step that reaches a cap,
         without waiting for the watchdog's next poll; the watchdog raises the share of the jobs still running when
         one finishes under its own. Wall time is a deadline (``deadline_unix_s``, the clock time the sweep's wall
@@ -798,7 +434,7 @@ class BudgetSweep:
                 out["deadline_unix_s"] = time.time() + max(remaining["wall_hours"], 0.0) * S_PER_HOUR
         return out
 
-    def _share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
+    def share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
         """Each of ``jobs`` running trials' share of ``remaining``: an equal part; wall time is shared, not split."""
         return {q: left if q == "wall_hours" else max(left, 0.0) / max(jobs, 1) for q, left in remaining.items()}
 
@@ -807,88 +443,7 @@ class BudgetSweep:
         measured = self.budget.spent(spend, self.grid)
         return {q: (measured.get(q) or 0.0) + limit for q, limit in share.items() if q != "wall_hours"}
 
-    def _settle(self, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
-        """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
-        from hydra.core.utils import JobStatus
-
-        notes: list[str] = []
-        record = TrialRecord.load(self._channel, job.job_num, notes, patience_s=60.0)
-        if record is None and self.watchdog is not None:
-            record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
-        carried = carried_record(ret)  # a final record the channel could not take came back with the result
-        if carried is not None:
-            try:
-                brought = TrialRecord.from_dict(carried)
-            except ValueError as err:
-                notes.append(f"job {job.job_num}'s final record came back damaged ({err})")
-            else:
-                if record is None or brought.seq >= record.seq:
-                    record = brought
-        for note in notes:
-            log.warning("%s", note)
-        job.take_heartbeat(record)
-        final = record is not None and record.status != "running"
-        if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
-            job.status = record.status
-            return
-        if ret is None:
-            if final and record is not None and record.status in ("completed", "budget_stopped", "failed"):
-                job.status, job.partial = record.status, record.partial
-                if record.status != "failed":
-                    self._take_objective(job, record.objective)
-                else:
-                    job.error = "failed (its JobReturn was lost with the launcher)"
-            elif interrupted:
-                job.status = "interrupted"
-                job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
-            elif record is None:
-                job.status, job.error = "failed", "no JobReturn and no heartbeat: the launcher lost it before it ran"
-            else:
-                job.status, job.error = (
-                    "failed",
-                    "no JobReturn (killed, or its launcher failed): billed at its heartbeat",
-                )
-            return
-        if ret.status != JobStatus.COMPLETED:
-            job.status, job.error = "failed", f"{type(ret._return_value).__name__}: {ret._return_value}"
-            return
-        if record is not None and record.status == "budget_stopped":
-            job.status, job.partial = "budget_stopped", record.partial
-        else:
-            job.status = "completed"
-        try:
-            job.objective = extract_objective(ret.return_value, self.objective_key)
-        except ObjectiveError as err:
-            self._no_objective(job, ret.return_value, err)
-        if record is None and any(q != "wall_hours" for q in self.budget.limits):
-            log.warning(
-                "Job %d wrote no spend: is an EnergyMonitor, FlopMonitor or Meter in the task? Its spend counts as 0.",
-                job.job_num,
-            )
-
-    def _take_objective(self, job: Trial, value: Any) -> None:
-        if value is None:
-            if self.needs_objective:
-                job.status, job.error = "failed", "no objective in its record"
-            return
-        try:
-            job.objective = extract_objective(value)
-        except ObjectiveError as err:
-            self._no_objective(job, value, err)
-
-    def _no_objective(self, job: Trial, value: Any, err: ObjectiveError) -> None:
-        """A trial without a usable score: a failure where a score is needed, or where the score is NaN/infinite."""
-        not_finite = isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(value)
-        if isinstance(value, Mapping) and self.objective_key in value:
-            item = value[self.objective_key]
-            not_finite = isinstance(item, int | float) and not math.isfinite(item)
-        if self.needs_objective or not_finite:
-            job.status, job.error, job.objective = "failed", str(err), None
-            log.warning("Job %d is recorded as failed: %s", job.job_num, err)
-        else:
-            job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
-
-    def _finish(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool = False) -> None:
+    def finish(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool = False) -> None:
         """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report)."""
         wall_s = self.wall_s()
         spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
@@ -899,122 +454,3 @@ class BudgetSweep:
         self.stopped = SweepStopped(sweep_dir, reason, list(book.trials), book.spend, spent, wall_s, interrupted)
         if self.on_stop is not None:
             self.on_stop(self.stopped)
-
-
-@contextmanager
-def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
-    """While the sweep runs (main thread): SIGTERM raises :class:`SweepInterrupted`, SIGINT ``KeyboardInterrupt``.
-
-    The first signal first tells the running jobs to stop and waits (``INTERRUPT_GRACE_S`` at most; a second signal
-    ends the wait) for their final records, so each is billed what it metered up to the interrupt, before the launcher
-    hears of it: joblib kills its workers at once on a ``KeyboardInterrupt``.
-
-    Each also marks ``sweep.signalled``: an interrupt that lands inside a launcher's or Hydra's own code may come out
-    as some other exception (or a failed job), and the sweep must still read it as the interrupt it was.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        first = sweep.signalled is None
-        sweep.signalled = signum
-        if first:  # before the launcher hears of it (joblib kills its workers): the jobs stop and write their records
-            sweep.stop_running_jobs(f"the sweeper received {signal.Signals(signum).name}")
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SweepInterrupted(signum)
-
-    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class _Watchdog:
-    """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached."""
-
-    def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: Book) -> None:
-        self.sweep, self.sweep_dir, self.jobs, self.book = sweep, sweep_dir, jobs, book
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="greenai-watchdog", daemon=True)
-        self.stopped = False
-        self.last_good: dict[int, TrialRecord] = {}  # the latest readable heartbeat of each job
-        self.finished: set[int] = set()  # jobs of the batch whose record is final
-
-    def start(self) -> None:
-        """Start polling (not for an unlimited budget: nothing to stop)."""
-        if not self.sweep.budget.is_unlimited:
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.sweep.poll_s):
-            self.check_once()
-
-    def check_once(self) -> bool:
-        """Add the in-flight heartbeats to the finished trials; write STOP once over the budget. Returns STOP.
-
-        Wall time is the sweep's elapsed time, never a sum of the trials' durations. Under ``stop_policy=finish`` the
-        STOP file only keeps queued trials from starting. When a job of the batch finishes, the headroom left is
-        shared again among the jobs still running (their ``sweep`` caps rise by what it did not use).
-        """
-        sweep = self.sweep
-        in_flight = Spend()
-        records: dict[int, TrialRecord] = {}
-        for job in self.jobs:
-            record = TrialRecord.load(sweep._channel, job.job_num)
-            if record is not None:
-                self.last_good[job.job_num] = record
-            else:
-                record = self.last_good.get(job.job_num)
-            if record is not None:
-                records[job.job_num] = record
-                in_flight = in_flight + record.spend
-        total = self.book.spend + in_flight
-        fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
-        if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
-            stop = {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"}
-            try:
-                sweep._channel.send("stop", None, stop)
-                self.stopped = True
-            except StateWriteError as err:  # tried again at the next poll; the jobs' allowances hold meanwhile
-                log.warning("Could not signal STOP to the running jobs (trying again): %s", err)
-        finished = {j for j, r in records.items() if r.status != "running"}
-        if finished - self.finished and sweep.stop_policy != "finish" and not self.stopped:
-            self.finished = finished
-            self._reshare(records, total)
-        return self.stopped
-
-    def _reshare(self, records: Mapping[int, TrialRecord], total: Spend) -> None:
-        """Share the headroom among the jobs still running, and rewrite their allowances."""
-        sweep = self.sweep
-        running = [job.job_num for job in self.jobs if job.job_num not in self.finished]
-        if not running:
-            return
-        headroom = sweep.budget.remaining(total, sweep.grid, wall_s=sweep.wall_s())
-        # the jobs that can run at once share it (a batch larger than the launcher runs waits in its queue)
-        share = sweep._share({q: h for q, h in headroom.items() if h is not None}, min(len(running), sweep.parallelism))
-        for job_num in running:
-            allowance = sweep._channel.receive("allowance", job_num)
-            if not isinstance(allowance, dict) or "sweep" not in allowance:
-                continue
-            spent = records[job_num].spend if job_num in records else Spend()
-            allowance["sweep"] = sweep.job_caps(spent, share)
-            try:
-                sweep._channel.send("allowance", job_num, allowance)
-            except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
-                log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
-
-
-def _budget_text(budget: Budget, max_trials: int | None) -> str:
-    """``10.0 J, max_trials 5``: a budget's limits in readable units."""
-    parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
-    return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
