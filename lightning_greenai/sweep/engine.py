@@ -15,14 +15,15 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
-from lightning_greenai.budget import measure
+from lightning_greenai.budget import Budget, measure
 from lightning_greenai.errors import (
     BudgetConfigError,
 )
+from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep import interrupts, resume, settle
 from lightning_greenai.sweep.admission import admit
@@ -66,6 +67,8 @@ __all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Tr
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
     """The search space: ``hydra.sweeper.params`` with the command line's overrides replacing the same keys.
@@ -100,22 +103,31 @@ class SweepStopped:
     interrupted: bool = False  # stopped by an interrupt: it can be resumed
 
 
-class _Option:
+@dataclass
+class _Run:
+    """One session's progress through its batches: what an interrupt must know of the batch in flight."""
+
+    retry: list[Trial]  # trials a crash interrupted, not yet run again
+    next_job: int
+    jobs: list[Trial] = field(default_factory=list)  # the batch proposed last
+    settled: set[int] = field(default_factory=set)  # jobs settled and recorded in this session
+    returns: list[Sequence[Any]] = field(default_factory=list)  # the launcher's JobReturn batches
+
+
+class _Option(Generic[T]):
     """A read-only view of one :class:`SweepConfig` field on the sweep, under the name the sweep's code reads."""
 
-    def __init__(self, field: str | None = None) -> None:
-        self.field = field
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.field = self.field or name
+        self.name = self.name or name
 
-    def __get__(self, sweep: BudgetSweep | None, owner: type) -> Any:
-        if sweep is None:
-            return self
-        return getattr(sweep.options, str(self.field))
+    def __get__(self, sweep: BudgetSweep, owner: type) -> T:
+        return cast(T, getattr(sweep.options, str(self.name)))
 
-    def __set__(self, sweep: BudgetSweep, value: Any) -> None:
-        raise AttributeError(f"{self.field} is an option of the sweep: set it in hydra.sweeper")
+    def __set__(self, sweep: BudgetSweep, value: T) -> None:
+        raise AttributeError(f"{self.name} is an option of the sweep: set it in hydra.sweeper")
 
 
 class BudgetSweep:
@@ -125,32 +137,32 @@ class BudgetSweep:
         BudgetConfigError: an option out of range, naming it, the value and what is allowed.
     """
 
-    budget = _Option()
-    grid = _Option()
-    strategy_name = _Option("strategy")
-    max_trials = _Option()
-    max_batch_size = _Option()
-    params = _Option()
-    seed = _Option()
-    direction = _Option()
-    score_bounds = _Option()
-    stop_when = _Option()
-    objective_key = _Option("objective")
-    stop_policy = _Option()
-    heartbeat_s = _Option()
-    poll_s = _Option()
-    prior_cost = _Option()
-    cost_quantile = _Option()
-    trial_allowance = _Option()
-    max_failure_rate = _Option()
-    resume = _Option()
-    report = _Option()
-    log_curves = _Option()
-    sampler = _Option()
-    cost_aware = _Option()
-    storage = _Option()
-    study_name = _Option()
-    needs_objective = _Option()
+    budget: _Option[Budget] = _Option()
+    grid: _Option[Grid] = _Option()
+    strategy_name: _Option[str] = _Option("strategy")
+    max_trials: _Option[int | None] = _Option()
+    max_batch_size: _Option[int | None] = _Option()
+    params: _Option[dict[str, str]] = _Option()
+    seed: _Option[int] = _Option()
+    direction: _Option[str] = _Option()
+    score_bounds: _Option[tuple[float, float] | None] = _Option()
+    stop_when: _Option[Any] = _Option()
+    objective_key: _Option[str | None] = _Option("objective")
+    stop_policy: _Option[str] = _Option()
+    heartbeat_s: _Option[float] = _Option()
+    poll_s: _Option[float] = _Option()
+    prior_cost: _Option[dict[str, float]] = _Option()
+    cost_quantile: _Option[float] = _Option()
+    trial_allowance: _Option[float | None] = _Option()
+    max_failure_rate: _Option[float] = _Option()
+    resume: _Option[bool] = _Option()
+    report: _Option[bool] = _Option()
+    log_curves: _Option[bool] = _Option()
+    sampler: _Option[dict[str, Any] | None] = _Option()
+    cost_aware: _Option[str | None] = _Option()
+    storage: _Option[str | None] = _Option()
+    study_name: _Option[str | None] = _Option()
+    needs_objective: _Option[bool] = _Option()
 
     def __init__(self, **options: Any) -> None:
         """``options``: ``hydra.sweeper``'s, checked by :meth:`SweepConfig.parse` (a BudgetConfigError names one)."""
@@ -239,8 +251,37 @@ class BudgetSweep:
             return self._sweep(sweep_dir, folder, arguments)
 
     def _sweep(self, sweep_dir: Path, folder: Path, arguments: list[str]) -> list[Sequence[Any]]:
+        """Load or start the ledger, build the strategy, run the batches; an interrupt closes the books and exits."""
         from omegaconf import OmegaConf
 
+        ledger = Ledger(folder / "ledger.jsonl")
+        book, proposed, retry, recovered = resume.load(self, ledger, sweep_dir, self._search(arguments))
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.jobs_channel.delete("stop", None)
+        strategy = self._make_strategy(arguments, folder, sweep_dir, proposed, book)
+        for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
+            self._tell(strategy, trial)
+        self._started = time.monotonic()
+        run = _Run(retry=retry, next_job=max((t.job_num for t in book.trials), default=-1) + 1)
+        reason = ""
+        try:
+            reason = self._run_batches(run, sweep_dir, strategy, ledger, book)
+        except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
+            interrupts.interrupted(self, interrupt, sweep_dir, run.jobs, run.settled, strategy, ledger, book)
+        except Exception as err:
+            if self.signalled is None:
+                raise
+            # a signal that landed inside Hydra's or OmegaConf's code came out as another error: it is the interrupt
+            cause: BaseException = (
+                KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
+            )
+            cause.__cause__ = err
+            interrupts.interrupted(self, cause, sweep_dir, run.jobs, run.settled, strategy, ledger, book)
+        self.finish(ledger, sweep_dir, book, reason)
+        return run.returns
+
+    def _search(self, arguments: list[str]) -> dict[str, Any]:
+        """What defines the search, recorded in the ledger's header: a resume must find the same."""
         search = {
             "arguments": sorted(arguments),
             "strategy": self.strategy_name,
@@ -252,10 +293,12 @@ class BudgetSweep:
             search["sampler"] = self.sampler
         if self.cost_aware is not None:
             search["cost_aware"] = self.cost_aware
-        ledger = Ledger(folder / "ledger.jsonl")
-        book, proposed, retry, recovered = resume.load(self, ledger, sweep_dir, search)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self.jobs_channel.delete("stop", None)
+        return search
+
+    def _make_strategy(
+        self, arguments: list[str], folder: Path, sweep_dir: Path, proposed: int, book: Book
+    ) -> SearchStrategy:
+        """The search strategy, past the ``proposed`` jobs of earlier sessions; warn when an Optuna study is reused."""
         strategy = make_strategy(
             self.strategy_name,
             arguments,
@@ -277,73 +320,71 @@ class BudgetSweep:
                 self.study_name,
                 len(study.trials) - len(book.trials),
             )
-        for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
-            self._tell(strategy, trial)
-        self._started = time.monotonic()
-        next_job = max((t.job_num for t in book.trials), default=-1) + 1
-        returns: list[Sequence[Any]] = []
-        jobs: list[Trial] = []
-        settled: set[int] = set()
-        reason = ""
-        try:
-            while True:
-                stop = first_reason(self.stop_rules, SweepState(book, self.wall_s(), strategy, retry))
-                if stop is not None:
-                    reason = stop[1]
-                    break
-                used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
-                # nothing metered yet (no trial has run) is 0 spent here, not unknown
-                remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
-                estimates = book.estimates()
-                trials_left = None if self.max_trials is None else self.max_trials - book.counted
-                k, why = admit(remaining, estimates, max_batch_size=self._cap(strategy, retry), trials_left=trials_left)
-                if k == 0:
-                    reason = why or "nothing admitted"
-                    break
-                # a resumed sweep first reruns the trials its crash interrupted
-                reruns, retry = retry[:k], retry[k:]
-                fresh = strategy.ask(k - len(reruns))
-                jobs = [
-                    Trial(next_job + i, list(t.overrides), strategy_id=t.strategy_id, rerun_of=t.job_num)
-                    for i, t in enumerate(reruns)
-                ] + [
-                    Trial(next_job + len(reruns) + i, list(o), strategy_id=sid)
-                    for i, (o, sid) in enumerate(zip(fresh, strategy.ids, strict=True))
-                ]
-                if not jobs:
-                    reason = "search space exhausted"
-                    break
-                self.validate_batch([job.overrides for job in jobs])
-                self.jobs_channel.delete("stop", None)
-                allowance = self._allowance(estimates, self.share(remaining, min(len(jobs), self.parallelism)))
-                for job in jobs:
-                    self._prepare(job, allowance, ledger)
-                results = self._launch(sweep_dir, jobs, book)
-                for i, job in enumerate(jobs):
-                    settle.settle(self, job, None if results is None else results[i])
-                    self.record(job, strategy, ledger, book)
-                    settled.add(job.job_num)
-                if results is not None:
-                    returns.append(results)
-                next_job += len(jobs)
-                failing = first_reason(self.failing_rules, SweepState(book, self.wall_s(), strategy, retry))
-                if failing is not None:
-                    rule, reason = failing
-                    self.finish(ledger, sweep_dir, book, reason)
-                    raise rule.error(reason, book)
-        except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
-            interrupts.interrupted(self, interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
-        except Exception as err:
-            if self.signalled is None:
-                raise
-            # a signal that landed inside Hydra's or OmegaConf's code came out as another error: it is the interrupt
-            cause: BaseException = (
-                KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
-            )
-            cause.__cause__ = err
-            interrupts.interrupted(self, cause, sweep_dir, jobs, settled, strategy, ledger, book)
-        self.finish(ledger, sweep_dir, book, reason)
-        return returns
+        return strategy
+
+    def _run_batches(self, run: _Run, sweep_dir: Path, strategy: SearchStrategy, ledger: Ledger, book: Book) -> str:
+        """Launch batches until a stop rule, the admission or the strategy ends the sweep; return why it stopped.
+
+        A failing rule closes the books and raises its error.
+        """
+        while True:
+            stop = first_reason(self.stop_rules, SweepState(book, self.wall_s(), strategy, run.retry))
+            if stop is not None:
+                return stop[1]
+            used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
+            # nothing metered yet (no trial has run) is 0 spent here, not unknown
+            remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
+            estimates = book.estimates()
+            trials_left = None if self.max_trials is None else self.max_trials - book.counted
+            k, why = admit(remaining, estimates, max_batch_size=self._cap(strategy, run.retry), trials_left=trials_left)
+            if k == 0:
+                return why or "nothing admitted"
+            run.jobs = self._propose(run, strategy, k)
+            if not run.jobs:
+                return "search space exhausted"
+            allowance = self._allowance(estimates, self.share(remaining, min(len(run.jobs), self.parallelism)))
+            self._run_batch(run, sweep_dir, allowance, strategy, ledger, book)
+            failing = first_reason(self.failing_rules, SweepState(book, self.wall_s(), strategy, run.retry))
+            if failing is not None:
+                rule, reason = failing
+                self.finish(ledger, sweep_dir, book, reason)
+                raise rule.error(reason, book)
+
+    def _propose(self, run: _Run, strategy: SearchStrategy, k: int) -> list[Trial]:
+        """The next ``k`` jobs: first the trials a crash interrupted (a resume reruns them), then new proposals."""
+        reruns, run.retry = run.retry[:k], run.retry[k:]
+        fresh = strategy.ask(k - len(reruns))
+        return [
+            Trial(run.next_job + i, list(t.overrides), strategy_id=t.strategy_id, rerun_of=t.job_num)
+            for i, t in enumerate(reruns)
+        ] + [
+            Trial(run.next_job + len(reruns) + i, list(o), strategy_id=sid)
+            for i, (o, sid) in enumerate(zip(fresh, strategy.ids, strict=True))
+        ]
+
+    def _run_batch(
+        self,
+        run: _Run,
+        sweep_dir: Path,
+        allowance: Mapping[str, Any],
+        strategy: SearchStrategy,
+        ledger: Ledger,
+        book: Book,
+    ) -> None:
+        """Launch ``run.jobs`` with their allowance, then settle and record each."""
+        jobs = run.jobs
+        self.validate_batch([job.overrides for job in jobs])
+        self.jobs_channel.delete("stop", None)
+        for job in jobs:
+            self._prepare(job, allowance, ledger)
+        results = self._launch(sweep_dir, jobs, book)
+        for i, job in enumerate(jobs):
+            settle.settle(self, job, None if results is None else results[i])
+            self.record(job, strategy, ledger, book)
+            run.settled.add(job.job_num)
+        if results is not None:
+            run.returns.append(results)
+        run.next_job += len(jobs)
 
     def _failing(self, book: Book) -> str | None:
         """Why failed trials end the sweep: more of them than ``max_failure_rate``, or a run that metered nothing."""

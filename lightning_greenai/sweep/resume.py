@@ -21,7 +21,7 @@ from lightning_greenai.grid import Grid
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.books import Book
-from lightning_greenai.sweep.history import Trial, limits_in_force, replay
+from lightning_greenai.sweep.history import History, Trial, limits_in_force, replay
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.settle import await_siblings
 from lightning_greenai.sweep.strategies import canonical_overrides
@@ -74,72 +74,15 @@ def load(
     Returns the book of trials so far, how many jobs the strategy had proposed, the trials to run again (billed
     at their last heartbeat, recorded ``interrupted``), and trials that finished while no sweeper watched.
     """
-    header = ledger.header()
     budget = {"budget": sweep.budget.to_dict(), "max_trials": sweep.max_trials}
     book = Book(sweep, Spend())
+    header = _header(sweep, ledger, sweep_dir, search, budget)
     if header is None:
-        events = ledger.events()
-        if events or ledger.corrupt_lines:
-            if not sweep.resume:
-                raise BudgetConfigError(
-                    f"{ledger.path} has no readable header line. If it is this sweep's ledger, resume it with "
-                    "hydra.sweeper.resume=true (its readable events are kept); otherwise choose another "
-                    "hydra.sweep.dir."
-                )
-            log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
-        ledger.append(
-            "header",
-            search=search,
-            fingerprint=_search_key(search),
-            **budget,
-            grid=sweep.grid.to_dict(),
-            sweep_id=sweep.sweep_id,
-            storage=None if sweep.storage is None else masked(storage_url(sweep.storage)),
-            score_bounds=None if sweep.score_bounds is None else list(sweep.score_bounds),
-            hardware=describe_hardware(),
-            stop_when=None if sweep.options.gain_rule is None else dict(sweep.stop_when),
-        )
-        if not events:
-            return book, 0, [], []
-        header = ledger.header()
-        assert header is not None
-    elif not sweep.resume:
-        raise BudgetConfigError(
-            f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
-            "another hydra.sweep.dir."
-        )
-    if _search_key(header.get("search")) != _search_key(search):
-        raise BudgetConfigError(
-            "The search space changed since this sweep started, so it cannot be resumed: was "
-            f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
-        )
-    _check_grid(sweep, header.get("grid"))
-    _check_storage(sweep, header)
-    for note in ledger.notes:
-        print(f"[greenai] note: {note}")
+        return book, 0, [], []
     history = replay(ledger.events())
-    recovered, interrupted = [], []
     # a job the crashed sweeper left running (an orphaned worker, a SLURM job) finishes and is taken as it ends
     await_siblings(sweep, list(history.open.values()), why="still running from the sweeper that stopped")
-    for job_num, trial in sorted(history.open.items()):
-        notes: list[str] = []
-        record = TrialRecord.load(sweep.jobs_channel, job_num, notes, patience_s=60.0)
-        for note in notes:
-            print(f"[greenai] note: {note}")
-        trial.take_heartbeat(record)
-        if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
-            trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
-            recovered.append(trial)
-        elif record is not None and record.status == "failed":
-            trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
-            recovered.append(trial)
-        else:
-            trial.status = "interrupted"
-            trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
-            interrupted.append(trial)
-        # written now, but of the session that crashed: its time must not stretch that session over the downtime
-        ledger.append("finished", **trial.finished_event(), recovered=True)
-        history.finished[job_num] = trial
+    recovered, interrupted = _take_open_trials(sweep, ledger, history)
     last_alive = {
         job: record.updated_at
         for session in history.sessions
@@ -173,6 +116,85 @@ def load(
         + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
     )
     return book, history.proposed, retry, recovered
+
+
+def _header(
+    sweep: BudgetSweep, ledger: Ledger, sweep_dir: Path, search: dict[str, Any], budget: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The ledger's header, written now for a new sweep (``None``: nothing to resume); a resume is checked first.
+
+    A resume must be asked for, and must keep the search, the grid and the storage the sweep started with.
+    """
+    header = ledger.header()
+    if header is None:
+        events = ledger.events()
+        if events or ledger.corrupt_lines:
+            if not sweep.resume:
+                raise BudgetConfigError(
+                    f"{ledger.path} has no readable header line. If it is this sweep's ledger, resume it with "
+                    "hydra.sweeper.resume=true (its readable events are kept); otherwise choose another "
+                    "hydra.sweep.dir."
+                )
+            log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
+        ledger.append(
+            "header",
+            search=search,
+            fingerprint=_search_key(search),
+            **budget,
+            grid=sweep.grid.to_dict(),
+            sweep_id=sweep.sweep_id,
+            storage=None if sweep.storage is None else masked(storage_url(sweep.storage)),
+            score_bounds=None if sweep.score_bounds is None else list(sweep.score_bounds),
+            hardware=describe_hardware(),
+            stop_when=None if sweep.options.gain_rule is None else dict(sweep.stop_when),
+        )
+        if not events:
+            return None
+        header = ledger.header()
+        assert header is not None
+    elif not sweep.resume:
+        raise BudgetConfigError(
+            f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
+            "another hydra.sweep.dir."
+        )
+    if _search_key(header.get("search")) != _search_key(search):
+        raise BudgetConfigError(
+            "The search space changed since this sweep started, so it cannot be resumed: was "
+            f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
+        )
+    _check_grid(sweep, header.get("grid"))
+    _check_storage(sweep, header)
+    for note in ledger.notes:
+        print(f"[greenai] note: {note}")
+    return header
+
+
+def _take_open_trials(sweep: BudgetSweep, ledger: Ledger, history: History) -> tuple[list[Trial], list[Trial]]:
+    """Settle the trials the last session left open from their records: (recovered, interrupted ones).
+
+    A final record is taken as it is; a job with none is billed at its last heartbeat and recorded ``interrupted``.
+    """
+    recovered, interrupted = [], []
+    for job_num, trial in sorted(history.open.items()):
+        notes: list[str] = []
+        record = TrialRecord.load(sweep.jobs_channel, job_num, notes, patience_s=60.0)
+        for note in notes:
+            print(f"[greenai] note: {note}")
+        trial.take_heartbeat(record)
+        if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
+            trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
+            recovered.append(trial)
+        elif record is not None and record.status == "failed":
+            trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
+            recovered.append(trial)
+        else:
+            trial.status = "interrupted"
+            trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
+            interrupted.append(trial)
+        # written now, but of the session that crashed: its time must not stretch that session over the downtime
+        ledger.append("finished", **trial.finished_event(), recovered=True)
+        history.finished[job_num] = trial
+    return recovered, interrupted
 
 
 def _check_grid(sweep: BudgetSweep, recorded: Any) -> None:
