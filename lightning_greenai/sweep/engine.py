@@ -1,7 +1,11 @@
 """The budget sweep: launch batches of trials until a compute budget is spent, and account for every joule.
 
 This is the implementation behind ``hydra/sweeper=greenai`` (the Hydra plugin is a thin shell around
-:class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up.
+:class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up. This module is
+the batch loop; its parts are beside it: the options (``config``), the stop rules (``rules``), the books (``books``),
+the watchdog, settling a finished job (``settle``), starting or resuming a ledger (``resume``) and interrupts. It
+neither prints its report nor publishes: when it stops it hands a :class:`SweepStopped` to ``on_stop`` (see
+:mod:`lightning_greenai.reporting.sweep_files`).
 
 The books hold under faults: one sweeper per sweep dir (a lock); every trial, the one running when the sweep was
 interrupted (Ctrl-C, SIGTERM, a trial's ``SystemExit``) included, is recorded with what it spent before the sweep
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 from lightning_greenai.budget import Budget, measure
 from lightning_greenai.errors import (
@@ -123,7 +127,15 @@ class _Option(Generic[T]):
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = self.name or name
 
-    def __get__(self, sweep: BudgetSweep, owner: type) -> T:
+    @overload
+    def __get__(self, sweep: None, owner: type) -> _Option[T]: ...
+
+    @overload
+    def __get__(self, sweep: BudgetSweep, owner: type) -> T: ...
+
+    def __get__(self, sweep: BudgetSweep | None, owner: type) -> T | _Option[T]:
+        if sweep is None:  # read on the class (help(), autodoc): the descriptor itself
+            return self
         return cast(T, getattr(sweep.options, str(self.name)))
 
     def __set__(self, sweep: BudgetSweep, value: T) -> None:
