@@ -5,7 +5,7 @@ publishes. When it stops it hands a :class:`~lightning_greenai.sweep.engine.Swee
 :class:`ReportedSweep` (what ``hydra/sweeper=greenai`` runs) sets that hook to :func:`report_stopped`: the report
 files, the stop line, the price tag and plots, the curves on the trackers and, after an interrupt, how to resume. The
 hook runs where the engine used to do this itself (inside the sweep's lock, before an interrupt or a failure is
-raised), so a sweep prints the same things at the same moments.
+raised), so a sweep prints the same things at the same moments; its progress notes (``on_note``) are printed too.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class ReportedSweep(BudgetSweep):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.on_stop = self._report
+        self.on_note = print  # its progress lines go to stdout, beside the report
 
     def _report(self, stopped: SweepStopped) -> None:
         report_stopped(self, stopped)

@@ -4,8 +4,8 @@ This is the implementation behind ``hydra/sweeper=greenai`` (the Hydra plugin is
 :class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up. This module is
 the batch loop; its parts are beside it: the options (``config``), the stop rules (``rules``), the books (``books``),
 the watchdog, settling a finished job (``settle``), starting or resuming a ledger (``resume``) and interrupts. It
-neither prints its report nor publishes: when it stops it hands a :class:`SweepStopped` to ``on_stop`` (see
-:mod:`lightning_greenai.reporting.sweep_files`).
+neither prints nor publishes: its progress notes go to ``on_note`` (logged, unless set) and, when it stops, it hands
+a :class:`SweepStopped` to ``on_stop`` (see :mod:`lightning_greenai.reporting.sweep_files`).
 
 The books hold under faults: one sweeper per sweep dir (a lock); every trial, the one running when the sweep was
 interrupted (Ctrl-C, SIGTERM, a trial's ``SystemExit``) included, is recorded with what it spent before the sweep
@@ -197,6 +197,8 @@ class BudgetSweep:
         self.launched: set[int] = set()  # jobs with a "launched" event in this session
         #: Called once when the sweep stops, its books closed: what reports it (the engine neither prints nor publishes)
         self.on_stop: Callable[[SweepStopped], None] | None = None
+        #: What a person running the sweep should hear of its progress ("[greenai] resuming ..."): logged by default
+        self.on_note: Callable[[str], None] = log.info
         self.stopped: SweepStopped | None = None  # this sweep's result, once it stopped
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ class BudgetSweep:
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
         if self.strategy_name != "grid" and not sweeps_anything(arguments):
-            print(
+            self.on_note(
                 f"[greenai] the search space sweeps nothing ({' '.join(arguments) or 'no parameters'}: "
                 "hydra.sweeper.params and the command line give no interval, choice, range or comma list), "
                 f"so the {self.strategy_name} search runs it once, as Hydra's basic sweeper runs one job. Give "

@@ -103,7 +103,7 @@ def load(
         **budget,
     )
     billed = sum((t.spend for t in interrupted), Spend())
-    print(
+    sweep.on_note(
         f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "
         f"{format_duration(sweep.elapsed_before_s)} of wall time in earlier sessions"
         + (f"; recovered from their records: jobs {[t.job_num for t in recovered]}" if recovered else "")
@@ -165,7 +165,7 @@ def _header(
     _check_grid(sweep, header.get("grid"))
     _check_storage(sweep, header)
     for note in ledger.notes:
-        print(f"[greenai] note: {note}")
+        sweep.on_note(f"[greenai] note: {note}")
     return header
 
 
@@ -179,7 +179,7 @@ def _take_open_trials(sweep: BudgetSweep, ledger: Ledger, history: History) -> t
         notes: list[str] = []
         record = TrialRecord.load(sweep.jobs_channel, job_num, notes, patience_s=60.0)
         for note in notes:
-            print(f"[greenai] note: {note}")
+            sweep.on_note(f"[greenai] note: {note}")
         trial.take_heartbeat(record)
         if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
             trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial

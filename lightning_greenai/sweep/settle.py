@@ -60,7 +60,7 @@ def await_siblings(sweep: BudgetSweep, jobs: list[Trial], why: str = "still runn
             return
         if not told:
             told = True
-            print(f"[greenai] waiting for job(s) {running}, {why}")
+            sweep.on_note(f"[greenai] waiting for job(s) {running}, {why}")
         time.sleep(max(sweep.poll_s, 0.2))
 
 
