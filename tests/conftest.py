@@ -8,8 +8,8 @@ from hydra.types import RunMode
 from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 
+from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.sensors.fake import FakeClock
-from lightning_greenai.sweep.engine import BudgetSweep
 from lightning_greenai.trial import account as trial_module
 
 

@@ -1,4 +1,8 @@
-"""The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``; the work is in ``lightning_greenai.sweep.engine``."""
+"""The thin Hydra ``Sweeper`` for ``hydra/sweeper=greenai``.
+
+The work is in ``lightning_greenai.sweep.engine``; what a stopped sweep writes, prints and publishes for people is in
+``lightning_greenai.reporting.sweep_files``, whose :class:`ReportedSweep` is the engine with its report wired in.
+"""
 
 import sys
 from typing import Any, List, Sequence  # noqa: UP035
@@ -15,9 +19,9 @@ class GreenAISweeper(Sweeper):
 
     def __init__(self, **kwargs: Any) -> None:
         # imported here: Hydra imports this module at every start-up, and the implementation need not load then
-        from lightning_greenai.sweep.engine import BudgetSweep
+        from lightning_greenai.reporting.sweep_files import ReportedSweep
 
-        self._impl = BudgetSweep(**kwargs)
+        self._impl = ReportedSweep(**kwargs)
         self._impl.validate_batch = self.validate_batch_is_legal
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:

@@ -1,7 +1,11 @@
 """The budget sweep: launch batches of trials until a compute budget is spent, and account for every joule.
 
 This is the implementation behind ``hydra/sweeper=greenai`` (the Hydra plugin is a thin shell around
-:class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up.
+:class:`BudgetSweep`). It imports neither torch nor Lightning: Hydra scans sweepers at every start-up. This module is
+the batch loop; its parts are beside it: the options (``config``), the stop rules (``rules``), the books (``books``),
+the watchdog, settling a finished job (``settle``), starting or resuming a ledger (``resume``) and interrupts. It
+neither prints nor publishes: its progress notes go to ``on_note`` (logged, unless set) and, when it stops, it hands
+a :class:`SweepStopped` to ``on_stop`` (see :mod:`lightning_greenai.reporting.sweep_files`).
 
 The books hold under faults: one sweeper per sweep dir (a lock); every trial, the one running when the sweep was
 interrupted (Ctrl-C, SIGTERM, a trial's ``SystemExit``) included, is recorded with what it spent before the sweep
@@ -11,155 +15,63 @@ finished; and the wall time of a crashed session still counts.
 
 from __future__ import annotations
 
-import bisect
-import csv
-import hashlib
-import json
 import logging
-import math
-import re
 import signal
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import Any, Generic, TypeVar, cast, overload
 
 from lightning_greenai.budget import Budget, measure
 from lightning_greenai.errors import (
     BudgetConfigError,
-    GridConfigError,
-    MissingDependencyError,
-    StateWriteError,
-    SweepFailedError,
 )
 from lightning_greenai.grid import Grid
-from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.spend import Spend
-from lightning_greenai.stats.bands import check_bounds
-from lightning_greenai.stats.gain import GainRule
-from lightning_greenai.sweep.admission import admit, estimate_trial_cost
-from lightning_greenai.sweep.history import Trial, limits_in_force, replay
+from lightning_greenai.sweep import interrupts, resume, settle
+from lightning_greenai.sweep.admission import admit
+from lightning_greenai.sweep.books import Book
+from lightning_greenai.sweep.config import SweepConfig
+from lightning_greenai.sweep.history import Trial
 from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.lock import SweepLock
+from lightning_greenai.sweep.rules import (
+    BudgetSpent,
+    FailingRule,
+    FailureRate,
+    GainStop,
+    MaxTrials,
+    SearchSpaceExhausted,
+    StopRule,
+    SweepState,
+    UnmeasuredBudget,
+    first_reason,
+)
 from lightning_greenai.sweep.strategies import (
     GridStrategy,
     RandomStrategy,
     SearchStrategy,
-    canonical_overrides,
-    check_optuna_storage,
     make_strategy,
     parse_overrides,
     sweeps_anything,
 )
+from lightning_greenai.sweep.watchdog import Watchdog
 from lightning_greenai.trial.channel import (
     Channel,
     check_no_password,
-    check_storage,
-    masked,
     open_channel,
-    storage_url,
 )
-from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialRecord, is_scored, job_alive, state_dir, write_json_atomic
-from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper, carried_record
-from lightning_greenai.units import QUANTITIES, S_PER_HOUR, format_duration, format_quantity
+from lightning_greenai.trial.record import state_dir
+from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper
+from lightning_greenai.units import S_PER_HOUR
 
-__all__ = ["BudgetSweep", "SweepInterrupted", "TaskWrapper", "Trial"]
+__all__ = ["BudgetSweep", "SweepInterrupted", "SweepStopped", "TaskWrapper", "Trial"]
 
 log = logging.getLogger(__name__)
 
-#: Trials in a row that fail without metering anything before the sweep stops, whatever max_failure_rate (at least:
-#: 3x the longest such run that a trial which metered has ended before, so a space with some invalid corners runs on)
-UNMETERED_FAILURES_IN_A_ROW = 10
-STOP_POLICIES = ("graceful", "finish", "kill")
-STRATEGIES = ("grid", "random", "optuna")
-#: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
-COST_AXES = tuple(q for q in QUANTITIES if q != "wall_hours")
-#: What a trial must report for each budget quantity, and what to attach when it does not.
-_MEASURED_BY = {
-    "energy_kwh": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
-    "co2e_kg": "an EnergyMonitor on the Trainer (or a Meter with sensors in a plain loop)",
-    "money": "an EnergyMonitor on the Trainer (or a Meter with sensors), or a grid instance_price_per_h",
-    "flops": "a FlopMonitor on the Trainer (or Meter.count_flops / Meter.add_flops in a plain loop)",
-    "gpu_hours": "an EnergyMonitor on a Trainer that runs on GPUs",
-}
-
-
-def _fingerprint(data: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _search_key(search: Any) -> str | None:
-    """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
-    if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
-        return None
-    from hydra.errors import HydraException
-
-    try:
-        arguments = canonical_overrides([str(a) for a in search["arguments"]])
-    except (HydraException, ValueError):  # a recorded override Hydra cannot parse: no search this one can be
-        return None
-    return _fingerprint({**search, "arguments": arguments})
-
-
-def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (low <= value <= high):
-        raise BudgetConfigError(f"`hydra.sweeper.{name}` must be {allowed}, got {value!r}.")
-    return float(value)
-
-
-#: Packages a trial may need for an option the README suggests, and the extra that installs each.
-_EXTRAS = {
-    "wandb": "wandb",
-    "mlflow": "mlflow",
-    "tensorboard": "tensorboard",
-    "tensorboardX": "tensorboard",
-    "optuna": "optuna",
-    "sklearn": "examples",
-    "matplotlib": "plots",
-    "rich": "examples",
-}
-
-
-def _missing_package(errors: Sequence[str | None]) -> str | None:
-    """If trials failed for want of an optional package, one line saying which and how to install it."""
-    for error in errors:
-        found = re.search(r"No module named '([\w.]+)'", error or "")
-        if found is not None:
-            module = found.group(1).split(".")[0]
-            extra = _EXTRAS.get(module)
-            install = f"pip install 'lightning-greenai[{extra}]'" if extra else f"pip install {module}"
-            return f"The trials need the package `{module}`, which is not installed: {install}"
-    return None
-
-
-def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
-    """Take an option from its hydra-optuna-sweeper spelling too; the two must agree when both are given."""
-    if alias_value is None:
-        return value
-    if value is not None and value != alias_value:
-        raise BudgetConfigError(
-            f"`hydra.sweeper.{alias}` ({alias_value!r}) is hydra-optuna-sweeper's name for `{name}`, which is "
-            f"{value!r}: give one of them."
-        )
-    return alias_value
-
-
-def _plain(node: Any) -> Any:
-    """A Hydra/OmegaConf node as plain Python (dicts and lists), for fingerprints and instantiation."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:
-        return node
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
+T = TypeVar("T")
 
 
 def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> list[str]:
@@ -182,117 +94,52 @@ def merge_search_space(params: Mapping[str, str], arguments: Sequence[str]) -> l
     return list(merged.values())
 
 
+@dataclass(frozen=True)
+class SweepStopped:
+    """A stopped sweep's result, for whoever reports it: where, why, its trials and what they spent."""
+
+    sweep_dir: Path
+    reason: str
+    trials: list[Trial]
+    spend: Spend  # the sum of the trials' spends
+    spent: Mapping[str, float | None]  # of each limited quantity (wall time: the sweep's), empty when unlimited
+    wall_s: float  # the sweep's wall time, earlier sessions included
+    interrupted: bool = False  # stopped by an interrupt: it can be resumed
+
+
 @dataclass
-class _Book:
-    """The sweep's running totals, so each batch's bookkeeping costs the same however long the sweep."""
+class _Run:
+    """One session's progress through its batches: what an interrupt must know of the batch in flight."""
 
-    sweep: BudgetSweep
-    spend: Spend
-    counted: int = 0  # trials that count toward max_trials and the failure rate
-    failed: int = 0
-
-    def __post_init__(self) -> None:
-        self.trials: list[Trial] = []
-        self.done = 0  # trials that completed or stopped at the budget: they report what they spent
-        self.measured: set[str] = set()  # the limited quantities some such trial reported
-        self.unmetered_run = 0  # trials in a row (job order) that failed without metering anything, up to now
-        self.longest_unmetered_run = 0  # the longest such run that a trial which metered has ended
-        self.costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}  # kept sorted
-        self.warmup_costs: dict[str, list[float]] = {q: [] for q in self.sweep.budget.limits}
-
-    def add(self, trial: Trial) -> None:
-        """Count a finished trial."""
-        self.trials.append(trial)
-        self.spend = self.spend + trial.spend
-        if trial.status in ("interrupted", "not_started"):
-            return  # an interrupted trial runs again; one that never started is no trial
-        self.counted += 1
-        self.failed += trial.status == "failed"
-        if trial.failed_unmetered:
-            self.unmetered_run += 1
-        else:
-            self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
-            self.unmetered_run = 0
-        if trial.status not in ("completed", "budget_stopped"):
-            return  # a failed or killed trial's cost says nothing about a trial's cost
-        self.done += 1
-        costs = self.warmup_costs if trial.warmup else self.costs
-        for quantity, cost in self.sweep.costs(trial).items():
-            if cost:
-                self.measured.add(quantity)
-            if cost is not None and quantity in costs:
-                bisect.insort(costs[quantity], cost)
-
-    def unmetered_failures(self) -> str | None:
-        """Why the last trials' failures end the sweep: they metered nothing, so no budget would ever stop it.
-
-        ``UNMETERED_FAILURES_IN_A_ROW`` such trials in a row, or 3x the longest run of them the sweep has come out of
-        (a search space with corners that fail at once still runs), whichever is more.
-        """
-        limit = max(UNMETERED_FAILURES_IN_A_ROW, 3 * self.longest_unmetered_run)
-        if self.unmetered_run < limit:
-            return None
-        return (
-            f"{self.unmetered_run} trials in a row failed without metering anything (no energy, FLOPs or time), so "
-            "no budget can stop the sweep; it stops whatever max_failure_rate"
-        )
-
-    def estimates(self) -> dict[str, float | None]:
-        """Per-trial cost of each limited quantity.
-
-        The larger of the prior and a high quantile of finished trials, where the first trial of each process (which
-        pays imports and logger start-up once) counts only until a trial without those costs has finished.
-        """
-        sweep = self.sweep
-        return {
-            q: estimate_trial_cost(
-                sweep.prior_cost.get(q), self.costs[q] or self.warmup_costs[q], sweep.cost_quantile, presorted=True
-            )
-            for q in sweep.budget.limits
-        }
+    retry: list[Trial]  # trials a crash interrupted, not yet run again
+    next_job: int
+    jobs: list[Trial] = field(default_factory=list)  # the batch proposed last
+    settled: set[int] = field(default_factory=set)  # jobs settled and recorded in this session
+    returns: list[Sequence[Any]] = field(default_factory=list)  # the launcher's JobReturn batches
 
 
-#: Seconds an interrupted sweep waits for its running jobs' final records (they stop at their next step).
-INTERRUPT_GRACE_S = 20.0
+class _Option(Generic[T]):
+    """A read-only view of one :class:`SweepConfig` field on the sweep, under the name the sweep's code reads."""
 
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
 
-def _stop_local_workers() -> None:
-    """End the launcher's worker processes on this machine (joblib's loky pool), so an interrupt leaves none running.
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = self.name or name
 
-    Their jobs have written their final records or were given the grace period to; loky keeps idle workers alive for
-    the next call, which an interrupted sweep never makes.
-    """
-    import psutil
+    @overload
+    def __get__(self, sweep: None, owner: type) -> _Option[T]: ...
 
-    def is_worker(process: psutil.Process) -> bool:
-        try:
-            return "loky" in " ".join(process.cmdline())
-        except psutil.Error:
-            return False
+    @overload
+    def __get__(self, sweep: BudgetSweep, owner: type) -> T: ...
 
-    try:
-        workers = [p for p in psutil.Process().children(recursive=True) if is_worker(p)]
-    except psutil.Error:
-        return
-    for worker in workers:
-        with suppress(psutil.Error):
-            worker.terminate()
-    _, alive = psutil.wait_procs(workers, timeout=5.0)
-    for worker in alive:
-        with suppress(psutil.Error):
-            worker.kill()
+    def __get__(self, sweep: BudgetSweep | None, owner: type) -> T | _Option[T]:
+        if sweep is None:  # read on the class (help(), autodoc): the descriptor itself
+            return self
+        return cast(T, getattr(sweep.options, str(self.name)))
 
-
-def _sweep_id(ledger: Ledger, sweep_dir: Path) -> str:
-    """The id that keys a sweep's signals in a storage: its ledger's, or a new one for a new sweep.
-
-    A sweep begun before ids were recorded keeps its sweep dir as its key, so its resume finds its rows.
-    """
-    header = ledger.header()
-    if header is None:
-        return uuid.uuid4().hex
-    recorded = header.get("sweep_id")
-    return recorded if isinstance(recorded, str) and recorded else str(sweep_dir)
+    def __set__(self, sweep: BudgetSweep, value: T) -> None:
+        raise AttributeError(f"{self.name} is an option of the sweep: set it in hydra.sweeper")
 
 
 class BudgetSweep:
@@ -302,180 +149,57 @@ class BudgetSweep:
         BudgetConfigError: an option out of range, naming it, the value and what is allowed.
     """
 
-    def __init__(
-        self,
-        *,
-        budget: Mapping[str, Any] | None = None,
-        strategy: str | None = None,
-        max_trials: int | None = None,
-        max_batch_size: int | None = None,
-        params: Mapping[str, str] | None = None,
-        seed: int = 0,
-        direction: str = "max",
-        score_bounds: Any = None,
-        stop_when: Mapping[str, Any] | None = None,
-        objective: str | None = None,
-        stop_policy: str = "graceful",
-        heartbeat_s: float = 10.0,
-        poll_s: float = 1.0,
-        prior_cost: Mapping[str, Any] | None = None,
-        cost_quantile: float = 0.9,
-        trial_allowance: float | None = None,
-        max_failure_rate: float = 0.0,
-        resume: bool = False,
-        grid: Mapping[str, Any] | None = None,
-        report: bool = True,
-        log_curves: bool = True,
-        n_trials: int | None = None,
-        n_jobs: int | None = None,
-        sampler: Any = None,
-        cost_aware: str | None = None,
-        storage: str | None = None,
-        study_name: str | None = None,
-        search_space: Any = None,
-        custom_search_space: str | None = None,
-        sweep_id: str | None = None,
-    ) -> None:
-        self.budget = Budget.parse({k: v for k, v in dict(budget or {}).items() if v is not None})
-        max_trials = _alias("max_trials", max_trials, "n_trials", n_trials)
-        max_batch_size = _alias("max_batch_size", max_batch_size, "n_jobs", n_jobs)
-        direction = (
-            {"maximize": "max", "minimize": "min"}.get(direction, direction)
-            if isinstance(direction, str)
-            else direction
-        )
-        if search_space is not None or custom_search_space is not None:
-            raise BudgetConfigError(
-                "hydra.sweeper.search_space / custom_search_space are hydra-optuna-sweeper options the greenai sweeper "
-                "does not take: write each parameter under hydra.sweeper.params in Hydra's sweep syntax, e.g. "
-                "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
-            )
-        self.sampler = _plain(sampler)
-        if cost_aware is not None:
-            _check_cost_aware(cost_aware, strategy, self.sampler)
-            strategy = "optuna"
-        if self.sampler is not None:
-            if not isinstance(self.sampler, dict) or "_target_" not in self.sampler:
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.sampler` must be an Optuna sampler config with a _target_, e.g. "
-                    f"{{_target_: optuna.samplers.TPESampler, seed: 1234}}; got {sampler!r}."
-                )
-            if str(self.sampler["_target_"]).endswith("RandomSampler") and strategy in (None, "random", "optuna"):
-                # Optuna's random sampler is an i.i.d. search: run it as ours, whose curves may be called "expected"
-                strategy, seed = "random", int(self.sampler.get("seed", seed) or seed)
-                self.sampler = None
-            elif strategy is None:
-                strategy = "optuna"
-            elif strategy != "optuna":
-                raise BudgetConfigError(
-                    f"`hydra.sweeper.sampler` is an Optuna sampler but strategy is {strategy!r}: set "
-                    "hydra.sweeper.strategy=optuna, or remove the sampler."
-                )
-        self.cost_aware, self._cost_warned = cost_aware, False
-        strategy = strategy or "grid"
-        if not isinstance(direction, str):
-            raise BudgetConfigError(
-                f"The greenai sweeper optimises one objective: `hydra.sweeper.direction` must be max or min "
-                f"(maximize or minimize), got {direction!r}."
-            )
-        if storage is not None and not isinstance(storage, str):
-            raise BudgetConfigError(f"`hydra.sweeper.storage` must be a database URL or null, got {storage!r}.")
-        if storage:
-            check_storage(storage)
-        if sweep_id is not None:
-            raise BudgetConfigError(
-                f"hydra.sweeper.sweep_id is set by the sweeper on its jobs (the id its ledger records), got "
-                f"{sweep_id!r}: remove it."
-            )
-        self.storage, self.study_name = storage or None, study_name
+    budget: _Option[Budget] = _Option()
+    grid: _Option[Grid] = _Option()
+    strategy_name: _Option[str] = _Option("strategy")
+    max_trials: _Option[int | None] = _Option()
+    max_batch_size: _Option[int | None] = _Option()
+    params: _Option[dict[str, str]] = _Option()
+    seed: _Option[int] = _Option()
+    direction: _Option[str] = _Option()
+    score_bounds: _Option[tuple[float, float] | None] = _Option()
+    stop_when: _Option[Any] = _Option()
+    objective_key: _Option[str | None] = _Option("objective")
+    stop_policy: _Option[str] = _Option()
+    heartbeat_s: _Option[float] = _Option()
+    poll_s: _Option[float] = _Option()
+    prior_cost: _Option[dict[str, float]] = _Option()
+    cost_quantile: _Option[float] = _Option()
+    trial_allowance: _Option[float | None] = _Option()
+    max_failure_rate: _Option[float] = _Option()
+    resume: _Option[bool] = _Option()
+    report: _Option[bool] = _Option()
+    log_curves: _Option[bool] = _Option()
+    sampler: _Option[dict[str, Any] | None] = _Option()
+    cost_aware: _Option[str | None] = _Option()
+    storage: _Option[str | None] = _Option()
+    study_name: _Option[str | None] = _Option()
+    needs_objective: _Option[bool] = _Option()
+
+    def __init__(self, **options: Any) -> None:
+        """``options``: ``hydra.sweeper``'s, checked by :meth:`SweepConfig.parse` (a BudgetConfigError names one)."""
+        self.options = SweepConfig.parse(**options)
+        o = self.options
+        #: Before each batch: the first reason ends the sweep; after each: a reason ends it with the rule's error
+        self.stop_rules: list[StopRule] = [BudgetSpent(o), MaxTrials(o), SearchSpaceExhausted(), GainStop(o)]
+        self.failing_rules: list[FailingRule] = [FailureRate(o), UnmeasuredBudget(o)]
+        self._cost_warned = False
         self.sweep_id = ""  # the id that keys this sweep's signals: its ledger's (see _sweep_id)
         self.channel: Channel | None = None
-        if strategy not in STRATEGIES:
-            raise BudgetConfigError(f"Unknown strategy {strategy!r}. Allowed: {', '.join(STRATEGIES)}.")
-        if strategy == "optuna":  # before anything is written: a sweep dir is not left holding a ledger it cannot run
-            try:
-                import optuna
-            except ImportError:
-                pass  # OptunaStrategy says how to install it
-            else:
-                check_optuna_storage(optuna.__version__)
-        if stop_policy not in STOP_POLICIES:
-            raise BudgetConfigError(f"Unknown stop_policy {stop_policy!r}. Allowed: {', '.join(STOP_POLICIES)}.")
-        if direction not in ("max", "min"):
-            raise BudgetConfigError(f"`hydra.sweeper.direction` must be 'max' or 'min', got {direction!r}.")
-        for name, value in (("max_trials", max_trials), ("max_batch_size", max_batch_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be an integer >= 1 or null, got {value!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise BudgetConfigError(f"`hydra.sweeper.seed` must be an integer, got {seed!r}.")
-        try:
-            self.score_bounds = check_bounds(_plain(score_bounds), name="hydra.sweeper.score_bounds")
-            self.stop_when = _plain(stop_when)
-            self.gain_rule = GainRule.parse(self.stop_when)
-        except ValueError as err:
-            raise BudgetConfigError(str(err)) from None
-        if self.gain_rule is not None and strategy != "random":
-            why = (
-                "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
-            )
-            raise BudgetConfigError(
-                f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
-                f"holds only for independent draws, and {why}. Set hydra.sweeper.strategy=random, or remove "
-                "stop_when."
-            )
-        if self.gain_rule is not None and self.score_bounds is None:
-            raise BudgetConfigError(
-                "hydra.sweeper.stop_when needs hydra.sweeper.score_bounds, the range the score can take (e.g. [0, 1] "
-                "for accuracy): without it a better score can never be ruled out, so the sweep could never stop."
-            )
-        _check_number("max_failure_rate", max_failure_rate, low=0.0, high=1.0, allowed="a number in [0, 1]")
-        _check_number("cost_quantile", cost_quantile, low=0.0, high=1.0, allowed="a quantile in [0, 1], e.g. 0.9")
-        _check_number("heartbeat_s", heartbeat_s, low=0.0, high=1e6, allowed="a number of seconds >= 0")
-        _check_number("poll_s", poll_s, low=0.01, high=1e6, allowed="a number of seconds >= 0.01 (0 would spin)")
-        if trial_allowance is not None:
-            _check_number(
-                "trial_allowance",
-                trial_allowance,
-                low=1e-9,
-                high=1e6,
-                allowed="a multiple > 0 of a trial's cost, or null",
-            )
-        for name, value in (("resume", resume), ("report", report), ("log_curves", log_curves)):
-            if not isinstance(value, bool):
-                raise BudgetConfigError(f"`hydra.sweeper.{name}` must be true or false, got {value!r}.")
-        if self.budget.is_unlimited and max_trials is None and strategy != "grid":
-            raise BudgetConfigError(
-                f"The {strategy} strategy with no budget limit and no max_trials would never stop: set "
-                "hydra.sweeper.budget.<quantity> or hydra.sweeper.max_trials."
-            )
-        self.grid = Grid.from_config(grid)
-        self.budget.check_grid(self.grid)
-        if cost_aware == "money" and not self.grid.prices_money:
-            raise BudgetConfigError(
-                "`hydra.sweeper.cost_aware=money` needs a price: set hydra.sweeper.grid.price_per_kwh and currency "
-                "(or instance_price_per_h), or a country whose price is in the packaged table."
-            )
-        # the same units and spellings as the budget: numbers in the field's unit, or strings such as "3 J"
-        self.prior_cost = Budget.parse({k: v for k, v in dict(prior_cost or {}).items() if v is not None}).limits
-        self.strategy_name, self.max_trials, self.max_batch_size = strategy, max_trials, max_batch_size
-        self.params = dict(params or {})
-        self.seed, self.direction, self.objective_key = seed, direction, objective
-        self.stop_policy, self.heartbeat_s, self.poll_s = stop_policy, heartbeat_s, poll_s
-        self.cost_quantile, self.trial_allowance = cost_quantile, trial_allowance
-        self.max_failure_rate, self.resume = max_failure_rate, resume
-        self.report, self.log_curves = report, log_curves
-        # a number to optimise is required when a key names it or a strategy learns or ranks by it; a plain grid sweep
-        # (Hydra's own launcher tests) accepts tasks that return anything
-        self.needs_objective = objective is not None or strategy != "grid"
         self.config: Any = None
         self.launcher: Any = None
         self.parallelism, self.parallelism_source = 1, "default"
         self.validate_batch: Callable[[Sequence[Sequence[str]]], None] = lambda batch: None
-        self.watchdog: _Watchdog | None = None
+        self.watchdog: Watchdog | None = None
         self._started = 0.0
-        self._elapsed_before = 0.0
+        self.elapsed_before_s = 0.0
         self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
-        self._launched: set[int] = set()  # jobs with a "launched" event in this session
+        self.launched: set[int] = set()  # jobs with a "launched" event in this session
+        #: Called once when the sweep stops, its books closed: what reports it (the engine neither prints nor publishes)
+        self.on_stop: Callable[[SweepStopped], None] | None = None
+        #: What a person running the sweep should hear of its progress ("[greenai] resuming ..."): logged by default
+        self.on_note: Callable[[str], None] = log.info
+        self.stopped: SweepStopped | None = None  # this sweep's result, once it stopped
 
     # -- Hydra wiring --------------------------------------------------------------------------------------------
 
@@ -496,7 +220,7 @@ class BudgetSweep:
         self.parallelism, self.parallelism_source = launcher_parallelism(config.hydra.get("launcher"))
 
     @property
-    def _channel(self) -> Channel:
+    def jobs_channel(self) -> Channel:
         """How this sweep talks to its jobs (opened by :meth:`sweep`)."""
         if self.channel is None:
             raise RuntimeError("the sweep's channel is opened by BudgetSweep.sweep()")
@@ -509,7 +233,7 @@ class BudgetSweep:
 
     def wall_s(self) -> float:
         """Wall time of this sweep so far, earlier sessions (crashed ones too) included."""
-        return self._elapsed_before + (time.monotonic() - self._started if self._started else 0.0)
+        return self.elapsed_before_s + (time.monotonic() - self._started if self._started else 0.0)
 
     def costs(self, trial: Trial) -> dict[str, float | None]:
         """What one trial cost in each limited quantity (wall time: its own metered duration)."""
@@ -527,22 +251,51 @@ class BudgetSweep:
             make_strategy("grid", arguments, seed=self.seed, direction=self.direction, state_dir=folder)
         self.validate_batch(RandomStrategy(arguments, seed=self.seed).ask(1))
         if self.strategy_name != "grid" and not sweeps_anything(arguments):
-            print(
+            self.on_note(
                 f"[greenai] the search space sweeps nothing ({' '.join(arguments) or 'no parameters'}: "
                 "hydra.sweeper.params and the command line give no interval, choice, range or comma list), "
                 f"so the {self.strategy_name} search runs it once, as Hydra's basic sweeper runs one job. Give "
                 "hydra.sweeper.params to search, e.g. `model.lr: tag(log, interval(1e-4, 1e-1))`."
             )
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.signalled = None
-        self.sweep_id = _sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
+        self.signalled, self.stopped = None, None
+        self.sweep_id = resume.sweep_id(Ledger(folder / "ledger.jsonl"), sweep_dir)
         self.channel = open_channel(sweep_dir, self.storage, key=self.sweep_id, create=True)
-        with SweepLock(folder), _signals_raise(self):
+        with SweepLock(folder), interrupts.signals_raise(self):
             return self._sweep(sweep_dir, folder, arguments)
 
     def _sweep(self, sweep_dir: Path, folder: Path, arguments: list[str]) -> list[Sequence[Any]]:
+        """Load or start the ledger, build the strategy, run the batches; an interrupt closes the books and exits."""
         from omegaconf import OmegaConf
 
+        ledger = Ledger(folder / "ledger.jsonl")
+        book, proposed, retry, recovered = resume.load(self, ledger, sweep_dir, self._search(arguments))
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.jobs_channel.delete("stop", None)
+        strategy = self._make_strategy(arguments, folder, sweep_dir, proposed, book)
+        for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
+            self._tell(strategy, trial)
+        self._started = time.monotonic()
+        run = _Run(retry=retry, next_job=max((t.job_num for t in book.trials), default=-1) + 1)
+        reason = ""
+        try:
+            reason = self._run_batches(run, sweep_dir, strategy, ledger, book)
+        except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
+            interrupts.interrupted(self, interrupt, sweep_dir, run.jobs, run.settled, strategy, ledger, book)
+        except Exception as err:
+            if self.signalled is None:
+                raise
+            # a signal that landed inside Hydra's or OmegaConf's code came out as another error: it is the interrupt
+            cause: BaseException = (
+                KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
+            )
+            cause.__cause__ = err
+            interrupts.interrupted(self, cause, sweep_dir, run.jobs, run.settled, strategy, ledger, book)
+        self.finish(ledger, sweep_dir, book, reason)
+        return run.returns
+
+    def _search(self, arguments: list[str]) -> dict[str, Any]:
+        """What defines the search, recorded in the ledger's header: a resume must find the same."""
         search = {
             "arguments": sorted(arguments),
             "strategy": self.strategy_name,
@@ -554,10 +307,12 @@ class BudgetSweep:
             search["sampler"] = self.sampler
         if self.cost_aware is not None:
             search["cost_aware"] = self.cost_aware
-        ledger = Ledger(folder / "ledger.jsonl")
-        book, proposed, retry, recovered = self._load(ledger, sweep_dir, search)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self._channel.delete("stop", None)
+        return search
+
+    def _make_strategy(
+        self, arguments: list[str], folder: Path, sweep_dir: Path, proposed: int, book: Book
+    ) -> SearchStrategy:
+        """The search strategy, past the ``proposed`` jobs of earlier sessions; warn when an Optuna study is reused."""
         strategy = make_strategy(
             self.strategy_name,
             arguments,
@@ -579,87 +334,75 @@ class BudgetSweep:
                 self.study_name,
                 len(study.trials) - len(book.trials),
             )
-        for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
-            self._tell(strategy, trial)
-        self._started = time.monotonic()
-        next_job = max((t.job_num for t in book.trials), default=-1) + 1
-        returns: list[Sequence[Any]] = []
-        jobs: list[Trial] = []
-        settled: set[int] = set()
-        reason = ""
-        try:
-            while True:
-                why_stop = self._why_stop(book, strategy, retry)
-                if why_stop is not None:
-                    reason = why_stop
-                    break
-                used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
-                # nothing metered yet (no trial has run) is 0 spent here, not unknown
-                remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
-                estimates = book.estimates()
-                trials_left = None if self.max_trials is None else self.max_trials - book.counted
-                k, why = admit(remaining, estimates, max_batch_size=self._cap(strategy, retry), trials_left=trials_left)
-                if k == 0:
-                    reason = why or "nothing admitted"
-                    break
-                # a resumed sweep first reruns the trials its crash interrupted
-                reruns, retry = retry[:k], retry[k:]
-                fresh = strategy.ask(k - len(reruns))
-                jobs = [
-                    Trial(next_job + i, list(t.overrides), strategy_id=t.strategy_id, rerun_of=t.job_num)
-                    for i, t in enumerate(reruns)
-                ] + [
-                    Trial(next_job + len(reruns) + i, list(o), strategy_id=sid)
-                    for i, (o, sid) in enumerate(zip(fresh, strategy.ids, strict=True))
-                ]
-                if not jobs:
-                    reason = "search space exhausted"
-                    break
-                self.validate_batch([job.overrides for job in jobs])
-                self._channel.delete("stop", None)
-                allowance = self._allowance(estimates, self._share(remaining, min(len(jobs), self.parallelism)))
-                for job in jobs:
-                    self._prepare(job, allowance, ledger)
-                results = self._launch(sweep_dir, jobs, book)
-                for i, job in enumerate(jobs):
-                    self._settle(job, None if results is None else results[i])
-                    self._record(job, strategy, ledger, book)
-                    settled.add(job.job_num)
-                if results is not None:
-                    returns.append(results)
-                next_job += len(jobs)
-                failing = self._failing(book)
-                if failing is not None:
-                    reason = failing
-                    self._finish(ledger, sweep_dir, book, reason)
-                    missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
-                    if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
-                        raise MissingDependencyError(missing)
-                    errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
-                    raise SweepFailedError(f"Budget sweep stopped: {reason}. {errors}")
-                unmeasured = self._unmeasured(book)
-                if unmeasured:
-                    self._finish(ledger, sweep_dir, book, unmeasured)
-                    raise BudgetConfigError(unmeasured)
-        except (KeyboardInterrupt, SystemExit, SweepInterrupted) as interrupt:
-            self._interrupted(interrupt, sweep_dir, jobs, settled, strategy, ledger, book)
-        except Exception as err:
-            if self.signalled is None:
-                raise
-            # a signal that landed inside Hydra's or OmegaConf's code came out as another error: it is the interrupt
-            cause: BaseException = (
-                KeyboardInterrupt() if self.signalled == signal.SIGINT else SweepInterrupted(self.signalled)
-            )
-            cause.__cause__ = err
-            self._interrupted(cause, sweep_dir, jobs, settled, strategy, ledger, book)
-        self._finish(ledger, sweep_dir, book, reason)
-        return returns
+        return strategy
 
-    def _failing(self, book: _Book) -> str | None:
+    def _run_batches(self, run: _Run, sweep_dir: Path, strategy: SearchStrategy, ledger: Ledger, book: Book) -> str:
+        """Launch batches until a stop rule, the admission or the strategy ends the sweep; return why it stopped.
+
+        A failing rule closes the books and raises its error.
+        """
+        while True:
+            stop = first_reason(self.stop_rules, SweepState(book, self.wall_s(), strategy, run.retry))
+            if stop is not None:
+                return stop[1]
+            used = self.budget.spent(book.spend, self.grid, wall_s=self.wall_s())
+            # nothing metered yet (no trial has run) is 0 spent here, not unknown
+            remaining = {q: limit - (used[q] or 0.0) for q, limit in self.budget.limits.items()}
+            estimates = book.estimates()
+            trials_left = None if self.max_trials is None else self.max_trials - book.counted
+            k, why = admit(remaining, estimates, max_batch_size=self._cap(strategy, run.retry), trials_left=trials_left)
+            if k == 0:
+                return why or "nothing admitted"
+            run.jobs = self._propose(run, strategy, k)
+            if not run.jobs:
+                return "search space exhausted"
+            allowance = self._allowance(estimates, self.share(remaining, min(len(run.jobs), self.parallelism)))
+            self._run_batch(run, sweep_dir, allowance, strategy, ledger, book)
+            failing = first_reason(self.failing_rules, SweepState(book, self.wall_s(), strategy, run.retry))
+            if failing is not None:
+                rule, reason = failing
+                self.finish(ledger, sweep_dir, book, reason)
+                raise rule.error(reason, book)
+
+    def _propose(self, run: _Run, strategy: SearchStrategy, k: int) -> list[Trial]:
+        """The next ``k`` jobs: first the trials a crash interrupted (a resume reruns them), then new proposals."""
+        reruns, run.retry = run.retry[:k], run.retry[k:]
+        fresh = strategy.ask(k - len(reruns))
+        return [
+            Trial(run.next_job + i, list(t.overrides), strategy_id=t.strategy_id, rerun_of=t.job_num)
+            for i, t in enumerate(reruns)
+        ] + [
+            Trial(run.next_job + len(reruns) + i, list(o), strategy_id=sid)
+            for i, (o, sid) in enumerate(zip(fresh, strategy.ids, strict=True))
+        ]
+
+    def _run_batch(
+        self,
+        run: _Run,
+        sweep_dir: Path,
+        allowance: Mapping[str, Any],
+        strategy: SearchStrategy,
+        ledger: Ledger,
+        book: Book,
+    ) -> None:
+        """Launch ``run.jobs`` with their allowance, then settle and record each."""
+        jobs = run.jobs
+        self.validate_batch([job.overrides for job in jobs])
+        self.jobs_channel.delete("stop", None)
+        for job in jobs:
+            self._prepare(job, allowance, ledger)
+        results = self._launch(sweep_dir, jobs, book)
+        for i, job in enumerate(jobs):
+            settle.settle(self, job, None if results is None else results[i])
+            self.record(job, strategy, ledger, book)
+            run.settled.add(job.job_num)
+        if results is not None:
+            run.returns.append(results)
+        run.next_job += len(jobs)
+
+    def _failing(self, book: Book) -> str | None:
         """Why failed trials end the sweep: more of them than ``max_failure_rate``, or a run that metered nothing."""
-        if book.counted and book.failed / book.counted > self.max_failure_rate:
-            return f"failure rate {book.failed}/{book.counted} over max_failure_rate={self.max_failure_rate}"
-        return book.unmetered_failures()
+        return self.failing_rules[0].check(SweepState(book))
 
     def _cap(self, strategy: SearchStrategy, retry: list[Trial]) -> int:
         """The most trials one batch may hold.
@@ -672,61 +415,17 @@ class BudgetSweep:
             return max(strategy.remaining + len(retry), 1)
         return self.batch_size
 
-    def _why_stop(self, book: _Book, strategy: SearchStrategy, retry: list[Trial]) -> str | None:
-        exceeded = self.budget.exceeded_by(book.spend, self.grid, wall_s=self.wall_s())
-        if exceeded:
-            return f"budget spent: {', '.join(exceeded)}"
-        if self.max_trials is not None and book.counted >= self.max_trials:
-            return f"max_trials reached ({self.max_trials})"
-        if strategy.exhausted() and not retry:
-            return "search space exhausted"
-        return self._gain_stop(book)
-
-    def _gain_stop(self, book: _Book) -> str | None:
-        """``stop_when``: stop when the next trials cannot be expected to buy enough per unit of compute."""
-        if self.gain_rule is None or self.score_bounds is None:
-            return None
-        scored = [t for t in book.trials if t.objective is not None and is_scored(t.status, t.partial)]
-        if not scored:
-            return None
-        mean_cost: dict[str, float | None] = {}
-        for quantity in self.gain_rule.thresholds:
-            costs = [measure(quantity, t.spend, self.grid, None) for t in scored]
-            known = [c for c in costs if c is not None]
-            mean_cost[quantity] = sum(known) / len(known) if known else None
-        scores = [float(t.objective) for t in scored if t.objective is not None]
-        low, high = self.score_bounds
-        outside = [s for s in scores if not low <= s <= high]
-        if outside:  # a misread range: the bound would be wrong, so the rule steps aside rather than stop the sweep
-            log.warning(
-                "stop_when is off for the rest of this sweep: score %s lies outside score_bounds [%s, %s] (the range "
-                "the score can take); the budget and max_trials still stop it.",
-                outside[0],
-                low,
-                high,
-            )
-            self.gain_rule = None
-            return None
-        return self.gain_rule.verdict(
-            scores,
-            mean_cost,
-            bounds=self.score_bounds,
-            direction=self.direction,
-            currency=self.grid.currency,
-            objective=self.objective_key or "score",
-        )
-
     def _prepare(self, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
-        self._channel.delete("heartbeat", job.job_num)
-        self._channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
+        self.jobs_channel.delete("heartbeat", job.job_num)
+        self.jobs_channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
-        self._launched.add(job.job_num)
+        self.launched.add(job.job_num)
 
-    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: _Book) -> Sequence[Any] | None:
-        watchdog = self.watchdog = _Watchdog(self, sweep_dir, jobs, book)
+    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: Book) -> Sequence[Any] | None:
+        watchdog = self.watchdog = Watchdog(self, sweep_dir, jobs, book)
         watchdog.start()
         keyed = [f"hydra.sweeper.sweep_id='{self.sweep_id}'"] if self.storage else []
         launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'", *keyed] for job in jobs]
@@ -736,48 +435,11 @@ class BudgetSweep:
             self._raise_if_signalled(err)
             log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
             results = None
-            self._await_siblings(jobs)
+            settle.await_siblings(self, jobs)
         finally:
             watchdog.stop()
         self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
         return results
-
-    def _await_siblings(self, jobs: list[Trial], why: str = "still running after the launcher raised") -> None:
-        """Wait for the jobs of a batch still running after the launcher raised for one of them.
-
-        Hydra's submitit and Ray launchers wait for the jobs in order and raise at the first one that failed (a SLURM
-        job cancelled with ``scancel`` or past its time limit, a Ray task that died): its siblings may still be
-        running (and a resumed sweep finds those its crashed sweeper left). A job is waited for while its record is
-        not final and it is alive: its process, on this host; its
-        SLURM job, in ``squeue``; elsewhere, while its heartbeat moves (``max(6 x heartbeat_s, 60 s)`` of silence ends
-        the wait). A job with no heartbeat yet (queued) is waited for while a sibling runs. Jobs given up on are
-        billed at their last heartbeat.
-        """
-        quiet_s = max(6.0 * self.heartbeat_s, 60.0)
-        seen: dict[int, tuple[int, float]] = {}  # job -> (last heartbeat seq, when this sweeper saw it change)
-        told = False
-        while True:
-            now, running, queued = time.monotonic(), [], []
-            for job in jobs:
-                record = TrialRecord.load(self._channel, job.job_num)
-                if record is None:
-                    queued.append(job.job_num)
-                    continue
-                if record.status != "running":
-                    continue
-                if seen.get(job.job_num, (None,))[0] != record.seq:
-                    seen[job.job_num] = (record.seq, now)
-                alive = job_alive(record)
-                if alive and time.time() - record.updated_at > 10 * quiet_s:
-                    alive = None  # alive but silent for so long: a reused pid, or a job that hangs; heard no more
-                if alive or (alive is None and now - seen[job.job_num][1] < quiet_s):
-                    running.append(job.job_num)
-            if not running:
-                return
-            if not told:
-                told = True
-                print(f"[greenai] waiting for job(s) {running}, {why}")
-            time.sleep(max(self.poll_s, 0.2))
 
     def _raise_if_signalled(self, cause: BaseException | None) -> None:
         if self.signalled == signal.SIGINT:
@@ -800,295 +462,17 @@ class BudgetSweep:
             )
         strategy.tell(job.job_num, job.overrides, job.objective, job.status, job.strategy_id, cost=cost)
 
-    def _record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: _Book) -> None:
+    def record(self, job: Trial, strategy: SearchStrategy, ledger: Ledger, book: Book) -> None:
+        """Tell the strategy a settled job's result, write it to the ledger and count it in the books."""
         self._tell(strategy, job)
         ledger.append("finished", **job.finished_event())
         book.add(job)
-
-    def _interrupted(
-        self,
-        interrupt: BaseException,
-        sweep_dir: Path,
-        jobs: list[Trial],
-        settled: set[int],
-        strategy: SearchStrategy,
-        ledger: Ledger,
-        book: _Book,
-    ) -> None:
-        """Record every open trial, write the report, say how to resume, and exit non-zero."""
-        if isinstance(interrupt, SweepInterrupted):
-            what, code = f"the sweeper received {interrupt}", 128 + interrupt.signum
-        elif isinstance(interrupt, KeyboardInterrupt):
-            what, code = "interrupted (Ctrl-C)", 130
-        elif isinstance(interrupt, SystemExit) and isinstance(interrupt.__context__, KeyboardInterrupt):
-            what, code = "interrupted (Ctrl-C)", 130  # Lightning turns Ctrl-C in a fit into sys.exit(1)
-        elif isinstance(interrupt, SystemExit):
-            exit_code = interrupt.code if isinstance(interrupt.code, int) and interrupt.code else 1
-            what, code = f"a trial exited (SystemExit({interrupt.code!r}), e.g. SIGTERM in Lightning)", exit_code
-        else:
-            what, code = type(interrupt).__name__, 1
-        if self.watchdog is not None:
-            self.watchdog.stop()
-        # jobs still running elsewhere (submitit, Ray) stop, and queued ones do not start
-        running = [job for job in jobs if job.job_num not in settled and job.job_num in self._launched]
-        self._stop_for_interrupt(what, running, patience_s=30.0)
-        _stop_local_workers()
-        for job in jobs:
-            if job.job_num in settled:
-                continue
-            if job.job_num in self._launched:
-                self._settle(job, None, interrupted=True)
-                self._record(job, strategy, ledger, book)
-            else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
-                strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
-        reason = f"interrupted: {what}"
-        self._finish(ledger, sweep_dir, book, reason)
-        reruns = [t.job_num for t in book.trials if t.status == "interrupted"]
-        print(
-            f"[greenai] sweep {reason}. Every trial so far is recorded"
-            + (
-                f"; job(s) {reruns} were billed what they had metered (their final record, else their last "
-                "heartbeat) and run again on resume"
-                if reruns
-                else ""
-            )
-            + f". Resume with the same command and: hydra.sweep.dir={sweep_dir} hydra.sweeper.resume=true"
-        )
-        raise SystemExit(code) from interrupt
-
-    def stop_running_jobs(self, why: str) -> None:
-        """Tell the jobs in flight to stop (the sweep was interrupted) and give them time to write final records."""
-        watchdog = self.watchdog
-        if self.channel is None or watchdog is None:
-            return
-        launched, done = self._launched, watchdog.finished
-        self._stop_for_interrupt(
-            why, [job for job in watchdog.jobs if job.job_num in launched and job.job_num not in done]
-        )
-
-    def _stop_for_interrupt(self, why: str, running: list[Trial], *, patience_s: float = 5.0) -> None:
-        """Write STOP (kind interrupt) and wait up to ``INTERRUPT_GRACE_S`` for ``running`` jobs' final records."""
-        try:
-            self._channel.send(
-                "stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=patience_s
-            )
-        except StateWriteError as err:  # the books still get written; the jobs stop at their allowances
-            log.warning("Could not signal STOP to the running jobs: %s", err)
-            return
-        self._await_final_records(running, grace_s=INTERRUPT_GRACE_S)
-
-    def _await_final_records(self, jobs: list[Trial], *, grace_s: float) -> None:
-        """After an interrupt, give the jobs still running (told to stop) ``grace_s`` to write their final records.
-
-        A job stops at its next step and writes what it metered up to then; without the wait it would be billed at its
-        last heartbeat, up to ``heartbeat_s`` old. A second Ctrl-C ends the wait.
-        """
-        deadline = time.monotonic() + grace_s
-        try:
-            while time.monotonic() < deadline:
-                records = [TrialRecord.load(self._channel, job.job_num) for job in jobs]
-                if not any(r is not None and r.status == "running" and job_alive(r) is not False for r in records):
-                    return
-                time.sleep(min(self.poll_s, 0.2))
-        except KeyboardInterrupt:
-            log.warning("Interrupted again: the jobs still running are billed at their last heartbeat.")
-
-    def _unmeasured(self, book: _Book) -> str | None:
-        """Name a budget quantity that no finished trial reports (the budget could never stop the sweep)."""
-        if not book.done:
-            return None
-        for quantity in self.budget.limits:
-            if quantity != "wall_hours" and quantity not in book.measured:
-                return (
-                    f"budget `{quantity}` is not measured: {book.done} trial(s) finished and none reported it, so the "
-                    f"budget could never stop the sweep. Attach {_MEASURED_BY[quantity]}."
-                )
-        return None
-
-    # -- helpers -------------------------------------------------------------------------------------------------
-
-    def _load(
-        self, ledger: Ledger, sweep_dir: Path, search: dict[str, Any]
-    ) -> tuple[_Book, int, list[Trial], list[Trial]]:
-        """Start a ledger, or (resume) rebuild the sweep from one.
-
-        Returns the book of trials so far, how many jobs the strategy had proposed, the trials to run again (billed
-        at their last heartbeat, recorded ``interrupted``), and trials that finished while no sweeper watched.
-        """
-        header = ledger.header()
-        budget = {"budget": self.budget.to_dict(), "max_trials": self.max_trials}
-        book = _Book(self, Spend())
-        if header is None:
-            events = ledger.events()
-            if events or ledger.corrupt_lines:
-                if not self.resume:
-                    raise BudgetConfigError(
-                        f"{ledger.path} has no readable header line. If it is this sweep's ledger, resume it with "
-                        "hydra.sweeper.resume=true (its readable events are kept); otherwise choose another "
-                        "hydra.sweep.dir."
-                    )
-                log.warning("The ledger's header is damaged (%s); resuming with the configured budget.", ledger.notes)
-            ledger.append(
-                "header",
-                search=search,
-                fingerprint=_search_key(search),
-                **budget,
-                grid=self.grid.to_dict(),
-                sweep_id=self.sweep_id,
-                storage=None if self.storage is None else masked(storage_url(self.storage)),
-                score_bounds=None if self.score_bounds is None else list(self.score_bounds),
-                hardware=describe_hardware(),
-                stop_when=None if self.gain_rule is None else dict(self.stop_when),
-            )
-            if not events:
-                return book, 0, [], []
-            header = ledger.header()
-            assert header is not None
-        elif not self.resume:
-            raise BudgetConfigError(
-                f"{sweep_dir} already holds a greenai sweep. Pass hydra.sweeper.resume=true to continue it, or choose "
-                "another hydra.sweep.dir."
-            )
-        if _search_key(header.get("search")) != _search_key(search):
-            raise BudgetConfigError(
-                "The search space changed since this sweep started, so it cannot be resumed: was "
-                f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
-            )
-        self._check_grid(header.get("grid"))
-        self._check_storage(header)
-        for note in ledger.notes:
-            print(f"[greenai] note: {note}")
-        history = replay(ledger.events())
-        recovered, interrupted = [], []
-        # a job the crashed sweeper left running (an orphaned worker, a SLURM job) finishes and is taken as it ends
-        self._await_siblings(list(history.open.values()), why="still running from the sweeper that stopped")
-        for job_num, trial in sorted(history.open.items()):
-            notes: list[str] = []
-            record = TrialRecord.load(self._channel, job_num, notes, patience_s=60.0)
-            for note in notes:
-                print(f"[greenai] note: {note}")
-            trial.take_heartbeat(record)
-            if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
-                trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
-                recovered.append(trial)
-            elif record is not None and record.status == "failed":
-                trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
-                recovered.append(trial)
-            else:
-                trial.status = "interrupted"
-                trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
-                interrupted.append(trial)
-            # written now, but of the session that crashed: its time must not stretch that session over the downtime
-            ledger.append("finished", **trial.finished_event(), recovered=True)
-            history.finished[job_num] = trial
-        last_alive = {
-            job: record.updated_at
-            for session in history.sessions
-            for job in session.jobs
-            if (record := TrialRecord.load(self._channel, job, patience_s=60.0)) is not None
-        }
-        self._elapsed_before = history.elapsed_s(last_alive)
-        for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
-            book.add(trial)
-        self._say_budget_change(limits_in_force(ledger.events()) or header, book)
-        retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
-        retry.sort(key=lambda t: t.job_num)
-        ledger.append(
-            "resumed",
-            trials=len(history.finished),
-            rerun=[t.job_num for t in retry],
-            earlier_wall_s=self._elapsed_before,
-            **budget,
-        )
-        billed = sum((t.spend for t in interrupted), Spend())
-        print(
-            f"[greenai] resuming {sweep_dir}: {len(history.finished)} trials on record, "
-            f"{format_duration(self._elapsed_before)} of wall time in earlier sessions"
-            + (f"; recovered from their records: jobs {[t.job_num for t in recovered]}" if recovered else "")
-            + (
-                f"; billed at their last heartbeat ({format_quantity('energy_kwh', billed.energy_kwh)}): jobs "
-                f"{[t.job_num for t in interrupted]}"
-                if interrupted
-                else ""
-            )
-            + (f"; running again: jobs {[t.job_num for t in retry]}" if retry else "")
-        )
-        return book, history.proposed, retry, recovered
-
-    def _check_grid(self, recorded: Any) -> None:
-        """Refuse a resume whose grid prices differently from the one the spend so far was priced and held at."""
-        if not isinstance(recorded, Mapping):
-            return  # a ledger from before grids were recorded, or a damaged header: nothing to hold against
-        try:
-            then = Grid.from_dict(recorded)
-        except GridConfigError as err:
-            log.warning("The ledger's recorded grid is unreadable (%s); resuming with the configured grid.", err)
-            return
-        changed = then.differences(self.grid)
-        if changed:
-            raise BudgetConfigError(
-                "The grid changed since this sweep started, so a resume would re-price what was already spent and "
-                f"hold the rest of the budget at other figures ({'; '.join(changed)}; was then vs now). Restore "
-                f"hydra.sweeper.grid to what it was ({then.describe()}), or start a new hydra.sweep.dir."
-            )
-
-    def _check_storage(self, header: Mapping[str, Any]) -> None:
-        """Refuse a resume whose storage is another database than the one its jobs' records are in."""
-        if "storage" not in header:
-            return  # a ledger from before storages were recorded
-        then, now = header.get("storage"), None if self.storage is None else masked(storage_url(self.storage))
-        if then != now:
-            files = "none: files in the sweep dir"
-            raise BudgetConfigError(
-                f"hydra.sweeper.storage reaches another database than when this sweep started (was {then or files}, "
-                f"now {now or files}): its jobs' records and signals are there, and a resume without them would bill "
-                f"and run its trials again. Resume with hydra.sweeper.storage={then or 'null'} (a relative SQLite "
-                "path is read from the launch folder), or start a new hydra.sweep.dir."
-            )
-
-    def _say_budget_change(self, recorded: Mapping[str, Any], book: _Book) -> None:
-        """A resume may raise (or lower) the budget and ``max_trials``: say how, and whether any of it is left.
-
-        The sweep then spends up to the new budget; one already spent stops it at once (``_why_stop``), running
-        nothing. ``recorded``: the ledger event holding the limits of the session before.
-        """
-        was, was_trials = recorded.get("budget") or {}, recorded.get("max_trials")
-        try:
-            same = self.budget.same_as(was)
-            was_text = _budget_text(Budget.parse(was), was_trials)
-        except (BudgetConfigError, TypeError, AttributeError):  # a damaged record: whatever it said, this one holds now
-            same, was_text = False, f"unreadable ({was!r})"
-        if same and was_trials == self.max_trials:
-            return
-        now_text = _budget_text(self.budget, self.max_trials)
-        used = self.budget.spent(book.spend, self.grid, wall_s=self._elapsed_before)
-        spent = ", ".join(f"{q} {format_quantity(q, v, self.budget.currency)}" for q, v in used.items())
-        spent += f"{', ' if spent else ''}{book.counted} trial{'' if book.counted == 1 else 's'}"
-        over = self.budget.exceeded_by(book.spend, self.grid, wall_s=self._elapsed_before)
-        if self.max_trials is not None and book.counted >= self.max_trials:
-            over.append("max_trials")
-        if over:
-            log.warning(
-                "The budget changed on resume (was %s, now %s), and the new one is already spent (%s so far: %s): "
-                "the sweep stops at once and runs nothing. To continue, resume with a budget above what was spent.",
-                was_text,
-                now_text,
-                spent,
-                ", ".join(over),
-            )
-        else:
-            log.info(
-                "The budget changed on resume (was %s, now %s): the sweep continues up to the new budget (%s so far).",
-                was_text,
-                now_text,
-                spent,
-            )
 
     def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
         """What a trial may spend, in the budget's own quantities, written beside it before launch.
 
         ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
-        (see :meth:`_share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
+        (see :meth:`share`): the job prices its own spend with the sweep's grid (the one its monitors take, see
         :func:`~lightning_greenai.trial.account.sweep_grid`) and stops itself at the step that reaches a cap,
         without waiting for the watchdog's next poll; the watchdog raises the share of the jobs still running when
         one finishes under its own. Wall time is a deadline (``deadline_unix_s``, the clock time the sweep's wall
@@ -1105,7 +489,7 @@ class BudgetSweep:
                 out["deadline_unix_s"] = time.time() + max(remaining["wall_hours"], 0.0) * S_PER_HOUR
         return out
 
-    def _share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
+    def share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
         """Each of ``jobs`` running trials' share of ``remaining``: an equal part; wall time is shared, not split."""
         return {q: left if q == "wall_hours" else max(left, 0.0) / max(jobs, 1) for q, left in remaining.items()}
 
@@ -1114,371 +498,14 @@ class BudgetSweep:
         measured = self.budget.spent(spend, self.grid)
         return {q: (measured.get(q) or 0.0) + limit for q, limit in share.items() if q != "wall_hours"}
 
-    def _settle(self, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
-        """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
-        from hydra.core.utils import JobStatus
-
-        notes: list[str] = []
-        record = TrialRecord.load(self._channel, job.job_num, notes, patience_s=60.0)
-        if record is None and self.watchdog is not None:
-            record = self.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
-        carried = carried_record(ret)  # a final record the channel could not take came back with the result
-        if carried is not None:
-            try:
-                brought = TrialRecord.from_dict(carried)
-            except ValueError as err:
-                notes.append(f"job {job.job_num}'s final record came back damaged ({err})")
-            else:
-                if record is None or brought.seq >= record.seq:
-                    record = brought
-        for note in notes:
-            log.warning("%s", note)
-        job.take_heartbeat(record)
-        final = record is not None and record.status != "running"
-        if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
-            job.status = record.status
-            return
-        if ret is None:
-            if final and record is not None and record.status in ("completed", "budget_stopped", "failed"):
-                job.status, job.partial = record.status, record.partial
-                if record.status != "failed":
-                    self._take_objective(job, record.objective)
-                else:
-                    job.error = "failed (its JobReturn was lost with the launcher)"
-            elif interrupted:
-                job.status = "interrupted"
-                job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
-            elif record is None:
-                job.status, job.error = "failed", "no JobReturn and no heartbeat: the launcher lost it before it ran"
-            else:
-                job.status, job.error = (
-                    "failed",
-                    "no JobReturn (killed, or its launcher failed): billed at its heartbeat",
-                )
-            return
-        if ret.status != JobStatus.COMPLETED:
-            job.status, job.error = "failed", f"{type(ret._return_value).__name__}: {ret._return_value}"
-            return
-        if record is not None and record.status == "budget_stopped":
-            job.status, job.partial = "budget_stopped", record.partial
-        else:
-            job.status = "completed"
-        try:
-            job.objective = extract_objective(ret.return_value, self.objective_key)
-        except ObjectiveError as err:
-            self._no_objective(job, ret.return_value, err)
-        if record is None and any(q != "wall_hours" for q in self.budget.limits):
-            log.warning(
-                "Job %d wrote no spend: is an EnergyMonitor, FlopMonitor or Meter in the task? Its spend counts as 0.",
-                job.job_num,
-            )
-
-    def _take_objective(self, job: Trial, value: Any) -> None:
-        if value is None:
-            if self.needs_objective:
-                job.status, job.error = "failed", "no objective in its record"
-            return
-        try:
-            job.objective = extract_objective(value)
-        except ObjectiveError as err:
-            self._no_objective(job, value, err)
-
-    def _no_objective(self, job: Trial, value: Any, err: ObjectiveError) -> None:
-        """A trial without a usable score: a failure where a score is needed, or where the score is NaN/infinite."""
-        not_finite = isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(value)
-        if isinstance(value, Mapping) and self.objective_key in value:
-            item = value[self.objective_key]
-            not_finite = isinstance(item, int | float) and not math.isfinite(item)
-        if self.needs_objective or not_finite:
-            job.status, job.error, job.objective = "failed", str(err), None
-            log.warning("Job %d is recorded as failed: %s", job.job_num, err)
-        else:
-            job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
-
-    def _finish(self, ledger: Ledger, sweep_dir: Path, book: _Book, reason: str) -> None:
+    def finish(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool = False) -> None:
+        """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report)."""
         wall_s = self.wall_s()
         spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
         session_s = time.monotonic() - self._started if self._started else 0.0
         ledger.append("stopped", reason=reason, elapsed_s=session_s, wall_s=wall_s, trials=len(book.trials))
-        write_report(sweep_dir, self, book.trials, book.spend, spent, reason, wall_s)
         count = len(book.trials)
         log.info("Budget sweep stopped: %s (%d trial%s).", reason, count, "" if count == 1 else "s")
-        print(
-            f"[greenai] sweep stopped: {reason}; {count} trial{'s' if count != 1 else ''}; "
-            f"see {sweep_dir / 'budget_report.json'}"
-        )
-        self._present(sweep_dir)
-
-    def _present(self, sweep_dir: Path) -> None:
-        """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``)."""
-        from lightning_greenai.reporting.render import to_text, write_plots
-        from lightning_greenai.reporting.summary import SweepSummary, load
-
-        summary = load(sweep_dir)
-        assert isinstance(summary, SweepSummary)
-        summary.set_score_bounds(self.score_bounds or summary.score_bounds)  # this session's config, if resumed
-        if self.report:
-            print(to_text(summary))
-            try:
-                plots = write_plots(summary, sweep_dir / "greenai_report", within=sweep_dir)
-                print("[greenai] plots: " + ", ".join(str(p) for p in plots))
-            except ImportError:
-                print("[greenai] plots need matplotlib: pip install matplotlib")
-            except ValueError as err:
-                print(f"[greenai] no plots: {err}")
-        logger_cfg = self.config.get("logger") if self.config is not None else None
-        if not self.log_curves or logger_cfg is None:
-            return
-        nodes = _logger_nodes(logger_cfg)
-        if not nodes:
-            log.warning(
-                "cfg.logger holds no logger config with a _target_ (a node, a dict or a list of them): the sweep's "
-                "budget curves were not logged."
-            )
-        for node in nodes:
-            try:
-                self._publish(summary, node, sweep_dir)
-            except Exception as err:  # a tracker problem must not hide a finished sweep's results
-                log.warning("Could not log the sweep's curves to %s: %s", node.get("_target_"), err)
-
-    def _publish(self, summary: Any, logger_cfg: Any, sweep_dir: Path) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        from lightning_greenai.reporting.publish import publish
-
-        if not HydraConfig.initialized() and self.config is not None and "hydra" in self.config:
-            HydraConfig.instance().set_config(self.config)  # ${hydra:...} in the logger config resolve as in a job
-
-        target = str(logger_cfg["_target_"])
-        name_key = "run_name" if target.endswith("MLFlowLogger") else "name"
-        overrides: dict[str, Any] = {name_key: "greenai-sweep"}
-        node = OmegaConf.to_container(logger_cfg, resolve=False)
-        if isinstance(node, dict) and "save_dir" in node:
-            overrides["save_dir"] = str(sweep_dir)  # the jobs' output dirs are theirs; the summary run is the sweep's
-        logger = instantiate(logger_cfg, **overrides)
-        publish(summary, logger)
-        print(f"[greenai] budget curves logged to {type(logger).__name__} (run 'greenai-sweep')")
-
-
-def _logger_nodes(cfg: Any) -> list[Any]:
-    """The logger configs in ``cfg.logger``: one node with a ``_target_``, or a dict or list of them (templates)."""
-    from omegaconf import DictConfig, ListConfig
-
-    if isinstance(cfg, DictConfig):
-        if "_target_" in cfg:
-            return [cfg]
-        return [node for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
-    if isinstance(cfg, ListConfig):
-        return [node for node in cfg if isinstance(node, DictConfig) and "_target_" in node]
-    return []
-
-
-@contextmanager
-def _signals_raise(sweep: BudgetSweep) -> Iterator[None]:
-    """While the sweep runs (main thread): SIGTERM raises :class:`SweepInterrupted`, SIGINT ``KeyboardInterrupt``.
-
-    The first signal first tells the running jobs to stop and waits (``INTERRUPT_GRACE_S`` at most; a second signal
-    ends the wait) for their final records, so each is billed what it metered up to the interrupt, before the launcher
-    hears of it: joblib kills its workers at once on a ``KeyboardInterrupt``.
-
-    Each also marks ``sweep.signalled``: an interrupt that lands inside a launcher's or Hydra's own code may come out
-    as some other exception (or a failed job), and the sweep must still read it as the interrupt it was.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        first = sweep.signalled is None
-        sweep.signalled = signum
-        if first:  # before the launcher hears of it (joblib kills its workers): the jobs stop and write their records
-            sweep.stop_running_jobs(f"the sweeper received {signal.Signals(signum).name}")
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SweepInterrupted(signum)
-
-    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class _Watchdog:
-    """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached."""
-
-    def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: _Book) -> None:
-        self.sweep, self.sweep_dir, self.jobs, self.book = sweep, sweep_dir, jobs, book
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="greenai-watchdog", daemon=True)
-        self.stopped = False
-        self.last_good: dict[int, TrialRecord] = {}  # the latest readable heartbeat of each job
-        self.finished: set[int] = set()  # jobs of the batch whose record is final
-
-    def start(self) -> None:
-        """Start polling (not for an unlimited budget: nothing to stop)."""
-        if not self.sweep.budget.is_unlimited:
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.sweep.poll_s):
-            self.check_once()
-
-    def check_once(self) -> bool:
-        """Add the in-flight heartbeats to the finished trials; write STOP once over the budget. Returns STOP.
-
-        Wall time is the sweep's elapsed time, never a sum of the trials' durations. Under ``stop_policy=finish`` the
-        STOP file only keeps queued trials from starting. When a job of the batch finishes, the headroom left is
-        shared again among the jobs still running (their ``sweep`` caps rise by what it did not use).
-        """
-        sweep = self.sweep
-        in_flight = Spend()
-        records: dict[int, TrialRecord] = {}
-        for job in self.jobs:
-            record = TrialRecord.load(sweep._channel, job.job_num)
-            if record is not None:
-                self.last_good[job.job_num] = record
-            else:
-                record = self.last_good.get(job.job_num)
-            if record is not None:
-                records[job.job_num] = record
-                in_flight = in_flight + record.spend
-        total = self.book.spend + in_flight
-        fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
-        if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
-            stop = {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"}
-            try:
-                sweep._channel.send("stop", None, stop)
-                self.stopped = True
-            except StateWriteError as err:  # tried again at the next poll; the jobs' allowances hold meanwhile
-                log.warning("Could not signal STOP to the running jobs (trying again): %s", err)
-        finished = {j for j, r in records.items() if r.status != "running"}
-        if finished - self.finished and sweep.stop_policy != "finish" and not self.stopped:
-            self.finished = finished
-            self._reshare(records, total)
-        return self.stopped
-
-    def _reshare(self, records: Mapping[int, TrialRecord], total: Spend) -> None:
-        """Share the headroom among the jobs still running, and rewrite their allowances."""
-        sweep = self.sweep
-        running = [job.job_num for job in self.jobs if job.job_num not in self.finished]
-        if not running:
-            return
-        headroom = sweep.budget.remaining(total, sweep.grid, wall_s=sweep.wall_s())
-        # the jobs that can run at once share it (a batch larger than the launcher runs waits in its queue)
-        share = sweep._share({q: h for q, h in headroom.items() if h is not None}, min(len(running), sweep.parallelism))
-        for job_num in running:
-            allowance = sweep._channel.receive("allowance", job_num)
-            if not isinstance(allowance, dict) or "sweep" not in allowance:
-                continue
-            spent = records[job_num].spend if job_num in records else Spend()
-            allowance["sweep"] = sweep.job_caps(spent, share)
-            try:
-                sweep._channel.send("allowance", job_num, allowance)
-            except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
-                log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
-
-
-def _budget_text(budget: Budget, max_trials: int | None) -> str:
-    """``10.0 J, max_trials 5``: a budget's limits in readable units."""
-    parts = [format_quantity(q, v, budget.currency) for q, v in budget.limits.items()] or ["unlimited"]
-    return ", ".join([*parts, f"max_trials {max_trials}"] if max_trials is not None else parts)
-
-
-def write_report(
-    sweep_dir: Path,
-    sweep: BudgetSweep,
-    trials: Sequence[Trial],
-    spend: Spend,
-    spent: Mapping[str, float | None],
-    reason: str,
-    wall_s: float,
-) -> None:
-    """Write ``budget_report.json`` and ``budget_curve.csv`` into the sweep dir.
-
-    ``spend`` is the sum of the trials' spends (money prices their metered hours); ``wall_s`` the sweep's wall time.
-    """
-    by_status: dict[str, int] = {}
-    for t in trials:
-        by_status[t.status] = by_status.get(t.status, 0) + 1
-    better = max if sweep.direction == "max" else min
-    scored = [t for t in trials if t.objective is not None and is_scored(t.status, t.partial)]
-    best = better(scored, key=lambda t: t.objective) if scored else None  # type: ignore[arg-type, return-value]
-    report = {
-        "stop_reason": reason,
-        "budget": sweep.budget.to_dict(),
-        "spent": dict(spent),
-        "spend": spend.to_dict(),
-        "energy_kwh": spend.energy_kwh,
-        "co2e_kg": None if (g := sweep.grid.co2e_g(spend)) is None else g / 1000,
-        "money": sweep.grid.money(spend),
-        "currency": sweep.grid.currency,
-        "wall_s": wall_s,
-        "is_estimate": spend.is_estimate,
-        "trials": len(trials),
-        "trials_by_status": by_status,
-        "strategy": sweep.strategy_name,
-        "iid": sweep.strategy_name == "random",
-        "direction": sweep.direction,
-        "best": None
-        if best is None
-        else {"job": best.job_num, "objective": best.objective, "overrides": best.overrides},
-        "grid": sweep.grid.to_dict(),
-        "stop_policy": sweep.stop_policy,
-        "max_batch_size": sweep.batch_size,
-    }
-    write_json_atomic(sweep_dir / "budget_report.json", report)
-    rows = []
-    cumulative = Spend()
-    best_so_far: float | None = None
-    for t in sorted(trials, key=lambda t: t.job_num):
-        cumulative = cumulative + t.spend
-        if t.objective is not None and is_scored(t.status, t.partial):
-            best_so_far = t.objective if best_so_far is None else better(best_so_far, t.objective)
-        co2e_g = sweep.grid.co2e_g(cumulative)
-        rows.append(
-            {
-                "job": t.job_num,
-                "status": t.status,
-                "score": t.objective,
-                "best_so_far": best_so_far,
-                "energy_kwh": cumulative.energy_kwh,
-                "flops": cumulative.flops,
-                "co2e_kg": None if co2e_g is None else co2e_g / 1000,
-                "money": sweep.grid.money(cumulative),
-                "gpu_hours": cumulative.gpu_hours,
-                "overrides": " ".join(t.overrides),
-            }
-        )
-    with open(sweep_dir / "budget_curve.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["job"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _check_cost_aware(axis: Any, strategy: str | None, sampler: Any) -> None:
-    """``cost_aware`` names a cost axis, and goes with the optuna strategy and no sampler of the user's."""
-    if axis not in COST_AXES:
-        raise BudgetConfigError(
-            f"`hydra.sweeper.cost_aware` must name the cost to weigh, one of {', '.join(COST_AXES)}; got {axis!r}."
-        )
-    if sampler is not None:
-        raise BudgetConfigError(
-            "`hydra.sweeper.cost_aware` brings its own Optuna sampler (expected improvement per unit of predicted "
-            "cost): remove hydra.sweeper.sampler, or cost_aware."
-        )
-    if strategy not in (None, "optuna"):
-        why = "a grid proposes without learning" if strategy == "grid" else "a random search must stay i.i.d."
-        raise BudgetConfigError(
-            f"`hydra.sweeper.cost_aware` is a proposal rule of the optuna strategy, but strategy is {strategy!r} "
-            f"({why}): set hydra.sweeper.strategy=optuna, or remove cost_aware."
-        )
+        self.stopped = SweepStopped(sweep_dir, reason, list(book.trials), book.spend, spent, wall_s, interrupted)
+        if self.on_stop is not None:
+            self.on_stop(self.stopped)

@@ -674,7 +674,7 @@ def two_jobs_in_flight_overshoot_by_at_most_one_step_each(sweep_dir, *launcher):
     [("wandb_is_not_here", "pip install wandb_is_not_here"), ("sklearn", "pip install 'lightning-greenai[examples]'")],
 )
 def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, install, monkeypatch):
-    from lightning_greenai.sweep.engine import _missing_package
+    from lightning_greenai.sweep.rules import _missing_package
 
     assert _missing_package([f"ModuleNotFoundError: No module named '{module}'"]).endswith(install)
     if module == "sklearn":

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetConfigError, Method, Spend
 from lightning_greenai.reporting.summary import load
+from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.stats.gain import GainRule, gain_upper_bound
-from lightning_greenai.sweep.engine import BudgetSweep
 from lightning_greenai.trial.account import TrialReporter
 from tests.sweeper.test_overshoot_property import completed
 

@@ -6,7 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from lightning_greenai import BudgetConfigError, Method, Spend
-from lightning_greenai.sweep.engine import BudgetSweep, _Book, merge_search_space
+from lightning_greenai.sweep.books import Book as _Book
+from lightning_greenai.sweep.engine import BudgetSweep, merge_search_space
 from lightning_greenai.sweep.history import Trial, replay
 from lightning_greenai.sweep.launchers import launcher_parallelism
 from lightning_greenai.sweep.ledger import Ledger
@@ -197,7 +198,7 @@ def test_optuna_is_told_by_trial_number(tmp_path):
 
 
 def test_every_logger_of_a_dict_or_list_gets_the_curves():
-    from lightning_greenai.sweep.engine import _logger_nodes
+    from lightning_greenai.reporting.sweep_files import _logger_nodes
 
     csv = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "."}
     tb = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": "."}

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from lightning_greenai import Method, Spend
 from lightning_greenai.budget import measure
 from lightning_greenai.errors import TrialKilledError
-from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.trial.account import TrialReporter
 from lightning_greenai.trial.channel import open_channel
 from lightning_greenai.trial.stopping import record_stop, stop_reason

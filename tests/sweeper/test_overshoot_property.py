@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from lightning_greenai import Method, Spend
-from lightning_greenai.sweep.engine import BudgetSweep
+from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.trial.account import TrialReporter
 
 

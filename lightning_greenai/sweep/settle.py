@@ -1,0 +1,148 @@
+"""Settling a finished job: its status, objective and spend, from its JobReturn and its trial record.
+
+A job's record (its last heartbeat, or its final record) is what it is billed; the JobReturn says whether the task
+returned and what. A launcher that raised loses the JobReturns: the jobs still running are waited for
+(:func:`await_siblings`) and each is settled from its record alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lightning_greenai.sweep.history import Trial
+from lightning_greenai.trial.objective import ObjectiveError, extract_objective
+from lightning_greenai.trial.record import TrialRecord, job_alive
+from lightning_greenai.trial.task import carried_record
+
+if TYPE_CHECKING:
+    from lightning_greenai.sweep.engine import BudgetSweep
+
+__all__ = ["await_siblings", "settle"]
+
+log = logging.getLogger(__name__)
+
+
+def await_siblings(sweep: BudgetSweep, jobs: list[Trial], why: str = "still running after the launcher raised") -> None:
+    """Wait for the jobs of a batch still running after the launcher raised for one of them.
+
+    Hydra's submitit and Ray launchers wait for the jobs in order and raise at the first one that failed (a SLURM
+    job cancelled with ``scancel`` or past its time limit, a Ray task that died): its siblings may still be
+    running (and a resumed sweep finds those its crashed sweeper left). A job is waited for while its record is
+    not final and it is alive: its process, on this host; its
+    SLURM job, in ``squeue``; elsewhere, while its heartbeat moves (``max(6 x heartbeat_s, 60 s)`` of silence ends
+    the wait). A job with no heartbeat yet (queued) is waited for while a sibling runs. Jobs given up on are
+    billed at their last heartbeat.
+    """
+    quiet_s = max(6.0 * sweep.heartbeat_s, 60.0)
+    seen: dict[int, tuple[int, float]] = {}  # job -> (last heartbeat seq, when this sweeper saw it change)
+    told = False
+    while True:
+        now, running, queued = time.monotonic(), [], []
+        for job in jobs:
+            record = TrialRecord.load(sweep.jobs_channel, job.job_num)
+            if record is None:
+                queued.append(job.job_num)
+                continue
+            if record.status != "running":
+                continue
+            if seen.get(job.job_num, (None,))[0] != record.seq:
+                seen[job.job_num] = (record.seq, now)
+            alive = job_alive(record)
+            if alive and time.time() - record.updated_at > 10 * quiet_s:
+                alive = None  # alive but silent for so long: a reused pid, or a job that hangs; heard no more
+            if alive or (alive is None and now - seen[job.job_num][1] < quiet_s):
+                running.append(job.job_num)
+        if not running:
+            return
+        if not told:
+            told = True
+            sweep.on_note(f"[greenai] waiting for job(s) {running}, {why}")
+        time.sleep(max(sweep.poll_s, 0.2))
+
+
+def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
+    """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
+    from hydra.core.utils import JobStatus
+
+    notes: list[str] = []
+    record = TrialRecord.load(sweep.jobs_channel, job.job_num, notes, patience_s=60.0)
+    if record is None and sweep.watchdog is not None:
+        record = sweep.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
+    carried = carried_record(ret)  # a final record the channel could not take came back with the result
+    if carried is not None:
+        try:
+            brought = TrialRecord.from_dict(carried)
+        except ValueError as err:
+            notes.append(f"job {job.job_num}'s final record came back damaged ({err})")
+        else:
+            if record is None or brought.seq >= record.seq:
+                record = brought
+    for note in notes:
+        log.warning("%s", note)
+    job.take_heartbeat(record)
+    final = record is not None and record.status != "running"
+    if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
+        job.status = record.status
+        return
+    if ret is None:
+        if final and record is not None and record.status in ("completed", "budget_stopped", "failed"):
+            job.status, job.partial = record.status, record.partial
+            if record.status != "failed":
+                _take_objective(sweep, job, record.objective)
+            else:
+                job.error = "failed (its JobReturn was lost with the launcher)"
+        elif interrupted:
+            job.status = "interrupted"
+            job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
+        elif record is None:
+            job.status, job.error = "failed", "no JobReturn and no heartbeat: the launcher lost it before it ran"
+        else:
+            job.status, job.error = (
+                "failed",
+                "no JobReturn (killed, or its launcher failed): billed at its heartbeat",
+            )
+        return
+    if ret.status != JobStatus.COMPLETED:
+        job.status, job.error = "failed", f"{type(ret._return_value).__name__}: {ret._return_value}"
+        return
+    if record is not None and record.status == "budget_stopped":
+        job.status, job.partial = "budget_stopped", record.partial
+    else:
+        job.status = "completed"
+    try:
+        job.objective = extract_objective(ret.return_value, sweep.objective_key)
+    except ObjectiveError as err:
+        _no_objective(sweep, job, ret.return_value, err)
+    if record is None and any(q != "wall_hours" for q in sweep.budget.limits):
+        log.warning(
+            "Job %d wrote no spend: is an EnergyMonitor, FlopMonitor or Meter in the task? Its spend counts as 0.",
+            job.job_num,
+        )
+
+
+def _take_objective(sweep: BudgetSweep, job: Trial, value: Any) -> None:
+    if value is None:
+        if sweep.needs_objective:
+            job.status, job.error = "failed", "no objective in its record"
+        return
+    try:
+        job.objective = extract_objective(value)
+    except ObjectiveError as err:
+        _no_objective(sweep, job, value, err)
+
+
+def _no_objective(sweep: BudgetSweep, job: Trial, value: Any, err: ObjectiveError) -> None:
+    """A trial without a usable score: a failure where a score is needed, or where the score is NaN/infinite."""
+    not_finite = isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(value)
+    if isinstance(value, Mapping) and sweep.objective_key in value:
+        item = value[sweep.objective_key]
+        not_finite = isinstance(item, int | float) and not math.isfinite(item)
+    if sweep.needs_objective or not_finite:
+        job.status, job.error, job.objective = "failed", str(err), None
+        log.warning("Job %d is recorded as failed: %s", job.job_num, err)
+    else:
+        job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything
