@@ -14,8 +14,8 @@ import psutil
 import torch
 
 from lightning_greenai.errors import GreenAIWarning, StateWriteError
+from lightning_greenai.io import write_json_atomic
 from lightning_greenai.reporting import PriceTag
-from lightning_greenai.trial.record import write_json_atomic
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl

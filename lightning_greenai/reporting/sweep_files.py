@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_greenai.io import write_json_atomic
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.engine import BudgetSweep, SweepStopped
 from lightning_greenai.sweep.history import Trial
-from lightning_greenai.trial.record import is_scored, write_json_atomic
+from lightning_greenai.trial.record import is_scored
 
 __all__ = ["ReportedSweep", "report_stopped", "write_report"]
 

@@ -22,7 +22,8 @@ from lightning_greenai.sweep.history import Trial
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.settle import settle
 from lightning_greenai.sweep.strategies import SearchStrategy
-from lightning_greenai.trial.record import TrialRecord, job_alive
+from lightning_greenai.trial.channel import read_record
+from lightning_greenai.trial.record import job_alive
 from lightning_greenai.trial.task import SweepInterrupted
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def await_final_records(sweep: BudgetSweep, jobs: list[Trial], *, grace_s: float
     deadline = time.monotonic() + grace_s
     try:
         while time.monotonic() < deadline:
-            records = [TrialRecord.load(sweep.jobs_channel, job.job_num) for job in jobs]
+            records = [read_record(sweep.jobs_channel, job.job_num) for job in jobs]
             if not any(r is not None and r.status == "running" and job_alive(r) is not False for r in records):
                 return
             time.sleep(min(sweep.poll_s, 0.2))

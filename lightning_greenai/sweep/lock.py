@@ -11,7 +11,7 @@ from types import TracebackType
 from filelock import FileLock, Timeout
 
 from lightning_greenai.errors import SweepLockedError
-from lightning_greenai.trial.record import read_json, write_json_atomic
+from lightning_greenai.io import read_json, write_json_atomic
 
 __all__ = ["SweepLock"]
 

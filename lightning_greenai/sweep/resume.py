@@ -25,8 +25,7 @@ from lightning_greenai.sweep.history import History, Trial, limits_in_force, rep
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.settle import await_siblings
 from lightning_greenai.sweep.strategies import canonical_overrides
-from lightning_greenai.trial.channel import masked, storage_url
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.channel import masked, read_record, storage_url
 from lightning_greenai.units import format_duration, format_quantity
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ def load(
         job: record.updated_at
         for session in history.sessions
         for job in session.jobs
-        if (record := TrialRecord.load(sweep.jobs_channel, job, patience_s=60.0)) is not None
+        if (record := read_record(sweep.jobs_channel, job, patience_s=60.0)) is not None
     }
     sweep.elapsed_before_s = history.elapsed_s(last_alive)
     for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
@@ -177,7 +176,7 @@ def _take_open_trials(sweep: BudgetSweep, ledger: Ledger, history: History) -> t
     recovered, interrupted = [], []
     for job_num, trial in sorted(history.open.items()):
         notes: list[str] = []
-        record = TrialRecord.load(sweep.jobs_channel, job_num, notes, patience_s=60.0)
+        record = read_record(sweep.jobs_channel, job_num, notes, patience_s=60.0)
         for note in notes:
             sweep.on_note(f"[greenai] note: {note}")
         trial.take_heartbeat(record)

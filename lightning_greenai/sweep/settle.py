@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.sweep.history import Trial
+from lightning_greenai.trial.channel import read_record
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
 from lightning_greenai.trial.record import TrialRecord, job_alive
 from lightning_greenai.trial.task import carried_record
@@ -43,7 +44,7 @@ def await_siblings(sweep: BudgetSweep, jobs: list[Trial], why: str = "still runn
     while True:
         now, running, queued = time.monotonic(), [], []
         for job in jobs:
-            record = TrialRecord.load(sweep.jobs_channel, job.job_num)
+            record = read_record(sweep.jobs_channel, job.job_num)
             if record is None:
                 queued.append(job.job_num)
                 continue
@@ -69,7 +70,7 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
     from hydra.core.utils import JobStatus
 
     notes: list[str] = []
-    record = TrialRecord.load(sweep.jobs_channel, job.job_num, notes, patience_s=60.0)
+    record = read_record(sweep.jobs_channel, job.job_num, notes, patience_s=60.0)
     if record is None and sweep.watchdog is not None:
         record = sweep.watchdog.last_good.get(job.job_num)  # a damaged last write: bill the last good one
     carried = carried_record(ret)  # a final record the channel could not take came back with the result

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.history import Trial
+from lightning_greenai.trial.channel import read_record
 from lightning_greenai.trial.record import TrialRecord
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Watchdog:
         in_flight = Spend()
         records: dict[int, TrialRecord] = {}
         for job in self.jobs:
-            record = TrialRecord.load(sweep.jobs_channel, job.job_num)
+            record = read_record(sweep.jobs_channel, job.job_num)
             if record is not None:
                 self.last_good[job.job_num] = record
             else:

@@ -28,7 +28,7 @@ from typing import Any
 from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
-from lightning_greenai.trial.channel import Channel, FileChannel, open_channel
+from lightning_greenai.trial.channel import Channel, FileChannel, open_channel, read_record
 from lightning_greenai.trial.record import Allowance, StopSignal, TrialRecord, TrialStatus
 
 __all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
@@ -89,7 +89,7 @@ class TrialReporter:
         self._lock = threading.RLock()
         self._write_warned = False
         notes: list[str] = []
-        previous = TrialRecord.load(self.channel, job_num, notes, patience_s=30.0)
+        previous = read_record(self.channel, job_num, notes, patience_s=30.0)
         for note in notes:
             warnings.warn(f"{note}: this trial starts its account at zero", GreenAIWarning, stacklevel=2)
         self.record = TrialRecord(job_num=job_num, seq=previous.seq if previous else 0, warmup=warmup)
@@ -291,7 +291,7 @@ class TrialReporter:
         process's record, written after them, must keep it.
         """
         try:
-            latest = TrialRecord.load(self.channel, self.job_num)
+            latest = read_record(self.channel, self.job_num)
         except OSError:
             return  # the channel is away: the write below says so
         if latest is None or latest.seq <= self.record.seq or latest.pid == os.getpid():

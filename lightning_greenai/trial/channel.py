@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, StateWriteError
-from lightning_greenai.io import parse_json
-from lightning_greenai.trial.record import Allowance, Message, StopSignal, TrialRecord, replace_text, state_dir
+from lightning_greenai.io import JSONDepthError, parse_json, replace_text
+from lightning_greenai.trial.record import Allowance, Message, StopSignal, TrialRecord, state_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 __all__ = [
+    "heartbeat_path",
+    "read_record",
     "KINDS",
     "Channel",
     "FileChannel",
@@ -481,3 +483,46 @@ def check_no_password(raw: Any) -> None:
             "(PostgreSQL reads both), or an interpolation such as "
             "'postgresql://user:${oc.env:DB_PASSWORD}@host:5432/db' (written as it is, resolved when used)."
         )
+
+
+def heartbeat_path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
+    """Where job ``job_num`` writes its heartbeat when the sweep talks through files."""
+    return FileChannel(sweep_dir).path("heartbeat", job_num)
+
+
+def read_record(
+    channel: Channel | str | os.PathLike[str],
+    job_num: int,
+    notes: list[str] | None = None,
+    *,
+    patience_s: float = 0.0,
+) -> TrialRecord | None:
+    """Read job ``job_num``'s latest heartbeat, or ``None`` if it never wrote one or it is damaged.
+
+    ``channel`` is the sweep's channel (a sweep dir: its files). A damaged heartbeat (not JSON, the wrong shape, a
+    NaN) is never trusted; what is wrong is appended to ``notes``. A database that stays unreachable for
+    ``patience_s`` reads as no heartbeat, with a note.
+    """
+    channel = channel if isinstance(channel, Channel) else FileChannel(channel)
+    try:
+        text = channel.get("heartbeat", job_num, patience_s=patience_s)
+    except StateWriteError as err:
+        if notes is not None:
+            notes.append(f"heartbeat of job {job_num} could not be read: {err}")
+        return None
+    if text is None:
+        return None
+    where = channel.where("heartbeat", job_num)
+    try:
+        data = parse_json(text)
+    except ValueError as err:
+        if notes is not None and text.strip():
+            detail = f" ({err})" if isinstance(err, JSONDepthError) else ""
+            notes.append(f"heartbeat {where} is not valid JSON{detail}: ignored")
+        return None
+    try:
+        return TrialRecord.from_dict(data)
+    except ValueError as err:
+        if notes is not None:
+            notes.append(f"heartbeat {where} is damaged ({err}): ignored")
+        return None

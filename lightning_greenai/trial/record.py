@@ -9,26 +9,18 @@ file works on a shared filesystem (NFS, Lustre): writes go to a temporary name i
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lightning_greenai.errors import StateWriteError
-from lightning_greenai.io import JSONDepthError, parse_json, read_json
 from lightning_greenai.spend import Spend
-
-if TYPE_CHECKING:
-    from lightning_greenai.trial.channel import Channel
 
 __all__ = [
     "STATE_DIR",
@@ -39,10 +31,7 @@ __all__ = [
     "TrialStatus",
     "is_scored",
     "job_alive",
-    "read_json",
-    "replace_text",
     "state_dir",
-    "write_json_atomic",
 ]
 
 STATE_DIR = ".greenai"
@@ -85,38 +74,6 @@ def is_scored(status: str | None, partial: bool = False) -> bool:
 def state_dir(sweep_dir: str | os.PathLike[str]) -> Path:
     """Return ``<sweep_dir>/.greenai``."""
     return Path(sweep_dir) / STATE_DIR
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically: readers see the old file or the new one, never half.
-
-    Raises:
-        StateWriteError: the file cannot be written (read-only or full disk); the old file, if any, is intact.
-    """
-    replace_text(path, json.dumps(data, allow_nan=False))  # NaN is not JSON: never written, whatever a caller passes
-
-
-def replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary name in the same folder, fsync, ``os.replace``).
-
-    Raises:
-        StateWriteError: the file cannot be written (read-only or full disk); the old file, if any, is intact.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StateWriteError(
-            f"Cannot write {path}: {err.strerror or err}. Make the folder writable (or free disk space); what was "
-            "written before is unchanged."
-        ) from err
 
 
 def slurm_job_id() -> str | None:
@@ -195,54 +152,6 @@ class TrialRecord:
         if status is None:
             raise ValueError(f"unknown status {raw_status!r}")
         return record
-
-    @staticmethod
-    def path(sweep_dir: str | os.PathLike[str], job_num: int) -> Path:
-        """Where job ``job_num`` writes its heartbeat when the sweep talks through files."""
-        from lightning_greenai.trial.channel import FileChannel
-
-        return FileChannel(sweep_dir).path("heartbeat", job_num)
-
-    @classmethod
-    def load(
-        cls,
-        channel: Channel | str | os.PathLike[str],
-        job_num: int,
-        notes: list[str] | None = None,
-        *,
-        patience_s: float = 0.0,
-    ) -> TrialRecord | None:
-        """Read job ``job_num``'s latest heartbeat, or ``None`` if it never wrote one or it is damaged.
-
-        ``channel`` is the sweep's channel (a sweep dir: its files). A damaged heartbeat (not JSON, the wrong shape, a
-        NaN) is never trusted; what is wrong is appended to ``notes``. A database that stays unreachable for
-        ``patience_s`` reads as no heartbeat, with a note.
-        """
-        from lightning_greenai.trial.channel import Channel, FileChannel
-
-        channel = channel if isinstance(channel, Channel) else FileChannel(channel)
-        try:
-            text = channel.get("heartbeat", job_num, patience_s=patience_s)
-        except StateWriteError as err:
-            if notes is not None:
-                notes.append(f"heartbeat of job {job_num} could not be read: {err}")
-            return None
-        if text is None:
-            return None
-        where = channel.where("heartbeat", job_num)
-        try:
-            data = parse_json(text)
-        except ValueError as err:
-            if notes is not None and text.strip():
-                detail = f" ({err})" if isinstance(err, JSONDepthError) else ""
-                notes.append(f"heartbeat {where} is not valid JSON{detail}: ignored")
-            return None
-        try:
-            return cls.from_dict(data)
-        except ValueError as err:
-            if notes is not None:
-                notes.append(f"heartbeat {where} is damaged ({err}): ignored")
-            return None
 
 
 class _JsonMapping(Mapping[str, Any]):

@@ -12,7 +12,7 @@ from lightning_greenai.sensors.nvml import discover_nvml
 from lightning_greenai.sensors.sampling import SampledPowerSensor
 from lightning_greenai.sensors.uncertainty import window_bounds
 from lightning_greenai.trial.account import TrialReporter
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.channel import read_record
 
 
 def test_the_rules_by_method():
@@ -189,7 +189,7 @@ def test_the_account_and_the_ranks_carry_each_counters_interval_once(tmp_path):
         account.release(key)
     assert account.spend.energy_j == {"gpu:0": pytest.approx(1500.0)}
     assert account.spend.energy_bounds_j == {"gpu:0": pytest.approx((1425.0, 1575.0))}
-    assert TrialRecord.load(tmp_path, 0).spend.total_energy_bounds_j == pytest.approx((1425.0, 1575.0))
+    assert read_record(tmp_path, 0).spend.total_energy_bounds_j == pytest.approx((1425.0, 1575.0))
     # two ranks reading one GPU (same uid) and each its own: each counter's interval once
     meters = []
     for uid in ("GPU-shared", "GPU-shared", "GPU-own"):

@@ -40,9 +40,9 @@ def lose_channel() -> None:
     """From now on, no heartbeat of this job reaches the sweeper (its file's place is taken by a folder)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from lightning_greenai.trial.record import TrialRecord
+    from lightning_greenai.trial.channel import heartbeat_path
 
-    path = TrialRecord.path(HydraConfig.get().sweep.dir, HydraConfig.get().job.num)
+    path = heartbeat_path(HydraConfig.get().sweep.dir, HydraConfig.get().job.num)
     path.unlink()
     path.mkdir()
 

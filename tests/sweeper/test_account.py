@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from lightning_greenai import EnergyMonitor, FlopMonitor, Meter, Method, Spend
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock, FakeSensor
 from lightning_greenai.trial.account import TrialReporter, current_trial
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.channel import read_record
 from tests.conftest import ClockedModel
 
 
@@ -50,7 +50,7 @@ def test_account_adds_each_meters_growth_and_bills_a_shared_counter_once(tmp_pat
     assert account.spend.energy_j == {"gpu:0": 38.5, "cpu:0": 3.0}
     assert account.spend.flops == 100.0
     assert account.spend.is_estimate
-    assert TrialRecord.load(tmp_path, 0).spend.energy_j == {"gpu:0": 38.5, "cpu:0": 3.0}
+    assert read_record(tmp_path, 0).spend.energy_j == {"gpu:0": 38.5, "cpu:0": 3.0}
 
 
 def test_two_monitors_on_one_trainer_bill_the_trial_once(in_sweep_job, tiny_trainer):
@@ -67,7 +67,7 @@ def test_two_monitors_on_one_trainer_bill_the_trial_once(in_sweep_job, tiny_trai
     ]
     # logs every 50 steps: the second monitor's last reading before the end is at the start of the fit
     tiny_trainer(callbacks=monitors, max_steps=5, limit_val_batches=0, log_every_n_steps=50).fit(BoringModel())
-    billed = TrialRecord.load(in_sweep_job, 7).spend.energy_j["gpu:0"]
+    billed = read_record(in_sweep_job, 7).spend.energy_j["gpu:0"]
     first, second = (m.spend.energy_j["gpu:0"] for m in monitors)
     # the counter once: the first monitor's fit and what the second saw after it let go (was first + second)
     assert first <= billed < first + 0.5 * second
@@ -86,7 +86,7 @@ def test_a_requeued_job_continues_its_earlier_attempt_and_a_new_one_does_not(tmp
     first.contribute("m", gpu(8.0))
     again = TrialReporter(tmp_path, 3, heartbeat_s=0)  # same job number: a requeue
     again.contribute("m", gpu(2.0))
-    assert TrialRecord.load(tmp_path, 3).spend.total_energy_j == 10.0
+    assert read_record(tmp_path, 3).spend.total_energy_j == 10.0
 
 
 def test_two_meter_blocks_in_one_trial_are_both_billed(in_sweep_job, fake_clock):
@@ -95,7 +95,7 @@ def test_two_meter_blocks_in_one_trial_are_both_billed(in_sweep_job, fake_clock)
         with Meter([FakeSensor("gpu:0", lambda e=energy: e["j"])], clock=fake_clock) as meter:
             energy["j"] += 15.0
             meter.sample()
-    assert TrialRecord.load(in_sweep_job, 7).spend.energy_j == {"gpu:0": 30.0}
+    assert read_record(in_sweep_job, 7).spend.energy_j == {"gpu:0": 30.0}
 
 
 def test_a_reused_meter_measures_its_second_block_and_the_trial_both(in_sweep_job, fake_clock):
@@ -106,7 +106,7 @@ def test_a_reused_meter_measures_its_second_block_and_the_trial_both(in_sweep_jo
     with meter:
         energy["j"] += 4.0
     assert meter.spend.energy_j == {"gpu:0": 4.0}
-    assert TrialRecord.load(in_sweep_job, 7).spend.energy_j == {"gpu:0": 14.0}
+    assert read_record(in_sweep_job, 7).spend.energy_j == {"gpu:0": 14.0}
 
 
 def test_two_trainers_in_one_trial_are_both_billed(in_sweep_job, tiny_trainer, fake_clock):
@@ -116,7 +116,7 @@ def test_two_trainers_in_one_trial_are_both_billed(in_sweep_job, tiny_trainer, f
         )
         tiny_trainer(callbacks=[mon], max_steps=3, limit_val_batches=0).fit(ClockedModel(fake_clock))
         assert mon.spend.energy_j == {"gpu:0": 300.0}
-    assert TrialRecord.load(in_sweep_job, 7).spend.energy_j == {"gpu:0": 600.0}
+    assert read_record(in_sweep_job, 7).spend.energy_j == {"gpu:0": 600.0}
 
 
 def test_a_meter_around_a_metered_fit_bills_the_counter_once(in_sweep_job, tiny_trainer, fake_clock):
@@ -127,8 +127,8 @@ def test_a_meter_around_a_metered_fit_bills_the_counter_once(in_sweep_job, tiny_
         tiny_trainer(callbacks=[mon], max_steps=3, limit_val_batches=0).fit(ClockedModel(fake_clock))
         fake_clock.advance(1.0)  # work outside the fit: only the outer meter sees it
     assert outer.spend.energy_j == {"gpu:0": 400.0}
-    assert TrialRecord.load(in_sweep_job, 7).spend.energy_j == {"gpu:0": 400.0}
-    assert TrialRecord.load(in_sweep_job, 7).spend.duration_s == pytest.approx(4.0)
+    assert read_record(in_sweep_job, 7).spend.energy_j == {"gpu:0": 400.0}
+    assert read_record(in_sweep_job, 7).spend.duration_s == pytest.approx(4.0)
 
 
 def fit_then_test(tiny_trainer, fake_clock, tmp_path, monitors):
@@ -155,7 +155,7 @@ def test_test_from_the_best_checkpoint_adds_its_spend_instead_of_rewinding(in_sw
     trainer = fit_then_test(tiny_trainer, fake_clock, in_sweep_job, [mon, flops])
     assert mon.spend.energy_j == {"gpu:0": 600.0}
     assert mon.spend.stage_energy_j == {"train": 400.0, "validate": 100.0, "test": 100.0}
-    record = TrialRecord.load(in_sweep_job, 7)
+    record = read_record(in_sweep_job, 7)
     assert record.spend.energy_j == {"gpu:0": 600.0}
     # FLOPs billed once, from the FlopMonitor, though the EnergyMonitor also carries them in its own spend
     assert record.spend.flops == flops.training_flops > 0

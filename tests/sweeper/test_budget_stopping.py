@@ -6,8 +6,10 @@ import pytest
 
 from lightning_greenai import BudgetStopping, EnergyMonitor
 from lightning_greenai.errors import TrialKilledError
+from lightning_greenai.io import write_json_atomic
 from lightning_greenai.sensors.fake import ConstantPowerSensor
-from lightning_greenai.trial.record import TrialRecord, state_dir, write_json_atomic
+from lightning_greenai.trial.channel import read_record
+from lightning_greenai.trial.record import state_dir
 from lightning_greenai.trial.stopping import BudgetStoppingReason
 from tests.conftest import ClockedModel
 
@@ -30,7 +32,7 @@ def test_stop_signal_ends_training_cleanly_and_marks_the_trial(in_sweep_job, tin
     trainer.fit(StopAfterThree(fake_clock))
     assert trainer.global_step == 4  # stopped at the end of the step that saw the signal
     assert stopper.stopping_reason is BudgetStoppingReason.SWEEP_BUDGET
-    record = TrialRecord.load(in_sweep_job, 7)
+    record = read_record(in_sweep_job, 7)
     assert record.status == "budget_stopped"
     assert record.spend.energy_j["gpu:0"] == pytest.approx(400.0 + 100.0)  # 4 steps + the validation it ran
 
@@ -58,7 +60,7 @@ def test_kill_policy_aborts_the_trial_recorded_killed_not_failed(in_sweep_job, t
     trainer = tiny_trainer(callbacks=[monitor(fake_clock), BudgetStopping()], max_steps=20, limit_val_batches=0)
     with pytest.raises(TrialKilledError, match="stop_policy=kill"):
         trainer.fit(ClockedModel(fake_clock))
-    record = TrialRecord.load(in_sweep_job, 7)
+    record = read_record(in_sweep_job, 7)
     assert record.status == "killed"  # billed, no score, and not a failure of the sweep
     assert record.spend.energy_j == {"gpu:0": 100.0}  # one step at 100 W before the check
 

@@ -17,10 +17,12 @@ import psutil
 import pytest
 
 from lightning_greenai import Spend
+from lightning_greenai.io import write_json_atomic
 from lightning_greenai.reporting.render import to_json
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.sweep.ledger import Ledger
-from lightning_greenai.trial.record import TrialRecord, write_json_atomic
+from lightning_greenai.trial.channel import heartbeat_path, read_record
+from lightning_greenai.trial.record import TrialRecord
 from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
@@ -51,7 +53,7 @@ def wait_for(predicate, proc: subprocess.Popen, timeout_s: float = 60.0) -> None
 
 def spent_at_least(sweep_dir: Path, jobs: range, joules: float) -> bool:
     """Whether each of ``jobs`` has a heartbeat billing ``joules`` or more."""
-    records = [TrialRecord.load(sweep_dir, job) for job in jobs]
+    records = [read_record(sweep_dir, job) for job in jobs]
     return all(r is not None and (r.spend.total_energy_j or 0.0) >= joules for r in records)
 
 
@@ -72,7 +74,7 @@ def test_heartbeats_left_in_a_reused_sweep_dir_never_bill_a_new_trial(tmp_path):
     sweep_dir = tmp_path / "sweep"
     for job in range(10):  # an earlier sweep's files, its ledger deleted
         old = TrialRecord(job_num=job, spend=Spend(energy_j={"gpu:0": 10.0}))
-        write_json_atomic(TrialRecord.path(sweep_dir, job), old.to_dict())
+        write_json_atomic(heartbeat_path(sweep_dir, job), old.to_dict())
     run(sweep_dir, "x=0,1,2", "hydra.sweeper.budget.energy_kwh=1 kWh")
     assert {e["spend"]["energy_j"]["gpu:0"] for e in finished(sweep_dir).values()} == {3.0}
     assert_books_balance(sweep_dir)
@@ -250,7 +252,7 @@ def test_ctrl_c_with_joblib_bills_what_each_job_metered_and_leaves_no_worker_run
     assert proc.returncode == 130, err[-3000:]
     assert_books_balance(sweep_dir, out)
     for job, event in finished(sweep_dir).items():
-        record = TrialRecord.load(sweep_dir, job)
+        record = read_record(sweep_dir, job)
         assert record is not None and record.status == "interrupted"  # the job's own final record, not a heartbeat
         assert event["status"] == "interrupted"
         assert Spend.from_dict(event["spend"]).energy_j == record.spend.energy_j  # billed what it metered
@@ -500,7 +502,7 @@ def test_a_process_the_trial_spawns_reports_to_the_trial_and_its_spend_is_billed
         return {"objective": 0.5}
 
     assert TaskWrapper(task, "objective")(None) == {"objective": 0.5}
-    record = TrialRecord.load(in_sweep_job, 7)
+    record = read_record(in_sweep_job, 7)
     assert record.status == "completed" and record.objective == 0.5
     assert record.spend.energy_j == {"gpu:0": 7.0}  # the spawned rank's, kept by the job's final record
     assert TRIAL_ENV not in os.environ  # the context lived only while the task ran
@@ -552,7 +554,7 @@ def test_a_damaged_ledger_gives_notes_and_the_readable_rest_in_report_and_resume
         fh.write('["not", "an", "event"]\n')
         fh.write('{"event": "finished", "job": 99, "status": "completed", "spend": {"energy_j": {"gpu:0": NaN}}}\n')
         fh.write('{"event": "finished", "job": "seven", "status": "completed"}\n')
-    TrialRecord.path(sweep_dir, 4).write_text('{"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}}')
+    heartbeat_path(sweep_dir, 4).write_text('{"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}}')
     cli = subprocess.run(
         [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir), "--no-plots"],
         capture_output=True,
@@ -707,7 +709,7 @@ def test_a_resume_waits_for_a_job_its_killed_sweeper_left_running_and_takes_its_
     finally:
         if proc.poll() is None:
             proc.kill()
-    alive = [r.pid for r in (TrialRecord.load(sweep_dir, j) for j in range(2)) if r and psutil.pid_exists(r.pid)]
+    alive = [r.pid for r in (read_record(sweep_dir, j) for j in range(2)) if r and psutil.pid_exists(r.pid)]
     resumed = run(sweep_dir, *common, "hydra.sweeper.resume=true")
     rep = assert_books_balance(sweep_dir, resumed.stdout)
     spent = {job: e["spend"]["energy_j"]["gpu:0"] for job, e in finished(sweep_dir).items()}

@@ -4,10 +4,11 @@ import tracemalloc
 import pytest
 
 from lightning_greenai import Method, Spend
+from lightning_greenai.io import read_json, write_json_atomic
 from lightning_greenai.sweep.admission import admit, estimate_trial_cost
 from lightning_greenai.sweep.ledger import MAX_LINE_BYTES, Ledger
-from lightning_greenai.trial.channel import FileChannel
-from lightning_greenai.trial.record import TrialRecord, read_json, write_json_atomic
+from lightning_greenai.trial.channel import FileChannel, heartbeat_path, read_record
+from lightning_greenai.trial.record import TrialRecord
 
 
 def test_ledger_reads_incrementally_and_survives_a_torn_last_line(tmp_path):
@@ -59,11 +60,11 @@ def test_a_large_ledger_is_streamed_a_line_at_a_time(tmp_path):
 
 
 def test_a_deeply_nested_heartbeat_or_message_is_damaged_not_a_recursion_error(tmp_path):
-    path = TrialRecord.path(tmp_path, 3)
+    path = heartbeat_path(tmp_path, 3)
     path.parent.mkdir(parents=True)
     path.write_text("{" + '"a":{' * 100_000 + "}" * 100_001)
     notes: list[str] = []
-    assert TrialRecord.load(tmp_path, 3, notes) is None
+    assert read_record(tmp_path, 3, notes) is None
     assert notes == [
         f"heartbeat {path} is not valid JSON (nested 100001 levels deep, more than the 64 levels JSON is read to): "
         "ignored"
@@ -80,12 +81,12 @@ def test_trial_record_round_trip_and_atomic_write(tmp_path):
         spend=Spend(energy_j={"gpu:0": 2.5}, methods={"gpu:0": Method.COUNTER}),
         objective=0.9,
     )
-    write_json_atomic(TrialRecord.path(tmp_path, 3), record.to_dict())
-    loaded = TrialRecord.load(tmp_path, 3)
+    write_json_atomic(heartbeat_path(tmp_path, 3), record.to_dict())
+    loaded = read_record(tmp_path, 3)
     assert loaded.to_dict() == record.to_dict()
-    assert TrialRecord.load(tmp_path, 4) is None
+    assert read_record(tmp_path, 4) is None
     assert read_json(tmp_path / "missing.json") is None
-    assert not list(TrialRecord.path(tmp_path, 3).parent.glob(".*.tmp"))
+    assert not list(heartbeat_path(tmp_path, 3).parent.glob(".*.tmp"))
 
 
 def test_admission_caps_the_batch_by_what_the_budget_can_pay_for():

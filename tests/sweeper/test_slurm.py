@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.channel import read_record
 from tests.slurm_cluster import ensure_installed, slurm_cluster
 from tests.sweeper.test_faults import (
     popen,
@@ -84,7 +84,7 @@ def test_a_job_cancelled_with_scancel_is_billed_at_its_last_heartbeat_and_its_si
     )
     try:
         wait_for(lambda: spent_at_least(sweep_dir, range(2), 5.0), proc, timeout_s=120)
-        cancelled = TrialRecord.load(sweep_dir, 0).slurm_job
+        cancelled = read_record(sweep_dir, 0).slurm_job
         subprocess.run(["scancel", cancelled], check=True, timeout=30)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -121,7 +121,7 @@ def test_a_job_past_its_time_limit_is_billed_and_recorded_with_the_reason(accoun
     assert trial["status"] == "failed", trial
     assert "timed-out" in trial["error"], trial
     # SLURM may send the warning at its first check, seconds in: billed exactly what the job metered by then
-    heartbeat = TrialRecord.load(sweep_dir, 0)
+    heartbeat = read_record(sweep_dir, 0)
     assert trial["spend"]["energy_j"] == heartbeat.spend.energy_j
     assert 0.0 <= trial["spend"]["energy_j"].get("gpu:0", 0.0) < 200.0, trial
     assert "SLURM reported no energy for them (sacct has no ConsumedEnergy" in proc.stdout
@@ -147,7 +147,7 @@ def test_a_sweep_resumes_after_its_sweeper_is_killed_while_slurm_jobs_run(accoun
             proc.kill()
 
     def both_final() -> bool:
-        records = [TrialRecord.load(sweep_dir, job) for job in range(2)]
+        records = [read_record(sweep_dir, job) for job in range(2)]
         return all(r is not None and r.status != "running" for r in records)
 
     deadline = time.monotonic() + 120

@@ -16,8 +16,7 @@ from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.trial.account import TrialReporter
-from lightning_greenai.trial.channel import SqlChannel, open_channel
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.channel import SqlChannel, open_channel, read_record
 from tests.postgres_server import PostgresServer, ensure_installed, postgres_server
 from tests.sweeper.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
 from tests.sweeper.test_sweeper import finished, report, run
@@ -65,8 +64,8 @@ def test_two_sweeps_on_one_database_never_see_each_others_signals(tmp_path):
     assert b.get("heartbeat", 0) is None and b.get("stop", None) is None
     b.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 7.0}}})
     a.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 6.0}}})  # replaced, not added
-    assert TrialRecord.load(a, 0).spend.energy_j == {"gpu:0": 6.0}
-    assert TrialRecord.load(b, 0).spend.energy_j == {"gpu:0": 7.0}
+    assert read_record(a, 0).spend.energy_j == {"gpu:0": 6.0}
+    assert read_record(b, 0).spend.energy_j == {"gpu:0": 7.0}
     a.delete("stop", None)
     assert a.get("stop", None) is None
     assert rows(url)["/sweeps/a"].keys() == {("heartbeat", 0)}
@@ -76,10 +75,10 @@ def test_a_damaged_heartbeat_row_is_a_note_and_never_trusted(tmp_path):
     channel = SqlChannel(f"sqlite:///{tmp_path / 's.db'}", "sweep", create=True)
     channel.put("heartbeat", 3, "{not json")
     notes: list[str] = []
-    assert TrialRecord.load(channel, 3, notes) is None
+    assert read_record(channel, 3, notes) is None
     assert notes == [f"heartbeat {channel.where('heartbeat', 3)} is not valid JSON: ignored"]
     channel.send("heartbeat", 4, {"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}})
-    assert TrialRecord.load(channel, 4, notes) is None and "is damaged" in notes[-1]
+    assert read_record(channel, 4, notes) is None and "is damaged" in notes[-1]
 
 
 def test_a_trial_account_bills_through_the_database_and_a_requeue_continues_it(tmp_path):
@@ -90,7 +89,7 @@ def test_a_trial_account_bills_through_the_database_and_a_requeue_continues_it(t
     again = TrialReporter(channel, 3, heartbeat_s=0)  # the same job number: a requeued job continues its spend
     again.contribute("meter", Spend(energy_j={"gpu:0": 4.0}))
     again.finish("completed", 1.5)
-    record = TrialRecord.load(channel, 3)
+    record = read_record(channel, 3)
     assert (record.status, record.objective, record.spend.energy_j) == ("completed", 1.5, {"gpu:0": 14.0})
 
 
