@@ -18,9 +18,9 @@ from typing import Any
 
 from lightning_greenai.io import write_json_atomic
 from lightning_greenai.spend import Spend
+from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.sweep.engine import BudgetSweep, SweepStopped
-from lightning_greenai.sweep.history import Trial
-from lightning_greenai.trial.record import is_scored
+from lightning_greenai.sweep.history import Trial, curve_axes
 
 __all__ = ["ReportedSweep", "report_stopped", "write_report"]
 
@@ -151,8 +151,8 @@ def write_report(
     better = max if sweep.direction == "max" else min
     by_status: dict[str, int] = {}
     for t in trials:
-        by_status[t.status] = by_status.get(t.status, 0) + 1
-    scored = [t for t in trials if t.objective is not None and is_scored(t.status, t.partial)]
+        by_status[str(t.status)] = by_status.get(str(t.status), 0) + 1
+    scored = [t for t in trials if t.ranks]
     best = better(scored, key=lambda t: t.objective) if scored else None  # type: ignore[arg-type, return-value]
     report = {
         "stop_reason": reason,
@@ -178,33 +178,20 @@ def write_report(
         "max_batch_size": sweep.batch_size,
     }
     write_json_atomic(sweep_dir / "budget_report.json", report)
-    _write_curve(sweep_dir / "budget_curve.csv", sweep, trials, better)
+    _write_curve(sweep_dir / "budget_curve.csv", sweep, trials)
 
 
-def _write_curve(path: Path, sweep: BudgetSweep, trials: Sequence[Trial], better: Any) -> None:
+def _write_curve(path: Path, sweep: BudgetSweep, trials: Sequence[Trial]) -> None:
     """``budget_curve.csv``: one row a trial in job order, with the best score and the spend summed up to it."""
-    rows = []
-    cumulative = Spend()
-    best_so_far: float | None = None
-    for t in sorted(trials, key=lambda t: t.job_num):
-        cumulative = cumulative + t.spend
-        if t.objective is not None and is_scored(t.status, t.partial):
-            best_so_far = t.objective if best_so_far is None else better(best_so_far, t.objective)
-        co2e_g = sweep.grid.co2e_g(cumulative)
-        rows.append(
-            {
-                "job": t.job_num,
-                "status": t.status,
-                "score": t.objective,
-                "best_so_far": best_so_far,
-                "energy_kwh": cumulative.energy_kwh,
-                "flops": cumulative.flops,
-                "co2e_kg": None if co2e_g is None else co2e_g / 1000,
-                "money": sweep.grid.money(cumulative),
-                "gpu_hours": cumulative.gpu_hours,
-                "overrides": " ".join(t.overrides),
-            }
-        )
+    ordered = sorted(trials, key=lambda t: t.job_num)
+    scores = [t.objective if t.ranks else None for t in ordered]
+    points = budget_curve([t.spend for t in ordered], scores, curve_axes(sweep.grid), direction=sweep.direction)
+    rows = [
+        {"job": t.job_num, "status": str(t.status), "score": t.objective, "best_so_far": point.best_so_far}
+        | dict(point.spent)
+        | {"overrides": " ".join(t.overrides)}
+        for t, point in zip(ordered, points, strict=True)
+    ]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["job"])
         writer.writeheader()
