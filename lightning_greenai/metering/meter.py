@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import psutil
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CURRENT_TRIAL", "Meter", "TrialAccount", "current_account"]
 
 #: ``Meter(account=...)``'s default: the account of the greenai trial this process runs, looked up once.
-CURRENT_TRIAL = "current"
+CURRENT_TRIAL: Final = "current"
 
 
 class TrialAccount(Protocol):

@@ -21,6 +21,7 @@ from lightning_greenai.spend import Spend
 from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.sweep.engine import BudgetSweep, SweepStopped
 from lightning_greenai.sweep.history import Trial, curve_axes
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = ["ReportedSweep", "report_stopped", "write_report"]
 
@@ -54,7 +55,7 @@ def report_stopped(sweep: BudgetSweep, stopped: SweepStopped) -> None:
 
 def _say_how_to_resume(stopped: SweepStopped) -> None:
     """After an interrupt: every trial is recorded, which run again, and the command line that resumes the sweep."""
-    reruns = [t.job_num for t in stopped.trials if t.status == "interrupted"]
+    reruns = [t.job_num for t in stopped.trials if t.status == TrialStatus.INTERRUPTED]
     print(
         f"[greenai] sweep {stopped.reason}. Every trial so far is recorded"
         + (

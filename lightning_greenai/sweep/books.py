@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.admission import estimate_trial_cost
 from lightning_greenai.sweep.history import Trial
+from lightning_greenai.trial.record import TrialStatus
 
 if TYPE_CHECKING:
     from lightning_greenai.sweep.engine import BudgetSweep
@@ -42,16 +43,16 @@ class Book:
         """Count a finished trial."""
         self.trials.append(trial)
         self.spend = self.spend + trial.spend
-        if trial.status in ("interrupted", "not_started"):
+        if trial.status in (TrialStatus.INTERRUPTED, TrialStatus.NOT_STARTED):
             return  # an interrupted trial runs again; one that never started is no trial
         self.counted += 1
-        self.failed += trial.status == "failed"
+        self.failed += trial.status == TrialStatus.FAILED
         if trial.failed_unmetered:
             self.unmetered_run += 1
         else:
             self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
             self.unmetered_run = 0
-        if trial.status not in ("completed", "budget_stopped"):
+        if trial.status not in (TrialStatus.COMPLETED, TrialStatus.BUDGET_STOPPED):
             return  # a failed or killed trial's cost says nothing about a trial's cost
         self.done += 1
         costs = self.warmup_costs if trial.warmup else self.costs

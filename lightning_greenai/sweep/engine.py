@@ -63,7 +63,7 @@ from lightning_greenai.trial.channel import (
     check_no_password,
     open_channel,
 )
-from lightning_greenai.trial.record import state_dir
+from lightning_greenai.trial.record import Allowance, TrialStatus, state_dir
 from lightning_greenai.trial.task import SweepInterrupted, TaskWrapper
 from lightning_greenai.units import S_PER_HOUR
 
@@ -380,7 +380,7 @@ class BudgetSweep:
         self,
         run: _Run,
         sweep_dir: Path,
-        allowance: Mapping[str, Any],
+        allowance: Allowance,
         strategy: SearchStrategy,
         ledger: Ledger,
         book: Book,
@@ -415,10 +415,10 @@ class BudgetSweep:
             return max(strategy.remaining + len(retry), 1)
         return self.batch_size
 
-    def _prepare(self, job: Trial, allowance: Mapping[str, Any], ledger: Ledger) -> None:
+    def _prepare(self, job: Trial, allowance: Allowance, ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
         self.jobs_channel.delete("heartbeat", job.job_num)
-        self.jobs_channel.send("allowance", job.job_num, dict(allowance), patience_s=60.0)
+        self.jobs_channel.send_allowance(job.job_num, allowance, patience_s=60.0)
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id
         )
@@ -450,7 +450,7 @@ class BudgetSweep:
     def _tell(self, strategy: SearchStrategy, job: Trial) -> None:
         """Tell the strategy a job's result, with its measured cost on the ``cost_aware`` axis when one is set."""
         cost = None if self.cost_aware is None else measure(self.cost_aware, job.spend, self.grid, None)
-        if self.cost_aware is not None and job.status == "completed" and not cost and not self._cost_warned:
+        if self.cost_aware is not None and job.status == TrialStatus.COMPLETED and not cost and not self._cost_warned:
             self._cost_warned = True
             log.warning(
                 "hydra.sweeper.cost_aware=%s, but trial %s measured no %s: without costs the proposals stay TPE's. "
@@ -468,7 +468,7 @@ class BudgetSweep:
         ledger.append("finished", **job.finished_event())
         book.add(job)
 
-    def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> dict[str, Any]:
+    def _allowance(self, estimates: Mapping[str, float | None], remaining: Mapping[str, float]) -> Allowance:
         """What a trial may spend, in the budget's own quantities, written beside it before launch.
 
         ``trial``: ``trial_allowance`` x the estimate (if set). ``sweep``: its share of what is left of the budget
@@ -480,14 +480,16 @@ class BudgetSweep:
         batch never spend more than what was left by more than one step each, on every axis (under
         ``stop_policy=finish`` running trials finish: no ``sweep`` caps then).
         """
-        out: dict[str, Any] = {"policy": self.stop_policy}
+        trial = None
         if self.trial_allowance is not None:
-            out["trial"] = {q: e * self.trial_allowance for q, e in estimates.items() if e is not None}
-        if self.stop_policy != "finish":
-            out["sweep"] = {q: left for q, left in remaining.items() if q != "wall_hours"}
-            if "wall_hours" in remaining:
-                out["deadline_unix_s"] = time.time() + max(remaining["wall_hours"], 0.0) * S_PER_HOUR
-        return out
+            trial = {q: e * self.trial_allowance for q, e in estimates.items() if e is not None}
+        if self.stop_policy == "finish":
+            return Allowance(policy=self.stop_policy, trial=trial)
+        deadline_unix_s = None
+        if "wall_hours" in remaining:
+            deadline_unix_s = time.time() + max(remaining["wall_hours"], 0.0) * S_PER_HOUR
+        sweep = {q: left for q, left in remaining.items() if q != "wall_hours"}
+        return Allowance(policy=self.stop_policy, trial=trial, sweep=sweep, deadline_unix_s=deadline_unix_s)
 
     def share(self, remaining: Mapping[str, float], jobs: int) -> dict[str, float]:
         """Each of ``jobs`` running trials' share of ``remaining``: an equal part; wall time is shared, not split."""

@@ -23,7 +23,7 @@ from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.settle import settle
 from lightning_greenai.sweep.strategies import SearchStrategy
 from lightning_greenai.trial.channel import read_record
-from lightning_greenai.trial.record import job_alive
+from lightning_greenai.trial.record import StopSignal, TrialStatus, job_alive
 from lightning_greenai.trial.task import SweepInterrupted
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def interrupted(
             settle(sweep, job, None, interrupted=True)
             sweep.record(job, strategy, ledger, book)
         else:  # proposed, never launched: not a trial; a resume proposes it again (Optuna is told it failed)
-            strategy.tell(job.job_num, job.overrides, None, "not_started", job.strategy_id)
+            strategy.tell(job.job_num, job.overrides, None, TrialStatus.NOT_STARTED, job.strategy_id)
     sweep.finish(ledger, sweep_dir, book, f"interrupted: {what}", interrupted=True)
     raise SystemExit(code) from interrupt
 
@@ -151,9 +151,7 @@ def stop_running_jobs(sweep: BudgetSweep, why: str) -> None:
 def stop_for_interrupt(sweep: BudgetSweep, why: str, running: list[Trial], *, patience_s: float = 5.0) -> None:
     """Write STOP (kind interrupt) and wait up to ``INTERRUPT_GRACE_S`` for ``running`` jobs' final records."""
     try:
-        sweep.jobs_channel.send(
-            "stop", None, {"policy": "graceful", "kind": "interrupt", "reason": why}, patience_s=patience_s
-        )
+        sweep.jobs_channel.send_stop(StopSignal(policy="graceful", kind="interrupt", reason=why), patience_s=patience_s)
     except StateWriteError as err:  # the books still get written; the jobs stop at their allowances
         log.warning("Could not signal STOP to the running jobs: %s", err)
         return
@@ -170,7 +168,9 @@ def await_final_records(sweep: BudgetSweep, jobs: list[Trial], *, grace_s: float
     try:
         while time.monotonic() < deadline:
             records = [read_record(sweep.jobs_channel, job.job_num) for job in jobs]
-            if not any(r is not None and r.status == "running" and job_alive(r) is not False for r in records):
+            if not any(
+                r is not None and r.status == TrialStatus.RUNNING and job_alive(r) is not False for r in records
+            ):
                 return
             time.sleep(min(sweep.poll_s, 0.2))
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.settle import await_siblings
 from lightning_greenai.sweep.strategies import canonical_overrides
 from lightning_greenai.trial.channel import masked, read_record, storage_url
+from lightning_greenai.trial.record import TrialStatus
 from lightning_greenai.units import format_duration, format_quantity
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ def load(
     for trial in sorted(history.finished.values(), key=lambda t: t.job_num):
         book.add(trial)
     _say_budget_change(sweep, limits_in_force(ledger.events()) or header, book)
-    retry = [t for t in history.finished.values() if t.status == "interrupted" and t.job_num not in history.rerun]
+    retry = [
+        t for t in history.finished.values() if t.status == TrialStatus.INTERRUPTED and t.job_num not in history.rerun
+    ]
     retry.sort(key=lambda t: t.job_num)
     ledger.append(
         "resumed",
@@ -180,14 +183,19 @@ def _take_open_trials(sweep: BudgetSweep, ledger: Ledger, history: History) -> t
         for note in notes:
             sweep.on_note(f"[greenai] note: {note}")
         trial.take_heartbeat(record)
-        if record is not None and record.status in ("completed", "budget_stopped", "not_started", "killed"):
+        if record is not None and record.status in (
+            TrialStatus.COMPLETED,
+            TrialStatus.BUDGET_STOPPED,
+            TrialStatus.NOT_STARTED,
+            TrialStatus.KILLED,
+        ):
             trial.status, trial.objective, trial.partial = record.status, record.objective, record.partial
             recovered.append(trial)
-        elif record is not None and record.status == "failed":
-            trial.status, trial.error = "failed", "failed while the sweeper was down (see its log)"
+        elif record is not None and record.status == TrialStatus.FAILED:
+            trial.status, trial.error = TrialStatus.FAILED, "failed while the sweeper was down (see its log)"
             recovered.append(trial)
         else:
-            trial.status = "interrupted"
+            trial.status = TrialStatus.INTERRUPTED
             trial.error = "the sweep stopped while it ran: billed at its last heartbeat, run again on resume"
             interrupted.append(trial)
         # written now, but of the session that crashed: its time must not stretch that session over the downtime

@@ -17,7 +17,7 @@ from lightning_greenai.budget import measure
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, SweepFailedError
 from lightning_greenai.sweep.config import SweepConfig
 from lightning_greenai.sweep.history import Trial
-from lightning_greenai.trial.record import is_scored
+from lightning_greenai.trial.record import TrialStatus, is_scored
 
 if TYPE_CHECKING:
     from lightning_greenai.sweep.books import Book
@@ -219,10 +219,10 @@ class FailureRate:
 
     def error(self, reason: str, book: Book) -> Exception:
         """One line naming the install when trials lacked a package, else the failed trials' errors."""
-        missing = _missing_package([t.error for t in book.trials if t.status == "failed"])
+        missing = _missing_package([t.error for t in book.trials if t.status == TrialStatus.FAILED])
         if missing is not None:  # one line, not a failure-rate traceback: the fix is an install
             return MissingDependencyError(missing)
-        errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == "failed")
+        errors = "; ".join(f"job {t.job_num}: {t.error}" for t in book.trials if t.status == TrialStatus.FAILED)
         return SweepFailedError(f"Budget sweep stopped: {reason}. {errors}")
 
 

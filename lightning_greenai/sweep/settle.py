@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lightning_greenai.sweep.history import Trial
 from lightning_greenai.trial.channel import read_record
 from lightning_greenai.trial.objective import ObjectiveError, extract_objective
-from lightning_greenai.trial.record import TrialRecord, job_alive
+from lightning_greenai.trial.record import TrialRecord, TrialStatus, job_alive
 from lightning_greenai.trial.task import carried_record
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def await_siblings(sweep: BudgetSweep, jobs: list[Trial], why: str = "still runn
             if record is None:
                 queued.append(job.job_num)
                 continue
-            if record.status != "running":
+            if record.status != TrialStatus.RUNNING:
                 continue
             if seen.get(job.job_num, (None,))[0] != record.seq:
                 seen[job.job_num] = (record.seq, now)
@@ -85,35 +85,46 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
     for note in notes:
         log.warning("%s", note)
     job.take_heartbeat(record)
-    final = record is not None and record.status != "running"
-    if final and record is not None and record.status in ("not_started", "interrupted", "killed"):
+    final = record is not None and record.status != TrialStatus.RUNNING
+    if (
+        final
+        and record is not None
+        and record.status in (TrialStatus.NOT_STARTED, TrialStatus.INTERRUPTED, TrialStatus.KILLED)
+    ):
         job.status = record.status
         return
     if ret is None:
-        if final and record is not None and record.status in ("completed", "budget_stopped", "failed"):
+        if (
+            final
+            and record is not None
+            and record.status in (TrialStatus.COMPLETED, TrialStatus.BUDGET_STOPPED, TrialStatus.FAILED)
+        ):
             job.status, job.partial = record.status, record.partial
-            if record.status != "failed":
+            if record.status != TrialStatus.FAILED:
                 _take_objective(sweep, job, record.objective)
             else:
                 job.error = "failed (its JobReturn was lost with the launcher)"
         elif interrupted:
-            job.status = "interrupted"
+            job.status = TrialStatus.INTERRUPTED
             job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
         elif record is None:
-            job.status, job.error = "failed", "no JobReturn and no heartbeat: the launcher lost it before it ran"
+            job.status, job.error = (
+                TrialStatus.FAILED,
+                "no JobReturn and no heartbeat: the launcher lost it before it ran",
+            )
         else:
             job.status, job.error = (
-                "failed",
+                TrialStatus.FAILED,
                 "no JobReturn (killed, or its launcher failed): billed at its heartbeat",
             )
         return
     if ret.status != JobStatus.COMPLETED:
-        job.status, job.error = "failed", f"{type(ret._return_value).__name__}: {ret._return_value}"
+        job.status, job.error = TrialStatus.FAILED, f"{type(ret._return_value).__name__}: {ret._return_value}"
         return
-    if record is not None and record.status == "budget_stopped":
-        job.status, job.partial = "budget_stopped", record.partial
+    if record is not None and record.status == TrialStatus.BUDGET_STOPPED:
+        job.status, job.partial = TrialStatus.BUDGET_STOPPED, record.partial
     else:
-        job.status = "completed"
+        job.status = TrialStatus.COMPLETED
     try:
         job.objective = extract_objective(ret.return_value, sweep.objective_key)
     except ObjectiveError as err:
@@ -128,7 +139,7 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
 def _take_objective(sweep: BudgetSweep, job: Trial, value: Any) -> None:
     if value is None:
         if sweep.needs_objective:
-            job.status, job.error = "failed", "no objective in its record"
+            job.status, job.error = TrialStatus.FAILED, "no objective in its record"
         return
     try:
         job.objective = extract_objective(value)
@@ -143,7 +154,7 @@ def _no_objective(sweep: BudgetSweep, job: Trial, value: Any, err: ObjectiveErro
         item = value[sweep.objective_key]
         not_finite = isinstance(item, int | float) and not math.isfinite(item)
     if sweep.needs_objective or not_finite:
-        job.status, job.error, job.objective = "failed", str(err), None
+        job.status, job.error, job.objective = TrialStatus.FAILED, str(err), None
         log.warning("Job %d is recorded as failed: %s", job.job_num, err)
     else:
         job.error = f"no objective: {err}"  # a plain grid sweep runs tasks that return anything

@@ -20,6 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
+from lightning_greenai.trial.record import TrialStatus
 
 __all__ = [
     "GridStrategy",
@@ -346,18 +347,18 @@ class OptunaStrategy:
         A ``cost`` is stored on the trial (user attribute ``greenai_cost``) for the cost-aware sampler; a trial asked
         before a resume has no handle here and goes without (the cost model just has one point fewer).
         """
-        if strategy_id is None or status == "interrupted":
+        if strategy_id is None or status == TrialStatus.INTERRUPTED:
             return
         asked = self._asked.pop(strategy_id, None)
-        if cost is not None and asked is not None and status == "completed":
+        if cost is not None and asked is not None and status == TrialStatus.COMPLETED:
             from lightning_greenai.sweep.cost_aware import COST_ATTR
 
             asked.set_user_attr(COST_ATTR, float(cost))
         state = self._optuna.trial.TrialState
         try:
-            if status == "completed" and objective is not None:
+            if status == TrialStatus.COMPLETED and objective is not None:
                 self.study.tell(strategy_id, objective)
-            elif status in ("budget_stopped", "killed"):
+            elif status in (TrialStatus.BUDGET_STOPPED, TrialStatus.KILLED):
                 self.study.tell(strategy_id, state=state.PRUNED)
             else:
                 self.study.tell(strategy_id, state=state.FAIL)

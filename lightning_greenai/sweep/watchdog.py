@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ from lightning_greenai.errors import StateWriteError
 from lightning_greenai.spend import Spend
 from lightning_greenai.sweep.history import Trial
 from lightning_greenai.trial.channel import read_record
-from lightning_greenai.trial.record import TrialRecord
+from lightning_greenai.trial.record import StopSignal, TrialRecord, TrialStatus
 
 if TYPE_CHECKING:
     from lightning_greenai.sweep.books import Book
@@ -71,13 +72,13 @@ class Watchdog:
         total = self.book.spend + in_flight
         fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
         if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes
-            stop = {"policy": sweep.stop_policy, "kind": "budget", "reason": f"budget reached ({fraction:.1%} spent)"}
+            stop = StopSignal(policy=sweep.stop_policy, kind="budget", reason=f"budget reached ({fraction:.1%} spent)")
             try:
-                sweep.jobs_channel.send("stop", None, stop)
+                sweep.jobs_channel.send_stop(stop)
                 self.stopped = True
             except StateWriteError as err:  # tried again at the next poll; the jobs' allowances hold meanwhile
                 log.warning("Could not signal STOP to the running jobs (trying again): %s", err)
-        finished = {j for j, r in records.items() if r.status != "running"}
+        finished = {j for j, r in records.items() if r.status != TrialStatus.RUNNING}
         if finished - self.finished and sweep.stop_policy != "finish" and not self.stopped:
             self.finished = finished
             self._reshare(records, total)
@@ -93,12 +94,11 @@ class Watchdog:
         # the jobs that can run at once share it (a batch larger than the launcher runs waits in its queue)
         share = sweep.share({q: h for q, h in headroom.items() if h is not None}, min(len(running), sweep.parallelism))
         for job_num in running:
-            allowance = sweep.jobs_channel.receive("allowance", job_num)
-            if not isinstance(allowance, dict) or "sweep" not in allowance:
+            allowance = sweep.jobs_channel.allowance(job_num)
+            if allowance.sweep is None:
                 continue
             spent = records[job_num].spend if job_num in records else Spend()
-            allowance["sweep"] = sweep.job_caps(spent, share)
             try:
-                sweep.jobs_channel.send("allowance", job_num, allowance)
+                sweep.jobs_channel.send_allowance(job_num, replace(allowance, sweep=sweep.job_caps(spent, share)))
             except StateWriteError as err:  # its old, lower caps hold: it stops early, never late
                 log.warning("Could not raise job %d's share of the budget: %s", job_num, err)
