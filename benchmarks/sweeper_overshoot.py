@@ -2,7 +2,7 @@
 
 Run: python benchmarks/sweeper_overshoot.py [--quick]
 
-1. Synthetic trials of known, growing cost (tests/sweeper/meter_task.py: 6 + 6x steps of 1 J for x = 0, 1, 2 ...:
+1. Synthetic trials of known, growing cost (tests/sweep/meter_task.py: 6 + 6x steps of 1 J for x = 0, 1, 2 ...:
    6, 12, 18, 24 J; 50 ms a step, a heartbeat every step) under a 30 J budget, with a low prior (4 J per trial). Each
    trial costs more than the finished ones predict, so admission launches trials the budget cannot pay for in full
    and the mid-batch stop has to act. Batches have the default size, the launcher's parallelism (basic 1, joblib

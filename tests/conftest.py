@@ -109,7 +109,7 @@ def sweep_dir(tmp_path):
     )
     out = tmp_path / "sweep"
     sweep.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(out)}}})
-    from tests.sweeper.test_overshoot_property import LockstepLauncher
+    from tests.sweep.test_overshoot_property import LockstepLauncher
 
     sweep.launcher = LockstepLauncher(sweep, out, [[1.0] * (i + 1) for i in range(5)])
     sweep.sweep(["x=choice(0,1,2,3,4)"])

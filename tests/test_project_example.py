@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sweeper.test_sweeper import assert_books_balance
+from tests.sweep.test_sweeper import assert_books_balance
 
 ROOT = Path(__file__).parents[1]
 APP = ROOT / "examples" / "project"

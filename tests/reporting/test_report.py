@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from lightning_greenai.reporting.cli import main
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
 from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
-from tests.sweeper.test_overshoot_property import LockstepLauncher
+from tests.sweep.test_overshoot_property import LockstepLauncher
 
 
 def test_report_of_a_run(run_dir, capsys):

@@ -12,7 +12,7 @@ from lightning_greenai import Spend
 from lightning_greenai.sweep.cost_aware import COST_ATTR, CostAwareSampler
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.strategies import OptunaStrategy
-from tests.sweeper.test_sweeper import finished, run
+from tests.sweep.test_sweeper import finished, run
 
 SPACE = ["lr=tag(log, interval(0.001, 1.0))", "width=tag(log, interval(8, 512))"]
 

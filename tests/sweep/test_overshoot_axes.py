@@ -22,7 +22,7 @@ from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.trial.account import TrialReporter
 from lightning_greenai.trial.channel import open_channel
 from lightning_greenai.trial.stopping import record_stop, stop_reason
-from tests.sweeper.test_overshoot_property import completed
+from tests.sweep.test_overshoot_property import completed
 
 HOUR = "2026-12-07T10"
 STEP_J, STEP_FLOPS, STEP_S = 10.0, 1e9, 60.0  # one step of a job: 10 J, 1 GFLOP, one minute of one GPU

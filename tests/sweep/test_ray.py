@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.ray_cluster import ENV, RayCluster, ray_cluster
-from tests.sweeper.test_faults import (
+from tests.sweep.test_faults import (
     popen,
     spent_at_least,
     two_jobs_in_flight_overshoot_by_at_most_one_step_each,
     wait_for,
 )
-from tests.sweeper.test_sweeper import assert_books_balance, finished
+from tests.sweep.test_sweeper import assert_books_balance, finished
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 

@@ -23,7 +23,7 @@ from lightning_greenai.reporting.summary import load
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.trial.channel import heartbeat_path, read_record
 from lightning_greenai.trial.record import TrialRecord
-from tests.sweeper.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
+from tests.sweep.test_sweeper import GRID, ROOT, TASK, assert_books_balance, finished, report, run
 
 
 def popen(sweep_dir: Path, *overrides: str) -> subprocess.Popen:

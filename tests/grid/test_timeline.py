@@ -16,7 +16,7 @@ from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock
 from tests.conftest import ClockedModel
 
-RECORDED = Path(__file__).parent / "grid_data" / "electricitymaps_past_range.json"
+RECORDED = Path(__file__).parent / "data" / "electricitymaps_past_range.json"
 T0 = datetime(2026, 11, 26, 10, 30, tzinfo=timezone.utc).timestamp()  # half past ten, UTC
 
 

@@ -12,13 +12,13 @@ import pytest
 
 from lightning_greenai.trial.channel import read_record
 from tests.slurm_cluster import ensure_installed, slurm_cluster
-from tests.sweeper.test_faults import (
+from tests.sweep.test_faults import (
     popen,
     spent_at_least,
     two_jobs_in_flight_overshoot_by_at_most_one_step_each,
     wait_for,
 )
-from tests.sweeper.test_sweeper import assert_books_balance, finished, run
+from tests.sweep.test_sweeper import assert_books_balance, finished, run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"]

@@ -11,7 +11,7 @@ from lightning_greenai.reporting.summary import load
 from lightning_greenai.reporting.sweep_files import ReportedSweep as BudgetSweep
 from lightning_greenai.stats.gain import GainRule, gain_upper_bound
 from lightning_greenai.trial.account import TrialReporter
-from tests.sweeper.test_overshoot_property import completed
+from tests.sweep.test_overshoot_property import completed
 
 
 def true_gain(a: float, best: float, k: int) -> float:

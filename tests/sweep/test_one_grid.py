@@ -12,7 +12,7 @@ from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 from tests.conftest import ClockedModel
-from tests.sweeper.test_sweeper import finished, report, run
+from tests.sweep.test_sweeper import finished, report, run
 
 MONITOR_TASK = Path(__file__).with_name("monitor_task.py")
 FR = Grid.from_location("FR")

@@ -18,8 +18,8 @@ from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.trial.account import TrialReporter
 from lightning_greenai.trial.channel import SqlChannel, open_channel, read_record
 from tests.postgres_server import PostgresServer, ensure_installed, postgres_server
-from tests.sweeper.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
-from tests.sweeper.test_sweeper import finished, report, run
+from tests.sweep.test_faults import two_jobs_in_flight_overshoot_by_at_most_one_step_each
+from tests.sweep.test_sweeper import finished, report, run
 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 

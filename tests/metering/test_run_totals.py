@@ -1,13 +1,10 @@
 """RunTotals without a Trainer: totals across entry points, the forecast, the account and the metrics."""
 
-import ast
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import lightning_greenai
 from lightning_greenai import Grid, Meter, Spend
 from lightning_greenai.metering.run import MAX_TIMELINE_POINTS, RunTotals
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeClock
@@ -143,17 +140,3 @@ def test_no_account_outside_a_sweep() -> None:
     totals.claim(None, _metered(FakeClock()))
     totals.report(None, release=True)
     assert totals.uids == {}
-
-
-def test_metering_imports_neither_lightning_nor_the_sweep_callbacks_or_reporting() -> None:
-    """The package's __init__ loads reporting for its public names: check what metering's own modules import."""
-    forbidden = ("lightning", "lightning_greenai.sweep", "lightning_greenai.callbacks", "lightning_greenai.reporting")
-    found = []
-    for path in sorted((Path(lightning_greenai.__file__).parent / "metering").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            bad = [n for n in names if n.split(".")[0] == "lightning" or n.startswith(forbidden[1:])]
-            found += [f"{path.name}: {n}" for n in bad]
-    assert found == []
