@@ -9,15 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lightning_greenai.reporting.checklists import FORMATS, render_checklist
-from lightning_greenai.reporting.render import (
-    axis_unit,
-    save_figure,
-    score_band,
-    to_json,
-    to_markdown,
-    to_text,
-    write_plots,
-)
+from lightning_greenai.reporting.plots import save_figure, score_band, write_plots
+from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, to_text
 from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
 from lightning_greenai.stats.bands import check_bounds

@@ -1,12 +1,9 @@
-"""Render a run's or a sweep's summary as a terminal table, JSON, Markdown a paper can paste, and PNG plots."""
+"""Render a run's or a sweep's summary as a terminal table, JSON and Markdown a paper can paste (plots: ``plots``)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 from lightning_greenai.hardware import hardware_line
@@ -15,9 +12,7 @@ from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, tr
 from lightning_greenai.reporting.price_tag import PriceTag, interval_text
 from lightning_greenai.reporting.slurm import slurm_energy
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
-from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.extrapolate import MIN_SCORES, unfit_reason
-from lightning_greenai.trial.record import TrialStatus
 from lightning_greenai.units import (
     S_PER_HOUR,
     display_unit,
@@ -32,7 +27,7 @@ from lightning_greenai.units import (
     kwh_to_j,
 )
 
-__all__ = ["axis_unit", "save_figure", "score_band", "to_json", "to_markdown", "to_text", "write_plots"]
+__all__ = ["axis_unit", "to_json", "to_markdown", "to_text"]
 
 
 def _count(n: int | float, noun: str) -> str:
@@ -375,71 +370,6 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
     return f"{para}\n\n{table}\n"
 
 
-def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, within: Path | None = None) -> list[Path]:
-    """Write the PNG plots into ``out_dir`` and return their paths (needs matplotlib: pip install matplotlib).
-
-    With ``within``, ``out_dir`` must be inside that folder once symlinks are resolved (a report never writes outside
-    the folder it was given); a file is never written through a symlink (each plot replaces the path itself).
-
-    Raises:
-        ValueError: ``out_dir`` leads outside ``within``.
-    """
-    out = Path(out_dir)
-    if within is not None:
-        root, target = within.resolve(), out.resolve()
-        if out.is_symlink() or (target != root and root not in target.parents):
-            raise ValueError(
-                f"Refusing to write plots to {out}: it leads outside {within} ({target}). Remove the link, or name a "
-                "folder with --plots."
-            )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [_plot_devices(plt, summary.spend, out / "energy_by_device.png")]
-    if isinstance(summary, SweepSummary):
-        if summary.trials:
-            paths.append(_plot_budget_curve(plt, summary, out / "budget_curve.png"))
-            paths.append(_plot_trial_energy(plt, summary, out / "energy_per_trial.png"))
-        if summary.scores():
-            paths.append(_plot_evp(plt, summary, out / "evp.png"))
-        if len(summary.scores()) >= 2 and trial_points(summary, "energy_kwh"):
-            paths.append(_plot_pareto(plt, summary, out / "pareto.png"))
-        marginal = summary.marginal_value()
-        if marginal:
-            paths.append(_plot_marginal(plt, summary, marginal, out / "marginal_value.png"))
-    else:
-        timeline = summary.tag.get("timeline") or []
-        if len(timeline) >= 2:
-            paths.append(_plot_power(plt, timeline, out / "power.png"))
-    return paths
-
-
-def save_figure(plt: Any, fig: Any, path: Path) -> Path:
-    """Lay out, save as PNG (120 dpi) and close a figure; the file replaces ``path`` (never written through a link)."""
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-_STATUS_COLORS: dict[str, tuple[str, str]] = {
-    TrialStatus.COMPLETED: ("#4a7", "completed"),
-    TrialStatus.BUDGET_STOPPED: ("#e93", "stopped by the budget"),
-    TrialStatus.KILLED: ("#b55", "killed at the budget"),
-    TrialStatus.FAILED: ("#c33", "failed"),
-    TrialStatus.INTERRUPTED: ("#999", "interrupted"),
-    TrialStatus.NOT_STARTED: ("#ddd", "not started"),
-}
-
-
 def axis_unit(quantity: str, largest: float, currency: str | None = None) -> tuple[str, float]:
     """``(label, divisor)`` to show a budget quantity's values (in its canonical unit) on one axis or in one table.
 
@@ -459,90 +389,6 @@ def axis_unit(quantity: str, largest: float, currency: str | None = None) -> tup
     return (currency or "currency") if quantity == "money" else quantity, 1.0
 
 
-def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = sorted(spend.energy_j)
-    unit, size = display_unit("energy", max(spend.energy_j.values(), default=0.0))
-    values = [spend.energy_j[n] / size for n in names]
-    bars = ax.barh(names, values, color=["#c98" if spend.methods.get(n) is Method.ESTIMATE else "#4a7" for n in names])
-    for bar, name in zip(bars, names, strict=True):
-        if spend.methods.get(name) is Method.ESTIMATE:
-            bar.set_hatch("//")
-    ax.set_xlabel(f"energy ({unit})")
-    ax.set_title("Energy by device (hatched: estimate)")
-    return save_figure(plt, fig, path)
-
-
-def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
-    curve = summary.curve()
-    rows = [r for r in curve if r["best_so_far"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    spent_kwh = max((r["energy_kwh"] for r in curve), default=0.0)
-    budget = summary.header.get("budget", {}).get("energy_kwh")
-    unit, size = axis_unit(
-        "energy_kwh", max(spent_kwh, budget or 0.0) if budget and budget < 1.5 * spent_kwh else spent_kwh
-    )
-    if rows:
-        x = [r["energy_kwh"] / size for r in rows]
-        ax.step(x, [r["best_so_far"] for r in rows], where="post", color="#27a", label="best so far")
-        scores = [r["score"] if r["score"] is not None else float("nan") for r in rows]
-        ax.plot(x, scores, "o", color="#aaa", ms=4, label="trial score")
-    if budget and budget <= 1.5 * spent_kwh:
-        ax.axvline(budget / size, color="#c33", ls="--", label="energy budget")
-    elif budget:
-        # far beyond what was spent: drawing it would squash every point into a stripe at the left
-        ax.annotate(
-            f"budget {format_quantity('energy_kwh', budget)} →\n({budget / max(spent_kwh, 1e-30):.0f}x the spend)",
-            xy=(1.0, 0.5),
-            xycoords="axes fraction",
-            ha="right",
-            va="center",
-            color="#c33",
-            fontsize=8,
-        )
-    ax.set_xlabel(f"cumulative energy ({unit})")
-    ax.set_ylabel("best score so far (observed)")
-    ax.set_title(f"Budget curve: {summary.strategy} search")
-    if ax.get_legend_handles_labels()[0]:  # a sweep with no scored trial has no curve to label
-        ax.legend(loc="lower right")
-    return save_figure(plt, fig, path)
-
-
-def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    jobs = [t.job_num for t in summary.trials]
-    energy_j = [t.spend.total_energy_j or 0.0 for t in summary.trials]
-    unit, size = display_unit("energy", max(energy_j, default=0.0))
-    statuses = [str(t.status) for t in summary.trials]
-    ax.bar(jobs, [e / size for e in energy_j], color=[_STATUS_COLORS.get(s, ("#999", s))[0] for s in statuses])
-    shown = [s for s in _STATUS_COLORS if s in statuses]
-    ax.legend(
-        handles=[Patch(color=_STATUS_COLORS[s][0], label=_STATUS_COLORS[s][1]) for s in shown],
-        loc="upper left",
-        fontsize=8,
-    )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial (launch order)")
-    ax.set_ylabel(f"energy ({unit})")
-    ax.set_title("Energy per trial")
-    return save_figure(plt, fig, path)
-
-
-def score_band(summary: SweepSummary, rows: list[dict[str, Any]]) -> tuple[str, list[float], list[float], str]:
-    """The curve to draw for EVP rows and its confidence band: ``(key, low, high, label)``.
-
-    The expected best with its band when the score's bounds are known; otherwise the median best with its band (the
-    expected best has none without bounds).
-    """
-    level = f"{100 * summary.confidence:g} % band (Lourie et al.)"
-    if rows and rows[0].get("expected_lo") is not None:
-        return "expected", [r["expected_lo"] for r in rows], [r["expected_hi"] for r in rows], level
-    return "median", [r["median_lo"] for r in rows], [r["median_hi"] for r in rows], level + ", median best"
-
-
 def _extrapolation_json(summary: SweepSummary) -> dict[str, Any] | None:
     fit = summary.extrapolation()
     if fit is None:
@@ -559,145 +405,3 @@ def _extrapolation_json(summary: SweepSummary) -> dict[str, Any] | None:
             "bootstrap, model-based (holds as far as the quadratic tail does)"
         ),
     }
-
-
-def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    if len(summary.scores()) < 2:
-        ax.text(
-            0.5,
-            0.5,
-            "One scored trial: the expected best of n trials\nneeds at least two (run more trials).",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-        ax.set_title("Expected validation performance")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    elif summary.iid:
-        rows = summary.evp()
-        n = [r["n"] for r in rows]
-        key, lo, hi, label = score_band(summary, rows)
-        ax.fill_between(n, lo, hi, color="#27a", alpha=0.2, label=label)
-        if key == "median":
-            ax.plot(n, [r["median"] for r in rows], color="#27a", ls=":", label="median best")
-        ax.plot(n, [r["expected"] for r in rows], color="#27a", label="expected best (Dodge et al.)")
-        ax.plot(n, [r["unbiased"] for r in rows], color="#e93", ls="--", label="unbiased (Tang et al.)")
-        extra = summary.extrapolated_rows()
-        if extra:
-            far = [r["n"] for r in extra]
-            ax.axvline(far[0], color="#999", ls=":", lw=0.8)  # the trials run: measured left, extrapolated right
-            ax.fill_between(far, [r["lo"] for r in extra], [r["hi"] for r in extra], color="#7a2", alpha=0.15)
-            ax.plot(
-                far,
-                [r["expected"] for r in extra],
-                color="#7a2",
-                ls="--",
-                label="extrapolated (quadratic tail, ≈95 % interval)",
-            )
-        ax.set_title("Expected validation performance", pad=30)
-        per_trial_kwh = rows[0]["energy_kwh"]
-        unit, size = axis_unit("energy_kwh", rows[-1]["energy_kwh"])
-        top = ax.secondary_xaxis(
-            "top",
-            functions=(lambda x: x * per_trial_kwh / size, lambda x: x * size / max(per_trial_kwh, 1e-30)),
-        )
-        top.set_xlabel(f"expected energy budget ({unit})")
-    else:
-        rows = [r for r in summary.curve() if r["best_so_far"] is not None]
-        ax.step(
-            range(1, len(rows) + 1),
-            [r["best_so_far"] for r in rows],
-            where="post",
-            color="#27a",
-            label="observed best so far (not i.i.d.: no expectation)",
-        )
-        ax.set_title(f"Observed best so far ({summary.strategy} search)")
-    if len(summary.scores()) >= 2:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("number of trials n")
-        ax.set_ylabel("best validation score")
-        ax.legend(loc="lower right", fontsize=8)
-    return save_figure(plt, fig, path)
-
-
-def _plot_pareto(plt: Any, summary: SweepSummary, path: Path, epsilon: float = EPSILON) -> Path:
-    """Each trial's score against its own energy, the Pareto front highlighted."""
-    points = trial_points(summary, "energy_kwh")
-    front = pareto_front(points, summary.direction)
-    unit, size = axis_unit("energy_kwh", max(p.cost for p in points))
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.scatter([p.cost / size for p in points], [p.score for p in points], color="#999", s=18, label="trial")
-    ax.plot(
-        [p.cost / size for p in front],
-        [p.score for p in front],
-        color="#27a",
-        marker="o",
-        drawstyle="steps-post",
-        label="Pareto front",
-    )
-    near = cheapest_within(points, epsilon, summary.direction)
-    if near is not None and near["trial"].job != near["best"].job:
-        trial = near["trial"]
-        ax.annotate(
-            f"#{trial.job}: within {epsilon:g} of the best",
-            (trial.cost / size, trial.score),
-            textcoords="offset points",
-            xytext=(8, -14),
-            fontsize=8,
-        )
-    ax.set_xlabel(f"trial energy ({unit})")
-    ax.set_ylabel("validation score")
-    ax.set_title("Score against each trial's energy")
-    ax.legend(loc="lower right", fontsize=8)
-    return save_figure(plt, fig, path)
-
-
-def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], path: Path) -> Path:
-    """What one more kWh buys against the kWh spent: the plug-in estimate and the stop rule's upper bound."""
-    unit, size = axis_unit("energy_kwh", rows[-1]["spent"])
-    per = size  # gain per display unit = gain per kWh x kWh per display unit
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.plot(
-        [r["spent"] / size for r in rows],
-        [r["expected_gain_per_unit"] * per for r in rows],
-        color="#27a",
-        marker="o",
-        ms=3,
-        label="expected (EVP rise per trial / trial cost)",
-    )
-    bounded = [r for r in rows if r["upper_gain_per_unit"] is not None]
-    if bounded:
-        ax.plot(
-            [r["spent"] / size for r in bounded],
-            [r["upper_gain_per_unit"] * per for r in bounded],
-            color="#e93",
-            ls="--",
-            label=f"95 % upper bound, next {summary.next_trials} trials (stop_when's)",
-        )
-    threshold = (summary.header.get("stop_when") or {}).get("gain_per_kwh")
-    if threshold:
-        ax.axhline(threshold * per, color="#c33", lw=0.8, label=f"stop_when.gain_per_kwh = {threshold:g}")
-    if any(r["expected_gain_per_unit"] > 0 for r in rows):
-        ax.set_yscale("log")
-    ax.set_xlabel(f"energy spent ({unit})")
-    ax.set_ylabel(f"score gained per {unit}")
-    ax.set_title("What the next unit of energy buys")
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(plt, fig, path)
-
-
-def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
-    if timeline and timeline[0][0] > 0:  # the first log's energy accrued from the start: draw that interval too
-        timeline = [[0.0, 0.0], *timeline]
-    times = [p[0] for p in timeline]
-    power = [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else float("nan") for a, b in itertools.pairwise(timeline)]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.step(times[1:], power, where="pre", color="#27a")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("power (W)")
-    ax.set_title("Power over time (all metered devices)")
-    return save_figure(plt, fig, path)

@@ -70,7 +70,8 @@ def _say_how_to_resume(stopped: SweepStopped) -> None:
 
 def present(sweep: BudgetSweep, sweep_dir: Path) -> None:
     """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``)."""
-    from lightning_greenai.reporting.render import to_text, write_plots
+    from lightning_greenai.reporting.plots import write_plots
+    from lightning_greenai.reporting.render import to_text
     from lightning_greenai.reporting.summary import SweepSummary, load
 
     summary = load(sweep_dir)
