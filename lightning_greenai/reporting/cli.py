@@ -11,7 +11,7 @@ from pathlib import Path
 from lightning_greenai.reporting.checklists import FORMATS, render_checklist
 from lightning_greenai.reporting.plots import save_figure, score_band, write_plots
 from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, to_text
-from lightning_greenai.reporting.summary import NothingToReportError, SweepSummary, load
+from lightning_greenai.reporting.summary import NothingToReportError, RunSummary, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
 from lightning_greenai.stats.bands import check_bounds
 from lightning_greenai.units import DISPLAY_UNITS, set_display_units
@@ -155,7 +155,7 @@ def _unit_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--flops-unit", choices=list(DISPLAY_UNITS["flops"]), default=None)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greenai", description="The price tag of a run or a sweep.")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="the price tag of a run or sweep directory")
@@ -183,10 +183,11 @@ def _main(argv: Sequence[str] | None) -> int:
         default=None,
         help="for --format hf-card: pre-training, fine-tuning ... (not measured: said so if not given)",
     )
-    rep.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: <path>/greenai_report)")
+    rep.add_argument(
+        "--plots", type=Path, default=None, help="folder for PNG plots (default: greenai_report beside the report)"
+    )
     rep.add_argument("--no-plots", action="store_true")
-    for command in (rep,):
-        _unit_options(command)
+    _unit_options(rep)
     cmp = sub.add_parser("compare", help="two sweeps' expected-performance curves on one budget axis")
     cmp.add_argument("a", type=Path)
     cmp.add_argument("b", type=Path)
@@ -201,72 +202,83 @@ def _main(argv: Sequence[str] | None) -> int:
         help="the range the score can take: compare the expected best (with bands) instead of the median best",
     )
     _unit_options(cmp)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
     try:
         set_display_units(energy=args.energy_unit, co2e=args.co2e_unit, flops=args.flops_unit)
+        bounds = None if args.score_bounds is None else check_bounds(args.score_bounds, name="--score-bounds")
     except ValueError as err:
         print(f"greenai: {err}", file=sys.stderr)
         return 2
     try:
-        bounds = None
-        if args.score_bounds is not None:
-            try:
-                bounds = check_bounds(args.score_bounds, name="--score-bounds")
-            except ValueError as err:
-                print(f"greenai: {err}", file=sys.stderr)
-                return 2
-        if args.command == "report":
-            summary = load(args.path)
-            if bounds is not None and isinstance(summary, SweepSummary):
-                summary.set_score_bounds(bounds)
-            elif bounds is not None:
-                summary.notes.append("--score-bounds applies to sweeps (their tuning curves); a run has none")
-            if args.format is not None:
-                print(render_checklist(summary, args.format, training_type=args.training_type))
-            elif args.json:
-                print(to_json(summary))
-            elif args.markdown:
-                print(to_markdown(summary))
-            else:
-                print(to_text(summary))
-            if not args.no_plots:
-                try:
-                    if args.plots is not None:
-                        paths = write_plots(summary, args.plots)
-                    else:
-                        paths = write_plots(summary, args.path / "greenai_report", within=args.path)
-                except ImportError:
-                    print("greenai: plots need matplotlib: pip install matplotlib", file=sys.stderr)
-                except ValueError as err:
-                    print(f"greenai: {err}", file=sys.stderr)
-                    return 2
-                except OSError as err:
-                    print(f"greenai: cannot write the plots there: {err}", file=sys.stderr)
-                    return 2
-                else:
-                    if not args.json:
-                        print("plots: " + ", ".join(str(p) for p in paths))
-            return 0
-        a, b = load(args.a), load(args.b)
-        if not isinstance(a, SweepSummary) or not isinstance(b, SweepSummary):
-            single = a if not isinstance(a, SweepSummary) else b
-            print(f"greenai compare: {single.path} is a single run, not a sweep.", file=sys.stderr)
-            return 2
-        if bounds is not None:
-            a.set_score_bounds(bounds)
-            b.set_score_bounds(bounds)
-        try:
-            print(compare(a, b, args.unit, args.out))
-        except ValueError as err:
-            print(f"greenai compare: {err}", file=sys.stderr)
-            return 2
-        except OSError as err:
-            print(f"greenai compare: cannot write compare.png there: {err}", file=sys.stderr)
-            return 2
-        return 0
+        return _report(args, bounds) if args.command == "report" else _compare(args, bounds)
     except NothingToReportError as err:
         print(f"greenai: {err}", file=sys.stderr)
         return 2
+
+
+def _report(args: argparse.Namespace, bounds: tuple[float, float] | None) -> int:
+    """``greenai report``: print the summary in the format asked for, then write the plots."""
+    summary = load(args.path)
+    if bounds is not None and isinstance(summary, SweepSummary):
+        summary.set_score_bounds(bounds)
+    elif bounds is not None:
+        summary.notes.append("--score-bounds applies to sweeps (their tuning curves); a run has none")
+    if args.format is not None:
+        print(render_checklist(summary, args.format, training_type=args.training_type))
+    elif args.json:
+        print(to_json(summary))
+    elif args.markdown:
+        print(to_markdown(summary))
+    else:
+        print(to_text(summary))
+    return 0 if args.no_plots else _plots(summary, args)
+
+
+def _plots(summary: RunSummary | SweepSummary, args: argparse.Namespace) -> int:
+    """Write the report's plots: into ``--plots``, or ``greenai_report`` in the folder reported on."""
+    folder = args.path if args.path.is_dir() else args.path.parent  # a price_tag.json: beside it
+    try:
+        if args.plots is not None:
+            paths = write_plots(summary, args.plots)
+        else:
+            paths = write_plots(summary, folder / "greenai_report", within=folder)
+    except ImportError:
+        print("greenai: plots need matplotlib: pip install matplotlib", file=sys.stderr)
+        return 0
+    except ValueError as err:
+        print(f"greenai: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"greenai: cannot write the plots there: {err}", file=sys.stderr)
+        return 2
+    if not args.json:
+        print("plots: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _compare(args: argparse.Namespace, bounds: tuple[float, float] | None) -> int:
+    """``greenai compare``: the verdict in words, and ``compare.png`` with ``--out``."""
+    a, b = load(args.a), load(args.b)
+    if not isinstance(a, SweepSummary) or not isinstance(b, SweepSummary):
+        single = a if not isinstance(a, SweepSummary) else b
+        print(f"greenai compare: {single.path} is a single run, not a sweep.", file=sys.stderr)
+        return 2
+    if bounds is not None:
+        a.set_score_bounds(bounds)
+        b.set_score_bounds(bounds)
+    try:
+        print(compare(a, b, args.unit, args.out))
+    except ValueError as err:
+        print(f"greenai compare: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"greenai compare: cannot write compare.png there: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ def test_report_of_a_run(run_dir, capsys):
     assert sorted(p.name for p in (run_dir / "greenai_report").glob("*.png")) == ["energy_by_device.png", "power.png"]
 
 
+def test_report_of_a_price_tag_file_writes_its_plots_beside_it(run_dir, capsys):
+    (tag,) = run_dir.rglob("price_tag.json")
+    assert main(["report", str(tag)]) == 0  # was exit 2: "cannot write the plots there: Not a directory"
+    assert (tag.parent / "greenai_report" / "energy_by_device.png").is_file()
+    assert "plots: " in capsys.readouterr().out
+
+
 def test_report_json_and_markdown(run_dir, capsys):
     assert main(["report", str(run_dir), "--json", "--no-plots"]) == 0
     data = json.loads(capsys.readouterr().out)
