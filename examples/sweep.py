@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> float:
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         callbacks=[
-            instantiate(c, **({"verbose": True} if single and "verbose" in c else {})) for c in cfg.callbacks.values()
+            instantiate(c, **({"verbose": False} if single and "verbose" in c else {})) for c in cfg.callbacks.values()
         ],
         logger=instantiate(cfg.logger),
         enable_progress_bar=False,

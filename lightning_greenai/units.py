@@ -307,7 +307,7 @@ def format_flops(flops: float | None, *, unit_for: float | None = None) -> str:
     if flops is None:
         return "unknown"
     name, size = display_unit("flops", flops if unit_for is None else unit_for)
-    return f"{flops / size:.4g} {name}"
+    return f"{flops / size:.3g} {name}"
 
 
 def format_gpu_time(gpu_s: float, *, unit_for: float | None = None) -> str:

@@ -47,8 +47,9 @@ def test_ddp_with_a_rich_progress_bar_anywhere_never_hangs(tmp_path, bar_at):
     assert tag["title"] == "test"
     assert set(tag["stages"]) == {"fit", "test"}  # one tag per stage, the first kept
     assert tag["this_stage"]["energy_kwh"] < tag["stages"]["test"]["energy_kwh"]
-    assert proc.stdout.count("lightning-greenai price tag (fit") == 1  # printed once per stage, by rank 0
-    assert proc.stdout.count("lightning-greenai price tag (test") == 1
+    assert proc.stdout.count("lightning-greenai price tag (fit)") == 1  # the run's compact tag, by rank 0 only
+    assert proc.stdout.count("[greenai] + test: ") == 1  # and one line for what its test added
+    assert proc.stdout.count("lightning-greenai price tag") == 1
     # the price of a prediction counts both ranks' samples: 2 test batches of 1 per rank; validation 2 epochs x 3
     # batches + 2 sanity batches per rank
     predictions = tag["predictions"]

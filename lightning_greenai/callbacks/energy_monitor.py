@@ -18,6 +18,7 @@ from lightning_greenai.callbacks.outputs import (
     cuda_uuids,
     log_price_tag,
     output_dir,
+    own_stage_figures,
     prediction_metrics,
     run_root,
     write_price_tags,
@@ -99,8 +100,8 @@ class EnergyMonitor(BatchCallback):
 
     The progress bar shows ``greenai/energy_wh`` and ``greenai/co2e_g`` (smaller units, readable at 3 decimals).
 
-    At the end of ``fit``/``validate``/``test``/``predict`` the price tag is printed once (rank 0) and written as
-    ``price_tag.json`` into ``trainer.log_dir``.
+    At the end of ``fit``/``validate``/``test``/``predict`` the price tag is printed (rank 0; see ``verbose``) and
+    written as ``price_tag.json`` into ``trainer.log_dir``, every stage's figures in one file.
 
     Args:
         grid: The electricity grid that prices the run (carbon intensity, PUE, prices, embodied carbon, water): a
@@ -132,7 +133,9 @@ class EnergyMonitor(BatchCallback):
         tokens_key: Where a batch keeps its tokens, for per-token figures: a key (``"input_ids"``), a tuple position,
             or a callable ``batch -> count`` (see :class:`~lightning_greenai.callbacks.samples.SampleCounter`); by
             default a FlopMonitor's on the same trainer.
-        verbose: Print the price tag at the end.
+        verbose: What the run prints as each entry point ends (rank 0): ``False``, its first a compact tag of at
+            most 10 lines (totals, one line per stage, where the full tag is), each later one a line of what it added;
+            ``True``, the full table (as ``greenai report`` prints it); ``None``, nothing.
         prometheus: Serve the run's energy, FLOPs and power to Prometheus (opt-in): a port (0: a free one), or a
             :class:`~lightning_greenai.exporters.prometheus.PrometheusExporter`; global rank 0 serves it for as long
             as the process lives.
@@ -168,7 +171,7 @@ class EnergyMonitor(BatchCallback):
         prog_bar: bool = True,
         per_device: bool = True,
         tokens_key: TokensKey = None,
-        verbose: bool = True,
+        verbose: bool | None = False,
         prometheus: PrometheusExporter | int | None = None,
         opentelemetry: OpenTelemetryExporter | bool | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -190,7 +193,11 @@ class EnergyMonitor(BatchCallback):
         self._cpu_tdp_w, self._gpu_tdp_w = cpu_tdp_w, gpu_tdp_w
         self._gpu_sharing = check_sharing(gpu_sharing)
         self._log_every = log_every_n_steps
-        self._prog_bar, self._verbose = prog_bar, verbose
+        if verbose is not None and not isinstance(verbose, bool):
+            raise ValueError(
+                f"`verbose` must be False (a compact tag), True (the full table) or None, got {verbose!r}."
+            )
+        self._prog_bar, self._verbose, self._tag_printed = prog_bar, verbose, False
         self._clock = clock
         if prometheus is not None and not isinstance(prometheus, PrometheusExporter):
             check_port(prometheus, name="prometheus", allowed="a PrometheusExporter, or None")
@@ -417,8 +424,17 @@ class EnergyMonitor(BatchCallback):
         predictions = prediction_metrics(tag)
         if predictions:
             self._emit(trainer, predictions)
+        self._print_tag(tag, title, None if log_dir is None else str(Path(log_dir) / self._tag_file(trainer)))
+
+    def _print_tag(self, tag: PriceTag, title: str, where: str | None) -> None:
+        """The full table (verbose), or the compact tag once and a line for each entry point after it."""
         if self._verbose:
             print(tag.to_text())
+        elif self._verbose is False and not self._tag_printed:
+            print(tag.to_compact_text(own_stage_figures(self._tags), where))
+        elif self._verbose is False:
+            print(tag.update_line(title, own_stage_figures(self._tags)[title], where))
+        self._tag_printed = True
 
     def _tag_file(self, trainer: pl.Trainer) -> str:
         """``price_tag.json``; a second monitor on the same trainer writes ``price_tag-1.json`` and so on."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = [
+    "own_stage_figures",
     "STAGE_FIELDS",
     "cuda_uuids",
     "log_price_tag",
@@ -101,6 +103,30 @@ def write_price_tags(path: Path, tags: dict[str, dict[str, Any]], title: str) ->
         write_json_atomic(path, data)
     except StateWriteError as err:
         warnings.warn(str(err), GreenAIWarning, stacklevel=3)
+
+
+def own_stage_figures(tags: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each entry point's own energy, FLOPs and time, from the running totals its price tag holds (in run order).
+
+    FLOPs are every phase's (training and evaluation, recomputation aside) when a FlopMonitor counted them.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    flops_before = 0.0
+    for title, tag in tags.items():
+        own = tag.get("this_stage") or tag
+        phases = tag.get("flops_by_phase")
+        if phases:
+            flops = sum(v for k, v in phases.items() if v and not k.endswith("recompute"))
+        else:
+            flops = tag.get("flops") or 0.0
+        out[title] = {
+            "energy_kwh": own.get("energy_kwh"),
+            "duration_s": own.get("duration_s"),
+            "flops": flops - flops_before,
+            "is_estimate": tag.get("is_estimate"),
+        }
+        flops_before = flops
+    return out
 
 
 def log_price_tag(trainer: pl.Trainer, tag: PriceTag) -> None:

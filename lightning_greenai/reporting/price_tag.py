@@ -211,6 +211,49 @@ class PriceTag:
         os.replace(tmp, path)
         return path
 
+    def to_compact_text(self, stages: Mapping[str, Mapping[str, Any]] | None = None, where: str | None = None) -> str:
+        """The tag a run prints by default: at most 10 lines, the run's totals and one line per stage.
+
+        ``stages`` are the entry points so far (``fit``, ``validate``, ``test``, ``predict``), each as its
+        :meth:`to_dict`; ``where`` is the full tag's file, named with ``greenai report`` in the last line.
+        """
+        spend, grid = self.spend, self.grid
+        est = f" {_MARK}" if spend.is_estimate else ""
+        names = ", ".join(stages) if stages else self.title
+        lines = [f"lightning-greenai price tag ({names})"]
+        energy = format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j)
+        lines.append(f"  {'energy':<9} {energy}")
+        intensity, _ = grid.intensity_text(spend)
+        cost = "not priced" if self.cost is None else f"{self.cost:.3g} {grid.currency}{est}"
+        place = grid.country or grid.region or "table mean"
+        lines.append(f"  {'carbon':<9} {format_mass(self.co2e_g)}{est} ({place}, {intensity}); cost {cost}")
+        performed = sum(v for k, v in (self.flops_by_phase or {}).items() if v and not k.endswith("recompute"))
+        flops = performed or spend.flops
+        compute = format_flops(flops) if flops else "not counted (add a FlopMonitor)"
+        lines.append(f"  {'time':<9} {_seconds(self.duration_s)}; FLOPs {compute}")
+        for name, stage in (stages or {}).items():
+            lines.append(f"  {name:<9} {_stage_line(stage)}")
+        flags = []
+        if spend.is_estimate:
+            flags.append(f"{_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): approximate")
+        if spend.unavailable_domains:
+            flags.append(f"not metered: {', '.join(spend.unavailable_domains)}")
+        if self.notes:
+            flags.append(f"{len(self.notes)} note(s) in the full tag")
+        if flags:
+            lines.append("  " + "; ".join(flags))
+        if where is not None:
+            lines.append(f"  full tag: {where} (or: greenai report {Path(where).parent})")
+        return "\n".join(lines)
+
+    def update_line(self, stage: str, stage_tag: Mapping[str, Any], where: str | None = None) -> str:
+        """One line for an entry point after the run's first: what it added, and the run's new totals."""
+        spend = self.spend
+        est = f" {_MARK}" if spend.is_estimate else ""
+        total = format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j)
+        line = f"[greenai] + {stage}: {_stage_line(stage_tag)}; run total {total}, {format_mass(self.co2e_g)}"
+        return line if where is None else f"{line} -> {where}"
+
     def to_text(self) -> str:
         """Return the price tag as a table. Figures that include an estimate carry a ``*``."""
         spend, grid = self.spend, self.grid
@@ -355,3 +398,19 @@ class PriceTag:
                 f"{format_energy(even['training_energy_j'])} / {format_energy(even['j_per_sample'])} per "
                 f"{even['stage']} sample)",
             )
+
+
+def _seconds(duration_s: float) -> str:
+    """A duration as a reader takes it in: ``0.518 s`` under a minute, ``H:MM:SS`` above."""
+    return f"{duration_s:.3g} s" if duration_s < 60 else format_duration(duration_s)
+
+
+def _stage_line(stage: Mapping[str, Any]) -> str:
+    """One entry point's energy, FLOPs and time, from its :meth:`PriceTag.to_dict`."""
+    energy_kwh, flops = stage.get("energy_kwh"), stage.get("flops")
+    mark = f" {_MARK}" if stage.get("is_estimate") else ""
+    parts = [format_energy(None if energy_kwh is None else kwh_to_j(energy_kwh)) + mark]
+    if flops:
+        parts.append(format_flops(flops))
+    parts.append(_seconds(float(stage.get("duration_s") or 0.0)))
+    return ", ".join(parts)

@@ -114,14 +114,7 @@ def discover_sensors(
     """
     check_sharing(gpu_sharing)
     found = Discovery()
-    jetson = discover_jetson(jetson_root, clock=clock)
-    if jetson.sensors:  # a Jetson: its rails are the module's energy, CPU and GPU included; rank 0 of a node meters it
-        found.notes.extend(jetson.notes)
-        if host:
-            found.sensors.extend(jetson.sensors)
-        else:
-            for sensor in jetson.sensors:
-                sensor.close()
+    if _discover_jetson(found, jetson_root, host, clock=clock):
         return found
     host = _discover_gpus(
         found,
@@ -142,6 +135,23 @@ def discover_sensors(
             found, rapl_root, rapl_reader, cpu_tdp_w, apportion_host=apportion_host, clock=clock, process=process
         )
     return found
+
+
+def _discover_jetson(found: Discovery, root: Path | str, host: bool, *, clock: Callable[[], float]) -> bool:
+    """Add a Jetson's rails to ``found`` (rank 0 of a node meters them); returns whether this is a Jetson.
+
+    Its rails are the module's energy, CPU and GPU included: nothing else is looked for.
+    """
+    jetson = discover_jetson(root, clock=clock)
+    if not jetson.sensors:
+        return False
+    found.notes.extend(jetson.notes)
+    if host:
+        found.sensors.extend(jetson.sensors)
+    else:
+        for sensor in jetson.sensors:
+            sensor.close()
+    return True
 
 
 def _discover_gpus(

@@ -9,9 +9,10 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
-from lightning_greenai import EnergyMonitor, GreenAIWarning, Grid, GridConfigError, Method
+from lightning_greenai import EnergyMonitor, FlopMonitor, GreenAIWarning, Grid, GridConfigError, Method
 from lightning_greenai.callbacks.factory import ENV_VAR, auto_callbacks
 from lightning_greenai.sensors.fake import ConstantPowerSensor, FakeGPU, FakeNVML, FakeSensor, make_rapl_tree
+from lightning_greenai.units import format_energy
 from tests.conftest import ClockedModel
 
 J_PER_KWH = 3.6e6
@@ -97,9 +98,56 @@ def test_price_tag_is_printed_once_with_estimates_flagged(tiny_trainer, fake_clo
     tiny_trainer(callbacks=[mon], logger=False).fit(ClockedModel(fake_clock))
     out = capsys.readouterr().out
     assert out.count("lightning-greenai price tag (fit)") == 1
-    assert "estimate *" in out
+    assert " J *" in out  # the energy that includes an estimate carries the mark
     assert "includes an estimate (cpu:estimate)" in out
     assert mon.spend.is_estimate
+
+
+def test_fit_validate_test_print_one_compact_tag_and_a_line_each(tiny_trainer, fake_clock, capsys):
+    """Issue 22: a fit + validate + test printed three full tables (72 lines) with the same note three times."""
+    sensors = [
+        ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock),
+        ConstantPowerSensor("cpu:estimate", 10.0, clock=fake_clock, method=Method.ESTIMATE),
+    ]
+    mon = EnergyMonitor(grid={"country": "FR"}, sensors=sensors, clock=fake_clock)
+    trainer, model = tiny_trainer(callbacks=[mon, FlopMonitor()]), ClockedModel(fake_clock)
+    trainer.fit(model)
+    trainer.validate(model)
+    trainer.test(model)
+    out = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    start = out.index("lightning-greenai price tag (fit)")
+    tag = out[start : start + 10]
+    assert len([line for line in tag if not line.startswith("[greenai]")]) <= 10
+    assert tag[1].startswith("  energy    ") and " J *" in tag[1]
+    assert any(line.startswith("  fit       ") and "FLOPs" in line for line in tag)
+    assert any("full tag: " in line and "price_tag.json" in line for line in tag)
+    updates = [line for line in out if line.startswith("[greenai] + ")]
+    assert [line.split(":")[0] for line in updates] == ["[greenai] + validate", "[greenai] + test"]
+    assert all("run total" in line and "price_tag.json" in line for line in updates)
+    assert sum("includes an estimate" in line for line in out) == 1  # the note once, not once per stage
+    assert sum("lightning-greenai price tag" in line for line in out) == 1
+    # ledger = printed: the last line's run total is the monitor's total
+    assert format_energy(mon.spend.total_energy_j) in updates[-1]
+
+
+def test_verbose_prints_the_full_table(tiny_trainer, fake_clock, capsys):
+    mon = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock, verbose=True)
+    tiny_trainer(callbacks=[mon]).fit(ClockedModel(fake_clock))
+    out = capsys.readouterr().out
+    assert "lightning-greenai price tag (fit)" in out and "  device" in out and "embodied CO2e (apart)" in out
+
+
+def test_verbose_none_prints_nothing_and_still_writes_the_tag(tiny_trainer, fake_clock, capsys, tmp_path):
+    mon = EnergyMonitor(sensors=[ConstantPowerSensor("gpu:0", 100.0, clock=fake_clock)], clock=fake_clock, verbose=None)
+    tiny_trainer(callbacks=[mon]).fit(ClockedModel(fake_clock))
+    out = capsys.readouterr().out
+    assert "price tag" not in out and "[greenai]" not in out
+    assert list(tmp_path.rglob("price_tag.json"))
+
+
+def test_a_verbose_that_is_not_a_choice_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"`verbose` must be False .* got 'yes'"):
+        EnergyMonitor(verbose="yes")
 
 
 def test_logger_false_still_writes_the_price_tag(tiny_trainer, fake_clock, tmp_path):
