@@ -240,3 +240,23 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     settle = [i for i in imports() if i.module == "lightning_greenai.sweep.settle"]
     assert any(i.type_only and i.target == "lightning_greenai.sweep.engine" for i in settle)
     assert not any(i.type_only for i in settle if i.target == "lightning_greenai.trial.record")
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_module_over_600_lines_and_no_function_over_80() -> None:
+    """The house's size limits: a hub file or a long function is where the next feature would otherwise land."""
+    too_long = []
+    for _, path, _ in _modules():
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, "split these (see docs/architecture.md):\n" + "\n".join(too_long)

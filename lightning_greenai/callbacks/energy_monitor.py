@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.callbacks.grid_choice import own_grid, trial_grid
 from lightning_greenai.callbacks.outputs import (
     cuda_uuids,
     log_price_tag,
@@ -24,12 +25,11 @@ from lightning_greenai.callbacks.outputs import (
     write_price_tags,
 )
 from lightning_greenai.callbacks.samples import SampleCounter, TokensKey
-from lightning_greenai.errors import GreenAIWarning, GridConfigError
+from lightning_greenai.errors import GreenAIWarning
 from lightning_greenai.exporters.export import SpendExporter
 from lightning_greenai.exporters.opentelemetry import OpenTelemetryExporter
 from lightning_greenai.exporters.prometheus import PrometheusExporter, check_port
 from lightning_greenai.grid import Grid
-from lightning_greenai.grid.grid import GRID_OPTIONS
 from lightning_greenai.grid.timeline import ElectricityMaps
 from lightning_greenai.hardware import describe_hardware
 from lightning_greenai.metering.meter import Meter, TrialAccount
@@ -40,29 +40,12 @@ from lightning_greenai.sensors.discovery import discover_sensors
 from lightning_greenai.sensors.rapl import RAPL_ROOT
 from lightning_greenai.sensors.shared import check_sharing
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.account import current_trial, sweep_grid
+from lightning_greenai.trial.account import current_trial
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
 __all__ = ["EnergyMonitor"]
-
-
-def _own_grid(grid: Grid | Mapping[str, Any] | None) -> tuple[dict[str, Any], Grid]:
-    """The grid options a monitor set itself (what its checkpoint key and a sweep's check see), and its grid.
-
-    Raises:
-        GridConfigError: ``grid`` is neither a Grid nor a mapping, or :meth:`Grid.from_config` refuses it.
-    """
-    if isinstance(grid, Grid):
-        return {k: getattr(grid, k) for k in GRID_OPTIONS if hasattr(grid, k)}, grid
-    if grid is not None and not isinstance(grid, Mapping):
-        raise GridConfigError(
-            f"`grid` must be a Grid, a mapping of Grid.from_location's options ({', '.join(GRID_OPTIONS)}) or None, "
-            f"got {grid!r}."
-        )
-    given = {str(k): v for k, v in dict(grid or {}).items() if v is not None}
-    return given, Grid.from_config(given)
 
 
 class EnergyMonitor(BatchCallback):
@@ -177,7 +160,7 @@ class EnergyMonitor(BatchCallback):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self._grid_given, grid = _own_grid(grid)  # the options this monitor set itself, and the grid they make
+        self._grid_given, grid = own_grid(grid)  # the options this monitor set itself, and the grid they make
         self._own_place = (grid.country, grid.region)
         if electricity_maps is not None and not isinstance(electricity_maps, ElectricityMaps):
             raise ValueError(
@@ -338,30 +321,10 @@ class EnergyMonitor(BatchCallback):
         return list(found.sensors), list(found.unavailable)
 
     def _adopt_sweep_grid(self) -> None:
-        """In a greenai sweep's trial, price with the sweep's grid: the one its budget is held at (one grid, not two).
-
-        A monitor that sets no grid takes the sweep's; one that sets a grid pricing differently is refused, naming
-        both, since its price tag and the sweep's books would disagree.
-        """
-        sweep = sweep_grid()
-        if sweep is None:
-            return
-        own = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._grid_given.items()) + "}"
-        if self._totals.electricity_maps is not None:
-            raise GridConfigError(
-                "EnergyMonitor(electricity_maps=...) runs in a greenai sweep, which holds its budget at "
-                f"hydra.sweeper.grid ({sweep.describe()}), not at Electricity Maps' hours. Give the sweep the hourly "
-                "figures instead: hydra.sweeper.grid.intensity_csv=<a CSV exported from Electricity Maps>."
-            )
-        if self._grid_given and self.grid.differences(sweep):
-            raise GridConfigError(
-                f"EnergyMonitor(grid={own}) prices this trial at {self.grid.describe()}, but its greenai sweep holds "
-                f"the budget at hydra.sweeper.grid: {sweep.describe()} ({'; '.join(self.grid.differences(sweep))}; the "
-                "monitor's vs the sweep's). Set the grid once, in hydra.sweeper.grid (e.g. "
-                f"hydra.sweeper.grid.{next(iter(self._grid_given))}=...), and remove it from the monitor: a trial's "
-                "EnergyMonitor that sets no grid prices with the sweep's."
-            )
-        self._totals.grid = sweep
+        """In a greenai sweep's trial, price with the sweep's grid, the one its budget is held at (see trial_grid)."""
+        sweep = trial_grid(self._grid_given, self.grid, self._totals.electricity_maps)
+        if sweep is not None:
+            self._totals.grid = sweep
 
     def _begin(self, trainer: pl.Trainer, stage: str) -> None:
         if not self._active or self._meter is None:

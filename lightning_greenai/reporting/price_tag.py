@@ -277,6 +277,24 @@ class PriceTag:
         def row(label: str, value: str) -> None:
             lines.append(f"  {label:<{width + 15}}  {value}")
 
+        self._energy_rows(row, est)
+        self._footprint_rows(row, est)
+        self._compute_rows(row)
+        self._prediction_rows(row, est)
+        if self.projected is not None:
+            p_cost = grid.money(self.projected)
+            cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
+            row(
+                "projected run",
+                f"{format_energy(self.projected.total_energy_j)}, {format_mass(grid.co2e_g(self.projected))}"
+                f"{cost_text}{est}",
+            )
+        lines.extend(self._footer())
+        return "\n".join(lines)
+
+    def _energy_rows(self, row: Callable[[str, str], None], est: str) -> None:
+        """Energy with its interval; the last stage's part of a running total; with PUE; by stage and node."""
+        spend, grid = self.spend, self.grid
         row(
             "energy",
             format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j),
@@ -294,8 +312,12 @@ class PriceTag:
             row("by stage", ", ".join(f"{k} {format_energy(v)}" for k, v in spend.stage_energy_j.items()))
         if self.node_energy_j:
             row("by node", ", ".join(f"{k} {format_energy(v)}" for k, v in self.node_energy_j.items()))
+
+    def _footprint_rows(self, row: Callable[[str, str], None], est: str) -> None:
+        """CO2e (yearly or hourly intensity), embodied carbon apart, water on and off site, and cost by line."""
+        spend, grid = self.spend, self.grid
         where = grid.country or grid.region or "table mean"
-        intensity, intensity_source = grid.intensity_text(spend)
+        intensity, _ = grid.intensity_text(spend)
         hourly = grid.priced_hourly(spend)
         row(
             f"CO2e ({where}, {'hourly' if hourly else intensity})",
@@ -317,8 +339,7 @@ class PriceTag:
                 "water",
                 f"{format_water(water['on_site'])} on-site, {format_water(water['off_site'])} off-site{est}{total}",
             )
-        cost = self.cost
-        parts = grid.money_parts(spend)
+        cost, parts = self.cost, grid.money_parts(spend)
         by_line = ""
         if len(parts) == 2:  # both lines priced: each apart
             by_line = f" (electricity {parts['electricity']:.4g}, instance {parts['instance']:.4g})"
@@ -328,6 +349,10 @@ class PriceTag:
             if cost is None
             else f"{cost:.4g} {grid.currency}{est}{interval_text(_money, self.bounds(grid.money))}{by_line}",
         )
+
+    def _compute_rows(self, row: Callable[[str, str], None]) -> None:
+        """Duration (and a sweep's trial time), GPU time, training FLOPs and FLOPs by phase."""
+        spend = self.spend
         row("duration", format_duration(self.duration_s))
         if self.wall_s is not None:
             row("trial time (sum)", format_duration(spend.duration_s))
@@ -347,15 +372,11 @@ class PriceTag:
             )
             if phases.get("train/recompute"):
                 row("  recompute (hardware)", format_flops(phases["train/recompute"]))
-        self._prediction_rows(row, est)
-        if self.projected is not None:
-            p_cost = grid.money(self.projected)
-            cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
-            row(
-                "projected run",
-                f"{format_energy(self.projected.total_energy_j)}, {format_mass(grid.co2e_g(self.projected))}"
-                f"{cost_text}{est}",
-            )
+
+    def _footer(self) -> list[str]:
+        """What the figures rest on: the estimate flag, what was not metered, intervals, notes and sources."""
+        spend, grid = self.spend, self.grid
+        lines = []
         if spend.is_estimate:
             lines.append(
                 f"  {_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): a model, a share of a shared "
@@ -368,9 +389,9 @@ class PriceTag:
             "5 % calibration; an estimate within 2x)"
         )
         lines.extend(f"  note: {note}" for note in self.notes)
-        lines.append(f"  intensity: {intensity_source}; price: {grid.price_source}")
+        lines.append(f"  intensity: {grid.intensity_text(spend)[1]}; price: {grid.price_source}")
         lines.append(f"  embodied and water: {grid.footprint_source}")
-        return "\n".join(lines)
+        return lines
 
     def _prediction_rows(self, row: Callable[[str, str], None], est: str) -> None:
         """The price of a prediction, per stage, and the break-even against training."""
