@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted(p for p in (ROOT / "docs").rglob("*.md") if "hooks" not in p.parts)
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "hooks" not in p.parts)]
 
 mkdocs = pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
 mktestdocs = pytest.importorskip("mktestdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
@@ -91,7 +91,7 @@ def test_the_options_table_has_every_option_of_the_dataclass_and_the_yaml() -> N
         assert f"| `{name}` |" in table and (not section or f"hydra.sweeper.{section}.*" in table), option
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT / "docs")) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_python_block_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # whatever a block writes (logs, price tags) goes into the test's folder
     mktestdocs.check_md_file(page, memory=True)
