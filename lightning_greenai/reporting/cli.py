@@ -21,8 +21,10 @@ __all__ = ["compare", "main"]
 UNITS = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
 
 
-def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> str:
+def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, labels: Sequence[str] | None = None) -> str:
     """Both sweeps' expected-best curves against one budget axis; write ``compare.png`` into ``out`` if given.
+
+    ``labels`` name the two sweeps in every line and in the plot's legend (default: their folders' names).
 
     Raises:
         ValueError: a sweep has no figure on that axis (``money`` for a sweep priced in no currency).
@@ -42,7 +44,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
     currency = a.grid.currency or b.grid.currency
     label, size = axis_unit(unit, largest, currency)
     lines = [f"expected best score at a budget in {label} (n trials x mean trial cost)"]
-    names = _names(a, b)
+    names = _names(a, b, labels)
     for (summary, rows), name in zip(curves, (names["a"], names["b"]), strict=True):
         kind = "expected" if summary.iid else "observed best (not i.i.d.)"
         if not rows:
@@ -52,7 +54,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
             f"{r[unit] / size:.3g} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
         )
         lines.append(f"  {name} ({summary.strategy}, {kind}): {points}")
-    lines.extend(_verdict_lines(a, b, unit, label, size))
+    lines.extend(_verdict_lines(a, b, unit, label, size, names))
     lines.extend(f"  note ({summary.path.name}): {n}" for summary in (a, b) for n in summary.notes)
     if out is not None:
         import matplotlib
@@ -61,34 +63,37 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None) -> st
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.8))
-        for (summary, rows), color in zip(curves, ("#27a", "#e93"), strict=True):
+        for (summary, rows), color, name in zip(curves, ("#27a", "#e93"), (names["a"], names["b"]), strict=True):
             if not rows:
                 continue
             x = [r[unit] / size for r in rows]
             key, lo, hi, _ = score_band(summary, rows)
-            ax.plot(x, [r[key] for r in rows], color=color, label=f"{summary.path.name} ({key} best)")
+            ax.plot(x, [r[key] for r in rows], color=color, label=f"{name} ({key} best)")
             ax.fill_between(x, lo, hi, color=color, alpha=0.15)
         ax.set_xlabel(f"budget ({label})")
         ax.set_ylabel("expected best validation score")
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the axes: it hides no point
         out.mkdir(parents=True, exist_ok=True)
         save_figure(plt, fig, out / "compare.png")
         lines.append(f"  plot: {out / 'compare.png'} (bands: simultaneous confidence bands, Lourie et al.)")
     return "\n".join(lines)
 
 
-def _names(a: SweepSummary, b: SweepSummary) -> dict[str, str]:
-    """What to call the two sweeps in every line: their folder names, or A (path) and B (path) if those agree."""
+def _names(a: SweepSummary, b: SweepSummary, labels: Sequence[str] | None = None) -> dict[str, str]:
+    """What to call the two sweeps in every line: the labels given, their folder names, or A (path) and B (path)."""
+    if labels:
+        return {"a": labels[0], "b": labels[1]}
     names = {"a": a.path.name or str(a.path), "b": b.path.name or str(b.path)}
     if names["a"] == names["b"]:
         names = {"a": f"A ({a.path})", "b": f"B ({b.path})"}
     return names
 
 
-def _verdict_lines(a: SweepSummary, b: SweepSummary, unit: str, label: str, size: float) -> list[str]:
+def _verdict_lines(
+    a: SweepSummary, b: SweepSummary, unit: str, label: str, size: float, names: dict[str, str]
+) -> list[str]:
     """Which sweep is better at which budget, with what confidence, and where the curves cross, in words."""
-    names = _names(a, b)
     if not (a.iid and b.iid):
         return ["  confidence: needs random (i.i.d.) search on both sides; only the observed best is compared above"]
     if len(a.scores()) < 2 or len(b.scores()) < 2:
@@ -194,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--unit", choices=UNITS, default="energy_kwh")
     cmp.add_argument("--out", type=Path, default=None, help="folder for compare.png")
     cmp.add_argument(
+        "--label", action="append", default=None, help="what to call A, then B (twice: --label A --label B)"
+    )
+    cmp.add_argument(
         "--score-bounds",
         nargs=2,
         type=float,
@@ -262,6 +270,12 @@ def _plots(summary: RunSummary | SweepSummary, args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace, bounds: tuple[float, float] | None) -> int:
     """``greenai compare``: the verdict in words, and ``compare.png`` with ``--out``."""
+    if args.label is not None and len(args.label) != 2:
+        print(
+            f"greenai compare: --label names both sweeps, A then B: got {len(args.label)} ({args.label}).",
+            file=sys.stderr,
+        )
+        return 2
     a, b = load(args.a), load(args.b)
     if not isinstance(a, SweepSummary) or not isinstance(b, SweepSummary):
         single = a if not isinstance(a, SweepSummary) else b
@@ -271,7 +285,7 @@ def _compare(args: argparse.Namespace, bounds: tuple[float, float] | None) -> in
         a.set_score_bounds(bounds)
         b.set_score_bounds(bounds)
     try:
-        print(compare(a, b, args.unit, args.out))
+        print(compare(a, b, args.unit, args.out, args.label))
     except ValueError as err:
         print(f"greenai compare: {err}", file=sys.stderr)
         return 2

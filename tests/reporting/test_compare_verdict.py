@@ -178,6 +178,25 @@ def test_a_sweep_compared_with_itself_is_named_the_same_way_in_every_line(tmp_pa
     assert f"A ({sweep})'s expected best is" in out
 
 
+def test_labels_name_the_sweeps_in_every_line_and_the_plot(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    strong = write_sweep(tmp_path / "strong", rng.uniform(0.85, 0.95, 30), energy_j=3600.0)
+    weak = write_sweep(tmp_path / "weak", rng.uniform(0.60, 0.75, 30), energy_j=3600.0)
+    args = ["compare", str(strong), str(weak), "--label", "ResNet", "--label", "ViT", "--out", str(tmp_path / "p")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "  ResNet (random, expected):" in out and "  ViT (random, expected):" in out
+    assert "ResNet is better at 95 % confidence" in out
+    assert "strong" not in out.replace(str(tmp_path), "")
+    assert (tmp_path / "p" / "compare.png").is_file()
+
+
+def test_one_label_is_refused_naming_what_is_needed(tmp_path, capsys):
+    sweep = write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=5.0)
+    assert main(["compare", str(sweep), str(sweep), "--label", "A"]) == 2
+    assert "--label names both sweeps, A then B: got 1 (['A'])" in capsys.readouterr().err
+
+
 def test_markdown_says_which_stages_the_energy_covers(tmp_path, capsys):
     sweep = write_sweep(tmp_path / "s", [0.5, 0.7], energy_j=5.0)
     assert main(["report", str(sweep), "--no-plots", "--markdown"]) == 0
