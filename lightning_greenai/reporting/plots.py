@@ -58,7 +58,8 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, with
     else:
         timeline = summary.tag.get("timeline") or []
         if len(timeline) >= 2:
-            paths.append(_plot_power(plt, timeline, out / "power.png"))
+            estimated = [name for name, method in summary.spend.methods.items() if method is Method.ESTIMATE]
+            paths.append(_plot_power(plt, timeline, estimated, out / "power.png"))
     return paths
 
 
@@ -293,12 +294,14 @@ def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], 
         ax.set_yscale("log")
     ax.set_xlabel(f"energy spent ({unit})")
     ax.set_ylabel(f"score gained per {unit}")
-    ax.set_title("What the next unit of energy buys")
+    ax.set_title(
+        f"Marginal value: score one more {unit} of energy buys,\nby what the search has spent so far", fontsize=10
+    )
     ax.legend(loc="upper right", fontsize=8)
     return save_figure(plt, fig, path)
 
 
-def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
+def _plot_power(plt: Any, timeline: list[list[float]], estimated: list[str], path: Path) -> Path:
     if timeline and timeline[0][0] > 0:  # the first log's energy accrued from the start: draw that interval too
         timeline = [[0.0, 0.0], *timeline]
     times = [p[0] for p in timeline]
@@ -307,5 +310,9 @@ def _plot_power(plt: Any, timeline: list[list[float]], path: Path) -> Path:
     ax.step(times[1:], power, where="pre", color="#27a")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("power (W)")
-    ax.set_title("Power over time (all metered devices)")
+    if estimated:  # the power of an estimated device is a model's, not a reading: the plot says so
+        names = ", ".join(sorted(estimated))
+        ax.set_title(f"Power over time, includes estimates ({names}): a model, not a reading", fontsize=9)
+    else:
+        ax.set_title("Power over time (all metered devices)")
     return save_figure(plt, fig, path)
