@@ -17,7 +17,7 @@ from lightning_greenai.spend import Method, Spend
 from lightning_greenai.trial.record import TrialStatus
 from lightning_greenai.units import display_unit, format_quantity
 
-__all__ = ["save_figure", "score_band", "write_plots"]
+__all__ = ["AXIS_NAMES", "budget_axis", "save_figure", "score_band", "write_plots"]
 
 
 def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, within: Path | None = None) -> list[Path]:
@@ -100,26 +100,45 @@ def _plot_devices(plt: Any, spend: Spend, path: Path) -> Path:
     return save_figure(plt, fig, path)
 
 
+#: What each budget axis is called on a plot.
+AXIS_NAMES = {"energy_kwh": "energy", "co2e_kg": "CO2e", "money": "cost", "flops": "FLOPs", "gpu_hours": "GPU time"}
+
+
+def budget_axis(summary: SweepSummary) -> str:
+    """The axis a sweep's plots draw spend on: its budget's (energy first if it has several), else energy.
+
+    A money budget is drawn in money only when the curve has a price; otherwise energy, which is always measured.
+    """
+    limits = summary.header.get("budget") or {}
+    curve = summary.curve()
+    for axis in AXIS_NAMES:
+        if limits.get(axis) and curve and all(r.get(axis) is not None for r in curve):
+            return axis
+    return "energy_kwh"
+
+
 def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
     curve = summary.curve()
+    axis = budget_axis(summary)
     rows = [r for r in curve if r["best_so_far"] is not None]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    spent_kwh = max((r["energy_kwh"] for r in curve), default=0.0)
-    budget = summary.header.get("budget", {}).get("energy_kwh")
+    spent = max((r[axis] for r in curve), default=0.0)
+    budget = summary.header.get("budget", {}).get(axis)
     unit, size = axis_unit(
-        "energy_kwh", max(spent_kwh, budget or 0.0) if budget and budget < 1.5 * spent_kwh else spent_kwh
+        axis, max(spent, budget or 0.0) if budget and budget < 1.5 * spent else spent, summary.grid.currency
     )
     if rows:
-        x = [r["energy_kwh"] / size for r in rows]
+        x = [r[axis] / size for r in rows]
         ax.step(x, [r["best_so_far"] for r in rows], where="post", color="#27a", label="best so far")
         scores = [r["score"] if r["score"] is not None else float("nan") for r in rows]
         ax.plot(x, scores, "o", color="#aaa", ms=4, label="trial score")
-    if budget and budget <= 1.5 * spent_kwh:
-        ax.axvline(budget / size, color="#c33", ls="--", label="energy budget")
+    if budget and budget <= 1.5 * spent:
+        ax.axvline(budget / size, color="#c33", ls="--", label=f"{AXIS_NAMES[axis]} budget")
     elif budget:
         # far beyond what was spent: drawing it would squash every point into a stripe at the left
         ax.annotate(
-            f"budget {format_quantity('energy_kwh', budget)} →\n({budget / max(spent_kwh, 1e-30):.0f}x the spend)",
+            f"budget {format_quantity(axis, budget, summary.grid.currency)} →\n"
+            f"({budget / max(spent, 1e-30):.0f}x the spend)",
             xy=(1.0, 0.5),
             xycoords="axes fraction",
             ha="right",
@@ -127,7 +146,7 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
             color="#c33",
             fontsize=8,
         )
-    ax.set_xlabel(f"cumulative energy ({unit})")
+    ax.set_xlabel(f"cumulative {AXIS_NAMES[axis]} ({unit})")
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
     if ax.get_legend_handles_labels()[0]:  # a sweep with no scored trial has no curve to label
@@ -208,13 +227,14 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
                 label="extrapolated (quadratic tail, ≈95 % interval)",
             )
         ax.set_title("Expected validation performance", pad=30)
-        per_trial_kwh = rows[0]["energy_kwh"]
-        unit, size = axis_unit("energy_kwh", rows[-1]["energy_kwh"])
+        axis = budget_axis(summary) if rows[0].get(budget_axis(summary)) is not None else "energy_kwh"
+        per_trial = rows[0][axis]
+        unit, size = axis_unit(axis, rows[-1][axis], summary.grid.currency)
         top = ax.secondary_xaxis(
             "top",
-            functions=(lambda x: x * per_trial_kwh / size, lambda x: x * size / max(per_trial_kwh, 1e-30)),
+            functions=(lambda x: x * per_trial / size, lambda x: x * size / max(per_trial, 1e-30)),
         )
-        top.set_xlabel(f"expected energy budget ({unit})")
+        top.set_xlabel(f"expected {AXIS_NAMES[axis]} budget ({unit})")
     else:
         rows = [r for r in summary.curve() if r["best_so_far"] is not None]
         ax.step(

@@ -15,12 +15,14 @@ from lightning_greenai.stats.gain import gain_upper_bound
 from lightning_greenai.sweep.ledger import Ledger
 
 
-def write_sweep(path: Path, scores, energy_j: float, *, bounds=(0, 1), direction="max", strategy="random") -> Path:
+def write_sweep(
+    path: Path, scores, energy_j: float, *, bounds=(0, 1), direction="max", strategy="random", budget=None
+) -> Path:
     """A finished sweep's ledger, as the sweeper writes it: every trial costs ``energy_j``."""
     ledger = Ledger(path / ".greenai" / "ledger.jsonl")
     search = {"arguments": ["x=interval(0,1)"], "strategy": strategy, "seed": 0, "direction": direction}
     grid = Grid.from_location("FR").to_dict()
-    ledger.append("header", search=search, budget={}, grid=grid, score_bounds=bounds)
+    ledger.append("header", search=search, budget=budget or {}, grid=grid, score_bounds=bounds)
     for job, score in enumerate(scores):
         ledger.append("launched", job=job, overrides=[f"x={job}"])
         spend = {"energy_j": {"gpu:0": energy_j}, "methods": {"gpu:0": "counter"}, "flops": 1e9 * energy_j}

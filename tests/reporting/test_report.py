@@ -267,3 +267,18 @@ def test_a_resumed_sweeps_duration_counts_every_session(tmp_path, capsys):
     ]
     sweep = write_timed_ledger(tmp_path / "s", [first, second])
     assert load(sweep).wall_s == 110.0 + 110.0  # not the hours between the sessions
+
+
+@pytest.mark.parametrize(
+    ("budget", "axis"),
+    [({}, "energy_kwh"), ({"co2e_kg": 0.5}, "co2e_kg"), ({"money": 1.0, "currency": "EUR"}, "money"),
+     ({"energy_kwh": 1.0, "co2e_kg": 0.5}, "energy_kwh"), ({"gpu_hours": 2.0}, "gpu_hours")],
+)  # fmt: skip
+def test_a_sweeps_plots_use_its_budgets_axis(tmp_path, budget, axis):
+    """Issue 22: a sweep held to a CO2e or money budget drew its curves against energy (energy first of several)."""
+    from lightning_greenai.reporting.plots import budget_axis, write_plots
+    from tests.reporting.test_compare_verdict import write_sweep
+
+    sweep = load(write_sweep(tmp_path / "s", [0.5, 0.7, 0.6, 0.8], energy_j=3600.0, budget=budget))
+    assert budget_axis(sweep) == axis
+    assert "budget_curve.png" in {p.name for p in write_plots(sweep, tmp_path / "plots")}
