@@ -97,24 +97,21 @@ class Channel(abc.ABC):
     def where(self, kind: Kind, job_num: int | None) -> str:
         """Where the message lives, for messages to the user."""
 
-    def send(self, kind: Kind, job_num: int | None, message: Message | Any, *, patience_s: float = 0.0) -> None:
+    def send(self, kind: Kind, job_num: int | None, message: Message, *, patience_s: float = 0.0) -> None:
         """:meth:`put` a message of ``kind`` as JSON (never a NaN: it is not JSON).
 
-        ``message`` is the kind's type (:class:`TrialRecord`, :class:`Allowance`, :class:`StopSignal`), or any JSON
-        value, written as it is: a message made by hand (a test's damaged heartbeat, a sweeper not yet typed).
+        The channel carries three types only: a ``heartbeat`` is a :class:`TrialRecord`, an ``allowance`` an
+        :class:`Allowance`, ``stop`` a :class:`StopSignal` (a message made by hand goes through :meth:`put`).
 
         Raises:
-            TypeError: ``message`` is another kind's type.
+            TypeError: ``message`` is not the kind's type.
             ValueError: the message holds a NaN.
         """
         expected = _MESSAGE_TYPES[kind]
-        if isinstance(message, TrialRecord | Allowance | StopSignal) and not isinstance(message, expected):
+        if not isinstance(message, expected):
             raise TypeError(f"{kind} messages are {expected.__name__}s, not {type(message).__name__}s")
-        if isinstance(message, TrialRecord):
-            message = message.to_dict()
-        elif isinstance(message, Allowance | StopSignal):
-            message = message.to_json()
-        self.put(kind, job_num, json.dumps(message, allow_nan=False), patience_s=patience_s)
+        data = message.to_dict() if isinstance(message, TrialRecord) else message.to_json()
+        self.put(kind, job_num, json.dumps(data, allow_nan=False), patience_s=patience_s)
 
     def send_heartbeat(self, record: TrialRecord, *, patience_s: float = 0.0) -> None:
         """Write a job's heartbeat (or final record), under its own job number."""

@@ -59,11 +59,11 @@ def no_job_wrote_in_the_sweep_dir(sweep_dir: Path) -> None:
 def test_two_sweeps_on_one_database_never_see_each_others_signals(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     a, b = SqlChannel(url, "/sweeps/a", create=True), SqlChannel(url, "/sweeps/b", create=True)
-    a.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 5.0}}})
-    a.send("stop", None, {"policy": "graceful", "reason": "budget reached"})
+    a.put("heartbeat", 0, json.dumps({"job_num": 0, "spend": {"energy_j": {"gpu:0": 5.0}}}))
+    a.put("stop", None, json.dumps({"policy": "graceful", "reason": "budget reached"}))
     assert b.get("heartbeat", 0) is None and b.get("stop", None) is None
-    b.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 7.0}}})
-    a.send("heartbeat", 0, {"job_num": 0, "spend": {"energy_j": {"gpu:0": 6.0}}})  # replaced, not added
+    b.put("heartbeat", 0, json.dumps({"job_num": 0, "spend": {"energy_j": {"gpu:0": 7.0}}}))
+    a.put("heartbeat", 0, json.dumps({"job_num": 0, "spend": {"energy_j": {"gpu:0": 6.0}}}))  # replaced, not added
     assert read_record(a, 0).spend.energy_j == {"gpu:0": 6.0}
     assert read_record(b, 0).spend.energy_j == {"gpu:0": 7.0}
     a.delete("stop", None)
@@ -77,7 +77,7 @@ def test_a_damaged_heartbeat_row_is_a_note_and_never_trusted(tmp_path):
     notes: list[str] = []
     assert read_record(channel, 3, notes) is None
     assert notes == [f"heartbeat {channel.where('heartbeat', 3)} is not valid JSON: ignored"]
-    channel.send("heartbeat", 4, {"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}})
+    channel.put("heartbeat", 4, json.dumps({"job_num": 4, "spend": {"energy_j": {"gpu:0": -5}}}))
     assert read_record(channel, 4, notes) is None and "is damaged" in notes[-1]
 
 
@@ -98,8 +98,8 @@ def test_a_job_asks_the_database_for_its_signals_at_most_once_per_signal_s(tmp_p
     sweeper = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}")
     account = TrialReporter(channel, 0, heartbeat_s=0, signal_s=0.3)
     assert account.stop_request() is None
-    sweeper.send("stop", None, {"policy": "graceful", "reason": "budget reached"})
-    sweeper.send("allowance", 0, {"sweep": {"energy_kwh": 1e-6}, "policy": "graceful"})
+    sweeper.put("stop", None, json.dumps({"policy": "graceful", "reason": "budget reached"}))
+    sweeper.put("allowance", 0, json.dumps({"sweep": {"energy_kwh": 1e-6}, "policy": "graceful"}))
     assert account.stop_request() is None  # read 0.3 s ago at most: not asked again yet
     time.sleep(0.35)
     assert account.stop_request() == {"policy": "graceful", "reason": "budget reached"}
