@@ -227,7 +227,8 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
                 label="extrapolated (quadratic tail, ≈95 % interval)",
             )
         ax.set_title("Expected validation performance", pad=30)
-        axis = budget_axis(summary) if rows[0].get(budget_axis(summary)) is not None else "energy_kwh"
+        axis = budget_axis(summary)
+        axis = axis if rows[0].get(axis) is not None else "energy_kwh"
         per_trial = rows[0][axis]
         unit, size = axis_unit(axis, rows[-1][axis], summary.grid.currency)
         top = ax.secondary_xaxis(
