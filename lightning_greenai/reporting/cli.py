@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lightning_greenai.reporting.checklists import FORMATS, render_checklist
-from lightning_greenai.reporting.plots import save_figure, score_band, write_plots
+from lightning_greenai.reporting.plots import legend_beside, save_figure, score_band, write_plots
 from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, to_text
 from lightning_greenai.reporting.summary import NothingToReportError, RunSummary, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
@@ -73,7 +73,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, label
         ax.set_xlabel(f"budget ({label})")
         ax.set_ylabel("expected best validation score")
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the axes: it hides no point
+        legend_beside(ax)
         out.mkdir(parents=True, exist_ok=True)
         save_figure(plt, fig, out / "compare.png")
         lines.append(f"  plot: {out / 'compare.png'} (bands: simultaneous confidence bands, Lourie et al.)")

@@ -63,6 +63,17 @@ def write_plots(summary: RunSummary | SweepSummary, out_dir: str | Path, *, with
     return paths
 
 
+def legend_beside(ax: Any, **kwargs: Any) -> None:
+    """Put the legend to the right of the axes, where it can hide no point, line or band.
+
+    The figure widens by the legend's width, so the axes keep their size however long the labels are.
+    """
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0, **kwargs)
+    fig = ax.figure
+    width_in = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+    fig.set_figwidth(fig.get_figwidth() + width_in + 0.1)
+
+
 def save_figure(plt: Any, fig: Any, path: Path) -> Path:
     """Lay out, save as PNG (120 dpi) and close a figure; the file replaces ``path`` (never written through a link)."""
     fig.tight_layout()
@@ -135,22 +146,21 @@ def _plot_budget_curve(plt: Any, summary: SweepSummary, path: Path) -> Path:
     if budget and budget <= 1.5 * spent:
         ax.axvline(budget / size, color="#c33", ls="--", label=f"{AXIS_NAMES[axis]} budget")
     elif budget:
-        # far beyond what was spent: drawing it would squash every point into a stripe at the left
-        ax.annotate(
-            f"budget {format_quantity(axis, budget, summary.grid.currency)} →\n"
-            f"({budget / max(spent, 1e-30):.0f}x the spend)",
-            xy=(1.0, 0.5),
-            xycoords="axes fraction",
-            ha="right",
-            va="center",
+        # far beyond what was spent: drawing it would squash every point into a stripe at the left, and a note on
+        # the axes could hide a point, so the legend names it
+        ax.plot(
+            [],
+            [],
             color="#c33",
-            fontsize=8,
+            ls="--",
+            label=f"{AXIS_NAMES[axis]} budget {format_quantity(axis, budget, summary.grid.currency)}\n"
+            f"(off the axis: {budget / max(spent, 1e-30):.0f}x the spend)",
         )
     ax.set_xlabel(f"cumulative {AXIS_NAMES[axis]} ({unit})")
     ax.set_ylabel("best score so far (observed)")
     ax.set_title(f"Budget curve: {summary.strategy} search")
     if ax.get_legend_handles_labels()[0]:  # a sweep with no scored trial has no curve to label
-        ax.legend(loc="lower right")
+        legend_beside(ax)
     return save_figure(plt, fig, path)
 
 
@@ -165,11 +175,7 @@ def _plot_trial_energy(plt: Any, summary: SweepSummary, path: Path) -> Path:
     statuses = [str(t.status) for t in summary.trials]
     ax.bar(jobs, [e / size for e in energy_j], color=[_STATUS_COLORS.get(s, ("#999", s))[0] for s in statuses])
     shown = [s for s in _STATUS_COLORS if s in statuses]
-    ax.legend(
-        handles=[Patch(color=_STATUS_COLORS[s][0], label=_STATUS_COLORS[s][1]) for s in shown],
-        loc="upper left",
-        fontsize=8,
-    )
+    legend_beside(ax, handles=[Patch(color=_STATUS_COLORS[s][0], label=_STATUS_COLORS[s][1]) for s in shown])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (launch order)")
     ax.set_ylabel(f"energy ({unit})")
@@ -250,7 +256,7 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("number of trials n")
         ax.set_ylabel("best validation score")
-        ax.legend(loc="lower right", fontsize=8)
+        legend_beside(ax)
     return save_figure(plt, fig, path)
 
 
@@ -271,18 +277,19 @@ def _plot_pareto(plt: Any, summary: SweepSummary, path: Path, epsilon: float = E
     )
     near = cheapest_within(points, epsilon, summary.direction)
     if near is not None and near["trial"].job != near["best"].job:
-        trial = near["trial"]
-        ax.annotate(
-            f"#{trial.job}: within {epsilon:g} of the best",
-            (trial.cost / size, trial.score),
-            textcoords="offset points",
-            xytext=(8, -14),
-            fontsize=8,
+        trial = near["trial"]  # ringed and named in the legend: a label on the axes could hide a point
+        ax.scatter(
+            [trial.cost / size],
+            [trial.score],
+            s=110,
+            facecolors="none",
+            edgecolors="#c33",
+            label=f"#{trial.job}: cheapest within {epsilon:g} of the best",
         )
     ax.set_xlabel(f"trial energy ({unit})")
     ax.set_ylabel("validation score")
     ax.set_title("Score against each trial's energy")
-    ax.legend(loc="lower right", fontsize=8)
+    legend_beside(ax)
     return save_figure(plt, fig, path)
 
 
@@ -318,7 +325,7 @@ def _plot_marginal(plt: Any, summary: SweepSummary, rows: list[dict[str, Any]], 
     ax.set_title(
         f"Marginal value: score one more {unit} of energy buys,\nby what the search has spent so far", fontsize=10
     )
-    ax.legend(loc="upper right", fontsize=8)
+    legend_beside(ax)
     return save_figure(plt, fig, path)
 
 
