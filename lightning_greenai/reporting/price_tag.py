@@ -18,6 +18,7 @@ from lightning_greenai.units import (
     format_flops,
     format_gpu_time,
     format_mass,
+    format_money,
     format_water,
     g_to_kg,
     j_to_kwh,
@@ -35,10 +36,6 @@ def interval_text(fmt: Callable[..., str], bounds: tuple[float, float] | None) -
         return ""
     low, high = fmt(bounds[0], unit_for=bounds[1]), fmt(bounds[1], unit_for=bounds[1])
     return "" if low == high else f" ({low} to {high})"
-
-
-def _money(value: float, unit_for: float | None = None) -> str:
-    return f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -224,13 +221,13 @@ class PriceTag:
         energy = format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j)
         lines.append(f"  {'energy':<9} {energy}")
         intensity, _ = grid.intensity_text(spend)
-        cost = "not priced" if self.cost is None else f"{self.cost:.3g} {grid.currency}{est}"
+        cost = "not priced" if self.cost is None else f"{format_money(self.cost, grid.currency)}{est}"
         place = grid.country or grid.region or "table mean"
         lines.append(f"  {'carbon':<9} {format_mass(self.co2e_g)}{est} ({place}, {intensity}); cost {cost}")
         performed = sum(v for k, v in (self.flops_by_phase or {}).items() if v and not k.endswith("recompute"))
         flops = performed or spend.flops
         compute = format_flops(flops) if flops else "not counted (add a FlopMonitor)"
-        lines.append(f"  {'time':<9} {_seconds(self.duration_s)}; FLOPs {compute}")
+        lines.append(f"  {'time':<9} {format_duration(self.duration_s)}; FLOPs {compute}")
         for name, stage in (stages or {}).items():
             lines.append(f"  {name:<9} {_stage_line(stage)}")
         flags = []
@@ -283,7 +280,7 @@ class PriceTag:
         self._prediction_rows(row, est)
         if self.projected is not None:
             p_cost = grid.money(self.projected)
-            cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
+            cost_text = "" if p_cost is None else f", {format_money(p_cost, grid.currency)}"
             row(
                 "projected run",
                 f"{format_energy(self.projected.total_energy_j)}, {format_mass(grid.co2e_g(self.projected))}"
@@ -342,12 +339,13 @@ class PriceTag:
         cost, parts = self.cost, grid.money_parts(spend)
         by_line = ""
         if len(parts) == 2:  # both lines priced: each apart
-            by_line = f" (electricity {parts['electricity']:.4g}, instance {parts['instance']:.4g})"
+            by_line = f" (electricity {format_money(parts['electricity'])}, instance {format_money(parts['instance'])})"
+        interval = interval_text(format_money, self.bounds(grid.money))
         row(
             "cost",
             "not priced (set price_per_kwh= and currency=)"
             if cost is None
-            else f"{cost:.4g} {grid.currency}{est}{interval_text(_money, self.bounds(grid.money))}{by_line}",
+            else f"{format_money(cost, grid.currency)}{est}{interval}{by_line}",
         )
 
     def _compute_rows(self, row: Callable[[str, str], None]) -> None:
@@ -421,11 +419,6 @@ class PriceTag:
             )
 
 
-def _seconds(duration_s: float) -> str:
-    """A duration as a reader takes it in: ``0.518 s`` under a minute, ``H:MM:SS`` above."""
-    return f"{duration_s:.3g} s" if duration_s < 60 else format_duration(duration_s)
-
-
 def _stage_line(stage: Mapping[str, Any]) -> str:
     """One entry point's energy, FLOPs and time, from its :meth:`PriceTag.to_dict`."""
     energy_kwh, flops = stage.get("energy_kwh"), stage.get("flops")
@@ -433,5 +426,5 @@ def _stage_line(stage: Mapping[str, Any]) -> str:
     parts = [format_energy(None if energy_kwh is None else kwh_to_j(energy_kwh)) + mark]
     if flops:
         parts.append(format_flops(flops))
-    parts.append(_seconds(float(stage.get("duration_s") or 0.0)))
+    parts.append(format_duration(float(stage.get("duration_s") or 0.0)))
     return ", ".join(parts)

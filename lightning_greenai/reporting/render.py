@@ -21,6 +21,7 @@ from lightning_greenai.units import (
     format_flops,
     format_gpu_time,
     format_mass,
+    format_money,
     format_quantity,
     format_water,
     kg_to_g,
@@ -220,15 +221,14 @@ def pareto_summary(summary: SweepSummary, epsilon: float = EPSILON) -> dict[str,
 
 
 def _cost_text(axis: str, value: float, currency: str | None) -> str:
-    if axis == "energy_kwh":  # three significant digits: trials often cost nearly the same
-        unit, size = display_unit("energy", kwh_to_j(value))
-        return f"{kwh_to_j(value) / size:.3g} {unit}"
+    if axis == "energy_kwh":
+        return format_energy(kwh_to_j(value))
     if axis == "co2e_kg":
         return format_mass(kg_to_g(value))
     if axis == "flops":
         return format_flops(value)
     if axis == "money":
-        return f"{value:.3g} {currency or ''}".strip()
+        return format_money(value, currency)
     return format_gpu_time(value * S_PER_HOUR)
 
 
@@ -319,7 +319,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             if tag.wall_s is None
             else f"{format_duration(tag.duration_s)} of wall time ({format_duration(spend.duration_s)} of trial time)"
         )
-        + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
+        + (f", costing {format_money(cost, grid.currency)}" if cost is not None else "")
         + f". Energy was measured with lightning-greenai: {devices}."
         + (f" Figures marked * include an estimate ({', '.join(estimated)})." if estimated else "")
     )
@@ -344,8 +344,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             "Cost",
             "not priced"
             if cost is None
-            else f"{cost:.3g} {grid.currency}{star}"
-            + interval_text(lambda v, unit_for=None: f"{v:.3g}", tag.bounds(grid.money)),
+            else f"{format_money(cost, grid.currency)}{star}" + interval_text(format_money, tag.bounds(grid.money)),
         ),
         (
             "Hardware",
@@ -356,14 +355,14 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Measured per device", devices),
         ("Duration", format_duration(tag.duration_s)),
         *([] if tag.wall_s is None else [("Trial time (sum)", format_duration(spend.duration_s))]),
-        ("GPU-hours", f"{spend.gpu_hours:.3g}"),
+        ("GPU time", format_gpu_time(spend.gpu_s)),
         ("Estimated", ", ".join(estimated) or "nothing"),
         ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend, unit="gCO2e/kWh"))),
     ]
     for stage, p in tag.predictions.items():
         if p["j_per_sample"] is not None or p["flops_per_sample"] is not None:
             figures = [format_energy(p["j_per_sample"]) + star if p["j_per_sample"] is not None else None]
-            figures.append(None if p["flops_per_sample"] is None else f"{p['flops_per_sample']:.3g} FLOPs")
+            figures.append(None if p["flops_per_sample"] is None else format_flops(p["flops_per_sample"]))
             shown = ", ".join(f for f in figures if f)
             rows.append((f"Per {stage} sample (batch {p['batch_size']})", shown))
     table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)

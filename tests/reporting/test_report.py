@@ -14,7 +14,7 @@ def test_report_of_a_run(run_dir, capsys):
     assert main(["report", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "lightning-greenai price tag (fit)" in out
-    assert "500.0 J" in out
+    assert "  energy                         500 J (475 J to 525 J)" in out
     assert sorted(p.name for p in (run_dir / "greenai_report").glob("*.png")) == ["energy_by_device.png", "power.png"]
 
 
@@ -32,7 +32,7 @@ def test_report_json_and_markdown(run_dir, capsys):
     assert data["price_tag"]["energy_kwh"] == pytest.approx(500 / 3.6e6)
     assert main(["report", str(run_dir), "--markdown", "--no-plots"]) == 0
     md = capsys.readouterr().out
-    assert "| Energy | 500.0 J (475.0 J to 525.0 J) |" in md  # a counter: 5 % calibration
+    assert "| Energy | 500 J (475 J to 525 J) |" in md  # a counter: 5 % calibration
     assert "| quantity | value |" in md and "FLOPs" in md
 
 
