@@ -1,7 +1,9 @@
 """Unit constants and conversions: the one place where joules become kWh, grams become kg, and text becomes numbers.
 
 The library works in SI internally (joules, seconds, grams of CO2e, FLOPs); user-facing units (kWh, kg, hours)
-appear only at the edges, converted here.
+appear only at the edges, converted here. Numbers become text here too: every figure a person reads (the printed
+tags, Markdown, LaTeX, messages) is in the unit :func:`display_unit` picks, to 3 significant figures
+(:func:`format_number`); trackers and JSON get the full floats.
 """
 
 from __future__ import annotations
