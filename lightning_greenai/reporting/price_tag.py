@@ -208,11 +208,17 @@ class PriceTag:
         os.replace(tmp, path)
         return path
 
-    def to_compact_text(self, stages: Mapping[str, Mapping[str, Any]] | None = None, where: str | None = None) -> str:
-        """The tag a run prints by default: at most 10 lines, the run's totals and one line per stage.
+    def to_compact_text(
+        self,
+        stages: Mapping[str, Mapping[str, Any]] | None = None,
+        where: str | None = None,
+        rows: Mapping[str, str] | None = None,
+    ) -> str:
+        """The tag a run or a sweep prints by default: at most 10 lines, the totals and a line per stage or row.
 
         ``stages`` are the entry points so far (``fit``, ``validate``, ``test``, ``predict``), each as its
-        :meth:`to_dict`; ``where`` is the full tag's file, named with ``greenai report`` in the last line.
+        :meth:`to_dict`; ``rows`` more lines by label (a sweep's trials and why it stopped); ``where`` is the full
+        tag's file, named with ``greenai report`` in the last line.
         """
         spend, grid = self.spend, self.grid
         est = f" {_MARK}" if spend.is_estimate else ""
@@ -227,9 +233,11 @@ class PriceTag:
         performed = sum(v for k, v in (self.flops_by_phase or {}).items() if v and not k.endswith("recompute"))
         flops = performed or spend.flops
         compute = format_flops(flops) if flops else "not counted (add a FlopMonitor)"
-        lines.append(f"  {'time':<9} {format_duration(self.duration_s)}; FLOPs {compute}")
+        trials = "" if self.wall_s is None else f" (trial time {format_duration(spend.duration_s)})"
+        lines.append(f"  {'time':<9} {format_duration(self.duration_s)}{trials}; FLOPs {compute}")
         for name, stage in (stages or {}).items():
             lines.append(f"  {name:<9} {_stage_line(stage)}")
+        lines.extend(f"  {label:<9} {text}" for label, text in (rows or {}).items())
         flags = []
         if spend.is_estimate:
             flags.append(f"{_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): approximate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -28,7 +29,7 @@ from lightning_greenai.units import (
     kwh_to_j,
 )
 
-__all__ = ["axis_unit", "to_json", "to_markdown", "to_text"]
+__all__ = ["axis_unit", "to_compact_text", "to_json", "to_markdown", "to_text"]
 
 
 def _count(n: int | float, noun: str) -> str:
@@ -85,20 +86,10 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
     tag = _tag(summary)
     lines = [tag.to_text(), *serving_lines(tag)]
     if isinstance(summary, SweepSummary):
-        by: dict[str, int] = {}
-        for t in summary.trials:
-            by[str(t.status)] = by.get(str(t.status), 0) + 1
-        scores = summary.scores()
-        best = (max if summary.direction == "max" else min)(scores) + 0.0 if scores else None  # -0.0 reads as 0.0
-        lines.append(
-            f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {_count(len(summary.trials), 'trial')} "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
-        )
-        lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
-        budget = summary.header.get("budget") or {}
-        currency = budget.get("currency")
-        limits = ", ".join(format_quantity(q, v, currency) for q, v in budget.items() if q != "currency")
-        lines.append(f"  budget: {limits or 'unlimited'}")
+        facts = _sweep_facts(summary)
+        lines.append(f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {facts['trials']}")
+        lines.append(f"  stopped: {facts['stopped']}")
+        lines.append(f"  budget: {facts['budget']}")
         evp = summary.evp()
         if evp and summary.iid:
             last = evp[-1]
@@ -117,6 +108,43 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
             lines.extend(f"  {line}" for line in slurm.lines())
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
+
+
+def to_compact_text(summary: SweepSummary, where: str | None = None) -> str:
+    """The price tag a sweep prints by default: at most 10 lines (:meth:`PriceTag.to_compact_text` with its trials).
+
+    Energy with its interval, CO2e and cost, wall time (and the trials' time), FLOPs, the trials and the best score,
+    why it stopped and the budget, SLURM's energy beside ours when the trials ran as SLURM jobs, the estimate flag,
+    and ``where`` the full tag is; :func:`to_text` is the full one.
+    """
+    tag = dataclasses.replace(_tag(summary), notes=tuple(summary.notes))
+    facts = _sweep_facts(summary)
+    rows = {
+        "sweep": f"{summary.strategy} search, {facts['trials']}",
+        "stopped": f"{facts['stopped']}; budget {facts['budget']}",
+    }
+    slurm = slurm_energy(summary.trials)
+    if slurm is not None:  # the one independent check of the energy figure: kept in the short tag
+        rows["SLURM"] = slurm.lines()[0].removeprefix("SLURM: ")
+    return tag.to_compact_text(where=where, rows=rows)
+
+
+def _sweep_facts(summary: SweepSummary) -> dict[str, str]:
+    """The trials by status with the best score, why the sweep stopped, and its budget, as the price tags say them."""
+    by: dict[str, int] = {}
+    for t in summary.trials:
+        by[str(t.status)] = by.get(str(t.status), 0) + 1
+    scores = summary.scores()
+    best = f"{(max if summary.direction == 'max' else min)(scores) + 0.0:.4g}" if scores else "none"  # not -0
+    budget = summary.header.get("budget") or {}
+    currency = budget.get("currency")
+    limits = ", ".join(format_quantity(q, v, currency) for q, v in budget.items() if q != "currency")
+    return {
+        "trials": f"{_count(len(summary.trials), 'trial')} ({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); "
+        f"best {best}",
+        "stopped": summary.stop_reason or "not yet (still running or interrupted)",
+        "budget": limits or "unlimited",
+    }
 
 
 def _cost_aware_label(summary: SweepSummary) -> str:

@@ -165,7 +165,7 @@ def test_money_from_an_instance_price_is_one_number_everywhere(tmp_path):
         "hydra.sweeper.budget.money=1000 EUR",
     )
     money = report(sweep_dir)["money"]
-    printed = re.search(r"^  cost\s+([0-9.e-]+) EUR", proc.stdout, re.MULTILINE)
+    printed = re.search(r"^  carbon\s.*; cost ([0-9.e+-]+) EUR$", proc.stdout, re.MULTILINE)  # the compact tag
     assert printed is not None and float(printed.group(1)) == pytest.approx(money, rel=5e-3)  # 3 significant figures
     cli = subprocess.run(
         [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir), "--json", "--no-plots"],
@@ -328,7 +328,7 @@ def test_a_resume_with_a_larger_budget_spends_up_to_it_and_a_spent_one_stops_at_
     launched = [e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "launched"]
     assert [e["overrides"] for e in launched] == [[f"x={i}"] for i in range(6)]
     assert rep["budget"] == {"energy_kwh": pytest.approx(20 / 3.6e6)}
-    assert "budget: 20.0 J" in raised.stdout  # the price tag's budget line: the one in force
+    assert "; budget 20.0 J" in raised.stdout  # the price tag's stop line: the budget in force
     # lowered below what was spent: nothing runs, and the log says why
     lowered = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=5 J", prior, "hydra.sweeper.resume=true")
     assert (
