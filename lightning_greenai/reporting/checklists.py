@@ -24,6 +24,7 @@ from lightning_greenai.io import parse_json
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import (
+    display_unit,
     format_duration,
     format_energy,
     format_flops,
@@ -32,6 +33,7 @@ from lightning_greenai.units import (
     format_money,
     format_number,
     format_quantity,
+    kwh_to_j,
 )
 
 __all__ = ["FORMATS", "facts", "render_checklist"]
@@ -315,14 +317,15 @@ def _showyourwork(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
     rows = summary.evp() if isinstance(summary, SweepSummary) and summary.iid else []
     if rows:
         band = "expected" if rows[0].get("expected_lo") is not None else "median"
+        unit, size = display_unit("energy", kwh_to_j(max(r["energy_kwh"] for r in rows)))  # one unit: the column's
         lines += [
             "",
             f"Expected validation performance (Dodge et al.) with its {100 * t['confidence']:g} % band ({band} best):",
-            f"| n | expected | SD | {band} band | energy (kWh) |",
+            f"| n | expected | SD | {band} band | energy ({unit}) |",
             "|---|---|---|---|---|",
             *[
                 f"| {int(r['n'])} | {r['expected']:.4g} | {r['sd']:.2g} | [{r[f'{band}_lo']:.4g}, "
-                f"{r[f'{band}_hi']:.4g}] | {r['energy_kwh']:.3g} |"
+                f"{r[f'{band}_hi']:.4g}] | {format_number(kwh_to_j(r['energy_kwh']) / size)} |"
                 for r in rows
             ],
         ]

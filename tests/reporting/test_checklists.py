@@ -92,6 +92,8 @@ def test_show_your_work_has_every_field_and_the_evp_table(tmp_path):
         assert field in text, field
     table = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == 4  # n = 1..4 scored trials
+    assert "| n | expected | SD | expected band | energy (Wh) |" in text  # the unit of its largest figure, 4 Wh
+    assert [line.rsplit("|", 2)[1].strip() for line in table] == ["1.00", "2.00", "3.00", "4.00"]  # n x 1 Wh
 
 
 def test_hugging_face_card_block_parses_with_emissions_in_grams(tmp_path):
