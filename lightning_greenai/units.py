@@ -1,7 +1,9 @@
 """Unit constants and conversions: the one place where joules become kWh, grams become kg, and text becomes numbers.
 
 The library works in SI internally (joules, seconds, grams of CO2e, FLOPs); user-facing units (kWh, kg, hours)
-appear only at the edges, converted here.
+appear only at the edges, converted here. Numbers become text here too: every figure a person reads (the printed
+tags, Markdown, LaTeX, messages) is in the unit :func:`display_unit` picks, to 3 significant figures
+(:func:`format_number`); trackers and JSON get the full floats.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "J_PER_KWH",
     "QUANTITIES",
     "S_PER_HOUR",
+    "SIG_FIGS",
     "ISO_4217",
     "allowed_units",
     "check_currency",
@@ -27,6 +30,8 @@ __all__ = [
     "format_flops",
     "format_gpu_time",
     "format_mass",
+    "format_money",
+    "format_number",
     "format_quantity",
     "format_water",
     "g_to_kg",
@@ -253,8 +258,10 @@ def set_display_units(**units: str | None) -> None:
 def display_unit(kind: str, magnitude: float | None) -> tuple[str, float]:
     """The unit one figure of ``kind`` is shown in: ``(name, size in the base unit)``.
 
-    The largest unit in which ``magnitude`` (in the base unit) is at least 1, unless the user forced one; a plot or a
-    table passes its largest value, so all its numbers share the unit. The one place that decides it.
+    The largest unit in which ``magnitude`` (in the base unit, as rounded for showing) is at least 1, or the next one
+    up where the figure would read 1,000 or more and there is one (1234 J is 0.343 Wh, not 1230 J), unless the user
+    forced one; a plot or a table passes its largest value, so all its numbers share the unit. The one place that
+    decides it.
     """
     global _env_read
     if not _env_read:
@@ -268,16 +275,47 @@ def display_unit(kind: str, magnitude: float | None) -> tuple[str, float]:
     units = DISPLAY_UNITS[kind]
     if kind in _forced:
         return _forced[kind], units[_forced[kind]]
-    chosen = next(iter(units.items()))
-    for name, size in units.items():
-        if magnitude is not None and abs(magnitude) >= size:
-            chosen = (name, size)
-    return chosen
+    ladder = list(units.items())
+    if magnitude is None or not math.isfinite(magnitude):
+        return ladder[0]
+    shown = abs(_round_significant(magnitude))  # 999.7 g is shown as 1.00 kg, not as 1000 g
+    step = max([i for i, (_, size) in enumerate(ladder) if shown >= size], default=0)
+    if shown >= 1000 * ladder[step][1] and step + 1 < len(ladder):
+        step += 1
+    return ladder[step]
 
 
-def _number(value: float, decimals: int) -> str:
-    """Fixed decimals, or 3 significant digits for a value under 1 (a forced unit larger than the figure)."""
-    return f"{value:.{decimals}f}" if value == 0 or abs(value) >= 1 else f"{value:.3g}"
+#: Significant figures of every number shown to people; trackers and JSON get the full float.
+SIG_FIGS = 3
+
+
+def _round_significant(value: float, digits: int = SIG_FIGS) -> float:
+    """``value`` rounded to ``digits`` significant figures (0, inf and NaN as they are)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def format_number(value: float, digits: int = SIG_FIGS) -> str:
+    """Return ``value`` to 3 significant figures: the one rule of every figure shown (text, Markdown, LaTeX).
+
+    Trailing zeros are kept (``1.20``: three figures are known); no scientific notation from 0.0001 to 999,999
+    (``0.000139``, ``1230``), and none in the display units chosen by :func:`display_unit`, which keep a figure
+    between 1 and 1,000 where the ladder allows.
+
+    Example::
+
+        >>> [format_number(v) for v in (1.2, 0.3434, 1234.5, 9.996, 0.0, 2.5e-7)]
+        ['1.20', '0.343', '1230', '10.0', '0', '2.50e-07']
+    """
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return f"{value:g}"
+    rounded = _round_significant(value, digits)
+    if not 1e-4 <= abs(rounded) < 1e6:
+        return f"{value:.{digits - 1}e}"
+    return f"{rounded:.{max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)}f}"
 
 
 def format_energy(energy_j: float | None, *, unit_for: float | None = None) -> str:
@@ -285,7 +323,7 @@ def format_energy(energy_j: float | None, *, unit_for: float | None = None) -> s
     if energy_j is None:
         return "unavailable"
     name, size = display_unit("energy", energy_j if unit_for is None else unit_for)
-    return f"{_number(energy_j / size, {'J': 1, 'Wh': 2}.get(name, 3))} {name}"
+    return f"{format_number(energy_j / size)} {name}"
 
 
 def format_mass(co2e_g: float | None, *, unit_for: float | None = None) -> str:
@@ -293,13 +331,12 @@ def format_mass(co2e_g: float | None, *, unit_for: float | None = None) -> str:
     if co2e_g is None:
         return "unavailable"
     name, size = display_unit("co2e", co2e_g if unit_for is None else unit_for)
-    value = co2e_g / size
-    return f"{value:.3g} {name} CO2e" if name == "g" else f"{_number(value, 3)} {name} CO2e"
+    return f"{format_number(co2e_g / size)} {name} CO2e"
 
 
 def format_water(litres: float | None, *, unit_for: float | None = None) -> str:
-    """Return a volume of water in litres, to 3 significant digits (``unit_for`` is accepted, as by the others)."""
-    return "unknown" if litres is None else f"{litres:.3g} L"
+    """Return a volume of water in litres (``unit_for`` is accepted, as by the others)."""
+    return "unknown" if litres is None else f"{format_number(litres)} L"
 
 
 def format_flops(flops: float | None, *, unit_for: float | None = None) -> str:
@@ -307,17 +344,24 @@ def format_flops(flops: float | None, *, unit_for: float | None = None) -> str:
     if flops is None:
         return "unknown"
     name, size = display_unit("flops", flops if unit_for is None else unit_for)
-    return f"{flops / size:.3g} {name}"
+    return f"{format_number(flops / size)} {name}"
 
 
 def format_gpu_time(gpu_s: float, *, unit_for: float | None = None) -> str:
     """Return GPU time in GPU-s, GPU-min or GPU-h."""
     name, size = display_unit("gpu_time", gpu_s if unit_for is None else unit_for)
-    return f"{gpu_s / size:.4g} {name}"
+    return f"{format_number(gpu_s / size)} {name}"
+
+
+def format_money(value: float, currency: str | None = None, *, unit_for: float | None = None) -> str:
+    """Return an amount of money, with its currency code when given (``unit_for`` is accepted, as by the others)."""
+    return f"{format_number(value)} {currency or ''}".rstrip()
 
 
 def format_duration(seconds: float) -> str:
-    """Return ``H:MM:SS``."""
+    """Return a duration as a reader takes it in: ``0.518 s`` under a minute, ``H:MM:SS`` from a minute on."""
+    if seconds < 59.5:  # what rounds to 60 s reads as 0:01:00
+        return f"{format_number(seconds)} s"
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -333,7 +377,7 @@ def format_quantity(quantity: str, value: float | None, currency: str | None = N
     if quantity == "flops":
         return format_flops(value)
     if quantity == "money":
-        return f"{value:.4g} {currency or ''}".rstrip()
+        return format_money(value, currency)
     if quantity == "gpu_hours":
         return format_gpu_time(value * S_PER_HOUR)
     return format_duration(value * S_PER_HOUR)

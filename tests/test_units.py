@@ -104,8 +104,8 @@ def test_conversions_round_trip():
 def test_display_units_by_magnitude_and_forced(monkeypatch):
     from lightning_greenai.units import format_energy, format_flops, format_mass, set_display_units
 
-    assert [format_energy(j) for j in (500.0, 5_000.0, 5e6, 5e9)] == ["500.0 J", "1.39 Wh", "1.389 kWh", "1.389 MWh"]
-    assert format_mass(0.5) == "0.5 g CO2e" and format_mass(2500.0) == "2.500 kg CO2e"
+    assert [format_energy(j) for j in (500.0, 5_000.0, 5e6, 5e9)] == ["500 J", "1.39 Wh", "1.39 kWh", "1.39 MWh"]
+    assert format_mass(0.5) == "0.500 g CO2e" and format_mass(2500.0) == "2.50 kg CO2e"
     assert format_flops(3.04e7) == "30.4 MFLOPs"
     try:
         set_display_units(energy="kWh", flops="GFLOPs")
@@ -115,3 +115,62 @@ def test_display_units_by_magnitude_and_forced(monkeypatch):
         set_display_units(energy=None, flops=None)
     with pytest.raises(BudgetConfigError, match=r"Unknown energy unit 'kwh'. Allowed: J, Wh, kWh, MWh"):
         set_display_units(energy="kwh")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.2, "1.20"),
+        (0.3434, "0.343"),
+        (12.345, "12.3"),
+        (123.45, "123"),
+        (1234.5, "1230"),
+        (9.996, "10.0"),  # the rounding carries: still three figures
+        (0.000139, "0.000139"),
+        (999_499.0, "999000"),
+        (0.0, "0"),
+        (-3.2, "-3.20"),
+        pytest.param(2.5e-7, "2.50e-07", id="tiny"),
+        pytest.param(1.5e9, "1.50e+09", id="huge"),
+        pytest.param(math.inf, "inf", id="inf"),
+    ],
+)
+def test_format_number_keeps_three_significant_figures(value, text):
+    from lightning_greenai.units import format_number
+
+    assert format_number(value) == text
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "text"),
+    [
+        ("energy", 1234.0, "0.343 Wh"),  # not 1230 J: a figure of 1,000 or more reads one unit up
+        ("energy", 999.7, "0.278 Wh"),  # 1000 J as rounded
+        ("energy", 3599.9, "1.00 Wh"),
+        ("energy", 0.5, "0.500 J"),
+        ("energy", 7.2e12, "2000 MWh"),  # the top unit keeps its figure
+        ("co2e", 999.7, "1.00 kg CO2e"),  # not 1000 g: the unit is chosen on the figure as shown
+        ("co2e", 1.5e6, "1.50 t CO2e"),
+        ("flops", 999_950.0, "1.00 MFLOPs"),
+        ("gpu_time", 90.0, "1.50 GPU-min"),
+        ("gpu_time", 7200.0, "2.00 GPU-h"),
+        ("water", 1.8, "1.80 L"),
+        ("money", 2.2, "2.20 EUR"),
+        ("duration", 0.518, "0.518 s"),
+        ("duration", 59.6, "0:01:00"),
+        ("duration", 3725.0, "1:02:05"),
+    ],
+)
+def test_every_kind_of_figure_uses_the_one_rule(kind, value, text):
+    from lightning_greenai import units
+
+    fmt = {
+        "energy": units.format_energy,
+        "co2e": units.format_mass,
+        "flops": units.format_flops,
+        "gpu_time": units.format_gpu_time,
+        "water": units.format_water,
+        "money": lambda v: units.format_money(v, "EUR"),
+        "duration": units.format_duration,
+    }[kind]
+    assert fmt(value) == text

@@ -94,6 +94,8 @@ class GreenAISweeperConf:
     grid: GridConf = field(default_factory=GridConf)
     # print the price tag and write plots (greenai_report/) when the sweep stops
     report: bool = True
+    # false: the compact price tag (at most 10 lines); true: the full table, as `greenai report <sweep dir>` prints it
+    verbose: bool = False
     # push the budget curves (and EVP for random search) to the app's `logger` config as run "greenai-sweep"
     log_curves: bool = True
     # weigh Optuna's proposals by cost: expected improvement per unit of the predicted cost on this axis (energy_kwh,

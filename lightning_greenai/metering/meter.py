@@ -19,6 +19,7 @@ from lightning_greenai.sensors.base import CounterGuard, EnergySensor
 from lightning_greenai.sensors.estimate import TreeCPUTime
 from lightning_greenai.sensors.uncertainty import DEFAULT_ACCURACY, window_bounds
 from lightning_greenai.spend import Method, Spend
+from lightning_greenai.units import format_energy
 
 if TYPE_CHECKING:
     from lightning_greenai.flops.counter import FlopCount, StepFlops
@@ -373,7 +374,7 @@ class Meter:
             domain.power_after_failure_w = domain.energy_j / elapsed if elapsed > 0 else 0.0
             warnings.warn(
                 f"Energy sensor {domain.sensor.name!r} failed ({type(err).__name__}: {err}). "
-                f"The {domain.energy_j:.1f} J counted so far are kept; from now on it is extrapolated at "
+                f"The {format_energy(domain.energy_j)} counted so far are kept; from now on it is extrapolated at "
                 f"{domain.power_after_failure_w:.1f} W and flagged as an estimate.",
                 GreenAIWarning,
                 stacklevel=3,

@@ -23,7 +23,18 @@ from lightning_greenai.hardware import hardware_line
 from lightning_greenai.io import parse_json
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Spend
-from lightning_greenai.units import format_duration, format_energy, format_flops, format_mass, format_quantity
+from lightning_greenai.units import (
+    display_unit,
+    format_duration,
+    format_energy,
+    format_flops,
+    format_gpu_time,
+    format_mass,
+    format_money,
+    format_number,
+    format_quantity,
+    kwh_to_j,
+)
 
 __all__ = ["FORMATS", "facts", "render_checklist"]
 
@@ -57,13 +68,13 @@ def _spend_line(summary: RunSummary | SweepSummary, spend: Spend) -> str:
         f"{format_energy(spend.total_energy_j)}{star}",
         format_mass(_co2e_g(summary, spend)),
         f"{format_flops(spend.flops)}" if spend.flops else f"FLOPs {NOT_MEASURED}",
-        f"{spend.duration_s:.3g} s" if spend.duration_s < 60 else format_duration(spend.duration_s),
+        format_duration(spend.duration_s),
     ]
     if spend.gpu_s:
-        parts.append(f"{spend.gpu_hours:.3g} GPU-hours")
+        parts.append(format_gpu_time(spend.gpu_s))
     money = summary.grid.money(spend)
     if money is not None:
-        parts.append(f"{money:.3g} {summary.grid.currency}")
+        parts.append(format_money(money, summary.grid.currency))
     return ", ".join(parts)
 
 
@@ -263,14 +274,14 @@ def _neurips(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
 
 def _acl(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
     _, total, project = _compute_lines(f, summary)
-    gpu_hours = f["spend"].gpu_hours
+    gpu_s = f["spend"].gpu_s
     versions = ", ".join(f"{k} {v}" for k, v in f["versions"].items())
     return "\n".join(
         [
             "ACL Responsible NLP checklist, section C (computational experiments): filled in by lightning-greenai",
             "",
             f"C1 Number of parameters: {_params_text(f['parameters'])}. Total computational budget: "
-            f"{gpu_hours:.3g} GPU-hours ({'no GPU metered' if not gpu_hours else 'metered'}); {total}; whole "
+            f"{format_gpu_time(gpu_s)} ({'no GPU metered' if not gpu_s else 'metered'}); {total}; whole "
             f"project: {project}. Computing infrastructure: {f['hardware']}.",
             "C2 " + " ".join(_search_lines(f)),
             "C3 " + _statistics_line(f),
@@ -306,14 +317,15 @@ def _showyourwork(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
     rows = summary.evp() if isinstance(summary, SweepSummary) and summary.iid else []
     if rows:
         band = "expected" if rows[0].get("expected_lo") is not None else "median"
+        unit, size = display_unit("energy", kwh_to_j(max(r["energy_kwh"] for r in rows)))  # one unit: the column's
         lines += [
             "",
             f"Expected validation performance (Dodge et al.) with its {100 * t['confidence']:g} % band ({band} best):",
-            f"| n | expected | SD | {band} band | energy (kWh) |",
+            f"| n | expected | SD | {band} band | energy ({unit}) |",
             "|---|---|---|---|---|",
             *[
                 f"| {int(r['n'])} | {r['expected']:.4g} | {r['sd']:.2g} | [{r[f'{band}_lo']:.4g}, "
-                f"{r[f'{band}_hi']:.4g}] | {r['energy_kwh']:.3g} |"
+                f"{r[f'{band}_hi']:.4g}] | {format_number(kwh_to_j(r['energy_kwh']) / size)} |"
                 for r in rows
             ],
         ]
@@ -354,11 +366,11 @@ def _latex(summary: RunSummary | SweepSummary, f: dict[str, Any]) -> str:
     money = summary.grid.money(spend)
     rows = [
         ("Energy", f"{format_energy(spend.total_energy_j)}{star}"),
-        ("Energy (kWh)", f"{(spend.energy_kwh or 0.0):.4g}{star}"),
+        ("Energy (kWh)", f"{format_number(spend.energy_kwh or 0.0)}{star}"),  # one fixed unit, to compare papers
         ("CO2e", f"{format_mass(f['co2e_g'])}{star}"),
-        ("FLOPs", f"{spend.flops:.3g}" if spend.flops else NOT_MEASURED),
-        ("GPU-hours", f"{spend.gpu_hours:.3g}"),
-        ("Cost", NOT_MEASURED if money is None else f"{money:.3g} {summary.grid.currency}{star}"),
+        ("FLOPs", format_flops(spend.flops) if spend.flops else NOT_MEASURED),
+        ("GPU time", format_gpu_time(spend.gpu_s)),
+        ("Cost", NOT_MEASURED if money is None else f"{format_money(money, summary.grid.currency)}{star}"),
         ("Hardware", tex(f["hardware"])),
         ("Carbon intensity", tex(f["intensity"])),
     ]

@@ -14,7 +14,7 @@ from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, 
 from lightning_greenai.reporting.summary import NothingToReportError, RunSummary, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
 from lightning_greenai.stats.bands import check_bounds
-from lightning_greenai.units import DISPLAY_UNITS, set_display_units
+from lightning_greenai.units import DISPLAY_UNITS, format_number, set_display_units
 
 __all__ = ["compare", "main"]
 
@@ -51,7 +51,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, label
             lines.append(f"  {name}: no scored trials")
             continue
         points = ", ".join(
-            f"{r[unit] / size:.3g} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
+            f"{format_number(r[unit] / size)} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
         )
         lines.append(f"  {name} ({summary.strategy}, {kind}): {points}")
     lines.extend(_verdict_lines(a, b, unit, label, size, names))
@@ -105,7 +105,7 @@ def _verdict_lines(
     level = f"{100 * comparison.confidence:g} %"
 
     def amount(budget: float) -> str:
-        return f"{budget / size:.3g} {label}"
+        return f"{format_number(budget / size)} {label}"
 
     if comparison.common is None:
         return ["  no budget both sweeps measured: one trial of the dearer costs more than the whole cheaper sweep"]

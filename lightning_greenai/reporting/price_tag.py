@@ -18,6 +18,7 @@ from lightning_greenai.units import (
     format_flops,
     format_gpu_time,
     format_mass,
+    format_money,
     format_water,
     g_to_kg,
     j_to_kwh,
@@ -35,10 +36,6 @@ def interval_text(fmt: Callable[..., str], bounds: tuple[float, float] | None) -
         return ""
     low, high = fmt(bounds[0], unit_for=bounds[1]), fmt(bounds[1], unit_for=bounds[1])
     return "" if low == high else f" ({low} to {high})"
-
-
-def _money(value: float, unit_for: float | None = None) -> str:
-    return f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -211,11 +208,17 @@ class PriceTag:
         os.replace(tmp, path)
         return path
 
-    def to_compact_text(self, stages: Mapping[str, Mapping[str, Any]] | None = None, where: str | None = None) -> str:
-        """The tag a run prints by default: at most 10 lines, the run's totals and one line per stage.
+    def to_compact_text(
+        self,
+        stages: Mapping[str, Mapping[str, Any]] | None = None,
+        where: str | None = None,
+        rows: Mapping[str, str] | None = None,
+    ) -> str:
+        """The tag a run or a sweep prints by default: at most 10 lines, the totals and a line per stage or row.
 
         ``stages`` are the entry points so far (``fit``, ``validate``, ``test``, ``predict``), each as its
-        :meth:`to_dict`; ``where`` is the full tag's file, named with ``greenai report`` in the last line.
+        :meth:`to_dict`; ``rows`` more lines by label (a sweep's trials and why it stopped); ``where`` is the full
+        tag's file, named with ``greenai report`` in the last line.
         """
         spend, grid = self.spend, self.grid
         est = f" {_MARK}" if spend.is_estimate else ""
@@ -224,15 +227,17 @@ class PriceTag:
         energy = format_energy(spend.total_energy_j) + est + interval_text(format_energy, spend.total_energy_bounds_j)
         lines.append(f"  {'energy':<9} {energy}")
         intensity, _ = grid.intensity_text(spend)
-        cost = "not priced" if self.cost is None else f"{self.cost:.3g} {grid.currency}{est}"
+        cost = "not priced" if self.cost is None else f"{format_money(self.cost, grid.currency)}{est}"
         place = grid.country or grid.region or "table mean"
         lines.append(f"  {'carbon':<9} {format_mass(self.co2e_g)}{est} ({place}, {intensity}); cost {cost}")
         performed = sum(v for k, v in (self.flops_by_phase or {}).items() if v and not k.endswith("recompute"))
         flops = performed or spend.flops
         compute = format_flops(flops) if flops else "not counted (add a FlopMonitor)"
-        lines.append(f"  {'time':<9} {_seconds(self.duration_s)}; FLOPs {compute}")
+        trials = "" if self.wall_s is None else f" (trial time {format_duration(spend.duration_s)})"
+        lines.append(f"  {'time':<9} {format_duration(self.duration_s)}{trials}; FLOPs {compute}")
         for name, stage in (stages or {}).items():
             lines.append(f"  {name:<9} {_stage_line(stage)}")
+        lines.extend(f"  {label:<9} {text}" for label, text in (rows or {}).items())
         flags = []
         if spend.is_estimate:
             flags.append(f"{_MARK} includes an estimate ({', '.join(spend.estimated_domains)}): approximate")
@@ -283,7 +288,7 @@ class PriceTag:
         self._prediction_rows(row, est)
         if self.projected is not None:
             p_cost = grid.money(self.projected)
-            cost_text = "" if p_cost is None else f", {p_cost:.4g} {grid.currency}"
+            cost_text = "" if p_cost is None else f", {format_money(p_cost, grid.currency)}"
             row(
                 "projected run",
                 f"{format_energy(self.projected.total_energy_j)}, {format_mass(grid.co2e_g(self.projected))}"
@@ -342,12 +347,13 @@ class PriceTag:
         cost, parts = self.cost, grid.money_parts(spend)
         by_line = ""
         if len(parts) == 2:  # both lines priced: each apart
-            by_line = f" (electricity {parts['electricity']:.4g}, instance {parts['instance']:.4g})"
+            by_line = f" (electricity {format_money(parts['electricity'])}, instance {format_money(parts['instance'])})"
+        interval = interval_text(format_money, self.bounds(grid.money))
         row(
             "cost",
             "not priced (set price_per_kwh= and currency=)"
             if cost is None
-            else f"{cost:.4g} {grid.currency}{est}{interval_text(_money, self.bounds(grid.money))}{by_line}",
+            else f"{format_money(cost, grid.currency)}{est}{interval}{by_line}",
         )
 
     def _compute_rows(self, row: Callable[[str, str], None]) -> None:
@@ -421,11 +427,6 @@ class PriceTag:
             )
 
 
-def _seconds(duration_s: float) -> str:
-    """A duration as a reader takes it in: ``0.518 s`` under a minute, ``H:MM:SS`` above."""
-    return f"{duration_s:.3g} s" if duration_s < 60 else format_duration(duration_s)
-
-
 def _stage_line(stage: Mapping[str, Any]) -> str:
     """One entry point's energy, FLOPs and time, from its :meth:`PriceTag.to_dict`."""
     energy_kwh, flops = stage.get("energy_kwh"), stage.get("flops")
@@ -433,5 +434,5 @@ def _stage_line(stage: Mapping[str, Any]) -> str:
     parts = [format_energy(None if energy_kwh is None else kwh_to_j(energy_kwh)) + mark]
     if flops:
         parts.append(format_flops(flops))
-    parts.append(_seconds(float(stage.get("duration_s") or 0.0)))
+    parts.append(format_duration(float(stage.get("duration_s") or 0.0)))
     return ", ".join(parts)

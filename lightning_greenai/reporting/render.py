@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -21,13 +22,14 @@ from lightning_greenai.units import (
     format_flops,
     format_gpu_time,
     format_mass,
+    format_money,
     format_quantity,
     format_water,
     kg_to_g,
     kwh_to_j,
 )
 
-__all__ = ["axis_unit", "to_json", "to_markdown", "to_text"]
+__all__ = ["axis_unit", "to_compact_text", "to_json", "to_markdown", "to_text"]
 
 
 def _count(n: int | float, noun: str) -> str:
@@ -84,20 +86,10 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
     tag = _tag(summary)
     lines = [tag.to_text(), *serving_lines(tag)]
     if isinstance(summary, SweepSummary):
-        by: dict[str, int] = {}
-        for t in summary.trials:
-            by[str(t.status)] = by.get(str(t.status), 0) + 1
-        scores = summary.scores()
-        best = (max if summary.direction == "max" else min)(scores) + 0.0 if scores else None  # -0.0 reads as 0.0
-        lines.append(
-            f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {_count(len(summary.trials), 'trial')} "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); best {best}"
-        )
-        lines.append(f"  stopped: {summary.stop_reason or 'not yet (still running or interrupted)'}")
-        budget = summary.header.get("budget") or {}
-        currency = budget.get("currency")
-        limits = ", ".join(format_quantity(q, v, currency) for q, v in budget.items() if q != "currency")
-        lines.append(f"  budget: {limits or 'unlimited'}")
+        facts = _sweep_facts(summary)
+        lines.append(f"  sweep: {summary.strategy} search{_cost_aware_label(summary)}, {facts['trials']}")
+        lines.append(f"  stopped: {facts['stopped']}")
+        lines.append(f"  budget: {facts['budget']}")
         evp = summary.evp()
         if evp and summary.iid:
             last = evp[-1]
@@ -116,6 +108,43 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
             lines.extend(f"  {line}" for line in slurm.lines())
     lines.extend(f"  note: {n}" for n in summary.notes)
     return "\n".join(lines)
+
+
+def to_compact_text(summary: SweepSummary, where: str | None = None) -> str:
+    """The price tag a sweep prints by default: at most 10 lines (:meth:`PriceTag.to_compact_text` with its trials).
+
+    Energy with its interval, CO2e and cost, wall time (and the trials' time), FLOPs, the trials and the best score,
+    why it stopped and the budget, SLURM's energy beside ours when the trials ran as SLURM jobs, the estimate flag,
+    and ``where`` the full tag is; :func:`to_text` is the full one.
+    """
+    tag = dataclasses.replace(_tag(summary), notes=tuple(summary.notes))
+    facts = _sweep_facts(summary)
+    rows = {
+        "sweep": f"{summary.strategy} search, {facts['trials']}",
+        "stopped": f"{facts['stopped']}; budget {facts['budget']}",
+    }
+    slurm = slurm_energy(summary.trials)
+    if slurm is not None:  # the one independent check of the energy figure: kept in the short tag
+        rows["SLURM"] = slurm.lines()[0].removeprefix("SLURM: ")
+    return tag.to_compact_text(where=where, rows=rows)
+
+
+def _sweep_facts(summary: SweepSummary) -> dict[str, str]:
+    """The trials by status with the best score, why the sweep stopped, and its budget, as the price tags say them."""
+    by: dict[str, int] = {}
+    for t in summary.trials:
+        by[str(t.status)] = by.get(str(t.status), 0) + 1
+    scores = summary.scores()
+    best = f"{(max if summary.direction == 'max' else min)(scores) + 0.0:.4g}" if scores else "none"  # not -0
+    budget = summary.header.get("budget") or {}
+    currency = budget.get("currency")
+    limits = ", ".join(format_quantity(q, v, currency) for q, v in budget.items() if q != "currency")
+    return {
+        "trials": f"{_count(len(summary.trials), 'trial')} ({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}); "
+        f"best {best}",
+        "stopped": summary.stop_reason or "not yet (still running or interrupted)",
+        "budget": limits or "unlimited",
+    }
 
 
 def _cost_aware_label(summary: SweepSummary) -> str:
@@ -220,15 +249,14 @@ def pareto_summary(summary: SweepSummary, epsilon: float = EPSILON) -> dict[str,
 
 
 def _cost_text(axis: str, value: float, currency: str | None) -> str:
-    if axis == "energy_kwh":  # three significant digits: trials often cost nearly the same
-        unit, size = display_unit("energy", kwh_to_j(value))
-        return f"{kwh_to_j(value) / size:.3g} {unit}"
+    if axis == "energy_kwh":
+        return format_energy(kwh_to_j(value))
     if axis == "co2e_kg":
         return format_mass(kg_to_g(value))
     if axis == "flops":
         return format_flops(value)
     if axis == "money":
-        return f"{value:.3g} {currency or ''}".strip()
+        return format_money(value, currency)
     return format_gpu_time(value * S_PER_HOUR)
 
 
@@ -319,7 +347,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             if tag.wall_s is None
             else f"{format_duration(tag.duration_s)} of wall time ({format_duration(spend.duration_s)} of trial time)"
         )
-        + (f", costing {cost:.3g} {grid.currency}" if cost is not None else "")
+        + (f", costing {format_money(cost, grid.currency)}" if cost is not None else "")
         + f". Energy was measured with lightning-greenai: {devices}."
         + (f" Figures marked * include an estimate ({', '.join(estimated)})." if estimated else "")
     )
@@ -344,8 +372,7 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             "Cost",
             "not priced"
             if cost is None
-            else f"{cost:.3g} {grid.currency}{star}"
-            + interval_text(lambda v, unit_for=None: f"{v:.3g}", tag.bounds(grid.money)),
+            else f"{format_money(cost, grid.currency)}{star}" + interval_text(format_money, tag.bounds(grid.money)),
         ),
         (
             "Hardware",
@@ -356,14 +383,14 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
         ("Measured per device", devices),
         ("Duration", format_duration(tag.duration_s)),
         *([] if tag.wall_s is None else [("Trial time (sum)", format_duration(spend.duration_s))]),
-        ("GPU-hours", f"{spend.gpu_hours:.3g}"),
+        ("GPU time", format_gpu_time(spend.gpu_s)),
         ("Estimated", ", ".join(estimated) or "nothing"),
         ("Carbon intensity", "{} ({})".format(*grid.intensity_text(spend, unit="gCO2e/kWh"))),
     ]
     for stage, p in tag.predictions.items():
         if p["j_per_sample"] is not None or p["flops_per_sample"] is not None:
             figures = [format_energy(p["j_per_sample"]) + star if p["j_per_sample"] is not None else None]
-            figures.append(None if p["flops_per_sample"] is None else f"{p['flops_per_sample']:.3g} FLOPs")
+            figures.append(None if p["flops_per_sample"] is None else format_flops(p["flops_per_sample"]))
             shown = ", ".join(f for f in figures if f)
             rows.append((f"Per {stage} sample (batch {p['batch_size']})", shown))
     table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_greenai.spend import Spend
+from lightning_greenai.units import format_energy
 
 __all__ = ["TOLERANCE", "SlurmEnergy", "parse_sacct", "slurm_energy"]
 
@@ -57,7 +58,9 @@ class SlurmEnergy:
         if not self.slurm_j:
             return [f"{head}; SLURM reported no energy for them ({self.reason or 'no ConsumedEnergy recorded'})"]
         slurm_total, ours_total = sum(self.slurm_j.values()), sum(self.ours_j[j] for j in self.slurm_j)
-        text = f"{head}; SLURM's energy for {len(self.slurm_j)}: {slurm_total:.4g} J against our {ours_total:.4g} J"
+        largest = max(slurm_total, ours_total)
+        theirs, ours = format_energy(slurm_total, unit_for=largest), format_energy(ours_total, unit_for=largest)
+        text = f"{head}; SLURM's energy for {len(self.slurm_j)}: {theirs} against our {ours}"
         bad = self.disagreements
         if bad:
             worst = ", ".join(f"{job} {100 * d:+.0f} %" for job, d in sorted(bad.items())[:5])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_greenai.io import write_json_atomic
+from lightning_greenai.reporting.price_tag import PriceTag
 from lightning_greenai.spend import Spend
 from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.sweep.engine import BudgetSweep, SweepStopped
@@ -69,16 +70,20 @@ def _say_how_to_resume(stopped: SweepStopped) -> None:
 
 
 def present(sweep: BudgetSweep, sweep_dir: Path) -> None:
-    """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``)."""
+    """Print the sweep's price tag, write its plots, and push its curves to the app's logger (``cfg.logger``).
+
+    The tag is compact (at most 10 lines) unless ``verbose``; the full one is ``price_tag.json`` in the sweep dir, and
+    ``greenai report <sweep dir>`` prints it as a table.
+    """
     from lightning_greenai.reporting.plots import write_plots
-    from lightning_greenai.reporting.render import to_text
+    from lightning_greenai.reporting.render import to_compact_text, to_text
     from lightning_greenai.reporting.summary import SweepSummary, load
 
     summary = load(sweep_dir)
     assert isinstance(summary, SweepSummary)
     summary.set_score_bounds(sweep.score_bounds or summary.score_bounds)  # this session's config, if resumed
     if sweep.report:
-        print(to_text(summary))
+        print(to_text(summary) if sweep.verbose else to_compact_text(summary, str(sweep_dir / "price_tag.json")))
         try:
             plots = write_plots(summary, sweep_dir / "greenai_report", within=sweep_dir)
             print("[greenai] plots: " + ", ".join(str(p) for p in plots))
@@ -146,7 +151,7 @@ def write_report(
     reason: str,
     wall_s: float,
 ) -> None:
-    """Write ``budget_report.json`` and ``budget_curve.csv`` into the sweep dir.
+    """Write ``budget_report.json``, ``budget_curve.csv`` and the sweep's ``price_tag.json`` into the sweep dir.
 
     ``spend`` is the sum of the trials' spends (money prices their metered hours); ``wall_s`` the sweep's wall time.
     """
@@ -180,6 +185,7 @@ def write_report(
         "max_batch_size": sweep.batch_size,
     }
     write_json_atomic(sweep_dir / "budget_report.json", report)
+    PriceTag(spend, sweep.grid, title="sweep", wall_s=wall_s).write_json(sweep_dir / "price_tag.json")
     _write_curve(sweep_dir / "budget_curve.csv", sweep, trials)
 
 

@@ -53,6 +53,7 @@ class SweepConfig:
     resume: bool
     grid: Grid
     report: bool
+    verbose: bool  # the full price tag table instead of the compact tag
     log_curves: bool
     cost_aware: str | None
     n_trials: int | None  # hydra-optuna-sweeper's spelling of max_trials, as given
@@ -101,6 +102,7 @@ class SweepConfig:
         resume: bool = False,
         grid: Mapping[str, Any] | None = None,
         report: bool = True,
+        verbose: bool = False,
         log_curves: bool = True,
         n_trials: int | None = None,
         n_jobs: int | None = None,
@@ -135,7 +137,7 @@ class SweepConfig:
         _check_choices(stop_policy, direction, max_trials, max_batch_size, seed)
         bounds, plain_stop_when = _check_gain_rule(score_bounds, stop_when, strategy)
         _check_numbers(max_failure_rate, cost_quantile, heartbeat_s, poll_s, trial_allowance)
-        _check_flags(resume=resume, report=report, log_curves=log_curves)
+        _check_flags(resume=resume, report=report, verbose=verbose, log_curves=log_curves)
         _check_it_stops(parsed_budget, max_trials, strategy)
         normalised = {
             "budget": parsed_budget,

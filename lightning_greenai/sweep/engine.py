@@ -169,6 +169,7 @@ class BudgetSweep:
     max_failure_rate: _Option[float] = _Option()
     resume: _Option[bool] = _Option()
     report: _Option[bool] = _Option()
+    verbose: _Option[bool] = _Option()
     log_curves: _Option[bool] = _Option()
     sampler: _Option[dict[str, Any] | None] = _Option()
     cost_aware: _Option[str | None] = _Option()

@@ -125,7 +125,7 @@ def test_each_evaluation_stage_has_its_price_per_sample_logged_and_in_the_price_
     assert written["predictions"]["predict"]["j_per_sample"] == pytest.approx(50.0 / 16)
     assert written["break_even"]["stage"] == "predict"
     text = tag.to_text()
-    assert "price of a prediction" in text and "predict: 3.1 J, 128 FLOPs per sample (16 samples, batch 8)" in text
+    assert "price of a prediction" in text and "predict: 3.12 J, 128 FLOPs per sample (16 samples, batch 8)" in text
     assert "serving = training after" in text
 
 
@@ -142,7 +142,7 @@ def test_the_report_sets_training_against_serving(tiny_trainer, fake_clock, tmp_
     assert "1,000,000 predictions" in out
     # 500 J of training steps / 12.5 J per test sample
     assert "break-even                40 predictions by energy" in out
-    assert "1,000,000,000 predictions 3.472 MWh, 1.269 t CO2e, 128 GFLOPs" in out  # 12.5 J a sample
+    assert "1,000,000,000 predictions 3.47 MWh, 1.27 t CO2e, 128 GFLOPs" in out  # 12.5 J a sample
     assert greenai(["report", trainer.log_dir, "--no-plots", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["price_tag"]["break_even"]["predictions_by_energy"] == pytest.approx(40.0)

@@ -186,8 +186,8 @@ def test_the_price_tag_shows_embodied_water_and_each_cost_line_in_text_and_json(
     tag = PriceTag(spend, grid, title="fit")
     text = tag.to_text()
     assert "  embodied CO2e (apart)          50.4 g CO2e (GPUs 2.85 g CO2e, host 47.6 g CO2e)" in text
-    assert "  water                          1.8 L on-site, 3.75 L off-site" in text
-    assert "  cost                           2.2 EUR (electricity 0.2, instance 2)" in text
+    assert "  water                          1.80 L on-site, 3.75 L off-site" in text
+    assert "  cost                           2.20 EUR (electricity 0.200, instance 2.00)" in text
     data = tag.to_dict()
     assert data["cost_by_line"] == {"electricity": pytest.approx(0.2), "instance": pytest.approx(2.0)}
     assert data["embodied_co2e_kg"] == pytest.approx(0.0504, abs=1e-4)

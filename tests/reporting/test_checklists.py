@@ -55,7 +55,7 @@ def test_neurips_counts_the_failed_and_stopped_trials_in_the_project_total(tmp_p
     assert "(b) Compute per trial (mean of the scored trials): 1.00 Wh" in text  # 4 x 3.6 kJ / 4
     assert "Total of the reported experiments: 4.00 Wh" in text
     # the whole project: 17.1 kJ = 4.75 Wh, of which 2.7 kJ = 0.75 Wh in the failed and the stopped trial
-    assert "(c) Full project compute: 4.75 Wh" in text and "of which 0.75 Wh in 2 trials that failed" in text
+    assert "(c) Full project compute: 4.75 Wh" in text and "of which 0.750 Wh in 2 trials that failed" in text
     assert "Search space (bounds): lr=interval(0.001, 0.1); width=choice(16, 32)." in text
     assert "Selection criterion: the highest val/acc (validation score)." in text
     assert "Best configuration: trial 1, score 0.86: lr=0.02 width=32." in text
@@ -68,7 +68,9 @@ def test_acl_section_c_fields(tmp_path):
     lines = {line[:2]: line for line in text.splitlines() if line[:2] in ("C1", "C2", "C3", "C4")}
     assert set(lines) == {"C1", "C2", "C3", "C4"}
     assert "Number of parameters: not measured" in lines["C1"]  # no trial price tag under the sweep dir
-    assert "0.1 GPU-hours" in lines["C1"] and "Computing infrastructure: 1 x NVIDIA H100" in lines["C1"]
+    assert (
+        "budget: 6.00 GPU-min (metered)" in lines["C1"] and "Computing infrastructure: 1 x NVIDIA H100" in lines["C1"]
+    )
     assert "6 trials (budget_stopped 1, completed 4, failed 1)" in lines["C2"]
     assert "maximum over 4 scored trials" in lines["C3"]
     assert "lightning-greenai" in lines["C4"] and "torch" in lines["C4"]
@@ -85,11 +87,13 @@ def test_show_your_work_has_every_field_and_the_evp_table(tmp_path):
         "Best configuration:",
         "Method of choosing hyperparameter values: random search",
         "Summary statistics:",
-        "Budget set: 10.00 Wh; stopped: budget `energy_kwh` spent",
+        "Budget set: 10.0 Wh; stopped: budget `energy_kwh` spent",
     ):
         assert field in text, field
     table = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == 4  # n = 1..4 scored trials
+    assert "| n | expected | SD | expected band | energy (Wh) |" in text  # the unit of its largest figure, 4 Wh
+    assert [line.rsplit("|", 2)[1].strip() for line in table] == ["1.00", "2.00", "3.00", "4.00"]  # n x 1 Wh
 
 
 def test_hugging_face_card_block_parses_with_emissions_in_grams(tmp_path):
@@ -110,7 +114,7 @@ def test_latex_names_the_estimators_and_flags_estimates(tmp_path, run_dir):
     assert r"its 95\,\% simultaneous confidence band is [" in text  # the band's numbers, not only its name
     assert "$^*$" not in text  # counters only: nothing estimated
     run = render_checklist(load(run_dir), "latex")
-    assert "GPU-hours" in run
+    assert "GPU time & 5.00 GPU-s \\\\" in run  # 5 s on one GPU: the unit every other surface shows it in
 
 
 def test_a_single_runs_checklist_has_its_parameters_and_says_what_a_run_cannot(run_dir):

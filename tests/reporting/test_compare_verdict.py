@@ -70,7 +70,7 @@ def test_a_cheap_model_wins_small_budgets_and_a_dear_one_large_budgets(tmp_path,
     assert first.a.value > first.b.value and first.better != "b"
     assert comparison.leader_before[0] == "a"
     assert main(["compare", str(cheap), str(dear), "--energy-unit", "J"]) == 0
-    assert "at 20 J: cheap's expected best is" in capsys.readouterr().out
+    assert "at 20.0 J: cheap's expected best is" in capsys.readouterr().out
 
 
 def test_the_curves_cross_where_the_point_estimates_change_order(tmp_path, capsys):

@@ -14,7 +14,7 @@ def test_report_of_a_run(run_dir, capsys):
     assert main(["report", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "lightning-greenai price tag (fit)" in out
-    assert "500.0 J" in out
+    assert "  energy                         500 J (475 J to 525 J)" in out
     assert sorted(p.name for p in (run_dir / "greenai_report").glob("*.png")) == ["energy_by_device.png", "power.png"]
 
 
@@ -32,7 +32,7 @@ def test_report_json_and_markdown(run_dir, capsys):
     assert data["price_tag"]["energy_kwh"] == pytest.approx(500 / 3.6e6)
     assert main(["report", str(run_dir), "--markdown", "--no-plots"]) == 0
     md = capsys.readouterr().out
-    assert "| Energy | 500.0 J (475.0 J to 525.0 J) |" in md  # a counter: 5 % calibration
+    assert "| Energy | 500 J (475 J to 525 J) |" in md  # a counter: 5 % calibration
     assert "| quantity | value |" in md and "FLOPs" in md
 
 
@@ -57,6 +57,30 @@ def test_report_of_a_sweep_with_evp(sweep_dir, capsys):
     mean_kwh = summary.spend.energy_kwh / 8
     assert evp[2]["energy_kwh"] == pytest.approx(3 * mean_kwh)
     assert evp[2]["money"] == pytest.approx(3 * mean_kwh * 0.15)  # FR: indicative 0.15 EUR/kWh, PUE 1
+
+
+def test_a_sweeps_printed_tag_is_the_compact_tag_with_its_trials_and_stop(capsys, sweep_dir):  # capsys first
+    from lightning_greenai.reporting.render import to_compact_text
+
+    out = capsys.readouterr().out  # what the sweep printed when it stopped (hydra.sweeper.verbose=false)
+    printed = out[out.index("lightning-greenai price tag (sweep)") : out.index("[greenai] plots:")].rstrip("\n")
+    summary = load(sweep_dir)
+    assert printed == to_compact_text(summary, str(sweep_dir / "price_tag.json"))
+    lines = printed.splitlines()
+    assert len(lines) <= 10
+    assert lines[1] == "  energy    28.0 J"  # the launcher's scripted 1 J steps: no interval
+    assert lines[2] == "  carbon    0.000524 g CO2e (FR, 67 g/kWh); cost 1.17e-06 EUR"
+    assert lines[3].startswith("  time      ") and "(trial time 0 s); FLOPs not counted" in lines[3]
+    assert lines[4:] == [
+        "  sweep     random search, 8 trials (completed 8); best 4",
+        "  stopped   max_trials reached (8); budget 1.00 kWh",
+        f"  full tag: {sweep_dir / 'price_tag.json'} (or: greenai report {sweep_dir})",
+    ]
+    # the full tag it points to: the same figures as `greenai report --json` gives
+    written = json.loads((sweep_dir / "price_tag.json").read_text())
+    assert main(["report", str(sweep_dir), "--json", "--no-plots"]) == 0
+    reported = json.loads(capsys.readouterr().out)["price_tag"]
+    assert written["spend"] == reported["spend"] and written["energy_kwh"] == pytest.approx(28.0 / 3.6e6)
 
 
 def test_the_report_extrapolates_the_tuning_curve_past_the_trials_run(tmp_path, capsys):

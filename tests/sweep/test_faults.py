@@ -165,8 +165,8 @@ def test_money_from_an_instance_price_is_one_number_everywhere(tmp_path):
         "hydra.sweeper.budget.money=1000 EUR",
     )
     money = report(sweep_dir)["money"]
-    printed = re.search(r"^  cost\s+([0-9.e-]+) EUR", proc.stdout, re.MULTILINE)
-    assert printed is not None and float(printed.group(1)) == pytest.approx(money, rel=1e-3)
+    printed = re.search(r"^  carbon\s.*; cost ([0-9.e+-]+) EUR$", proc.stdout, re.MULTILINE)  # the compact tag
+    assert printed is not None and float(printed.group(1)) == pytest.approx(money, rel=5e-3)  # 3 significant figures
     cli = subprocess.run(
         [sys.executable, "-m", "lightning_greenai.reporting.cli", "report", str(sweep_dir), "--json", "--no-plots"],
         capture_output=True,
@@ -321,18 +321,18 @@ def test_a_resume_with_a_larger_budget_spends_up_to_it_and_a_spent_one_stops_at_
     raised = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=20 J", prior, "hydra.sweeper.resume=true")
     assert (
         "The budget changed on resume (was 10.0 J, now 20.0 J): the sweep continues up to the new budget "
-        "(energy_kwh 9.0 J, 3 trials so far)." in raised.stdout
+        "(energy_kwh 9.00 J, 3 trials so far)." in raised.stdout
     )
     rep = assert_books_balance(sweep_dir, raised.stdout)
     assert rep["trials_by_status"] == {"completed": 6}  # 18 J of 20 J: the grid went on where it stopped
     launched = [e for e in Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events() if e["event"] == "launched"]
     assert [e["overrides"] for e in launched] == [[f"x={i}"] for i in range(6)]
     assert rep["budget"] == {"energy_kwh": pytest.approx(20 / 3.6e6)}
-    assert "budget: 20.0 J" in raised.stdout  # the price tag's budget line: the one in force
+    assert "; budget 20.0 J" in raised.stdout  # the price tag's stop line: the budget in force
     # lowered below what was spent: nothing runs, and the log says why
     lowered = run(sweep_dir, GRID, "hydra.sweeper.budget.energy_kwh=5 J", prior, "hydra.sweeper.resume=true")
     assert (
-        "The budget changed on resume (was 20.0 J, now 5.0 J), and the new one is already spent (energy_kwh 18.0 J, "
+        "The budget changed on resume (was 20.0 J, now 5.00 J), and the new one is already spent (energy_kwh 18.0 J, "
         "6 trials so far: energy_kwh): the sweep stops at once and runs nothing." in lowered.stdout
     )
     rep = assert_books_balance(sweep_dir, lowered.stdout)

@@ -65,7 +65,7 @@ def test_a_budget_sweep_of_slurm_array_jobs_holds_its_budget(cluster, tmp_path):
     assert all(a.isdigit() and t.isdigit() for a, t in (name.split("_") for name in tasks)), tasks
     # each trial's ledger record names the array task it ran as; the report sets SLURM's own record beside ours
     assert sorted(e["slurm_job"] for e in finished(sweep_dir).values()) == sorted(tasks)
-    assert "SLURM: 2 trials ran as 2 SLURM job(s); SLURM reported no energy for them (sacct: " in proc.stdout
+    assert "  SLURM     2 trials ran as 2 SLURM job(s); SLURM reported no energy for them (sacct: " in proc.stdout
     assert "accounting storage is disabled" in proc.stdout  # sacct's own reason, on a cluster without accounting
 
 

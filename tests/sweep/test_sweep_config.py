@@ -36,6 +36,7 @@ def test_the_schemas_defaults_parse_into_a_frozen_config():
         ("stop_policy", "later", r"Unknown stop_policy 'later'\. Allowed: graceful, finish, kill\."),
         ("strategy", "bayes", r"Unknown strategy 'bayes'\. Allowed: grid, random, optuna\."),
         ("cost_aware", "wall_hours", r"`hydra.sweeper.cost_aware` must name the cost to weigh, .*got 'wall_hours'\."),
+        ("verbose", "yes", r"`hydra.sweeper.verbose` must be true or false, got 'yes'\."),
     ],
 )
 def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):

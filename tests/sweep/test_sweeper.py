@@ -68,17 +68,34 @@ def assert_books_balance(sweep_dir: Path, printed: str | None = None) -> dict:
     assert rep["spend"]["energy_j"] == pytest.approx(ledger.energy_j)
     assert rep["spend"]["flops"] == pytest.approx(ledger.flops)
     assert rep["trials"] == len(finished(sweep_dir))
+    tag_file = sweep_dir / "price_tag.json"  # the full tag the printed one points to
+    if tag_file.exists():
+        assert json.loads(tag_file.read_text())["spend"]["energy_j"] == pytest.approx(ledger.energy_j)
     if printed is not None and ledger.total_energy_j and "price tag (sweep)" in printed:
-        tag = printed[printed.rindex("price tag (sweep)") :]
-        shown = re.search(r"^  energy\s+([0-9.]+) (J|Wh|kWh)", tag, re.MULTILINE)
+        tag = printed[printed.rindex("price tag (sweep)") :]  # the compact tag (hydra.sweeper.verbose=false)
+        shown = re.search(r"^  energy\s+([0-9.]+(?:e[-+][0-9]+)?) (J|Wh|kWh)", tag, re.MULTILINE)
         assert shown is not None, tag[-2000:]
         joules = float(shown.group(1)) * {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}[shown.group(2)]
-        assert joules == pytest.approx(ledger.total_energy_j, rel=0.005, abs=0.051)  # as rounded for printing
+        assert joules == pytest.approx(ledger.total_energy_j, rel=0.005)  # printed to 3 significant figures
+        trials = re.search(r"^  sweep:?\s+\w+ search, (\d+) trials? \(", tag, re.MULTILINE)  # compact or full
+        assert trials is not None and int(trials.group(1)) == rep["trials"], tag[-2000:]
     return rep
 
 
 GRID = "x=0,1,2,3,4,5,6,7,8,9"
 TEN_J = ("hydra.sweeper.budget.energy_kwh=10 J", "hydra.sweeper.prior_cost.energy_kwh=3 J")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_sweep_prints_a_compact_tag_or_with_verbose_the_full_table(tmp_path, verbose):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(sweep_dir, GRID, *TEN_J, f"hydra.sweeper.verbose={str(verbose).lower()}")  # books balance: both parse
+    tag = proc.stdout[proc.stdout.index("lightning-greenai price tag (sweep)") : proc.stdout.index("[greenai] plots")]
+    if verbose:  # as `greenai report <sweep dir>` prints it
+        assert "  device          method         energy" in tag and "  sweep: grid search, 3 trials" in tag
+    else:
+        assert len(tag.splitlines()) <= 10 and "  sweep     grid search, 3 trials (completed 3); best " in tag
+        assert f"  full tag: {sweep_dir / 'price_tag.json'} (or: greenai report {sweep_dir})" in tag
 
 
 @pytest.mark.parametrize(
