@@ -376,3 +376,19 @@ def test_every_new_format_runs_from_the_command_line(run_dir, sweep_dir, capsys)
                 json.loads(out)  # the JSON alone on stdout, nothing printed around it
             else:
                 assert out.strip()
+
+
+def test_a_damaged_trial_price_tag_is_read_as_far_as_it_goes(sweep_dir, capsys):
+    """A trial's tag is read as it is (the sweep's ledger is the record): damaged figures count as not measured."""
+    path = next((sweep_dir / "1").glob("**/price_tag.json"))
+    tag = json.loads(path.read_text())
+    tag.update(parameters="x", peak_flops_per_s="fast", stages=[1], flops_by_phase={"train/forward": "many"})
+    tag["predictions"]["predict"].update(flops_per_sample="x", samples=None, tokens="y")
+    tag["nodes_energy_kwh"] = 3
+    path.write_text(json.dumps(tag))
+    for fmt in FORMATS[-4:]:
+        assert main(["report", str(sweep_dir), "--no-plots", "--format", fmt]) == 0, fmt
+    text = render_checklist(load(sweep_dir), "eu-ai-act")
+    assert "the price tag has no parameter count (N)" in text
+    assert "- predict: FLOPs per sample not measured, per token not measured (no tokens_key)" in text
+    assert "(samples not measured, batch 1)" in text

@@ -164,6 +164,13 @@ def _energy_lines(project: Project, run: TrainingRun) -> list[str]:
     return lines
 
 
+def _whole(count: Any, what: str) -> str:
+    """``"512 samples"``, ``"batch 32"``, or that it was not measured."""
+    if count is None:
+        return f"{what} {NOT_MEASURED}"
+    return f"batch {count:,.0f}" if what == "batch" else f"{count:,.0f} {what}"
+
+
 def _inference_lines(run: TrainingRun) -> list[str]:
     predictions = run.predictions
     stages = [s for s in ("predict", "test", "validate") if s in predictions]
@@ -176,13 +183,14 @@ def _inference_lines(run: TrainingRun) -> list[str]:
         per_sample = f"{_sig(flops)} FLOP per sample" if flops else f"FLOPs per sample {NOT_MEASURED}"
         per_token = (
             f"{_sig(p['flops_per_token'])} FLOP per token ({p.get('tokens'):,} tokens)"
-            if p.get("flops_per_token")
+            if p.get("flops_per_token") and p.get("tokens")
             else f"per token {NOT_MEASURED} (no tokens_key)"
         )
         energy = p.get("j_per_sample")
         joules = f"{_sig(energy)} J per sample" if energy is not None else f"energy per sample {NOT_MEASURED}"
         lines.append(
-            f"- {stage}: {per_sample}, {per_token}; {joules} ({p.get('samples')} samples, batch {p.get('batch_size')})."
+            f"- {stage}: {per_sample}, {per_token}; {joules} ({_whole(p.get('samples'), 'samples')}, "
+            f"{_whole(p.get('batch_size'), 'batch')})."
         )
     return lines
 

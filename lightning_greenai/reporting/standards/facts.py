@@ -135,7 +135,12 @@ class TrainingRun:
         found = (self.tag or {}).get("predictions")
         if not isinstance(found, Mapping):
             return {}
-        return {str(k): v for k, v in found.items() if isinstance(v, Mapping)}
+        # a trial's price tag is read as it is: a damaged figure is dropped, as if nothing had measured it
+        return {
+            str(stage): {k: v for k, v in figures.items() if _count(v) or v == 0}
+            for stage, figures in found.items()
+            if isinstance(figures, Mapping)
+        }
 
     def activity(self, name: str) -> Activity | None:
         """Its activity named ``name``, if it measured one."""
