@@ -17,6 +17,7 @@ from lightning_greenai.errors import BudgetConfigError
 __all__ = [
     "J_PER_KWH",
     "QUANTITIES",
+    "S_PER_DAY",
     "S_PER_HOUR",
     "SIG_FIGS",
     "ISO_4217",
@@ -33,9 +34,12 @@ __all__ = [
     "format_money",
     "format_number",
     "format_quantity",
+    "format_significant",
     "format_water",
     "g_to_kg",
+    "g_to_t",
     "j_to_kwh",
+    "j_to_mwh",
     "kg_to_g",
     "kwh_to_j",
     "parse_quantity",
@@ -44,6 +48,7 @@ __all__ = [
 
 J_PER_KWH = 3.6e6
 S_PER_HOUR = 3600.0
+S_PER_DAY = 86400.0
 
 #: Budget quantities and the canonical unit each is stored in.
 QUANTITIES: dict[str, str] = {
@@ -142,6 +147,11 @@ def j_to_kwh(energy_j: float) -> float:
     return energy_j / J_PER_KWH
 
 
+def j_to_mwh(energy_j: float) -> float:
+    """Convert joules to megawatt-hours (the EU AI Act's unit of training energy)."""
+    return energy_j / J_PER_KWH / 1e3
+
+
 def kwh_to_j(energy_kwh: float) -> float:
     """Convert kilowatt-hours to joules."""
     return energy_kwh * J_PER_KWH
@@ -152,9 +162,27 @@ def g_to_kg(mass_g: float) -> float:
     return mass_g / 1e3
 
 
+def g_to_t(mass_g: float) -> float:
+    """Convert grams to tonnes (CycloneDX's unit of CO2e)."""
+    return mass_g / 1e6
+
+
 def kg_to_g(mass_kg: float) -> float:
     """Convert kilograms to grams."""
     return mass_kg * 1e3
+
+
+def format_significant(value: float, digits: int = 3) -> str:
+    """``value`` with exactly ``digits`` significant figures, trailing zeros kept (``0.500``, ``1.81e-07``).
+
+    Example::
+
+        >>> format_significant(0.5), format_significant(1234.5), format_significant(1.805e-7)
+        ('0.500', '1.23e+03', '1.81e-07')
+    """
+    if digits < 1:
+        raise ValueError(f"`digits` must be >= 1, got {digits}.")
+    return f"{value:#.{digits}g}".rstrip(".").replace(".e", "e")
 
 
 def parse_quantity(text: str) -> tuple[str, float, str | None]:

@@ -373,6 +373,7 @@ class EnergyMonitor(BatchCallback):
                 "timeline": [list(p) for p in totals.timeline],
                 "hardware": self._hardware,
                 "parameters": self._parameters,
+                "peak_flops_per_s": None if flop_monitor is None else flop_monitor.peak_flops_per_s,
             },
             stage_spend=totals.stage_spend,
             notes=tuple(totals.notes),

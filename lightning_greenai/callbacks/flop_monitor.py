@@ -138,6 +138,14 @@ class FlopMonitor(BatchCallback):
         return Spend(flops=self.training_flops)
 
     @property
+    def peak_flops_per_s(self) -> float | None:
+        """Peak dense FLOP/s of one device, as MFU uses it: the argument, Lightning's table, or ``None`` (unknown).
+
+        Known once a stage has started (``setup``); the price tag keeps it for the EU AI Act's compute estimate.
+        """
+        return self._peak
+
+    @property
     def tokens_key(self) -> TokensKey:
         """Where a batch keeps its tokens (``None``: no per-token figures)."""
         return self._samples.tokens_key

@@ -11,6 +11,13 @@ measured says "not measured" instead of being left out or guessed. Formats:
 * ``showyourwork``: Dodge et al.'s reproducibility checklist, with the expected-validation-performance table.
 * ``hf-card``: the Hugging Face model card's ``co2_eq_emissions`` block (emissions in grams).
 * ``latex``: a paragraph and a table for a paper, estimator named and estimates flagged.
+
+And what regulators and standards read (:mod:`lightning_greenai.reporting.standards`):
+
+* ``eu-ai-act``: the AI Act's model documentation of compute and energy, the guidelines' estimators checked against
+  the counted FLOPs.
+* ``sci``: the Software Carbon Intensity, per ``--functional-unit`` token, sample, run or flop.
+* ``cyclonedx`` and ``spdx``: a CycloneDX 1.6 ML-BOM and an SPDX 3.0.1 document (JSON), energy and CO2e by activity.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from importlib import metadata
 from typing import Any
 
 from lightning_greenai.hardware import hardware_line
-from lightning_greenai.io import parse_json
+from lightning_greenai.reporting.standards.eu_ai_act import render_eu_ai_act
+from lightning_greenai.reporting.standards.facts import NOT_MEASURED, project, trial_tag
+from lightning_greenai.reporting.standards.sbom import render_cyclonedx, render_spdx
+from lightning_greenai.reporting.standards.sci import FUNCTIONAL_UNITS, check_functional_unit, render_sci
 from lightning_greenai.reporting.summary import RunSummary, SweepSummary
 from lightning_greenai.spend import Spend
 from lightning_greenai.units import (
@@ -36,10 +46,12 @@ from lightning_greenai.units import (
     kwh_to_j,
 )
 
-__all__ = ["FORMATS", "facts", "render_checklist"]
+__all__ = ["FORMATS", "FUNCTIONAL_UNITS", "NOT_MEASURED", "facts", "render_checklist"]
 
-FORMATS = ("neurips", "acl", "showyourwork", "hf-card", "latex")
-NOT_MEASURED = "not measured"
+#: Every format of ``greenai report --format``: venues' checklists and a model card, then regulators' and standards'.
+FORMATS = ("neurips", "acl", "showyourwork", "hf-card", "latex", "eu-ai-act", "sci", "cyclonedx", "spdx")
+#: The formats whose output is JSON: notes go in no comment there (JSON has none); they are in the text formats.
+_JSON_FORMATS = ("cyclonedx", "spdx")
 _STRATEGY = {
     "random": "random search: i.i.d. uniform draws from the search space (log-uniform where tagged log)",
     "grid": "grid search: every combination of the listed values",
@@ -83,16 +95,9 @@ def _parameters_of_best(summary: SweepSummary, job: int | None) -> dict[str, int
 
     That is Hydra's default ``hydra.sweep.subdir`` (the job number); elsewhere the count is not found.
     """
-    if job is None:
-        return None
-    for tag in sorted((summary.path / str(job)).glob("**/price_tag.json")):
-        try:
-            parameters = parse_json(tag.read_bytes()).get("parameters")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if parameters:
-            return dict(parameters)
-    return None
+    tag = None if job is None else trial_tag(summary.path, job)
+    parameters = None if tag is None else tag.get("parameters")
+    return dict(parameters) if isinstance(parameters, dict) and parameters else None
 
 
 def facts(summary: RunSummary | SweepSummary) -> dict[str, Any]:
@@ -415,14 +420,35 @@ def _band_tex(evp: dict[str, Any], confidence: float) -> str:
     return f"the median best is {evp['median']:.4g}, {level} [{evp['median_lo']:.4g}, {hi}]"
 
 
-def render_checklist(summary: RunSummary | SweepSummary, fmt: str, *, training_type: str | None = None) -> str:
+def render_checklist(
+    summary: RunSummary | SweepSummary,
+    fmt: str,
+    *,
+    training_type: str | None = None,
+    functional_unit: str | None = None,
+    training_tokens: int | None = None,
+    utilisation: float | None = None,
+) -> str:
     """The report in ``fmt`` (one of :data:`FORMATS`).
 
+    Args:
+        summary: The run or sweep.
+        fmt: The format.
+        training_type: What the training was (``pre-training``, ``fine-tuning`` ...): the model card's field, and
+            the name of the training activity in ``cyclonedx`` and ``spdx``.
+        functional_unit: SCI's R (``sci`` only): one of :data:`FUNCTIONAL_UNITS`; ``run`` when not given.
+        training_tokens: The tokens the training saw, for ``eu-ai-act``'s 6 x N x D estimator (nothing counts them).
+        utilisation: The accelerators' utilisation assumed for ``eu-ai-act``'s hardware estimator, in (0, 1].
+
     Raises:
-        ValueError: an unknown format, naming the allowed ones.
+        ValueError: an unknown format or functional unit, naming the allowed ones; an option the format does not
+            take; training tokens or a utilisation out of range.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown report format {fmt!r}. Allowed: {', '.join(FORMATS)}.")
+    _check_options(fmt, functional_unit, training_tokens, utilisation)
+    if fmt in ("eu-ai-act", "sci", "cyclonedx", "spdx"):
+        return _standard(summary, fmt, training_type, functional_unit, training_tokens, utilisation)
     f = facts(summary)
     if fmt == "neurips":
         text = _neurips(summary, f)
@@ -434,7 +460,47 @@ def render_checklist(summary: RunSummary | SweepSummary, fmt: str, *, training_t
         text = _hf_card(summary, f, training_type)
     else:
         text = _latex(summary, f)
-    if not summary.notes:
+    return _with_notes(summary, fmt, text)
+
+
+def _check_options(fmt: str, unit: str | None, tokens: int | None, utilisation: float | None) -> None:
+    """Refuse an option the format does not read, and values out of range, naming what is allowed."""
+    if unit is not None and fmt != "sci":
+        raise ValueError(f"--functional-unit applies to --format sci, not {fmt}.")
+    if unit is not None:
+        check_functional_unit(unit)
+    if (tokens is not None or utilisation is not None) and fmt != "eu-ai-act":
+        raise ValueError(f"--training-tokens and --utilisation apply to --format eu-ai-act, not {fmt}.")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0):
+        raise ValueError(f"--training-tokens must be a whole number > 0, got {tokens!r}.")
+    if utilisation is not None and not (isinstance(utilisation, int | float) and 0 < utilisation <= 1):
+        raise ValueError(f"--utilisation must be a fraction in (0, 1] (0.4 for 40 %), got {utilisation!r}.")
+
+
+def _standard(
+    summary: RunSummary | SweepSummary,
+    fmt: str,
+    training_type: str | None,
+    unit: str | None,
+    tokens: int | None,
+    utilisation: float | None,
+) -> str:
+    """A regulator's or a standard's report, from one reading of the run or sweep."""
+    read = project(summary, training_type)
+    if fmt == "cyclonedx":
+        return render_cyclonedx(read)
+    if fmt == "spdx":
+        return render_spdx(read)
+    if fmt == "sci":
+        text = render_sci(read, unit or "run")
+    else:
+        text = render_eu_ai_act(read, training_tokens=tokens, utilisation=utilisation)
+    return _with_notes(summary, fmt, text)
+
+
+def _with_notes(summary: RunSummary | SweepSummary, fmt: str, text: str) -> str:
+    """``text`` and the summary's notes, as comments where the format has them."""
+    if not summary.notes or fmt in _JSON_FORMATS:
         return text
     comment = "#" if fmt == "hf-card" else "%" if fmt == "latex" else ""
     prefix = f"{comment} " if comment else ""

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_greenai.reporting.checklists import FORMATS, render_checklist
+from lightning_greenai.reporting.checklists import FORMATS, FUNCTIONAL_UNITS, render_checklist
 from lightning_greenai.reporting.plots import legend_beside, save_figure, score_band, write_plots
 from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, to_text
 from lightning_greenai.reporting.summary import NothingToReportError, RunSummary, SweepSummary, load
@@ -173,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         default=None,
         help="fill in a venue's checklist or a model card: neurips (Q6-Q8), acl (section C), showyourwork (Dodge "
-        "et al.), hf-card (co2_eq_emissions), latex",
+        "et al.), hf-card (co2_eq_emissions), latex; or what regulators and standards read: eu-ai-act (model "
+        "documentation of compute and energy), sci (Software Carbon Intensity), cyclonedx (1.6 ML-BOM), spdx (3.0.1)",
     )
     rep.add_argument(
         "--score-bounds",
@@ -187,6 +188,24 @@ def _parser() -> argparse.ArgumentParser:
         "--training-type",
         default=None,
         help="for --format hf-card: pre-training, fine-tuning ... (not measured: said so if not given)",
+    )
+    rep.add_argument(
+        "--functional-unit",
+        choices=FUNCTIONAL_UNITS,
+        default=None,
+        help="for --format sci: R, per token or sample served, per training run, or per FLOP (default: run)",
+    )
+    rep.add_argument(
+        "--training-tokens",
+        type=int,
+        default=None,
+        help="for --format eu-ai-act: the tokens the training saw (nothing counts them), for 6 x parameters x tokens",
+    )
+    rep.add_argument(
+        "--utilisation",
+        type=float,
+        default=None,
+        help="for --format eu-ai-act: the utilisation (0-1] you assume, for accelerators x time x peak x utilisation",
     )
     rep.add_argument(
         "--plots", type=Path, default=None, help="folder for PNG plots (default: greenai_report beside the report)"
@@ -236,7 +255,19 @@ def _report(args: argparse.Namespace, bounds: tuple[float, float] | None) -> int
     elif bounds is not None:
         summary.notes.append("--score-bounds applies to sweeps (their tuning curves); a run has none")
     if args.format is not None:
-        print(render_checklist(summary, args.format, training_type=args.training_type))
+        try:
+            text = render_checklist(
+                summary,
+                args.format,
+                training_type=args.training_type,
+                functional_unit=args.functional_unit,
+                training_tokens=args.training_tokens,
+                utilisation=args.utilisation,
+            )
+        except ValueError as err:
+            print(f"greenai report: {err}", file=sys.stderr)
+            return 2
+        print(text)
     elif args.json:
         print(to_json(summary))
     elif args.markdown:
