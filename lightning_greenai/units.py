@@ -34,7 +34,6 @@ __all__ = [
     "format_money",
     "format_number",
     "format_quantity",
-    "format_significant",
     "format_water",
     "g_to_kg",
     "g_to_t",
@@ -170,19 +169,6 @@ def g_to_t(mass_g: float) -> float:
 def kg_to_g(mass_kg: float) -> float:
     """Convert kilograms to grams."""
     return mass_kg * 1e3
-
-
-def format_significant(value: float, digits: int = 3) -> str:
-    """``value`` with exactly ``digits`` significant figures, trailing zeros kept (``0.500``, ``1.81e-07``).
-
-    Example::
-
-        >>> format_significant(0.5), format_significant(1234.5), format_significant(1.805e-7)
-        ('0.500', '1.23e+03', '1.81e-07')
-    """
-    if digits < 1:
-        raise ValueError(f"`digits` must be >= 1, got {digits}.")
-    return f"{value:#.{digits}g}".rstrip(".").replace(".e", "e")
 
 
 def parse_quantity(text: str) -> tuple[str, float, str | None]:

@@ -104,14 +104,14 @@ def test_eu_ai_act_on_a_run_has_every_field_with_the_measured_figures(run_dir):
     text = render_checklist(load(run_dir), "eu-ai-act")
     for field in EU_FIELDS:
         assert field in text, field
-    assert "- Counted: 1.94e+03 FLOP, the reference for the estimates below." in text
+    assert "- Counted: 1940 FLOP, the reference for the estimates below." in text
     # fit: 500 J = 1.39e-07 MWh, its interval the counter's 5 %; 3 significant figures (the form asks >= 2)
     assert (
         "Training energy (the run, train and validation loops): 1.39e-07 MWh (interval 1.32e-07 to 1.46e-07 MWh)"
         in text
     )
     assert "Apart, testing (test): 4.17e-08 MWh." in text and "Apart, inference (predict): 2.78e-08 MWh." in text
-    assert "Training time (the run): 0:00:05 (5.79e-05 days); 1 accelerator(s) metered x 5.79e-05 days" in text
+    assert "Training time (the run): 5.00 s (5.79e-05 days); 1 accelerator(s) metered x 5.79e-05 days" in text
     assert "N = 66 parameters; not measured: the training tokens (D) were not counted" in text
     assert "utilisation not measured (give the utilisation you assume with --utilisation); the count implies a " \
         "utilisation of 38.8 % (MFU)" in text  # fmt: skip
@@ -128,15 +128,15 @@ WITHIN, OUTSIDE = "within ±30 % of the count", "outside ±30 % of the count"
 @pytest.mark.parametrize(
     ("tokens", "utilisation", "expected"),
     [
-        (5, 0.4, [f"= 1.98e+03 FLOP: {WITHIN} (+2 %)", f"= 2.00e+03 FLOP: {WITHIN} (+3 %)"]),
-        (10, 0.2, [f"= 3.96e+03 FLOP: {OUTSIDE} (+104 %)", f"= 1.00e+03 FLOP: {OUTSIDE} (-48 %)"]),
+        (5, 0.4, [f"= 1980 FLOP: {WITHIN} (+2 %)", f"= 2000 FLOP: {WITHIN} (+3 %)"]),
+        (10, 0.2, [f"= 3960 FLOP: {OUTSIDE} (+104 %)", f"= 1000 FLOP: {OUTSIDE} (-48 %)"]),
     ],
     ids=["within", "outside"],
 )  # fmt: skip
 def test_eu_ai_act_checks_both_estimators_against_the_count(run_dir, tokens, utilisation, expected):
     text = render_checklist(load(run_dir), "eu-ai-act", training_tokens=tokens, utilisation=utilisation)
     assert f"6 x 66 parameters x {tokens:,} tokens (declared with --training-tokens, not measured)" in text
-    assert f"5.00 accelerator-seconds x 1.00e+03 FLOP/s peak x {utilisation:g} utilisation" in text
+    assert f"5.00 accelerator-seconds x 1000 FLOP/s peak x {utilisation:g} utilisation" in text
     for line in expected:
         assert line in text
 

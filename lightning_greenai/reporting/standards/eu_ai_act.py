@@ -16,7 +16,7 @@ from typing import Any
 from lightning_greenai.hardware import hardware_line
 from lightning_greenai.reporting.standards.facts import NOT_MEASURED, TESTING, Project, TrainingRun
 from lightning_greenai.spend import Method, Spend
-from lightning_greenai.units import S_PER_DAY, format_duration, format_significant, g_to_kg, j_to_mwh
+from lightning_greenai.units import S_PER_DAY, format_duration, format_number, g_to_kg, j_to_mwh
 
 __all__ = ["TOLERANCE", "estimate_check", "render_eu_ai_act"]
 
@@ -35,7 +35,7 @@ _NO_TOKENS = (
 
 
 def _sig(value: float) -> str:
-    return format_significant(value, 3)
+    return format_number(value)
 
 
 def _mwh(energy_j: float | None) -> str:

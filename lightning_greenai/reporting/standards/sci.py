@@ -18,7 +18,7 @@ from typing import Any
 
 from lightning_greenai.grid import Grid, footprint
 from lightning_greenai.reporting.standards.facts import NOT_MEASURED, Project, TrainingRun
-from lightning_greenai.units import format_significant, j_to_kwh
+from lightning_greenai.units import format_number, j_to_kwh
 
 __all__ = ["FUNCTIONAL_UNITS", "SCI", "check_functional_unit", "render_sci", "sci"]
 
@@ -174,7 +174,7 @@ def _embodied_source(grid: Grid) -> str:
 
 
 def _g(value: float) -> str:
-    return f"{format_significant(value, 3)} gCO2e"
+    return f"{format_number(value)} gCO2e"
 
 
 def render_sci(project: Project, unit: str) -> str:
@@ -182,12 +182,12 @@ def render_sci(project: Project, unit: str) -> str:
     figure = sci(project, unit)
     grid = project.grid
     intensity, source = grid.intensity_text(project.total, unit="gCO2e/kWh")
-    energy = NOT_MEASURED if figure.energy_kwh is None else f"{format_significant(figure.energy_kwh)} kWh"
+    energy = NOT_MEASURED if figure.energy_kwh is None else f"{format_number(figure.energy_kwh)} kWh"
     if figure.energy_kwh_bounds is not None and figure.energy_kwh is not None:
-        low, high = (format_significant(b) for b in figure.energy_kwh_bounds)
+        low, high = (format_number(b) for b in figure.energy_kwh_bounds)
         energy += f" (interval {low} to {high} kWh)"
     count = figure.functional_units
-    amount = f"{count:,.0f}" if count and count.is_integer() and count < 1e15 else format_significant(count or 0.0)
+    amount = f"{count:,.0f}" if count and count.is_integer() and count < 1e15 else format_number(count or 0.0)
     r_text = NOT_MEASURED + f" ({figure.why_not})" if not count else f"{amount} {unit}(s)"
     value = figure.value_g
     if value is None:
@@ -203,7 +203,7 @@ def render_sci(project: Project, unit: str) -> str:
             "lightning-greenai",
             f"Boundary: {figure.boundary}.",
             f"E (energy, metered x PUE {grid.pue:g}): {energy}.",
-            f"I (carbon intensity, location-based): {format_significant(figure.intensity_g_per_kwh)} gCO2e/kWh "
+            f"I (carbon intensity, location-based): {format_number(figure.intensity_g_per_kwh)} gCO2e/kWh "
             f"({source}{'; ' + intensity if intensity.startswith('hourly') else ''}).",
             f"M (embodied carbon of the hardware, for the time used): {embodied} ({_embodied_source(grid)}).",
             f"R (functional unit, per {unit}): {r_text}.",
