@@ -31,6 +31,7 @@ from lightning_greenai.reporting import PriceTag
 from lightning_greenai.sensors import EnergySensor, discover_sensors
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.trial.record import TrialStatus
+from lightning_greenai.trial.stopping import report_score
 
 if TYPE_CHECKING:
     from lightning_greenai.callbacks import BudgetStopping, EnergyMonitor, FlopMonitor
@@ -83,4 +84,5 @@ __all__ = [
     "TrialStatus",
     "__version__",
     "discover_sensors",
+    "report_score",
 ]

@@ -55,6 +55,16 @@ class GridConf:
 
 
 @dataclass
+class RungConf:
+    """Where ASHA's (or Hyperband's) rungs lie: min_resource x reduction_factor^k, below max_resource."""
+
+    min_resource: float = 1.0
+    max_resource: Optional[float] = None  # noqa: UP045
+    reduction_factor: int = 3
+    resource: str = "epochs"
+
+
+@dataclass
 class GreenAISweeperConf:
     """Every field is documented in conf/hydra/sweeper/greenai.yaml and the README."""
 
@@ -63,7 +73,7 @@ class GreenAISweeperConf:
     _recursive_: bool = False
     # limits, any subset: energy_kwh, flops, co2e_kg, money (+ currency), gpu_hours, wall_hours; numbers or "500 Wh"
     budget: BudgetConf = field(default_factory=BudgetConf)
-    # grid, random (i.i.d., seeded) or optuna; null: optuna when a sampler is given, else grid
+    # grid, random (i.i.d., seeded), optuna, asha or hyperband; null: optuna with a sampler or pruner, else grid
     strategy: Optional[str] = None  # noqa: UP045
     max_trials: Optional[int] = None  # noqa: UP045
     max_batch_size: Optional[int] = None  # noqa: UP045
@@ -101,6 +111,15 @@ class GreenAISweeperConf:
     # weigh Optuna's proposals by cost: expected improvement per unit of the predicted cost on this axis (energy_kwh,
     # flops, co2e_kg, money, gpu_hours), the cost model learned from the ledger's measured spend; implies optuna
     cost_aware: Optional[str] = None  # noqa: UP045
+    # the metric trials report as they train (e.g. val/acc), better as `direction` says: asha, hyperband and an
+    # Optuna pruner stop trials by it
+    monitor: Optional[str] = None  # noqa: UP045
+    # strategy=asha: stop a trial at a rung (min_resource x reduction_factor^k) outside the top 1/reduction_factor
+    asha: RungConf = field(default_factory=RungConf)
+    # strategy=hyperband: asha in brackets that start at successive rungs
+    hyperband: RungConf = field(default_factory=RungConf)
+    # an Optuna pruner ({_target_: optuna.pruners.HyperbandPruner, ...}), fed the trials' reports; implies optuna
+    pruner: Any = None
     # hydra-optuna-sweeper's spellings, so its configs work as written: n_trials is max_trials, n_jobs is
     # max_batch_size, sampler an Optuna sampler (_target_ and its arguments); storage a database URL that carries the
     # sweep's signals (heartbeats, allowances, STOP; keyed by the sweep dir) and Optuna's study, study_name the study's

@@ -1,7 +1,8 @@
-"""BudgetStopping: end a trial cleanly when its sweep's budget, its allowance, or its own budget is spent."""
+"""BudgetStopping: end a trial cleanly when its budget is spent or its sweep's search prunes it at a rung."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from lightning_greenai.budget import Budget
 from lightning_greenai.callbacks.base import BatchCallback
 from lightning_greenai.callbacks.energy_monitor import EnergyMonitor
 from lightning_greenai.callbacks.flop_monitor import FlopMonitor
+from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import current_trial
 from lightning_greenai.trial.stopping import BudgetStoppingReason, record_stop, stop_reason
@@ -33,6 +35,11 @@ class BudgetStopping(BatchCallback):
 
     Spend is read from the :class:`EnergyMonitor` (with FLOPs from a :class:`FlopMonitor`) on the same trainer, so
     put those first; they refresh it every ``log_every_n_steps`` batches.
+
+    When the sweep sets ``hydra.sweeper.monitor``, it reports that metric to the sweep at each validation end, with
+    the epochs done (or the global step, under ``resource: steps``) and the Trainer's ``max_epochs`` (``max_steps``).
+    Under ``strategy=asha`` or ``hyperband`` (or an Optuna ``pruner``), a report at a rung waits for the sweeper's
+    verdict; a trial it prunes stops there, recorded ``pruned`` with what it spent.
 
     Args:
         budget: A budget of this run's own (``"0.1 kWh"``, ``{"flops": 1e15}``, a :class:`Budget`), or ``None``.
@@ -74,6 +81,20 @@ class BudgetStopping(BatchCallback):
     @override
     def every_n_steps_work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Decide whether to stop (a collective); a stop then ends training after the step."""
+        self._check(trainer)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Report the sweep's monitored score; a trial its search prunes at this rung stops after it."""
+        if trainer.sanity_checking or self._stopped:
+            return
+        reporter = current_trial()
+        if reporter is None or reporter.monitor is None:
+            return
+        score = _monitored(trainer, reporter.monitor)
+        if trainer.is_global_zero:  # one report per trial; every rank hears the verdict in _check's collective
+            resource, max_resource = _progress(trainer, reporter.resource)
+            reporter.report_score(resource, score, max_resource)
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
@@ -131,3 +152,32 @@ class BudgetStopping(BatchCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         name = state_dict.get("stopping_reason")
         self.stopping_reason = None if name is None else BudgetStoppingReason[name]
+
+
+def _monitored(trainer: pl.Trainer, monitor: str) -> float:
+    """The monitored metric's value at this validation end.
+
+    Raises:
+        BudgetConfigError: the trial does not log it (the message lists what it logs), or it is not finite.
+    """
+    value = trainer.callback_metrics.get(monitor)
+    if value is None:
+        logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+        raise BudgetConfigError(
+            f"hydra.sweeper.monitor={monitor!r} is not a metric this trial logs at validation end; it logs: {logged}. "
+            f"Log it in validation_step (self.log({monitor!r}, ...)), or set hydra.sweeper.monitor to one of these."
+        )
+    score = float(value)
+    if not math.isfinite(score):
+        raise BudgetConfigError(f"hydra.sweeper.monitor={monitor!r} is {score} at epoch {trainer.current_epoch}.")
+    return score
+
+
+def _progress(trainer: pl.Trainer, resource: str) -> tuple[float, float | None]:
+    """How far the trial has trained, and how far it will, in ``resource`` units (``epochs`` or ``steps``)."""
+    if resource == "steps":
+        return float(trainer.global_step), float(trainer.max_steps) if trainer.max_steps > 0 else None
+    batches, done = trainer.num_training_batches, trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    fraction = min(done / batches, 1.0) if math.isfinite(batches) and batches > 0 else 1.0
+    max_epochs = trainer.max_epochs
+    return trainer.current_epoch + fraction, float(max_epochs) if max_epochs is not None and max_epochs >= 0 else None

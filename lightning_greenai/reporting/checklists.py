@@ -56,6 +56,8 @@ _STRATEGY = {
     "random": "random search: i.i.d. uniform draws from the search space (log-uniform where tagged log)",
     "grid": "grid search: every combination of the listed values",
     "optuna": "Optuna (model-based: each trial chosen from the earlier ones)",
+    "asha": "ASHA: random draws, each trial stopped at a rung where it scored outside the top of the earlier trials",
+    "hyperband": "asynchronous Hyperband: ASHA in brackets that start at successive rungs",
 }
 
 

@@ -91,6 +91,7 @@ _STATUS_COLORS: dict[str, tuple[str, str]] = {
     TrialStatus.COMPLETED: ("#4a7", "completed"),
     TrialStatus.BUDGET_STOPPED: ("#e93", "stopped by the budget"),
     TrialStatus.KILLED: ("#b55", "killed at the budget"),
+    TrialStatus.PRUNED: ("#a8c", "pruned at a rung"),
     TrialStatus.FAILED: ("#c33", "failed"),
     TrialStatus.INTERRUPTED: ("#999", "interrupted"),
     TrialStatus.NOT_STARTED: ("#ddd", "not started"),

@@ -52,6 +52,9 @@ class Book:
         else:
             self.longest_unmetered_run = max(self.longest_unmetered_run, self.unmetered_run)
             self.unmetered_run = 0
+        if trial.status == TrialStatus.PRUNED:  # it measured what it spent, but a trial that runs on costs more
+            self.measured.update(q for q, cost in self.sweep.costs(trial).items() if cost)
+            return
         if trial.status not in (TrialStatus.COMPLETED, TrialStatus.BUDGET_STOPPED):
             return  # a failed or killed trial's cost says nothing about a trial's cost
         self.done += 1

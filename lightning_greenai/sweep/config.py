@@ -17,14 +17,17 @@ from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.stats.bands import check_bounds
 from lightning_greenai.stats.gain import GainRule
+from lightning_greenai.sweep.rungs import RungOptions
 from lightning_greenai.sweep.strategies import check_optuna_storage
 from lightning_greenai.trial.channel import check_storage
 from lightning_greenai.units import QUANTITIES
 
-__all__ = ["COST_AXES", "STOP_POLICIES", "STRATEGIES", "SweepConfig"]
+__all__ = ["COST_AXES", "RUNG_STRATEGIES", "STOP_POLICIES", "STRATEGIES", "SweepConfig"]
 
 STOP_POLICIES = ("graceful", "finish", "kill")
-STRATEGIES = ("grid", "random", "optuna")
+STRATEGIES = ("grid", "random", "optuna", "asha", "hyperband")
+#: Strategies that stop trials at rungs from the scores they report (Optuna's with a pruner, too).
+RUNG_STRATEGIES = ("asha", "hyperband")
 #: Budget axes ``cost_aware`` can weigh proposals by (wall time is not a property of a configuration alone).
 COST_AXES = tuple(q for q in QUANTITIES if q != "wall_hours")
 
@@ -34,7 +37,7 @@ class SweepConfig:
     """``hydra.sweeper``'s options, checked and normalised (see the module docstring); build with :meth:`parse`."""
 
     budget: Budget
-    strategy: str  # grid, random or optuna: resolved from sampler and cost_aware when not given
+    strategy: str  # grid, random, optuna, asha or hyperband: resolved from sampler, pruner and cost_aware if not given
     max_trials: int | None  # n_trials folded in
     max_batch_size: int | None  # n_jobs folded in
     params: dict[str, str]
@@ -56,6 +59,10 @@ class SweepConfig:
     verbose: bool  # the full price tag table instead of the compact tag
     log_curves: bool
     cost_aware: str | None
+    monitor: str | None  # the metric trials report as they train, which asha, hyperband and a pruner decide by
+    asha: RungOptions
+    hyperband: RungOptions
+    pruner: dict[str, Any] | None  # an Optuna pruner config (implies optuna)
     n_trials: int | None  # hydra-optuna-sweeper's spelling of max_trials, as given
     n_jobs: int | None  # hydra-optuna-sweeper's spelling of max_batch_size, as given
     sampler: dict[str, Any] | None  # an Optuna sampler config; None when Optuna's random sampler became ours
@@ -77,6 +84,11 @@ class SweepConfig:
         A plain grid sweep (Hydra's own launcher tests) accepts tasks that return anything.
         """
         return self.objective is not None or self.strategy != "grid"
+
+    @property
+    def rungs(self) -> RungOptions | None:
+        """The rung options of the strategy (``asha`` or ``hyperband``), ``None`` for the others."""
+        return self.asha if self.strategy == "asha" else self.hyperband if self.strategy == "hyperband" else None
 
     @classmethod
     def parse(
@@ -108,6 +120,10 @@ class SweepConfig:
         n_jobs: int | None = None,
         sampler: Any = None,
         cost_aware: str | None = None,
+        monitor: str | None = None,
+        asha: Mapping[str, Any] | None = None,
+        hyperband: Mapping[str, Any] | None = None,
+        pruner: Any = None,
         storage: str | None = None,
         study_name: str | None = None,
         search_space: Any = None,
@@ -125,15 +141,11 @@ class SweepConfig:
         max_batch_size = _alias("max_batch_size", max_batch_size, "n_jobs", n_jobs)
         if isinstance(direction, str):
             direction = {"maximize": "max", "minimize": "min"}.get(direction, direction)
-        if search_space is not None or custom_search_space is not None:
-            raise BudgetConfigError(
-                "hydra.sweeper.search_space / custom_search_space are hydra-optuna-sweeper options the greenai sweeper "
-                "does not take: write each parameter under hydra.sweeper.params in Hydra's sweep syntax, e.g. "
-                "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
-            )
-        strategy, seed, plain_sampler = _strategy(strategy, seed, sampler, cost_aware)
+        _refuse_search_space(search_space, custom_search_space)
+        strategy, seed, plain_sampler, plain_pruner = _strategy_and_pruner(strategy, seed, sampler, cost_aware, pruner)
         _check_direction_and_storage(direction, storage, sweep_id)
         _check_strategy(strategy)
+        _check_monitor(monitor, strategy, plain_pruner)
         _check_choices(stop_policy, direction, max_trials, max_batch_size, seed)
         bounds, plain_stop_when = _check_gain_rule(score_bounds, stop_when, strategy)
         _check_numbers(max_failure_rate, cost_quantile, heartbeat_s, poll_s, trial_allowance)
@@ -154,8 +166,21 @@ class SweepConfig:
             "grid": _check_grid(parsed_budget, grid, cost_aware),
             "sampler": plain_sampler,
             "storage": storage or None,
+            "asha": RungOptions.parse("asha", _plain(asha)),
+            "hyperband": RungOptions.parse("hyperband", _plain(hyperband)),
+            "pruner": plain_pruner,
         }
         return cls(**{**given, **normalised})
+
+
+def _refuse_search_space(search_space: Any, custom_search_space: Any) -> None:
+    """hydra-optuna-sweeper's search space options are refused, saying how to write the search space instead."""
+    if search_space is not None or custom_search_space is not None:
+        raise BudgetConfigError(
+            "hydra.sweeper.search_space / custom_search_space are hydra-optuna-sweeper options the greenai sweeper "
+            "does not take: write each parameter under hydra.sweeper.params in Hydra's sweep syntax, e.g. "
+            "`model.lr: tag(log, interval(1e-4, 1e-1))`, `batch_size: choice(32, 64)`."
+        )
 
 
 def _check_choices(stop_policy: Any, direction: Any, max_trials: Any, max_batch_size: Any, seed: Any) -> None:
@@ -212,6 +237,56 @@ def _strategy(strategy: str | None, seed: Any, sampler: Any, cost_aware: Any) ->
     return strategy or "grid", seed, plain_sampler
 
 
+def _strategy_and_pruner(
+    strategy: str | None, seed: Any, sampler: Any, cost_aware: Any, pruner: Any
+) -> tuple[str, Any, Any, dict[str, Any] | None]:
+    """The strategy, seed, sampler and pruner the options imply (see :func:`_strategy` and :func:`_pruner`)."""
+    strategy, plain_pruner = _pruner(strategy, pruner)
+    resolved, seed, plain_sampler = _strategy(strategy, seed, sampler, cost_aware)
+    if plain_pruner is not None and resolved != "optuna":
+        raise BudgetConfigError(
+            "`hydra.sweeper.pruner` with Optuna's RandomSampler: the greenai sweeper runs that sampler as its own "
+            "random search, which no Optuna pruner sees. For random proposals stopped at rungs use "
+            "hydra.sweeper.strategy=asha (or hyperband); for Optuna's pruner, another sampler."
+        )
+    return resolved, seed, plain_sampler, plain_pruner
+
+
+def _pruner(strategy: str | None, pruner: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """An Optuna pruner config goes with the optuna strategy (implied when none was chosen, as by a sampler)."""
+    plain = _plain(pruner)
+    if plain is None:
+        return strategy, None
+    if not isinstance(plain, dict) or "_target_" not in plain:
+        raise BudgetConfigError(
+            f"`hydra.sweeper.pruner` must be an Optuna pruner config with a _target_, e.g. "
+            f"{{_target_: optuna.pruners.HyperbandPruner, min_resource: 1}}; got {pruner!r}."
+        )
+    if strategy is None:  # as a sampler does, the pruner chooses optuna
+        return "optuna", plain
+    if strategy != "optuna":
+        raise BudgetConfigError(
+            f"`hydra.sweeper.pruner` is an Optuna pruner but strategy is {strategy!r}: set "
+            "hydra.sweeper.strategy=optuna, or remove the pruner (asha and hyperband are the greenai sweeper's own)."
+        )
+    return strategy, plain
+
+
+def _check_monitor(monitor: Any, strategy: str, pruner: Any) -> None:
+    """A metric name, which a strategy that stops trials at rungs needs."""
+    if monitor is not None and (not isinstance(monitor, str) or not monitor):
+        raise BudgetConfigError(
+            f"`hydra.sweeper.monitor` must name a metric the trials log (e.g. val/acc), or be null; got {monitor!r}."
+        )
+    if monitor is None and (strategy in RUNG_STRATEGIES or pruner is not None):
+        what = f"strategy={strategy}" if pruner is None else "a pruner"
+        raise BudgetConfigError(
+            f"hydra.sweeper.{what} stops trials by the score they report as they train: set hydra.sweeper.monitor "
+            "to a metric they log (e.g. val/acc), which a Lightning trial reports at each validation end through "
+            "callbacks=greenai (BudgetStopping), and a plain task through lightning_greenai.report_score."
+        )
+
+
 def _check_direction_and_storage(direction: Any, storage: Any, sweep_id: Any) -> None:
     """One objective's direction; a storage URL without a written password; no sweep id of the user's."""
     if not isinstance(direction, str):
@@ -252,7 +327,10 @@ def _check_gain_rule(score_bounds: Any, stop_when: Any, strategy: str) -> tuple[
     except ValueError as err:
         raise BudgetConfigError(str(err)) from None
     if gain_rule is not None and strategy != "random":
-        why = "a grid's trials are not random draws" if strategy == "grid" else "Optuna's depend on the earlier ones"
+        why = {
+            "grid": "a grid's trials are not random draws",
+            "optuna": "Optuna's depend on the earlier ones",
+        }.get(strategy, f"{strategy} stops some trials early, so they are not full trials")
         raise BudgetConfigError(
             f"hydra.sweeper.stop_when needs a random (i.i.d.) search: its bound on what the next trials can add "
             f"holds only for independent draws, and {why}. Set hydra.sweeper.strategy=random, or remove "

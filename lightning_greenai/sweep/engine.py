@@ -15,6 +15,7 @@ finished; and the wall time of a crashed session still counts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -37,6 +38,7 @@ from lightning_greenai.sweep.history import Trial
 from lightning_greenai.sweep.launchers import launcher_parallelism, prepare_launcher
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.lock import SweepLock
+from lightning_greenai.sweep.pruning import Pruning
 from lightning_greenai.sweep.rules import (
     BudgetSpent,
     FailingRule,
@@ -47,6 +49,7 @@ from lightning_greenai.sweep.rules import (
     StopRule,
     SweepState,
     UnmeasuredBudget,
+    UnreportedScore,
     first_reason,
 )
 from lightning_greenai.sweep.strategies import (
@@ -55,6 +58,7 @@ from lightning_greenai.sweep.strategies import (
     SearchStrategy,
     make_strategy,
     parse_overrides,
+    pruning,
     sweeps_anything,
 )
 from lightning_greenai.sweep.watchdog import Watchdog
@@ -183,7 +187,7 @@ class BudgetSweep:
         o = self.options
         #: Before each batch: the first reason ends the sweep; after each: a reason ends it with the rule's error
         self.stop_rules: list[StopRule] = [BudgetSpent(o), MaxTrials(o), SearchSpaceExhausted(), GainStop(o)]
-        self.failing_rules: list[FailingRule] = [FailureRate(o), UnmeasuredBudget(o)]
+        self.failing_rules: list[FailingRule] = [FailureRate(o), UnmeasuredBudget(o), UnreportedScore(o)]
         self._cost_warned = False
         self.sweep_id = ""  # the id that keys this sweep's signals: its ledger's (see _sweep_id)
         self.channel: Channel | None = None
@@ -192,6 +196,8 @@ class BudgetSweep:
         self.parallelism, self.parallelism_source = 1, "default"
         self.validate_batch: Callable[[Sequence[Sequence[str]]], None] = lambda batch: None
         self.watchdog: Watchdog | None = None
+        #: Acts on the running trials' reports when the strategy stops trials at rungs (asha, hyperband, a pruner)
+        self.pruning: Pruning | None = None
         self._started = 0.0
         self.elapsed_before_s = 0.0
         self.signalled: int | None = None  # SIGTERM or SIGINT received while the sweep ran
@@ -274,6 +280,10 @@ class BudgetSweep:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.jobs_channel.delete("stop", None)
         strategy = self._make_strategy(arguments, folder, sweep_dir, proposed, book)
+        rungs = pruning(strategy)
+        self.pruning = None if rungs is None else Pruning(rungs, ledger, self.jobs_channel)
+        if self.pruning is not None:  # a resume: the rungs hold the scores of the earlier sessions' trials again
+            self.pruning.replay(ledger.events())
         for trial in recovered:  # finished while the sweeper was down: the strategy learns of them now
             self._tell(strategy, trial)
         self._started = time.monotonic()
@@ -308,6 +318,13 @@ class BudgetSweep:
             search["sampler"] = self.sampler
         if self.cost_aware is not None:
             search["cost_aware"] = self.cost_aware
+        o = self.options
+        if o.monitor is not None:  # a resume must stop trials by the same score, at the same rungs
+            search["monitor"] = o.monitor
+        if o.rungs is not None:
+            search[o.strategy] = dataclasses.asdict(o.rungs)
+        if o.pruner is not None:
+            search["pruner"] = o.pruner
         return search
 
     def _make_strategy(
@@ -326,6 +343,8 @@ class BudgetSweep:
             storage=self.storage,
             # two sweeps on one database are two studies, unless the user names one study for both
             study_name=self.study_name or (str(sweep_dir) if self.storage else None),
+            pruner=self.options.pruner,
+            rungs=self.options.rungs,
         )
         study = getattr(strategy, "study", None)
         if study is not None and self.study_name and len(study.trials) > len(book.trials):
@@ -395,6 +414,8 @@ class BudgetSweep:
         results = self._launch(sweep_dir, jobs, book)
         for i, job in enumerate(jobs):
             settle.settle(self, job, None if results is None else results[i])
+            if self.pruning is not None:  # reports the watchdog had not read count at their rungs all the same
+                self.pruning.observe(job, job.reports, job.max_resource, running=False)
             self.record(job, strategy, ledger, book)
             run.settled.add(job.job_num)
         if results is not None:
@@ -419,6 +440,9 @@ class BudgetSweep:
     def _prepare(self, job: Trial, allowance: Allowance, ledger: Ledger) -> None:
         """Record a job's launch, write its allowance, and clear files an earlier sweep here left under its number."""
         self.jobs_channel.delete("heartbeat", job.job_num)
+        self.jobs_channel.delete("stop", job.job_num)
+        if self.pruning is not None:
+            allowance = self.pruning.allowance(job, allowance)
         self.jobs_channel.send_allowance(job.job_num, allowance, patience_s=60.0)
         ledger.append(
             "launched", job=job.job_num, overrides=job.overrides, rerun_of=job.rerun_of, strategy_id=job.strategy_id

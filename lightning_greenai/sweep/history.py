@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TrialRecord, TrialStatus, is_scored
+from lightning_greenai.trial.record import TrialRecord, TrialStatus, is_scored, read_reports
 
 __all__ = ["History", "Session", "Trial", "curve_axes", "limits_in_force", "replay"]
 
@@ -39,6 +39,9 @@ class Trial(Mapping[str, Any]):
     slurm_job: str | None = None
     finished_at: float | None = None  # the clock time of its ``finished`` event
     recovered: bool = False  # finished while the sweeper was down: recorded by the resume
+    #: its reports of the monitored score, ``(resource, score)`` in order (a pruned trial keeps those it reached)
+    reports: list[tuple[float, float]] = field(default_factory=list)
+    max_resource: float | None = None  # how far it said it would train
 
     @property
     def ranks(self) -> bool:
@@ -52,22 +55,34 @@ class Trial(Mapping[str, Any]):
         return self.status == TrialStatus.FAILED and not (spend.total_energy_j or spend.flops or spend.duration_s)
 
     def take_heartbeat(self, record: TrialRecord | None) -> None:
-        """Take the spend, warm-up flag and SLURM job of the job's last heartbeat (none: nothing was metered)."""
+        """Take the spend, warm-up flag, SLURM job and reports of its last heartbeat (none: nothing was metered)."""
         self.spend = record.spend if record is not None else Spend()
         self.warmup = record.warmup if record is not None else False
         self.slurm_job = record.slurm_job if record is not None else None
+        self.reports = list(record.reports) if record is not None else []
+        self.max_resource = record.max_resource if record is not None else None
 
     def finished_event(self) -> dict[str, Any]:
         """The fields of this trial's ``finished`` ledger event."""
-        return {
-            "job": self.job_num,
-            "status": str(self.status),
-            "objective": self.objective,
-            "spend": self.spend.to_dict(),
-            "error": self.error,
-            "warmup": self.warmup,
-            "partial": self.partial,
-        } | ({"slurm_job": self.slurm_job} if self.slurm_job else {})
+        return (
+            {
+                "job": self.job_num,
+                "status": str(self.status),
+                "objective": self.objective,
+                "spend": self.spend.to_dict(),
+                "error": self.error,
+                "warmup": self.warmup,
+                "partial": self.partial,
+            }
+            | ({"slurm_job": self.slurm_job} if self.slurm_job else {})
+            | self._reports_fields()
+        )
+
+    def _reports_fields(self) -> dict[str, Any]:
+        """Its reports in the ``finished`` event, when it made any."""
+        if not self.reports:
+            return {}
+        return {"reports": [list(r) for r in self.reports], "max_resource": self.max_resource}
 
     def to_json(self) -> dict[str, Any]:
         """Its ledger form: the ``finished`` event (as the ledger holds it) and the overrides it was launched with."""
@@ -156,6 +171,9 @@ def replay(events: Sequence[dict[str, Any]]) -> History:
             trial.slurm_job = event.get("slurm_job") if isinstance(event.get("slurm_job"), str) else None
             trial.finished_at = float(event["time"]) if "time" in event else None
             trial.recovered = bool(event.get("recovered", False))
+            trial.reports = read_reports(event.get("reports", []))
+            recorded_max = event.get("max_resource")
+            trial.max_resource = float(recorded_max) if isinstance(recorded_max, int | float) else None
             finished[trial.job_num] = trial
         elif kind == "stopped":
             session.end = when

@@ -1,7 +1,8 @@
 """The sweep's append-only ledger: one JSON line per event, fsync'd, so a killed sweeper loses nothing.
 
 Events: ``header`` (first line: config fingerprint, budget, grid), ``launched``, ``finished`` (status, objective,
-spend), ``stopped`` (reason), ``resumed``. Reading is streamed, a line at a time. It tolerates a truncated last line
+spend, the reports of the monitored score), ``rung`` (a decision at a rung: the job, its score, promoted or pruned,
+and why), ``stopped`` (reason), ``resumed``. Reading is streamed, a line at a time. It tolerates a truncated last line
 (the sweeper died mid-write) and damaged lines (not JSON, nested too deep, longer than :data:`MAX_LINE_BYTES`, the
 wrong shape, a NaN): each is skipped and described in :attr:`Ledger.notes`, and every readable event is kept.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any, BinaryIO
 from lightning_greenai.errors import StateWriteError
 from lightning_greenai.io import JSONDepthError, parse_json
 from lightning_greenai.spend import Spend
-from lightning_greenai.trial.record import TrialStatus
+from lightning_greenai.trial.record import TrialStatus, read_reports
 
 __all__ = ["MAX_LINE_BYTES", "Ledger", "check_event"]
 
@@ -61,8 +63,31 @@ def check_event(event: Any) -> str | None:
             Spend.from_dict(event.get("spend", {}))
         except ValueError as err:
             return f"finished event with a damaged spend ({err})"
+        try:
+            read_reports(event.get("reports", []))
+        except ValueError as err:
+            return f"finished event with damaged reports ({err})"
+    if kind == "rung":
+        return _check_rung(event)
     if kind == "header" and not isinstance(event.get("search", {}), dict):
         return "header without a search description"
+    return None
+
+
+def _check_rung(event: dict[str, Any]) -> str | None:
+    """What is wrong with a ``rung`` event (a decision at a rung), or ``None``."""
+    if isinstance(event.get("job"), bool) or not isinstance(event.get("job"), int):
+        return "rung event without an integer job number"
+    if event.get("decision") not in ("promoted", "pruned", "continued"):
+        return f"rung event with decision {event.get('decision')!r}, not promoted, pruned or continued"
+    for key in ("score", "resource"):
+        value = event.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"rung event with {key} {value!r}, not a finite number"
+    for key in ("rung", "bracket"):
+        value = event.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"rung event with {key} {value!r}, not an integer"
     return None
 
 
@@ -75,6 +100,7 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._offset = 0
         self._lines = 0
@@ -93,11 +119,12 @@ class Ledger:
         line = json.dumps(record, allow_nan=False) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._repair()
-            with open(self.path, "a") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+            with self._lock:  # the watchdog's thread records rung decisions while the engine may record a job
+                self._repair()
+                with open(self.path, "a") as fh:
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
         except OSError as err:
             raise StateWriteError(
                 f"Cannot append to the sweep's ledger {self.path}: {err.strerror or err}. Every event written before "

@@ -186,6 +186,7 @@ def _take_open_trials(sweep: BudgetSweep, ledger: Ledger, history: History) -> t
         if record is not None and record.status in (
             TrialStatus.COMPLETED,
             TrialStatus.BUDGET_STOPPED,
+            TrialStatus.PRUNED,
             TrialStatus.NOT_STARTED,
             TrialStatus.KILLED,
         ):

@@ -2,7 +2,8 @@
 
 Before each batch the engine asks its :class:`StopRule` list in order (budget spent, max_trials, search space
 exhausted, the gain rule): the first reason ends the sweep cleanly. After each batch it asks its
-:class:`FailingRule` list (failure rate, a budget nothing measures): a reason there ends it with that rule's error.
+:class:`FailingRule` list (failure rate, a budget nothing measures, rungs nothing reaches): a reason there ends it
+with that rule's error. (Stopping one trial at a rung is its strategy's: see ``rungs`` and ``pruning``.)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "StopRule",
     "SweepState",
     "UnmeasuredBudget",
+    "UnreportedScore",
     "first_reason",
 ]
 
@@ -249,4 +251,39 @@ class UnmeasuredBudget:
 
     def error(self, reason: str, book: Book) -> Exception:
         """The reason as a config error: the fix is a monitor in the task."""
+        return BudgetConfigError(reason)
+
+
+class UnreportedScore:
+    """Rungs nothing can reach: a trial that completed without one report of ``monitor``, or unusable rungs.
+
+    Only for a strategy that stops trials at rungs (``asha``, ``hyperband``, an Optuna pruner): without reports it
+    would run every trial to its end while the user believes bad ones are stopped early.
+    """
+
+    name = "monitor"
+
+    def __init__(self, options: SweepConfig) -> None:
+        self.monitor = options.monitor
+
+    def check(self, state: SweepState) -> str | None:
+        """The stop reason, or ``None``."""
+        strategy = state.strategy
+        if strategy is None or not getattr(strategy, "prunes", False):
+            return None
+        problem: str | None = getattr(strategy, "problem", None)
+        if problem is not None:
+            return problem
+        silent = [t.job_num for t in state.book.trials if t.status == TrialStatus.COMPLETED and not t.reports]
+        if not silent:
+            return None
+        return (
+            f"hydra.sweeper.monitor={self.monitor!r} was never reported: trial {silent[0]} completed without a report "
+            f"of it, so no trial could be compared at a rung. A Lightning trial reports it at each validation end "
+            f"through BudgetStopping (callbacks=greenai) once it logs {self.monitor!r} (self.log in validation_step); "
+            "a plain task calls lightning_greenai.report_score(score, epoch) after each evaluation."
+        )
+
+    def error(self, reason: str, book: Book) -> Exception:
+        """The reason as a config error: the fix is in the task or the options."""
         return BudgetConfigError(reason)

@@ -97,7 +97,8 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
         if (
             final
             and record is not None
-            and record.status in (TrialStatus.COMPLETED, TrialStatus.BUDGET_STOPPED, TrialStatus.FAILED)
+            and record.status
+            in (TrialStatus.COMPLETED, TrialStatus.BUDGET_STOPPED, TrialStatus.PRUNED, TrialStatus.FAILED)
         ):
             job.status, job.partial = record.status, record.partial
             if record.status != TrialStatus.FAILED:
@@ -121,8 +122,8 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
     if ret.status != JobStatus.COMPLETED:
         job.status, job.error = TrialStatus.FAILED, f"{type(ret._return_value).__name__}: {ret._return_value}"
         return
-    if record is not None and record.status == TrialStatus.BUDGET_STOPPED:
-        job.status, job.partial = TrialStatus.BUDGET_STOPPED, record.partial
+    if record is not None and record.status in (TrialStatus.BUDGET_STOPPED, TrialStatus.PRUNED):
+        job.status, job.partial = record.status, record.partial
     else:
         job.status = TrialStatus.COMPLETED
     try:

@@ -20,17 +20,20 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
 from lightning_greenai.errors import BudgetConfigError, MissingDependencyError
+from lightning_greenai.sweep.rungs import RungOptions, RungStrategy, SuccessiveHalving, Verdict
 from lightning_greenai.trial.record import TrialStatus
 
 __all__ = [
     "GridStrategy",
     "OptunaStrategy",
+    "PruningStrategy",
     "RandomStrategy",
     "SearchStrategy",
     "canonical_overrides",
     "make_strategy",
     "parse_overrides",
     "parse_search_space",
+    "pruning",
     "sweeps_anything",
 ]
 
@@ -70,6 +73,38 @@ class SearchStrategy(Protocol):
     def exhausted(self) -> bool:
         """Whether no job is left to propose."""
         ...
+
+
+class PruningStrategy(SearchStrategy, Protocol):
+    """A strategy that also stops trials early from the scores they report (``asha``, ``hyperband``, Optuna's pruner).
+
+    The sweeper hands it each report of a running trial, in the order it reads them, and acts on the verdict.
+    """
+
+    problem: str | None  # what makes its rungs unusable (the sweep ends with it as an error), or None
+
+    def first_rung(self, job_num: int) -> float | None:
+        """The resource from which the job's first report waits for a verdict (``None``: never)."""
+        ...
+
+    def report(
+        self, job_num: int, strategy_id: int | None, resource: float, score: float, max_resource: float | None
+    ) -> Verdict:
+        """Decide on one report of a running trial's monitored score."""
+        ...
+
+    def replay(self, event: Mapping[str, Any]) -> None:
+        """Take back a ``rung`` event of the ledger (a resume continues the rungs)."""
+        ...
+
+    def forget(self, job_num: int) -> None:
+        """Drop the scores of a job that was interrupted (it runs again under a new number)."""
+        ...
+
+
+def pruning(strategy: SearchStrategy) -> PruningStrategy | None:
+    """The strategy, when it stops trials at rungs; ``None`` for one that lets every trial run to its end."""
+    return strategy if getattr(strategy, "prunes", False) else None  # type: ignore[return-value]
 
 
 def parse_overrides(arguments: Sequence[str]) -> list[Override]:
@@ -253,12 +288,16 @@ class RandomStrategy:
 class OptunaStrategy:
     """Optuna's ask/tell on an SQLite storage in the sweep's state folder (``optuna.db``), so a resume continues it.
 
-    A completed trial is told its objective; a budget-stopped or killed one PRUNED; one that failed or never started
-    FAIL. Trials are told by Optuna trial number, so two identical proposals in one batch are each told once, and a
-    job run again after a resume is told under the trial it was first asked as.
+    A completed trial is told its objective; a budget-stopped, killed or pruned one PRUNED; one that failed or never
+    started FAIL. Trials are told by Optuna trial number, so two identical proposals in one batch are each told once,
+    and a job run again after a resume is told under the trial it was first asked as.
+
+    With a ``pruner`` (an Optuna pruner config, as the sampler's) each report of a running trial is Optuna's
+    ``trial.report(score, step)`` (``step``: the resource, a whole number) followed by ``trial.should_prune()``.
     """
 
     iid = False
+    problem: str | None = None
 
     def __init__(
         self,
@@ -271,6 +310,7 @@ class OptunaStrategy:
         cost_aware: bool = False,
         storage: str | None = None,
         study_name: str | None = None,
+        pruner: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             import optuna
@@ -298,6 +338,13 @@ class OptunaStrategy:
             optuna_sampler = CostAwareSampler(seed=seed, pending=lambda: set(self._asked))
         else:
             optuna_sampler = optuna.samplers.TPESampler(seed=seed)
+        self.prunes = pruner is not None
+        if pruner is not None:
+            from hydra.utils import instantiate
+
+            kwargs: dict[str, Any] = {"pruner": instantiate(dict(pruner))}
+        else:
+            kwargs = {}
         self.study = _create_study(
             optuna,
             study_name=study_name or "greenai",
@@ -305,9 +352,11 @@ class OptunaStrategy:
             load_if_exists=True,
             direction="maximize" if direction == "max" else "minimize",
             sampler=optuna_sampler,
+            **kwargs,
         )
         self.ids: list[int | None] = []
         self._asked: dict[int, Any] = {}  # trial number -> Optuna trial, to record its cost before telling it
+        self._reported: dict[int, set[int]] = {}  # trial number -> the steps reported to Optuna in this session
 
     def _suggest(self, trial: Any, override: Override) -> str:
         key = override.get_key_element()
@@ -358,7 +407,7 @@ class OptunaStrategy:
         try:
             if status == TrialStatus.COMPLETED and objective is not None:
                 self.study.tell(strategy_id, objective)
-            elif status in (TrialStatus.BUDGET_STOPPED, TrialStatus.KILLED):
+            elif status in (TrialStatus.BUDGET_STOPPED, TrialStatus.KILLED, TrialStatus.PRUNED):
                 self.study.tell(strategy_id, state=state.PRUNED)
             else:
                 self.study.tell(strategy_id, state=state.FAIL)
@@ -368,6 +417,49 @@ class OptunaStrategy:
     def exhausted(self) -> bool:
         """Never."""
         return False
+
+    def first_rung(self, job_num: int) -> float | None:
+        """With a pruner, every report waits for Optuna's verdict (from resource 0 on)."""
+        return 0.0 if self.prunes else None
+
+    def report(
+        self, job_num: int, strategy_id: int | None, resource: float, score: float, max_resource: float | None
+    ) -> Verdict:
+        """``trial.report(score, step)`` then ``trial.should_prune()``; a step reported before is passed over."""
+        next_rung = math.nextafter(resource, math.inf)
+        trial = None if strategy_id is None else self._trial(strategy_id)
+        if trial is None or strategy_id is None or not float(resource).is_integer():
+            return Verdict(stop=False, next_rung=next_rung)  # Optuna's steps are whole numbers
+        step, reported = int(resource), self._reported.setdefault(strategy_id, set())
+        if step in reported:
+            return Verdict(stop=False, next_rung=next_rung)
+        reported.add(step)
+        trial.report(score, step)
+        stop = bool(trial.should_prune())
+        pruner = type(self.study.pruner).__name__
+        return Verdict(
+            stop=stop,
+            next_rung=None if stop else next_rung,
+            decision="pruned" if stop else "continued",
+            reason=f"step {step}: {pruner} {'prunes' if stop else 'keeps'} it at {score:.4g}",
+            level=float(step),
+        )
+
+    def _trial(self, number: int) -> Any:
+        """The Optuna trial asked as ``number``: this session's handle, or one rebuilt for a trial asked before."""
+        if number not in self._asked:
+            frozen = next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
+            if frozen is None:
+                return None
+            # Optuna has no public way from a trial's number to a live Trial: its storage id is what Trial takes
+            self._asked[number] = self._optuna.trial.Trial(self.study, frozen._trial_id)
+        return self._asked[number]
+
+    def replay(self, event: Mapping[str, Any]) -> None:
+        """Nothing to take back: the study keeps its trials' reports itself."""
+
+    def forget(self, job_num: int) -> None:
+        """Nothing to drop: Optuna is told an interrupted trial under its first number when it runs again."""
 
 
 def check_optuna_storage(optuna_version: str) -> None:
@@ -422,12 +514,21 @@ def make_strategy(
     cost_aware: bool = False,
     storage: str | None = None,
     study_name: str | None = None,
+    pruner: Mapping[str, Any] | None = None,
+    rungs: RungOptions | None = None,
 ) -> SearchStrategy:
     """Build the named strategy; ``skip`` is how many jobs a resumed sweep already proposed.
 
     A search space that sweeps nothing (see :func:`sweeps_anything`) is one point, whatever the strategy: it is
-    proposed once, as Hydra's basic sweeper runs one job, rather than drawn again and again until the budget is spent.
+    proposed once, as Hydra's basic sweeper runs one job, rather than drawn again and again until the budget is spent
+    (``asha`` and ``hyperband`` still stop it at its rungs: there is nothing to compare it with but itself).
     """
+    if name in ("asha", "hyperband"):
+        proposer = make_strategy("random", arguments, seed=seed, direction=direction, state_dir=state_dir, skip=skip)
+        ladder = SuccessiveHalving(
+            rungs or RungOptions(), direction=direction, hyperband=name == "hyperband", seed=seed
+        )
+        return RungStrategy(proposer, ladder)
     if name == "grid" or (name in ("random", "optuna") and not sweeps_anything(arguments)):
         return GridStrategy(arguments, skip=skip)
     if name == "random":
@@ -442,5 +543,6 @@ def make_strategy(
             cost_aware=cost_aware,
             storage=storage,
             study_name=study_name,
+            pruner=pruner,
         )
-    raise ValueError(f"Unknown strategy {name!r}. Allowed: grid, random, optuna.")
+    raise ValueError(f"Unknown strategy {name!r}. Allowed: grid, random, optuna, asha, hyperband.")

@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class Watchdog:
-    """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached."""
+    """Sum the heartbeats of in-flight jobs and write the STOP file when the budget is reached.
+
+    It also hands each heartbeat's reports to the sweep's :class:`~lightning_greenai.sweep.pruning.Pruning`, when its
+    strategy stops trials at rungs.
+    """
 
     def __init__(self, sweep: BudgetSweep, sweep_dir: Path, jobs: list[Trial], book: Book) -> None:
         self.sweep, self.sweep_dir, self.jobs, self.book = sweep, sweep_dir, jobs, book
@@ -36,8 +40,8 @@ class Watchdog:
         self.finished: set[int] = set()  # jobs of the batch whose record is final
 
     def start(self) -> None:
-        """Start polling (not for an unlimited budget: nothing to stop)."""
-        if not self.sweep.budget.is_unlimited:
+        """Start polling (not for an unlimited budget, unless trials are stopped at rungs: nothing to stop)."""
+        if not self.sweep.budget.is_unlimited or self.sweep.pruning is not None:
             self._thread.start()
 
     def stop(self) -> None:
@@ -69,6 +73,9 @@ class Watchdog:
             if record is not None:
                 records[job.job_num] = record
                 in_flight = in_flight + record.spend
+                if sweep.pruning is not None:  # its reports of the monitored score, decided at their rungs
+                    running = record.status == TrialStatus.RUNNING
+                    sweep.pruning.observe(job, record.reports, record.max_resource, running=running)
         total = self.book.spend + in_flight
         fraction = sweep.budget.fraction_spent(total, sweep.grid, wall_s=sweep.wall_s())
         if fraction > 1.0 + 1e-9 and not self.stopped:  # strictly over (rounding aside): a trial ending at it finishes

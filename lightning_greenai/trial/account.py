@@ -67,6 +67,9 @@ class TrialReporter:
             step); files are always read.
         grid: The sweep's grid (:func:`sweep_grid`), which prices this trial's spend against its CO2e and money
             caps as the sweeper prices it; ``None`` leaves those caps to the sweeper's STOP signal.
+        monitor: The metric the trial reports to the sweep (``hydra.sweeper.monitor``, e.g. ``val/acc``), or ``None``.
+        resource: What a Lightning trial's reports count: ``epochs`` or ``steps``.
+        verdict_patience_s: How long a report at a rung waits for the sweeper's verdict before the trial goes on.
     """
 
     def __init__(
@@ -79,11 +82,15 @@ class TrialReporter:
         warmup: bool = False,
         signal_s: float = 1.0,
         grid: Grid | None = None,
+        monitor: str | None = None,
+        resource: str = "epochs",
+        verdict_patience_s: float = 300.0,
     ) -> None:
         self.channel = channel if isinstance(channel, Channel) else FileChannel(channel)
         self.job_num = job_num
         self.heartbeat_s, self.signal_s = heartbeat_s, signal_s
         self.grid = grid
+        self.monitor, self.resource, self.verdict_patience_s = monitor, resource, verdict_patience_s
         self._clock = clock
         self._last_write: float | None = None
         self._lock = threading.RLock()
@@ -306,6 +313,46 @@ class TrialReporter:
         """The sweeper's STOP signal (read at most every ``signal_s``), or ``None``."""
         return self.channel.stop_signal(max_age_s=self.signal_s)
 
+    def prune_request(self, *, max_age_s: float | None = None) -> StopSignal | None:
+        """The STOP the sweeper sent this trial alone (its search pruned it at a rung), or ``None``."""
+        return self.channel.stop_signal(
+            job_num=self.job_num, max_age_s=self.signal_s if max_age_s is None else max_age_s
+        )
+
+    def report_score(self, resource: float, score: float, max_resource: float | None = None) -> None:
+        """Add a report of the monitored score to the heartbeat; at a rung, wait for the sweeper's verdict.
+
+        A report at or past the allowance's ``next_rung`` waits until the sweeper raises it (the trial is promoted)
+        or sends this trial a STOP (pruned; :meth:`prune_request` then says so), checking often at first, then every
+        half second. A sweeper that stays silent for ``verdict_patience_s`` is warned about once, and the trial goes
+        on: a trial never hangs on its sweeper.
+        """
+        with self._lock:
+            self.record.reports.append((float(resource), float(score)))
+            if max_resource is not None:
+                self.record.max_resource = float(max_resource)
+            self._write(force=True)
+        deadline, pause = time.monotonic() + self.verdict_patience_s, 0.01
+        while self._waits_at(resource):
+            if time.monotonic() >= deadline:
+                unit = self.resource[:-1] if resource == 1 else self.resource
+                warnings.warn(
+                    f"The sweeper gave no verdict on this trial's report at {resource:g} {unit} within "
+                    f"{self.verdict_patience_s:g} s: the trial goes on as if promoted.",
+                    GreenAIWarning,
+                    stacklevel=2,
+                )
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _waits_at(self, resource: float) -> bool:
+        """Whether a report at ``resource`` still waits: no STOP for it, and the next rung not raised past it."""
+        if self.prune_request(max_age_s=0.0) is not None or self.channel.stop_signal() is not None:
+            return False
+        next_rung = self.channel.allowance(self.job_num).next_rung
+        return next_rung is not None and resource >= next_rung
+
     def allowance(self) -> Allowance:
         """What this trial may spend, written by the sweeper before launch (empty if none was written).
 
@@ -340,6 +387,8 @@ class JobContext:
     heartbeat_s: float = 10.0
     cwd: str | None = None
     grid: dict[str, Any] = field(default_factory=dict)
+    monitor: str | None = None  # the metric the trial reports (hydra.sweeper.monitor)
+    resource: str = "epochs"  # what a Lightning trial's reports count: epochs or steps
 
     def export(self) -> None:
         """Put this context in the environment, for the processes this one starts (spawned DDP ranks inherit it)."""
@@ -383,6 +432,8 @@ def job_context() -> JobContext | None:
 
     grid = OmegaConf.select(cfg, "sweeper.grid", default=None)
     plain = OmegaConf.to_container(grid, resolve=True) if grid is not None else {}
+    strategy = OmegaConf.select(cfg, "sweeper.strategy", default=None)
+    resource = OmegaConf.select(cfg, f"sweeper.{strategy}.resource", default=None) if strategy else None
     return JobContext(
         sweep_dir=str(cfg.sweep.dir),
         job_num=int(cfg.job.num),
@@ -391,6 +442,8 @@ def job_context() -> JobContext | None:
         heartbeat_s=float(OmegaConf.select(cfg, "sweeper.heartbeat_s", default=10.0)),
         cwd=OmegaConf.select(cfg, "runtime.cwd", default=None),
         grid={str(k): v for k, v in plain.items()} if isinstance(plain, dict) else {},
+        monitor=OmegaConf.select(cfg, "sweeper.monitor", default=None),
+        resource=str(resource or "epochs"),
     )
 
 
@@ -403,7 +456,13 @@ def current_trial() -> TrialReporter | None:
     if key not in _REPORTERS:
         channel = open_channel(context.sweep_dir, context.storage, key=context.sweep_id, cwd=context.cwd)
         _REPORTERS[key] = TrialReporter(
-            channel, key[1], heartbeat_s=context.heartbeat_s, warmup=not _REPORTERS, grid=sweep_grid()
+            channel,
+            key[1],
+            heartbeat_s=context.heartbeat_s,
+            warmup=not _REPORTERS,
+            grid=sweep_grid(),
+            monitor=context.monitor,
+            resource=context.resource,
         )
     return _REPORTERS[key]
 

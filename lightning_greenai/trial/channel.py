@@ -121,21 +121,21 @@ class Channel(abc.ABC):
         """Write what job ``job_num`` may spend."""
         self.send("allowance", job_num, allowance, patience_s=patience_s)
 
-    def send_stop(self, signal: StopSignal, *, patience_s: float = 0.0) -> None:
-        """Write the sweep's STOP signal."""
-        self.send("stop", None, signal, patience_s=patience_s)
+    def send_stop(self, signal: StopSignal, *, job_num: int | None = None, patience_s: float = 0.0) -> None:
+        """Write the sweep's STOP signal, or (``job_num``) one job's: the search pruned that trial."""
+        self.send("stop", job_num, signal, patience_s=patience_s)
 
     def allowance(self, job_num: int, *, max_age_s: float = 0.0) -> Allowance:
         """What job ``job_num`` may spend: empty (no caps) if none was written, it is damaged, or none can be read."""
         return Allowance.from_json(self.receive("allowance", job_num, max_age_s=max_age_s))
 
-    def stop_signal(self, *, max_age_s: float = 0.0) -> StopSignal | None:
-        """The sweep's STOP signal, or ``None``.
+    def stop_signal(self, *, job_num: int | None = None, max_age_s: float = 0.0) -> StopSignal | None:
+        """The sweep's STOP signal (``job_num``: the one sent to that job alone), or ``None``.
 
         A STOP present but unreadable still stops (gracefully); a database away and silent means no STOP heard (the
         job's allowance still holds).
         """
-        data = self.receive("stop", None, max_age_s=max_age_s, unreadable="present")
+        data = self.receive("stop", job_num, max_age_s=max_age_s, unreadable="present")
         return None if data is None else StopSignal.from_json(data)
 
     def receive(self, kind: Kind, job_num: int | None, *, max_age_s: float = 0.0, unreadable: Any = None) -> Any | None:
@@ -153,7 +153,10 @@ class Channel(abc.ABC):
 
 
 class FileChannel(Channel):
-    """Files under ``<sweep_dir>/.greenai/``: ``trials/<job>.json``, ``trials/<job>.allowance.json``, ``STOP``."""
+    """Files under ``<sweep_dir>/.greenai/``: ``trials/<job>.json``, ``trials/<job>.allowance.json``, ``STOP``.
+
+    A STOP sent to one job (the search pruned it) is ``trials/<job>.stop.json``.
+    """
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
         self.sweep_dir = Path(sweep_dir)
@@ -161,9 +164,9 @@ class FileChannel(Channel):
     def path(self, kind: Kind, job_num: int | None) -> Path:
         """The file of a message."""
         folder = state_dir(self.sweep_dir)
-        if kind == "stop":
+        if kind == "stop" and job_num is None:
             return folder / "STOP"
-        suffix = ".json" if kind == "heartbeat" else ".allowance.json"
+        suffix = {"heartbeat": ".json", "allowance": ".allowance.json", "stop": ".stop.json"}[kind]
         return folder / "trials" / f"{job_num}{suffix}"
 
     def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:

@@ -49,6 +49,7 @@ class TrialStatus(str, Enum):
     BUDGET_STOPPED = "budget_stopped"  # stopped at its allowance (or, ``partial``, by the sweep's STOP)
     NOT_STARTED = "not_started"  # began after the sweep's STOP
     KILLED = "killed"  # stopped under ``stop_policy=kill``: billed, no score, not a failure
+    PRUNED = "pruned"  # stopped at a rung by the search (ASHA, Hyperband, an Optuna pruner): billed, not a failure
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: billed so far, run again on resume
 
@@ -66,7 +67,7 @@ def is_scored(status: str | None, partial: bool = False) -> bool:
     """Whether a trial's objective may rank as the sweep's best and enter EVP.
 
     A trial must have completed, or stopped at its own allowance; one stopped by the sweep's STOP signal (``partial``)
-    trained for less than the others, and one that never started has no score.
+    or pruned at a rung trained for less than the others, and one that never started has no score.
     """
     return status == TrialStatus.COMPLETED or (status == TrialStatus.BUDGET_STOPPED and not partial)
 
@@ -99,6 +100,9 @@ class TrialRecord:
     warmup: bool = False  # the first trial of its process: it pays the process's one-off start-up costs
     partial: bool = False  # stopped by the sweep's STOP signal: its score is not comparable with the others'
     slurm_job: str | None = field(default_factory=slurm_job_id)  # the SLURM job (array task) it ran as
+    #: the monitored score as reported, ``(resource, score)`` in order: the sweep's strategy decides at its rungs
+    reports: list[tuple[float, float]] = field(default_factory=list)
+    max_resource: float | None = None  # the resource the trial runs to (a Lightning trial's max_epochs), if known
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)  # a bare word ("completed") names its status
@@ -117,7 +121,7 @@ class TrialRecord:
             "warmup": self.warmup,
             "partial": self.partial,
             "slurm_job": self.slurm_job,
-        }
+        } | ({"reports": [list(r) for r in self.reports], "max_resource": self.max_resource} if self.reports else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
@@ -146,12 +150,42 @@ class TrialRecord:
                 warmup=bool(data.get("warmup", False)),
                 partial=bool(data.get("partial", False)),
                 slurm_job=None if data.get("slurm_job") is None else str(data["slurm_job"]),
+                reports=read_reports(data.get("reports", [])),
+                max_resource=_finite_or_none(data.get("max_resource"), "max_resource"),
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"not a heartbeat: {type(err).__name__}: {err}") from err
         if status is None:
             raise ValueError(f"unknown status {raw_status!r}")
         return record
+
+
+def _finite_or_none(value: Any, name: str) -> float | None:
+    """``value`` as a finite float (``None`` stays ``None``); anything else is damage, named."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} {value!r} is not a finite number")
+    return float(value)
+
+
+def read_reports(data: Any) -> list[tuple[float, float]]:
+    """A heartbeat's or ledger's reports, ``[[resource, score], ...]``, as pairs of finite floats.
+
+    Raises:
+        ValueError: not a list of number pairs (a damaged message).
+    """
+    pairs = data if isinstance(data, list) else None
+    if pairs is None or not all(isinstance(p, list | tuple) and len(p) == 2 and None not in p for p in pairs):
+        raise ValueError(f"reports {data!r} are not [[resource, score], ...]")
+    return [(_finite(resource, "resource"), _finite(score, "score")) for resource, score in pairs]
+
+
+def _finite(value: Any, name: str) -> float:
+    found = _finite_or_none(value, name)
+    if found is None:
+        raise ValueError(f"{name} is missing")
+    return found
 
 
 class _JsonMapping(Mapping[str, Any]):
@@ -168,6 +202,12 @@ class _JsonMapping(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.to_json())
+
+
+def _number(value: Any) -> float | None:
+    """A finite number as a float; anything else (absent, damaged) ``None``."""
+    finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if finite else None
 
 
 def _caps(limits: Any) -> dict[str, float] | None:
@@ -187,14 +227,18 @@ class Allowance(_JsonMapping):
     Caps are in the budget's own quantities (``energy_kwh``, ``co2e_kg`` ...): ``trial`` its own allowance
     (``trial_allowance`` x its estimate), ``sweep`` its share of what is left of the sweep's budget. Wall time is a
     clock time, ``deadline_unix_s``, so a job's start-up counts as on the sweep's clock. ``policy`` is the sweep's
-    ``stop_policy``. Wire form: ``{"policy": ..., "trial": {...}, "sweep": {...}, "deadline_unix_s": ...}``, the
-    absent parts left out.
+    ``stop_policy``. ``next_rung``, under a strategy that stops trials at rungs (ASHA, Hyperband, an Optuna pruner):
+    the resource (epochs, steps) from which the trial's next report waits for the sweeper's verdict; the sweeper
+    raises it past each rung the trial is promoted through (``None``: no rung left, it runs to its end). Wire form:
+    ``{"policy": ..., "trial": {...}, "sweep": {...}, "deadline_unix_s": ..., "next_rung": ...}``, the absent parts
+    left out.
     """
 
     policy: str | None = None
     trial: Mapping[str, float] | None = None
     sweep: Mapping[str, float] | None = None
     deadline_unix_s: float | None = None
+    next_rung: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The wire form (absent parts left out; ``policy`` always written)."""
@@ -205,6 +249,8 @@ class Allowance(_JsonMapping):
             out["sweep"] = dict(self.sweep)
         if self.deadline_unix_s is not None:
             out["deadline_unix_s"] = self.deadline_unix_s
+        if self.next_rung is not None:
+            out["next_rung"] = self.next_rung
         return out
 
     @classmethod
@@ -218,14 +264,13 @@ class Allowance(_JsonMapping):
             return cls()
         if not any(k in data for k in ("trial", "sweep", "policy")):
             data = {"trial": data}
-        deadline = data.get("deadline_unix_s")
-        finite = isinstance(deadline, int | float) and not isinstance(deadline, bool) and math.isfinite(deadline)
         policy = data.get("policy")
         return cls(
             policy=None if policy is None else str(policy),
             trial=_caps(data.get("trial")),
             sweep=_caps(data.get("sweep")),
-            deadline_unix_s=float(deadline) if finite else None,
+            deadline_unix_s=_number(data.get("deadline_unix_s")),
+            next_rung=_number(data.get("next_rung")),
         )
 
     def nothing_left(self, now_unix_s: float) -> bool:
@@ -241,6 +286,7 @@ class StopSignal(_JsonMapping):
 
     ``policy`` is the sweep's ``stop_policy`` (``graceful``, ``kill``; under ``finish`` running trials finish);
     ``kind`` why: ``budget`` (spent) or ``interrupt`` (the sweep was interrupted: its trials run again on resume).
+    Sent to one job, kind ``prune``: the search stopped that trial at a rung (``reason`` says why), gracefully.
     Wire form: ``{"policy": ..., "kind": ..., "reason": ...}``, an absent kind or reason left out. A STOP that is
     not a JSON object (written by hand: ``echo STOP > STOP``) still stops the sweep, gracefully.
     """
@@ -253,6 +299,11 @@ class StopSignal(_JsonMapping):
     def interrupted(self) -> bool:
         """Whether the sweep itself was interrupted (its trials are run again on resume)."""
         return self.kind == "interrupt"
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the search stopped this one trial at a rung (ASHA, Hyperband, an Optuna pruner)."""
+        return self.kind == "prune"
 
     def to_json(self) -> dict[str, Any]:
         """The wire form (``policy`` always written)."""

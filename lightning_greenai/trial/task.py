@@ -197,6 +197,6 @@ class TaskWrapper:
         except ObjectiveError:
             objective = None  # the sweeper decides whether that fails the trial (it sees the return value)
         status = reporter.record.status
-        if status not in (TrialStatus.BUDGET_STOPPED, TrialStatus.INTERRUPTED):
+        if status not in (TrialStatus.BUDGET_STOPPED, TrialStatus.INTERRUPTED, TrialStatus.PRUNED):
             status = TrialStatus.COMPLETED
         return _carry(value, _finish(reporter, status, objective))

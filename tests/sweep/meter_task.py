@@ -7,7 +7,9 @@ At step ``crash_at`` of the trial with ``x == crash_x`` (once only if ``crash_on
 into), ``sigterm`` or ``sigint`` (a real signal to its own process), or ``lose_channel`` (it lives on, but no
 heartbeat or final record it writes from then on reaches the sweeper). ``fail`` raises; ``bad_objective`` returns a
 string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no
-energy; ``needs`` names a module the trial imports first.
+energy; ``needs`` names a module the trial imports first. With ``report``, each step is an epoch whose score,
+``-(x - 3)^2 / 10 + step / 100`` (the ranking of x never changes), goes to ``report_score``: a pruned trial ends
+there and returns its last score.
 """
 
 import importlib
@@ -18,7 +20,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from lightning_greenai import Meter
+from lightning_greenai import Meter, report_score
 from lightning_greenai.sensors.fake import FakeSensor
 
 
@@ -51,7 +53,7 @@ def lose_channel() -> None:
 def main(cfg: DictConfig) -> dict:
     if cfg.needs is not None:
         importlib.import_module(cfg.needs)  # an optional package the trial needs (a logger's, say)
-    step = 0
+    step, score = 0, None
     for _ in range(cfg.blocks):
         energy = {"j": 0.0}
         sensors = [FakeSensor("gpu:0", lambda e=energy: e["j"])] if cfg.sensor == "fake" else []
@@ -68,12 +70,18 @@ def main(cfg: DictConfig) -> dict:
                 meter.add_flops(cfg.flops_per_step)
                 time.sleep(cfg.step_s)
                 meter.sample()
+                if cfg.report:
+                    score = -((cfg.x - 3.0) ** 2) / 10 + (step + 1) / 100
+                    if report_score(score, step + 1, max_resource=cfg.steps if cfg.report_max else None):
+                        break
     if cfg.fail:
         raise RuntimeError("this trial was asked to fail")
     if cfg.bad_objective:
         return {"objective": "not a number"}
     if cfg.score is not None and cfg.x == cfg.crash_x:
         return {"objective": float(cfg.score)}
+    if score is not None:
+        return {"objective": score, "steps": step + 1}
     return {"objective": -((cfg.x - 3.0) ** 2), "steps": step + 1}
 
 

@@ -34,7 +34,7 @@ def test_the_schemas_defaults_parse_into_a_frozen_config():
     [
         ("poll_s", 0, r"`hydra.sweeper.poll_s` must be a number of seconds >= 0.01 \(0 would spin\), got 0\."),
         ("stop_policy", "later", r"Unknown stop_policy 'later'\. Allowed: graceful, finish, kill\."),
-        ("strategy", "bayes", r"Unknown strategy 'bayes'\. Allowed: grid, random, optuna\."),
+        ("strategy", "bayes", r"Unknown strategy 'bayes'\. Allowed: grid, random, optuna, asha, hyperband\."),
         ("cost_aware", "wall_hours", r"`hydra.sweeper.cost_aware` must name the cost to weigh, .*got 'wall_hours'\."),
         ("verbose", "yes", r"`hydra.sweeper.verbose` must be true or false, got 'yes'\."),
     ],
@@ -42,3 +42,64 @@ def test_the_schemas_defaults_parse_into_a_frozen_config():
 def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
     with pytest.raises(BudgetConfigError, match=message):
         SweepConfig.parse(budget={"energy_kwh": "1 kWh"}, **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"reduction_factor": 1}},
+            r"`hydra.sweeper.asha.reduction_factor` must be an integer >= 2 \(the top 1/reduction_factor of each rung "
+            r"goes on; 3 keeps a third\), got 1\.",
+            id="reduction_factor<2",
+        ),
+        pytest.param(
+            {"strategy": "hyperband", "monitor": "val/acc", "hyperband": {"min_resource": 10, "max_resource": 9}},
+            r"`hydra.sweeper.hyperband.min_resource` \(10\) must be below max_resource \(9\): the rungs lie between "
+            r"them\. Lower min_resource, raise max_resource, or set it to null for the trials' own epochs\.",
+            id="min>max",
+        ),
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"min_resource": 0}},
+            r"`hydra.sweeper.asha.min_resource` must be a number > 0 \(the epochs of the first rung\), got 0\.",
+            id="min=0",
+        ),
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "joules"}},
+            r"`hydra.sweeper.asha.resource` must be one of epochs, steps, got 'joules'\.",
+            id="resource",
+        ),
+        pytest.param(
+            {"strategy": "asha"},
+            r"hydra.sweeper.strategy=asha stops trials by the score they report as they train: set "
+            r"hydra.sweeper.monitor to a metric they log \(e.g. val/acc\)",
+            id="no-monitor",
+        ),
+        pytest.param(
+            {"pruner": {"_target_": "optuna.pruners.HyperbandPruner"}},
+            r"hydra.sweeper.a pruner stops trials|a pruner stops trials by the score",
+            id="pruner-no-monitor",
+        ),
+        pytest.param(
+            {"strategy": "random", "monitor": "val/acc", "pruner": {"_target_": "optuna.pruners.HyperbandPruner"}},
+            r"`hydra.sweeper.pruner` is an Optuna pruner but strategy is 'random': set hydra.sweeper.strategy=optuna",
+            id="pruner-random",
+        ),
+        pytest.param(
+            {"monitor": "val/acc", "pruner": "hyperband"},
+            r"`hydra.sweeper.pruner` must be an Optuna pruner config with a _target_",
+            id="pruner-no-target",
+        ),
+    ],
+)
+def test_a_bad_rung_option_names_it_and_what_is_allowed(options, message):
+    with pytest.raises(BudgetConfigError, match=message):
+        SweepConfig.parse(budget={"energy_kwh": "1 kWh"}, **options)
+
+
+def test_the_rung_options_parse_with_the_schemas_defaults():
+    config = SweepConfig.parse(max_trials=9, strategy="hyperband", monitor="val/acc", hyperband={"max_resource": 27})
+    assert config.rungs == config.hyperband
+    assert (config.rungs.min_resource, config.rungs.max_resource, config.rungs.reduction_factor) == (1.0, 27.0, 3)
+    pruned = SweepConfig.parse(max_trials=9, monitor="val/acc", pruner={"_target_": "optuna.pruners.NopPruner"})
+    assert (pruned.strategy, pruned.rungs) == ("optuna", None)  # a pruner implies optuna, as a sampler does

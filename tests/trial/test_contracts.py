@@ -138,3 +138,75 @@ def test_a_ledger_line_the_sweeper_could_not_replay_is_skipped_with_a_note(tmp_p
     replay(again.events())  # never a traceback on resume
     assert any(problem in n for n in again.notes)
     assert len(load(tmp_path).trials) == 3
+
+
+def test_a_pruned_trials_stop_goes_to_it_alone_and_the_rung_rides_on_its_allowance(tmp_path):
+    from lightning_greenai.trial.channel import FileChannel
+    from lightning_greenai.trial.record import Allowance, StopSignal
+
+    channel = FileChannel(tmp_path)
+    channel.send_stop(StopSignal(kind="prune", reason="rung 1 (1 epoch): 0.41 < top third 0.63"), job_num=3)
+    assert (tmp_path / ".greenai" / "trials" / "3.stop.json").exists() and channel.stop_signal() is None
+    signal = channel.stop_signal(job_num=3)
+    assert signal is not None and signal.pruned and not signal.interrupted and channel.stop_signal(job_num=4) is None
+    channel.send_allowance(3, Allowance(policy="graceful", next_rung=3.0))
+    assert channel.get("allowance", 3) == json.dumps({"policy": "graceful", "next_rung": 3.0})
+    assert channel.allowance(3).next_rung == 3.0
+    channel.put("allowance", 3, json.dumps({"policy": "graceful", "next_rung": "soon"}))
+    assert channel.allowance(3).next_rung is None  # damaged: no rung, the trial never waits on it
+
+
+def test_a_heartbeat_carries_its_reports_and_refuses_damaged_ones():
+    record = TrialRecord(job_num=1, reports=[(1.0, 0.5), (2.0, 0.6)], max_resource=9.0)
+    data = json.loads(json.dumps(record.to_dict()))
+    assert data["reports"] == [[1.0, 0.5], [2.0, 0.6]] and data["max_resource"] == 9.0
+    assert TrialRecord.from_dict(data).reports == [(1.0, 0.5), (2.0, 0.6)]
+    assert "reports" not in TrialRecord(job_num=1).to_dict()  # a trial that reports nothing writes as before
+    for damaged in ([[1.0]], [[1.0, None]], "0.5", [[1.0, float("nan")]]):
+        with pytest.raises(ValueError, match=r"reports|score|resource"):
+            TrialRecord.from_dict({"job_num": 1, "reports": damaged})
+
+
+@pytest.mark.parametrize("verdict", ["pruned", "promoted"])
+def test_a_report_at_a_rung_waits_for_the_sweepers_verdict(tmp_path, verdict):
+    import threading
+    import time
+
+    from lightning_greenai.trial.account import TrialReporter
+    from lightning_greenai.trial.channel import FileChannel, read_record
+    from lightning_greenai.trial.record import Allowance, StopSignal
+
+    channel = FileChannel(tmp_path)
+    channel.send_allowance(0, Allowance(next_rung=1.0))
+    reporter = TrialReporter(channel, 0, heartbeat_s=0.0)
+    reporter.report_score(0.5, 0.2)  # below the rung: no verdict needed, no wait
+
+    def sweeper() -> None:  # answers once the report at the rung is on the heartbeat
+        while len(getattr(read_record(channel, 0), "reports", [])) < 2:
+            time.sleep(0.005)
+        if verdict == "pruned":
+            channel.send_stop(StopSignal(kind="prune", reason="rung 1: 0.3 < top third 0.5"), job_num=0)
+        else:
+            channel.send_allowance(0, Allowance(next_rung=3.0))
+
+    thread = threading.Thread(target=sweeper)
+    thread.start()
+    reporter.report_score(1.0, 0.3, max_resource=9)
+    thread.join()
+    pruned = reporter.prune_request()
+    assert (pruned is not None) == (verdict == "pruned")
+    assert read_record(channel, 0).reports == [(0.5, 0.2), (1.0, 0.3)]
+
+
+def test_a_silent_sweeper_is_warned_about_and_the_trial_goes_on(tmp_path):
+    from lightning_greenai import GreenAIWarning
+    from lightning_greenai.trial.account import TrialReporter
+    from lightning_greenai.trial.channel import FileChannel
+    from lightning_greenai.trial.record import Allowance
+
+    channel = FileChannel(tmp_path)
+    channel.send_allowance(0, Allowance(next_rung=1.0))
+    reporter = TrialReporter(channel, 0, heartbeat_s=0.0, verdict_patience_s=0.05)
+    with pytest.warns(GreenAIWarning, match=r"gave no verdict on this trial's report at 1 epoch within 0.05 s"):
+        reporter.report_score(1.0, 0.3)
+    assert reporter.prune_request() is None
