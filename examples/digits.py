@@ -1,4 +1,4 @@
-"""Train a small MLP on scikit-learn's bundled digits data with the EnergyMonitor, and print its price tag.
+"""Train a small MLP on scikit-learn's bundled digits data with the EnergyMonitor and FlopMonitor; print its price tag.
 
     python examples/digits.py --country DE --max-epochs 5
 
@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
-from lightning_greenai import EnergyMonitor
+from lightning_greenai import EnergyMonitor, FlopMonitor
 
 
 class DigitsDataModule(L.LightningDataModule):
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> EnergyMonitor:
     monitor = EnergyMonitor(grid={"country": args.country})
     trainer = L.Trainer(
         max_epochs=args.max_epochs,
-        callbacks=[monitor],
+        callbacks=[monitor, FlopMonitor()],
         default_root_dir=args.root,
         enable_model_summary=False,
         enable_checkpointing=False,

@@ -26,6 +26,7 @@ def test_digits_example_prints_and_writes_a_price_tag(tmp_path):
     assert tag["energy_kwh"] > 0
     assert tag["grid"]["country"] == "DE"
     assert tag["stages_energy_kwh"].keys() == {"train", "validate"}
+    assert tag["flops_by_phase"]["train/forward"] > 0 and tag["flops_by_phase"]["val/forward"] > 0
 
 
 def test_plain_loop_example(tmp_path):

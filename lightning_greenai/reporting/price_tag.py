@@ -244,7 +244,7 @@ class PriceTag:
         if spend.unavailable_domains:
             flags.append(f"not metered: {', '.join(spend.unavailable_domains)}")
         if self.notes:
-            flags.append(f"{len(self.notes)} note(s) in the full tag")
+            flags.append(f"{len(self.notes)} note{'s' if len(self.notes) > 1 else ''} in the full tag")
         if flags:
             lines.append("  " + "; ".join(flags))
         if where is not None:
