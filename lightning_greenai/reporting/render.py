@@ -120,7 +120,7 @@ def to_compact_text(summary: SweepSummary, where: str | None = None) -> str:
     tag = dataclasses.replace(_tag(summary), notes=tuple(summary.notes))
     facts = _sweep_facts(summary)
     rows = {
-        "sweep": f"{summary.strategy} search, {facts['trials']}",
+        "sweep": f"{summary.strategy} search{_cost_aware_label(summary)}, {facts['trials']}",
         "stopped": f"{facts['stopped']}; budget {facts['budget']}",
     }
     slurm = slurm_energy(summary.trials)

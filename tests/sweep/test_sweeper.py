@@ -77,7 +77,7 @@ def assert_books_balance(sweep_dir: Path, printed: str | None = None) -> dict:
         assert shown is not None, tag[-2000:]
         joules = float(shown.group(1)) * {"J": 1.0, "Wh": 3600.0, "kWh": 3.6e6}[shown.group(2)]
         assert joules == pytest.approx(ledger.total_energy_j, rel=0.005)  # printed to 3 significant figures
-        trials = re.search(r"^  sweep:?\s+\w+ search, (\d+) trials? \(", tag, re.MULTILINE)  # compact or full
+        trials = re.search(r"^  sweep:?\s+\w+ search(?: \(cost-aware: [^)]*\))?, (\d+) trials? \(", tag, re.MULTILINE)
         assert trials is not None and int(trials.group(1)) == rep["trials"], tag[-2000:]
     return rep
 
