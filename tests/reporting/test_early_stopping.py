@@ -6,6 +6,7 @@ exact: every trial run to the end costs 9 J. Hand-written ledgers cover what a r
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -123,6 +124,43 @@ def test_a_pruned_sweeps_evp_plot_is_the_observed_best_and_its_title_says_why(as
     assert titles["evp.png"] == "Observed best so far (asha search)\nno EVP curve: asha stops trials at rungs"
     assert labels["evp.png"] == ["observed best so far (not i.i.d.: no expectation)"]
     assert "marginal_value.png" not in titles  # an EVP reading too
+
+
+def test_trackers_get_the_rung_table_and_no_evp_keys(asha_sweep, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightning_greenai.reporting.publish import publish
+
+    sweep_dir, _ = asha_sweep
+    stopping = report(sweep_dir)["early_stopping"]
+    logger = CSVLogger(tmp_path, name="greenai-sweep")
+    publish(load(sweep_dir), logger)
+    folder = Path(logger.log_dir)
+    with open(folder / "rungs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["label"], int(r["reached"]), int(r["pruned"])) for r in rows] == [
+        ("rung 1 (1 epoch)", 7, 5),
+        ("rung 2 (3 epochs)", 2, 1),
+    ]
+    assert sum(float(r["pruned_energy_kwh"]) for r in rows) == pytest.approx(stopping["pruned_energy_kwh"])
+    assert not (folder / "evp.csv").exists() and not (folder / "marginal_value.csv").exists()
+    with open(folder / "metrics.csv") as fh:
+        totals = next(r for r in csv.DictReader(fh) if r.get("greenai/early_stopping/pruned"))
+    assert int(float(totals["greenai/early_stopping/pruned"])) == stopping["pruned"] == 6
+    assert float(totals["greenai/early_stopping/pruned_energy_kwh"]) == pytest.approx(stopping["pruned_energy_kwh"])
+    assert float(totals["greenai/early_stopping/saving_ratio"]) == pytest.approx(stopping["saving_ratio"])
+    with open(folder / "hparams.yaml") as fh:
+        assert "asha stops trials at rungs" in fh.read()  # greenai/no_evp says why no EVP was logged
+
+    board = TensorBoardLogger(tmp_path, name="tb")
+    publish(load(sweep_dir), board)
+    acc = EventAccumulator(board.log_dir)
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert not [t for t in tags if t.startswith("greenai/evp")]
+    assert [(e.step, e.value) for e in acc.Scalars("greenai/rungs/pruned")] == [(1, 5.0), (2, 1.0)]
+    assert [e.value for e in acc.Scalars("greenai/rungs/reached")] == [7.0, 2.0]
 
 
 # -- ledgers written by hand -------------------------------------------------------------------------------------
