@@ -163,6 +163,27 @@ def test_trackers_get_the_rung_table_and_no_evp_keys(asha_sweep, tmp_path):
     assert [e.value for e in acc.Scalars("greenai/rungs/reached")] == [7.0, 2.0]
 
 
+def test_wandb_gets_the_rung_table_and_no_evp_chart(asha_sweep, tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from lightning_greenai.reporting.publish import publish
+    from lightning_greenai.testing import read_wandb_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep_dir, _ = asha_sweep
+    logger = WandbLogger(project="greenai", save_dir=str(tmp_path), offline=True, name="greenai-sweep")
+    publish(load(sweep_dir), logger)
+    run = read_wandb_run(tmp_path / "wandb")
+    assert any(row.get("greenai/rungs_table/_type") == "table-file" for row in run.history)
+    assert run.column("greenai/early_stopping/pruned") == [6]
+    assert run.column("greenai/early_stopping/saving_ratio") == pytest.approx([63.0 / 17.0])
+    assert not any("greenai/evp_table/_type" in row for row in run.history)
+    assert "_wandb/visualize/greenai/evp_chart" not in run.config
+    assert run.config["greenai/curve"] == "observed best so far"
+    assert run.config["greenai/no_evp"].startswith("asha stops trials at rungs: ")
+
+
 # -- ledgers written by hand -------------------------------------------------------------------------------------
 
 ASHA_SEARCH = {
