@@ -106,6 +106,17 @@ def test_the_printed_tag_the_text_the_json_and_the_markdown_agree_with_the_ledge
     assert "| rung 1 (1 epoch) | 7 | 5 | 5.00 J |\n| rung 2 (3 epochs) | 2 | 1 | 3.00 J |\n" in md
 
 
+def test_the_sweeper_pages_report_lines_are_this_sweeps(asha_sweep, capsys):
+    """docs/sweeper.md shows the lines of this very sweep: they must stay what the sweep prints."""
+    sweep_dir, printed = asha_sweep
+    page = (Path(__file__).parents[2] / "docs" / "sweeper.md").read_text()
+    start = page.index("**What stopping early bought.**")
+    compact, full = re.findall(r"```text\n(.*?)```", page[start:], re.DOTALL)[:2]
+    assert set(compact.splitlines()) <= set(printed.splitlines())
+    assert main(["report", str(sweep_dir), "--no-plots"]) == 0
+    assert set(full.splitlines()) <= set(capsys.readouterr().out.splitlines())
+
+
 def test_a_pruned_sweeps_evp_plot_is_the_observed_best_and_its_title_says_why(asha_sweep, tmp_path, monkeypatch):
     from lightning_greenai.reporting import plots
 
