@@ -30,7 +30,9 @@ def stops_trials_early(search: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class RungRow:
-    """One rung: the trials that reached it (a decision there), those stopped there, and what they spent.
+    """One rung: the trials that reached it (judged there), those stopped there, and what they spent.
+
+    A Hyperband trial of a later bracket is first judged, and counted, at its bracket's first rung.
 
     ``rung`` is 1-based (ASHA, Hyperband); ``None`` for an Optuna pruner, whose every step is a decision.
     ``full_energy_j``: what the trials stopped here would have spent run to their end (an estimate).
