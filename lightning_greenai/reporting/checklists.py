@@ -168,6 +168,7 @@ def facts(summary: RunSummary | SweepSummary) -> dict[str, Any]:
             "band_method": summary.method_of_bands if evp else None,
             "confidence": summary.confidence,
             "iid": summary.iid,
+            "no_evp": summary.no_evp_reason,
             "direction": summary.direction,
         },
     )  # fmt: skip
@@ -229,7 +230,7 @@ def _statistics_line(f: dict[str, Any]) -> str:
             f"{'Learned-Miller-DeStefano' if t['band_method'] == 'ld' else 'Kolmogorov-Smirnov'}): {band}."
         )
     elif not t["iid"]:
-        text += " Expected validation performance needs a random (i.i.d.) search: not reported for this strategy."
+        text += f" Expected validation performance is not reported: {t['no_evp']}."
     return text
 
 

@@ -200,7 +200,18 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    if len(summary.scores()) < 2:
+    if not summary.iid:  # the curve of what was run, and why there is no expectation
+        ran = [(n, r["best_so_far"]) for n, r in enumerate(summary.curve(), 1) if r["best_so_far"] is not None]
+        ax.step(
+            [n for n, _ in ran],
+            [best for _, best in ran],
+            where="post",
+            color="#27a",
+            label="observed best so far (not i.i.d.: no expectation)",
+        )
+        cause = (summary.no_evp_reason or "").partition(":")[0]
+        ax.set_title(f"Observed best so far ({summary.strategy} search)\nno EVP curve: {cause}", fontsize=10)
+    elif len(summary.scores()) < 2:
         ax.text(
             0.5,
             0.5,
@@ -212,7 +223,7 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
         ax.set_title("Expected validation performance")
         ax.set_xticks([])
         ax.set_yticks([])
-    elif summary.iid:
+    else:
         rows = summary.evp()
         n = [r["n"] for r in rows]
         key, lo, hi, label = score_band(summary, rows)
@@ -243,17 +254,7 @@ def _plot_evp(plt: Any, summary: SweepSummary, path: Path) -> Path:
             functions=(lambda x: x * per_trial / size, lambda x: x * size / max(per_trial, 1e-30)),
         )
         top.set_xlabel(f"expected {AXIS_NAMES[axis]} budget ({unit})")
-    else:
-        rows = [r for r in summary.curve() if r["best_so_far"] is not None]
-        ax.step(
-            range(1, len(rows) + 1),
-            [r["best_so_far"] for r in rows],
-            where="post",
-            color="#27a",
-            label="observed best so far (not i.i.d.: no expectation)",
-        )
-        ax.set_title(f"Observed best so far ({summary.strategy} search)")
-    if len(summary.scores()) >= 2:
+    if not summary.iid or len(summary.scores()) >= 2:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("number of trials n")
         ax.set_ylabel("best validation score")

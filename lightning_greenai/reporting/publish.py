@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lightning_greenai.reporting.early_stop import EarlyStopping
 from lightning_greenai.reporting.pareto import Point, pareto_front, trial_points
 from lightning_greenai.reporting.summary import SweepSummary
 
@@ -74,6 +75,10 @@ class CurveSink(Protocol):
 
     def log_marginal(self, rows: list[dict[str, Any]]) -> None:
         """Log what one more kWh buys against the kWh spent."""
+        ...
+
+    def log_rungs(self, stopping: EarlyStopping | None) -> None:
+        """Log the rung table and what stopping early saved (sweeps that stop trials at rungs)."""
         ...
 
     def finalize(self) -> None:
@@ -260,6 +265,35 @@ class LoggerSink:
                 rows, lambda r: {f"greenai/marginal/{name}": r[key] for key, name in keys.items() if r[key] is not None}
             )
 
+    def log_rungs(self, stopping: EarlyStopping | None) -> None:
+        """The rung table (trials reaching each rung, pruned there, their energy) and what stopping early saved.
+
+        Every tracker: the totals ``greenai/early_stopping/<key>`` (``trials``, ``pruned``, ``pruned_energy_kwh``,
+        ``energy_kwh``, ``run_to_end_energy_kwh``, an estimate, and ``saving_ratio``) by ``log_metrics``. The table:
+        W&B ``greenai/rungs_table``; MLflow, TensorBoard and others ``greenai/rungs/reached``, ``.../pruned`` and
+        ``.../pruned_energy_kwh`` at step = the rung (an Optuna pruner's step); CSV ``rungs.csv``.
+        """
+        if stopping is None:
+            return
+        data = stopping.to_dict()
+        totals = ("trials", "pruned", "pruned_energy_kwh", "energy_kwh", "run_to_end_energy_kwh", "saving_ratio")
+        self.logger.log_metrics({f"greenai/early_stopping/{k}": data[k] for k in totals if data[k] is not None})
+        rows = [{"label": row.label(stopping.resource), **row.to_dict()} for row in stopping.rows]
+        if not rows:
+            return
+        if self.kind == "WandbLogger":
+            import wandb
+
+            columns = list(rows[0])
+            table = wandb.Table(columns=list[str | int](columns), data=[[r[c] for c in columns] for r in rows])
+            self.logger.experiment.log({"greenai/rungs_table": table})
+        elif self.kind == "CSVLogger":
+            self._write_csv("rungs.csv", rows)
+        else:
+            keys = ("reached", "pruned", "pruned_energy_kwh")
+            by_step = [{**r, "n": r["rung"] if r["rung"] is not None else int(r["resource"])} for r in rows]
+            self._log_by_n(by_step, lambda r: {f"greenai/rungs/{k}": r[k] for k in keys})
+
     def log_extrapolation(self, rows: list[dict[str, Any]]) -> None:
         """The expected best of N to 4N trials with its model-based interval (random search with 8+ scores).
 
@@ -322,7 +356,11 @@ class LoggerSink:
 
 
 def publish(summary: SweepSummary, logger: Any) -> None:
-    """Send a sweep's budget curve and (for random search) its EVP curve through ``logger``, then close it."""
+    """Send a sweep's curves through ``logger``, then close it.
+
+    The budget curve; EVP for a random search run to the end (otherwise its EVP keys are not logged, and
+    ``greenai/no_evp`` says why); the rung table of a sweep that stops trials early.
+    """
     points = curve_points(summary)
     sink = LoggerSink(logger, points[-1].spend if points else None)
     for point in points:
@@ -332,11 +370,14 @@ def publish(summary: SweepSummary, logger: Any) -> None:
     trials = trial_points(summary, "energy_kwh")
     sink.log_pareto(trials, pareto_front(trials, summary.direction))
     sink.log_marginal(summary.marginal_value())
+    sink.log_rungs(summary.early_stopping())
     fields = {
         "greenai/strategy": summary.strategy,
         "greenai/stop_reason": summary.stop_reason or "",
         "greenai/curve": "expected" if summary.iid else "observed best so far",
     }
+    if summary.no_evp_reason is not None:
+        fields["greenai/no_evp"] = summary.no_evp_reason
     if sink.kind in ("MLFlowLogger", "TensorBoardLogger"):
         fields.update({f"greenai/sweep/{axis}_step_unit": label for axis, (label, _) in sink.step_units.items()})
     logger.log_hyperparams(fields)

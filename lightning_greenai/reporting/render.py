@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from lightning_greenai.hardware import hardware_line
+from lightning_greenai.reporting.early_stop import EarlyStopping
 from lightning_greenai.reporting.pareto import AXES as PARETO_AXES
 from lightning_greenai.reporting.pareto import cheapest_within, pareto_front, trial_points
 from lightning_greenai.reporting.price_tag import PriceTag, interval_text
@@ -23,13 +24,14 @@ from lightning_greenai.units import (
     format_gpu_time,
     format_mass,
     format_money,
+    format_number,
     format_quantity,
     format_water,
     kg_to_g,
     kwh_to_j,
 )
 
-__all__ = ["axis_unit", "to_compact_text", "to_json", "to_markdown", "to_text"]
+__all__ = ["axis_unit", "early_stop_lines", "to_compact_text", "to_json", "to_markdown", "to_text"]
 
 
 def _count(n: int | float, noun: str) -> str:
@@ -102,6 +104,11 @@ def to_text(summary: RunSummary | SweepSummary) -> str:
             marginal = summary.marginal_value()
             if marginal:
                 lines.append(f"  {marginal_line(summary, marginal)}")
+        elif summary.no_evp_reason:
+            lines.append(f"  no EVP curve: {summary.no_evp_reason}; the budget curve (observed best so far) holds")
+        stopping = summary.early_stopping()
+        if stopping is not None:
+            lines.extend(f"  {line}" for line in early_stop_lines(stopping))
         lines.extend(pareto_lines(summary))
         slurm = slurm_energy(summary.trials)
         if slurm is not None:
@@ -119,14 +126,50 @@ def to_compact_text(summary: SweepSummary, where: str | None = None) -> str:
     """
     tag = dataclasses.replace(_tag(summary), notes=tuple(summary.notes))
     facts = _sweep_facts(summary)
-    rows = {
-        "sweep": f"{summary.strategy} search{_cost_aware_label(summary)}, {facts['trials']}",
-        "stopped": f"{facts['stopped']}; budget {facts['budget']}",
-    }
+    rows = {"sweep": f"{summary.strategy} search{_cost_aware_label(summary)}, {facts['trials']}"}
+    stopping = summary.early_stopping()
+    if stopping is not None:  # what stopping early bought, beside the trials it stopped
+        rows["pruned"] = _pruned_text(stopping, compact=True)
+    rows["stopped"] = f"{facts['stopped']}; budget {facts['budget']}"
     slurm = slurm_energy(summary.trials)
     if slurm is not None:  # the one independent check of the energy figure: kept in the short tag
         rows["SLURM"] = slurm.lines()[0].removeprefix("SLURM: ")
     return tag.to_compact_text(where=where, rows=rows)
+
+
+def _run_to_end_text(stopping: EarlyStopping) -> str:
+    """``≈36.0 J, 1.80x the 20.0 J spent``: what the same trials run to the end would have needed."""
+    ratio = stopping.saving_ratio
+    spent = format_energy(stopping.energy_j)
+    times = "" if ratio is None else f", {format_number(ratio)}x the {spent} spent"
+    return f"≈{format_energy(stopping.full_energy_j)}{times}"
+
+
+def _pruned_text(stopping: EarlyStopping, *, compact: bool = False) -> str:
+    """``2 of 4 trials at rungs, 2.00 J of the sweep's 20.0 J``; compact (the tag says the total): with the estimate."""
+    energy = format_energy(stopping.pruned_energy_j)
+    pruned = f"{stopping.pruned} of {_count(stopping.trials, 'trial')} at rungs, {energy}"
+    if not compact:
+        return f"{pruned} of the sweep's {format_energy(stopping.energy_j)}"
+    ratio = stopping.saving_ratio
+    times = "" if ratio is None else f", {format_number(ratio)}x the spend"
+    return f"{pruned}; run to the end ≈{format_energy(stopping.full_energy_j)}{times} (estimate)"
+
+
+def early_stop_lines(stopping: EarlyStopping) -> list[str]:
+    """The rung table in words: the trials reaching each rung and pruned there, and what stopping early saved."""
+    lines = [f"early stopping ({stopping.strategy}): pruned {_pruned_text(stopping)}"]
+    width = max((len(row.label(stopping.resource)) for row in stopping.rows), default=0) + 2
+    for row in stopping.rows:
+        energy = f" ({format_energy(row.pruned_energy_j)})" if row.pruned else ""
+        lines.append(f"  {row.label(stopping.resource):<{width}}reached by {row.reached}, pruned {row.pruned}{energy}")
+    saved = stopping.full_energy_j - stopping.energy_j
+    lines.append(
+        f"the same trials run to the end: {_run_to_end_text(stopping)} ({format_energy(saved)} saved); "
+        f"{stopping.estimate_method}"
+    )
+    lines.extend(f"note: {note}" for note in stopping.notes)
+    return lines
 
 
 def _sweep_facts(summary: SweepSummary) -> dict[str, str]:
@@ -320,7 +363,8 @@ def to_json(summary: RunSummary | SweepSummary) -> str:
                 ),
                 "evp_extrapolated": _extrapolation_json(summary),
                 "slurm": None if (slurm := slurm_energy(summary.trials)) is None else slurm.to_dict(),
-                "evp_note": None if summary.iid else "not i.i.d. search: only the observed best so far is valid",
+                "evp_note": summary.evp_note,
+                "early_stopping": None if (stopping := summary.early_stopping()) is None else stopping.to_dict(),
             }
         )
     out["notes"] = summary.notes
@@ -394,7 +438,24 @@ def to_markdown(summary: RunSummary | SweepSummary) -> str:
             shown = ", ".join(f for f in figures if f)
             rows.append((f"Per {stage} sample (batch {p['batch_size']})", shown))
     table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
-    return f"{para}\n\n{table}\n"
+    stopping = summary.early_stopping() if isinstance(summary, SweepSummary) else None
+    return f"{para}\n\n{table}\n" + ("" if stopping is None else f"\n{early_stop_markdown(stopping)}")
+
+
+def early_stop_markdown(stopping: EarlyStopping) -> str:
+    """The rung table a paper can paste, with a sentence on what stopping early saved."""
+    para = (
+        f"Early stopping ({stopping.strategy}): {stopping.pruned} of {_count(stopping.trials, 'trial')} were pruned at "
+        f"rungs; they used {format_energy(stopping.pruned_energy_j)} of the sweep's "
+        f"{format_energy(stopping.energy_j)}. Run to the end, the same trials would have needed "
+        f"{_run_to_end_text(stopping)} ({stopping.estimate_method})."
+    )
+    rows = "\n".join(
+        f"| {row.label(stopping.resource)} | {row.reached} | {row.pruned} | {format_energy(row.pruned_energy_j)} |"
+        for row in stopping.rows
+    )
+    head = "| rung | trials reaching it | pruned there | energy of those pruned |\n|---|---|---|---|"
+    return f"{para}\n\n{head}\n{rows}\n"
 
 
 def axis_unit(quantity: str, largest: float, currency: str | None = None) -> tuple[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from lightning_greenai.errors import GridConfigError
 from lightning_greenai.grid import Grid
 from lightning_greenai.io import parse_json
+from lightning_greenai.reporting.early_stop import EarlyStopping, early_stopping, stops_trials_early
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.stats.bands import Bands, band_method, check_bounds, tuning_curve_bands
 from lightning_greenai.stats.curve import budget_curve
@@ -27,11 +28,36 @@ from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.trial.record import STATE_DIR
 from lightning_greenai.units import kwh_to_j
 
-__all__ = ["NothingToReportError", "RunSummary", "SweepSummary", "load"]
+__all__ = ["EVP_NOTE", "NothingToReportError", "RunSummary", "SweepSummary", "load", "no_evp_reason"]
+
+#: What the reports say in place of EVP, around :func:`no_evp_reason`'s reason.
+EVP_NOTE = "not i.i.d. ({reason}): no EVP curve; only the observed best so far is valid"
 
 
 class NothingToReportError(FileNotFoundError):
     """The folder holds neither a run's price tag nor a sweep's ledger."""
+
+
+def no_evp_reason(search: Mapping[str, Any], *, stopped_early: bool = False) -> str | None:
+    """Why a sweep has no EVP curve (its scores are no i.i.d. sample of full trials); ``None`` when it has one.
+
+    The one decision every surface follows (text, JSON, Markdown, plots, trackers, checklists, ``budget_report.json``):
+    only a random search whose trials all run to their end is an i.i.d. sample of full trials. ``search`` is the
+    ledger header's; ``stopped_early``: the ledger holds decisions at rungs, whatever the header says. The reason is
+    its cause, then after a colon what that means (a plot's title shows the cause).
+    """
+    strategy = str(search.get("strategy", "grid"))
+    if stops_trials_early(search) or stopped_early:
+        stopper = "an Optuna pruner stops trials early" if search.get("pruner") else f"{strategy} stops trials at rungs"
+        return (
+            f"{stopper}: its scores come from trials trained for different lengths, each kept or stopped by the "
+            "scores before it, not from i.i.d. full trials"
+        )
+    if strategy == "random":
+        return None
+    if strategy == "optuna":
+        return "optuna proposes each trial from the scores before it: its trials are not i.i.d. draws"
+    return f"a {strategy} search runs its trials in a fixed order: they are not i.i.d. draws"
 
 
 def _grid(data: Any) -> Grid:
@@ -167,6 +193,8 @@ class SweepSummary:
     #: Simultaneous coverage of the tuning-curve bands.
     confidence: float = 0.95
     band_method: str | None = None
+    #: The ledger's ``rung`` events (each decision at a rung), in order: the rung table's source.
+    rung_events: list[dict[str, Any]] = field(default_factory=list)
     _evp: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     _extrapolation: tuple[Extrapolation | None] | None = field(default=None, repr=False, compare=False)
 
@@ -215,9 +243,24 @@ class SweepSummary:
         return str(self.header.get("search", {}).get("direction", "max"))
 
     @property
+    def no_evp_reason(self) -> str | None:
+        """Why this sweep has no EVP curve (:func:`no_evp_reason`); ``None`` when it has one."""
+        return no_evp_reason(self.header.get("search", {}), stopped_early=bool(self.rung_events))
+
+    @property
+    def evp_note(self) -> str | None:
+        """What the reports say in place of EVP: why there is none, and which curve is valid instead."""
+        reason = self.no_evp_reason
+        return None if reason is None else EVP_NOTE.format(reason=reason)
+
+    @property
     def iid(self) -> bool:
-        """Whether the trials are i.i.d. draws (random search): only then is EVP a valid reading."""
-        return self.strategy == "random"
+        """Whether the trials are i.i.d. full trials (a random search run to the end): only then is EVP valid."""
+        return self.no_evp_reason is None
+
+    def early_stopping(self) -> EarlyStopping | None:
+        """The rung table and what stopping early saved (``reporting.early_stop``); ``None`` if it stops none early."""
+        return early_stopping(self.trials, self.rung_events, self.header.get("search", {}))
 
     @property
     def spend(self) -> Spend:
@@ -442,7 +485,13 @@ def _load_sweep(path: Path, ledger: Ledger) -> SweepSummary:
             "reported as far as the ledger goes"
         )
     return SweepSummary(
-        path, header, trials, stopped[-1]["reason"] if stopped else None, notes, wall_s=_wall_s(events, history)
+        path,
+        header,
+        trials,
+        stopped[-1]["reason"] if stopped else None,
+        notes,
+        wall_s=_wall_s(events, history),
+        rung_events=[e for e in events if e.get("event") == "rung"],
     )
 
 

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from lightning_greenai.io import write_json_atomic
+from lightning_greenai.reporting.early_stop import early_stopping
 from lightning_greenai.reporting.price_tag import PriceTag
+from lightning_greenai.reporting.summary import EVP_NOTE, no_evp_reason
 from lightning_greenai.spend import Spend
 from lightning_greenai.stats.curve import budget_curve
 from lightning_greenai.sweep.engine import BudgetSweep, SweepStopped
 from lightning_greenai.sweep.history import Trial, curve_axes
-from lightning_greenai.trial.record import TrialStatus
+from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.trial.record import STATE_DIR, TrialStatus
 
 __all__ = ["ReportedSweep", "report_stopped", "write_report"]
 
@@ -154,7 +157,14 @@ def write_report(
     """Write ``budget_report.json``, ``budget_curve.csv`` and the sweep's ``price_tag.json`` into the sweep dir.
 
     ``spend`` is the sum of the trials' spends (money prices their metered hours); ``wall_s`` the sweep's wall time.
+    Whether the sweep has an EVP curve, and its rung table, are read from the ledger as ``greenai report`` reads them.
     """
+    events = Ledger(sweep_dir / STATE_DIR / "ledger.jsonl").events()
+    search = next((e.get("search") for e in events if e.get("event") == "header"), None)
+    search = search if isinstance(search, dict) else {"strategy": sweep.strategy_name}
+    rungs = [e for e in events if e.get("event") == "rung"]
+    no_evp = no_evp_reason(search, stopped_early=bool(rungs))
+    stopped_early = early_stopping(trials, rungs, search)
     better = max if sweep.direction == "max" else min
     by_status: dict[str, int] = {}
     for t in trials:
@@ -175,7 +185,9 @@ def write_report(
         "trials": len(trials),
         "trials_by_status": by_status,
         "strategy": sweep.strategy_name,
-        "iid": sweep.strategy_name == "random",
+        "iid": no_evp is None,
+        "evp_note": None if no_evp is None else EVP_NOTE.format(reason=no_evp),
+        "early_stopping": None if stopped_early is None else stopped_early.to_dict(),
         "direction": sweep.direction,
         "best": None
         if best is None
