@@ -127,7 +127,6 @@ def test_batches_default_to_the_launchers_parallelism(tmp_path):
 
 def test_a_wall_time_budget_with_random_search_and_no_max_trials_ends(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    started = time.monotonic()
     proc = run(
         sweep_dir,
         "x=interval(0,6)",
@@ -136,11 +135,15 @@ def test_a_wall_time_budget_with_random_search_and_no_max_trials_ends(tmp_path):
         "step_s=0.25",
         "hydra.sweeper.budget.wall_hours=4 s",
     )
-    assert time.monotonic() - started < 60
     rep = assert_books_balance(sweep_dir, proc.stdout)
-    # in-flight time is not counted twice: the 1 s trials run until the 4 s are nearly spent
-    assert rep["trials_by_status"].get("completed", 0) >= 2
-    assert 3.0 <= rep["wall_s"] <= 4.0 + 1.5
+    assert "wall_hours" in rep["stop_reason"] and rep["trials_by_status"].get("completed", 0) >= 1
+    # The bounds are in units of the trials' own wall time (launch to finish, from the ledger), so that they hold
+    # however fast the machine runs them: in-flight time counted twice would stop the sweep near half the budget,
+    # before the room left is less than one trial; and a trial in flight stops within its next step past the deadline.
+    events = Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events()
+    launched = {e["job"]: e["time"] for e in events if e["event"] == "launched"}
+    trial_s = max(e["time"] - launched[e["job"]] for e in events if e["event"] == "finished")
+    assert 4.0 - trial_s - 0.5 <= rep["wall_s"] <= 4.0 + trial_s, (rep["wall_s"], trial_s)
 
 
 def test_a_budget_that_trials_do_not_measure_is_an_error_after_the_first_trial(tmp_path):
