@@ -1,0 +1,1 @@
+"""The replay launcher of benchmarks/replay.py (not part of the package: found only with benchmarks/ on sys.path)."""
