@@ -25,6 +25,7 @@ from lightning_greenai.reporting.standards.facts import project
 from lightning_greenai.reporting.standards.sci import FUNCTIONAL_UNITS, sci
 from lightning_greenai.reporting.summary import load
 from lightning_greenai.sensors.fake import ConstantPowerSensor
+from lightning_greenai.units import format_number
 from tests.conftest import ClockedModel
 from tests.reporting.test_checklists import sweep_with_failures
 
@@ -168,6 +169,11 @@ def test_eu_ai_act_on_a_sweep_reports_the_selected_run_every_other_trial_and_the
     ]
     assert rows[2].split(" | ")[3] == "5.00e-07"  # the failed trial's 1.8 kJ
     assert rows[-1].split(" | ")[3] == "4.75e-06"
+    # hardware-days: accelerator time, "not measured" for a trial that metered no accelerator (as the run's line says)
+    for row, trial in zip(rows, [*load(sweep_dir).trials, None], strict=True):
+        days = row.split(" | ")[5]
+        gpu_s = sum(t.spend.gpu_s for t in load(sweep_dir).trials) if trial is None else trial.spend.gpu_s
+        assert days == ("not measured" if gpu_s == 0 else format_number(gpu_s / 86400)), (row, gpu_s)
 
 
 # -- SCI ----------------------------------------------------------------------------------------------------------

@@ -118,6 +118,11 @@ def _days(seconds: float) -> str:
     return f"{_sig(seconds / S_PER_DAY)} days"
 
 
+def _hardware_days(gpu_s: float) -> str:
+    """Accelerator-days, or "not measured" where no accelerator was metered (a CPU run), as the run's line says."""
+    return _sig(gpu_s / S_PER_DAY) if gpu_s > 0 else NOT_MEASURED
+
+
 def _time_lines(project: Project, run: TrainingRun) -> list[str]:
     time_s, gpu_s = run.training_s, run.training_gpu_s
     accelerators = gpu_s / time_s if time_s > 0 else 0.0
@@ -133,7 +138,7 @@ def _time_lines(project: Project, run: TrainingRun) -> list[str]:
         wall = f"{format_duration(project.wall_s)} wall time" if project.wall_s else f"wall time {NOT_MEASURED}"
         lines.append(
             f"Whole project ({len(project.runs)} trials): {wall}; {_days(total.duration_s)} of trial time added up; "
-            f"{_sig(total.gpu_s / S_PER_DAY)} hardware-days."
+            f"hardware-days {_hardware_days(total.gpu_s)}."
         )
     return lines
 
@@ -234,13 +239,13 @@ def _trial_table(project: Project) -> list[str]:
             f"| {run.job} | {run.status} | {'selected model' if run.selected else 'other'} | "
             f"{_mwh(run.spend.total_energy_j).removesuffix(' MWh')} | "
             f"{NOT_MEASURED if flops is None else _sig(flops)} | "
-            f"{_sig(run.spend.gpu_s / S_PER_DAY)} | {NOT_MEASURED if co2e is None else _sig(g_to_kg(co2e))} |"
+            f"{_hardware_days(run.spend.gpu_s)} | {NOT_MEASURED if co2e is None else _sig(g_to_kg(co2e))} |"
         )
     total = project.total
     co2e = grid.co2e_g(total)
     rows.append(
         f"| total | {len(project.runs)} trials | project | {_mwh(total.total_energy_j).removesuffix(' MWh')} | "
-        f"{_sig(total.flops) if total.flops else NOT_MEASURED} | {_sig(total.gpu_s / S_PER_DAY)} | "
+        f"{_sig(total.flops) if total.flops else NOT_MEASURED} | {_hardware_days(total.gpu_s)} | "
         f"{NOT_MEASURED if co2e is None else _sig(g_to_kg(co2e))} |"
     )
     return rows
