@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning_greenai.reporting.checklists import FORMATS, FUNCTIONAL_UNITS, render_checklist
 from lightning_greenai.reporting.plots import legend_beside, save_figure, score_band, write_plots
@@ -19,11 +20,16 @@ from lightning_greenai.units import DISPLAY_UNITS, format_number, set_display_un
 __all__ = ["compare", "main"]
 
 UNITS = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
+#: What each budget axis spends, in words.
+_AXIS_WORDS = {"energy_kwh": "energy", "flops": "FLOPs", "co2e_kg": "CO2e", "money": "money", "gpu_hours": "GPU time"}
 
 
 def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, labels: Sequence[str] | None = None) -> str:
-    """Both sweeps' expected-best curves against one budget axis; write ``compare.png`` into ``out`` if given.
+    """Both sweeps' best score against one budget axis; write ``compare.png`` into ``out`` if given.
 
+    An i.i.d. sweep (a random search run to the end) is drawn as its expected best of n trials at n x its mean trial
+    cost, with a band; any other sweep as its observed best so far against its cumulative spend, with the reason it
+    has no expectation (``SweepSummary.no_evp_reason``): its scores are no sample to take an expectation over.
     ``labels`` name the two sweeps in every line and in the plot's legend (default: their folders' names).
 
     Raises:
@@ -33,27 +39,34 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, label
         raise ValueError(f"neither sweep metered {unit} (every trial cost 0 on it): choose another --unit.")
     curves = []
     for summary in (a, b):
-        rows = summary.evp()
-        if rows and unit not in rows[0]:
+        if summary.scores() and unit not in summary.mean_trial_cost():
             raise ValueError(
                 f"{summary.path} has no {unit} axis (money needs a grid with a price: hydra.sweeper.grid.price_per_kwh "
                 "and currency). Choose another --unit."
             )
-        curves.append((summary, rows))
+        curves.append((summary, summary.evp() if summary.iid else _observed(summary, unit)))
     largest = max((rows[-1][unit] for _, rows in curves if rows), default=0.0)
     currency = a.grid.currency or b.grid.currency
     label, size = axis_unit(unit, largest, currency)
-    lines = [f"expected best score at a budget in {label} (n trials x mean trial cost)"]
+    if a.iid and b.iid:
+        lines = [f"expected best score at a budget in {label} (n trials x mean trial cost)"]
+    else:
+        lines = [
+            f"best score at a budget in {label} (i.i.d. sweeps: expected best of n trials x mean trial cost; "
+            f"others: observed best so far against the {_AXIS_WORDS[unit]} spent so far)"
+        ]
     names = _names(a, b, labels)
     for (summary, rows), name in zip(curves, (names["a"], names["b"]), strict=True):
-        kind = "expected" if summary.iid else "observed best (not i.i.d.)"
+        kind, key = ("expected", "expected") if summary.iid else ("observed best so far", "best")
         if not rows:
             lines.append(f"  {name}: no scored trials")
             continue
         points = ", ".join(
-            f"{format_number(r[unit] / size)} {label} -> {r['expected']:.4g}" for r in rows[:: max(1, len(rows) // 6)]
+            f"{format_number(r[unit] / size)} {label} -> {r[key]:.4g}" for r in rows[:: max(1, len(rows) // 6)]
         )
         lines.append(f"  {name} ({summary.strategy}, {kind}): {points}")
+        if not summary.iid:
+            lines.append(f"  {name} has no EVP curve: {summary.no_evp_reason}")
     lines.extend(_verdict_lines(a, b, unit, label, size, names))
     lines.extend(f"  note ({summary.path.name}): {n}" for summary in (a, b) for n in summary.notes)
     if out is not None:
@@ -67,17 +80,32 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, label
             if not rows:
                 continue
             x = [r[unit] / size for r in rows]
-            key, lo, hi, _ = score_band(summary, rows)
-            ax.plot(x, [r[key] for r in rows], color=color, label=f"{name} ({key} best)")
-            ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+            if summary.iid:
+                key, lo, hi, _ = score_band(summary, rows)
+                ax.plot(x, [r[key] for r in rows], color=color, label=f"{name} ({key} best)")
+                ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+            else:
+                ax.step(x, [r["best"] for r in rows], where="post", color=color, label=f"{name} (observed best)")
         ax.set_xlabel(f"budget ({label})")
-        ax.set_ylabel("expected best validation score")
+        ax.set_ylabel("best validation score")
         ax.set_title("Budget-aware comparison (Dodge et al. 2019)")
         legend_beside(ax)
         out.mkdir(parents=True, exist_ok=True)
         save_figure(plt, fig, out / "compare.png")
         lines.append(f"  plot: {out / 'compare.png'} (bands: simultaneous confidence bands, Lourie et al.)")
     return "\n".join(lines)
+
+
+def _observed(summary: SweepSummary, unit: str) -> list[dict[str, Any]]:
+    """A sweep's observed best so far (``best``) against its cumulative spend on ``unit``, from its first score.
+
+    Every trial's spend counts, pruned and failed ones included: it is what the search cost to reach that best.
+    """
+    return [
+        {unit: r[unit], "best": r["best_so_far"]}
+        for r in summary.curve()
+        if r["best_so_far"] is not None and r.get(unit) is not None
+    ]
 
 
 def _names(a: SweepSummary, b: SweepSummary, labels: Sequence[str] | None = None) -> dict[str, str]:

@@ -312,3 +312,28 @@ def test_a_random_sweeps_budget_report_has_evp_and_no_rung_table(tmp_path):
     rep = report(sweep_dir)
     assert (rep["iid"], rep["evp_note"], rep["early_stopping"]) == (True, None, None)
     assert not events(sweep_dir, "rung")
+
+
+def test_compare_draws_a_pruned_sweep_as_its_observed_best_and_says_why_it_has_no_evp(asha_sweep, tmp_path, capsys):
+    from tests.reporting.test_compare_verdict import write_sweep
+
+    sweep_dir, _ = asha_sweep
+    random = write_sweep(tmp_path / "random", [0.2, 0.5, 0.4, 0.6], energy_j=9.0)
+    summary = load(sweep_dir)
+    assert main(["compare", str(sweep_dir), str(random), "--energy-unit", "J", "--out", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "best score at a budget in J (i.i.d. sweeps: expected best of n trials x mean trial cost; "
+        "others: observed best so far against the energy spent so far)\n"
+    )
+    assert f"  sweep has no EVP curve: {summary.no_evp_reason}\n" in out
+    assert "  random (random, expected): 9.00 J -> 0.425" in out  # the mean of the four, one trial's cost
+    # the pruned sweep's points: its best so far against everything spent before it, pruned trials included
+    line = next(x for x in out.splitlines() if x.startswith("  sweep (asha, observed best so far): "))
+    points = [(float(j), float(s)) for j, s in re.findall(r"([\d.]+) J -> ([\d.]+)", line)]
+    first = next(r for r in summary.curve() if r["best_so_far"] is not None)
+    assert points[0] == pytest.approx((first["energy_kwh"] * 3.6e6, first["best_so_far"]), rel=5e-3)
+    assert all(j <= summary.spend.energy_kwh * 3.6e6 * 1.005 for j, _ in points)
+    assert [s for _, s in points] == sorted(s for _, s in points)  # a best so far never falls (direction max)
+    assert "confidence: needs random (i.i.d.) search on both sides" in out
+    assert (tmp_path / "plots" / "compare.png").is_file()
