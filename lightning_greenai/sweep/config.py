@@ -279,9 +279,9 @@ def _check_monitor(monitor: Any, strategy: str, pruner: Any) -> None:
             f"`hydra.sweeper.monitor` must name a metric the trials log (e.g. val/acc), or be null; got {monitor!r}."
         )
     if monitor is None and (strategy in RUNG_STRATEGIES or pruner is not None):
-        what = f"strategy={strategy}" if pruner is None else "a pruner"
+        what = f"hydra.sweeper.strategy={strategy}" if pruner is None else "hydra.sweeper.pruner (an Optuna pruner)"
         raise BudgetConfigError(
-            f"hydra.sweeper.{what} stops trials by the score they report as they train: set hydra.sweeper.monitor "
+            f"{what} stops trials by the score they report as they train: set hydra.sweeper.monitor "
             "to a metric they log (e.g. val/acc), which a Lightning trial reports at each validation end through "
             "callbacks=greenai (BudgetStopping), and a plain task through lightning_greenai.report_score."
         )

@@ -3,10 +3,10 @@
 A trial reports its monitored score as it trains (``resource``: epochs or steps). The rungs are the resources
 ``min_resource * reduction_factor**k`` below ``max_resource``. The first report of a trial at or past a rung is
 compared with the scores earlier trials reported there: outside their top ``1 / reduction_factor`` it is pruned,
-inside it is promoted to the next rung. This is the stopping form of ASHA, as Ray Tune's ``ASHAScheduler`` and Syne
-Tune's ``type="stopping"`` run it: the cut-off is the ``1 - 1/reduction_factor`` quantile (linear interpolation) of
-the earlier scores at that rung, and the first score at a rung always passes. A trial is never paused and resumed,
-so nothing needs a checkpoint.
+inside it is promoted to the next rung. This is the stopping form of ASHA with Ray Tune's ``ASHAScheduler`` rule: the
+cut-off is the ``1 - 1/reduction_factor`` quantile (linear interpolation) of the earlier scores at that rung, and the
+first score at a rung always passes (Syne Tune 0.16 ranks the new score among the rung's, itself included, instead).
+A trial is never paused and resumed, so nothing needs a checkpoint.
 
 Hyperband runs ASHA in several brackets: bracket ``b`` decides from its rung ``b + 1`` on (the last bracket has no
 rung: its trials run to their end, a random search at full resource), each bracket with its own scores. A trial's

@@ -77,7 +77,8 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
         ),
         pytest.param(
             {"pruner": {"_target_": "optuna.pruners.HyperbandPruner"}},
-            r"hydra.sweeper.a pruner stops trials|a pruner stops trials by the score",
+            r"hydra.sweeper.pruner \(an Optuna pruner\) stops trials by the score they report as they train: set "
+            r"hydra.sweeper.monitor",
             id="pruner-no-monitor",
         ),
         pytest.param(
