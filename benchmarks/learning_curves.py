@@ -26,6 +26,7 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,14 @@ class EpochRecorder(L.Callback):
         self._last_j, self._last_flops = joules, flops
 
 
-def run_config(config: dict[str, Any], data: CachedDigits, epochs: int, seed: int) -> tuple[dict[str, Any], bool]:
-    """Train one configuration; return its table line and whether its energy is an estimate."""
+def run_config(
+    config: dict[str, Any], data: CachedDigits, epochs: int, seed: int, extra: Sequence[L.Callback] = ()
+) -> tuple[dict[str, Any], bool]:
+    """Train one configuration; return its table line and whether its energy is an estimate.
+
+    ``extra`` callbacks join the trainer after the table's own (``benchmarks/train_trial.py`` adds ``BudgetStopping``,
+    through which a sweep's trial reports its score and is pruned); they change no number the table records.
+    """
     L.seed_everything(seed * 1_000_003 + config["id"], verbose=False)
     data.batch_size = config["batch_size"]
     energy = EnergyMonitor(verbose=None, prog_bar=False, per_device=False, log_every_n_steps=10**9)
@@ -146,7 +153,7 @@ def run_config(config: dict[str, Any], data: CachedDigits, epochs: int, seed: in
         max_epochs=epochs,
         accelerator="cpu",
         devices=1,
-        callbacks=[energy, flops, recorder],
+        callbacks=[energy, flops, recorder, *extra],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,

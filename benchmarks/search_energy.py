@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from replay import TABLE, load_table  # noqa: E402
 
 RUNS = ROOT / "outputs" / "search_energy_runs.jsonl"  # about 1 MB: kept out of git, RESULTS.md has the summary
 PLOT = ROOT / "docs" / "assets" / "search_energy.png"
+REPLAY = ROOT / "benchmarks" / "replay.py"
 EPOCHS = 27
 HYPERBAND_PRUNER = (
     "hydra.sweeper.pruner={_target_:optuna.pruners.HyperbandPruner,min_resource:1,max_resource:27,reduction_factor:3}"
@@ -69,10 +71,16 @@ LABELS = {
 
 
 def trajectory_from_ledger(path: Path) -> list[dict[str, Any]]:
-    """Each finished trial in order: its status, final score (``None`` unless it trained to its end), energy."""
+    """Each finished trial in order: its configuration, status, reported scores, final score (``None`` unless it
+    trained to its end), energy."""
     out = []
+    config_ids: dict[int, int | None] = {}
     for line in path.read_text().splitlines():
         event = json.loads(line)
+        if event.get("event") == "launched":
+            config_ids[event["job"]] = next(
+                int(o.split("=")[1]) for o in event["overrides"] if o.startswith("config_id=")
+            )
         if event.get("event") != "finished":
             continue
         joules = sum(event["spend"]["energy_j"].values())
@@ -81,7 +89,9 @@ def trajectory_from_ledger(path: Path) -> list[dict[str, Any]]:
         out.append(
             {
                 "job": event["job"],
+                "config_id": config_ids.get(event["job"]),
                 "status": event["status"],
+                "scores": [report[1] for report in reports],
                 "epochs": len(reports),
                 "energy_j": joules,
                 "final": event["objective"] if full else None,
@@ -103,9 +113,19 @@ def _finished_events(path: Path, offset: int) -> tuple[list[dict[str, Any]], int
 
 
 def run_sweep(
-    name: str, seed: int, budget_j: float, table: Path, work: Path, target: float, stop_after_j: float
+    name: str,
+    seed: int,
+    budget_j: float,
+    table: Path,
+    work: Path,
+    target: float,
+    stop_after_j: float,
+    task: Path = REPLAY,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One sweep of the real sweeper over the table, up to ``budget_j``; its trajectory from the ledger.
+
+    ``task`` is the trial: the replay, or ``benchmarks/train_trial.py``, which trains each configuration for real.
 
     Once a trial that trained to its end has reached ``target`` and ``stop_after_j`` is spent, the sweep is
     interrupted (SIGINT, as Ctrl-C): what it did until then is all the report reads, and it is what the sweep would
@@ -117,7 +137,7 @@ def run_sweep(
     ids = len(load_table(table)[1])
     command = [
         sys.executable,
-        str(ROOT / "benchmarks" / "replay.py"),
+        str(task),
         "-m",
         f"hydra.sweep.dir={sweep_dir}",
         f"table={table}",
@@ -126,6 +146,7 @@ def run_sweep(
         f"hydra.sweeper.budget.energy_kwh={budget_j} J",
         "hydra.sweeper.max_trials=10000",
         *(STRATEGIES[name] or []),
+        *overrides,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
     started = time.perf_counter()
