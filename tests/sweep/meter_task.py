@@ -7,9 +7,10 @@ At step ``crash_at`` of the trial with ``x == crash_x`` (once only if ``crash_on
 into), ``sigterm`` or ``sigint`` (a real signal to its own process), or ``lose_channel`` (it lives on, but no
 heartbeat or final record it writes from then on reaches the sweeper). ``fail`` raises; ``bad_objective`` returns a
 string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``inf``); ``sensor=none`` meters no
-energy; ``needs`` names a module the trial imports first. With ``report``, each step is an epoch whose score,
-``-(x - 3)^2 / 10 + step / 100`` (the ranking of x never changes), goes to ``report_score``: a pruned trial ends
-there and returns its last score.
+energy; ``needs`` names a module the trial imports first; while the file ``hold_file`` exists, each step waits
+before it runs (the trial is alive and holds still until the test lets it go). With ``report``, each step is an
+epoch whose score, ``-(x - 3)^2 / 10 + step / 100`` (the ranking of x never changes), goes to ``report_score``: a
+pruned trial ends there and returns its last score.
 """
 
 import importlib
@@ -61,6 +62,8 @@ def main(cfg: DictConfig) -> dict:
             for step in range(cfg.steps + int(cfg.steps_per_x * cfg.x)):
                 if meter.should_stop():
                     break
+                while cfg.hold_file is not None and os.path.exists(cfg.hold_file):
+                    time.sleep(0.05)
                 if cfg.crash_at is not None and step == cfg.crash_at and cfg.x == cfg.crash_x:
                     if cfg.crash_mode == "lose_channel":
                         lose_channel()

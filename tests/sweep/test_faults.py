@@ -694,11 +694,12 @@ def test_a_missing_package_is_one_line_naming_the_install(tmp_path, module, inst
 
 @pytest.mark.timeout(300)
 def test_a_resume_waits_for_a_job_its_killed_sweeper_left_running_and_takes_its_final_record(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir, hold = tmp_path / "sweep", tmp_path / "hold"
     common = (
         "x=0,1",
         "steps=60",
         "step_s=0.1",
+        f"hold_file={hold}",
         "hydra.sweeper.budget.energy_kwh=1 kWh",
         "hydra.sweeper.prior_cost.energy_kwh=4 J",
         "hydra/launcher=joblib",
@@ -707,17 +708,43 @@ def test_a_resume_waits_for_a_job_its_killed_sweeper_left_running_and_takes_its_
     proc = popen(sweep_dir, *common)
     try:
         wait_for(lambda: spent_at_least(sweep_dir, range(2), 5.0), proc, timeout_s=120)
+        hold.touch()  # the trials hold still (alive) from their next step until the resume is seen waiting for them
         proc.send_signal(signal.SIGKILL)  # the sweeper dies; joblib's workers run their trials on
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     alive = [r.pid for r in (read_record(sweep_dir, j) for j in range(2)) if r and psutil.pid_exists(r.pid)]
-    resumed = run(sweep_dir, *common, "hydra.sweeper.resume=true")
-    rep = assert_books_balance(sweep_dir, resumed.stdout)
+    if not alive:
+        hold.unlink()  # the workers died with their sweeper: nothing to hold
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1", "PYTHONUNBUFFERED": "1"}
+    errors = tmp_path / "resume.err"
+    with errors.open("w") as stderr:  # a file: a pipe nobody reads while stdout is read could fill and block it
+        resume = subprocess.Popen(
+            [sys.executable, str(TASK), "-m", f"hydra.sweep.dir={sweep_dir}", *common, "hydra.sweeper.resume=true"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        seen = []
+        if alive:  # read until the resume says it waits for the held jobs, then let them finish
+            assert resume.stdout is not None
+            while not any("still running from the sweeper that stopped" in line for line in seen):
+                line = resume.stdout.readline()
+                assert line, f"the resume ended without waiting: {''.join(seen)[-3000:]}{errors.read_text()[-3000:]}"
+                seen.append(line)
+            hold.unlink()
+        out, _ = resume.communicate(timeout=240)
+    finally:
+        if resume.poll() is None:
+            resume.kill()
+    assert resume.returncode == 0, errors.read_text()[-3000:]
+    rep = assert_books_balance(sweep_dir, "".join(seen) + out)
     spent = {job: e["spend"]["energy_j"]["gpu:0"] for job, e in finished(sweep_dir).items()}
     if alive:  # the orphans finished while the resume waited: each billed in full, once, and not run again
-        assert "still running from the sweeper that stopped" in resumed.stdout
         assert rep["trials_by_status"] == {"completed": 2}
         assert spent == {0: 60.0, 1: 60.0}
     else:  # the workers died with their sweeper: billed at their heartbeats and run again
