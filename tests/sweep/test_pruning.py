@@ -14,7 +14,7 @@ import pytest
 
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.rungs import RungOptions, SuccessiveHalving
-from lightning_greenai.trial.channel import read_record
+from lightning_greenai.trial.channel import open_channel, read_record
 from lightning_greenai.trial.record import TrialStatus
 from tests.sweep.test_faults import JOBLIB_2
 from tests.sweep.test_sweeper import assert_books_balance, finished, report, run
@@ -44,14 +44,17 @@ def assert_rungs_replay(sweep_dir: Path) -> list[dict]:
     return rungs
 
 
-def two_good_then_two_bad_in_batches_of_two(sweep_dir: Path, *launcher: str) -> subprocess.CompletedProcess:
+def two_good_then_two_bad_in_batches_of_two(
+    sweep_dir: Path, *launcher: str, storage: str | None = None
+) -> subprocess.CompletedProcess:
     """An asha sweep of two good trials run at once, then two bad ones at once, on ``launcher``; returns its run.
 
     The seed draws x = 3, 3, 0, 0 and the launcher runs two at a time, so whichever of a pair reports first, the
     good pair goes on at rungs 1 and 2 and runs to the end, and the bad pair, below the good scores at rung 1, is
     pruned there: every trial's fate is decided by the scores alone, never by which job of a batch is faster.
     """
-    proc = run(sweep_dir, "x=choice(0,3)", *ASHA, "hydra.sweeper.max_trials=4", "hydra.sweeper.seed=13", *launcher)
+    space = ("x=choice(0,3)", *ASHA, "hydra.sweeper.max_trials=4", "hydra.sweeper.seed=13")
+    proc = run(sweep_dir, *space, *launcher, *([f"hydra.sweeper.storage={storage}"] if storage else []))
     assert launched_x(sweep_dir) == {0: 3.0, 1: 3.0, 2: 0.0, 3: 0.0}  # the seed's draws
     rep = assert_books_balance(sweep_dir, proc.stdout)
     assert rep["max_batch_size"] == 2
@@ -77,14 +80,20 @@ def two_good_then_two_bad_in_batches_of_two(sweep_dir: Path, *launcher: str) -> 
     assert "reading each trial's record instead" not in proc.stdout + proc.stderr  # every job's return came back
     assert rep["trials_by_status"] == {"completed": 2, "pruned": 2}
     # no trial is left running: each one's last heartbeat is its final record, with the status the ledger holds
-    assert {job: read_record(sweep_dir, job).status for job in books} == {
+    sweep_id = Ledger(sweep_dir / ".greenai" / "ledger.jsonl").header()["sweep_id"]
+    channel = open_channel(sweep_dir, storage, key=sweep_id, cwd=sweep_dir.parent)
+    assert {job: read_record(channel, job).status for job in books} == {
         job: TrialStatus(t["status"]) for job, t in books.items()
     }
     return proc
 
 
-def test_asha_decides_by_the_scores_alone_when_a_launcher_runs_trials_at_once(tmp_path):
-    two_good_then_two_bad_in_batches_of_two(tmp_path / "sweep", *JOBLIB_2)
+@pytest.mark.parametrize("storage", [None, "sqlite:///s.db"], ids=["files", "sqlite"])
+def test_asha_decides_by_the_scores_alone_when_a_launcher_runs_trials_at_once(tmp_path, storage):
+    sweep_dir = tmp_path / "sweep"
+    two_good_then_two_bad_in_batches_of_two(sweep_dir, *JOBLIB_2, storage=storage)
+    # through a database the reports and the verdicts never touch the sweep dir
+    assert (sweep_dir / ".greenai" / "trials").exists() == (storage is None)
 
 
 def test_asha_prunes_a_trial_bad_at_rung_1_bills_what_it_spent_and_the_ledger_says_why(tmp_path):
