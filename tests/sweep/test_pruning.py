@@ -6,13 +6,18 @@ decided by the scores alone, never by timing.
 """
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from lightning_greenai.sweep.ledger import Ledger
 from lightning_greenai.sweep.rungs import RungOptions, SuccessiveHalving
-from tests.sweep.test_sweeper import finished, report, run
+from lightning_greenai.trial.channel import open_channel, read_record
+from lightning_greenai.trial.record import TrialStatus
+from tests.sweep.test_faults import JOBLIB_2
+from tests.sweep.test_sweeper import assert_books_balance, finished, report, run
 
 MONITOR_TASK = Path(__file__).with_name("monitor_task.py")
 CURVES = ("report=true", "steps=9", "hydra.sweeper.monitor=score", "hydra.sweeper.report=false")
@@ -27,20 +32,77 @@ def launched_x(sweep_dir: Path) -> dict[int, float]:
     return {e["job"]: float(e["overrides"][0].split("=")[1]) for e in events(sweep_dir, "launched")}
 
 
-def test_asha_prunes_a_trial_bad_at_rung_1_bills_what_it_spent_and_the_ledger_says_why(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    proc = run(
-        sweep_dir, "x=0,3,9,2", *ASHA, "hydra.sweeper.max_trials=4", "hydra.sweeper.seed=1", "hydra.sweeper.report=true"
-    )
-    xs = launched_x(sweep_dir)
-    rungs = events(sweep_dir, "rung")
-    # every decision the ledger holds is the one the rungs give for the same reports, in the same order
+def assert_rungs_replay(sweep_dir: Path) -> list[dict]:
+    """Every ``rung`` event is the decision the rungs give for the same reports in the ledger's order; returns them."""
+    xs, rungs = launched_x(sweep_dir), events(sweep_dir, "rung")
     ladder = SuccessiveHalving(RungOptions(), direction="max")
     for event in rungs:
         score = -((xs[event["job"]] - 3.0) ** 2) / 10 + event["resource"] / 100
         verdict = ladder.report(event["job"], event["resource"], score, max_resource=9)
         assert (event["decision"], event["reason"]) == (verdict.decision, verdict.reason)
         assert event["score"] == pytest.approx(score)
+    return rungs
+
+
+def two_good_then_two_bad_in_batches_of_two(
+    sweep_dir: Path, *launcher: str, storage: str | None = None
+) -> subprocess.CompletedProcess:
+    """An asha sweep of two good trials run at once, then two bad ones at once, on ``launcher``; returns its run.
+
+    The seed draws x = 3, 3, 0, 0 and the launcher runs two at a time, so whichever of a pair reports first, the
+    good pair goes on at rungs 1 and 2 and runs to the end, and the bad pair, below the good scores at rung 1, is
+    pruned there: every trial's fate is decided by the scores alone, never by which job of a batch is faster.
+    """
+    space = ("x=choice(0,3)", *ASHA, "hydra.sweeper.max_trials=4", "hydra.sweeper.seed=13")
+    proc = run(sweep_dir, *space, *launcher, *([f"hydra.sweeper.storage={storage}"] if storage else []))
+    assert launched_x(sweep_dir) == {0: 3.0, 1: 3.0, 2: 0.0, 3: 0.0}  # the seed's draws
+    rep = assert_books_balance(sweep_dir, proc.stdout)
+    assert rep["max_batch_size"] == 2
+    rungs = assert_rungs_replay(sweep_dir)
+    assert sorted((e["job"], e["rung"], e["decision"]) for e in rungs) == [
+        (0, 1, "promoted"),
+        (0, 2, "promoted"),
+        (1, 1, "promoted"),
+        (1, 2, "promoted"),
+        (2, 1, "pruned"),
+        (3, 1, "pruned"),
+    ]
+    for event in rungs:
+        if event["decision"] == "pruned":  # compared with the good pair's 0.01 (and the other bad one's, if first)
+            assert re.fullmatch(r"rung 1 \(1 epoch\): -0\.89 < top third 0\.01 of [23] earlier scores", event["reason"])
+    books = finished(sweep_dir)
+    assert {job: t["status"] for job, t in books.items()} == {0: "completed", 1: "completed", 2: "pruned", 3: "pruned"}
+    for job, trial in books.items():
+        epochs = 9 if job < 2 else 1  # the pruned ones trained their rung's epoch, and stopped
+        assert [r for r, _ in trial["reports"]] == list(range(1, epochs + 1))
+        assert trial["spend"]["energy_j"] == {"gpu:0": pytest.approx(float(epochs))}  # billed what it ran: 1 J/epoch
+        assert trial["objective"] == pytest.approx(trial["reports"][-1][1])  # what it returned: its last score
+    assert "reading each trial's record instead" not in proc.stdout + proc.stderr  # every job's return came back
+    assert rep["trials_by_status"] == {"completed": 2, "pruned": 2}
+    # no trial is left running: each one's last heartbeat is its final record, with the status the ledger holds
+    sweep_id = Ledger(sweep_dir / ".greenai" / "ledger.jsonl").header()["sweep_id"]
+    channel = open_channel(sweep_dir, storage, key=sweep_id, cwd=sweep_dir.parent)
+    assert {job: read_record(channel, job).status for job in books} == {
+        job: TrialStatus(t["status"]) for job, t in books.items()
+    }
+    return proc
+
+
+@pytest.mark.parametrize("storage", [None, "sqlite:///s.db"], ids=["files", "sqlite"])
+def test_asha_decides_by_the_scores_alone_when_a_launcher_runs_trials_at_once(tmp_path, storage):
+    sweep_dir = tmp_path / "sweep"
+    two_good_then_two_bad_in_batches_of_two(sweep_dir, *JOBLIB_2, storage=storage)
+    # through a database the reports and the verdicts never touch the sweep dir
+    assert (sweep_dir / ".greenai" / "trials").exists() == (storage is None)
+
+
+def test_asha_prunes_a_trial_bad_at_rung_1_bills_what_it_spent_and_the_ledger_says_why(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir, "x=0,3,9,2", *ASHA, "hydra.sweeper.max_trials=4", "hydra.sweeper.seed=1", "hydra.sweeper.report=true"
+    )
+    # every decision the ledger holds is the one the rungs give for the same reports, in the same order
+    rungs = assert_rungs_replay(sweep_dir)
     pruned = [e for e in rungs if e["decision"] == "pruned"]
     assert pruned, rungs
     for event in pruned:

@@ -14,6 +14,7 @@ from tests.sweep.test_faults import (
     two_jobs_in_flight_overshoot_by_at_most_one_step_each,
     wait_for,
 )
+from tests.sweep.test_pruning import two_good_then_two_bad_in_batches_of_two
 from tests.sweep.test_sweeper import assert_books_balance, finished
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
@@ -66,3 +67,9 @@ def test_a_worker_node_killed_mid_trial_is_billed_and_its_trials_run_again(clust
     # rerun (120 J); on a busy machine one may have finished before the kill (120 J), never both
     assert all(joules == 120.0 or 130.0 <= joules <= 240.0 for joules in spent.values()), spent
     assert any(joules >= 130.0 for joules in spent.values()), spent
+
+
+def test_asha_on_a_ray_cluster_prunes_trials_at_their_rung_and_bills_what_they_spent(cluster, tmp_path):
+    # the reports and the verdicts travel on the heartbeat files between the driver and the worker node's tasks;
+    # a pruned task returns as any other, its record says pruned (the helper checks the rungs, the books, the ends)
+    two_good_then_two_bad_in_batches_of_two(tmp_path / "sweep", *on(cluster))

@@ -18,6 +18,7 @@ from tests.sweep.test_faults import (
     two_jobs_in_flight_overshoot_by_at_most_one_step_each,
     wait_for,
 )
+from tests.sweep.test_pruning import two_good_then_two_bad_in_batches_of_two
 from tests.sweep.test_sweeper import assert_books_balance, finished, run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
@@ -67,6 +68,30 @@ def test_a_budget_sweep_of_slurm_array_jobs_holds_its_budget(cluster, tmp_path):
     assert sorted(e["slurm_job"] for e in finished(sweep_dir).values()) == sorted(tasks)
     assert "  SLURM     2 trials ran as 2 SLURM job(s); SLURM reported no energy for them (sacct: " in proc.stdout
     assert "accounting storage is disabled" in proc.stdout  # sacct's own reason, on a cluster without accounting
+
+
+def test_asha_prunes_slurm_array_tasks_at_their_rung_and_slurm_sees_them_complete(cluster, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    two_good_then_two_bad_in_batches_of_two(sweep_dir, *SLURM, "hydra.launcher.array_parallelism=2")
+    tasks = sorted(t["slurm_job"] for t in finished(sweep_dir).values())
+    assert len(tasks) == 4 and all(tasks), tasks  # each trial ran as an array task (two arrays: one per batch)
+
+    def states() -> dict[str, str]:
+        listed = subprocess.run(
+            ["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join({t.split("_")[0] for t in tasks})],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        return dict(line.split() for line in listed.splitlines())
+
+    deadline = time.monotonic() + 60
+    while any(state in ("PENDING", "RUNNING", "COMPLETING") for state in states().values()):
+        assert time.monotonic() < deadline, states()
+        time.sleep(0.2)
+    # a pruned trial ends its task as a finished one does: SLURM has it completed, not failed or cancelled
+    assert states() == dict.fromkeys(tasks, "COMPLETED")
 
 
 def test_a_job_cancelled_with_scancel_is_billed_at_its_last_heartbeat_and_its_sibling_finishes(accounted, tmp_path):
