@@ -20,6 +20,7 @@ __all__ = [
     "S_PER_DAY",
     "S_PER_HOUR",
     "SIG_FIGS",
+    "SPEND_RESOURCES",
     "ISO_4217",
     "allowed_units",
     "check_currency",
@@ -34,6 +35,7 @@ __all__ = [
     "format_money",
     "format_number",
     "format_quantity",
+    "format_resource",
     "format_water",
     "g_to_kg",
     "g_to_t",
@@ -378,6 +380,18 @@ def format_duration(seconds: float) -> str:
         return f"{format_number(seconds)} s"
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+#: The resources a sweep's rungs may count that are a trial's spend on a budget axis (its metered energy, its counted
+#: FLOPs), in that axis's canonical unit; the others (``epochs``, ``steps``) count training.
+SPEND_RESOURCES = ("energy_kwh", "flops")
+
+
+def format_resource(value: float, resource: str) -> str:
+    """How far a trial got, as a rung says it: ``1 epoch``, ``3 epochs``, ``2.5 steps``, ``5.00 J``, ``1.20 GFLOPs``."""
+    if resource in SPEND_RESOURCES:
+        return format_quantity(resource, value)
+    return f"{value:g} {resource[:-1] if value == 1 and resource.endswith('s') else resource}"
 
 
 def format_quantity(quantity: str, value: float | None, currency: str | None = None) -> str:

@@ -58,8 +58,8 @@ class GridConf:
 class RungConf:
     """Where ASHA's (or Hyperband's) rungs lie: min_resource x reduction_factor^k, below max_resource."""
 
-    min_resource: float = 1.0
-    max_resource: Optional[float] = None  # noqa: UP045
+    min_resource: Any = 1.0  # a number in `resource` units, or a quantity ("5 J") for a spend resource
+    max_resource: Any = None
     reduction_factor: int = 3
     resource: str = "epochs"
 

@@ -17,6 +17,7 @@ from lightning_greenai.errors import BudgetConfigError
 from lightning_greenai.spend import Spend
 from lightning_greenai.trial.account import current_trial
 from lightning_greenai.trial.stopping import BudgetStoppingReason, record_stop, stop_reason
+from lightning_greenai.units import SPEND_RESOURCES
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -37,7 +38,8 @@ class BudgetStopping(BatchCallback):
     put those first; they refresh it every ``log_every_n_steps`` batches.
 
     When the sweep sets ``hydra.sweeper.monitor``, it reports that metric to the sweep at each validation end, with
-    the epochs done (or the global step, under ``resource: steps``) and the Trainer's ``max_epochs`` (``max_steps``).
+    the epochs done (or the global step, under ``resource: steps``) and the Trainer's ``max_epochs`` (``max_steps``);
+    under ``resource: energy_kwh`` or ``flops``, with the trial's spend so far as its monitors last metered it.
     Under ``strategy=asha`` or ``hyperband`` (or an Optuna ``pruner``), a report at a rung waits for the sweeper's
     verdict; a trial it prunes stops there, recorded ``pruned`` with what it spent.
 
@@ -93,8 +95,11 @@ class BudgetStopping(BatchCallback):
             return
         score = _monitored(trainer, reporter.monitor)
         if trainer.is_global_zero:  # one report per trial; every rank hears the verdict in _check's collective
-            resource, max_resource = _progress(trainer, reporter.resource)
-            reporter.report_score(resource, score, max_resource)
+            if reporter.resource in SPEND_RESOURCES:  # its spend as last metered (every log_every_n_steps)
+                reporter.report_score(None, score)
+            else:
+                resource, max_resource = _progress(trainer, reporter.resource)
+                reporter.report_score(resource, score, max_resource)
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:

@@ -18,9 +18,12 @@ from typing import Any
 from lightning_greenai.sweep.config import RUNG_STRATEGIES
 from lightning_greenai.sweep.history import Trial
 from lightning_greenai.trial.record import TrialStatus
-from lightning_greenai.units import j_to_kwh
+from lightning_greenai.units import format_resource, j_to_kwh
 
 __all__ = ["EarlyStopping", "RungRow", "early_stopping", "stops_trials_early"]
+
+#: What one unit of a spend resource is called in the estimate's words.
+_SPEND_UNIT = {"energy_kwh": "kWh", "flops": "FLOP"}
 
 
 def stops_trials_early(search: Mapping[str, Any]) -> bool:
@@ -49,8 +52,7 @@ class RungRow:
         """``rung 1 (1 epoch)``, ``rung 2 (3 epochs)``, or an Optuna pruner's ``step 4``."""
         if self.rung is None:
             return f"step {self.resource:g}"
-        unit = resource[:-1] if self.resource == 1 and resource.endswith("s") else resource
-        return f"rung {self.rung} ({self.resource:g} {unit})"
+        return f"rung {self.rung} ({format_resource(self.resource, resource)})"
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``budget_report.json``, ``greenai report --json`` and the trackers' ``rungs.csv`` hold it."""
@@ -94,9 +96,9 @@ class EarlyStopping:
     @property
     def estimate_method(self) -> str:
         """How the run-to-the-end energy was estimated, in words."""
-        unit = self.resource[:-1] if self.resource.endswith("s") else self.resource
+        unit = self.resource[:-1] if self.resource in ("epochs", "steps") else _SPEND_UNIT.get(self.resource, "unit")
         ends = sorted(set(self.max_resources))
-        end = f"{ends[0]:g} {self.resource}" if len(ends) == 1 else f"its own max {self.resource}"
+        end = format_resource(ends[0], self.resource) if len(ends) == 1 else f"its own max {self.resource}"
         text = (
             f"an estimate: each pruned trial's energy per {unit} so far x {end}, as if every {unit} cost the same; "
             "the other trials at what they spent"

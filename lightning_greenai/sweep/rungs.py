@@ -27,14 +27,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lightning_greenai.errors import BudgetConfigError
+from lightning_greenai.units import SPEND_RESOURCES, format_resource, parse_quantity
 
 if TYPE_CHECKING:
     from lightning_greenai.sweep.strategies import SearchStrategy
 
-__all__ = ["RESOURCES", "RungOptions", "RungStrategy", "SuccessiveHalving", "Verdict", "quantile"]
+__all__ = [
+    "RESOURCES",
+    "RungOptions",
+    "RungStrategy",
+    "SuccessiveHalving",
+    "Verdict",
+    "quantile",
+]
 
-#: What a Lightning trial's reports count (a plain task's ``report_score`` says it itself).
-RESOURCES = ("epochs", "steps")
+#: What the rungs count: a trial's training (a Lightning trial's epochs or global step; a plain task's
+#: ``report_score`` says it), or a budget axis of its own spend, which its account fills in as it was metered.
+RESOURCES = ("epochs", "steps", "energy_kwh", "flops")
 _FRACTIONS = {2: "half", 3: "third", 4: "quarter"}
 _EPSILON = 1e-9  # a resource within this relative distance of a rung is at it (3 ** 2 need not print as 9)
 
@@ -66,12 +75,16 @@ class RungOptions:
                 f"`hydra.sweeper.{name}` has no option {', '.join(unknown)}. Allowed: min_resource, max_resource, "
                 "reduction_factor, resource."
             )
+        resource = given.get("resource", cls.resource)
+        if resource not in RESOURCES:
+            raise BudgetConfigError(
+                f"`hydra.sweeper.{name}.resource` must be one of {', '.join(RESOURCES)}, got {resource!r}."
+            )
+        for key in ("min_resource", "max_resource"):
+            if key in given:
+                given[key] = _resource_value(name, key, given[key], resource)
         parsed = cls(**given)
         factor, low, high = parsed.reduction_factor, parsed.min_resource, parsed.max_resource
-        if parsed.resource not in RESOURCES:
-            raise BudgetConfigError(
-                f"`hydra.sweeper.{name}.resource` must be one of {', '.join(RESOURCES)}, got {parsed.resource!r}."
-            )
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
             raise BudgetConfigError(
                 f"`hydra.sweeper.{name}.reduction_factor` must be an integer >= 2 (the top 1/reduction_factor of "
@@ -89,7 +102,8 @@ class RungOptions:
             )
         if high is not None and not low < high:
             raise BudgetConfigError(
-                f"`hydra.sweeper.{name}.min_resource` ({low:g}) must be below max_resource ({high:g}): the rungs lie "
+                f"`hydra.sweeper.{name}.min_resource` ({format_resource(low, parsed.resource)}) must be below "
+                f"max_resource ({format_resource(high, parsed.resource)}): the rungs lie "
                 f"between them. Lower min_resource, raise max_resource, or set it to null for the trials' own "
                 f"{parsed.resource}."
             )
@@ -136,9 +150,20 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
-def _amount(value: float, resource: str) -> str:
-    """``1 epoch``, ``3 epochs``, ``2.5 steps``."""
-    return f"{value:g} {resource[:-1] if value == 1 else resource}"
+def _resource_value(name: str, key: str, value: Any, resource: str) -> Any:
+    """A rung option as a number in ``resource``'s unit: a spend resource also takes a quantity (``"5 J"``)."""
+    if resource not in SPEND_RESOURCES or not isinstance(value, str):
+        return value
+    try:
+        quantity, amount, _ = parse_quantity(value)
+    except BudgetConfigError as err:
+        raise BudgetConfigError(f"`hydra.sweeper.{name}.{key}`: {err}") from None
+    if quantity != resource:
+        raise BudgetConfigError(
+            f"`hydra.sweeper.{name}.{key}` is {value!r}, a {quantity} amount, but the rungs count {resource}: give "
+            f"it in {resource}'s units (e.g. {'5 J' if resource == 'energy_kwh' else '1e12 FLOPs'})."
+        )
+    return amount
 
 
 class SuccessiveHalving:
@@ -214,8 +239,9 @@ class SuccessiveHalving:
         self._fixed, self.max_resource = True, max_resource
         if max_resource is not None and max_resource <= self.options.min_resource:
             self.problem = (
-                f"the trials train to {_amount(max_resource, self.options.resource)}, not past "
-                f"hydra.sweeper.{self.name}.min_resource={self.options.min_resource:g}, so no rung lies between: "
+                f"the trials train to {format_resource(max_resource, self.options.resource)}, not past "
+                f"hydra.sweeper.{self.name}.min_resource="
+                f"{format_resource(self.options.min_resource, self.options.resource)}, so no rung lies between: "
                 f"lower min_resource, or train the trials longer."
             )
         elif max_resource is None and self.hyperband:
@@ -263,7 +289,7 @@ class SuccessiveHalving:
 
     def _reason(self, bracket: int, index: int, score: float, cutoff: float | None, earlier: int, stop: bool) -> str:
         """``rung 1 (1 epoch): 0.41 < top third 0.63 of 4 earlier scores``."""
-        where = f"rung {index + 1} ({_amount(self.level(index), self.options.resource)})"
+        where = f"rung {index + 1} ({format_resource(self.level(index), self.options.resource)})"
         if self.hyperband:
             where = f"bracket {bracket}, {where}"
         if cutoff is None:

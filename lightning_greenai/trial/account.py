@@ -30,6 +30,7 @@ from lightning_greenai.grid import Grid
 from lightning_greenai.spend import Method, Spend
 from lightning_greenai.trial.channel import Channel, FileChannel, open_channel, read_record
 from lightning_greenai.trial.record import Allowance, StopSignal, TrialRecord, TrialStatus
+from lightning_greenai.units import SPEND_RESOURCES, format_resource
 
 __all__ = ["TRIAL_ENV", "JobContext", "TrialReporter", "current_trial", "job_context", "sweep_grid"]
 
@@ -68,7 +69,8 @@ class TrialReporter:
         grid: The sweep's grid (:func:`sweep_grid`), which prices this trial's spend against its CO2e and money
             caps as the sweeper prices it; ``None`` leaves those caps to the sweeper's STOP signal.
         monitor: The metric the trial reports to the sweep (``hydra.sweeper.monitor``, e.g. ``val/acc``), or ``None``.
-        resource: What a Lightning trial's reports count: ``epochs`` or ``steps``.
+        resource: What the rungs count: ``epochs`` or ``steps`` (a Lightning trial's), or ``energy_kwh`` or ``flops``
+            (this trial's own spend as metered, which a report without a resource takes).
         verdict_patience_s: How long a report at a rung waits for the sweeper's verdict before the trial goes on.
     """
 
@@ -319,8 +321,25 @@ class TrialReporter:
             job_num=self.job_num, max_age_s=self.signal_s if max_age_s is None else max_age_s
         )
 
-    def report_score(self, resource: float, score: float, max_resource: float | None = None) -> None:
+    def spent_resource(self) -> float:
+        """This trial's spend so far on :attr:`resource`, a spend axis (``energy_kwh`` or ``flops``), as metered.
+
+        Raises:
+            ValueError: the rungs count epochs or steps, which only the trial knows.
+        """
+        if self.resource not in SPEND_RESOURCES:
+            raise ValueError(
+                f"The sweep's rungs count {self.resource}: report_score needs the {self.resource} this trial has "
+                f"done (report_score(score, resource)); only a spend resource ({', '.join(SPEND_RESOURCES)}) is "
+                "taken from the trial's metering."
+            )
+        total = self.total
+        return float(total.energy_kwh or 0.0) if self.resource == "energy_kwh" else float(total.flops)
+
+    def report_score(self, resource: float | None, score: float, max_resource: float | None = None) -> None:
         """Add a report of the monitored score to the heartbeat; at a rung, wait for the sweeper's verdict.
+
+        ``resource`` ``None``: this trial's spend so far on the sweep's spend resource (:meth:`spent_resource`).
 
         A report at or past the allowance's ``next_rung`` waits until the sweeper raises it (the trial is promoted)
         or sends this trial a STOP (pruned; :meth:`prune_request` then says so), checking often at first, then every
@@ -328,6 +347,8 @@ class TrialReporter:
         on: a trial never hangs on its sweeper.
         """
         with self._lock:
+            if resource is None:
+                resource = self.spent_resource()
             self.record.reports.append((float(resource), float(score)))
             if max_resource is not None:
                 self.record.max_resource = float(max_resource)
@@ -335,9 +356,9 @@ class TrialReporter:
         deadline, pause = time.monotonic() + self.verdict_patience_s, 0.01
         while self._waits_at(resource):
             if time.monotonic() >= deadline:
-                unit = self.resource[:-1] if resource == 1 else self.resource
                 warnings.warn(
-                    f"The sweeper gave no verdict on this trial's report at {resource:g} {unit} within "
+                    f"The sweeper gave no verdict on this trial's report at {format_resource(resource, self.resource)} "
+                    "within "
                     f"{self.verdict_patience_s:g} s: the trial goes on as if promoted.",
                     GreenAIWarning,
                     stacklevel=2,

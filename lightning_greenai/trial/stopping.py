@@ -102,7 +102,7 @@ def record_stop(
         reporter.set_status(TrialStatus.BUDGET_STOPPED)
 
 
-def report_score(score: float, resource: float, *, max_resource: float | None = None) -> bool:
+def report_score(score: float, resource: float | None = None, *, max_resource: float | None = None) -> bool:
     """Report the monitored score of a trial of a greenai sweep, and return whether the trial must stop.
 
     The plain-loop counterpart of :class:`~lightning_greenai.BudgetStopping`'s report at each validation end:
@@ -116,7 +116,9 @@ def report_score(score: float, resource: float, *, max_resource: float | None = 
 
     Args:
         score: The monitored score (``hydra.sweeper.monitor``), better as the sweep's ``direction`` says.
-        resource: How far the trial has trained when it scored this, e.g. the epochs done.
+        resource: How far the trial has trained when it scored this, e.g. the epochs done. Leave it out when the
+            sweep's rungs count the trial's spend (``resource: energy_kwh`` or ``flops``): its metered spend so far
+            is taken (call ``Meter.sample()`` first, so that it is fresh).
         max_resource: How far it will train if never stopped (its epochs), which places the rungs when the sweep's
             ``max_resource`` is unset.
 
@@ -131,7 +133,7 @@ def report_score(score: float, resource: float, *, max_resource: float | None = 
                 break
     """
     for name, value in (("score", score), ("resource", resource), ("max_resource", max_resource)):
-        if value is None and name == "max_resource":
+        if value is None and name != "score":
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"`{name}` must be a finite number, got {value!r}.")

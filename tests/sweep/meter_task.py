@@ -10,7 +10,8 @@ string; ``score`` replaces the objective of the ``crash_x`` trial (``nan``, ``in
 energy; ``needs`` names a module the trial imports first; while the file ``hold_file`` exists, each step waits
 before it runs (the trial is alive and holds still until the test lets it go). With ``report``, each step is an
 epoch whose score, ``-(x - 3)^2 / 10 + step / 100`` (the ranking of x never changes), goes to ``report_score``: a
-pruned trial ends there and returns its last score.
+pruned trial ends there and returns its last score; with ``report_spend`` it reports no resource, and the trial's
+spend so far is taken (a sweep whose rungs count energy or FLOPs).
 """
 
 import importlib
@@ -75,7 +76,10 @@ def main(cfg: DictConfig) -> dict:
                 meter.sample()
                 if cfg.report:
                     score = -((cfg.x - 3.0) ** 2) / 10 + (step + 1) / 100
-                    if report_score(score, step + 1, max_resource=cfg.steps if cfg.report_max else None):
+                    if cfg.report_spend:
+                        if report_score(score):
+                            break
+                    elif report_score(score, step + 1, max_resource=cfg.steps if cfg.report_max else None):
                         break
     if cfg.fail:
         raise RuntimeError("this trial was asked to fail")

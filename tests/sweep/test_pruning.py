@@ -125,6 +125,31 @@ def test_asha_prunes_a_trial_bad_at_rung_1_bills_what_it_spent_and_the_ledger_sa
     assert f"(completed {4 - len(pruned)}, pruned {len(pruned)})" in proc.stdout
 
 
+def test_rungs_that_count_energy_take_each_trials_metered_spend_and_say_it_in_joules(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    spend_rungs = (
+        "report_spend=true",
+        "hydra.sweeper.asha.resource=energy_kwh",
+        "hydra.sweeper.asha.min_resource=2 J",
+        "hydra.sweeper.asha.max_resource=9 J",
+    )
+    run(sweep_dir, "x=3,2,0", *ASHA, *spend_rungs, "hydra.sweeper.max_trials=3", "hydra.sweeper.seed=1")
+    assert launched_x(sweep_dir) == {0: 3.0, 1: 0.0, 2: 3.0}  # the seed's draws
+    # each report is the trial's spend as its Meter last sampled it: 1 J a step, so rungs at 2 J and 6 J
+    assert [(e["job"], e["decision"], e["reason"]) for e in events(sweep_dir, "rung")] == [
+        (0, "promoted", "rung 1 (2.00 J): 0.02, the first score at this rung, goes on"),
+        (0, "promoted", "rung 2 (6.00 J): 0.06, the first score at this rung, goes on"),
+        (1, "pruned", "rung 1 (2.00 J): -0.88 < top third 0.02 of 1 earlier score"),
+        (2, "promoted", "rung 1 (2.00 J): 0.02 >= top third -0.28 of 2 earlier scores"),
+        (2, "promoted", "rung 2 (6.00 J): 0.06 >= top third 0.06 of 1 earlier score"),
+    ]
+    assert [e["resource"] * 3.6e6 for e in events(sweep_dir, "rung")] == pytest.approx([2, 6, 2, 2, 6])
+    books = finished(sweep_dir)
+    assert {job: t["status"] for job, t in books.items()} == {0: "completed", 1: "pruned", 2: "completed"}
+    assert books[1]["spend"]["energy_j"] == {"gpu:0": pytest.approx(2.0)}  # billed what it metered to its rung
+    assert [r * 3.6e6 for r, _ in books[1]["reports"]] == pytest.approx([1.0, 2.0])
+
+
 def test_the_ledger_rung_lines_read_as_the_issue_asks(tmp_path):
     sweep_dir = tmp_path / "sweep"
     run(sweep_dir, "x=3,2,0", *ASHA, "hydra.sweeper.max_trials=3", "hydra.sweeper.seed=1")
@@ -233,7 +258,7 @@ def test_a_lightning_trial_reports_at_each_validation_end_and_stops_where_it_is_
                 "hydra.sweeper.asha.min_resource=10",
                 "hydra.sweeper.asha.max_resource=9",
             ),
-            "`hydra.sweeper.asha.min_resource` (10) must be below max_resource (9)",
+            "`hydra.sweeper.asha.min_resource` (10 epochs) must be below max_resource (9 epochs)",
             id="min>max",
         ),
     ],

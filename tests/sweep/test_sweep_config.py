@@ -55,8 +55,9 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
         ),
         pytest.param(
             {"strategy": "hyperband", "monitor": "val/acc", "hyperband": {"min_resource": 10, "max_resource": 9}},
-            r"`hydra.sweeper.hyperband.min_resource` \(10\) must be below max_resource \(9\): the rungs lie between "
-            r"them\. Lower min_resource, raise max_resource, or set it to null for the trials' own epochs\.",
+            r"`hydra.sweeper.hyperband.min_resource` \(10 epochs\) must be below max_resource \(9 epochs\): the rungs "
+            r"lie between them\. Lower min_resource, raise max_resource, or set it to null for the trials' own "
+            r"epochs\.",
             id="min>max",
         ),
         pytest.param(
@@ -66,8 +67,19 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
         ),
         pytest.param(
             {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "joules"}},
-            r"`hydra.sweeper.asha.resource` must be one of epochs, steps, got 'joules'\.",
+            r"`hydra.sweeper.asha.resource` must be one of epochs, steps, energy_kwh, flops, got 'joules'\.",
             id="resource",
+        ),
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "energy_kwh", "min_resource": "3 min"}},
+            r"`hydra.sweeper.asha.min_resource` is '3 min', a wall_hours amount, but the rungs count energy_kwh: give "
+            r"it in energy_kwh's units \(e.g. 5 J\)\.",
+            id="spend-resource-unit",
+        ),
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "flops", "min_resource": "12 parsecs"}},
+            r"`hydra.sweeper.asha.min_resource`: Unknown unit 'parsecs'",
+            id="spend-resource-bad-unit",
         ),
         pytest.param(
             {"strategy": "asha"},
@@ -96,6 +108,21 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
 def test_a_bad_rung_option_names_it_and_what_is_allowed(options, message):
     with pytest.raises(BudgetConfigError, match=message):
         SweepConfig.parse(budget={"energy_kwh": "1 kWh"}, **options)
+
+
+def test_a_spend_resource_takes_its_rungs_as_quantities_in_its_canonical_unit():
+    config = SweepConfig.parse(
+        max_trials=9,
+        strategy="asha",
+        monitor="val/acc",
+        asha={"resource": "energy_kwh", "min_resource": "5 J", "max_resource": "0.125 Wh"},
+    )
+    assert config.rungs is not None and config.rungs.resource == "energy_kwh"
+    assert (config.rungs.min_resource, config.rungs.max_resource) == (pytest.approx(5 / 3.6e6), pytest.approx(1.25e-4))
+    flops = SweepConfig.parse(
+        max_trials=9, strategy="asha", monitor="val/acc", asha={"resource": "flops", "min_resource": 1e9}
+    )
+    assert flops.rungs is not None and flops.rungs.min_resource == 1e9
 
 
 def test_the_rung_options_parse_with_the_schemas_defaults():
