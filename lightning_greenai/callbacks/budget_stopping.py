@@ -39,7 +39,8 @@ class BudgetStopping(BatchCallback):
 
     When the sweep sets ``hydra.sweeper.monitor``, it reports that metric to the sweep at each validation end, with
     the epochs done (or the global step, under ``resource: steps``) and the Trainer's ``max_epochs`` (``max_steps``);
-    under ``resource: energy_kwh`` or ``flops``, with the trial's spend so far as its monitors last metered it.
+    under ``resource: energy_kwh`` or ``flops``, with the trial's spend so far, which its monitors read then (in a
+    distributed run, as they last read it, every ``log_every_n_steps`` batches).
     Under ``strategy=asha`` or ``hyperband`` (or an Optuna ``pruner``), a report at a rung waits for the sweeper's
     verdict; a trial it prunes stops there, recorded ``pruned`` with what it spent.
 
@@ -95,7 +96,10 @@ class BudgetStopping(BatchCallback):
             return
         score = _monitored(trainer, reporter.monitor)
         if trainer.is_global_zero:  # one report per trial; every rank hears the verdict in _check's collective
-            if reporter.resource in SPEND_RESOURCES:  # its spend as last metered (every log_every_n_steps)
+            if reporter.resource in SPEND_RESOURCES:  # its spend so far, read now (distributed: as last metered)
+                for callback in trainer.callbacks:  # type: ignore[attr-defined]
+                    if isinstance(callback, EnergyMonitor | FlopMonitor):
+                        callback.read_now(trainer)
                 reporter.report_score(None, score)
             else:
                 resource, max_resource = _progress(trainer, reporter.resource)

@@ -459,6 +459,14 @@ class EnergyMonitor(BatchCallback):
             if co2e_g is not None:
                 pl_module.log("greenai/co2e_g", co2e_g, prog_bar=True, logger=False, batch_size=1)
 
+    def read_now(self, trainer: pl.Trainer) -> None:
+        """Read the sensors and hand the trial its spend now, between scheduled readings (a rung that counts energy).
+
+        One process only: the ranks of a distributed run read together at the scheduled hooks, so there it waits.
+        """
+        if self._active and self._meter is not None and self._meter.started and trainer.world_size == 1:
+            self._sample(trainer)
+
     @override
     def batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any) -> None:
         if stage != "train":

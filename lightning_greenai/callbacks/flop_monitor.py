@@ -358,6 +358,15 @@ class FlopMonitor(BatchCallback):
         self._synced_step_time_s, self._synced_optimizer_steps = extra.tolist()
         self._samples.sync(trainer)
 
+    def read_now(self, trainer: pl.Trainer) -> None:
+        """Hand the trial its FLOPs counted so far now, between scheduled syncs (a rung that counts FLOPs).
+
+        One process only: the ranks of a distributed run sync together at the scheduled hooks, so there it waits.
+        """
+        if trainer.world_size == 1:
+            self._sync(trainer)
+            self._report(trainer)
+
     def _sync_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._sync(trainer)
         flops = self.training_flops

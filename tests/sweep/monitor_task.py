@@ -4,7 +4,8 @@
 Returns ``{"objective": -(x - 3)^2}``; the price tag lands in the trial's output dir (with no ``logger`` config; one
 given, as ``+logger=wandb``, is used and never finished, as many tasks leave it). With ``epochs``, it trains that
 many epochs of 2 batches with ``callbacks=greenai``'s BudgetStopping, validating each: ``val/score`` is
-``-(x - 3)^2 / 10 + epoch / 100`` (the ranking of x never changes), and the objective its last value.
+``-(x - 3)^2 / 10 + epoch / 100`` (the ranking of x never changes), and the objective its last value; ``flops``
+adds a FlopMonitor.
 """
 
 import time
@@ -14,7 +15,7 @@ import lightning as L
 from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_greenai import BudgetStopping, EnergyMonitor
+from lightning_greenai import BudgetStopping, EnergyMonitor, FlopMonitor
 from lightning_greenai.sensors.fake import ConstantPowerSensor
 
 
@@ -45,9 +46,10 @@ def main(cfg: DictConfig) -> dict:
         trainer = L.Trainer(callbacks=[monitor], max_steps=cfg.steps, limit_val_batches=0, **common)
         trainer.fit(BoringModel())
         return {"objective": -((cfg.x - 3.0) ** 2)}
+    flops = [FlopMonitor()] if cfg.flops else []
     trainer = L.Trainer(
-        callbacks=[monitor, BudgetStopping()], max_epochs=cfg.epochs, limit_train_batches=2, limit_val_batches=1,
-        num_sanity_val_steps=0, **common,
+        callbacks=[monitor, *flops, BudgetStopping()], max_epochs=cfg.epochs, limit_train_batches=2,
+        limit_val_batches=1, num_sanity_val_steps=0, **common,
     )  # fmt: skip
     trainer.fit(ScoredModel(cfg.x))
     return {"objective": float(trainer.callback_metrics["val/score"])}

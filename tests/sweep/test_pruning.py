@@ -229,6 +229,28 @@ def test_a_lightning_trial_reports_at_each_validation_end_and_stops_where_it_is_
     assert report(sweep_dir)["trials_by_status"] == {"completed": 2, "pruned": 1}
 
 
+def test_a_lightning_trial_under_rungs_that_count_flops_reports_its_flops_read_at_validation_end(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    asha = ("hydra.sweeper.strategy=asha", "hydra.sweeper.monitor=val/score", "hydra.sweeper.seed=1", CURVES[-1])
+    flops = ("flops=true", "hydra.sweeper.asha.resource=flops", "hydra.sweeper.asha.min_resource=1000")
+    run(sweep_dir, "x=3,0,9", "epochs=9", *asha, *flops, "hydra.sweeper.max_trials=3", task=MONITOR_TASK)
+    assert launched_x(sweep_dir) == {0: 3.0, 1: 9.0, 2: 3.0}  # the seed's draws
+    books = finished(sweep_dir)
+    # FlopMonitor counts 776 training FLOPs an epoch (2 batches of BoringModel), handed over at each validation end
+    assert [r for r, _ in books[0]["reports"]] == [776.0 * epoch for epoch in range(1, 10)]
+    assert [books[job]["status"] for job in range(3)] == ["completed", "pruned", "completed"]
+    assert [(e["job"], e["decision"], e["rung"], e["resource"]) for e in events(sweep_dir, "rung")] == [
+        (0, "promoted", 1, 1000.0),  # rung 1 at 1,000 FLOPs, reached by the report after epoch 2 (1,552)
+        (0, "promoted", 2, 3000.0),  # rung 2 at 3,000 FLOPs, after epoch 4 (3,104)
+        (1, "pruned", 1, 1000.0),
+        (2, "promoted", 1, 1000.0),
+        (2, "promoted", 2, 3000.0),
+    ]
+    assert len(books[1]["reports"]) == 2 and books[1]["spend"]["flops"] == 1552.0  # stopped at its rung, billed so
+    reason = next(e["reason"] for e in events(sweep_dir, "rung") if e["decision"] == "pruned")
+    assert reason.startswith("rung 1 (1.00 kFLOPs): -3.58 < top third 0.02 of 1 earlier score"), reason
+
+
 @pytest.mark.parametrize(
     ("task", "overrides", "message"),
     [
