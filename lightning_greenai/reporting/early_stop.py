@@ -46,10 +46,10 @@ class RungRow:
     full_energy_j: float
 
     def label(self, resource: str) -> str:
-        """``rung 1 (1 epoch)``, ``rung 2 (3 epochs)``, or an Optuna pruner's ``step 4``."""
-        if self.rung is None:
-            return f"step {self.resource:g}"
+        """``rung 1 (1 epoch)``, ``rung 2 (3 epochs)``, or an Optuna pruner's ``step 3 (4 epochs)`` (steps from 0)."""
         unit = resource[:-1] if self.resource == 1 and resource.endswith("s") else resource
+        if self.rung is None:
+            return f"step {self.resource - 1:g} ({self.resource:g} {unit})"
         return f"rung {self.rung} ({self.resource:g} {unit})"
 
     def to_dict(self) -> dict[str, Any]:
