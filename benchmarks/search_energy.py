@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replay import TABLE, load_table  # noqa: E402
+from replay import EXACT, ORDERED, SPACE_PARAMS, TABLE, load_table, nearest_config  # noqa: E402
 
 RUNS = ROOT / "outputs" / "search_energy_runs.jsonl"  # about 1 MB: kept out of git, RESULTS.md has the summary
 PLOT = ROOT / "docs" / "assets" / "search_energy.png"
@@ -45,7 +45,9 @@ EPOCHS = 27
 HYPERBAND_PRUNER = (
     "hydra.sweeper.pruner={_target_:optuna.pruners.HyperbandPruner,min_resource:1,max_resource:27,reduction_factor:3}"
 )
-#: name -> the sweeper's overrides (None: the external anchor, run in this process)
+#: The search over the table's hyperparameters: each trial replays the configuration nearest them (replay.py)
+SPACE = ["config_id=null", *(f"{key}={value}" for key, value in SPACE_PARAMS.items())]
+#: name -> the sweeper's overrides (None: the external anchor, run in this process); without SPACE, a trial is an id
 STRATEGIES: dict[str, list[str] | None] = {
     "random": ["hydra.sweeper.strategy=random"],
     "tpe": ["hydra.sweeper.strategy=optuna"],
@@ -53,6 +55,11 @@ STRATEGIES: dict[str, list[str] | None] = {
     "asha": ["hydra.sweeper.strategy=asha"],
     "hyperband": ["hydra.sweeper.strategy=hyperband"],
     "tpe+hyperband-pruner": ["hydra.sweeper.strategy=optuna", HYPERBAND_PRUNER],
+    "tpe-space": ["hydra.sweeper.strategy=optuna", *SPACE],
+    "cost-aware-space": ["hydra.sweeper.strategy=optuna", "hydra.sweeper.cost_aware=energy_kwh", *SPACE],
+    "tpe+hyperband-pruner-space": ["hydra.sweeper.strategy=optuna", HYPERBAND_PRUNER, *SPACE],
+    "optuna-tpe+hyperband-pruner": None,
+    "optuna-tpe+hyperband-pruner-space": None,
     "ray-tune-asha": None,
     "syne-tune-asha": None,
 }
@@ -63,6 +70,11 @@ LABELS = {
     "asha": "ASHA",
     "hyperband": "Hyperband",
     "tpe+hyperband-pruner": "TPE + Optuna HyperbandPruner",
+    "tpe-space": "TPE over the hyperparameters",
+    "cost-aware-space": "cost-aware TPE over the hyperparameters",
+    "tpe+hyperband-pruner-space": "TPE + HyperbandPruner over the hyperparameters",
+    "optuna-tpe+hyperband-pruner": "plain Optuna TPE + HyperbandPruner (anchor)",
+    "optuna-tpe+hyperband-pruner-space": "plain Optuna TPE + HyperbandPruner over the hyperparameters (anchor)",
     "ray-tune-asha": "Ray Tune ASHA (external anchor)",
     "syne-tune-asha": "Syne Tune ASHA (external anchor)",
 }
@@ -121,7 +133,7 @@ def run_sweep(
         "-m",
         f"hydra.sweep.dir={sweep_dir}",
         f"table={table}",
-        f"config_id=range(0,{ids})",
+        *([] if "config_id=null" in (STRATEGIES[name] or []) else [f"config_id=range(0,{ids})"]),
         f"hydra.sweeper.seed={seed}",
         f"hydra.sweeper.budget.energy_kwh={budget_j} J",
         "hydra.sweeper.max_trials=10000",
@@ -268,6 +280,66 @@ def run_anchor(
         reached = reached or (final is not None and final >= target - 1e-12)
         job += 1
     return {"strategy": name, "seed": seed, "wall_s": round(time.perf_counter() - started, 1), "trials": trials}
+
+
+def run_optuna_anchor(
+    name: str, seed: int, budget_j: float, table: Path, target: float, stop_after_j: float
+) -> dict[str, Any]:
+    """Plain Optuna, no sweeper: ``TPESampler(seed)`` and ``HyperbandPruner(1, 27, 3)`` driving the table in a loop.
+
+    As an Optuna user writes it (``study.ask``; per epoch ``trial.report(score, epoch - 1)``, steps from 0 as Optuna's
+    pruners assume, then ``should_prune``; ``study.tell`` PRUNED or the final score), in a study named as the
+    sweeper's (``greenai``: Hyperband's brackets hash the study's name), suggesting what the sweep suggests: the ids
+    as strings, or (``-space``) the hyperparameters of ``SPACE_PARAMS``, the nearest configuration replayed.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    configs = load_table(table)[1]
+    ids = [str(i) for i in range(len(configs))]
+    study = optuna.create_study(
+        study_name="greenai",
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3),
+    )
+    spent, trials, reached = 0.0, [], False
+    started = time.perf_counter()
+    while spent < budget_j and not (reached and spent >= stop_after_j):
+        trial = study.ask()
+        if name.endswith("-space"):
+            config_id = nearest_config(configs, _suggest_space(trial))
+        else:
+            config_id = int(trial.suggest_categorical("config_id", ids))
+        row = configs[config_id]
+        joules, epoch, pruned = 0.0, 0, False
+        for epoch in range(1, EPOCHS + 1):
+            joules += row["energy_j"][epoch - 1]
+            trial.report(row["score"][epoch - 1], epoch - 1)
+            if trial.should_prune():
+                pruned = True
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, row["score"][-1])
+        final = None if pruned else row["score"][-1]
+        status = "pruned" if pruned else "completed"
+        trials.append({"job": trial.number, "status": status, "epochs": epoch, "energy_j": joules, "final": final})
+        spent += joules
+        reached = reached or (final is not None and final >= target - 1e-12)
+    return {"strategy": name, "seed": seed, "wall_s": round(time.perf_counter() - started, 1), "trials": trials}
+
+
+def _suggest_space(trial: Any) -> dict[str, Any]:
+    """The hyperparameters of ``SPACE_PARAMS``, suggested as the sweeper's Optuna strategy suggests them."""
+    values: dict[str, Any] = {key: trial.suggest_categorical(key, SPACE_PARAMS[key][7:-1].split(",")) for key in EXACT}
+    for key, (low, high, log) in ORDERED.items():
+        if log:
+            values[key] = trial.suggest_float(key, float(low), float(high), log=True)
+        else:
+            values[key] = trial.suggest_int(key, int(low), int(high))
+    return values
 
 
 def available(name: str) -> bool:
@@ -525,7 +597,9 @@ def main(argv: list[str] | None = None) -> None:
                 if not available(name):
                     print(f"{name}: not installed, left out")
                     continue
-                if STRATEGIES[name] is None:
+                if name.startswith("optuna-"):
+                    run = run_optuna_anchor(name, seed, args.budget_j, args.table, target, args.stop_after_j)
+                elif STRATEGIES[name] is None:
                     run = run_anchor(name, seed, args.budget_j, args.table, target, args.stop_after_j)
                 else:
                     run = run_sweep(name, seed, args.budget_j, args.table, work, target, args.stop_after_j)
