@@ -46,7 +46,8 @@ def load_table(path: str | Path = TABLE) -> tuple[dict[str, Any], dict[int, dict
 
 
 #: The search space over the table's hyperparameters (Hydra sweep syntax), as ``learning_curves.SPACE`` drew them:
-#: the ordered ones on the scale they were drawn on (batch size and width log, depth linear), so TPE can model them.
+#: the ordered ones on the scale they were drawn on (batch size and width log, depth linear), so TPE can model them
+#: (Hydra's ``interval`` is of floats, so batch size, width and depth are proposed as floats: the nearest is replayed).
 SPACE_PARAMS = {
     "family": "choice(mlp,cnn)",
     "optimizer": "choice(adam,sgd)",

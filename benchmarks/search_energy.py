@@ -6,7 +6,10 @@ rungs, watchdog and ledger as they are, each trial replaying a configuration the
 ``--budget-j`` joules (a run that has reached the target is ended once ``--stop-after-j`` is spent); and the external
 anchors, Ray Tune's ``AsyncHyperBandScheduler`` and Syne Tune's ``ASHA`` where it is installed (the same rungs: grace
 1 epoch, reduction factor 3, 27 epochs), decide on the same table, fed the trials random search draws for the same
-seed. From each sweep's ledger, in the order its trials finished:
+seed. The ``-space`` strategies search the table's hyperparameters instead of its ids (each trial replays the nearest
+configuration, ``replay.nearest_config``), and the ``optuna-`` anchors are plain Optuna in process (TPE, with
+HyperbandPruner where named), to compare the sweeper's Optuna strategy with. From each sweep's ledger, in the order
+its trials finished:
 
 * energy to target: the joules spent (pruned trials included) until a trial that trained to its end scored within
   ``--tolerance`` of the best final score in the table;
@@ -58,6 +61,7 @@ STRATEGIES: dict[str, list[str] | None] = {
     "tpe-space": ["hydra.sweeper.strategy=optuna", *SPACE],
     "cost-aware-space": ["hydra.sweeper.strategy=optuna", "hydra.sweeper.cost_aware=energy_kwh", *SPACE],
     "tpe+hyperband-pruner-space": ["hydra.sweeper.strategy=optuna", HYPERBAND_PRUNER, *SPACE],
+    "optuna-tpe-space": None,
     "optuna-tpe+hyperband-pruner": None,
     "optuna-tpe+hyperband-pruner-space": None,
     "ray-tune-asha": None,
@@ -73,6 +77,7 @@ LABELS = {
     "tpe-space": "TPE over the hyperparameters",
     "cost-aware-space": "cost-aware TPE over the hyperparameters",
     "tpe+hyperband-pruner-space": "TPE + HyperbandPruner over the hyperparameters",
+    "optuna-tpe-space": "plain Optuna TPE over the hyperparameters (anchor)",
     "optuna-tpe+hyperband-pruner": "plain Optuna TPE + HyperbandPruner (anchor)",
     "optuna-tpe+hyperband-pruner-space": "plain Optuna TPE + HyperbandPruner over the hyperparameters (anchor)",
     "ray-tune-asha": "Ray Tune ASHA (external anchor)",
@@ -285,7 +290,7 @@ def run_anchor(
 def run_optuna_anchor(
     name: str, seed: int, budget_j: float, table: Path, target: float, stop_after_j: float
 ) -> dict[str, Any]:
-    """Plain Optuna, no sweeper: ``TPESampler(seed)`` and ``HyperbandPruner(1, 27, 3)`` driving the table in a loop.
+    """Plain Optuna, no sweeper: ``TPESampler(seed)`` (and ``HyperbandPruner(1, 27, 3)``) driving the table in a loop.
 
     As an Optuna user writes it (``study.ask``; per epoch ``trial.report(score, epoch - 1)``, steps from 0 as Optuna's
     pruners assume, then ``should_prune``; ``study.tell`` PRUNED or the final score), in a study named as the
@@ -301,7 +306,9 @@ def run_optuna_anchor(
         study_name="greenai",
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
+        if "hyperband" in name
+        else optuna.pruners.NopPruner(),
     )
     spent, trials, reached = 0.0, [], False
     started = time.perf_counter()
@@ -334,11 +341,8 @@ def run_optuna_anchor(
 def _suggest_space(trial: Any) -> dict[str, Any]:
     """The hyperparameters of ``SPACE_PARAMS``, suggested as the sweeper's Optuna strategy suggests them."""
     values: dict[str, Any] = {key: trial.suggest_categorical(key, SPACE_PARAMS[key][7:-1].split(",")) for key in EXACT}
-    for key, (low, high, log) in ORDERED.items():
-        if log:
-            values[key] = trial.suggest_float(key, float(low), float(high), log=True)
-        else:
-            values[key] = trial.suggest_int(key, int(low), int(high))
+    for key, (low, high, log) in ORDERED.items():  # Hydra's interval() has float ends: all are suggest_float
+        values[key] = trial.suggest_float(key, float(low), float(high), log=log)
     return values
 
 
@@ -576,6 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where the plot goes (a part of the runs: elsewhere)")
     parser.add_argument("--work", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--report", action="store_true", help="only turn the recorded runs into the table and plot")
     parser.add_argument(
@@ -621,7 +626,7 @@ def main(argv: list[str] | None = None) -> None:
         differ, total = agreement(runs, a, b)
         if total:
             print(f"{LABELS[a]} and {LABELS[b]}, fed the same trials: {differ} of {total} stopped at another epoch")
-    plot(runs, rows, target, args.budget_j, PLOT)
+    plot(runs, rows, target, args.budget_j, args.plot)
 
 
 if __name__ == "__main__":
