@@ -6,7 +6,10 @@ rungs, watchdog and ledger as they are, each trial replaying a configuration the
 ``--budget-j`` joules (a run that has reached the target is ended once ``--stop-after-j`` is spent); and the external
 anchors, Ray Tune's ``AsyncHyperBandScheduler`` and Syne Tune's ``ASHA`` where it is installed (the same rungs: grace
 1 epoch, reduction factor 3, 27 epochs), decide on the same table, fed the trials random search draws for the same
-seed. From each sweep's ledger, in the order its trials finished:
+seed. The ``-space`` strategies search the table's hyperparameters instead of its ids (each trial replays the nearest
+configuration, ``replay.nearest_config``), and the ``optuna-`` anchors are plain Optuna in process (TPE, with
+HyperbandPruner where named), to compare the sweeper's Optuna strategy with. From each sweep's ledger, in the order
+its trials finished:
 
 * energy to target: the joules spent (pruned trials included) until a trial that trained to its end scored within
   ``--tolerance`` of the best final score in the table;
@@ -38,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replay import TABLE, load_table  # noqa: E402
+from replay import EXACT, ORDERED, SPACE_PARAMS, TABLE, load_table, nearest_config  # noqa: E402
 
 RUNS = ROOT / "outputs" / "search_energy_runs.jsonl"  # about 1 MB: kept out of git, RESULTS.md has the summary
 PLOT = ROOT / "docs" / "assets" / "search_energy.png"
@@ -47,7 +50,9 @@ EPOCHS = 27
 HYPERBAND_PRUNER = (
     "hydra.sweeper.pruner={_target_:optuna.pruners.HyperbandPruner,min_resource:1,max_resource:27,reduction_factor:3}"
 )
-#: name -> the sweeper's overrides (None: the external anchor, run in this process)
+#: The search over the table's hyperparameters: each trial replays the configuration nearest them (replay.py)
+SPACE = ["config_id=null", *(f"{key}={value}" for key, value in SPACE_PARAMS.items())]
+#: name -> the sweeper's overrides (None: the external anchor, run in this process); without SPACE, a trial is an id
 STRATEGIES: dict[str, list[str] | None] = {
     "random": ["hydra.sweeper.strategy=random"],
     "tpe": ["hydra.sweeper.strategy=optuna"],
@@ -55,6 +60,12 @@ STRATEGIES: dict[str, list[str] | None] = {
     "asha": ["hydra.sweeper.strategy=asha"],
     "hyperband": ["hydra.sweeper.strategy=hyperband"],
     "tpe+hyperband-pruner": ["hydra.sweeper.strategy=optuna", HYPERBAND_PRUNER],
+    "tpe-space": ["hydra.sweeper.strategy=optuna", *SPACE],
+    "cost-aware-space": ["hydra.sweeper.strategy=optuna", "hydra.sweeper.cost_aware=energy_kwh", *SPACE],
+    "tpe+hyperband-pruner-space": ["hydra.sweeper.strategy=optuna", HYPERBAND_PRUNER, *SPACE],
+    "optuna-tpe-space": None,
+    "optuna-tpe+hyperband-pruner": None,
+    "optuna-tpe+hyperband-pruner-space": None,
     "ray-tune-asha": None,
     "syne-tune-asha": None,
 }
@@ -65,6 +76,12 @@ LABELS = {
     "asha": "ASHA",
     "hyperband": "Hyperband",
     "tpe+hyperband-pruner": "TPE + Optuna HyperbandPruner",
+    "tpe-space": "TPE over the hyperparameters",
+    "cost-aware-space": "cost-aware TPE over the hyperparameters",
+    "tpe+hyperband-pruner-space": "TPE + HyperbandPruner over the hyperparameters",
+    "optuna-tpe-space": "plain Optuna TPE over the hyperparameters (anchor)",
+    "optuna-tpe+hyperband-pruner": "plain Optuna TPE + HyperbandPruner (anchor)",
+    "optuna-tpe+hyperband-pruner-space": "plain Optuna TPE + HyperbandPruner over the hyperparameters (anchor)",
     "ray-tune-asha": "Ray Tune ASHA (external anchor)",
     "syne-tune-asha": "Syne Tune ASHA (external anchor)",
 }
@@ -141,7 +158,7 @@ def run_sweep(
         "-m",
         f"hydra.sweep.dir={sweep_dir}",
         f"table={table}",
-        f"config_id=range(0,{ids})",
+        *([] if "config_id=null" in (STRATEGIES[name] or []) else [f"config_id=range(0,{ids})"]),
         f"hydra.sweeper.seed={seed}",
         f"hydra.sweeper.budget.energy_kwh={budget_j} J",
         "hydra.sweeper.max_trials=10000",
@@ -289,6 +306,65 @@ def run_anchor(
         reached = reached or (final is not None and final >= target - 1e-12)
         job += 1
     return {"strategy": name, "seed": seed, "wall_s": round(time.perf_counter() - started, 1), "trials": trials}
+
+
+def run_optuna_anchor(
+    name: str, seed: int, budget_j: float, table: Path, target: float, stop_after_j: float
+) -> dict[str, Any]:
+    """Plain Optuna, no sweeper: ``TPESampler(seed)`` (and ``HyperbandPruner(1, 27, 3)``) driving the table in a loop.
+
+    As an Optuna user writes it (``study.ask``; per epoch ``trial.report(score, epoch - 1)``, steps from 0 as Optuna's
+    pruners assume, then ``should_prune``; ``study.tell`` PRUNED or the final score), in a study named as the
+    sweeper's (``greenai``: Hyperband's brackets hash the study's name), suggesting what the sweep suggests: the ids
+    as strings, or (``-space``) the hyperparameters of ``SPACE_PARAMS``, the nearest configuration replayed.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    configs = load_table(table)[1]
+    ids = [str(i) for i in range(len(configs))]
+    study = optuna.create_study(
+        study_name="greenai",
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
+        if "hyperband" in name
+        else optuna.pruners.NopPruner(),
+    )
+    spent, trials, reached = 0.0, [], False
+    started = time.perf_counter()
+    while spent < budget_j and not (reached and spent >= stop_after_j):
+        trial = study.ask()
+        if name.endswith("-space"):
+            config_id = nearest_config(configs, _suggest_space(trial))
+        else:
+            config_id = int(trial.suggest_categorical("config_id", ids))
+        row = configs[config_id]
+        joules, epoch, pruned = 0.0, 0, False
+        for epoch in range(1, EPOCHS + 1):
+            joules += row["energy_j"][epoch - 1]
+            trial.report(row["score"][epoch - 1], epoch - 1)
+            if trial.should_prune():
+                pruned = True
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, row["score"][-1])
+        final = None if pruned else row["score"][-1]
+        status = "pruned" if pruned else "completed"
+        trials.append({"job": trial.number, "status": status, "epochs": epoch, "energy_j": joules, "final": final})
+        spent += joules
+        reached = reached or (final is not None and final >= target - 1e-12)
+    return {"strategy": name, "seed": seed, "wall_s": round(time.perf_counter() - started, 1), "trials": trials}
+
+
+def _suggest_space(trial: Any) -> dict[str, Any]:
+    """The hyperparameters of ``SPACE_PARAMS``, suggested as the sweeper's Optuna strategy suggests them."""
+    values: dict[str, Any] = {key: trial.suggest_categorical(key, SPACE_PARAMS[key][7:-1].split(",")) for key in EXACT}
+    for key, (low, high, log) in ORDERED.items():  # Hydra's interval() has float ends: all are suggest_float
+        values[key] = trial.suggest_float(key, float(low), float(high), log=log)
+    return values
 
 
 def available(name: str) -> bool:
@@ -525,6 +601,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where the plot goes (a part of the runs: elsewhere)")
     parser.add_argument("--work", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--report", action="store_true", help="only turn the recorded runs into the table and plot")
     parser.add_argument(
@@ -546,7 +623,9 @@ def main(argv: list[str] | None = None) -> None:
                 if not available(name):
                     print(f"{name}: not installed, left out")
                     continue
-                if STRATEGIES[name] is None:
+                if name.startswith("optuna-"):
+                    run = run_optuna_anchor(name, seed, args.budget_j, args.table, target, args.stop_after_j)
+                elif STRATEGIES[name] is None:
                     run = run_anchor(name, seed, args.budget_j, args.table, target, args.stop_after_j)
                 else:
                     run = run_sweep(name, seed, args.budget_j, args.table, work, target, args.stop_after_j)
@@ -568,7 +647,7 @@ def main(argv: list[str] | None = None) -> None:
         differ, total = agreement(runs, a, b)
         if total:
             print(f"{LABELS[a]} and {LABELS[b]}, fed the same trials: {differ} of {total} stopped at another epoch")
-    plot(runs, rows, target, args.budget_j, PLOT)
+    plot(runs, rows, target, args.budget_j, args.plot)
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ class RungRow:
     full_energy_j: float
 
     def label(self, resource: str) -> str:
-        """``rung 1 (1 epoch)``, ``rung 2 (3 epochs)``, or an Optuna pruner's ``step 4``."""
+        """``rung 1 (1 epoch)``, ``rung 2 (3 epochs)``, or an Optuna pruner's ``step 3 (4 epochs)`` (steps from 0)."""
         if self.rung is None:
-            return f"step {self.resource:g}"
+            return f"step {self.resource - 1:g} ({format_resource(self.resource, resource)})"
         return f"rung {self.rung} ({format_resource(self.resource, resource)})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -293,7 +293,10 @@ class OptunaStrategy:
     and a job run again after a resume is told under the trial it was first asked as.
 
     With a ``pruner`` (an Optuna pruner config, as the sampler's) each report of a running trial is Optuna's
-    ``trial.report(score, step)`` (``step``: the resource, a whole number) followed by ``trial.should_prune()``.
+    ``trial.report(score, step)`` followed by ``trial.should_prune()``. Optuna's steps count from 0 (its pruners
+    assume so, and its Lightning callback reports ``current_epoch``), so a report after ``resource`` epochs (or steps)
+    is step ``resource - 1``: with ``max_resource`` the trial's epochs, its last report is step ``max_resource - 1``,
+    below Hyperband's last rung, so a trial that trained to its end is never judged there.
     """
 
     iid = False
@@ -425,12 +428,16 @@ class OptunaStrategy:
     def report(
         self, job_num: int, strategy_id: int | None, resource: float, score: float, max_resource: float | None
     ) -> Verdict:
-        """``trial.report(score, step)`` then ``trial.should_prune()``; a step reported before is passed over."""
+        """``trial.report(score, resource - 1)`` then ``trial.should_prune()``; a step reported before is passed over.
+
+        Optuna's steps are whole numbers from 0: a report at a fractional resource, or before a whole epoch (step),
+        is not Optuna's and goes on.
+        """
         next_rung = math.nextafter(resource, math.inf)
         trial = None if strategy_id is None else self._trial(strategy_id)
-        if trial is None or strategy_id is None or not float(resource).is_integer():
-            return Verdict(stop=False, next_rung=next_rung)  # Optuna's steps are whole numbers
-        step, reported = int(resource), self._reported.setdefault(strategy_id, set())
+        if trial is None or strategy_id is None or not float(resource).is_integer() or resource < 1:
+            return Verdict(stop=False, next_rung=next_rung)
+        step, reported = int(resource) - 1, self._reported.setdefault(strategy_id, set())
         if step in reported:
             return Verdict(stop=False, next_rung=next_rung)
         reported.add(step)
@@ -441,8 +448,8 @@ class OptunaStrategy:
             stop=stop,
             next_rung=None if stop else next_rung,
             decision="pruned" if stop else "continued",
-            reason=f"step {step}: {pruner} {'prunes' if stop else 'keeps'} it at {score:.4g}",
-            level=float(step),
+            reason=f"step {step} (resource {resource:g}): {pruner} {'prunes' if stop else 'keeps'} it at {score:.4g}",
+            level=float(resource),
         )
 
     def _trial(self, number: int) -> Any:

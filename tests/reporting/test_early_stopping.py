@@ -289,7 +289,8 @@ def test_an_optuna_pruners_rungs_are_its_steps_and_it_has_no_evp(tmp_path, capsy
     ]
     assert stopping["run_to_end_energy_kwh"] == pytest.approx(j_to_kwh(4.0 + 4.0))
     assert main(["report", str(sweep), "--no-plots"]) == 0
-    assert "    step 2  reached by 2, pruned 1 (2.00 J)\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "    step 1 (2 steps)  reached by 2, pruned 1 (2.00 J)\n" in out, out  # Optuna counts steps from 0
 
 
 def test_a_random_search_run_to_the_end_keeps_its_evp_and_has_no_rung_table(tmp_path, capsys):

@@ -188,14 +188,38 @@ def test_an_optuna_pruner_in_the_samplers_config_shape_is_fed_the_same_reports(t
     assert rep["strategy"] == "optuna" and rep["trials_by_status"].get("pruned", 0) >= 1, rep["trials_by_status"]
     rungs = events(sweep_dir, "rung")
     assert {e["decision"] for e in rungs} == {"continued", "pruned"}
-    assert all(e["reason"].startswith(f"step {int(e['resource'])}: HyperbandPruner ") for e in rungs)
+    assert all(
+        e["reason"].startswith(f"step {int(e['resource']) - 1} (resource {e['resource']:g}): HyperbandPruner ")
+        for e in rungs
+    )
     study = optuna.load_study(study_name="greenai", storage=f"sqlite:///{sweep_dir / '.greenai' / 'optuna.db'}")
     states = {t.number: t.state.name for t in study.trials}
     for job, trial in finished(sweep_dir).items():
         number = next(e["strategy_id"] for e in events(sweep_dir, "launched") if e["job"] == job)
         assert states[number] == {"pruned": "PRUNED", "completed": "COMPLETE"}[trial["status"]]
         steps = sorted(study.trials[number].intermediate_values)
-        assert steps == [int(r) for r, _ in trial["reports"]]  # every report reached Optuna, as trial.report
+        assert steps == [int(r) - 1 for r, _ in trial["reports"]]  # every report reached Optuna, steps from 0
+
+
+def test_an_optuna_pruner_counts_steps_from_0_and_never_prunes_a_trial_at_its_last_epoch(tmp_path):
+    """Optuna's steps start at 0 (its pruners assume so): with max_resource = the trial's epochs, Hyperband's last
+    rung is past a trial's last report. Counting epochs done from 1 put a rung on the last epoch of every bracket, and
+    this seed's sixth trial, trained to its end, was recorded pruned there (an Optuna PRUNED trial to TPE)."""
+    optuna = pytest.importorskip("optuna")
+    sweep_dir = tmp_path / "sweep"
+    pruner = "+hydra.sweeper.pruner={_target_: optuna.pruners.HyperbandPruner, min_resource: 1, max_resource: 9}"
+    run(sweep_dir, "x=choice(0,1,2,3,4,5,6)", *CURVES, pruner, "hydra.sweeper.max_trials=6", "hydra.sweeper.seed=1")
+    study = optuna.load_study(study_name="greenai", storage=f"sqlite:///{sweep_dir / '.greenai' / 'optuna.db'}")
+    launched = {e["job"]: e["strategy_id"] for e in events(sweep_dir, "launched")}
+    books = finished(sweep_dir)
+    assert len(books) == 6
+    for job, trial in books.items():
+        optuna_trial = study.trials[launched[job]]
+        assert sorted(optuna_trial.intermediate_values) == list(range(len(trial["reports"])))
+        if len(trial["reports"]) == 9:  # trained to its end: completed, and Optuna is told its objective
+            assert (trial["status"], optuna_trial.state.name) == ("completed", "COMPLETE")
+            assert optuna_trial.value == pytest.approx(trial["objective"])
+    assert not [e for e in events(sweep_dir, "rung") if e["resource"] == 9 and e["decision"] == "pruned"]
 
 
 def test_a_resume_replays_the_rung_decisions_and_continues_the_rungs(tmp_path):

@@ -78,3 +78,62 @@ def test_replay_is_deterministic_and_bills_a_pruned_trial_its_recorded_epochs(tm
     for trial in pruned:
         stop = next(e for e in first if e["event"] == "rung" and e["job"] == trial["job"] and e["decision"] == "pruned")
         assert len(trial["reports"]) == stop["resource"]  # it stopped at its rung
+
+
+SPACE = (
+    "config_id=null",
+    "family=choice(mlp,cnn)",
+    "optimizer=choice(adam,sgd)",
+    "lr=tag(log,interval(1e-4,0.3))",
+    "weight_decay=tag(log,interval(1e-6,0.1))",
+    "batch_size=tag(log,interval(16,256))",
+    "width=tag(log,interval(4,256))",
+    "depth=interval(1,3)",
+)
+HYPERPARAMETERS = ("family", "optimizer", "lr", "weight_decay", "batch_size", "width", "depth")
+
+
+def nearest(rows: dict[int, dict], **hyperparameters) -> int:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from replay import nearest_config
+
+    return nearest_config(rows, hyperparameters)
+
+
+def test_nearest_config_is_the_configuration_itself_and_never_another_family_or_optimizer():
+    rows = {r["id"]: r for r in (json.loads(line) for line in TABLE.read_text().splitlines()[1:])}
+    for config_id, row in rows.items():  # every configuration of the table is its own nearest
+        assert nearest(rows, **{k: row[k] for k in HYPERPARAMETERS}) == config_id
+    wide_cnn = {"family": "cnn", "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "batch_size": 64, "depth": 2}
+    chosen = nearest(rows, **wide_cnn, width=256)
+    assert (rows[chosen]["family"], rows[chosen]["optimizer"]) == ("cnn", "sgd")
+    assert chosen == nearest(rows, **wide_cnn, width=32)  # past the family's widest (32 channels) counts as 32
+
+
+@pytest.mark.timeout(120)
+def test_a_search_over_the_hyperparameters_replays_the_nearest_configuration(tmp_path, table_slice):
+    table, rows = table_slice
+    sweep_dir = tmp_path / "space"
+    run(
+        sweep_dir,
+        f"table={table}",
+        *SPACE,
+        "hydra.sweeper.strategy=optuna",
+        "hydra.sweeper.seed=0",
+        "hydra.sweeper.max_trials=6",
+        task=REPLAY,
+    )
+    events = list(Ledger(sweep_dir / ".greenai" / "ledger.jsonl").events())
+    launched = {e["job"]: dict(o.split("=", 1) for o in e["overrides"]) for e in events if e["event"] == "launched"}
+    finished = [e for e in events if e["event"] == "finished"]
+    assert len(finished) == 6
+    for trial in finished:
+        asked = launched[trial["job"]]
+        assert asked["config_id"] == "null" and set(asked) == {"table", "config_id", *HYPERPARAMETERS}
+        values = {k: v if k in ("family", "optimizer") else float(v) for k, v in asked.items() if k in HYPERPARAMETERS}
+        row = rows[nearest(rows, **values)]
+        assert trial["status"] == "completed" and trial["objective"] == row["score"][-1]
+        assert [s for _, s in trial["reports"]] == row["score"]  # every epoch of the nearest configuration
+        assert trial["spend"]["energy_j"] == {"table": pytest.approx(sum(row["energy_j"]))}
