@@ -20,8 +20,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replay import TABLE, load_table  # noqa: E402
 from search_energy import curve, energy_to, fmt_j, read_runs, run_sweep  # noqa: E402
+from table import TABLE, load_table  # noqa: E402
 
 TRAIN = ROOT / "benchmarks" / "train_trial.py"
 RUNS = ROOT / "outputs" / "real_check_runs.jsonl"

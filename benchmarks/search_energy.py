@@ -7,7 +7,7 @@ rungs, watchdog and ledger as they are, each trial replaying a configuration the
 anchors, Ray Tune's ``AsyncHyperBandScheduler`` and Syne Tune's ``ASHA`` where it is installed (the same rungs: grace
 1 epoch, reduction factor 3, 27 epochs), decide on the same table, fed the trials random search draws for the same
 seed. The ``-space`` strategies search the table's hyperparameters instead of its ids (each trial replays the nearest
-configuration, ``replay.nearest_config``), and the ``optuna-`` anchors are plain Optuna in process (TPE, with
+configuration, ``table.nearest_config``), and the ``optuna-`` anchors are plain Optuna in process (TPE, with
 HyperbandPruner where named), to compare the sweeper's Optuna strategy with. From each sweep's ledger, in the order
 its trials finished:
 
@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replay import EXACT, ORDERED, SPACE_PARAMS, TABLE, load_table, nearest_config  # noqa: E402
+from table import EXACT, ORDERED, SPACE_PARAMS, TABLE, load_table, nearest_config  # noqa: E402
 
 RUNS = ROOT / "outputs" / "search_energy_runs.jsonl"  # about 1 MB: kept out of git, RESULTS.md has the summary
 PLOT = ROOT / "docs" / "assets" / "search_energy.png"

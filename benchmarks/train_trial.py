@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_curves import CachedDigits, run_config
-from replay import TABLE, load_table
+from table import TABLE, load_table
 
 from lightning_greenai import BudgetStopping
 

@@ -5,8 +5,11 @@ billed exactly the energy (and FLOPs) its configuration metered up to its rung, 
 sweep: the same trials, the same decisions at the rungs, the same books.
 """
 
+import functools
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -93,13 +96,19 @@ SPACE = (
 HYPERPARAMETERS = ("family", "optimizer", "lr", "weight_decay", "batch_size", "width", "depth")
 
 
+@functools.cache
+def replay_module() -> ModuleType:
+    """``benchmarks/table.py``, loaded from its file (not ``replay.py``, whose ``@hydra.main(version_base="1.3")`` would
+    set Hydra's version base for every later Hydra run in this process; nor ``benchmarks`` on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("greenai_benchmark_table", ROOT / "benchmarks" / "table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def nearest(rows: dict[int, dict], **hyperparameters) -> int:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from replay import nearest_config
-
-    return nearest_config(rows, hyperparameters)
+    return replay_module().nearest_config(rows, hyperparameters)
 
 
 def test_nearest_config_is_the_configuration_itself_and_never_another_family_or_optimizer():
