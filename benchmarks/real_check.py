@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from search_energy import curve, energy_to, fmt_j, read_runs, run_sweep  # noqa: E402
+from search_energy import curve, energy_to, fmt_j, read_runs, run_sweep, trials_to  # noqa: E402
 from table import TABLE, load_table  # noqa: E402
 
 TRAIN = ROOT / "benchmarks" / "train_trial.py"
@@ -38,14 +38,6 @@ def scores_as_table(run: dict[str, Any], configs: dict[int, dict[str, Any]]) -> 
             same += abs(score - recorded[epoch]) < 5e-5  # the table keeps 4 decimals
             total += 1
     return same, total
-
-
-def trials_to(run: dict[str, Any], target: float) -> int | None:
-    """The trials run until the first that trained to its end and reached ``target``."""
-    for n, trial in enumerate(run["trials"], start=1):
-        if trial["final"] is not None and trial["final"] >= target - 1e-12:
-            return n
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
                 energies[mode, name, seed] = energy_to(curve(run["trials"]), target)
             same, total = scores_as_table(real, configs)
             ratio = energies["real", name, seed] / energies["replay", name, seed]
+            reached = [trials_to(run["trials"], target) for run in (replay, real)]
+            count = [None if found is None else found[0] for found in reached]
             print(
-                f"| {seed} | {name} | {trials_to(replay, target)} / {trials_to(real, target)} | "
+                f"| {seed} | {name} | {count[0]} / {count[1]} | "
                 f"{fmt_j(energies['replay', name, seed])} / {fmt_j(energies['real', name, seed])} | {ratio:.2f} | "
                 f"{same} of {total} | {real['wall_s'] / 60:.1f} min |"
             )

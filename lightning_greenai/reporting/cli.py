@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_greenai.reporting.checklists import FORMATS, FUNCTIONAL_UNITS, render_checklist
-from lightning_greenai.reporting.plots import legend_beside, save_figure, score_band, write_plots
+from lightning_greenai.reporting.plots import AXIS_NAMES, legend_beside, save_figure, score_band, write_plots
 from lightning_greenai.reporting.render import axis_unit, to_json, to_markdown, to_text
 from lightning_greenai.reporting.summary import NothingToReportError, RunSummary, SweepSummary, load
 from lightning_greenai.reporting.verdict import compare_at_budgets
@@ -20,8 +20,6 @@ from lightning_greenai.units import DISPLAY_UNITS, format_number, set_display_un
 __all__ = ["compare", "main"]
 
 UNITS = ("energy_kwh", "flops", "co2e_kg", "money", "gpu_hours")
-#: What each budget axis spends, in words.
-_AXIS_WORDS = {"energy_kwh": "energy", "flops": "FLOPs", "co2e_kg": "CO2e", "money": "money", "gpu_hours": "GPU time"}
 
 
 def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, labels: Sequence[str] | None = None) -> str:
@@ -53,7 +51,7 @@ def compare(a: SweepSummary, b: SweepSummary, unit: str, out: Path | None, label
     else:
         lines = [
             f"best score at a budget in {label} (i.i.d. sweeps: expected best of n trials x mean trial cost; "
-            f"others: observed best so far against the {_AXIS_WORDS[unit]} spent so far)"
+            f"others: observed best so far against the {AXIS_NAMES[unit]} spent so far)"
         ]
     names = _names(a, b, labels)
     for (summary, rows), name in zip(curves, (names["a"], names["b"]), strict=True):

@@ -32,14 +32,7 @@ from lightning_greenai.units import SPEND_RESOURCES, format_resource, parse_quan
 if TYPE_CHECKING:
     from lightning_greenai.sweep.strategies import SearchStrategy
 
-__all__ = [
-    "RESOURCES",
-    "RungOptions",
-    "RungStrategy",
-    "SuccessiveHalving",
-    "Verdict",
-    "quantile",
-]
+__all__ = ["RESOURCES", "RungOptions", "RungStrategy", "SuccessiveHalving", "Verdict", "quantile"]
 
 #: What the rungs count: a trial's training (a Lightning trial's epochs or global step; a plain task's
 #: ``report_score`` says it), or a budget axis of its own spend, which its account fills in as it was metered.
