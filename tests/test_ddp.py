@@ -63,3 +63,39 @@ def test_ddp_two_ranks_on_one_gpu_count_it_once(tmp_path):
     # both ranks meter GPU-0 (same UUID): 4 steps x 2 ranks x 10 J, counted once
     assert {k: v for k, v in rank0.energy_j.items() if k.startswith("gpu")} == {"gpu:0": pytest.approx(80.0)}
     assert rank0.energy_j["cpu:package-0"] == pytest.approx(8.0)
+
+
+_GROUP_AT_EXIT = """
+import atexit, sys
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightning_greenai import Meter
+from lightning_greenai.metering.distributed import gather_records
+
+
+def rank(index, init, out):
+    dist.init_process_group("gloo", init_method=init, rank=index, world_size=2)
+    # registered first, so it runs last: what is left of the group when the interpreter goes on to finalize
+    atexit.register(lambda: open(f"{out}/rank{index}", "w").write(str(dist.is_initialized())))
+    with Meter([], process=False) as meter:
+        assert len(gather_records(meter)) == 2
+
+
+if __name__ == "__main__":
+    mp.spawn(rank, args=(sys.argv[1], sys.argv[2]), nprocs=2)  # spawned ranks exit through sys.exit, as ddp_spawn's
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_rank_that_gathered_destroys_its_group_before_the_interpreter_finalizes(tmp_path):
+    """A gloo group alive at finalization can abort a finished ddp_spawn rank (SIGABRT, once in a CI run)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(_GROUP_AT_EXIT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("LOCAL_RANK", None)
+    init = f"file://{tmp_path / 'rendezvous'}"
+    proc = subprocess.run(
+        [sys.executable, str(script), init, str(tmp_path)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "False"]

@@ -9,6 +9,8 @@ price tag can show the energy of each node.
 
 from __future__ import annotations
 
+import atexit
+import signal
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -132,7 +134,35 @@ def gather_records(meter: Meter, *, node: int = 0) -> list[dict[str, Any]]:
         return [local_record(meter, node=node)]
     records: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(records, local_record(meter, rank=dist.get_rank(), node=node))
+    _destroy_group_at_exit()
     return records
+
+
+_destroy_registered = False
+
+
+def _destroy_group_at_exit() -> None:
+    """Destroy the default process group before the interpreter finalizes (registered once per process).
+
+    PyTorch leaves that to the user (pytorch#190489), and Lightning does it for NCCL only. A gloo rank that exits
+    through ``sys.exit`` (every ``ddp_spawn`` rank) with its group alive can then abort in gloo's threads
+    ("terminate called without an active exception", SIGABRT), failing a run that finished.
+    """
+    global _destroy_registered
+    if not _destroy_registered:
+        _destroy_registered = True
+        atexit.register(_destroy_group)
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C must not cut the teardown short
+        try:
+            dist.destroy_process_group()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def refresh_own(records: Sequence[dict[str, Any]], meter: Meter, *, node: int = 0) -> list[dict[str, Any]]:
