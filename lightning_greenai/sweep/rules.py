@@ -19,6 +19,7 @@ from lightning_greenai.errors import BudgetConfigError, MissingDependencyError, 
 from lightning_greenai.sweep.config import SweepConfig
 from lightning_greenai.sweep.history import Trial
 from lightning_greenai.trial.record import TrialStatus, is_scored
+from lightning_greenai.units import SPEND_RESOURCES, format_resource
 
 if TYPE_CHECKING:
     from lightning_greenai.sweep.books import Book
@@ -257,6 +258,9 @@ class UnmeasuredBudget:
 class UnreportedScore:
     """Rungs nothing can reach: a trial that completed without one report of ``monitor``, or unusable rungs.
 
+    Under rungs that count a spend (``resource: energy_kwh`` or ``flops``), also a trial that completed with every
+    report at 0: nothing metered that spend when it reported, so no rung could ever be reached.
+
     Only for a strategy that stops trials at rungs (``asha``, ``hyperband``, an Optuna pruner): without reports it
     would run every trial to its end while the user believes bad ones are stopped early.
     """
@@ -264,7 +268,7 @@ class UnreportedScore:
     name = "monitor"
 
     def __init__(self, options: SweepConfig) -> None:
-        self.monitor = options.monitor
+        self.monitor, self.strategy, self.rungs = options.monitor, options.strategy, options.rungs
 
     def check(self, state: SweepState) -> str | None:
         """The stop reason, or ``None``."""
@@ -274,14 +278,35 @@ class UnreportedScore:
         problem: str | None = getattr(strategy, "problem", None)
         if problem is not None:
             return problem
-        silent = [t.job_num for t in state.book.trials if t.status == TrialStatus.COMPLETED and not t.reports]
-        if not silent:
+        completed = [t for t in state.book.trials if t.status == TrialStatus.COMPLETED]
+        silent = [t.job_num for t in completed if not t.reports]
+        if silent:
+            spends = self.rungs is not None and self.rungs.resource in SPEND_RESOURCES
+            call = "report_score(score) after Meter.sample()" if spends else "report_score(score, epoch)"
+            return (
+                f"hydra.sweeper.monitor={self.monitor!r} was never reported: trial {silent[0]} completed without a "
+                f"report of it, so no trial could be compared at a rung. A Lightning trial reports it at each "
+                f"validation end through BudgetStopping (callbacks=greenai) once it logs {self.monitor!r} (self.log "
+                f"in validation_step); a plain task calls lightning_greenai.{call} after each evaluation."
+            )
+        if self.rungs is None or self.rungs.resource not in SPEND_RESOURCES:
             return None
+        # rungs that count a spend nothing meters: every report at 0, no rung ever reached, no trial ever stopped
+        unmetered = [t.job_num for t in completed if t.reports and not any(r > 0 for r, _ in t.reports)]
+        if not unmetered:
+            return None
+        resource = self.rungs.resource
+        how = (
+            "an EnergyMonitor in a Lightning trial, a Meter with an energy sensor in a plain task"
+            if resource == "energy_kwh"
+            else "a FlopMonitor in a Lightning trial, Meter.add_flops in a plain task"
+        )
         return (
-            f"hydra.sweeper.monitor={self.monitor!r} was never reported: trial {silent[0]} completed without a report "
-            f"of it, so no trial could be compared at a rung. A Lightning trial reports it at each validation end "
-            f"through BudgetStopping (callbacks=greenai) once it logs {self.monitor!r} (self.log in validation_step); "
-            "a plain task calls lightning_greenai.report_score(score, epoch) after each evaluation."
+            f"hydra.sweeper.{self.strategy}.resource={resource}, but trial {unmetered[0]} completed with every report "
+            f"at {format_resource(0.0, resource)}: no {resource} was metered when it reported, so no trial could reach "
+            f"the first rung ({format_resource(self.rungs.min_resource, resource)}) and none would ever be stopped "
+            f"early. Meter it ({how}; a plain task calls Meter.sample() before report_score), or count epochs "
+            f"(hydra.sweeper.{self.strategy}.resource=epochs)."
         )
 
     def error(self, reason: str, book: Book) -> Exception:

@@ -73,6 +73,7 @@ class RungOptions:
             raise BudgetConfigError(
                 f"`hydra.sweeper.{name}.resource` must be one of {', '.join(RESOURCES)}, got {resource!r}."
             )
+        shown = dict(given)  # the values as given ('0 J'), for the messages
         for key in ("min_resource", "max_resource"):
             if key in given:
                 given[key] = _resource_value(name, key, given[key], resource)
@@ -86,12 +87,15 @@ class RungOptions:
         if isinstance(low, bool) or not isinstance(low, int | float) or not (0 < low < math.inf):
             raise BudgetConfigError(
                 f"`hydra.sweeper.{name}.min_resource` must be a number > 0 (the {parsed.resource} of the first "
-                f"rung), got {low!r}."
+                f"rung), got {shown.get('min_resource', low)!r}."
             )
-        if high is not None and (isinstance(high, bool) or not isinstance(high, int | float) or high == math.inf):
+        if high is not None and (
+            isinstance(high, bool) or not isinstance(high, int | float) or not 0 < high < math.inf
+        ):
+            # NaN and negatives too: they were only caught as "min_resource must be below max_resource (nan J)"
             raise BudgetConfigError(
-                f"`hydra.sweeper.{name}.max_resource` must be a number, or null for the trial's own "
-                f"{parsed.resource}; got {high!r}."
+                f"`hydra.sweeper.{name}.max_resource` must be a finite number > 0, or null for the trial's own "
+                f"{parsed.resource}; got {shown.get('max_resource', high)!r}."
             )
         if high is not None and not low < high:
             raise BudgetConfigError(

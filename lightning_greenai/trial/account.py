@@ -345,7 +345,17 @@ class TrialReporter:
         or sends this trial a STOP (pruned; :meth:`prune_request` then says so), checking often at first, then every
         half second. A sweeper that stays silent for ``verdict_patience_s`` is warned about once, and the trial goes
         on: a trial never hangs on its sweeper.
+
+        Raises:
+            ValueError: a ``resource`` given while the rungs count a spend (it would be read in kWh or FLOPs).
         """
+        if resource is not None and self.resource in SPEND_RESOURCES:
+            # an epoch count read as kWh (or FLOPs) would jump every rung: 1 epoch is 3.6 MJ
+            raise ValueError(
+                f"The sweep's rungs count {self.resource}, this trial's spend as metered: call report_score(score) "
+                f"without a resource (after Meter.sample()), and the spend is taken. Got resource={resource!r}, "
+                f"which would be read as {format_resource(resource, self.resource)}."
+            )
         with self._lock:
             if resource is None:
                 resource = self.spent_resource()

@@ -123,7 +123,8 @@ def report_score(score: float, resource: float | None = None, *, max_resource: f
             ``max_resource`` is unset.
 
     Raises:
-        ValueError: a score or resource that is not a finite number (a NaN loss), naming it.
+        ValueError: a score or resource that is not a finite number (a NaN loss), naming it; a ``resource`` given
+            while the sweep's rungs count a spend (it would be read as kWh or FLOPs).
 
     Example::
 

@@ -22,6 +22,11 @@ from tests.sweep.test_sweeper import assert_books_balance, finished, report, run
 MONITOR_TASK = Path(__file__).with_name("monitor_task.py")
 CURVES = ("report=true", "steps=9", "hydra.sweeper.monitor=score", "hydra.sweeper.report=false")
 ASHA = (*CURVES, "hydra.sweeper.strategy=asha")
+SPEND_ASHA = (
+    "hydra.sweeper.strategy=asha",
+    "hydra.sweeper.asha.resource=energy_kwh",
+    "hydra.sweeper.asha.min_resource=2 J",
+)
 
 
 def events(sweep_dir: Path, kind: str) -> list[dict]:
@@ -306,6 +311,26 @@ def test_a_lightning_trial_under_rungs_that_count_flops_reports_its_flops_read_a
             ),
             "`hydra.sweeper.asha.min_resource` (10 epochs) must be below max_resource (9 epochs)",
             id="min>max",
+        ),
+        pytest.param(  # report_score(score, epoch) was read as epoch kWh: 1 J trials pruned at a 6 J rung
+            None,
+            (*CURVES, *SPEND_ASHA),
+            "The sweep's rungs count energy_kwh, this trial's spend as metered: call report_score(score) without a "
+            "resource (after Meter.sample()), and the spend is taken. Got resource=1, which would be read as 1.00 kWh.",
+            id="epochs-reported-under-energy-rungs",
+        ),
+        pytest.param(  # every report at 0 J: no rung was ever reached, every trial ran to its end, 'pruned 0'
+            None,
+            (*CURVES, *SPEND_ASHA, "report_spend=true", "sensor=none"),
+            "hydra.sweeper.asha.resource=energy_kwh, but trial 0 completed with every report at 0 J: no energy_kwh "
+            "was metered when it reported, so no trial could reach the first rung (2.00 J)",
+            id="energy-rungs-nothing-metered",
+        ),
+        pytest.param(
+            None,
+            (*CURVES, "hydra.sweeper.strategy=asha", "hydra.sweeper.asha.resource=flops", "report_spend=true"),
+            "hydra.sweeper.asha.resource=flops, but trial 0 completed with every report at 0 FLOPs",
+            id="flops-rungs-nothing-metered",
         ),
     ],
 )

@@ -65,6 +65,18 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
             r"`hydra.sweeper.asha.min_resource` must be a number > 0 \(the epochs of the first rung\), got 0\.",
             id="min=0",
         ),
+        pytest.param(  # NaN was caught only as "min_resource (2.00 J) must be below max_resource (nan J)"
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"min_resource": 1, "max_resource": float("nan")}},
+            r"`hydra.sweeper.asha.max_resource` must be a finite number > 0, or null for the trial's own epochs; "
+            r"got nan\.",
+            id="max=nan",
+        ),
+        pytest.param(
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "energy_kwh", "max_resource": "0 J"}},
+            r"`hydra.sweeper.asha.max_resource` must be a finite number > 0, or null for the trial's own energy_kwh; "
+            r"got '0 J'\.",
+            id="max=0J",
+        ),
         pytest.param(
             {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "joules"}},
             r"`hydra.sweeper.asha.resource` must be one of epochs, steps, energy_kwh, flops, got 'joules'\.",
