@@ -94,8 +94,18 @@ class EarlyStopping:
         return self.full_energy_j / self.energy_j if self.energy_j > 0 else None
 
     @property
+    def estimated(self) -> bool:
+        """Whether the run-to-the-end figure estimates anything: ``False`` when no pruned trial's end is known."""
+        return not self.pruned or bool(self.max_resources)
+
+    @property
     def estimate_method(self) -> str:
         """How the run-to-the-end energy was estimated, in words."""
+        if not self.estimated:  # every pruned trial at what it spent: the figure is the spend, no saving measured
+            return (
+                f"not estimated (no pruned trial's max_resource is known: rungs counting {self.resource} without "
+                "max_resource); every trial counts at what it spent; set the strategy's max_resource to estimate it"
+            )
         unit = self.resource[:-1] if self.resource in ("epochs", "steps") else _SPEND_UNIT.get(self.resource, "unit")
         ends = sorted(set(self.max_resources))
         end = format_resource(ends[0], self.resource) if len(ends) == 1 else f"its own max {self.resource}"
@@ -109,7 +119,8 @@ class EarlyStopping:
 
     def to_dict(self) -> dict[str, Any]:
         """The section ``early_stopping`` of ``budget_report.json`` and ``greenai report --json``."""
-        ratio = self.saving_ratio
+        ratio = self.saving_ratio if self.estimated else None
+        known = self.estimated  # else no figure for the run to the end: null, not the spend as if nothing was saved
         return {
             "strategy": self.strategy,
             "resource": self.resource,
@@ -118,8 +129,8 @@ class EarlyStopping:
             "rungs": [row.to_dict() for row in self.rows],
             "pruned_energy_kwh": j_to_kwh(self.pruned_energy_j),
             "energy_kwh": j_to_kwh(self.energy_j),
-            "run_to_end_energy_kwh": j_to_kwh(self.full_energy_j),
-            "saved_energy_kwh": j_to_kwh(self.full_energy_j - self.energy_j),
+            "run_to_end_energy_kwh": j_to_kwh(self.full_energy_j) if known else None,
+            "saved_energy_kwh": j_to_kwh(self.full_energy_j - self.energy_j) if known else None,
             "saving_ratio": ratio,
             "run_to_end_is_estimate": True,
             "run_to_end_method": self.estimate_method,

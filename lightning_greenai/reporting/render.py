@@ -151,6 +151,8 @@ def _pruned_text(stopping: EarlyStopping, *, compact: bool = False) -> str:
     pruned = f"{stopping.pruned} of {_count(stopping.trials, 'trial')} at rungs, {energy}"
     if not compact:
         return f"{pruned} of the sweep's {format_energy(stopping.energy_j)}"
+    if not stopping.estimated:  # a ratio of 1.00x would read as 'stopping early saved nothing'
+        return f"{pruned}; run to the end not estimated (no max_resource)"
     ratio = stopping.saving_ratio
     times = "" if ratio is None else f", {format_number(ratio)}x the spend"
     return f"{pruned}; run to the end ≈{format_energy(stopping.full_energy_j)}{times} (estimate)"
@@ -164,10 +166,13 @@ def early_stop_lines(stopping: EarlyStopping) -> list[str]:
         energy = f" ({format_energy(row.pruned_energy_j)})" if row.pruned else ""
         lines.append(f"  {row.label(stopping.resource):<{width}}reached by {row.reached}, pruned {row.pruned}{energy}")
     saved = stopping.full_energy_j - stopping.energy_j
-    lines.append(
-        f"the same trials run to the end: {_run_to_end_text(stopping)} ({format_energy(saved)} saved); "
-        f"{stopping.estimate_method}"
-    )
+    if not stopping.estimated:
+        lines.append(f"the same trials run to the end: {stopping.estimate_method}")
+    else:
+        lines.append(
+            f"the same trials run to the end: {_run_to_end_text(stopping)} ({format_energy(saved)} saved); "
+            f"{stopping.estimate_method}"
+        )
     lines.extend(f"note: {note}" for note in stopping.notes)
     return lines
 
@@ -447,8 +452,13 @@ def early_stop_markdown(stopping: EarlyStopping) -> str:
     para = (
         f"Early stopping ({stopping.strategy}): {stopping.pruned} of {_count(stopping.trials, 'trial')} were pruned at "
         f"rungs; they used {format_energy(stopping.pruned_energy_j)} of the sweep's "
-        f"{format_energy(stopping.energy_j)}. Run to the end, the same trials would have needed "
-        f"{_run_to_end_text(stopping)} ({stopping.estimate_method})."
+        f"{format_energy(stopping.energy_j)}. "
+        + (
+            f"Run to the end, the same trials would have needed {_run_to_end_text(stopping)} "
+            f"({stopping.estimate_method})."
+            if stopping.estimated
+            else f"What they would have needed run to the end is {stopping.estimate_method}."
+        )
     )
     rows = "\n".join(
         f"| {row.label(stopping.resource)} | {row.reached} | {row.pruned} | {format_energy(row.pruned_energy_j)} |"

@@ -155,6 +155,35 @@ def test_rungs_that_count_energy_take_each_trials_metered_spend_and_say_it_in_jo
     assert [r * 3.6e6 for r, _ in books[1]["reports"]] == pytest.approx([1.0, 2.0])
 
 
+def test_energy_rungs_without_max_resource_say_the_run_to_the_end_is_not_estimated(tmp_path, capsys):
+    """No trial under energy rungs says how far it would spend (BudgetStopping never does), so with max_resource null
+    every pruned trial counted at what it spent, and every surface said stopping early saved nothing: '1.00x'."""
+    from lightning_greenai.reporting.cli import main
+
+    sweep_dir = tmp_path / "sweep"
+    spend_rungs = ("report_spend=true", *SPEND_ASHA[1:], "hydra.sweeper.report=true")
+    proc = run(
+        sweep_dir,
+        "x=3,2,0",
+        *CURVES[:-1],
+        SPEND_ASHA[0],
+        *spend_rungs,
+        "hydra.sweeper.max_trials=3",
+        "hydra.sweeper.seed=1",
+    )
+    assert {job: t["status"] for job, t in finished(sweep_dir).items()} == {0: "completed", 1: "pruned", 2: "completed"}
+    assert "  pruned    1 of 3 trials at rungs, 2.00 J; run to the end not estimated (no max_resource)\n" in proc.stdout
+    stopping = report(sweep_dir)["early_stopping"]
+    assert (stopping["run_to_end_energy_kwh"], stopping["saved_energy_kwh"], stopping["saving_ratio"]) == (None,) * 3
+    assert stopping["not_estimated"] == [1]
+    assert main(["report", str(sweep_dir), "--no-plots"]) == 0
+    assert (
+        "  the same trials run to the end: not estimated (no pruned trial's max_resource is known: rungs counting "
+        "energy_kwh without max_resource); every trial counts at what it spent; set the strategy's max_resource to "
+        "estimate it\n"
+    ) in capsys.readouterr().out
+
+
 def test_the_ledger_rung_lines_read_as_the_issue_asks(tmp_path):
     sweep_dir = tmp_path / "sweep"
     run(sweep_dir, "x=3,2,0", *ASHA, "hydra.sweeper.max_trials=3", "hydra.sweeper.seed=1")
