@@ -149,7 +149,19 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def _resource_value(name: str, key: str, value: Any, resource: str) -> Any:
     """A rung option as a number in ``resource``'s unit: a spend resource also takes a quantity (``"5 J"``)."""
-    if resource not in SPEND_RESOURCES or not isinstance(value, str):
+    if not isinstance(value, str):
+        return value
+    if resource not in SPEND_RESOURCES:
+        try:
+            quantity = parse_quantity(value)[0]
+        except BudgetConfigError:
+            return value  # not a quantity: refused as no number of epochs (or steps) below
+        if quantity in SPEND_RESOURCES:  # '5 J' with the default resource: the rungs were meant to count joules
+            raise BudgetConfigError(
+                f"`hydra.sweeper.{name}.{key}` is {value!r}, an amount of {quantity}, but the rungs count {resource}: "
+                f"set hydra.sweeper.{name}.resource={quantity} to count each trial's spend, or give a number of "
+                f"{resource}."
+            )
         return value
     try:
         quantity, amount, _ = parse_quantity(value)

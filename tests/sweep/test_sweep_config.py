@@ -77,6 +77,12 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
             r"got '0 J'\.",
             id="max=0J",
         ),
+        pytest.param(  # was: "must be a number > 0 (the epochs of the first rung), got '5 J'", with no hint
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"min_resource": "5 J", "max_resource": "1 kJ"}},
+            r"`hydra.sweeper.asha.min_resource` is '5 J', an amount of energy_kwh, but the rungs count epochs: set "
+            r"hydra.sweeper.asha.resource=energy_kwh to count each trial's spend, or give a number of epochs\.",
+            id="spend-quantity-under-epochs",
+        ),
         pytest.param(
             {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "joules"}},
             r"`hydra.sweeper.asha.resource` must be one of epochs, steps, energy_kwh, flops, got 'joules'\.",
