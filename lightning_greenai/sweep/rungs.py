@@ -163,16 +163,38 @@ def _resource_value(name: str, key: str, value: Any, resource: str) -> Any:
                 f"{resource}."
             )
         return value
+    kind, example = _SPEND_WORDS[resource]
+    try:
+        return float(value)  # '1e9' as YAML gives a number written as a string: the bare number it spells
+    except ValueError:
+        pass
+    if value.strip().startswith("-"):
+        raise BudgetConfigError(
+            f"`hydra.sweeper.{name}.{key}` must be more than 0 {kind} (e.g. {example}), got {value!r}."
+        )
     try:
         quantity, amount, _ = parse_quantity(value)
     except BudgetConfigError as err:
         raise BudgetConfigError(f"`hydra.sweeper.{name}.{key}`: {err}") from None
     if quantity != resource:
         raise BudgetConfigError(
-            f"`hydra.sweeper.{name}.{key}` is {value!r}, a {quantity} amount, but the rungs count {resource}: give "
-            f"it in {resource}'s units (e.g. {'5 J' if resource == 'energy_kwh' else '1e12 FLOPs'})."
+            f"`hydra.sweeper.{name}.{key}` is {value!r}, an amount of {quantity}, but the rungs count {resource}: "
+            f"give it as {kind} (e.g. {example})."
         )
     return amount
+
+
+def _max_example(resource: str) -> str:
+    """An example of a max_resource: the trials' epochs (or steps), or a spend such as '100 J'."""
+    return (
+        f"the trials' {resource}"
+        if resource not in SPEND_RESOURCES
+        else {"energy_kwh": "'100 J'"}.get(resource, "'1e15 FLOPs'")
+    )
+
+
+#: how a message names the quantity a spend rung counts, and an example of one
+_SPEND_WORDS = {"energy_kwh": ("energy", "'5 J'"), "flops": ("FLOPs", "'1e12 FLOPs'")}
 
 
 class SuccessiveHalving:
@@ -257,7 +279,7 @@ class SuccessiveHalving:
             self.problem = (
                 f"hydra.sweeper.hyperband.max_resource is null and the trials' first report did not say how far "
                 f"they train, which Hyperband needs to lay out its brackets: set hydra.sweeper.hyperband."
-                f"max_resource (e.g. the trials' {self.options.resource}), or pass max_resource= to report_score."
+                f"max_resource (e.g. {_max_example(self.options.resource)}), or pass max_resource= to report_score."
             )
 
     def report(self, job_num: int, resource: float, score: float, max_resource: float | None = None) -> Verdict:

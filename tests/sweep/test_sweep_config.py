@@ -90,9 +90,14 @@ def test_a_bad_value_raises_the_same_error_naming_it(option, value, message):
         ),
         pytest.param(
             {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "energy_kwh", "min_resource": "3 min"}},
-            r"`hydra.sweeper.asha.min_resource` is '3 min', a wall_hours amount, but the rungs count energy_kwh: give "
-            r"it in energy_kwh's units \(e.g. 5 J\)\.",
+            r"`hydra.sweeper.asha.min_resource` is '3 min', an amount of wall_hours, but the rungs count energy_kwh: "
+            r"give it as energy \(e.g. '5 J'\)\.",
             id="spend-resource-unit",
+        ),
+        pytest.param(  # was: "Budget limit `energy_kwh` must be >= 0, got -5.555555555555555e-07 (from '-2 J')"
+            {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "energy_kwh", "min_resource": "-2 J"}},
+            r"`hydra.sweeper.asha.min_resource` must be more than 0 energy \(e.g. '5 J'\), got '-2 J'\.",
+            id="spend-resource-negative",
         ),
         pytest.param(
             {"strategy": "asha", "monitor": "val/acc", "asha": {"resource": "flops", "min_resource": "12 parsecs"}},
@@ -141,6 +146,11 @@ def test_a_spend_resource_takes_its_rungs_as_quantities_in_its_canonical_unit():
         max_trials=9, strategy="asha", monitor="val/acc", asha={"resource": "flops", "min_resource": 1e9}
     )
     assert flops.rungs is not None and flops.rungs.min_resource == 1e9
+    # a number written as a string (a quoted YAML value) is the bare number it spells, not "a budget with no unit"
+    quoted = SweepConfig.parse(
+        max_trials=9, strategy="asha", monitor="val/acc", asha={"resource": "flops", "min_resource": "1e9"}
+    )
+    assert quoted.rungs is not None and quoted.rungs.min_resource == 1e9
 
 
 def test_the_rung_options_parse_with_the_schemas_defaults():
