@@ -41,6 +41,22 @@ def _fingerprint(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _search_changes(then: Any, now: Mapping[str, Any], prefix: str = "") -> str:
+    """What differs between two recorded searches, key by key (``a.b: x vs y``), not the two whole searches."""
+    if not isinstance(then, Mapping):
+        return f"{prefix or 'the search'}: {then!r} vs {dict(now)!r}"
+    changes = []
+    for key in sorted(set(then) | set(now), key=str):
+        old, new = then.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changes.append(_search_changes(old, new, f"{prefix}{key}."))
+        else:
+            changes.append(f"{prefix}{key}: {old!r} vs {new!r}")
+    return "; ".join(changes) or f"{prefix or 'the search'}: spelled alike, parsed apart"
+
+
 def _search_key(search: Any) -> str | None:
     """The fingerprint of a search as parsed: its overrides compared by meaning, not by spelling (``None``: damaged)."""
     if not isinstance(search, Mapping) or not isinstance(search.get("arguments"), list):
@@ -161,8 +177,9 @@ def _header(
         )
     if _search_key(header.get("search")) != _search_key(search):
         raise BudgetConfigError(
-            "The search space changed since this sweep started, so it cannot be resumed: was "
-            f"{header.get('search')}, now {search}. Use a new hydra.sweep.dir for a new search."
+            "The search space changed since this sweep started, so it cannot be resumed: "
+            f"{_search_changes(header.get('search'), search)} (was then vs now). Use a new hydra.sweep.dir for a new "
+            "search."
         )
     _check_grid(sweep, header.get("grid"))
     _check_storage(sweep, header)

@@ -375,6 +375,8 @@ def test_a_resume_compares_the_search_space_as_parsed_not_as_spelled(tmp_path):
     assert "resuming" in resumed.stdout
     proc = run(sweep_dir, "x=choice(0,1,3)", "hydra.sweeper.max_trials=1", "hydra.sweeper.resume=true", check=False)
     assert proc.returncode != 0 and "The search space changed" in proc.stderr
+    # only what changed, not both whole searches (a rung option showed as a bare kWh figure among them)
+    assert "resumed: arguments: ['x=choice(0, 1,2)'] vs ['x=choice(0,1,3)'] (was then vs now)." in proc.stderr
 
 
 @pytest.mark.parametrize("strategy", ["random", "optuna"])

@@ -206,3 +206,12 @@ def test_every_logger_of_a_dict_or_list_gets_the_curves():
     assert len(_logger_nodes(OmegaConf.create({"csv": csv, "tensorboard": tb}))) == 2  # the template's many_loggers
     assert len(_logger_nodes(OmegaConf.create([csv, tb]))) == 2
     assert _logger_nodes(OmegaConf.create({"csv": None, "note": "no target here"})) == []
+
+
+def test_a_changed_search_is_told_by_what_changed():
+    from lightning_greenai.sweep.resume import _search_changes
+
+    then = {"arguments": ["x=1,2"], "strategy": "asha", "rungs": {"min_resource": 1, "reduction_factor": 3}}
+    now = {"arguments": ["x=1,2"], "strategy": "asha", "rungs": {"min_resource": 2, "reduction_factor": 3}, "seed": 0}
+    assert _search_changes(then, now) == "rungs.min_resource: 1 vs 2; seed: None vs 0"
+    assert _search_changes("damaged", now).startswith("the search: 'damaged' vs {")
