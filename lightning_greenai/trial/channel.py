@@ -160,14 +160,19 @@ class FileChannel(Channel):
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
         self.sweep_dir = Path(sweep_dir)
+        self._paths: dict[tuple[Kind, int | None], Path] = {}  # a trial asks for its signals at every batch
 
     def path(self, kind: Kind, job_num: int | None) -> Path:
         """The file of a message."""
-        folder = state_dir(self.sweep_dir)
-        if kind == "stop" and job_num is None:
-            return folder / "STOP"
-        suffix = {"heartbeat": ".json", "allowance": ".allowance.json", "stop": ".stop.json"}[kind]
-        return folder / "trials" / f"{job_num}{suffix}"
+        key = (kind, job_num)
+        if key not in self._paths:
+            folder = state_dir(self.sweep_dir)
+            if kind == "stop" and job_num is None:
+                self._paths[key] = folder / "STOP"
+            else:
+                suffix = {"heartbeat": ".json", "allowance": ".allowance.json", "stop": ".stop.json"}[kind]
+                self._paths[key] = folder / "trials" / f"{job_num}{suffix}"
+        return self._paths[key]
 
     def put(self, kind: Kind, job_num: int | None, text: str, *, patience_s: float = 0.0) -> None:
         """Write the file atomically (temporary name, fsync, ``os.replace``)."""

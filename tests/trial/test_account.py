@@ -239,3 +239,17 @@ def test_a_stop_signal_that_is_not_json_still_stops_the_trial(tmp_path):
     assert account.stop_request() == {"policy": "graceful", "reason": "STOP signal present"}
     account.channel.put("stop", None, '{"policy": "kill", "reason": "budget reached"}')
     assert account.stop_request() == {"policy": "kill", "reason": "budget reached"}
+
+
+def test_each_job_of_a_process_reports_as_itself_though_its_context_is_read_once(in_sweep_job, monkeypatch):
+    """The context is kept per job (BudgetStopping asks at every batch); the next job's config is another job."""
+    from lightning_greenai.trial.account import job_context
+
+    assert job_context() is job_context() and job_context().job_num == 7
+    runtime = OmegaConf.create(
+        {"hydra": {**OmegaConf.to_container(HydraConfig.get()), "job": {"num": 8}}}
+    )  # the next job of a basic launcher: Hydra sets a new config
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: runtime.hydra))
+    assert job_context().job_num == 8 and current_trial().job_num == 8
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: False))
+    assert job_context() is None  # out of the sweep again
