@@ -86,10 +86,12 @@ class RayCluster:
         """The CPUs the live nodes of the cluster offer."""
         script = (
             f"import json, ray; ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False); "
-            "print(json.dumps(ray.cluster_resources().get('CPU', 0)))"
+            "print('CPUS', json.dumps(ray.cluster_resources().get('CPU', 0)), flush=True)"
         )
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
-        return float(json.loads(done.stdout.strip().splitlines()[-1])) if done.returncode == 0 else 0.0
+        # Ray may print after it (on a busy machine: '(2) raylet has lagging heartbeats ...'): take the marked line
+        found = [line for line in done.stdout.splitlines() if line.startswith("CPUS ")]
+        return float(json.loads(found[-1].removeprefix("CPUS "))) if done.returncode == 0 and found else 0.0
 
     def wait_for_cpus(self, timeout_s: float = 60.0) -> None:
         """Wait until every started worker's CPUs are in the cluster."""
