@@ -163,7 +163,7 @@ def _resource_value(name: str, key: str, value: Any, resource: str) -> Any:
                 f"{resource}."
             )
         return value
-    kind, example = _SPEND_WORDS[resource]
+    kind, example, _ = _SPEND_WORDS[resource]
     try:
         return float(value)  # '1e9' as YAML gives a number written as a string: the bare number it spells
     except ValueError:
@@ -186,15 +186,11 @@ def _resource_value(name: str, key: str, value: Any, resource: str) -> Any:
 
 def _max_example(resource: str) -> str:
     """An example of a max_resource: the trials' epochs (or steps), or a spend such as '100 J'."""
-    return (
-        f"the trials' {resource}"
-        if resource not in SPEND_RESOURCES
-        else {"energy_kwh": "'100 J'"}.get(resource, "'1e15 FLOPs'")
-    )
+    return _SPEND_WORDS[resource][2] if resource in SPEND_RESOURCES else f"the trials' {resource}"
 
 
-#: how a message names the quantity a spend rung counts, and an example of one
-_SPEND_WORDS = {"energy_kwh": ("energy", "'5 J'"), "flops": ("FLOPs", "'1e12 FLOPs'")}
+#: how a message names the quantity a spend rung counts, and examples of a first rung and of a max_resource
+_SPEND_WORDS = {"energy_kwh": ("energy", "'5 J'", "'100 J'"), "flops": ("FLOPs", "'1e12 FLOPs'", "'1e15 FLOPs'")}
 
 
 class SuccessiveHalving:
