@@ -21,24 +21,27 @@ from pathlib import Path
 
 import psutil
 
-from tests.services import free_port
+from tests.services import free_port, free_ports
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
-def _node_ports() -> list[str]:
-    """Ports a node would otherwise take by default (two nodes on one host would then collide)."""
-    ports = [
-        "--node-manager-port",
-        "--object-manager-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--runtime-env-agent-port",
-        "--metrics-export-port",
-    ]
-    # worker processes keep Ray's default range: each raylet takes ports free in it, so nodes share it safely
-    return [f"{flag}={free_port()}" for flag in ports]
+#: Ports a node would otherwise take by default (two nodes on one host would then collide); worker processes keep
+#: Ray's default range: each raylet takes ports free in it, so nodes share it safely
+NODE_PORTS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+)
+
+
+def _ports(flags: tuple[str, ...], *avoid: int) -> list[str]:
+    """``flag=port`` for each flag: distinct free ports, none of ``avoid`` (chosen, not yet bound)."""
+    return [f"{flag}={port}" for flag, port in zip(flags, free_ports(len(flags), *avoid), strict=True)]
 
 
 class RayCluster:
@@ -65,13 +68,12 @@ class RayCluster:
             "--include-dashboard=false",
             "--disable-usage-stats",
             f"--temp-dir={self.folder}",
-            f"--ray-client-server-port={free_port()}",
-            *_node_ports(),
+            *_ports(("--ray-client-server-port", *NODE_PORTS), self.port),
         )
 
     def add_worker(self, name: str, cpus: int = 2) -> None:
         """Start a worker node with ``cpus`` CPUs, and wait until the cluster counts them."""
-        ports = _node_ports()
+        ports = _ports(NODE_PORTS)
         self._start(
             f"--address={self.address}",
             "--node-ip-address=127.0.0.1",

@@ -9,14 +9,26 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, *avoid: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 now, none of ``avoid`` (ports chosen but not yet bound).
+
+    The sockets are held together while the kernel picks, so no port repeats: ports picked one at a time can (a Ray
+    node once got one port for two of its components and failed to start).
+    """
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count + len(avoid))]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [port for port in (int(s.getsockname()[1]) for s in sockets) if port not in avoid][:count]
 
 
 def apt_install(packages: list[str], present: Callable[[], bool]) -> str | None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.services import apt_install, free_port
+from tests.services import apt_install, free_port, free_ports
 
 DAEMONS = ("slurmctld", "slurmd", "munged", "sinfo", "squeue", "scancel", "sbatch")
 
@@ -37,6 +37,7 @@ def ensure_installed(accounting: bool = False) -> str | None:
 
 
 def _config(folder: Path, host: str, dbd_port: int | None) -> str:
+    ctld_port, slurmd_port = free_ports(2, *([dbd_port] if dbd_port else []))
     accounting = (
         f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
         # the munge socket for slurmdbd's connections (AuthInfo covers only the cluster's own)
@@ -60,8 +61,8 @@ SlurmctldPidFile={folder}/slurmctld.pid
 SlurmdPidFile={folder}/slurmd.pid
 SlurmctldLogFile={folder}/log/slurmctld.log
 SlurmdLogFile={folder}/log/slurmd.log
-SlurmctldPort={free_port()}
-SlurmdPort={free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/linux
