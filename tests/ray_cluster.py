@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -119,13 +120,18 @@ class RayCluster:
         return len(victims)
 
     def processes(self) -> list[psutil.Process]:
-        """Every process of this cluster (their command lines name its temp dir or its head's port)."""
-        mine = []
+        """Every process of this cluster: those whose command line names its temp dir or its head's port (the client
+        server names the head by the host's own address), and their children (Ray's agents, renamed
+        ``ray::DashboardAgent``, name neither, and outlived a killed raylet by minutes)."""
+        head = re.compile(rf":{self.port}\b")
+        mine: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["cmdline"]):
             line = " ".join(proc.info["cmdline"] or [])
-            if str(self.folder) in line or self.address in line:
-                mine.append(proc)
-        return [p for p in mine if p.pid != os.getpid()]
+            if str(self.folder) in line or head.search(line):
+                mine[proc.pid] = proc
+                with suppress(psutil.Error):
+                    mine.update((child.pid, child) for child in proc.children(recursive=True))
+        return [p for pid, p in mine.items() if pid != os.getpid()]
 
 
 @contextmanager
