@@ -411,9 +411,9 @@ class BudgetSweep:
         self.jobs_channel.delete("stop", None)
         for job in jobs:
             self._prepare(job, allowance, ledger)
-        results = self._launch(sweep_dir, jobs, book)
+        results, lost_because = self._launch(sweep_dir, jobs, book)
         for i, job in enumerate(jobs):
-            settle.settle(self, job, None if results is None else results[i])
+            settle.settle(self, job, None if results is None else results[i], lost_because=lost_because)
             if self.pruning is not None:  # reports the watchdog had not read count at their rungs all the same
                 self.pruning.observe(job, job.reports, job.max_resource, running=False)
             self.record(job, strategy, ledger, book)
@@ -449,22 +449,24 @@ class BudgetSweep:
         )
         self.launched.add(job.job_num)
 
-    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: Book) -> Sequence[Any] | None:
+    def _launch(self, sweep_dir: Path, jobs: list[Trial], book: Book) -> tuple[Sequence[Any] | None, str | None]:
+        """The batch's JobReturns, or None and what the launcher raised where it lost them."""
         watchdog = self.watchdog = Watchdog(self, sweep_dir, jobs, book)
         watchdog.start()
         keyed = [f"hydra.sweeper.sweep_id='{self.sweep_id}'"] if self.storage else []
         launch_overrides = [[*job.overrides, f"hydra.sweep.dir='{sweep_dir}'", *keyed] for job in jobs]
         try:
             results: Sequence[Any] | None = self.launcher.launch(launch_overrides, initial_job_idx=jobs[0].job_num)
+            lost_because = None
         except Exception as err:  # a launcher that lost the batch's JobReturns (killed array job)
             self._raise_if_signalled(err)
             log.warning("The launcher raised %s: %s; reading each trial's record instead.", type(err).__name__, err)
-            results = None
+            results, lost_because = None, settle.launcher_reason(err)
             settle.await_siblings(self, jobs)
         finally:
             watchdog.stop()
         self._raise_if_signalled(None)  # a signal that reached a job as an ordinary failure is still the interrupt
-        return results
+        return results, lost_because
 
     def _raise_if_signalled(self, cause: BaseException | None) -> None:
         if self.signalled == signal.SIGINT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from lightning_greenai.trial.task import carried_record
 if TYPE_CHECKING:
     from lightning_greenai.sweep.engine import BudgetSweep
 
-__all__ = ["await_siblings", "settle"]
+__all__ = ["await_siblings", "launcher_reason", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,39 @@ def await_siblings(sweep: BudgetSweep, jobs: list[Trial], why: str = "still runn
         time.sleep(max(sweep.poll_s, 0.2))
 
 
-def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = False) -> None:
-    """Decide a finished job's status, objective and spend from its JobReturn and its trial record."""
+#: The last line of a Python traceback: the exception's (dotted) type, then its message
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(:|$)")
+
+
+def launcher_reason(err: BaseException, limit: int = 400) -> str:
+    """What a launcher's exception says, on one line, for the error of each trial whose JobReturn it lost.
+
+    Its message up to the logs it quotes, and the error that ended the trace it quotes: submitit's
+    ``FailedJobError`` holds the job's traceback, its ``UncompletedJobError`` SLURM's state (``TIMEOUT`` for a job
+    killed at its time limit).
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    head: list[str] = []
+    for line in lines:
+        if set(line) <= set("-=") or (head and line.endswith(":")):
+            break
+        head.append(line)
+    rest = lines[len(head) :]
+    cause = next((line for line in reversed(rest) if _RAISED.match(line)), None)
+    text = " ".join(head).removesuffix(":")
+    if cause is not None:
+        text = f"{text}; {cause}"
+    text = f"the launcher raised {type(err).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def settle(
+    sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = False, lost_because: str | None = None
+) -> None:
+    """Decide a finished job's status, objective and spend from its JobReturn and its trial record.
+
+    ``lost_because`` says why the JobReturn is missing (:func:`launcher_reason`), for the trial's error.
+    """
     from hydra.core.utils import JobStatus
 
     notes: list[str] = []
@@ -104,19 +136,19 @@ def settle(sweep: BudgetSweep, job: Trial, ret: Any, *, interrupted: bool = Fals
             if record.status != TrialStatus.FAILED:
                 _take_objective(sweep, job, record.objective)
             else:
-                job.error = "failed (its JobReturn was lost with the launcher)"
+                job.error = f"failed (its JobReturn was lost: {lost_because or 'its launcher failed'})"
         elif interrupted:
             job.status = TrialStatus.INTERRUPTED
             job.error = "the sweep was interrupted while it ran: billed at its last heartbeat, run again on resume"
         elif record is None:
             job.status, job.error = (
                 TrialStatus.FAILED,
-                "no JobReturn and no heartbeat: the launcher lost it before it ran",
+                f"no JobReturn and no heartbeat: lost before it ran ({lost_because or 'its launcher failed'})",
             )
         else:
             job.status, job.error = (
                 TrialStatus.FAILED,
-                "no JobReturn (killed, or its launcher failed): billed at its heartbeat",
+                f"no JobReturn ({lost_because or 'killed, or its launcher failed'}): billed at its heartbeat",
             )
         return
     if ret.status != JobStatus.COMPLETED:

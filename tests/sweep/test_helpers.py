@@ -11,6 +11,7 @@ from lightning_greenai.sweep.engine import BudgetSweep, merge_search_space
 from lightning_greenai.sweep.history import Trial, replay
 from lightning_greenai.sweep.launchers import launcher_parallelism
 from lightning_greenai.sweep.ledger import Ledger
+from lightning_greenai.sweep.settle import launcher_reason
 from lightning_greenai.sweep.strategies import OptunaStrategy
 
 
@@ -215,3 +216,32 @@ def test_a_changed_search_is_told_by_what_changed():
     now = {"arguments": ["x=1,2"], "strategy": "asha", "rungs": {"min_resource": 2, "reduction_factor": 3}, "seed": 0}
     assert _search_changes(then, now) == "rungs.min_resource: 1 vs 2; seed: None vs 0"
     assert _search_changes("damaged", now).startswith("the search: 'damaged' vs {")
+
+
+def _fails_in_its_job() -> None:
+    raise RuntimeError("the job's own error")
+
+
+def test_what_a_launcher_raised_is_one_line_ending_with_the_jobs_own_error(tmp_path):
+    import submitit
+
+    # submitit's FailedJobError quotes the job's whole traceback between rulers, then where its logs are
+    executor = submitit.LocalExecutor(folder=tmp_path)
+    executor.update_parameters(timeout_min=1)
+    job = executor.submit(_fails_in_its_job)
+    with pytest.raises(submitit.core.utils.FailedJobError) as raised:
+        job.result()
+    reason = launcher_reason(raised.value)
+    assert reason.startswith("the launcher raised FailedJobError: Job (task=0) failed during processing with trace; ")
+    assert reason.endswith("RuntimeError: the job's own error"), reason
+    assert "\n" not in reason and "check full logs" not in reason
+    # a message with no trace is its lines up to the logs it quotes; a long one is cut
+    lost = submitit.core.utils.UncompletedJobError(
+        "Job 7_1 (task: 0) with path /x/7_1_result.pkl\nhas not produced any output (state: TIMEOUT)\n"
+        "Error stream produced:\n----\nslurmstepd: error: *** JOB 7 CANCELLED DUE TO TIME LIMIT ***"
+    )
+    assert launcher_reason(lost) == (
+        "the launcher raised UncompletedJobError: Job 7_1 (task: 0) with path /x/7_1_result.pkl "
+        "has not produced any output (state: TIMEOUT)"
+    )
+    assert len(launcher_reason(RuntimeError("x" * 1000))) == 400

@@ -188,12 +188,17 @@ def test_a_killed_job_is_billed_at_its_last_heartbeat_and_siblings_are_kept(tmp_
     }
     assert finished[1]["status"] == "failed"
     assert finished[1]["spend"]["energy_j"]["gpu:0"] == pytest.approx(2.0)  # billed its two steps
+    # its error says what the launcher raised for it: joblib's dead worker, submitit's job with no output
+    assert finished[1]["error"].startswith("no JobReturn (the launcher raised "), finished[1]["error"]
+    assert ("TerminatedWorkerError" if "joblib" in launcher[0] else "has not produced any output") in finished[1][
+        "error"
+    ]
     expected = {0: -9.0, 2: -1.0, 3: 0.0}
     for job in (0, 2, 3):
         if finished[job]["status"] == "completed":  # a sibling that ran keeps its result, JobReturn or not
             assert finished[job]["objective"] == expected[job]
             assert finished[job]["spend"]["energy_j"]["gpu:0"] == pytest.approx(3.0)
-        elif "lost it before it ran" in finished[job]["error"]:
+        elif "lost before it ran" in finished[job]["error"]:
             # joblib stops its pool when a worker dies: a job it never started is failed and costs nothing
             assert finished[job]["spend"]["energy_j"] == {}
         else:  # or one it had started, killed with the pool: billed at its last heartbeat
