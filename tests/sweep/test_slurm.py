@@ -133,24 +133,27 @@ def test_a_job_past_its_time_limit_is_billed_and_recorded_with_the_reason(accoun
         sweep_dir,
         "x=0",
         "steps=400",
-        "step_s=0.5",  # 200 s and 400 J, for a 1-minute limit
+        "step_s=0.5",  # 200 s and 400 J, for a 2-minute limit
         "hydra.sweeper.budget.energy_kwh=1 kWh",
         "hydra.sweeper.max_failure_rate=1.0",
         "hydra/launcher=submitit_slurm",
-        "hydra.launcher.timeout_min=1",
+        "hydra.launcher.timeout_min=2",
+        # SLURM warns the job (USR2) at its first limit check (every 30 s) less than signal_delay_s + 30 s before the
+        # limit: 30 to 60 s in here. Sooner, it may come before the job's step has started and reach no process, or
+        # while Python starts, before submitit handles it, and kill the job outright
+        "hydra.launcher.signal_delay_s=60",
         "hydra.launcher.cpus_per_task=1",
     )
     trial = finished(sweep_dir)[0]
-    # SLURM warns the job (USR2, signal_delay_s before its limit: at its first check here); submitit, with no requeue
-    # left (max_num_timeout=0, the default), ends it: the trial is billed for what it metered and recorded as failed.
-    # A warning sent before the job's step has started reaches no process (SLURM sends it once): the job then runs to
-    # its limit and is killed there, and its error is what the launcher raised, SLURM's state for it
+    # submitit, with no requeue left (max_num_timeout=0, the default), ends the job: the trial is billed for what it
+    # metered and recorded as failed. A job whose warning was lost would run to its limit, be killed there, and read
+    # what the launcher raised for it: SLURM's state
     assert trial["status"] == "failed", trial
     assert "timed-out" in trial["error"] or "(state: TIMEOUT)" in trial["error"], trial
-    # SLURM may send the warning at its first check, seconds in: billed exactly what the job metered by then
+    # billed exactly what the job metered by then
     heartbeat = read_record(sweep_dir, 0)
     assert trial["spend"]["energy_j"] == heartbeat.spend.energy_j
-    # less than the whole trial (400 steps of 1 J): its time limit ended it (SLURM checks limits every 30 s or so)
+    # less than the whole trial (400 steps of 1 J): its time limit ended it
     assert 0.0 <= trial["spend"]["energy_j"].get("gpu:0", 0.0) < 400.0, trial
     assert "SLURM reported no energy for them (sacct has no ConsumedEnergy" in proc.stdout
 
