@@ -97,11 +97,12 @@ class RayCluster:
         return float(json.loads(found[-1].removeprefix("CPUS "))) if done.returncode == 0 and found else 0.0
 
     def wait_for_cpus(self, timeout_s: float = 60.0) -> None:
-        """Wait until every started worker's CPUs are in the cluster."""
+        """Wait until the cluster counts the CPUs of the live workers, exactly: a killed node's are gone only once
+        Ray's health checks have marked it dead, seconds later, and a sweep started before then sees them."""
         deadline = time.monotonic() + timeout_s
-        while self.cpus() < 2 * len(self.workers):
+        while self.cpus() != 2 * len(self.workers):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Ray's worker nodes did not join within {timeout_s:.0f} s")
+                raise RuntimeError(f"Ray's worker nodes did not join (or leave) within {timeout_s:.0f} s")
             time.sleep(0.5)
 
     def kill_worker(self, name: str) -> int:

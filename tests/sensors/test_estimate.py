@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -73,6 +74,24 @@ def _burn_elsewhere(seconds: float) -> psutil.Process:
     return psutil.Process(int(shell.stdout.strip()))
 
 
+def _read_once_while_it_burns(child: subprocess.Popen, read: Callable[[], object]) -> None:
+    """Read once while ``child`` burns (it has used 0.1 s), then wait until it has exited.
+
+    A fixed number of readings: what the readings themselves cost this process does not grow with how slowly a busy
+    machine runs the child.
+    """
+    process = psutil.Process(child.pid)
+    while child.poll() is None:
+        try:
+            if sum(process.cpu_times()[:2]) >= 0.1:
+                read()
+                break
+        except psutil.NoSuchProcess:  # exited (a zombie) already: no reading while it ran
+            break
+        time.sleep(0.05)
+    child.wait()
+
+
 def _wait_done(process: psutil.Process, timeout_s: float = 60.0) -> None:
     """Wait until ``process`` has exited; a zombie counts (init may reap an orphan late)."""
     deadline = time.monotonic() + timeout_s
@@ -97,9 +116,7 @@ def test_a_child_that_exits_is_counted_once_and_one_from_before_not_at_all():
     sensor = CPUEstimateSensor(tdp_w=4.0, logical_cpus=4)  # 1 W per CPU: joules = CPU seconds
     older.wait()
     child = _burn(0.5)
-    while child.poll() is None:
-        sensor.read_energy_j()
-        time.sleep(0.05)
+    _read_once_while_it_burns(child, sensor.read_energy_j)
     cpu_s = sensor.read_energy_j()
     # the child's 0.5 s (+ its interpreter start), once; not twice when reaped, not the older child's too
     assert 0.45 <= cpu_s <= 0.95
@@ -236,9 +253,7 @@ def test_read_with_psutil_a_child_that_exits_is_counted_once_and_one_from_before
     cpu = TreeCPUTime(tree=ProcessTree(psutil.Process(), procfs=None))
     older.wait()
     child = _burn(0.5)
-    while child.poll() is None:
-        cpu()
-        time.sleep(0.05)
+    _read_once_while_it_burns(child, cpu)
     assert 0.45 <= cpu() <= 0.95
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lightning_greenai.trial.channel import read_record
+from lightning_greenai.trial.record import job_alive
 from tests.slurm_cluster import ensure_installed, slurm_cluster
 from tests.sweep.test_faults import (
     popen,
@@ -96,11 +97,13 @@ def test_asha_prunes_slurm_array_tasks_at_their_rung_and_slurm_sees_them_complet
 
 def test_a_job_cancelled_with_scancel_is_billed_at_its_last_heartbeat_and_its_sibling_finishes(accounted, tmp_path):
     sweep_dir = tmp_path / "sweep"
+    hold = tmp_path / "hold"
     proc = popen(
         sweep_dir,
         "x=0,1",
         "steps=100",
         "step_s=0.1",
+        f"hold_file={hold}",
         "hydra.sweeper.budget.energy_kwh=1 kWh",
         "hydra.sweeper.prior_cost.energy_kwh=4 J",  # two trials admitted at once
         "hydra.sweeper.max_failure_rate=1.0",
@@ -109,10 +112,14 @@ def test_a_job_cancelled_with_scancel_is_billed_at_its_last_heartbeat_and_its_si
     )
     try:
         wait_for(lambda: spent_at_least(sweep_dir, range(2), 5.0), proc, timeout_s=120)
+        hold.touch()  # both jobs hold still at their next step: job 0 is cancelled mid-trial however late job 1 began
         cancelled = read_record(sweep_dir, 0).slurm_job
         subprocess.run(["scancel", cancelled], check=True, timeout=30)
+        wait_for(lambda: job_alive(read_record(sweep_dir, 0)) is False, proc)  # killed (after KillWait), on hold
+        hold.unlink()
         out, err = proc.communicate(timeout=300)
     finally:
+        hold.unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-3000:]

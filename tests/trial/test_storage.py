@@ -96,14 +96,19 @@ def test_a_trial_account_bills_through_the_database_and_a_requeue_continues_it(t
 def test_a_job_asks_the_database_for_its_signals_at_most_once_per_signal_s(tmp_path):
     channel = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}", create=True)
     sweeper = open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}")
+    # two jobs: one reads every 0.3 s, one every hour (less than an hour passes here however slow the machine is)
     account = TrialReporter(channel, 0, heartbeat_s=0, signal_s=0.3)
-    assert account.stop_request() is None
+    hourly = TrialReporter(
+        open_channel("/sweeps/a", f"sqlite:///{tmp_path / 's.db'}"), 1, heartbeat_s=0, signal_s=3600.0
+    )
+    assert account.stop_request() is None and hourly.stop_request() is None
     sweeper.put("stop", None, json.dumps({"policy": "graceful", "reason": "budget reached"}))
     sweeper.put("allowance", 0, json.dumps({"sweep": {"energy_kwh": 1e-6}, "policy": "graceful"}))
-    assert account.stop_request() is None  # read 0.3 s ago at most: not asked again yet
+    assert hourly.stop_request() is None  # read less than signal_s ago: not asked again yet
     time.sleep(0.35)
     assert account.stop_request() == {"policy": "graceful", "reason": "budget reached"}
     assert account.allowance()["sweep"] == {"energy_kwh": 1e-6}
+    assert hourly.stop_request() is None
 
 
 @pytest.mark.parametrize(
