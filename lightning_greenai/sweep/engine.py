@@ -528,7 +528,14 @@ class BudgetSweep:
         return {q: (measured.get(q) or 0.0) + limit for q, limit in share.items() if q != "wall_hours"}
 
     def finish(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool = False) -> None:
-        """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report)."""
+        """Close the books: the ledger's ``stopped`` event, then hand the result to ``on_stop`` (the report).
+
+        A signal waits until they are closed (:func:`interrupts.closing_books`).
+        """
+        with interrupts.closing_books(self):
+            self._close_books(ledger, sweep_dir, book, reason, interrupted=interrupted)
+
+    def _close_books(self, ledger: Ledger, sweep_dir: Path, book: Book, reason: str, *, interrupted: bool) -> None:
         wall_s = self.wall_s()
         spent = self.budget.spent(book.spend, self.grid, wall_s=wall_s) if not self.budget.is_unlimited else {}
         session_s = time.monotonic() - self._started if self._started else 0.0

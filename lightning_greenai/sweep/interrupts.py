@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from lightning_greenai.sweep.books import Book
     from lightning_greenai.sweep.engine import BudgetSweep
 
-__all__ = ["INTERRUPT_GRACE_S", "interrupted", "signals_raise", "stop_running_jobs"]
+__all__ = ["INTERRUPT_GRACE_S", "closing_books", "interrupted", "signals_raise", "stop_running_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,37 @@ def signals_raise(sweep: BudgetSweep) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def closing_books(sweep: BudgetSweep) -> Iterator[None]:
+    """While the books close (the ledger's ``stopped`` event, the report, the trackers' curves): a signal waits.
+
+    A first SIGINT or SIGTERM of a sweep that ended lets the report be written, then exits as that signal does
+    (``128 + signal``): an interrupt raised inside a tracker's upload would leave the report half written, or be taken
+    for the tracker's own failure. A second one, or one while an interrupted sweep closes its books, exits at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    waiting: list[int] = []
+
+    def wait_for_the_books(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if waiting or sweep.signalled is not None:
+            raise SystemExit(128 + signum)
+        waiting.append(signum)
+        sweep.on_note(f"[greenai] {name} received while the sweep's report is written: it exits once that is done")
+
+    previous = {sig: signal.signal(sig, wait_for_the_books) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if waiting:
+        sweep.on_note(f"[greenai] the report is written; exiting for {signal.Signals(waiting[0]).name}")
+        raise SystemExit(128 + waiting[0])
 
 
 def interrupted(

@@ -242,6 +242,34 @@ def test_a_signal_at_any_moment_keeps_the_books_and_a_resume_completes_them(tmp_
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("sig", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)], ids=["SIGINT", "SIGTERM", "twice"]
+)
+def test_a_signal_while_the_report_is_written_waits_for_it_and_a_second_one_does_not(tmp_path, sig, times):
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        sweep_dir,
+        "x=0,1",
+        "hydra.sweeper.budget.energy_kwh=1 kWh",
+        # the sweep's curves go to a tracker that the user interrupts while they are uploaded
+        "+logger._target_=signal_logger.SignalLogger",
+        f"+logger.signal_name={sig.name}",
+        f"+logger.times={times}",
+        check=False,
+    )
+    assert proc.returncode == 128 + sig, proc.stderr[-3000:]  # it exits as the signal asks, without a traceback
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    rep = assert_books_balance(sweep_dir, proc.stdout)  # the ledger, the report and the printed tag agree
+    assert rep["trials_by_status"] == {"completed": 2}
+    assert f"{sig.name} received while the sweep's report is written" in proc.stdout
+    if times == 1:  # the first signal waited for the whole report: the curves were sent to the tracker too
+        assert f"the report is written; exiting for {sig.name}" in proc.stdout
+        assert "budget curves logged to SignalLogger" in proc.stdout
+    else:  # a second one ends it at once
+        assert "budget curves logged to" not in proc.stdout
+
+
+@pytest.mark.timeout(300)
 def test_ctrl_c_with_joblib_bills_what_each_job_metered_and_leaves_no_worker_running(tmp_path):
     # heartbeats every 2 s: without waiting for the jobs' final records, they would be billed up to 2 s stale
     common = ("x=0,1", "steps=400", "step_s=0.1", "hydra.sweeper.heartbeat_s=2", *JOBLIB_2)
@@ -266,16 +294,22 @@ def test_ctrl_c_with_joblib_bills_what_each_job_metered_and_leaves_no_worker_run
 
 def test_a_second_sweeper_on_the_same_dir_is_refused(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    first = popen(sweep_dir, "x=0,1,2", "step_s=0.3", "hydra.sweeper.budget.energy_kwh=1 kWh")
-    wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists(), first)
-    second = run(
-        sweep_dir,
-        "x=0,1,2",
-        "step_s=0.3",
-        "hydra.sweeper.budget.energy_kwh=1 kWh",
-        "hydra.sweeper.resume=true",
-        check=False,
-    )
+    hold = tmp_path / "hold"
+    hold.touch()  # the first sweep's trial holds still until the second sweeper has been refused, however slow it is
+    first = popen(sweep_dir, "x=0,1,2", "step_s=0.3", f"hold_file={hold}", "hydra.sweeper.budget.energy_kwh=1 kWh")
+    try:
+        wait_for(lambda: (sweep_dir / ".greenai" / "ledger.jsonl").exists(), first)
+        second = run(
+            sweep_dir,
+            "x=0,1,2",
+            "step_s=0.3",
+            f"hold_file={hold}",
+            "hydra.sweeper.budget.energy_kwh=1 kWh",
+            "hydra.sweeper.resume=true",
+            check=False,
+        )
+    finally:
+        hold.unlink()
     assert second.returncode != 0
     assert "Another sweeper (pid" in second.stderr and "is running on" in second.stderr
     out, err = first.communicate(timeout=120)
