@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
@@ -66,6 +66,23 @@ def stop_local_workers() -> None:
 
 
 @contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT go to ``handler`` inside the block, then back to what handled them before.
+
+    Only the main thread can set handlers: elsewhere (a sweep run from a thread) they stay as they are.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+@contextmanager
 def signals_raise(sweep: BudgetSweep) -> Iterator[None]:
     """While the sweep runs (main thread): SIGTERM raises :class:`SweepInterrupted`, SIGINT ``KeyboardInterrupt``.
 
@@ -76,9 +93,6 @@ def signals_raise(sweep: BudgetSweep) -> Iterator[None]:
     Each also marks ``sweep.signalled``: an interrupt that lands inside a launcher's or Hydra's own code may come out
     as some other exception (or a failed job), and the sweep must still read it as the interrupt it was.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         first = sweep.signalled is None
@@ -89,12 +103,8 @@ def signals_raise(sweep: BudgetSweep) -> Iterator[None]:
             raise KeyboardInterrupt
         raise SweepInterrupted(signum)
 
-    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _handling(raise_interrupt):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -102,27 +112,22 @@ def closing_books(sweep: BudgetSweep) -> Iterator[None]:
     """While the books close (the ledger's ``stopped`` event, the report, the trackers' curves): a signal waits.
 
     A first SIGINT or SIGTERM of a sweep that ended lets the report be written, then exits as that signal does
-    (``128 + signal``): an interrupt raised inside a tracker's upload would leave the report half written, or be taken
-    for the tracker's own failure. A second one, or one while an interrupted sweep closes its books, exits at once.
+    (``128 + signal``): an interrupt raised inside a tracker's upload would leave the report half written. A second
+    one, or one while an interrupted sweep closes its books, exits at once.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     waiting: list[int] = []
 
     def wait_for_the_books(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
         if waiting or sweep.signalled is not None:
             raise SystemExit(128 + signum)
         waiting.append(signum)
-        sweep.on_note(f"[greenai] {name} received while the sweep's report is written: it exits once that is done")
+        sweep.on_note(
+            f"[greenai] {signal.Signals(signum).name} received while the sweep's report is written: it exits once "
+            "that is done"
+        )
 
-    previous = {sig: signal.signal(sig, wait_for_the_books) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _handling(wait_for_the_books):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if waiting:
         sweep.on_note(f"[greenai] the report is written; exiting for {signal.Signals(waiting[0]).name}")
         raise SystemExit(128 + waiting[0])
